@@ -1,0 +1,39 @@
+#!/usr/bin/env node
+// Runs the test suite with Node's own test runner. Node 20's `--test` does not expand globs, so the files are
+// listed here. `node test/run.mjs [unit|integration|<path fragment>...]` narrows the run.
+import { spawnSync } from 'node:child_process'
+import { readdirSync, statSync } from 'node:fs'
+import { join, relative } from 'node:path'
+import { fileURLToPath } from 'node:url'
+
+const root = fileURLToPath(new URL('..', import.meta.url))
+
+function walk (dir) {
+  const out = []
+  for (const name of readdirSync(dir)) {
+    const p = join(dir, name)
+    if (statSync(p).isDirectory()) out.push(...walk(p))
+    else if (name.endsWith('.test.ts')) out.push(relative(root, p))
+  }
+  return out
+}
+
+const filters = process.argv.slice(2)
+let files = walk(join(root, 'test')).sort()
+if (filters.length > 0) files = files.filter((f) => filters.some((x) => f.includes(x)))
+if (files.length === 0) {
+  console.error(`no test files match ${filters.join(' ')}`)
+  process.exit(2)
+}
+
+const concurrency = process.env.VECTIS_TEST_CONCURRENCY ?? '2'
+const args = [
+  '--import', 'tsx',
+  '--import', './daemon/polyfill.ts',
+  '--test',
+  `--test-concurrency=${concurrency}`,
+  '--test-timeout=300000',
+  ...files
+]
+const r = spawnSync(process.execPath, args, { cwd: root, stdio: 'inherit' })
+process.exit(r.status ?? 1)
