@@ -1,0 +1,58 @@
+/**
+ * What the rest of the daemon (Kubernetes labels, PeSIT servers, journal) sees of leadership.
+ *
+ * NOT guaranteed by this interface alone: that no other member also believes it leads. That guarantee comes from
+ * the quorum rules of the cluster implementation (and is absent with `VECTIS_QUORUM=none`); what this interface
+ * does guarantee is that `isLeader()` is false as soon as this member's lease has expired on the monotonic clock,
+ * even if no timer has fired yet (after SIGSTOP, a GC pause or a stalled event loop).
+ */
+import type { TypedEmitter } from '../daemon/typed-events.js'
+
+/** `(number, leader)`: the number is the highest ever seen + 1 at each election, persisted, never reused. */
+export interface Epoch {
+  number: number
+  leader: string
+}
+
+export interface LeaderElectedEvent {
+  epoch: Epoch
+  /** Aborted when this leadership ends (demotion, hand-over, shutdown): leader-only work hangs off it. */
+  signal: AbortSignal
+}
+
+export interface LeaderDemotedEvent {
+  epoch: Epoch
+  reason: 'lease-expired' | 'lost-quorum' | 'handover' | 'shutdown' | 'superseded' | 'view-change'
+}
+
+export type LeadershipEvents = {
+  'leader:elected': LeaderElectedEvent
+  'leader:demoted': LeaderDemotedEvent
+}
+
+export interface Leadership {
+  readonly events: TypedEmitter<LeadershipEvents>
+  /**
+   * True only while this member holds a valid lease *now*. Synchronous and cheap: call it right before every
+   * leader-only effect (accepting a PeSIT connection, ACK(SYN), ACK(TRANS.END), a rename, a label write).
+   */
+  isLeader(): boolean
+  /** The epoch of the current (or last) leadership known to this member. */
+  currentEpoch(): Epoch | undefined
+  /** Milliseconds of lease left (0 when not leader); for metrics. */
+  leaseRemainingMs(): number
+}
+
+/**
+ * Hooks a graceful hand-over runs, in order, before the lease passes to the successor. Each part that has
+ * leader-only work registers one (the PeSIT servers: stop accepting, interrupt transfers at the next sync
+ * point, forward new connections during the drain).
+ */
+export interface HandoverHooks {
+  /** Stop taking new sessions. Runs first. */
+  stopAccepting?(): Promise<void>
+  /** Bring live work to a restartable stop within `deadlineMs`. */
+  interrupt?(deadlineMs: number): Promise<void>
+  /** After the successor is leader: forward new connections to `successorAddress` until the drain ends. */
+  drain?(successorAddress: string, drainMs: number): Promise<void>
+}
