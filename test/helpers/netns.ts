@@ -199,6 +199,9 @@ export class NetnsLab {
         }
       } catch { /* no such namespace */ }
       try { execFileSync('ip', ['netns', 'del', h.ns], { stdio: 'ignore' }) } catch { /* not there */ }
+      // The kernel frees a namespace lazily (lingering sockets keep it alive): delete our end of its veth now,
+      // which removes the pair, so nothing of the lab stays in this namespace.
+      try { execFileSync('ip', ['link', 'del', `${h.ns}p`], { stdio: 'ignore' }) } catch { /* gone with the namespace */ }
     }
     try { execFileSync('ip', ['link', 'del', this.bridge], { stdio: 'ignore' }) } catch { /* not there */ }
   }
