@@ -131,6 +131,7 @@ function errorSignature (err: unknown, depth = 0, out = new Set<string>()): Set<
 
 const REFUSED = ['ECONNREFUSED', 'EHOSTUNREACH', 'ENETUNREACH', 'EADDRNOTAVAIL', 'EHOSTDOWN']
 const TIMEOUT = ['TimeoutError', 'ETIMEDOUT']
+const CLOSED = ['ECONNRESET', 'EPIPE', 'ConnectionFailedError', 'StreamResetError', 'StreamClosedError', 'UnexpectedEOFError', 'ConnectionClosedError']
 
 export class Libp2pTransport implements ClusterTransport {
   private readonly log: Logger
@@ -228,8 +229,9 @@ export class Libp2pTransport implements ClusterTransport {
         denyOutboundEncryptedConnection: (_peer, maConn) => { this.secured.add(maConn); return false }
       },
       connectionManager: {
-        dialTimeout: cfg.dialTimeoutMs,
-        addressDialTimeout: cfg.dialTimeoutMs,
+        // Slightly longer than our own deadline, so ours fires first and the error says 'timeout'.
+        dialTimeout: cfg.dialTimeoutMs + 500,
+        addressDialTimeout: cfg.dialTimeoutMs + 500,
         inboundUpgradeTimeout: Math.max(cfg.dialTimeoutMs, 2000),
         outboundStreamProtocolNegotiationTimeout: cfg.requestTimeoutMs,
         inboundStreamProtocolNegotiationTimeout: cfg.inboundReadTimeoutMs,
@@ -373,16 +375,18 @@ export class Libp2pTransport implements ClusterTransport {
       const sig = errorSignature(err)
       if (this.stopController.signal.aborted) throw new TransportError('closed', 'the transport stopped', { address, cause: err })
       if (REFUSED.some((c) => sig.has(c))) throw new TransportError('refused', `nothing accepts connections at ${address}`, { address, cause: err })
-      if (signal.aborted || TIMEOUT.some((c) => sig.has(c))) throw new TransportError('timeout', `dial to ${address} timed out`, { address, cause: err })
+      if (signal.aborted || TIMEOUT.some((c) => sig.has(c)) || sig.has('AbortError')) throw new TransportError('timeout', `dial to ${address} timed out`, { address, cause: err })
       if (sig.has('ClusterSecretMismatchError')) {
         throw new TransportError('denied', `the peer at ${address} does not share the cluster secret`, { address, cause: err })
       }
-      if (sig.has('ECONNRESET') || sig.has('EPIPE') || sig.has('ConnectionFailedError')) {
-        // The TCP connection opened and then the peer hung up during the handshake: what a private network
-        // does to a peer whose key differs (it cannot parse our first bytes).
-        this.log.warn({ address }, 'cluster handshake refused by peer (wrong or missing VECTIS_CLUSTER_SECRET?)')
-        throw new TransportError('denied', `handshake with ${address} refused (wrong or missing cluster secret?)`, { address, cause: err })
+      if (CLOSED.some((c) => sig.has(c))) {
+        // The peer hung up during the handshake. A member whose secret differs does that (it cannot parse our
+        // bytes), but so does a process dying right now: 'closed', not 'denied'. A member that has the secret
+        // says so positively (ClusterSecretMismatchError above) and logs the refusal on its side.
+        this.log.debug({ address, err }, 'connection closed during the cluster handshake')
+        throw new TransportError('closed', `${address} closed the connection during the handshake (dying, or without our cluster secret?)`, { address, cause: err })
       }
+      // The TCP connection opened and the upgrade failed for another reason than time: not one of us.
       this.log.warn({ address, err }, 'cluster handshake failed (wrong or missing VECTIS_CLUSTER_SECRET, or not a cluster member?)')
       throw new TransportError('denied', `handshake with ${address} failed (wrong or missing cluster secret, or not a cluster member)`, { address, cause: err })
     }

@@ -290,9 +290,9 @@ export class ClusterHarness {
 
   logs (i: number): LogLine[] { return this.member(i).logs }
 
-  /** Polls `predicate` until it holds (returns its truthy value) or the deadline passes (the error names `what`). */
+  /** Polls `predicate` until it holds (returns its truthy value) or the deadline (default 30 s) passes (the error names `what`). */
   async waitFor<T> (predicate: () => T | undefined | null | false | Promise<T | undefined | null | false>, opts: { timeoutMs?: number, intervalMs?: number, what?: string } = {}): Promise<T> {
-    return await waitFor(predicate, { timeoutMs: 10_000, ...opts })
+    return await waitFor(predicate, { timeoutMs: 30_000, ...opts })
   }
 
   /** Waits for a log line of member i matching `pred` (also lines logged before the call). */

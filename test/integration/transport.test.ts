@@ -29,6 +29,9 @@ async function startTransport (t: TestContext, host: number, init: Partial<Libp2
     advertiseHost: `${NET}.${host}`,
     bindHost: `${NET}.${host}`,
     port: 0,
+    // Generous deadlines: the machine may be loaded; tests of timeouts pass their own short ones.
+    dialTimeoutMs: 5000,
+    requestTimeoutMs: 10_000,
     ...init
   })
   t.after(() => tr.stop())
@@ -36,15 +39,15 @@ async function startTransport (t: TestContext, host: number, init: Partial<Libp2
   return tr
 }
 
-async function rejectsWith (p: Promise<unknown>, code: string): Promise<TransportError> {
+async function rejectsWith (p: Promise<unknown>, code: string | undefined): Promise<TransportError> {
   try {
     await p
   } catch (err) {
     assert.ok(err instanceof TransportError, `expected a TransportError, got ${String(err)}`)
-    assert.equal(err.code, code, `expected code ${code}, got ${err.code}: ${err.message}`)
+    if (code !== undefined) assert.equal(err.code, code, `expected code ${code}, got ${err.code}: ${err.message}`)
     return err
   }
-  assert.fail(`expected a rejection with ${code}`)
+  assert.fail(`expected a rejection with ${code ?? 'a TransportError'}`)
 }
 
 /** A TCP relay that records every byte in both directions. */
@@ -152,7 +155,7 @@ void test('stop() of a peer fires onDisconnect at once', async (t) => {
   const off = a.onDisconnect((id) => gone.push(id))
   const bId = b.peerId
   await b.stop()
-  await waitFor(() => gone.includes(bId), { timeoutMs: 3000, what: 'disconnect event' })
+  await waitFor(() => gone.includes(bId), { timeoutMs: 10_000, what: 'disconnect event' })
   off()
 })
 
@@ -170,8 +173,10 @@ void test('kill -9 of a peer process fires onDisconnect', async (t) => {
   const gone: string[] = []
   a.onDisconnect((id) => gone.push(id))
   child.kill('SIGKILL')
-  await waitFor(() => gone.includes(info.peerId), { timeoutMs: 3000, what: 'disconnect after kill -9' })
-  await rejectsWith(a.request(info.address, 'again'), 'refused')
+  await waitFor(() => gone.includes(info.peerId), { timeoutMs: 10_000, what: 'disconnect after kill -9' })
+  // Right at the crash a dial may still meet the dying listener ('closed'); then it is refused.
+  await waitFor(async () => (await a.request(info.address, 'again').catch((e: unknown) => e) as TransportError).code === 'refused',
+    { timeoutMs: 10_000, what: 'refused after the crash' })
 })
 
 void test('a wrong secret is refused both ways, logged, and never reaches the handler', async (t) => {
@@ -182,20 +187,24 @@ void test('a wrong secret is refused both ways, logged, and never reaches the ha
   let handled = 0
   a.handle(() => { handled++; return 'ok' })
   b.handle(() => { handled++; return 'ok' })
-  await rejectsWith(a.request(b.address, 'x', { timeoutMs: 3000 }), 'denied')
-  await rejectsWith(b.request(a.address, 'x', { timeoutMs: 3000 }), 'denied')
+  await rejectsWith(a.request(b.address, 'x', { timeoutMs: 10_000 }), 'denied')
+  await rejectsWith(b.request(a.address, 'x', { timeoutMs: 10_000 }), 'denied')
   assert.equal(handled, 0)
   const refused = (l: { msg?: string }): boolean => /without the cluster secret/.test(l.msg ?? '')
-  await sinkA.waitFor(refused, 3000, 'refusal logged by a')
-  await sinkB.waitFor(refused, 3000, 'refusal logged by b')
+  await sinkA.waitFor(refused, 10_000, 'refusal logged by a')
+  await sinkB.waitFor(refused, 10_000, 'refusal logged by b')
   // A member without any secret is refused too. Towards it, a member with the secret cannot tell it from a
   // silent peer (it never answers the private-network nonce), so that direction times out; it logs the refusal.
   const sinkC = new LogSink('info')
   const c = await startTransport(t, 26, {}, sinkC)
   c.handle(() => { handled++; return 'ok' })
-  await rejectsWith(c.request(a.address, 'x', { timeoutMs: 3000 }), 'denied')
-  await rejectsWith(a.request(c.address, 'x', { timeoutMs: 3000 }), 'timeout')
-  await sinkC.waitFor((l) => /failed the cluster handshake/.test(l.msg ?? ''), 5000, 'refusal logged by the member without a secret')
+  // It only sees the connection closing (the member with the secret is the one that knows, and logs it).
+  const fromC = await rejectsWith(c.request(a.address, 'x', { timeoutMs: 10_000 }), undefined)
+  assert.ok(fromC.code === 'closed' || fromC.code === 'denied', fromC.code)
+  // Which comes first depends on timers: our dial deadline ('timeout') or the other side giving up ('closed').
+  const towardsC = await rejectsWith(a.request(c.address, 'x', { timeoutMs: 3000 }), undefined)
+  assert.ok(['timeout', 'denied', 'closed'].includes(towardsC.code), towardsC.code)
+  await sinkC.waitFor((l) => /failed the cluster handshake/.test(l.msg ?? ''), 10_000, 'refusal logged by the member without a secret')
   assert.equal(handled, 0)
   // The same secret works.
   const d = await startTransport(t, 27, { secret: 'right secret' })
