@@ -295,6 +295,7 @@ export class Libp2pTransport implements ClusterTransport {
     addressToMultiaddr(address) // validates before anything else
     const node = this.node
     if (node === undefined || this.status !== 'started') throw new TransportError('closed', 'the transport is not started', { address })
+    if (address === this.address) throw new TransportError('invalid', `${address} is this member's own address`, { address })
     const timeoutMs = opts.timeoutMs ?? this.cfg.requestTimeoutMs
     const deadline = AbortSignal.timeout(timeoutMs)
     const signals = [deadline, this.stopController.signal]
@@ -376,6 +377,9 @@ export class Libp2pTransport implements ClusterTransport {
       if (this.stopController.signal.aborted) throw new TransportError('closed', 'the transport stopped', { address, cause: err })
       if (REFUSED.some((c) => sig.has(c))) throw new TransportError('refused', `nothing accepts connections at ${address}`, { address, cause: err })
       if (signal.aborted || TIMEOUT.some((c) => sig.has(c)) || sig.has('AbortError')) throw new TransportError('timeout', `dial to ${address} timed out`, { address, cause: err })
+      if (sig.has('InvalidPeerIdError')) {
+        throw new TransportError('invalid', `${address} is this member itself`, { address, cause: err })
+      }
       if (sig.has('ClusterSecretMismatchError')) {
         throw new TransportError('denied', `the peer at ${address} does not share the cluster secret`, { address, cause: err })
       }

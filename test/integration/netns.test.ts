@@ -11,7 +11,7 @@ import { NetnsLab } from '../helpers/netns.js'
 import { Libp2pTransport } from '../../cluster/transport.js'
 import { silentLogger } from '../../daemon/logger.js'
 import { waitFor } from '../helpers/wait-for.js'
-import { ROOT_DIR } from '../helpers/cluster-harness.js'
+import { ClusterHarness, ROOT_DIR, STAND_IN_COMMAND } from '../helpers/cluster-harness.js'
 
 const SUBNET = 231
 const PORT = 7800
@@ -57,4 +57,21 @@ void test('members in namespaces talk over veth; a partition drops traffic both 
   assert.deepEqual(await via(2, 1), { error: 'timeout' })
   await lab.unblock(2, 1)
   await waitFor(async () => 'reply' in (await via(2, 1) as object), { timeoutMs: 5000, what: 'traffic after unblock' })
+})
+
+void test('the harness runs members inside namespaces: DNS on the bridge, status from the test process', async (t) => {
+  const reason = NetnsLab.unavailable()
+  if (reason !== undefined) { t.skip(reason); return }
+  const lab = await NetnsLab.create(t, { subnet: SUBNET + 1, hosts: 3 })
+  const h = await ClusterHarness.create(t, { nodes: 3, netns: lab, command: STAND_IN_COMMAND })
+  assert.equal(h.dns.host, lab.gateway)
+  assert.equal(h.address(2), `${lab.host(2).ip}:7800`)
+  await h.startAll()
+  for (const i of [0, 1, 2]) await h.waitFor(async () => (await h.status(i)).memberCount === 3, { what: `member ${i} sees 3` })
+  // A member inside a namespace is still a direct child: signals reach it.
+  h.pause(1)
+  await assert.rejects(h.status(1, 300))
+  h.resume(1)
+  await h.kill(1)
+  await h.waitForLog(0, (l) => l.msg === 'peer lost' && l.peer === 'vectis-1', { what: 'vectis-1 lost' })
 })

@@ -269,3 +269,8 @@ void test('another cluster name is denied; the previous protocol version is unde
   await rejectsWith(future.request(old.address, 'x'), 'invalid')
   await rejectsWith(old.request(future.address, 'x'), 'invalid')
 })
+
+void test('a request to this member itself is invalid', async (t) => {
+  const a = await startTransport(t, 38)
+  await rejectsWith(a.request(a.address, 'x'), 'invalid')
+})
