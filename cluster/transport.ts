@@ -16,7 +16,7 @@ import { yamux } from '@chainsafe/libp2p-yamux'
 import { privateNetwork } from './private-network.js'
 import { multiaddr, type Multiaddr } from '@multiformats/multiaddr'
 import { peerIdFromString } from '@libp2p/peer-id'
-import type { Connection, MultiaddrConnection, PeerId, Stream } from '@libp2p/interface'
+import type { ComponentLogger, Connection, Logger as Libp2pLogger, MultiaddrConnection, PeerId, Stream } from '@libp2p/interface'
 import { isIPv4, isIPv6 } from 'node:net'
 import type { Logger } from '../daemon/logger.js'
 import { monotonicClock, type Clock } from '../daemon/clock.js'
@@ -199,11 +199,14 @@ export class Libp2pTransport implements ClusterTransport {
     }
     const node = await createLibp2p({
       start: false,
+      // libp2p's own debug logger builds a logger per stream (and probes the terminal each time): measurable CPU
+      // per request. It stays available for diagnosis with DEBUG=libp2p:*.
+      ...(process.env.DEBUG === undefined || process.env.DEBUG === '' ? { logger: quietLogger } : {}),
       privateKey,
       addresses: {
         listen: [cfg.bindHost.includes(':') ? `/ip6/${cfg.bindHost}/tcp/${cfg.port}` : `/ip4/${cfg.bindHost}/tcp/${cfg.port}`]
       },
-      transports: [tcp({ dialOpts: { noDelay: true } })],
+      transports: [tcp({ dialOpts: { noDelay: true }, listenOpts: { noDelay: true } })],
       connectionEncrypters: [noise()],
       streamMuxers: [yamux({ maxEarlyStreams: MAX_STREAMS, maxInboundStreams: MAX_STREAMS * 4, maxOutboundStreams: MAX_STREAMS * 4 })],
       ...(cfg.secret !== undefined
@@ -525,6 +528,17 @@ export class Libp2pTransport implements ClusterTransport {
   }
 }
 
+function quietLog (): Libp2pLogger {
+  const log = ((): void => {}) as unknown as Libp2pLogger
+  log.error = () => {}
+  log.trace = () => {}
+  log.enabled = false
+  log.newScope = () => log
+  return log
+}
+const QUIET = quietLog()
+const quietLogger: ComponentLogger = { forComponent: () => QUIET }
+
 function resolveInit (init: Libp2pTransportInit): Resolved {
   const bad = (field: string, why: string): never => { throw new ClusterConfigError(`cluster transport option ${field}: ${why}`) }
   if (typeof init.dataDir !== 'string' || init.dataDir === '') bad('dataDir', 'required')
@@ -565,10 +579,16 @@ function resolveInit (init: Libp2pTransportInit): Resolved {
 /** Reads exactly one frame from a stream (event based, so an abort stops the wait at once). */
 async function readFrame (stream: Stream, maxFrameBytes: number, signal: AbortSignal): Promise<Uint8Array> {
   const reader = new FrameReader(maxFrameBytes)
-  let resolve!: (v: Uint8Array) => void
-  let reject!: (err: unknown) => void
-  const promise = new Promise<Uint8Array>((res, rej) => { resolve = res; reject = rej })
+  // 'end' and 'close' usually fire right after the last 'message', before the listeners are removed: the
+  // settled flag spares building (and throwing away) an error with its stack for every request.
+  let settled = false
+  let resolveP!: (v: Uint8Array) => void
+  let rejectP!: (err: unknown) => void
+  const promise = new Promise<Uint8Array>((res, rej) => { resolveP = res; rejectP = rej })
+  const resolve = (v: Uint8Array): void => { settled = true; resolveP(v) }
+  const reject = (err: unknown): void => { settled = true; rejectP(err) }
   const onMessage = (evt: { data: Uint8Array | { subarray: () => Uint8Array } }): void => {
+    if (settled) return
     try {
       const data = evt.data instanceof Uint8Array ? evt.data : evt.data.subarray()
       const frame = reader.push(data)
@@ -577,11 +597,11 @@ async function readFrame (stream: Stream, maxFrameBytes: number, signal: AbortSi
       reject(err)
     }
   }
-  const onEnd = (): void => { reject(new TransportError('closed', 'stream ended before a whole frame arrived')) }
+  const onEnd = (): void => { if (!settled) reject(new TransportError('closed', 'stream ended before a whole frame arrived')) }
   const onClose = (evt: { error?: Error }): void => {
-    reject(new TransportError('closed', 'stream closed before a whole frame arrived', { cause: evt.error }))
+    if (!settled) reject(new TransportError('closed', 'stream closed before a whole frame arrived', { cause: evt.error }))
   }
-  const onAbort = (): void => { reject(signal.reason) }
+  const onAbort = (): void => { if (!settled) reject(signal.reason) }
   stream.addEventListener('message', onMessage)
   stream.addEventListener('end', onEnd)
   stream.addEventListener('close', onClose)
