@@ -1,9 +1,10 @@
 /**
- * The wire format of cluster requests: one length-prefixed JSON frame each way per stream.
+ * The wire format of cluster requests: length-prefixed JSON frames on a long-lived stream per connection, a
+ * reply carrying the id of its request.
  *
  *   frame    = uint32 big-endian byte length, then that many bytes of UTF-8 JSON (bounded by `maxFrameBytes`)
- *   envelope = { v: version, c: cluster name, k: 'req' | 'rep' | 'err', f?: sender's advertised "ip:port",
- *                p?: payload, e?: { code, message, versions? } }
+ *   envelope = { v: version, c: cluster name, k: 'req' | 'rep' | 'err', i?: request id, f?: sender's advertised
+ *                "ip:port", p?: payload, e?: { code, message, versions? } }
  *
  * Versioning: the outer fields above are frozen for every version, so any member can read any frame's version and
  * cluster name and answer with an error it understands. `v` names the schema of everything else (new optional
@@ -34,6 +35,8 @@ export interface Envelope {
   v: number
   c: string
   k: EnvelopeKind
+  /** Request id, echoed by the reply (unique per stream). */
+  i?: number
   f?: string
   p?: unknown
   e?: EnvelopeError
@@ -57,29 +60,32 @@ export function encodeFrame (env: Envelope, maxFrameBytes = DEFAULT_MAX_FRAME_BY
 }
 
 /**
- * Accumulates bytes until one whole frame is there. Rejects a frame announced larger than the limit as soon as
- * its header arrives, before buffering it.
+ * Splits a byte stream into frame bodies. Rejects a frame announced larger than the limit as soon as its header
+ * arrives, before buffering it.
  */
-export class FrameReader {
-  private chunks: Buffer[] = []
-  private length = 0
+export class FrameDecoder {
+  private buf: Buffer = Buffer.alloc(0)
   constructor (private readonly maxFrameBytes = DEFAULT_MAX_FRAME_BYTES) {}
 
-  /** Adds bytes; returns the frame body once complete (extra bytes after it are an error: one frame per stream). */
-  push (chunk: Uint8Array): Buffer | undefined {
-    this.chunks.push(Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength))
-    this.length += chunk.byteLength
-    if (this.length < HEADER_BYTES) return undefined
-    const all = this.chunks.length === 1 ? this.chunks[0]! : Buffer.concat(this.chunks, this.length)
-    this.chunks = [all]
-    const size = all.readUInt32BE(0)
-    if (size > this.maxFrameBytes) {
-      throw new TransportError('invalid', `frame of ${size} bytes exceeds the limit of ${this.maxFrameBytes}`)
+  /** Adds bytes; returns the frame bodies completed by them (often none or one). */
+  push (chunk: Uint8Array): Buffer[] {
+    const bytes = Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength)
+    this.buf = this.buf.length === 0 ? bytes : Buffer.concat([this.buf, bytes])
+    const frames: Buffer[] = []
+    while (this.buf.length >= HEADER_BYTES) {
+      const size = this.buf.readUInt32BE(0)
+      if (size > this.maxFrameBytes) {
+        throw new TransportError('invalid', `frame of ${size} bytes exceeds the limit of ${this.maxFrameBytes}`)
+      }
+      if (this.buf.length < HEADER_BYTES + size) break
+      frames.push(this.buf.subarray(HEADER_BYTES, HEADER_BYTES + size))
+      this.buf = this.buf.subarray(HEADER_BYTES + size)
     }
-    if (this.length < HEADER_BYTES + size) return undefined
-    if (this.length > HEADER_BYTES + size) throw new TransportError('invalid', 'unexpected bytes after the frame')
-    return all.subarray(HEADER_BYTES)
+    return frames
   }
+
+  /** Bytes of an incomplete frame waiting for the rest. */
+  get buffered (): number { return this.buf.length }
 }
 
 /** Parses a frame body into an envelope, checking only the frozen outer fields. */
@@ -96,7 +102,9 @@ export function decodeEnvelope (body: Uint8Array): Envelope {
   if (typeof o.c !== 'string') throw new TransportError('invalid', 'frame has no cluster name')
   if (o.k !== 'req' && o.k !== 'rep' && o.k !== 'err') throw new TransportError('invalid', 'frame has an unknown kind')
   if (o.f !== undefined && typeof o.f !== 'string') throw new TransportError('invalid', 'frame has a malformed sender address')
+  if (o.i !== undefined && (typeof o.i !== 'number' || !Number.isSafeInteger(o.i) || o.i < 0)) throw new TransportError('invalid', 'frame has a malformed request id')
   const env: Envelope = { v: o.v, c: o.c, k: o.k }
+  if (o.i !== undefined) env.i = o.i
   if (o.f !== undefined) env.f = o.f
   if ('p' in o) env.p = o.p
   if (o.k === 'err') env.e = decodeError(o.e)

@@ -1,6 +1,7 @@
 /**
- * The cluster transport: libp2p (TCP + noise + yamux, optionally a private network) carrying one JSON request and
- * one JSON reply per stream (`envelope.ts`), over at most one long-lived connection per peer.
+ * The cluster transport: libp2p (TCP + noise + yamux, optionally a private network) carrying JSON requests and
+ * their replies (`envelope.ts`) on one long-lived stream per connection (`request-channel.ts`), over one
+ * long-lived connection per peer (two when both dialled at once; either is used).
  *
  * NOT guaranteed:
  * - Exactly-once delivery: a request that fails with 'timeout' or 'closed' may still have been handled.
@@ -22,10 +23,11 @@ import type { Logger } from '../daemon/logger.js'
 import { monotonicClock, type Clock } from '../daemon/clock.js'
 import { TransportError, ClusterConfigError } from './errors.js'
 import {
-  DEFAULT_MAX_FRAME_BYTES, MIN_PROTOCOL_VERSION, PROTOCOL_VERSION, FrameReader, commonVersion, decodeEnvelope,
+  DEFAULT_MAX_FRAME_BYTES, MIN_PROTOCOL_VERSION, PROTOCOL_VERSION, FrameDecoder, commonVersion, decodeEnvelope,
   encodeFrame, type Envelope
 } from './envelope.js'
 import { loadOrCreateIdentityKey } from './identity-key.js'
+import { RequestChannel } from './request-channel.js'
 import type {
   ClusterTransport, RequestHandler, RequestOptions, RequestResult, TransportErrorCode
 } from './transport-types.js'
@@ -40,8 +42,6 @@ export const DEFAULT_CLUSTER_NAME = 'vectis-cluster'
  */
 export const DEFAULT_DIAL_TIMEOUT_MS = 1000
 export const DEFAULT_REQUEST_TIMEOUT_MS = 1000
-/** How long a handler waits for the request bytes of an opened stream before giving up on it. */
-export const DEFAULT_INBOUND_READ_TIMEOUT_MS = 5000
 /** Concurrent streams per connection and direction: heartbeats, joins, views and retries of a few dozen members. */
 const MAX_STREAMS = 256
 /** One line per remote IP per this many ms about refused handshakes, so a misconfigured peer cannot flood the log. */
@@ -69,8 +69,6 @@ export interface Libp2pTransportInit {
   dialTimeoutMs?: number
   /** Default deadline of `request()` (dial included); default 1000 ms. */
   requestTimeoutMs?: number
-  /** Deadline for reading an inbound request; default 5000 ms. */
-  inboundReadTimeoutMs?: number
   /** Largest frame accepted or sent; default 1 MiB. */
   maxFrameBytes?: number
   /** Envelope versions spoken, `[minVersion, version]`; defaults are this build's. Tests set them to simulate upgrades. */
@@ -87,7 +85,6 @@ interface Resolved {
   secret: string | undefined
   dialTimeoutMs: number
   requestTimeoutMs: number
-  inboundReadTimeoutMs: number
   maxFrameBytes: number
   version: number
   minVersion: number
@@ -145,6 +142,8 @@ export class Libp2pTransport implements ClusterTransport {
   private readonly disconnectListeners = new Set<(peerId: string) => void>()
   /** Advertised address → peer id, learned from dials and from the sender field of inbound frames. */
   private readonly peerByAddress = new Map<string, string>()
+  /** The request stream of each connection (by connection id). */
+  private readonly channels = new Map<string, Promise<RequestChannel>>()
   /** One dial at a time per address, shared by concurrent requests. */
   private readonly dialing = new Map<string, Promise<Connection>>()
   /** Version negotiated with a peer after it refused ours. */
@@ -237,7 +236,7 @@ export class Libp2pTransport implements ClusterTransport {
         addressDialTimeout: cfg.dialTimeoutMs + 500,
         inboundUpgradeTimeout: Math.max(cfg.dialTimeoutMs, 2000),
         outboundStreamProtocolNegotiationTimeout: cfg.requestTimeoutMs,
-        inboundStreamProtocolNegotiationTimeout: cfg.inboundReadTimeoutMs,
+        inboundStreamProtocolNegotiationTimeout: Math.max(cfg.requestTimeoutMs, 2000),
         // Every member of a loopback test cluster dials from 127.0.0.1: the default (5/s per host) would refuse them.
         inboundConnectionThreshold: 1000,
         maxIncomingPendingConnections: 100,
@@ -248,7 +247,7 @@ export class Libp2pTransport implements ClusterTransport {
       connectionMonitor: { enabled: false }
     })
     try {
-      await node.handle(CLUSTER_PROTOCOL, (stream, connection) => { void this.serve(stream, connection) }, {
+      await node.handle(CLUSTER_PROTOCOL, (stream, connection) => { this.serve(stream, connection) }, {
         maxInboundStreams: MAX_STREAMS,
         maxOutboundStreams: MAX_STREAMS
       })
@@ -280,6 +279,7 @@ export class Libp2pTransport implements ClusterTransport {
       await node?.stop()
     } finally {
       this.dialing.clear()
+      this.channels.clear()
       this.status = 'stopped'
       this.log.info('cluster transport stopped')
     }
@@ -409,88 +409,133 @@ export class Libp2pTransport implements ClusterTransport {
     this.peerByAddress.set(address, peerId)
   }
 
+  /** The request channel of a connection, opened on first use and shared by concurrent requests. */
+  private async channelFor (conn: Connection, signal: AbortSignal): Promise<RequestChannel> {
+    const existing = this.channels.get(conn.id)
+    if (existing !== undefined) {
+      const ch = await raceAbort(existing, signal)
+      if (ch.alive) return ch
+      if (this.channels.get(conn.id) === existing) this.channels.delete(conn.id)
+    }
+    const opening = (async () => {
+      const stream = await conn.newStream(CLUSTER_PROTOCOL, { signal: AbortSignal.any([AbortSignal.timeout(this.cfg.requestTimeoutMs), this.stopController.signal]), maxOutboundStreams: MAX_STREAMS })
+      return new RequestChannel(stream, this.cfg.maxFrameBytes, () => {
+        if (this.channels.get(conn.id) === opening) this.channels.delete(conn.id)
+      })
+    })()
+    this.channels.set(conn.id, opening)
+    opening.catch(() => { if (this.channels.get(conn.id) === opening) this.channels.delete(conn.id) })
+    return await raceAbort(opening, signal)
+  }
+
   private async exchange (conn: Connection, address: string, env: Envelope, signal: AbortSignal): Promise<Envelope> {
-    const frame = encodeFrame(env, this.cfg.maxFrameBytes)
-    const stream = await conn.newStream(CLUSTER_PROTOCOL, { signal, maxOutboundStreams: MAX_STREAMS })
+    const ch = await this.channelFor(conn, signal)
     try {
-      stream.send(frame)
-      await stream.close({ signal })
-      const body = await readFrame(stream, this.cfg.maxFrameBytes, signal)
-      return decodeEnvelope(body)
+      return await ch.call(env, signal)
     } catch (err) {
-      stream.abort(err instanceof Error ? err : new Error(String(err)))
-      if (err instanceof TransportError) throw err
-      if (signal.aborted) throw err
+      if (err instanceof TransportError || signal.aborted) throw err
       throw new TransportError('closed', `stream to ${address} closed before the reply`, { address, cause: err })
     }
   }
 
-  private async serve (stream: Stream, connection: Connection): Promise<void> {
+  /**
+   * The answering end of a request stream: frames are handled concurrently, each reply carries its request's id.
+   * When the requester closes its side, the stream is closed once the replies in progress are sent.
+   */
+  private serve (stream: Stream, connection: Connection): void {
     const peerId = connection.remotePeer.toString()
     const socketAddress = multiaddrToAddress(connection.remoteAddr)
-    const signal = AbortSignal.any([AbortSignal.timeout(this.cfg.inboundReadTimeoutMs), this.stopController.signal])
+    const decoder = new FrameDecoder(this.cfg.maxFrameBytes)
+    let inFlight = 0
+    let remoteEnded = false
+    const maybeClose = (): void => {
+      if (remoteEnded && inFlight === 0 && stream.writeStatus === 'writable') {
+        stream.close().catch(() => { stream.abort(new Error('close failed')) })
+      }
+    }
+    stream.addEventListener('message', (evt) => {
+      const data = evt.data instanceof Uint8Array ? evt.data : evt.data.subarray()
+      let bodies: Buffer[]
+      try {
+        bodies = decoder.push(data)
+      } catch (err) {
+        this.log.debug({ peerId, socketAddress, err }, 'undecodable cluster stream; resetting it')
+        stream.abort(err instanceof Error ? err : new Error(String(err)))
+        return
+      }
+      for (const body of bodies) {
+        inFlight++
+        void this.answer(stream, body, peerId, socketAddress).finally(() => { inFlight--; maybeClose() })
+      }
+    })
+    stream.addEventListener('remoteCloseWrite', () => { remoteEnded = true; maybeClose() })
+  }
+
+  private async answer (stream: Stream, body: Uint8Array, peerId: string, socketAddress: string | undefined): Promise<void> {
     let replyVersion = this.cfg.minVersion
+    let id: number | undefined
+    const send = (env: Envelope): void => {
+      if (stream.writeStatus !== 'writable') return // the requester went away; nobody waits for this reply
+      let frame: Uint8Array
+      try {
+        frame = encodeFrame(id !== undefined ? { ...env, i: id } : env, this.cfg.maxFrameBytes)
+      } catch (err) {
+        this.log.error({ peerId, err }, 'cannot encode the reply')
+        frame = encodeFrame({ v: replyVersion, c: this.cfg.clusterName, k: 'err', ...(id !== undefined ? { i: id } : {}), e: { code: 'invalid', message: `reply could not be encoded: ${(err as Error).message}` } }, this.cfg.maxFrameBytes)
+      }
+      stream.send(frame)
+    }
+    const fail = (code: 'denied' | 'invalid', message: string, versions?: [number, number]): void => {
+      send({ v: replyVersion, c: this.cfg.clusterName, k: 'err', e: versions !== undefined ? { code, message, versions } : { code, message } })
+    }
     try {
       let env: Envelope
       try {
-        env = decodeEnvelope(await readFrame(stream, this.cfg.maxFrameBytes, signal))
+        env = decodeEnvelope(body)
       } catch (err) {
-        if (signal.aborted || !(err instanceof TransportError)) throw err
         this.log.debug({ peerId, socketAddress, err }, 'malformed cluster frame')
-        await this.reply(stream, { v: replyVersion, c: this.cfg.clusterName, k: 'err', e: { code: 'invalid', message: err.message } })
+        fail('invalid', (err as Error).message)
         return
       }
+      id = env.i
       // Answer in the requester's version when we speak it, else in our oldest (the frozen outer fields stay readable).
       if (env.v >= this.cfg.minVersion && env.v <= this.cfg.version) replyVersion = env.v
-      const fail = async (code: 'denied' | 'invalid', message: string, versions?: [number, number]): Promise<void> => {
-        await this.reply(stream, { v: replyVersion, c: this.cfg.clusterName, k: 'err', e: versions !== undefined ? { code, message, versions } : { code, message } })
-      }
       if (env.c !== this.cfg.clusterName) {
         this.logRefusal(socketAddress ?? peerId, { peerId, clusterName: env.c }, 'refused a request from another cluster')
-        return await fail('denied', `this member belongs to cluster ${JSON.stringify(this.cfg.clusterName)}`)
+        fail('denied', `this member belongs to cluster ${JSON.stringify(this.cfg.clusterName)}`)
+        return
       }
       if (env.v < this.cfg.minVersion || env.v > this.cfg.version) {
         this.logRefusal(socketAddress ?? peerId, { peerId, version: env.v }, 'refused a request in an unsupported protocol version')
-        return await fail('invalid', `protocol version ${env.v} not supported`, [this.cfg.minVersion, this.cfg.version])
+        fail('invalid', `protocol version ${env.v} not supported`, [this.cfg.minVersion, this.cfg.version])
+        return
       }
-      if (env.k !== 'req') return await fail('invalid', `expected a request, got ${env.k}`)
+      if (env.k !== 'req') { fail('invalid', `expected a request, got ${env.k}`); return }
       let remoteAddress = socketAddress ?? ''
       if (env.f !== undefined) {
         try {
           addressToMultiaddr(env.f)
-          remoteAddress = env.f
-          this.learn(env.f, peerId)
         } catch {
-          return await fail('invalid', 'malformed sender address')
+          fail('invalid', 'malformed sender address')
+          return
         }
+        remoteAddress = env.f
+        this.learn(env.f, peerId)
       }
       const handler = this.handler
-      if (handler === undefined) return await fail('invalid', 'this member does not handle cluster requests yet')
+      if (handler === undefined) { fail('invalid', 'this member does not handle cluster requests yet'); return }
       let result: unknown
       try {
         result = await handler({ peerId, remoteAddress, ...(socketAddress !== undefined ? { socketAddress } : {}), version: env.v }, env.p)
       } catch (err) {
         this.log.debug({ peerId, err }, 'cluster request handler failed')
-        return await fail('invalid', `handler failed: ${(err as Error)?.message ?? String(err)}`)
+        fail('invalid', `handler failed: ${(err as Error)?.message ?? String(err)}`)
+        return
       }
-      let frame: Uint8Array
-      try {
-        frame = encodeFrame({ v: replyVersion, c: this.cfg.clusterName, k: 'rep', f: this.address, p: result }, this.cfg.maxFrameBytes)
-      } catch (err) {
-        this.log.error({ peerId, err }, 'cannot encode the reply')
-        return await fail('invalid', 'reply could not be encoded')
-      }
-      stream.send(frame)
-      await stream.close({ signal })
+      send({ v: replyVersion, c: this.cfg.clusterName, k: 'rep', f: this.address, p: result })
     } catch (err) {
-      if (!this.stopController.signal.aborted) this.log.debug({ peerId, err }, 'inbound cluster stream failed')
-      stream.abort(err instanceof Error ? err : new Error(String(err)))
+      if (!this.stopController.signal.aborted) this.log.debug({ peerId, err }, 'cannot answer a cluster request')
     }
-  }
-
-  private async reply (stream: Stream, env: Envelope): Promise<void> {
-    stream.send(encodeFrame(env, this.cfg.maxFrameBytes))
-    await stream.close({ signal: AbortSignal.timeout(this.cfg.requestTimeoutMs) })
   }
 
   /** Logs inbound raw connections that close before completing the secure handshake: that is how a refusal looks. */
@@ -569,52 +614,9 @@ function resolveInit (init: Libp2pTransportInit): Resolved {
     secret: init.secret,
     dialTimeoutMs: positive('dialTimeoutMs', init.dialTimeoutMs, DEFAULT_DIAL_TIMEOUT_MS),
     requestTimeoutMs: positive('requestTimeoutMs', init.requestTimeoutMs, DEFAULT_REQUEST_TIMEOUT_MS),
-    inboundReadTimeoutMs: positive('inboundReadTimeoutMs', init.inboundReadTimeoutMs, DEFAULT_INBOUND_READ_TIMEOUT_MS),
     maxFrameBytes: positive('maxFrameBytes', init.maxFrameBytes, DEFAULT_MAX_FRAME_BYTES),
     version,
     minVersion
-  }
-}
-
-/** Reads exactly one frame from a stream (event based, so an abort stops the wait at once). */
-async function readFrame (stream: Stream, maxFrameBytes: number, signal: AbortSignal): Promise<Uint8Array> {
-  const reader = new FrameReader(maxFrameBytes)
-  // 'end' and 'close' usually fire right after the last 'message', before the listeners are removed: the
-  // settled flag spares building (and throwing away) an error with its stack for every request.
-  let settled = false
-  let resolveP!: (v: Uint8Array) => void
-  let rejectP!: (err: unknown) => void
-  const promise = new Promise<Uint8Array>((res, rej) => { resolveP = res; rejectP = rej })
-  const resolve = (v: Uint8Array): void => { settled = true; resolveP(v) }
-  const reject = (err: unknown): void => { settled = true; rejectP(err) }
-  const onMessage = (evt: { data: Uint8Array | { subarray: () => Uint8Array } }): void => {
-    if (settled) return
-    try {
-      const data = evt.data instanceof Uint8Array ? evt.data : evt.data.subarray()
-      const frame = reader.push(data)
-      if (frame !== undefined) resolve(frame)
-    } catch (err) {
-      reject(err)
-    }
-  }
-  const onEnd = (): void => { if (!settled) reject(new TransportError('closed', 'stream ended before a whole frame arrived')) }
-  const onClose = (evt: { error?: Error }): void => {
-    if (!settled) reject(new TransportError('closed', 'stream closed before a whole frame arrived', { cause: evt.error }))
-  }
-  const onAbort = (): void => { if (!settled) reject(signal.reason) }
-  stream.addEventListener('message', onMessage)
-  stream.addEventListener('end', onEnd)
-  stream.addEventListener('close', onClose)
-  signal.addEventListener('abort', onAbort)
-  try {
-    if (signal.aborted) onAbort()
-    if (stream.readableEnded || stream.status !== 'open') onEnd()
-    return await promise
-  } finally {
-    stream.removeEventListener('message', onMessage)
-    stream.removeEventListener('end', onEnd)
-    stream.removeEventListener('close', onClose)
-    signal.removeEventListener('abort', onAbort)
   }
 }
 

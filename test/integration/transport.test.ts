@@ -198,9 +198,9 @@ void test('a wrong secret is refused both ways, logged, and never reaches the ha
   const sinkC = new LogSink('info')
   const c = await startTransport(t, 26, {}, sinkC)
   c.handle(() => { handled++; return 'ok' })
-  // It only sees the connection closing (the member with the secret is the one that knows, and logs it).
+  // It only sees the connection closing or going silent (the member with the secret knows, and logs it).
   const fromC = await rejectsWith(c.request(a.address, 'x', { timeoutMs: 10_000 }), undefined)
-  assert.ok(fromC.code === 'closed' || fromC.code === 'denied', fromC.code)
+  assert.ok(['closed', 'denied', 'timeout'].includes(fromC.code), fromC.code)
   // Which comes first depends on timers: our dial deadline ('timeout') or the other side giving up ('closed').
   const towardsC = await rejectsWith(a.request(c.address, 'x', { timeoutMs: 3000 }), undefined)
   assert.ok(['timeout', 'denied', 'closed'].includes(towardsC.code), towardsC.code)
@@ -273,4 +273,30 @@ void test('another cluster name is denied; the previous protocol version is unde
 void test('a request to this member itself is invalid', async (t) => {
   const a = await startTransport(t, 38)
   await rejectsWith(a.request(a.address, 'x'), 'invalid')
+})
+
+void test('requests on one connection do not wait for each other; a late reply is dropped; a peer going away fails pending requests at once', async (t) => {
+  const a = await startTransport(t, 39)
+  const b = await startTransport(t, 40)
+  const gates = new Map<string, () => void>()
+  b.handle(async (_f, p) => {
+    if (typeof p === 'string' && p.startsWith('slow')) await new Promise<void>((resolve) => gates.set(p, resolve))
+    return p
+  })
+  const slow = a.request(b.address, 'slow-1', { timeoutMs: 30_000 })
+  await waitFor(() => gates.has('slow-1'), { what: 'slow request in the handler' })
+  assert.equal((await a.request(b.address, 'fast')).reply, 'fast', 'not behind the slow one')
+  gates.get('slow-1')!()
+  assert.equal((await slow).reply, 'slow-1')
+  // Times out on our side, answered later: the late reply is ignored and the stream stays usable.
+  const late = a.request(b.address, 'slow-2', { timeoutMs: 300 })
+  await rejectsWith(late, 'timeout')
+  await waitFor(() => gates.has('slow-2'))
+  gates.get('slow-2')!()
+  assert.equal((await a.request(b.address, 'after')).reply, 'after')
+  // Pending when the peer stops: 'closed' long before the deadline.
+  const pending = rejectsWith(a.request(b.address, 'slow-3', { timeoutMs: 60_000 }), 'closed')
+  await waitFor(() => gates.has('slow-3'))
+  await b.stop()
+  await pending
 })

@@ -1,6 +1,6 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { FrameReader, commonVersion, decodeEnvelope, encodeFrame } from '../../cluster/envelope.js'
+import { FrameDecoder, commonVersion, decodeEnvelope, encodeFrame } from '../../cluster/envelope.js'
 import { TransportError } from '../../cluster/errors.js'
 import { addressToMultiaddr } from '../../cluster/transport.js'
 import { pskFromSecret } from '../../cluster/private-network.js'
@@ -10,27 +10,30 @@ function code (fn: () => unknown): string | undefined {
   return undefined
 }
 
-void test('a frame round-trips through the reader, in any chunking', () => {
-  const frame = encodeFrame({ v: 1, c: 'blue', k: 'req', f: '10.0.0.1:7800', p: { a: [1, 'é'] } })
-  for (const size of [1, 3, 4, 5, frame.byteLength]) {
-    const r = new FrameReader()
-    let body: Uint8Array | undefined
-    for (let i = 0; i < frame.byteLength; i += size) body = r.push(frame.subarray(i, i + size)) ?? body
-    assert.ok(body !== undefined)
-    assert.deepEqual(decodeEnvelope(body), { v: 1, c: 'blue', k: 'req', f: '10.0.0.1:7800', p: { a: [1, 'é'] } })
+void test('frames round-trip through the decoder, in any chunking, several per chunk', () => {
+  const f1 = encodeFrame({ v: 1, c: 'blue', k: 'req', i: 1, f: '10.0.0.1:7800', p: { a: [1, 'é'] } })
+  const f2 = encodeFrame({ v: 1, c: 'blue', k: 'rep', i: 1, p: null })
+  const both = Buffer.concat([f1, f2])
+  for (const size of [1, 3, 4, 5, f1.byteLength, both.byteLength]) {
+    const r = new FrameDecoder()
+    const bodies: Buffer[] = []
+    for (let i = 0; i < both.byteLength; i += size) bodies.push(...r.push(both.subarray(i, i + size)))
+    assert.equal(r.buffered, 0)
+    assert.deepEqual(bodies.map(decodeEnvelope), [
+      { v: 1, c: 'blue', k: 'req', i: 1, f: '10.0.0.1:7800', p: { a: [1, 'é'] } },
+      { v: 1, c: 'blue', k: 'rep', i: 1, p: null }
+    ])
   }
 })
 
 void test('oversized, trailing and malformed frames are invalid', () => {
   assert.equal(code(() => encodeFrame({ v: 1, c: 'x', k: 'req', p: 'y'.repeat(100) }, 50)), 'invalid')
   const header = Buffer.alloc(4); header.writeUInt32BE(1_000_000)
-  assert.equal(code(() => new FrameReader(1000).push(header)), 'invalid', 'refused from the header alone')
-  const f = encodeFrame({ v: 1, c: 'x', k: 'req' })
-  assert.equal(code(() => new FrameReader().push(Buffer.concat([f, Buffer.from('z')]))), 'invalid')
+  assert.equal(code(() => new FrameDecoder(1000).push(header)), 'invalid', 'refused from the header alone')
   const cyclic: Record<string, unknown> = {}; cyclic.self = cyclic
   assert.equal(code(() => encodeFrame({ v: 1, c: 'x', k: 'req', p: cyclic })), 'invalid')
   for (const bad of ['not json', '[]', '{"c":"x","k":"req"}', '{"v":0,"c":"x","k":"req"}', '{"v":1,"k":"req"}',
-    '{"v":1,"c":"x","k":"what"}', '{"v":1,"c":"x","k":"req","f":5}']) {
+    '{"v":1,"c":"x","k":"what"}', '{"v":1,"c":"x","k":"req","f":5}', '{"v":1,"c":"x","k":"req","i":-1}', '{"v":1,"c":"x","k":"req","i":"1"}']) {
     assert.equal(code(() => decodeEnvelope(Buffer.from(bad))), 'invalid', bad)
   }
 })
