@@ -5,7 +5,7 @@ import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { request } from 'node:http'
 import WebSocket from 'ws'
-import { DaemonProcess, freePort, tempDir } from '../helpers/daemon-process.js'
+import { DaemonProcess, freePort, tempDir, ROOT } from '../helpers/daemon-process.js'
 import { parsePrometheusText } from '../helpers/prometheus-text.js'
 import { waitFor } from '../helpers/wait.js'
 
@@ -171,6 +171,19 @@ describe('standalone vectisd with its embedded defaults', () => {
     })
     assert.equal(status, 401)
     assert.equal((await http(port, 'GET', '/api/cluster/events', { auth })).status, 426)
+  })
+
+  it('vectis status prints the member table; bad usage exits 2', () => {
+    const cli = join(ROOT, 'dist', 'daemon', 'bin', 'vectis.js')
+    const ok = spawnSync(process.execPath, [cli, 'status', '--url', `http://127.0.0.1:${port}`], { encoding: 'utf8', env: { ...process.env, VECTIS_API_PASSWORD: auth.slice('vectis:'.length) } })
+    assert.equal(ok.status, 0, ok.stderr)
+    assert.match(ok.stdout, /epoch 1 {2}leader \S+/)
+    assert.match(ok.stdout, /^0 +\S+ +\S+ +leader \(coordinator\)$/m)
+    const denied = spawnSync(process.execPath, [cli, 'status', '--url', `http://127.0.0.1:${port}`, '--password', 'wrong'], { encoding: 'utf8' })
+    assert.equal(denied.status, 1)
+    assert.match(denied.stderr, /401/)
+    assert.equal(spawnSync(process.execPath, [cli, 'status', '--bogus'], { encoding: 'utf8' }).status, 2)
+    assert.equal(spawnSync(process.execPath, [cli, 'nope'], { encoding: 'utf8' }).status, 2)
   })
 
   it('never logs credentials', async () => {
