@@ -27,7 +27,8 @@ export class DatabaseCorruptError extends StoreError {
     super(`the database ${path} is corrupt or not a SQLite database (${detail}). It is not recreated ` +
       'automatically. Stop the daemon, then either restore the file from a backup, or move it away together ' +
       `with ${path}-wal and ${path}-shm (e.g. mv ${path} ${path}.corrupt) to start this member with an empty ` +
-      'journal; in a cluster the other members supply the current epoch again', options)
+      'journal (its epoch and view counter then continue from what the other members report; a standalone ' +
+      'member restarts them from 1)', options)
   }
 }
 
