@@ -154,7 +154,8 @@ test('sequence numbers rise strictly across transfers, events and restarts; chan
   }
   assert.deepEqual(paged.map((e) => e.seq), seqs)
   assert.deepEqual(store.journal.changesSince(0, 1000), paged)
-  assert.deepEqual(store.journal.events(2).map((e) => e.data.type), ['leader:elected', 'epoch:raised'])
+  assert.deepEqual(store.journal.events(2).map((e) => e.kind === 'cluster-event' ? e.data.type : e.kind),
+    ['leader:elected', 'epoch:raised'])
   assert.throws(() => store.journal.changesSince(-1, 10), RangeError)
   assert.throws(() => store.journal.changesSince(0, 0), RangeError)
 })
