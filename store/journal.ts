@@ -175,6 +175,7 @@ export class Journal {
     pruneLog: Statement<[number, number]>
   }
 
+  private readonly listStatements = new Map<string, Statement>()
   private readonly mutateTx: (id: string, change: (r: TransferRecord) => TransferRecord) => TransferRecord
 
   constructor (components: JournalComponents) {
@@ -355,18 +356,27 @@ export class Journal {
   /** Newest first (creation time). */
   list (q: ListQuery): TransferRecord[] {
     if (!Number.isInteger(q.limit) || q.limit < 1) throw new InvalidTransferError(`limit must be a positive integer, got ${q.limit}`)
+    if (q.status !== undefined && !TRANSFER_STATUSES.includes(q.status)) {
+      throw new InvalidTransferError(`status must be one of ${TRANSFER_STATUSES.join(', ')}`)
+    }
     const where: string[] = []
     const params: Array<string | number> = []
     if (q.status !== undefined) { where.push('status = ?'); params.push(q.status) }
     if (q.partner !== undefined) { where.push('partner = ?'); params.push(q.partner) }
     const sql = `SELECT ${COLUMNS} FROM transfers ${where.length > 0 ? 'WHERE ' + where.join(' AND ') : ''} ` +
       'ORDER BY created_at DESC, rowid DESC LIMIT ?'
-    return (this.db.prepare(sql).all(...params, q.limit) as TransferRow[]).map(toRecord)
+    let stmt = this.listStatements.get(sql)
+    if (stmt === undefined) {
+      stmt = this.db.prepare(sql)
+      this.listStatements.set(sql, stmt) // four shapes at most: no filter, status, partner, both
+    }
+    return (stmt.all(...params, q.limit) as TransferRow[]).map(toRecord)
   }
 
   /** Appends a cluster event to the log, committed on return. */
   appendEvent (event: ClusterEvent): LogEntry {
     checkCount('epoch', event.epoch)
+    if (typeof event.type !== 'string' || event.type.length === 0) throw new InvalidTransferError('an event needs a type')
     const at = this.clock.wallNow()
     const data = JSON.stringify(event)
     const info = this.s.appendLog.run(at, event.epoch, 'cluster-event', null, data)
@@ -387,6 +397,7 @@ export class Journal {
 
   /** The cluster events of the log, newest first. */
   events (limit: number): LogEntry[] {
+    if (!Number.isInteger(limit) || limit < 1) throw new RangeError(`limit must be a positive integer, got ${limit}`)
     const rows = this.db.prepare("SELECT seq, at, epoch, kind, transfer_key, data FROM journal_log WHERE kind = 'cluster-event' " +
       'ORDER BY seq DESC LIMIT ?').all(limit) as LogRow[]
     return rows.map(toEntry)

@@ -43,6 +43,7 @@ interface Open {
 export class Store implements Startable {
   readonly path: string
   readonly retentionDays: number
+  private readonly logger: Logger
   private readonly log: Logger
   private readonly clock: Clock
   private open: Open | undefined
@@ -53,6 +54,7 @@ export class Store implements Startable {
     }
     this.retentionDays = init.retentionDays ?? DEFAULT_RETENTION_DAYS
     checkRetentionDays(this.retentionDays)
+    this.logger = components.logger
     this.log = components.logger.child({ component: 'store:database' })
     this.clock = components.clock ?? monotonicClock
     this.path = databasePath(init.dataDir)
@@ -78,7 +80,7 @@ export class Store implements Startable {
         transferIds,
         currentEpoch: () => clusterState.highestEpochNumber()
       })
-      const retention = new JournalRetention({ logger: this.log, clock: this.clock, journal },
+      const retention = new JournalRetention({ logger: this.logger, clock: this.clock, journal },
         { ...this.init.retention, retentionDays: this.retentionDays })
       await retention.start()
       this.open = { db, journal, clusterState, transferIds, retention }
