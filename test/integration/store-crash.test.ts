@@ -16,6 +16,7 @@ import { fileURLToPath } from 'node:url'
 import DatabaseConstructor from 'better-sqlite3'
 import { DATABASE_FILE_NAME } from '../../store/database.js'
 import { tempDataDir } from '../helpers/store-fixtures.js'
+import { transpileForNode } from '../helpers/transpile.js'
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url))
 const WRITER = join(ROOT, 'test/helpers/store-writer.ts')
@@ -38,8 +39,8 @@ class Writer {
   private stderr = ''
   private waiters: Array<() => void> = []
 
-  constructor (dir: string, member: string) {
-    this.child = spawn(process.execPath, ['--import', 'tsx', WRITER, dir, member, '--wait'], {
+  constructor (script: string, dir: string, member: string) {
+    this.child = spawn(process.execPath, [script, dir, member, '--wait'], {
       cwd: ROOT, stdio: ['pipe', 'pipe', 'pipe']
     })
     this.child.stdout!.on('data', (d: Buffer) => { this.buf += d.toString(); this.wake() })
@@ -152,12 +153,14 @@ function verify (dir: string, printed: Printed): void {
 
 test(`kill -9 of a journal writer, ${ROUNDS} rounds: always readable, no reported commit lost`, async (t) => {
   const dir = tempDataDir(t, 'vectis-crash-')
+  // The writer runs as plain JavaScript: see transpile.ts for why.
+  const script = transpileForNode(WRITER, tempDataDir(t, 'vectis-crash-writer-'))
   const all = new Set<Writer>()
   t.after(async () => {
     for (const w of all) w.child.kill('SIGKILL')
     await Promise.all([...all].map(async (w) => w.done))
   })
-  const prepare = (): Writer => { const w = new Writer(dir, 'vectis-0'); all.add(w); return w }
+  const prepare = (): Writer => { const w = new Writer(script, dir, 'vectis-0'); all.add(w); return w }
   const queue: Writer[] = []
   for (let i = 0; i < Math.min(PREPARED, ROUNDS); i++) queue.push(prepare())
 
