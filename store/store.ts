@@ -106,6 +106,18 @@ export class Store implements Startable {
   get transferIds (): TransferIds { return this.opened().transferIds }
   get retention (): JournalRetention { return this.opened().retention }
 
+  /**
+   * An online, consistent copy of the database to `destination` (SQLite's backup API: safe while the daemon
+   * writes, unlike copying the file, whose WAL holds the latest commits). What the corruption error's "restore a
+   * backup" refers to; the copy is a complete database file, restored by putting it in place of vectis.db while
+   * the daemon is stopped.
+   */
+  async backup (destination: string): Promise<void> {
+    const { db } = this.opened()
+    await db.backup(destination)
+    this.log.info({ path: this.path, destination }, 'database backed up')
+  }
+
   /** `GET /api/transfers`: see transfers-api.ts. Throws TransfersQueryError (400) on a bad query. */
   listTransfers (query: URLSearchParams | string): TransfersResponse {
     return listTransfers(this.journal, query)

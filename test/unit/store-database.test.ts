@@ -1,7 +1,7 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { randomBytes } from 'node:crypto'
-import { openSync, readFileSync, writeFileSync, writeSync, closeSync } from 'node:fs'
+import { closeSync, mkdirSync, openSync, readFileSync, writeFileSync, writeSync } from 'node:fs'
 import { join } from 'node:path'
 import DatabaseConstructor from 'better-sqlite3'
 import { silentLogger } from '../../daemon/logger.js'
@@ -131,4 +131,21 @@ test('start and stop are idempotent and a stopped store can start again', async 
   assert.throws(() => store.journal, StoreNotStartedError)
   await store.start()
   assert.equal(store.journal.get(r.id)?.id, r.id)
+})
+
+test('an online backup is a complete database that a store opens with the same contents', async (t) => {
+  const dir = tempDataDir(t)
+  const { store } = await startStore(t, dir)
+  const e = store.clusterState.raiseEpoch('vectis-0')
+  const r = store.journal.begin(transfer(e.number))
+  store.journal.recordSyncPoint(r.id, { syncPoint: 1, offset: 100 })
+  const restoredDir = join(tempDataDir(t), 'restored')
+  mkdirSync(restoredDir)
+  await store.backup(join(restoredDir, DATABASE_FILE_NAME))
+  store.journal.recordSyncPoint(r.id, { syncPoint: 2, offset: 200 }) // after the backup: not in it
+
+  const restored = (await startStore(t, restoredDir)).store
+  assert.deepEqual(restored.clusterState.highestEpoch(), e)
+  assert.equal(restored.journal.get(r.id)?.syncPoint, 1)
+  assert.deepEqual(restored.journal.changesSince(0, 100), store.journal.changesSince(0, 100).slice(0, -1))
 })
