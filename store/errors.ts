@@ -69,6 +69,12 @@ export class TransferNotFoundError extends StoreError {
   constructor (readonly id: string) { super(`no transfer ${id} in the journal`) }
 }
 
+/** A transfer change attempted while the lease check installed with Journal.setLeaderCheck says no. */
+export class NotLeaderError extends StoreError {
+  override name = 'NotLeaderError'
+  constructor () { super('not the leader (lease expired or never held): transfer changes are refused') }
+}
+
 /** A journal call with values that cannot be stored (a negative offset, an unknown status, ...). */
 export class InvalidTransferError extends StoreError {
   override name = 'InvalidTransferError'

@@ -17,7 +17,7 @@
  */
 import type { Database, Statement } from 'better-sqlite3'
 import type { Clock } from '../daemon/clock.js'
-import { InvalidTransferError, ReplicationConflictError, TransferNotFoundError } from './errors.js'
+import { InvalidTransferError, NotLeaderError, ReplicationConflictError, TransferNotFoundError } from './errors.js'
 import { MAX_TRANSFER_ID, type TransferIds } from './transfer-id.js'
 
 export type TransferDirection = 'receive' | 'send'
@@ -176,7 +176,8 @@ export class Journal {
   }
 
   private readonly listStatements = new Map<string, Statement>()
-  private readonly mutateTx: (id: string, change: (r: TransferRecord) => TransferRecord) => TransferRecord
+  private readonly mutateTx: (id: string, change: (r: TransferRecord) => TransferRecord, requireInProgress?: boolean) => TransferRecord
+  private leaderCheck: (() => boolean) | undefined
 
   constructor (components: JournalComponents) {
     this.db = components.db
@@ -208,19 +209,40 @@ export class Journal {
       pruneLog: db.prepare('DELETE FROM journal_log WHERE seq IN (SELECT l.seq FROM journal_log l WHERE l.at < ? AND ' +
         'NOT EXISTS (SELECT 1 FROM transfers t WHERE t.id = l.transfer_key AND t.seq = l.seq) ORDER BY l.seq LIMIT ?)')
     }
-    const mutate = db.transaction((id: string, change: (r: TransferRecord) => TransferRecord) => {
+    const mutate = db.transaction((id: string, change: (r: TransferRecord) => TransferRecord,
+      requireInProgress: boolean) => {
       const row = this.s.get.get(id)
       if (row === undefined) throw new TransferNotFoundError(id)
       const before = toRecord(row)
       if (FINAL_STATUSES.includes(before.status)) {
         throw new InvalidTransferError(`transfer ${id} is ${before.status} and cannot change any more`)
       }
+      if (requireInProgress && before.status !== 'in-progress') {
+        throw new InvalidTransferError(`transfer ${id} is ${before.status}: resume it first`)
+      }
       const next = change({ ...before })
       next.epoch = Math.max(next.epoch, before.epoch, this.currentEpoch())
       next.updatedAt = iso(this.clock.wallNow())
       return this.write(next)
     })
-    this.mutateTx = (id, change) => mutate.immediate(id, change)
+    this.mutateTx = (id, change, requireInProgress = false) => {
+      this.checkLeader()
+      return mutate.immediate(id, change, requireInProgress)
+    }
+  }
+
+  /**
+   * Installs the lease check every transfer change runs synchronously right before its transaction (DESIGN:
+   * a journal append is a leader-only effect): with it, a member whose lease has expired, even one whose timers
+   * have not fired yet, gets NotLeaderError instead of writing. Cluster events and replicated entries are not
+   * leader-only and are not checked. `undefined` removes it (standalone daemons may not install one).
+   */
+  setLeaderCheck (check: (() => boolean) | undefined): void {
+    this.leaderCheck = check
+  }
+
+  private checkLeader (): void {
+    if (this.leaderCheck !== undefined && !this.leaderCheck()) throw new NotLeaderError()
   }
 
   /** Records a new transfer (and allocates its key and, unless given, its PI 13), committed on return. */
@@ -238,6 +260,7 @@ export class Journal {
       throw new InvalidTransferError(`transferId must be 1..${MAX_TRANSFER_ID}, got ${input.transferId}`)
     }
     if (input.filePath !== undefined) checkText('filePath', input.filePath)
+    this.checkLeader()
     return this.db.transaction(() => {
       const a = this.ids.allocate(input.epoch)
       const now = iso(this.clock.wallNow())
@@ -278,7 +301,7 @@ export class Journal {
       r.syncOffset = u.offset
       r.bytes = u.bytes ?? u.offset
       return r
-    })
+    }, true)
   }
 
   /**
@@ -320,7 +343,7 @@ export class Journal {
       filePath: input.filePath ?? r.filePath,
       diagnostic: null,
       finishedAt: iso(this.clock.wallNow())
-    }))
+    }), true)
   }
 
   /** Failed for good: not restartable. */

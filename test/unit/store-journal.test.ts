@@ -1,6 +1,6 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { InvalidTransferError, ReplicationConflictError, TransferNotFoundError } from '../../store/errors.js'
+import { InvalidTransferError, NotLeaderError, ReplicationConflictError, TransferNotFoundError } from '../../store/errors.js'
 import type { LogEntry } from '../../store/journal.js'
 import { transferIdFor } from '../../store/transfer-id.js'
 import { startStore, tempDataDir, transfer } from '../helpers/store-fixtures.js'
@@ -240,4 +240,39 @@ test('malformed or unordered shipped entries are refused whole', async (t) => {
   assert.throws(() => standby.journal.applyReplicated([e1!, { ...e3!, kind: 'bogus' } as unknown as LogEntry]), /unknown kind/)
   assert.equal(standby.journal.lastSeq(), 0)
   assert.deepEqual(standby.journal.list({ limit: 10 }), [])
+})
+
+test('sync points and completion need an in-progress transfer: an interrupted one is resumed first', async (t) => {
+  const { store } = await startStore(t, tempDataDir(t))
+  const j = store.journal
+  const r = j.begin(transfer(1))
+  j.interrupt(r.id, 'IDT')
+  assert.throws(() => j.recordSyncPoint(r.id, { syncPoint: 1, offset: 1 }), /is interrupted: resume it first/)
+  assert.throws(() => j.complete(r.id, { bytes: 1, sha256: SHA }), /resume it first/)
+  j.resume(r.id, { member: 'vectis-0', epoch: 1, syncPoint: 0, offset: 0 })
+  assert.equal(j.recordSyncPoint(r.id, { syncPoint: 1, offset: 1 }).syncPoint, 1)
+  assert.equal(j.interrupt(j.interrupt(r.id, 'IDT').id, 'again').diagnostic, 'again')
+  assert.equal(j.fail(r.id, 'given up').status, 'failed')
+})
+
+test('with a lease check installed, transfer changes are refused once the lease is gone; events and replication are not', async (t) => {
+  const { store } = await startStore(t, tempDataDir(t))
+  const standby = (await startStore(t, tempDataDir(t))).store
+  const j = store.journal
+  let leader = true
+  j.setLeaderCheck(() => leader)
+  const r = j.begin(transfer(1))
+  j.recordSyncPoint(r.id, { syncPoint: 1, offset: 1 })
+  leader = false
+  const seq = j.lastSeq()
+  assert.throws(() => j.recordSyncPoint(r.id, { syncPoint: 2, offset: 2 }), NotLeaderError)
+  assert.throws(() => j.begin(transfer(1)), NotLeaderError)
+  assert.throws(() => j.interrupt(r.id, 'x'), NotLeaderError)
+  assert.equal(j.lastSeq(), seq, 'nothing written')
+  assert.equal(j.get(r.id)?.syncPoint, 1)
+  j.appendEvent({ type: 'leader:demoted', epoch: 1, leader: 'vectis-0', reason: 'lease-expired' })
+  standby.journal.setLeaderCheck(() => false)
+  assert.equal(standby.journal.applyReplicated(j.changesSince(0, 100)).applied, 3)
+  j.setLeaderCheck(undefined)
+  assert.equal(j.recordSyncPoint(r.id, { syncPoint: 2, offset: 2 }).syncPoint, 2)
 })
