@@ -14,6 +14,8 @@ import { ensureWritableDir } from './data-dirs.js'
 import { StandaloneCluster } from '../cluster/standalone.js'
 import type { ClusterEvents, ClusterService } from '../cluster/cluster-api.js'
 import { LeadershipTransferError } from '../cluster/errors.js'
+import { Store } from '../store/store.js'
+import { TransfersQueryError } from '../store/errors.js'
 
 export interface ServerStatus {
   id: string
@@ -26,6 +28,7 @@ export class Daemon implements Startable {
   readonly health = new Health()
   readonly http: HttpServer
   readonly cluster: ClusterService
+  readonly store: Store
   private readonly lifecycle: Lifecycle
   private readonly log: Logger
   private readonly unsubscribe: Array<() => void> = []
@@ -36,8 +39,13 @@ export class Daemon implements Startable {
     this.http = new HttpServer({ logger: components.logger }, {
       host: config.bindHost, port: config.httpPort, user: config.apiUser, password: config.apiPassword
     })
+    this.store = new Store({ logger: components.logger }, { dataDir: config.dataDir, retentionDays: config.journalRetentionDays })
     this.cluster = new StandaloneCluster({ logger: components.logger }, {
-      clusterName: config.clusterName, nodeName: config.podName, address: config.podIp
+      clusterName: config.clusterName,
+      nodeName: config.podName,
+      address: config.podIp,
+      // Every start is a new leadership: a new epoch, higher than any this member has seen, persisted first.
+      nextEpoch: (leader) => this.store.clusterState.raiseEpoch(leader)
     })
     this.registerRoutes()
     this.wireMetrics()
@@ -52,8 +60,10 @@ export class Daemon implements Startable {
     }
     const parts: NamedPart[] = [
       { name: 'data-dirs', part: dirs },
+      { name: 'store', part: this.store },
       { name: 'health', part: this.health },
       { name: 'http', part: this.http },
+      { name: 'journal-events', part: this.journalEvents() },
       { name: 'cluster', part: this.cluster }
     ]
     this.lifecycle = new Lifecycle(parts, this.log)
@@ -72,6 +82,40 @@ export class Daemon implements Startable {
   servers (): ServerStatus[] {
     // The PeSIT servers are not wired yet: configured, never running.
     return this.config.pesit.servers.map((s) => ({ id: s.id, port: s.port, running: false }))
+  }
+
+  /**
+   * Cluster events go to the journal (the history operators read after an incident), and journal writes about
+   * transfers are refused once this member's lease is gone.
+   */
+  private journalEvents (): Startable {
+    const offs: Array<() => void> = []
+    return {
+      start: async () => {
+        const journal = this.store.journal
+        const member = this.config.podName
+        journal.setLeaderCheck(() => this.cluster.leadership.isLeader())
+        const epochNow = (): number => this.cluster.leadership.currentEpoch()?.number ?? 0
+        offs.push(
+          this.cluster.events.on('view:installed', (v) => {
+            journal.appendEvent({ type: 'view:installed', epoch: epochNow(), member, viewId: v.viewId, members: v.members.map((m) => m.name) })
+          }),
+          this.cluster.events.on('leader:elected', (e) => {
+            journal.appendEvent({ type: 'leader:elected', epoch: e.epoch.number, member, leader: e.epoch.leader })
+          }),
+          this.cluster.events.on('leader:demoted', (e) => {
+            journal.appendEvent({ type: 'leader:demoted', epoch: e.epoch.number, member, leader: e.epoch.leader, reason: e.reason })
+          }),
+          this.cluster.events.on('member:suspected', (m) => {
+            journal.appendEvent({ type: 'member:suspected', epoch: epochNow(), member: m.name })
+          })
+        )
+      },
+      stop: async () => {
+        for (const off of offs.splice(0)) off()
+        if (this.store.started) this.store.journal.setLeaderCheck(undefined)
+      }
+    }
   }
 
   private wireMetrics (): void {
@@ -109,6 +153,14 @@ export class Daemon implements Startable {
       return { headers: { 'content-type': contentType }, raw: body }
     }, { auth: false })
     h.route('GET', '/api/cluster/status', () => ({ json: { ...this.cluster.status(), servers: this.servers() } }), { auth: true })
+    h.route('GET', '/api/transfers', (req) => {
+      try {
+        return { json: this.store.listTransfers(req.query) }
+      } catch (err) {
+        if (err instanceof TransfersQueryError) throw new HttpError(400, err.message)
+        throw err
+      }
+    }, { auth: true })
     h.route('POST', '/api/cluster/leadership/transfer', async (req): Promise<Reply> => {
       let to: string | undefined
       if (req.body !== undefined) {

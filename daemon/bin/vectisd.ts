@@ -80,6 +80,8 @@ async function main (): Promise<number> {
       return 2
     }
     log.fatal({ err }, 'start failed')
+    // One readable line for whoever watches the terminal or `kubectl logs --previous`; the JSON line has the rest.
+    process.stderr.write(`vectisd: start failed: ${(err as Error).message}\n`)
     return 1
   }
   if (stopping !== undefined) return await stopping

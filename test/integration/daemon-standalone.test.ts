@@ -246,7 +246,8 @@ describe('vectisd exit codes and signals', () => {
       const d = new DaemonProcess({ VECTIS_HTTP_PORT: String(port), VECTIS_BIND_HOST: '127.0.0.1', VECTIS_DATA_DIR: join(dir.path, 'data') }).start()
       assert.equal((await d.waitExit()).code, 1)
       assert.ok(d.logs.some((l) => l.msg === 'start failed' && JSON.stringify(l.err).includes('EADDRINUSE')))
-      assert.equal(d.stderr, '')
+      assert.match(d.stderr, /^vectisd: start failed: .*EADDRINUSE.*\n$/)
+      noStackTrace(d)
     } finally {
       blocker.close()
       await dir.remove()
@@ -298,4 +299,53 @@ describe('vectisd exit codes and signals', () => {
       }
     })
   }
+})
+
+describe('standalone epochs and the journal', () => {
+  it('a daemon restarted 5 times reports 5 different, rising epochs; /api/transfers answers', async () => {
+    const dir = await tempDir()
+    try {
+      const epochs: number[] = []
+      for (let i = 0; i < 5; i++) {
+        const port = await freePort()
+        const d = new DaemonProcess({ VECTIS_HTTP_PORT: String(port), VECTIS_BIND_HOST: '127.0.0.1', VECTIS_DATA_DIR: join(dir.path, 'data'), VECTIS_API_PASSWORD: 'pw' }).start()
+        try {
+          await d.waitLog((l) => l.msg === 'vectisd started')
+          const s = JSON.parse((await http(port, 'GET', '/api/cluster/status', { auth: 'vectis:pw' })).body) as { epoch: number }
+          epochs.push(s.epoch)
+          if (i === 0) {
+            const t = await http(port, 'GET', '/api/transfers?limit=5', { auth: 'vectis:pw' })
+            assert.equal(t.status, 200)
+            assert.deepEqual(JSON.parse(t.body), { transfers: [] })
+            assert.equal((await http(port, 'GET', '/api/transfers?limit=5000', { auth: 'vectis:pw' })).status, 400)
+            assert.equal((await http(port, 'GET', '/api/transfers?stauts=x', { auth: 'vectis:pw' })).status, 400)
+            assert.equal((await http(port, 'GET', '/api/transfers')).status, 401)
+          }
+          d.signal('SIGTERM')
+          assert.equal((await d.waitExit()).code, 0)
+        } finally {
+          await d.kill()
+        }
+      }
+      assert.equal(new Set(epochs).size, 5, `epochs ${epochs.join(',')}`)
+      for (let i = 1; i < epochs.length; i++) assert.ok(epochs[i]! > epochs[i - 1]!, `epochs ${epochs.join(',')} must rise`)
+    } finally {
+      await dir.remove()
+    }
+  })
+
+  it('a corrupt database stops the start with the path and the way out', async () => {
+    const dir = await tempDir()
+    try {
+      const { mkdirSync } = await import('node:fs')
+      mkdirSync(join(dir.path, 'data'))
+      writeFileSync(join(dir.path, 'data', 'vectis.db'), Buffer.alloc(8192, 0x5a))
+      const d = new DaemonProcess({ VECTIS_HTTP_PORT: String(await freePort()), VECTIS_BIND_HOST: '127.0.0.1', VECTIS_DATA_DIR: join(dir.path, 'data') }).start()
+      assert.equal((await d.waitExit()).code, 1)
+      assert.match(d.stderr, /vectis\.db/)
+      assert.match(d.stderr, /backup/i)
+    } finally {
+      await dir.remove()
+    }
+  })
 })
