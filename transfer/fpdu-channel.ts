@@ -117,7 +117,7 @@ export class FpduChannel {
           resolve(ev)
         } catch (err) {
           if (timer !== undefined) clearTimeout(timer)
-          reject(err)
+          reject(err instanceof Error ? err : new Error(String(err)))
         }
       }
       if (timeoutMs !== undefined && timeoutMs > 0 && Number.isFinite(timeoutMs)) {
