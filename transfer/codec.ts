@@ -445,6 +445,13 @@ export class EntityReader {
     return out
   }
 
+  /** `n` raw bytes outside any framing (the 4-byte pre-connection answer), undefined until they are all here. */
+  takeRaw (n: number): Uint8Array | undefined {
+    if (this.total < n) return undefined
+    this.atStart = false
+    return this.take(n)
+  }
+
   /** The next complete unit, undefined if more bytes are needed. Throws ProtocolError (and stays failed). */
   next (): StreamUnit | undefined {
     if (this.failed !== undefined) throw this.failed

@@ -130,6 +130,23 @@ export class FpduChannel {
     })
   }
 
+  /** `n` raw bytes before any framing (the requester reading the pre-connection answer). */
+  async nextRaw (n: number, timeoutMs: number): Promise<Uint8Array> {
+    const deadline = Date.now() + timeoutMs
+    for (let i = 0; i < 1000; i++) {
+      const b = this.reader.takeRaw(n)
+      if (b !== undefined) return b
+      if (this.ended || this.error !== undefined) throw new ConnectionLostError('connection closed during the pre-connection')
+      const left = deadline - Date.now()
+      if (left <= 0) break
+      await new Promise<void>((resolve) => {
+        const t = setTimeout(() => { this.waiter = undefined; resolve() }, left)
+        this.waiter = () => { clearTimeout(t); resolve() }
+      })
+    }
+    throw new PesitTimeoutError(`no pre-connection answer within ${timeoutMs} ms`)
+  }
+
   /** Sends FPDUs, each in its own entity, except runs of concatenable ones the caller groups with sendEntity. */
   async send (...fpdus: Fpdu[]): Promise<void> {
     for (const f of fpdus) await this.sendEntity([encodeFpdu(f)])
