@@ -8,7 +8,8 @@
  * Exit codes: 0 transferred, 2 bad usage, 1 any other failure (refused, interrupted, I/O).
  *
  * Restart state: before the first CREATE the transfer id and the sync spacing are written to a small JSON file
- * in `--state-dir` (default `$VECTIS_SEND_STATE_DIR` or `~/.vectis/send`), keyed by destination and source path,
+ * in `--state-dir` (default `$VECTIS_SEND_STATE_DIR` or `~/.vectis/send`), keyed by partner, server id, virtual
+ * file and source path,
  * and removed after success; `--restart` reads it back. The source's size and mtime are recorded too, and a
  * restart of a file that changed is refused.
  */
@@ -111,7 +112,8 @@ export async function runSend (argv: string[], io: CliIo = { stdout: process.std
     const tid = intOpt(values['transfer-id'], 'transfer-id', 1, 0xffffff)
     if (tid !== undefined) opts.transferId = tid
     const stateDir = values['state-dir'] ?? io.env.VECTIS_SEND_STATE_DIR ?? join(homedir(), '.vectis', 'send')
-    const key = createHash('sha256').update([opts.host, opts.port, opts.partner, opts.server, opts.file, source].join('\u0000')).digest('hex').slice(0, 24)
+    // Keyed by PeSIT identities, not the address: a restart may reach the same server id elsewhere (a new leader).
+    const key = createHash('sha256').update([opts.partner, opts.server, opts.file, source].join('\u0000')).digest('hex').slice(0, 24)
     statePath = join(stateDir, `send-${key}.json`)
     restartWanted = values.restart === true
     quiet = values.quiet === true

@@ -117,6 +117,14 @@ export async function pushFile (o: PushOptions): Promise<PushResult> {
     const s = new PushSession(ch, o, log, transferId, timeoutMs)
     try {
       return await s.run(fh, size, articleSize, proposedEntity, syncKb)
+    } catch (err) {
+      // Anything that stops the transfer once WRITE was acknowledged leaves a restartable transfer behind.
+      if (s.inDataPhase && !(err instanceof PushInterruptedError) && (err instanceof PesitError || (err as Error).name === 'Error')) {
+        const e = err as Error
+        throw new PushInterruptedError(`${e.message}; resume with --restart`, err instanceof PesitError ? err.diagnostic : DIAG.NETWORK_INCIDENT,
+          transferId, s.articlesPerSyncUsed, s.acknowledged, { cause: err })
+      }
+      throw err
     } finally {
       o.signal?.removeEventListener('abort', onAbort)
       socket.destroy()
@@ -144,9 +152,12 @@ class PushSession {
   private articlesPerSync = 0
   private articleSize = 0
   private acknowledgedBytes = 0
-  private inDataPhase = false
+  inDataPhase = false
 
   constructor (private readonly ch: FpduChannel, private readonly o: PushOptions, private readonly log: Logger, private readonly transferId: number, private readonly timeoutMs: number) {}
+
+  get articlesPerSyncUsed (): number { return this.articlesPerSync }
+  get acknowledged (): number { return this.acknowledgedBytes }
 
   private async send (type: FpduType, params: Params, idSrc = 0): Promise<void> {
     await this.ch.send({ type, idDst: this.y, idSrc, params })
@@ -385,9 +396,6 @@ class PushSession {
           this.log.debug({ err: e }, 'closing after IDT failed')
         }
         throw new PushInterruptedError(`transfer interrupted by the server (IDT code ${code}, ${describeDiagnostic(d)}); resume with --restart`, d, this.transferId, this.articlesPerSync, this.acknowledgedBytes)
-      }
-      if (this.inDataPhase && (err instanceof PeerRefusalError || err instanceof ConnectionLostError || err instanceof PesitError)) {
-        throw new PushInterruptedError(`${err.message}; resume with --restart`, err.diagnostic, this.transferId, this.articlesPerSync, this.acknowledgedBytes, { cause: err })
       }
       throw err
     }
