@@ -11,7 +11,7 @@ export class ScriptClient {
   private constructor (readonly socket: Socket, readonly ch: FpduChannel) {}
 
   static async open (port: number): Promise<ScriptClient> {
-    const socket = connect({ host: '127.0.0.1', port })
+    const socket = connect({ host: '127.0.0.1', port, noDelay: true })
     socket.on('error', () => {})
     await new Promise<void>((resolve, reject) => { socket.once('connect', resolve).once('error', reject) })
     return new ScriptClient(socket, new FpduChannel(socket))
