@@ -284,7 +284,7 @@ function yList (path: string, v: unknown): unknown[] {
   return v
 }
 
-const PATTERN_VARS = ['partner', 'file', 'transferId', 'server', 'date', 'time']
+const PATTERN_VARS = ['partner', 'file', 'transferId']
 
 /** Parses and validates the YAML document of SPEC §5. `sharedDir` anchors relative directories. */
 export function parsePesitConfig (doc: unknown, sharedDir: string, readFile: (p: string) => string = (p) => readFileSync(p, 'utf8')): PesitConfig {
