@@ -105,6 +105,11 @@ export interface FaultRule {
   status?: 401 | 403 | 404 | 409 | 422 | 429 | 500 | 503
   /** Destroy the connection instead of answering (a reset mid-request). */
   reset?: boolean
+  /**
+   * Hold matching requests (unanswered, unprocessed) until `releaseHeld()`; then they are processed normally.
+   * Lets a test place a write exactly after another one (a stale write landing late).
+   */
+  hold?: boolean
   /** Verbs hit; all when omitted. */
   verbs?: Verb[]
   /** Pod names hit (GET/PATCH only); any when omitted. */
@@ -211,6 +216,7 @@ export class K8sApiEmulator implements Startable {
     this.status = 'stopped'
     clearTimeout(this.outageTimer)
     this.outageMode = undefined
+    this.releaseHeld()
     for (const w of this.watchers) this.endWatch(w)
     await this.closeListener()
   }
@@ -402,13 +408,25 @@ export class K8sApiEmulator implements Startable {
 
   /** Adds a rule; returns a function that removes it. Rules are checked in the order added. */
   inject (rule: FaultRule): () => void {
-    if (rule.status === undefined && rule.reset !== true) throw new Error('a fault rule needs a status or reset: true')
+    if (rule.status === undefined && rule.reset !== true && rule.hold !== true) throw new Error('a fault rule needs a status, reset: true or hold: true')
     const f: ActiveFault = { ...rule, id: this.nextFaultId++, hits: 0 }
     this.faults.push(f)
     return () => { this.faults = this.faults.filter((x) => x.id !== f.id) }
   }
 
   clearFaults (): void { this.faults = [] }
+
+  private held: Array<() => void> = []
+
+  /** Number of requests currently held by `hold` rules. */
+  get heldCount (): number { return this.held.length }
+
+  /** Lets every held request proceed (in arrival order). */
+  releaseHeld (): void {
+    const h = this.held
+    this.held = []
+    for (const r of h) r()
+  }
 
   /** Delays every request (of `verbs`, or all) by `ms` before it is answered. 0 turns it off. */
   setLatency (ms: number, verbs?: Verb[]): void { this.latency = verbs === undefined ? { ms } : { ms, verbs } }
@@ -484,7 +502,12 @@ export class K8sApiEmulator implements Startable {
       }
       if (this.outageMode !== undefined || this.status !== 'started') { rec.status = 'reset'; req.socket.destroy(); return }
 
-      const fault = this.matchFault(route.verb, route.name, token)
+      let fault = this.matchFault(route.verb, route.name, token)
+      if (fault?.hold === true) {
+        await new Promise<void>((resolve) => this.held.push(resolve))
+        if (this.outageMode !== undefined || this.status !== 'started') { rec.status = 'reset'; req.socket.destroy(); return }
+        fault = undefined
+      }
       if (fault !== undefined) {
         if (fault.reset === true) { rec.status = 'reset'; req.socket.destroy(); return }
         rec.status = fault.status!
