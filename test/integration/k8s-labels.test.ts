@@ -266,6 +266,37 @@ void test('a standby that finds its own pod labelled removes the label; 429 Retr
   assert.ok(Date.now() - t0 >= 900, 'waited for Retry-After before retrying')
 })
 
+void test('timeouts, injected 409s and a 404 for its own pod are retried until the labels are right', { timeout: 60_000 }, async (t) => {
+  const c = await cluster(t)
+  for (const n of NAMES) await c.boot(n)
+  const m1 = c.members.get('vectis-1')!
+  // Slower than the 1 s request timeout: every write times out until the latency goes away.
+  c.em.setLatency(1_500, ['patch'])
+  m1.leadership.elect(1)
+  await waitFor(() => m1.errors.value >= 1, 10_000, 'a timed-out write')
+  assert.match(m1.ctl.status().lastError ?? '', /within the request timeout/)
+  c.em.setLatency(0)
+  await m1.ctl.waitReady(AbortSignal.timeout(10_000))
+
+  // Optimistic-concurrency conflicts are re-read and retried, not counted as errors.
+  const errorsBefore = m1.errors.value
+  c.em.inject({ status: 409, verbs: ['patch'], times: 3 })
+  m1.leadership.demote('handover')
+  m1.leadership.elect(2)
+  await m1.ctl.waitReady(AbortSignal.timeout(10_000))
+  assert.equal(m1.errors.value, errorsBefore, 'conflicts are not errors')
+  assert.equal(pod(c.em, 'vectis-1').annotations[EPOCH_ANNOTATION], '2')
+
+  // Its own pod reported missing for a while (e.g. the API's cache lagging a re-created pod).
+  const m2 = c.members.get('vectis-2')!
+  c.em.inject({ status: 404, pods: ['vectis-2'], times: 4 })
+  m1.leadership.demote('handover')
+  m2.leadership.elect(3)
+  await m2.ctl.waitReady(AbortSignal.timeout(10_000))
+  await waitFor(() => vectisHolders(c.em).join() === 'vectis-2', 5_000, 'vectis-2 labelled')
+  assertNeverTwoLabelled(c.em)
+})
+
 void test('pod watch reports a deleted pod and a restarted container by name', { timeout: 60_000 }, async (t) => {
   const em = new K8sApiEmulator()
   await em.start()
