@@ -1,3 +1,4 @@
+/** Errors of the cluster area. */
 import type { TransportErrorCode } from './transport-types.js'
 
 /** A cluster request failed; `code` says how, `cause` holds the underlying error when there is one. */
@@ -31,4 +32,9 @@ export class ClusterConfigError extends Error {
 
 export function isTransportError (err: unknown): err is TransportError {
   return err instanceof TransportError
+}
+
+/** A leadership transfer that cannot happen (not leader, unknown target, no other member). HTTP 409. */
+export class LeadershipTransferError extends Error {
+  override name = 'LeadershipTransferError'
 }

@@ -1,0 +1,98 @@
+/** Starts a PeSIT server on a random loopback port over a temporary (or CrashFs) directory, for tests. */
+import { mkdtemp, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { silentLogger, type Logger } from '../../daemon/logger.js'
+import { NodeDurableFs, type DurableFs } from '../../store/durable-fs.js'
+import type { PesitConfig } from '../../transfer/config-types.js'
+import { PesitServer, type PesitServerInit } from '../../transfer/pesit-server.js'
+import type { TransferBegin, TransferEnd, TransferJournalPort, TransferProgress, PesitMetrics } from '../../transfer/ports.js'
+
+export class MemoryJournal implements TransferJournalPort {
+  readonly begun: TransferBegin[] = []
+  readonly updates: Array<{ id: number } & TransferProgress> = []
+  readonly ended: Array<{ id: number } & TransferEnd> = []
+  begin (t: TransferBegin): void { this.begun.push(t) }
+  update (id: number, p: TransferProgress): void { this.updates.push({ id, ...p }) }
+  end (id: number, e: TransferEnd): void { this.ended.push({ id, ...e }) }
+}
+
+export class CountingMetrics implements PesitMetrics {
+  servers = 0
+  connections = 0
+  transfers = new Map<string, number>()
+  bytes = 0
+  serverRunning (_id: string, running: boolean): void { this.servers += running ? 1 : -1 }
+  connectionOpened (): void { this.connections++ }
+  connectionClosed (): void { this.connections-- }
+  transferEnded (direction: string, status: string): void {
+    const k = `${direction}:${status}`
+    this.transfers.set(k, (this.transfers.get(k) ?? 0) + 1)
+  }
+
+  transferBytes (_d: string, n: number): void { this.bytes += n }
+}
+
+export interface Harness {
+  server: PesitServer
+  port: number
+  dir: string
+  fs: DurableFs
+  journal: MemoryJournal
+  metrics: CountingMetrics
+  leader: { value: boolean }
+  config: PesitConfig
+  /** starts another server instance on the same directory and file layer (a restarted or new leader) */
+  restart(): Promise<void>
+  stop(): Promise<void>
+}
+
+export interface HarnessOptions {
+  serverId?: string
+  syncIntervalKb?: number
+  maxEntitySize?: number
+  maxConnections?: number
+  partners?: PesitConfig['partners']
+  fs?: DurableFs
+  /** base directory (must exist for NodeDurableFs); a temporary one by default */
+  baseDir?: string
+  init?: Partial<PesitServerInit>
+  logger?: Logger
+}
+
+export async function startHarness (opts: HarnessOptions = {}): Promise<Harness> {
+  const ownDir = opts.baseDir === undefined
+  const base = opts.baseDir ?? await mkdtemp(join(tmpdir(), 'vectis-pesit-'))
+  const fs = opts.fs ?? new NodeDurableFs()
+  const dir = join(base, 'inbox')
+  const config: PesitConfig = {
+    servers: [{ id: opts.serverId ?? 'PESITSRV', port: 0, maxConnections: opts.maxConnections ?? 20, syncIntervalKb: opts.syncIntervalKb ?? 1024, maxEntitySize: opts.maxEntitySize ?? 65535 }],
+    partners: opts.partners ?? [{ id: 'CXCLIENT', password: 'test123', access: 'both' }, { id: 'READER', password: 'r', access: 'read' }],
+    files: [
+      { id: 'TESTFILE', direction: 'receive', directory: dir, filenamePattern: '${partner}_${file}_${transferId}' },
+      { id: 'OUTBOX', direction: 'send', directory: join(base, 'outbox'), filenamePattern: '${file}' }
+    ]
+  }
+  const journal = new MemoryJournal()
+  const metrics = new CountingMetrics()
+  const leader = { value: true }
+  const make = (): PesitServer => new PesitServer({
+    logger: opts.logger ?? silentLogger(), leadership: { isLeader: () => leader.value }, fs, journal, metrics
+  }, { config, host: '127.0.0.1', ...opts.init })
+  const h: Harness = {
+    server: make(), port: 0, dir, fs, journal, metrics, leader, config,
+    async restart () {
+      await h.server.stop()
+      h.server = make()
+      await h.server.start()
+      h.port = h.server.portOf(config.servers[0]!.id)!
+    },
+    async stop () {
+      await h.server.stop()
+      if (ownDir) await rm(base, { recursive: true, force: true })
+    }
+  }
+  await h.server.start()
+  h.port = h.server.portOf(config.servers[0]!.id)!
+  return h
+}

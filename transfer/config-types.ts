@@ -1,0 +1,103 @@
+/**
+ * The PeSIT part of the configuration (SPEC §5), as the daemon's loader hands it over: already validated for
+ * shape, with every `directory` resolved to an absolute path under VECTIS_SHARED_DIR. `validatePesitConfig`
+ * re-checks what the PeSIT code relies on, so a bad object fails at start-up with a message naming the key.
+ */
+import { isAbsolute } from 'node:path'
+import { PesitConfigError } from './errors.js'
+
+export interface PesitServerConfig {
+  /** PeSIT server id (PI 4), up to 8 upper-case letters/digits */
+  id: string
+  port: number
+  /** concurrent TCP connections accepted; one more gets RCONNECT D3-303 */
+  maxConnections: number
+  /** upper bound of the sync-point interval offered in ACONNECT; 0 disables sync points */
+  syncIntervalKb: number
+  /** upper bound of PI 25 answered in ACK(CREATE)/ACK(SELECT), 2-byte prefix excluded */
+  maxEntitySize: number
+}
+
+export type PartnerAccess = 'read' | 'write' | 'both'
+
+export interface PesitPartnerConfig {
+  /** requester id (PI 3) */
+  id: string
+  /** PI 5 password (PeSIT carries at most 8 characters) */
+  password: string
+  /** write: may push (CREATE); read: may pull (SELECT); both */
+  access: PartnerAccess
+}
+
+export type FileDirection = 'receive' | 'send' | 'both'
+
+export interface PesitFileConfig {
+  /** virtual file id (PI 12) */
+  id: string
+  direction: FileDirection
+  /** absolute directory holding the files (under VECTIS_SHARED_DIR) */
+  directory: string
+  /** final name of a received file: `${partner}`, `${file}`, `${transferId}` are substituted */
+  filenamePattern: string
+}
+
+export interface PesitConfig {
+  servers: PesitServerConfig[]
+  partners: PesitPartnerConfig[]
+  files: PesitFileConfig[]
+}
+
+const ID_RE = /^[A-Z0-9]{1,8}$/
+const PATTERN_VARS = new Set(['partner', 'file', 'transferId'])
+
+export function validatePesitConfig (c: PesitConfig): void {
+  const ids = new Set<string>()
+  c.servers.forEach((s, i) => {
+    const k = `servers[${i}]`
+    if (!ID_RE.test(s.id)) throw new PesitConfigError(`${k}.id: "${s.id}" must be 1-8 upper-case letters or digits`)
+    if (ids.has(s.id)) throw new PesitConfigError(`${k}.id: duplicate server id ${s.id}`)
+    ids.add(s.id)
+    if (!Number.isInteger(s.port) || s.port < 0 || s.port > 65535) throw new PesitConfigError(`${k}.port: ${s.port} is not a TCP port`)
+    if (!Number.isInteger(s.maxConnections) || s.maxConnections < 1) throw new PesitConfigError(`${k}.maxConnections: must be ≥ 1`)
+    if (!Number.isInteger(s.syncIntervalKb) || s.syncIntervalKb < 0 || s.syncIntervalKb > 0xfffe) throw new PesitConfigError(`${k}.syncIntervalKb: 0..65534`)
+    if (!Number.isInteger(s.maxEntitySize) || s.maxEntitySize < 128 || s.maxEntitySize > 65535) throw new PesitConfigError(`${k}.maxEntitySize: 128..65535`)
+  })
+  const partners = new Set<string>()
+  c.partners.forEach((p, i) => {
+    const k = `partners[${i}]`
+    if (p.id.length < 1 || p.id.length > 24 || /\s/.test(p.id)) throw new PesitConfigError(`${k}.id: 1-24 characters without blanks`)
+    if (partners.has(p.id)) throw new PesitConfigError(`${k}.id: duplicate partner ${p.id}`)
+    partners.add(p.id)
+    if (p.password.length > 8) throw new PesitConfigError(`${k}.password: PeSIT passwords are at most 8 characters`)
+    if (!['read', 'write', 'both'].includes(p.access)) throw new PesitConfigError(`${k}.access: read | write | both`)
+  })
+  const files = new Set<string>()
+  c.files.forEach((f, i) => {
+    const k = `files[${i}]`
+    if (f.id.length < 1 || f.id.length > 76) throw new PesitConfigError(`${k}.id: 1-76 characters`)
+    if (files.has(f.id)) throw new PesitConfigError(`${k}.id: duplicate file ${f.id}`)
+    files.add(f.id)
+    if (!['receive', 'send', 'both'].includes(f.direction)) throw new PesitConfigError(`${k}.direction: receive | send | both`)
+    if (!isAbsolute(f.directory)) throw new PesitConfigError(`${k}.directory: must be absolute once resolved (got ${f.directory})`)
+    if (f.filenamePattern.includes('/') || f.filenamePattern.includes('\\')) throw new PesitConfigError(`${k}.filenamePattern: a file name, not a path`)
+    for (const m of f.filenamePattern.matchAll(/\$\{([^}]*)\}/g)) {
+      if (!PATTERN_VARS.has(m[1] ?? '')) throw new PesitConfigError(`${k}.filenamePattern: unknown variable \${${m[1]}}`)
+    }
+    if (f.filenamePattern.trim() === '' || f.filenamePattern.startsWith('.')) throw new PesitConfigError(`${k}.filenamePattern: must not be empty or start with a dot`)
+  })
+}
+
+/** Keeps a substituted value inside one file name. */
+function safePart (s: string): string {
+  return s.replace(/[^A-Za-z0-9._-]/g, '_').replace(/^\.+/, '_')
+}
+
+export function finalFileName (pattern: string, vars: { partner: string, file: string, transferId: number }): string {
+  return pattern.replace(/\$\{(partner|file|transferId)\}/g, (_m, k: string) =>
+    safePart(k === 'partner' ? vars.partner : k === 'file' ? vars.file : String(vars.transferId)))
+}
+
+/** Base name of the partial file and of its checkpoint: hidden, keyed by what a restart presents. */
+export function transferStem (vars: { partner: string, file: string, transferId: number }): string {
+  return `.vectis-${safePart(vars.partner)}-${safePart(vars.file)}-${vars.transferId}`
+}

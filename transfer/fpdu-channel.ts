@@ -1,0 +1,204 @@
+/**
+ * One PeSIT connection over a byte stream (a TCP or TLS socket): reads entities and FPDUs on demand, writes
+ * entities with back-pressure. Shared by server sessions and the requester.
+ *
+ * Memory is bounded: bytes are decoded only when the session asks for the next FPDU, and the socket is paused
+ * while more than `highWaterBytes` sit undecoded, so a fast sender cannot grow the buffer without limit.
+ */
+import type { Duplex } from 'node:stream'
+import {
+  EntityReader, checkConcatenation, decodeFpdu, encodeEntity, encodeFpdu, splitEntity, MAX_ENTITY_SIZE,
+  type Framing, type Fpdu
+} from './codec.js'
+import { ConnectionLostError, PesitTimeoutError, ProtocolError } from './errors.js'
+
+export type ChannelEvent =
+  | { kind: 'fpdu', fpdu: Fpdu }
+  /** the 24-byte pre-connection message; `framed` when it came inside an entity */
+  | { kind: 'preconnection', message: Uint8Array, framed: boolean }
+  /** the peer closed the stream */
+  | { kind: 'end' }
+
+export interface FpduChannelInit {
+  maxEntitySize?: number
+  framing?: Framing
+  highWaterBytes?: number
+}
+
+const PRECONNECTION_MAGIC = [0xd7, 0xc5, 0xe2, 0xc9, 0xe3]
+
+export class FpduChannel {
+  private readonly reader: EntityReader
+  private pending: Uint8Array[] = []
+  private waiter: (() => void) | undefined
+  private ended = false
+  private error: Error | undefined
+  private readonly highWater: number
+  private paused = false
+  private closed = false
+  private discarding = false
+  /** bytes received and sent, for metrics */
+  bytesIn = 0
+  bytesOut = 0
+
+  constructor (private readonly socket: Duplex, init: FpduChannelInit = {}) {
+    this.reader = new EntityReader(init.maxEntitySize ?? MAX_ENTITY_SIZE, init.framing ?? 'prefixed')
+    this.highWater = init.highWaterBytes ?? 256 * 1024
+    socket.on('data', (chunk: Buffer) => {
+      this.bytesIn += chunk.length
+      if (this.discarding) return
+      this.reader.push(chunk)
+      if (this.reader.buffered > this.highWater && !this.paused) {
+        this.paused = true
+        socket.pause()
+      }
+      this.wake()
+    })
+    socket.on('end', () => { this.ended = true; this.wake() })
+    socket.on('close', () => { this.ended = true; this.closed = true; this.wake() })
+    socket.on('error', (err) => { this.error ??= err; this.wake() })
+  }
+
+  /** Bounds entities from now on (the negotiated PI 25 during the data phase). */
+  setMaxEntitySize (n: number): void {
+    this.reader.maxEntitySize = Math.min(MAX_ENTITY_SIZE, n)
+  }
+
+  get isClosed (): boolean { return this.closed || this.socket.destroyed }
+
+  private wake (): void {
+    const w = this.waiter
+    this.waiter = undefined
+    w?.()
+  }
+
+  /** The next event without waiting, or undefined if no complete FPDU is buffered. Throws on malformed input. */
+  poll (): ChannelEvent | undefined {
+    for (;;) {
+      const raw = this.pending.shift()
+      if (raw !== undefined) return { kind: 'fpdu', fpdu: decodeFpdu(raw) }
+      const unit = this.reader.next()
+      if (this.paused && this.reader.buffered <= this.highWater / 2) {
+        this.paused = false
+        this.socket.resume()
+      }
+      if (unit === undefined) {
+        if (this.ended || this.error !== undefined) return { kind: 'end' }
+        return undefined
+      }
+      if (unit.kind === 'preconnection') return { kind: 'preconnection', message: unit.message, framed: false }
+      const body = unit.body
+      if (body.length === 24 && PRECONNECTION_MAGIC.every((b, i) => body[i] === b)) {
+        return { kind: 'preconnection', message: body, framed: true }
+      }
+      const fpdus = splitEntity(body)
+      checkConcatenation(fpdus)
+      this.pending = fpdus
+    }
+  }
+
+  /**
+   * Waits for the next event. Rejects with ProtocolError on malformed input, PesitTimeoutError when nothing
+   * complete arrives within `timeoutMs`.
+   */
+  async next (timeoutMs?: number): Promise<ChannelEvent> {
+    const now = this.poll()
+    if (now !== undefined) return now
+    return await new Promise<ChannelEvent>((resolve, reject) => {
+      let timer: NodeJS.Timeout | undefined
+      const check = (): void => {
+        try {
+          const ev = this.poll()
+          if (ev === undefined) {
+            this.waiter = check
+            return
+          }
+          if (timer !== undefined) clearTimeout(timer)
+          resolve(ev)
+        } catch (err) {
+          if (timer !== undefined) clearTimeout(timer)
+          reject(err instanceof Error ? err : new Error(String(err)))
+        }
+      }
+      if (timeoutMs !== undefined && timeoutMs > 0 && Number.isFinite(timeoutMs)) {
+        timer = setTimeout(() => {
+          if (this.waiter === check) this.waiter = undefined
+          reject(new PesitTimeoutError(`no FPDU within ${timeoutMs} ms`))
+        }, timeoutMs)
+      }
+      this.waiter = check
+    })
+  }
+
+  /** `n` raw bytes before any framing (the requester reading the pre-connection answer). */
+  async nextRaw (n: number, timeoutMs: number): Promise<Uint8Array> {
+    const deadline = Date.now() + timeoutMs
+    for (let i = 0; i < 1000; i++) {
+      const b = this.reader.takeRaw(n)
+      if (b !== undefined) return b
+      if (this.ended || this.error !== undefined) throw new ConnectionLostError('connection closed during the pre-connection')
+      const left = deadline - Date.now()
+      if (left <= 0) break
+      await new Promise<void>((resolve) => {
+        const t = setTimeout(() => { this.waiter = undefined; resolve() }, left)
+        this.waiter = () => { clearTimeout(t); resolve() }
+      })
+    }
+    throw new PesitTimeoutError(`no pre-connection answer within ${timeoutMs} ms`)
+  }
+
+  /** Sends FPDUs, each in its own entity, except runs of concatenable ones the caller groups with sendEntity. */
+  async send (...fpdus: Fpdu[]): Promise<void> {
+    for (const f of fpdus) await this.sendEntity([encodeFpdu(f)])
+  }
+
+  /** One entity made of already-encoded FPDUs. */
+  async sendEntity (fpdus: readonly Uint8Array[]): Promise<void> {
+    await this.write(encodeEntity(fpdus))
+  }
+
+  /** Bytes as they are (the pre-connection answer, or a pre-built entity stream). */
+  async write (bytes: Uint8Array): Promise<void> {
+    if (this.isClosed || this.discarding) throw new ConnectionLostError('write after close')
+    this.bytesOut += bytes.length
+    if (this.socket.write(bytes)) return
+    await new Promise<void>((resolve, reject) => {
+      const done = (): void => {
+        this.socket.off('drain', done)
+        this.socket.off('close', closed)
+        resolve()
+      }
+      const closed = (): void => {
+        this.socket.off('drain', done)
+        this.socket.off('close', closed)
+        reject(new ConnectionLostError('connection closed while writing'))
+      }
+      this.socket.on('drain', done)
+      this.socket.on('close', closed)
+    })
+  }
+
+  /** Half-closes, then destroys after `graceMs` if the peer has not closed (PeSIT: the requester disconnects). */
+  async close (graceMs = 1000): Promise<void> {
+    if (this.socket.destroyed) return
+    await new Promise<void>((resolve) => {
+      const t = setTimeout(() => { this.socket.destroy(); resolve() }, graceMs)
+      t.unref?.()
+      this.socket.once('close', () => { clearTimeout(t); resolve() })
+      this.discarding = true
+      this.socket.end()
+      // Keep reading (and discarding) so the peer's FIN is seen.
+      if (this.paused) this.socket.resume()
+    })
+  }
+
+  destroy (): void {
+    this.socket.destroy()
+    this.wake()
+  }
+
+  /** The socket error, if any: a ProtocolError is never stored here. */
+  get socketError (): Error | undefined {
+    return this.error instanceof ProtocolError ? undefined : this.error
+  }
+}

@@ -1,0 +1,219 @@
+/**
+ * The PeSIT servers of the configuration (SPEC §5): one TCP listener per configured server, one ServerSession per
+ * connection. Only a leader runs them: the daemon starts this part after `leader:elected` and stops it on
+ * `leader:demoted` and at shutdown; on top of that every accepted connection checks the lease synchronously
+ * (a connection reaching a member that is no longer leader is dropped before a byte is read).
+ *
+ * `stop()` closes the listeners and ends live sessions with ABORT; `stop({ handover: true })` lets each live
+ * transfer reach its next sync point and interrupts it there with IDT (restartable), aborting what is still
+ * running at the deadline. Partial files and checkpoints are always kept.
+ *
+ * NOT guaranteed: that a connection accepted just before the lease expired is not served; the lease checks
+ * before ACK(SYN), the rename and ACK(TRANS.END) are what keep a deposed leader from acknowledging data.
+ */
+import { createServer, type Server, type Socket } from 'node:net'
+import type { Logger } from '../daemon/logger.js'
+import type { Startable } from '../daemon/lifecycle.js'
+import type { Leadership } from '../cluster/leadership-api.js'
+import type { DurableFs } from '../store/durable-fs.js'
+import type { Framing } from './codec.js'
+import { validatePesitConfig, type PesitConfig, type PesitServerConfig } from './config-types.js'
+import { DIAG } from './diagnostics.js'
+import { FpduChannel } from './fpdu-channel.js'
+import type { PesitMetrics, TransferJournalPort } from './ports.js'
+import { DEFAULT_MAX_SYNC_WINDOW, DEFAULT_SESSION_TIMEOUTS, ServerSession, type SessionTimeouts } from './server-session.js'
+
+export interface PesitServerComponents {
+  logger: Logger
+  leadership: Pick<Leadership, 'isLeader'>
+  fs: DurableFs
+  journal: TransferJournalPort
+  /** journal ids, cluster-unique (derived from the epoch by the daemon); a local counter when absent */
+  allocateTransferId?: () => number
+  metrics?: PesitMetrics
+}
+
+export interface PesitServerInit {
+  config: PesitConfig
+  /** address the listeners bind (VECTIS_BIND_HOST) */
+  host?: string
+  timeouts?: Partial<SessionTimeouts>
+  /** largest PI 7 window agreed to */
+  maxSyncWindow?: number
+  /** `raw` only for TLS partners configured without entity prefix; plain TCP always uses the prefix */
+  framing?: Framing
+  /** how long `stop({ handover: true })` waits for transfers to reach a sync point before aborting them */
+  handoverDeadlineMs?: number
+}
+
+export interface PesitServerStatus {
+  id: string
+  port: number
+  running: boolean
+  connections: number
+}
+
+export interface StopOptions {
+  handover?: boolean
+  deadlineMs?: number
+}
+
+interface Listener {
+  config: PesitServerConfig
+  server: Server
+  port: number
+  sessions: Set<ServerSession>
+  sockets: Set<Socket>
+  activeTransfers: Set<string>
+  nextConnectionId: number
+}
+
+export class PesitServer implements Startable {
+  private readonly log: Logger
+  private readonly listeners = new Map<string, Listener>()
+  private readonly timeouts: SessionTimeouts
+  private status: 'stopped' | 'starting' | 'running' | 'stopping' = 'stopped'
+  private localTransferIds = 0
+  private readonly partners
+  private readonly files
+
+  constructor (private readonly components: PesitServerComponents, private readonly init: PesitServerInit) {
+    validatePesitConfig(init.config)
+    this.log = components.logger.child({ component: 'transfer:pesit-server' })
+    this.timeouts = { ...DEFAULT_SESSION_TIMEOUTS, ...init.timeouts }
+    this.partners = new Map(init.config.partners.map((p) => [p.id, p]))
+    this.files = new Map(init.config.files.map((f) => [f.id, f]))
+  }
+
+  get isRunning (): boolean { return this.status === 'running' }
+
+  /** One row per configured server (for `GET /api/cluster/status`). */
+  serversStatus (): PesitServerStatus[] {
+    return this.init.config.servers.map((s) => {
+      const l = this.listeners.get(s.id)
+      return { id: s.id, port: l?.port ?? s.port, running: l !== undefined && this.status === 'running', connections: l?.sockets.size ?? 0 }
+    })
+  }
+
+  /** The port a server listens on (useful with port 0 in tests). */
+  portOf (serverId: string): number | undefined {
+    return this.listeners.get(serverId)?.port
+  }
+
+  async start (): Promise<void> {
+    if (this.status !== 'stopped') return
+    this.status = 'starting'
+    try {
+      for (const cfg of this.init.config.servers) await this.listen(cfg)
+    } catch (err) {
+      await this.closeListeners()
+      this.status = 'stopped'
+      throw err
+    }
+    this.status = 'running'
+  }
+
+  private async listen (cfg: PesitServerConfig): Promise<void> {
+    const l: Listener = {
+      config: cfg, server: createServer({ noDelay: true }), port: cfg.port, sessions: new Set(), sockets: new Set(),
+      activeTransfers: new Set(), nextConnectionId: 1
+    }
+    l.server.on('connection', (socket) => { this.accept(l, socket) })
+    l.server.on('error', (err) => { this.log.error({ err, server: cfg.id }, 'listener error') })
+    await new Promise<void>((resolve, reject) => {
+      const onError = (err: Error): void => { reject(err) }
+      l.server.once('error', onError)
+      l.server.listen({ port: cfg.port, host: this.init.host }, () => {
+        l.server.off('error', onError)
+        resolve()
+      })
+    })
+    const addr = l.server.address()
+    if (addr !== null && typeof addr === 'object') l.port = addr.port
+    this.listeners.set(cfg.id, l)
+    this.components.metrics?.serverRunning?.(cfg.id, true)
+    this.log.info({ server: cfg.id, port: l.port }, 'PeSIT server listening')
+  }
+
+  private accept (l: Listener, socket: Socket): void {
+    // The lease is checked before anything is read: a member that is not leader serves nothing.
+    if (this.status !== 'running' || !this.components.leadership.isLeader()) {
+      this.log.warn({ server: l.config.id, remote: socket.remoteAddress }, 'connection dropped: not leader')
+      socket.destroy()
+      return
+    }
+    const remote = `${socket.remoteAddress ?? '?'}:${socket.remotePort ?? '?'}`
+    const y = l.nextConnectionId
+    l.nextConnectionId = l.nextConnectionId >= 255 ? 1 : l.nextConnectionId + 1
+    const overLimit = l.sockets.size >= l.config.maxConnections
+    l.sockets.add(socket)
+    socket.setNoDelay(true)
+    socket.on('error', () => {}) // reported through the channel; never an uncaught 'error'
+    this.components.metrics?.connectionOpened?.(l.config.id)
+    const channel = new FpduChannel(socket, { maxEntitySize: l.config.maxEntitySize, framing: this.init.framing ?? 'prefixed' })
+    const session = new ServerSession(channel, {
+      server: l.config,
+      partners: this.partners,
+      files: this.files,
+      fs: this.components.fs,
+      journal: this.components.journal,
+      leadership: this.components.leadership,
+      logger: this.log.child({ server: l.config.id }),
+      metrics: this.components.metrics ?? {},
+      allocateTransferId: this.components.allocateTransferId ?? (() => ++this.localTransferIds),
+      activeTransfers: l.activeTransfers,
+      timeouts: this.timeouts,
+      maxSyncWindow: this.init.maxSyncWindow ?? DEFAULT_MAX_SYNC_WINDOW,
+      ...(overLimit ? { refuseWith: DIAG.REMOTE_CONGESTED } : {})
+    }, y, remote)
+    l.sessions.add(session)
+    void session.run().finally(() => {
+      l.sessions.delete(session)
+      l.sockets.delete(socket)
+      socket.destroy()
+      this.components.metrics?.connectionClosed?.(l.config.id)
+    })
+  }
+
+  /**
+   * Stops accepting and ends the sessions: ABORT now, or with `handover` IDT at each transfer's next sync point
+   * (ABORT for those still running at the deadline).
+   */
+  async stop (opts: StopOptions = {}): Promise<void> {
+    if (this.status === 'stopped' || this.status === 'stopping') return
+    this.status = 'stopping'
+    await this.closeListeners(opts)
+    this.status = 'stopped'
+  }
+
+  private async closeListeners (opts: StopOptions = {}): Promise<void> {
+    const closing = [...this.listeners.values()].map(async (l) => {
+      await new Promise<void>((resolve) => { l.server.close(() => { resolve() }) })
+    })
+    const all = [...this.listeners.values()].flatMap((l) => [...l.sessions])
+    for (const s of all) s.requestStop(opts.handover === true ? 'handover' : 'abort')
+    if (opts.handover === true) {
+      const deadline = Date.now() + (opts.deadlineMs ?? this.init.handoverDeadlineMs ?? 5000)
+      await this.waitSessions(deadline)
+      for (const l of this.listeners.values()) for (const s of l.sessions) s.requestStop('abort')
+    }
+    await this.waitSessions(Date.now() + this.timeouts.closeGraceMs + 2000)
+    for (const l of this.listeners.values()) {
+      for (const sock of l.sockets) sock.destroy()
+    }
+    await Promise.all(closing)
+    for (const l of this.listeners.values()) {
+      this.components.metrics?.serverRunning?.(l.config.id, false)
+      this.log.info({ server: l.config.id }, 'PeSIT server stopped')
+    }
+    this.listeners.clear()
+  }
+
+  private async waitSessions (deadline: number): Promise<void> {
+    for (let i = 0; i < 100_000; i++) {
+      const live = [...this.listeners.values()].reduce((a, l) => a + l.sessions.size, 0)
+      if (live === 0 || Date.now() >= deadline) return
+      await new Promise((resolve) => setTimeout(resolve, 20))
+    }
+  }
+}

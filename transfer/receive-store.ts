@@ -1,0 +1,216 @@
+/**
+ * Durable storage of one incoming file: a hidden partial file and its checkpoint in the virtual file's
+ * directory (under VECTIS_SHARED_DIR, so a new leader that mounts it can resume).
+ *
+ * Order of effects (DESIGN.md "Data"):
+ *  - checkpoint (before ACK(SYN)): buffered data written, data fsync, checkpoint JSON written to a temporary
+ *    name, fsync, rename, directory fsync (DurableFs.writeFileAtomic);
+ *  - commit (before ACK(TRANS.END)): data fsync, `beforeRename()` (the lease check), atomic rename to the final
+ *    name, directory fsync; then the checkpoint is removed (best effort: a stale checkpoint of a committed
+ *    transfer is ignored because the partial file is gone).
+ *
+ * NOT guaranteed: bytes received after the last checkpoint survive a crash (they are resent after a restart).
+ */
+import { join } from 'node:path'
+import type { DurableFile, DurableFs } from '../store/durable-fs.js'
+import { TransferStorageError } from './errors.js'
+import { DIAG } from './diagnostics.js'
+
+export const CHECKPOINT_VERSION = 1
+
+/** What a restart needs; written at each acknowledged sync point. */
+export interface Checkpoint {
+  version: number
+  transferId: number
+  partner: string
+  server: string
+  file: string
+  syncPoint: number
+  offset: number
+  articles: number
+  articleFormat: number
+  articleLength: number
+  updatedAt: string
+}
+
+export interface IncomingKey {
+  directory: string
+  stem: string
+  partner: string
+  server: string
+  file: string
+  transferId: number
+  articleFormat: number
+  articleLength: number
+}
+
+const WRITE_BUFFER = 1024 * 1024
+
+export class IncomingFile {
+  private buf = Buffer.allocUnsafe(WRITE_BUFFER)
+  private used = 0
+  /** file position where the buffer starts */
+  private flushedTo: number
+  /** article bytes received (PI 27) and articles (PI 28) */
+  bytes: number
+  articles: number
+  syncPoint: number
+  private closed = false
+
+  private constructor (
+    private readonly fs: DurableFs,
+    private readonly file: DurableFile,
+    readonly key: IncomingKey,
+    start: { offset: number, articles: number, syncPoint: number },
+    /** true when this attempt continues an earlier one from a checkpoint */
+    readonly resumed: boolean
+  ) {
+    this.flushedTo = start.offset
+    this.bytes = start.offset
+    this.articles = start.articles
+    this.syncPoint = start.syncPoint
+  }
+
+  get partialPath (): string { return join(this.key.directory, `${this.key.stem}.part`) }
+  static checkpointPath (key: Pick<IncomingKey, 'directory' | 'stem'>): string { return join(key.directory, `${key.stem}.ckpt`) }
+
+  /**
+   * Opens the partial file. With `restart`, resumes from a matching durable checkpoint (truncating what came
+   * after it); without one, or without `restart`, starts from byte 0.
+   */
+  static async open (fs: DurableFs, key: IncomingKey, restart: boolean): Promise<IncomingFile> {
+    try {
+      await fs.mkdirp(key.directory)
+      const partial = join(key.directory, `${key.stem}.part`)
+      const ckptPath = IncomingFile.checkpointPath(key)
+      if (restart) {
+        const ckpt = await readCheckpoint(fs, ckptPath)
+        const size = (await fs.stat(partial))?.size
+        if (ckpt !== undefined && size !== undefined && size >= ckpt.offset && matches(ckpt, key)) {
+          const f = await fs.open(partial, 'existing')
+          await f.truncate(ckpt.offset)
+          await f.sync()
+          return new IncomingFile(fs, f, key, ckpt, true)
+        }
+      }
+      // A new transfer (or a restart without a usable checkpoint): drop any stale checkpoint first, so a crash
+      // between here and the first sync point cannot pair it with the new, truncated partial file.
+      await fs.unlink(ckptPath)
+      await fs.syncDir(key.directory)
+      const f = await fs.open(partial, 'create')
+      return new IncomingFile(fs, f, key, { offset: 0, articles: 0, syncPoint: 0 }, false)
+    } catch (err) {
+      throw new TransferStorageError(`cannot open the partial file in ${key.directory}`, DIAG.CANNOT_OPEN, { cause: err })
+    }
+  }
+
+  /** Appends article bytes (copied into the write buffer; written when it fills). */
+  async append (data: Uint8Array): Promise<void> {
+    let off = 0
+    while (off < data.length) {
+      const n = Math.min(data.length - off, this.buf.length - this.used)
+      this.buf.set(data.subarray(off, off + n), this.used)
+      this.used += n
+      off += n
+      if (this.used === this.buf.length) await this.flush()
+    }
+    this.bytes += data.length
+  }
+
+  countArticle (): void { this.articles++ }
+
+  private async flush (): Promise<void> {
+    if (this.used === 0) return
+    try {
+      await this.file.write(this.buf.subarray(0, this.used), this.flushedTo)
+    } catch (err) {
+      throw new TransferStorageError(`write to ${this.partialPath} failed`, DIAG.IO_ERROR, { cause: err })
+    }
+    this.flushedTo += this.used
+    // A fresh buffer: the old one may still be referenced by an in-flight write of a DurableFs double.
+    this.buf = Buffer.allocUnsafe(WRITE_BUFFER)
+    this.used = 0
+  }
+
+  /** Everything received so far made durable, then the checkpoint for `syncPoint`. */
+  async checkpoint (syncPoint: number): Promise<void> {
+    await this.syncData()
+    const c: Checkpoint = {
+      version: CHECKPOINT_VERSION,
+      transferId: this.key.transferId,
+      partner: this.key.partner,
+      server: this.key.server,
+      file: this.key.file,
+      syncPoint,
+      offset: this.bytes,
+      articles: this.articles,
+      articleFormat: this.key.articleFormat,
+      articleLength: this.key.articleLength,
+      updatedAt: new Date().toISOString()
+    }
+    try {
+      await this.fs.writeFileAtomic(IncomingFile.checkpointPath(this.key), Buffer.from(JSON.stringify(c)))
+    } catch (err) {
+      throw new TransferStorageError('checkpoint write failed', DIAG.IO_ERROR, { cause: err })
+    }
+    this.syncPoint = syncPoint
+  }
+
+  async syncData (): Promise<void> {
+    await this.flush()
+    try {
+      await this.file.sync()
+    } catch (err) {
+      throw new TransferStorageError(`fsync of ${this.partialPath} failed`, DIAG.IO_ERROR, { cause: err })
+    }
+  }
+
+  /**
+   * Makes the file durable under `finalName`. `beforeRename` runs synchronously right before the rename (the
+   * lease check) and may throw to prevent it.
+   */
+  async commit (finalName: string, beforeRename: () => void): Promise<string> {
+    await this.syncData()
+    await this.closeHandle()
+    const finalPath = join(this.key.directory, finalName)
+    beforeRename()
+    try {
+      await this.fs.rename(this.partialPath, finalPath)
+      await this.fs.syncDir(this.key.directory)
+    } catch (err) {
+      throw new TransferStorageError(`rename to ${finalPath} failed`, DIAG.NOT_DELIVERED, { cause: err })
+    }
+    await this.fs.unlink(IncomingFile.checkpointPath(this.key)).catch(() => {})
+    return finalPath
+  }
+
+  /** Removes the partial file and checkpoint (a transfer that can never be resumed, e.g. bad counts). */
+  async discard (): Promise<void> {
+    await this.closeHandle()
+    await this.fs.unlink(this.partialPath).catch(() => {})
+    await this.fs.unlink(IncomingFile.checkpointPath(this.key)).catch(() => {})
+  }
+
+  /** Closes without committing: the partial file and the last durable checkpoint stay for a restart. */
+  async closeHandle (): Promise<void> {
+    if (this.closed) return
+    this.closed = true
+    await this.file.close().catch(() => {})
+  }
+}
+
+function matches (c: Checkpoint, k: IncomingKey): boolean {
+  return c.version === CHECKPOINT_VERSION && c.transferId === k.transferId && c.partner === k.partner &&
+    c.file === k.file && c.articleFormat === k.articleFormat && c.articleLength === k.articleLength &&
+    Number.isSafeInteger(c.offset) && c.offset >= 0 && Number.isSafeInteger(c.syncPoint) && c.syncPoint >= 0
+}
+
+export async function readCheckpoint (fs: DurableFs, path: string): Promise<Checkpoint | undefined> {
+  if (!(await fs.exists(path))) return undefined
+  try {
+    const c = JSON.parse(Buffer.from(await fs.readFile(path)).toString('utf8')) as Checkpoint
+    return typeof c === 'object' && c !== null ? c : undefined
+  } catch {
+    return undefined // an unreadable checkpoint means "no restart context", never a crash
+  }
+}

@@ -1,0 +1,665 @@
+/**
+ * One PeSIT connection on the server side (PROTOCOL.md §5): CONNECT, then for a push CREATE, ORF, WRITE,
+ * DTF* / SYN, DTF.END, TRANS.END, CRF, DESELECT, RELEASE. Every received FPDU is checked against the state table
+ * (`session-table.ts`) before anything else; an FPDU not valid in the current state, a malformed one, a timer
+ * expiry or a local failure ends the session with ABORT and the matching diagnostic. A session never throws to
+ * its caller: whatever happens ends in `run()` resolving, so one bad partner cannot disturb another session.
+ *
+ * Leader-only effects (ACK(SYN), the rename of a completed file, ACK(TRANS.END)) check the lease synchronously
+ * right before they happen; a session that finds it lost the lease aborts with D3-312 instead of acknowledging.
+ *
+ * NOT implemented yet (refused cleanly): the send direction (SELECT → ACK(SELECT) D2-226), RESYN (PI 23 is
+ * answered 0, a RESYN is a protocol error D3-306), messages (ACK(MSG) D2-209), CRC (RCONNECT D3-315),
+ * compression (ACK(ORF) answers "none").
+ */
+import { timingSafeEqual, createHash } from 'node:crypto'
+import type { Logger } from '../daemon/logger.js'
+import type { DurableFs } from '../store/durable-fs.js'
+import {
+  decodeAccessControl, decodePreconnection, decodeSyncOption, encodeSyncOption, getDiagnostic, getGroup,
+  getNumber, getString, splitArticles, PRECONNECTION_ACK, PRECONNECTION_NAK, type Fpdu, type Params
+} from './codec.js'
+import { DIAG, describeDiagnostic, isSuccess, type Diagnostic } from './diagnostics.js'
+import {
+  ConnectionLostError, NotLeaderError, PesitError, PesitTimeoutError, ProtocolError, UnexpectedFpduError
+} from './errors.js'
+import type { FpduChannel } from './fpdu-channel.js'
+import { fpduDisplayName, type FpduType } from './fpdu-types.js'
+import { finalFileName, transferStem, type PesitFileConfig, type PesitPartnerConfig, type PesitServerConfig } from './config-types.js'
+import type { PesitMetrics, TransferJournalPort, TransferStatus } from './ports.js'
+import { IncomingFile } from './receive-store.js'
+import { transition, expectedIn, isDataPhase, type SessionState } from './session-table.js'
+
+export interface SessionTimeouts {
+  /** Tc: TCP accept → CONNECT (and → pre-connection) */
+  connectMs: number
+  /** Tp: waiting for the requester's next FPDU while a file is selected or data flows */
+  readMs: number
+  /** Td: idle in CN03 (connected, no file) */
+  idleMs: number
+  /** after ABORT / RELCONF, how long the peer gets to close before the socket is destroyed */
+  closeGraceMs: number
+}
+
+export const DEFAULT_SESSION_TIMEOUTS: SessionTimeouts = {
+  connectMs: 30_000,
+  readMs: 30_000,
+  idleMs: 300_000,
+  closeGraceMs: 1_000
+}
+
+/** Largest sync window the server agrees to (PI 7 byte 3): bounds the unacknowledged data it must hold. */
+export const DEFAULT_MAX_SYNC_WINDOW = 16
+/** Largest segmented message (MSGDM…MSGFM) buffered before the session is aborted. */
+const MAX_MESSAGE_BYTES = 64 * 1024
+
+export interface ServerSessionContext {
+  server: PesitServerConfig
+  partners: ReadonlyMap<string, PesitPartnerConfig>
+  files: ReadonlyMap<string, PesitFileConfig>
+  fs: DurableFs
+  journal: TransferJournalPort
+  leadership: { isLeader(): boolean }
+  logger: Logger
+  metrics: PesitMetrics
+  allocateTransferId: () => number
+  /** keys of transfers in progress on this server: a second CREATE for the same one gets D2-207 */
+  activeTransfers: Set<string>
+  timeouts: SessionTimeouts
+  maxSyncWindow: number
+  /** set when the connection limit is reached: CONNECT is answered RCONNECT with this diagnostic */
+  refuseWith?: Diagnostic
+}
+
+interface Transfer {
+  journalId: number
+  key: string
+  transferId: number
+  file: PesitFileConfig
+  finalName: string
+  incoming: IncomingFile
+  articleFormat: number
+  articleLength: number
+  /** PI 42 in KB (PI 41 = 0), 0 = not announced */
+  announcedKb: number
+  written: boolean
+  done: boolean
+  dtfEndDiag?: Diagnostic
+  reportedBytes: number
+}
+
+type StopKind = 'abort' | 'handover'
+
+export class ServerSession {
+  state: SessionState = 'CN01'
+  private x: number | undefined
+  private partner: PesitPartnerConfig | undefined
+  private accessType = 2
+  private sync = { intervalKb: 0, window: 0 }
+  private entitySize: number
+  private preconnectionSeen = false
+  private transfer: Transfer | undefined
+  /** bytes of the article being reassembled from DTFDA/DTFMA, undefined when none is open */
+  private segment: number | undefined
+  private bytesSinceSync = 0
+  /** "ab": an IDT with code 8/12/16 forbids a new WRITE until DESELECT */
+  private interrupted = false
+  private messageBytes = 0
+  private stopping: StopKind | undefined
+  private finished = false
+  /** why the session ended, for the journal row of an unfinished transfer */
+  private endReason: { diag: Diagnostic, why: string } | undefined
+  private readonly log: Logger
+
+  constructor (private readonly ch: FpduChannel, private readonly ctx: ServerSessionContext, readonly y: number, remote: string) {
+    this.entitySize = ctx.server.maxEntitySize
+    this.log = ctx.logger.child({ conn: y, remote })
+  }
+
+  get isFinished (): boolean { return this.finished }
+
+  /** Processes the connection until it ends. Never rejects. */
+  async run (): Promise<void> {
+    try {
+      while (!this.finished) {
+        let ev
+        try {
+          ev = await this.ch.next(this.timeoutFor())
+        } catch (err) {
+          await this.fail(err)
+          break
+        }
+        if (ev.kind === 'end') {
+          await this.lost(new ConnectionLostError(this.stopping !== undefined ? 'connection closed at stop' : 'connection closed by the peer'))
+          break
+        }
+        try {
+          if (ev.kind === 'preconnection') await this.onPreconnection(ev.message, ev.framed)
+          else await this.onFpdu(ev.fpdu)
+        } catch (err) {
+          await this.fail(err)
+        }
+      }
+    } catch (err) {
+      // A bug in the error path itself: log it and drop the connection rather than take the server down.
+      this.log.error({ err }, 'session failed unexpectedly')
+      this.ch.destroy()
+    } finally {
+      // Released here, after the last handler returned, so no file operation is cut off half-way.
+      const end = this.endReason ?? { diag: DIAG.NETWORK_INCIDENT, why: 'session ended' }
+      await this.releaseTransfer('interrupted', end.diag, end.why)
+      this.finished = true
+    }
+  }
+
+  /**
+   * Ends the session from outside: `abort` at once (ABORT D3-312); `handover` at the next sync point with IDT
+   * (restartable) when data is flowing, at once otherwise. Returns immediately; `run()` resolves when done.
+   */
+  requestStop (kind: StopKind): void {
+    if (this.finished || this.stopping === 'abort') return
+    this.stopping = kind
+    if (kind === 'handover' && this.state === 'TDE02' && this.sync.intervalKb > 0) {
+      this.log.info('hand-over: transfer will be interrupted at its next sync point')
+      return
+    }
+    void this.abort(DIAG.SERVICE_CLOSED, kind === 'handover' ? 'leadership handed over' : 'server stopping')
+  }
+
+  private timeoutFor (): number {
+    const t = this.ctx.timeouts
+    if (this.state === 'CN01') return t.connectMs
+    if (this.state === 'CN03') return t.idleMs
+    return t.readMs
+  }
+
+  // ---------------------------------------------------------------------------------------------------------
+
+  private async onPreconnection (message: Uint8Array, framed: boolean): Promise<void> {
+    if (this.state !== 'CN01' || this.preconnectionSeen) throw new ProtocolError('pre-connection message out of place')
+    this.preconnectionSeen = true
+    const p = decodePreconnection(message)
+    const partner = this.ctx.partners.get(p.identifier)
+    const ok = partner !== undefined && passwordEquals(partner.password, p.password)
+    const answer = ok ? PRECONNECTION_ACK : PRECONNECTION_NAK
+    await this.ch.write(framed ? Buffer.concat([Uint8Array.of(0, answer.length), answer]) : answer)
+    if (!ok) {
+      this.log.warn({ identifier: p.identifier }, 'pre-connection refused')
+      await this.finish()
+    }
+  }
+
+  private async onFpdu (f: Fpdu): Promise<void> {
+    if (f.type !== 'CONNECT' && f.idDst !== this.y) {
+      throw new ProtocolError(`${fpduDisplayName(f.type)} addressed to connection ${f.idDst}, ours is ${this.y}`)
+    }
+    if (f.type === 'ABORT') return await this.onAbort(f)
+    const next = transition('server', this.state, f.type)
+    if (next === undefined) {
+      this.log.warn({ fpdu: fpduDisplayName(f.type), state: this.state, expected: expectedIn('server', this.state).map(fpduDisplayName) }, 'unexpected FPDU')
+      throw new UnexpectedFpduError(fpduDisplayName(f.type), this.state)
+    }
+    switch (f.type) {
+      case 'CONNECT': return await this.onConnect(f)
+      case 'RELEASE': return await this.onRelease()
+      case 'CREATE': return await this.onCreate(f)
+      case 'SELECT': return await this.onSelect(f)
+      case 'MSG':
+      case 'MSGDM':
+      case 'MSGMM':
+      case 'MSGFM': return await this.onMessage(f, next)
+      case 'ORF': return await this.onOrf(f)
+      case 'DESELECT': return await this.onDeselect()
+      case 'CRF': return await this.onCrf()
+      case 'WRITE': return await this.onWrite()
+      case 'DTF':
+      case 'DTFDA':
+      case 'DTFMA':
+      case 'DTFFA':
+        if (this.state === 'TDX05') return // in flight when our IDT crossed it: discarded
+        return await this.onData(f)
+      case 'SYN':
+        if (this.state === 'TDX05') return
+        return await this.onSyn(f)
+      case 'DTF_END':
+        if (this.state === 'TDX05') return
+        return await this.onDtfEnd(f)
+      case 'TRANS_END': return await this.onTransEnd(f)
+      case 'IDT': return await this.onIdt(f)
+      case 'ACK_IDT':
+        this.state = 'OF02'
+        return await this.afterInterrupt()
+      case 'RESYN':
+        throw new ProtocolError('RESYN without negotiated resynchronisation', DIAG.RESYN_NEGOTIATION)
+      case 'READ':
+        // SELECT is always refused for now, so no file can be open for reading.
+        throw new UnexpectedFpduError('READ', this.state)
+      case 'ACK_SYN':
+        return // late acknowledgements while our IDT is pending
+      default:
+        throw new UnexpectedFpduError(fpduDisplayName(f.type), this.state)
+    }
+  }
+
+  private async send (type: FpduType, params: Params, idSrc = 0): Promise<void> {
+    await this.ch.send({ type, idDst: this.x ?? 0, idSrc, params })
+  }
+
+  // --- connection phase -------------------------------------------------------------------------------------
+
+  private async onConnect (f: Fpdu): Promise<void> {
+    this.x = f.idSrc
+    const refuse = async (diag: Diagnostic, why: string): Promise<void> => {
+      this.log.warn({ diagnostic: describeDiagnostic(diag), requester: getString(f.params, 3), why }, 'connection refused')
+      await this.send('RCONNECT', { 2: diag }, 0)
+      await this.finish()
+    }
+    if (f.idSrc === 0) return await refuse(DIAG.BAD_PARAMETER, 'connection id 0')
+    if (this.ctx.refuseWith !== undefined) return await refuse(this.ctx.refuseWith, 'connection limit reached')
+    if (getNumber(f.params, 1) === 1) return await refuse(DIAG.NEGOTIATION_FAILURE, 'CRC option not supported')
+    const serverId = getString(f.params, 4) ?? ''
+    if (serverId.toUpperCase() !== this.ctx.server.id.toUpperCase()) return await refuse(DIAG.CALLED_UNKNOWN, `server id ${serverId}`)
+    const partner = this.ctx.partners.get(getString(f.params, 3) ?? '')
+    const ac = decodeAccessControl(f.params[5] as Uint8Array | undefined)
+    // Unknown partner and wrong password get the same answer, so the answer does not reveal which ids exist.
+    if (partner === undefined) return await refuse(DIAG.REQUESTER_NOT_AUTHORISED, 'unknown partner')
+    if (!passwordEquals(partner.password, ac?.password ?? '')) return await refuse(DIAG.REQUESTER_NOT_AUTHORISED, 'bad password')
+    if (ac?.newPassword !== undefined) return await refuse(DIAG.REQUESTER_NOT_AUTHORISED, 'password change not allowed')
+    if (getNumber(f.params, 6) !== 2) return await refuse(DIAG.VERSION_NOT_SUPPORTED, `version ${getNumber(f.params, 6)}`)
+    const access = getNumber(f.params, 22) ?? -1
+    if (access < 0 || access > 2) return await refuse(DIAG.BAD_PARAMETER, `access type ${access}`)
+    if ((access === 0 && partner.access === 'read') || (access === 1 && partner.access === 'write')) {
+      return await refuse(DIAG.REQUESTER_NOT_AUTHORISED, `access type ${access} not allowed for ${partner.access}`)
+    }
+    this.partner = partner
+    this.accessType = access
+    // Sync points: active only if both sides want them; smallest interval and window win; FFFF = undefined.
+    const proposed = decodeSyncOption(f.params[7] as Uint8Array | undefined)
+    const mine = this.ctx.server.syncIntervalKb
+    if (proposed === undefined || proposed.intervalKb === 0 || mine === 0) {
+      this.sync = { intervalKb: 0, window: 0 }
+    } else {
+      this.sync = {
+        intervalKb: proposed.intervalKb === 0xffff ? mine : Math.min(proposed.intervalKb, mine),
+        window: Math.min(proposed.window, this.ctx.maxSyncWindow)
+      }
+    }
+    const params: Params = { 6: 2, 7: encodeSyncOption(this.sync) }
+    if (getNumber(f.params, 23) === 1) params[23] = 0 // RESYN offered, not supported: say so explicitly
+    await this.send('ACONNECT', params, this.y)
+    this.state = 'CN03'
+    this.log.info({ partner: partner.id, accessType: access, sync: this.sync }, 'connected')
+  }
+
+  private async onRelease (): Promise<void> {
+    await this.send('RELCONF', {}, this.y)
+    this.state = 'CN01'
+    await this.finish()
+  }
+
+  private async onAbort (f: Fpdu): Promise<void> {
+    const diag = getDiagnostic(f.params) ?? DIAG.OTHER
+    this.log.warn({ diagnostic: describeDiagnostic(diag), state: this.state }, 'ABORT received')
+    this.endReason = { diag, why: 'aborted by the requester' }
+    this.state = 'CN01'
+    this.ch.destroy()
+    this.finished = true
+  }
+
+  // --- file selection ---------------------------------------------------------------------------------------
+
+  private async onCreate (f: Fpdu): Promise<void> {
+    const p = f.params
+    const pgi9 = getGroup(p, 9)
+    const transferId = getNumber(p, 13) ?? 0
+    const proposedEntity = getNumber(p, 25) ?? 0
+    const refuse = async (diag: Diagnostic, why: string): Promise<void> => {
+      this.log.warn({ diagnostic: describeDiagnostic(diag), why, transferId }, 'CREATE refused')
+      await this.send('ACK_CREATE', { 2: diag, 25: Math.max(6, Math.min(proposedEntity, this.ctx.server.maxEntitySize)) })
+      this.state = 'CN03'
+    }
+    const partner = this.partner!
+    const requester = getString(pgi9, 3)
+    if (requester !== undefined && requester !== partner.id) return await refuse(DIAG.TRANSFER_REFUSED, `PGI 9 names requester ${requester}`)
+    const serverId = getString(pgi9, 4)
+    if (serverId !== undefined && serverId.toUpperCase() !== this.ctx.server.id.toUpperCase()) return await refuse(DIAG.TRANSFER_REFUSED, `PGI 9 names server ${serverId}`)
+    if (this.accessType === 1 || partner.access === 'read') return await refuse(DIAG.TRANSFER_REFUSED, 'partner may not write')
+    const fileId = getString(pgi9, 12) ?? ''
+    const file = this.ctx.files.get(fileId)
+    if (file === undefined) return await refuse(DIAG.FILE_NOT_FOUND, `unknown virtual file ${fileId}`)
+    if (file.direction === 'send') return await refuse(DIAG.TRANSFER_REFUSED, `virtual file ${fileId} is send-only`)
+    if (transferId === 0) return await refuse(DIAG.BAD_PARAMETER, 'transfer id 0')
+    if (proposedEntity < 64) return await refuse(DIAG.BAD_PARAMETER, `entity size ${proposedEntity}`)
+    const pgi30 = getGroup(p, 30)
+    const articleFormat = getNumber(pgi30, 31) ?? 0x80
+    const articleLength = getNumber(pgi30, 32) ?? 0
+    if (articleFormat !== 0x00 && articleFormat !== 0x80) return await refuse(DIAG.FILE_CHARACTERISTICS, `article format ${articleFormat}`)
+    if (articleLength < 1) return await refuse(DIAG.FILE_CHARACTERISTICS, 'article length 0')
+    const pgi40 = getGroup(p, 40)
+    const announcedKb = (getNumber(pgi40, 41) ?? 0) === 0 ? getNumber(pgi40, 42) ?? 0 : 0
+    const restart = getNumber(p, 15) === 1
+    const key = `${partner.id}\u0000${file.id}\u0000${transferId}`
+    if (this.ctx.activeTransfers.has(key)) return await refuse(DIAG.FILE_BUSY, 'the same transfer is in progress on another connection')
+    const finalName = finalFileName(file.filenamePattern, { partner: partner.id, file: file.id, transferId })
+    const stem = transferStem({ partner: partner.id, file: file.id, transferId })
+    this.ctx.activeTransfers.add(key)
+    let incoming: IncomingFile
+    try {
+      if (await this.ctx.fs.exists(`${file.directory}/${finalName}`)) {
+        this.ctx.activeTransfers.delete(key)
+        return await refuse(DIAG.FILE_EXISTS, `${finalName} already exists`)
+      }
+      incoming = await IncomingFile.open(this.ctx.fs, {
+        directory: file.directory, stem, partner: partner.id, server: this.ctx.server.id, file: file.id,
+        transferId, articleFormat, articleLength
+      }, restart)
+    } catch (err) {
+      this.ctx.activeTransfers.delete(key)
+      this.log.error({ err }, 'cannot open the partial file')
+      return await refuse(err instanceof PesitError ? err.diagnostic : DIAG.CANNOT_OPEN, 'storage')
+    }
+    this.entitySize = Math.min(proposedEntity, this.ctx.server.maxEntitySize)
+    this.transfer = {
+      journalId: this.ctx.allocateTransferId(), key, transferId, file, finalName, incoming, articleFormat, articleLength,
+      announcedKb, written: false, done: false, reportedBytes: incoming.bytes
+    }
+    this.interrupted = false
+    await this.journal(async (j) => await j.begin({
+      id: this.transfer!.journalId, pesitTransferId: transferId, direction: 'receive', server: this.ctx.server.id,
+      partner: partner.id, file: file.id, restart: incoming.resumed, startOffset: incoming.bytes, startedAt: new Date()
+    }))
+    await this.send('ACK_CREATE', { 2: DIAG.OK, 25: this.entitySize })
+    this.ch.setMaxEntitySize(this.entitySize)
+    this.state = 'SF03'
+    this.log.info({ transferId, file: file.id, restart, resumedAt: incoming.resumed ? incoming.syncPoint : undefined, entitySize: this.entitySize }, 'file created')
+  }
+
+  private async onSelect (f: Fpdu): Promise<void> {
+    // The send direction is a later part of the service: refuse cleanly, echoing what the template requires.
+    const pgi9 = getGroup(f.params, 9) ?? { 11: 0, 12: '?' }
+    this.log.warn({ file: getString(pgi9, 12) }, 'SELECT refused: send direction not available')
+    await this.send('ACK_SELECT', {
+      2: DIAG.TRANSFER_REFUSED, 9: { 11: getNumber(pgi9, 11) ?? 0, 12: getString(pgi9, 12) ?? '?' },
+      13: getNumber(f.params, 13) ?? 0, 25: Math.min(getNumber(f.params, 25) ?? 4096, this.ctx.server.maxEntitySize)
+    })
+    this.state = 'CN03'
+  }
+
+  private async onMessage (f: Fpdu, next: SessionState): Promise<void> {
+    this.messageBytes += (getString(f.params, 91) ?? '').length
+    if (this.messageBytes > MAX_MESSAGE_BYTES) throw new ProtocolError('segmented message too long', DIAG.MESSAGE_NOT_ACCEPTED)
+    if (f.type === 'MSGDM' || f.type === 'MSGMM') {
+      this.state = next
+      return
+    }
+    this.messageBytes = 0
+    await this.send('ACK_MSG', { 2: DIAG.MESSAGE_NOT_ACCEPTED })
+    this.state = next
+  }
+
+  private async onOrf (f: Fpdu): Promise<void> {
+    // Compression is not implemented: a request for it is answered explicitly "none" (never silently accepted);
+    // an ORF that asks for none gets the plain answer the recorded sessions show.
+    const params: Params = { 2: DIAG.OK }
+    const asked = f.params[21] as Uint8Array | undefined
+    if (asked !== undefined && asked[0] !== 0) params[21] = Uint8Array.of(0, 0)
+    await this.send('ACK_ORF', params)
+    this.state = 'OF02'
+  }
+
+  private async onDeselect (): Promise<void> {
+    await this.releaseTransfer('interrupted', DIAG.ABNORMAL_END, 'deselected before the end of the transfer')
+    this.interrupted = false
+    await this.send('ACK_DESELECT', { 2: DIAG.OK })
+    this.state = 'CN03'
+  }
+
+  private async onCrf (): Promise<void> {
+    await this.send('ACK_CRF', { 2: DIAG.OK })
+    this.state = 'SF03'
+  }
+
+  // --- data phase (receive) ---------------------------------------------------------------------------------
+
+  private async onWrite (): Promise<void> {
+    const t = this.transfer
+    if (t === undefined || t.written || this.interrupted) {
+      await this.send('ACK_WRITE', { 2: DIAG.IO_ERROR, 18: 0 })
+      return
+    }
+    t.written = true
+    this.segment = undefined
+    this.bytesSinceSync = 0
+    await this.send('ACK_WRITE', { 2: DIAG.OK, 18: t.incoming.syncPoint })
+    this.state = 'TDE02'
+  }
+
+  private async onData (f: Fpdu): Promise<void> {
+    const t = this.transfer!
+    const data = f.data!
+    switch (f.type) {
+      case 'DTF':
+        if (this.segment !== undefined) throw new ProtocolError('DTF while a segmented article is open')
+        if (f.idSrc === 0) {
+          await this.article(t, data)
+        } else {
+          for (const a of splitArticles(data, f.idSrc)) await this.article(t, a)
+        }
+        return
+      case 'DTFDA':
+        if (this.segment !== undefined) throw new ProtocolError('DTFDA while a segmented article is open')
+        this.segment = 0
+        return await this.piece(t, data, false)
+      case 'DTFMA':
+        if (this.segment === undefined) throw new ProtocolError('DTFMA without DTFDA')
+        return await this.piece(t, data, false)
+      case 'DTFFA':
+        if (this.segment === undefined) throw new ProtocolError('DTFFA without DTFDA')
+        return await this.piece(t, data, true)
+      default:
+        throw new UnexpectedFpduError(f.type, this.state)
+    }
+  }
+
+  private checkVolume (t: Transfer, n: number): void {
+    this.bytesSinceSync += n
+    // A little tolerance over the negotiated interval: one entity, as senders cut at article boundaries.
+    if (this.sync.intervalKb > 0 && this.bytesSinceSync > this.sync.intervalKb * 1024 + this.entitySize) {
+      throw new PesitError(`${this.bytesSinceSync} bytes without a sync point`, DIAG.TOO_MUCH_DATA_WITHOUT_SYNC)
+    }
+    if (t.announcedKb > 0 && t.incoming.bytes + n > t.announcedKb * 1024) {
+      throw new PesitError(`file larger than the ${t.announcedKb} KB announced`, DIAG.FILE_LARGER_THAN_ANNOUNCED)
+    }
+  }
+
+  private async article (t: Transfer, a: Uint8Array): Promise<void> {
+    if (a.length > t.articleLength) throw new PesitError(`article of ${a.length} bytes, at most ${t.articleLength}`, DIAG.ARTICLE_TOO_LONG)
+    if (t.articleFormat === 0 && a.length !== t.articleLength) throw new PesitError(`fixed article of ${a.length} bytes, expected ${t.articleLength}`, DIAG.ARTICLE_TOO_LONG)
+    this.checkVolume(t, a.length)
+    await t.incoming.append(a)
+    t.incoming.countArticle()
+  }
+
+  private async piece (t: Transfer, data: Uint8Array, last: boolean): Promise<void> {
+    const len = this.segment! + data.length
+    if (len > t.articleLength) throw new PesitError(`segmented article longer than ${t.articleLength}`, DIAG.ARTICLE_TOO_LONG)
+    if (last && t.articleFormat === 0 && len !== t.articleLength) throw new PesitError(`fixed article of ${len} bytes, expected ${t.articleLength}`, DIAG.ARTICLE_TOO_LONG)
+    this.checkVolume(t, data.length)
+    await t.incoming.append(data)
+    if (last) {
+      t.incoming.countArticle()
+      this.segment = undefined
+    } else {
+      this.segment = len
+    }
+  }
+
+  private async onSyn (f: Fpdu): Promise<void> {
+    const t = this.transfer!
+    const n = getNumber(f.params, 20)!
+    if (this.sync.intervalKb === 0) throw new ProtocolError('SYN without negotiated sync points', DIAG.SYNC_NEGOTIATION)
+    if (this.segment !== undefined) throw new ProtocolError('SYN inside a segmented article')
+    if (n !== t.incoming.syncPoint + 1) throw new ProtocolError(`SYN ${n} after ${t.incoming.syncPoint}`)
+    await t.incoming.checkpoint(n)
+    this.bytesSinceSync = 0
+    this.reportBytes(t)
+    await this.journal(async (j) => await j.update(t.journalId, { bytes: t.incoming.bytes, articles: t.incoming.articles, syncPoint: n }))
+    if (this.stopping === 'abort' || this.finished) throw new ConnectionLostError('session stopping')
+    if (this.sync.window > 0) {
+      if (!this.ctx.leadership.isLeader()) throw new NotLeaderError('acknowledge a sync point')
+      await this.send('ACK_SYN', { 20: n })
+    }
+    if (this.stopping === 'handover') {
+      // Restartable interruption right after a durable sync point: the requester resumes from n elsewhere.
+      this.log.info({ syncPoint: n }, 'hand-over: interrupting the transfer')
+      await this.send('IDT', { 2: DIAG.VOLUNTARY_STOP, 19: 4 })
+      this.state = 'TDX05'
+    }
+  }
+
+  private async onDtfEnd (f: Fpdu): Promise<void> {
+    if (this.segment !== undefined) throw new ProtocolError('DTF.END inside a segmented article')
+    const diag = getDiagnostic(f.params) ?? DIAG.OK
+    if (!isSuccess(diag)) this.transfer!.dtfEndDiag = diag
+    this.state = 'TDE07'
+  }
+
+  private async onTransEnd (f: Fpdu): Promise<void> {
+    const t = this.transfer!
+    const inc = t.incoming
+    const counts: Params = { 27: inc.bytes, 28: inc.articles }
+    const bytes = getNumber(f.params, 27)
+    const articles = getNumber(f.params, 28)
+    this.state = 'OF02'
+    if (t.dtfEndDiag !== undefined) {
+      // The sender reported a failure in DTF.END: keep the restart context, do not deliver.
+      await inc.syncData().catch(() => {})
+      await this.send('ACK_TRANS_END', { 2: DIAG.ABNORMAL_END, ...counts })
+      await this.releaseTransfer('failed', t.dtfEndDiag, 'sender reported a failure in DTF.END')
+      return
+    }
+    if ((bytes !== undefined && bytes !== inc.bytes) || (articles !== undefined && articles !== inc.articles)) {
+      this.log.warn({ announced: { bytes, articles }, received: { bytes: inc.bytes, articles: inc.articles } }, 'byte or article count mismatch')
+      await this.send('ACK_TRANS_END', { 2: DIAG.BAD_COUNT, ...counts })
+      await inc.discard()
+      await this.releaseTransfer('failed', DIAG.BAD_COUNT, 'byte or article count mismatch')
+      return
+    }
+    const path = await inc.commit(t.finalName, () => {
+      if (!this.ctx.leadership.isLeader()) throw new NotLeaderError('rename a received file')
+    })
+    t.done = true
+    if (!this.ctx.leadership.isLeader()) throw new NotLeaderError('acknowledge TRANS.END')
+    await this.send('ACK_TRANS_END', { 2: DIAG.OK, ...counts })
+    this.reportBytes(t)
+    this.log.info({ transferId: t.transferId, path, bytes: inc.bytes, articles: inc.articles }, 'file received')
+    await this.journal(async (j) => await j.end(t.journalId, { status: 'completed', bytes: inc.bytes, articles: inc.articles, path, endedAt: new Date() }))
+    this.ctx.metrics.transferEnded?.('receive', 'completed')
+    this.ctx.activeTransfers.delete(t.key)
+    this.transfer = undefined
+  }
+
+  private async onIdt (f: Fpdu): Promise<void> {
+    const code = getNumber(f.params, 19) ?? 4
+    const diag = getDiagnostic(f.params) ?? DIAG.OK
+    this.log.info({ code, diagnostic: describeDiagnostic(diag), state: this.state }, 'transfer interrupted by the requester')
+    if (this.state === 'TDX05') {
+      // Both sides sent IDT: answer theirs; ours counts as answered too.
+      await this.send('ACK_IDT', {})
+      this.state = 'OF02'
+      return await this.afterInterrupt()
+    }
+    this.segment = undefined
+    await this.send('ACK_IDT', {})
+    this.state = 'OF02'
+    if (code === 8 || code === 12 || code === 16) this.interrupted = true
+    await this.releaseTransfer(code === 16 || code === 12 ? 'failed' : 'interrupted', diag, `IDT code ${code}`)
+  }
+
+  private async afterInterrupt (): Promise<void> {
+    this.interrupted = true
+    await this.releaseTransfer('interrupted', DIAG.VOLUNTARY_STOP, 'interrupted for a hand-over')
+  }
+
+  // --- endings ----------------------------------------------------------------------------------------------
+
+  private reportBytes (t: Transfer): void {
+    const delta = t.incoming.bytes - t.reportedBytes
+    if (delta > 0) this.ctx.metrics.transferBytes?.('receive', delta)
+    t.reportedBytes = t.incoming.bytes
+  }
+
+  /** Closes an unfinished transfer, keeping its partial file and checkpoint for a restart. */
+  private async releaseTransfer (status: TransferStatus, diag: Diagnostic, message: string): Promise<void> {
+    const t = this.transfer
+    if (t === undefined) return
+    this.transfer = undefined
+    this.ctx.activeTransfers.delete(t.key)
+    await t.incoming.closeHandle()
+    if (t.done) return
+    this.reportBytes(t)
+    await this.journal(async (j) => await j.end(t.journalId, {
+      status, bytes: t.incoming.bytes, articles: t.incoming.articles, diagnostic: describeDiagnostic(diag), message, endedAt: new Date()
+    }))
+    this.ctx.metrics.transferEnded?.('receive', status)
+  }
+
+  private async journal (fn: (j: TransferJournalPort) => Promise<void>): Promise<void> {
+    try {
+      await fn(this.ctx.journal)
+    } catch (err) {
+      this.log.error({ err }, 'transfer journal write failed')
+    }
+  }
+
+  private async fail (err: unknown): Promise<void> {
+    if (err instanceof ConnectionLostError) return await this.lost(err)
+    if (err instanceof PesitTimeoutError) {
+      if (this.state === 'CN01') {
+        this.log.info('no CONNECT in time; closing')
+        return await this.finish()
+      }
+      const diag = this.state === 'CN03' ? DIAG.INACTIVITY_TIMEOUT : DIAG.TIMER_EXPIRED
+      return await this.abort(diag, err.message)
+    }
+    if (err instanceof PesitError) return await this.abort(err.diagnostic, err.message)
+    this.log.error({ err, state: this.state }, 'internal error in session')
+    return await this.abort(DIAG.OTHER, 'internal error')
+  }
+
+  private async lost (err: ConnectionLostError): Promise<void> {
+    if (this.finished) return
+    if (this.state !== 'CN01' || this.transfer !== undefined) this.log.warn({ state: this.state, reason: err.message }, 'connection lost')
+    this.endReason ??= { diag: DIAG.NETWORK_INCIDENT, why: err.message }
+    this.state = 'CN01'
+    this.ch.destroy()
+    this.finished = true
+  }
+
+  /** Sends ABORT (transfer context kept for a restart) and closes. */
+  async abort (diag: Diagnostic, why: string): Promise<void> {
+    if (this.finished) return
+    this.finished = true
+    this.log.warn({ diagnostic: describeDiagnostic(diag), state: this.state, why, inDataPhase: isDataPhase(this.state) }, 'aborting session')
+    this.endReason = { diag, why }
+    try {
+      await this.ch.send({ type: 'ABORT', idDst: this.x ?? 0, idSrc: this.y, params: { 2: diag } })
+    } catch {
+      // the peer is gone already
+    }
+    this.state = 'CN01'
+    await this.ch.close(this.ctx.timeouts.closeGraceMs)
+  }
+
+  private async finish (): Promise<void> {
+    this.finished = true
+    await this.ch.close(this.ctx.timeouts.closeGraceMs)
+  }
+}
+
+/** Constant-time comparison (of digests, so the lengths never leak either); PeSIT passwords are blank-trimmed. */
+function passwordEquals (expected: string, given: string): boolean {
+  const a = createHash('sha256').update(expected.replace(/ +$/, ''), 'latin1').digest()
+  const b = createHash('sha256').update(given.replace(/ +$/, ''), 'latin1').digest()
+  return timingSafeEqual(a, b)
+}
