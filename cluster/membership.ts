@@ -95,7 +95,7 @@ export interface MembershipStatus {
 }
 
 type Purpose =
-  | { kind: 'hello', address: string }
+  | { kind: 'hello', address: string, expect?: MemberInfo }
   | { kind: 'join', to: MemberInfo }
   | { kind: 'install', round?: number, target: MemberInfo }
   | { kind: 'heartbeat', round: number, target: MemberInfo }
@@ -180,6 +180,10 @@ export class MembershipMachine {
   private readonly peers = new Map<string, PeerState>()
   private readonly health = new Map<string, Health>()
   private readonly dead = new Map<string, number>()
+  /** Deaths verified only by refused connections (revoked if the member speaks again). */
+  private readonly onlyRefused = new Set<string>()
+  /** `name/incarnation` reported dead by an outside authority (kept: the member may only become known later). */
+  private readonly externalDead = new Set<string>()
   private readonly left = new Set<string>()
   private readonly joinRequests = new Map<string, MemberInfo>()
   private readonly inflight = new Map<number, Purpose>()
@@ -439,6 +443,12 @@ export class MembershipMachine {
     if (s.view !== undefined) this.noteCounter(s.view.id.counter)
     this.noteEpoch(s.promisedTo)
     this.adoptConfigs(s)
+    // My coordinator moved on without me (I was excluded while cut off or paused): rejoin.
+    if (this.view !== undefined && s.view !== undefined && memberKey(from) === memberKey(this.view.members[0]!) &&
+      s.view.id.counter > this.view.id.counter && !s.view.members.some(m => memberKey(m) === this.myKey) &&
+      memberKey(from) !== this.myKey) {
+      this.dropView('excluded by my coordinator')
+    }
     const p = this.peers.get(from.address) ?? { lastHeard: this.now, lastHello: -Infinity }
     p.member = from
     p.summary = s
@@ -463,11 +473,15 @@ export class MembershipMachine {
     }
   }
 
-  /** Earlier incarnations of this member in a configuration are certainly dead (this process replaced them). */
+  /**
+   * Earlier incarnations of this member in a configuration are certainly dead (this process replaced them), and so
+   * are members an outside authority reported dead before this member knew them.
+   */
   private markOldSelves (c: ConfigRef | undefined): void {
     for (const m of c?.members ?? []) {
       const k = memberKey(m)
       if (m.name === this.me.name && k !== this.myKey && !this.dead.has(k)) this.dead.set(k, this.now)
+      if (this.externalDead.has(`${m.name}/${m.incarnation}`)) this.markDead(m, 'external')
     }
   }
 
@@ -480,6 +494,10 @@ export class MembershipMachine {
     this.peers.set(from.address, p)
     const h = this.health.get(k)
     if (h !== undefined) this.clearSuspicion(h)
+    if (this.onlyRefused.delete(k)) {
+      // Refusals were evidence, not proof (a resetting partition): it speaks again, so it is alive.
+      this.dead.delete(k)
+    }
     // Another incarnation of a member I know speaks: the old process is gone (a new process of the same pod).
     for (const m of this.knownMembers()) {
       if (m.name === from.name && memberKey(m) !== k && !this.dead.has(memberKey(m))) {
@@ -508,7 +526,15 @@ export class MembershipMachine {
 
   private markDead (m: MemberInfo, how: string): void {
     const k = memberKey(m)
-    if (k === this.myKey || this.dead.has(k)) return
+    if (k === this.myKey) return
+    if (how === 'refused') {
+      if (this.dead.has(k)) return
+      this.onlyRefused.add(k)
+    } else {
+      // Proof replaces evidence; the FT + margin before it stops counting runs from now.
+      const upgraded = this.onlyRefused.delete(k)
+      if (this.dead.has(k) && !upgraded) return
+    }
     this.dead.set(k, this.now)
     this.log('info', 'member verified dead', { member: m.name, incarnation: m.incarnation, how })
   }
@@ -568,6 +594,9 @@ export class MembershipMachine {
     const deadAt = this.dead.get(k)
     if (deadAt === undefined) return false
     if (k === replacedLeaderKey) return true
+    // Refused connections are evidence, not proof (a partition that resets connections looks the same): such a
+    // member keeps counting, except as the leader being replaced, where the lease arithmetic covers it.
+    if (this.onlyRefused.has(k)) return false
     // A dead member's last promise has run out FT + margin after its death was verified.
     if (this.now - deadAt >= this.cfg.promiseMs) return true
     // A leader may drop a dead member at once if that member was promised to it when it died: its last promise
@@ -750,6 +779,7 @@ export class MembershipMachine {
       if (this.now - h.lastHeard > this.cfg.failureTimeoutMs) this.suspect(m, 'silence')
       if (h.suspectedSince !== undefined) this.verify(m, h)
     }
+    if (this.lead === undefined) this.probeConfigMembers()
     const installing = [...this.rounds.values()].some(r => r.kind === 'install' && !r.resolved)
     if (!installing) {
       const next = this.nextMembers()
@@ -765,6 +795,23 @@ export class MembershipMachine {
       }
     }
     if (this.now >= this.nextHeartbeatAt) this.heartbeatRound()
+  }
+
+  /**
+   * A coordinator without a lease probes the members of the configurations it must count that are outside its view:
+   * a dead one is then verified (refused, or another incarnation answers) and stops counting in time.
+   */
+  private probeConfigMembers (): void {
+    for (const c of [this.committed, this.pending]) {
+      for (const m of c?.members ?? []) {
+        const k = memberKey(m)
+        if (k === this.myKey || this.inViewKey(k) || (this.dead.has(k) && !this.onlyRefused.has(k))) continue
+        const h = this.healthOf(m)
+        if (h.lastProbe !== undefined && this.now - h.lastProbe < this.cfg.heartbeatMs / 2) continue
+        h.lastProbe = this.now
+        this.send(m.address, { ...this.envelope(), type: 'hello', summary: this.summary() }, { kind: 'hello', address: m.address, expect: m })
+      }
+    }
   }
 
   /** The members of the next view if it must change (joins, leaves, exclusions), else undefined. */
@@ -936,6 +983,14 @@ export class MembershipMachine {
     const expiry = r.sentAt + this.cfg.leaseMs
     if (expiry <= this.now) return // acknowledged too late: the lease it would give has already run out
     if (r.election) {
+      const replaced = this.replacedBy !== undefined ? memberKey(this.replacedBy.dead) : undefined
+      this.log('debug', 'election won', {
+        configs: r.configs.map(c => `${c.id.coordinator}#${c.id.counter}[${c.members.map(m => `${m.name}/${m.incarnation}${this.discounted(memberKey(m), replaced) ? '(gone)' : ''}`).join(',')}]`),
+        acks: [...r.acks],
+        replaced,
+        left: [...this.left],
+        onlyRefused: [...this.onlyRefused]
+      })
       if (this.lead === undefined && this.view !== undefined && this.view.id.counter === r.view.id.counter && this.isCoordinator()) {
         this.becomeLeader(r.epoch, expiry)
       }
@@ -1033,11 +1088,11 @@ export class MembershipMachine {
 
   /** Verification before exclusion: a direct probe (dial-back) and indirect probes through other members. */
   private verify (m: MemberInfo, h: Health): void {
-    if (this.dead.has(memberKey(m))) return
+    if (this.dead.has(memberKey(m)) && !this.onlyRefused.has(memberKey(m))) return
     if (h.probeInFlight !== true && (h.lastProbe === undefined || this.now - h.lastProbe >= this.cfg.heartbeatMs / 5)) {
       h.lastProbe = this.now
       h.probeInFlight = true
-      this.send(m.address, { ...this.envelope(), type: 'hello', summary: this.summary() }, { kind: 'hello', address: m.address })
+      this.send(m.address, { ...this.envelope(), type: 'hello', summary: this.summary() }, { kind: 'hello', address: m.address, expect: m })
     }
     if (h.lastPing === undefined || this.now - h.lastPing >= this.cfg.heartbeatMs) {
       h.lastPing = this.now
@@ -1339,7 +1394,7 @@ export class MembershipMachine {
   }
 
   private onHelloResult (p: Extract<Purpose, { kind: 'hello' }>, r: Extract<MembershipInput, { type: 'send-result' }>): void {
-    const expected = this.targetAt(p.address)
+    const expected = p.expect ?? this.targetAt(p.address)
     const h = expected !== undefined ? this.health.get(memberKey(expected)) : undefined
     if (h !== undefined) h.probeInFlight = false
     if (r.ok) {
@@ -1357,9 +1412,9 @@ export class MembershipMachine {
       }
       return
     }
-    if (expected === undefined || h === undefined) return
+    if (expected === undefined) return
     if (r.error === 'refused' || r.error === 'closed') this.noteRefused(expected)
-    if (h.suspectedSince !== undefined) h.directFailedAt = this.now
+    if (h?.suspectedSince !== undefined) h.directFailedAt = this.now
   }
 
   private onJoinResult (p: Extract<Purpose, { kind: 'join' }>, r: Extract<MembershipInput, { type: 'send-result' }>): void {
@@ -1476,6 +1531,7 @@ export class MembershipMachine {
   }
 
   private onExternalDeath (name: string, incarnation: string | undefined): void {
+    if (incarnation !== undefined) this.externalDead.add(`${name}/${incarnation}`)
     for (const m of this.knownMembers()) {
       if (m.name === name && (incarnation === undefined || m.incarnation === incarnation) && memberKey(m) !== this.myKey) {
         this.markDead(m, 'external')

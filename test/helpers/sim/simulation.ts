@@ -111,6 +111,8 @@ export class Simulation {
   private slowProb = 0
   private readonly faults: string[] = []
   private lastLeaderEpoch: Epoch | undefined
+  private readonly electedEpochs = new Set<string>()
+  private readonly leaderEpochs = new Map<string, { epoch: Epoch, inc: number }>()
   private leaderChanges = 0
   private views = 0
   private readonly hb: number
@@ -225,7 +227,7 @@ export class Simulation {
         case 'send': this.send(n, p, o.id, o.to, o.msg, o.timeoutMs); break
         case 'reply': reply = o.msg; break
         case 'event': this.onEvent(n, o.event); break
-        case 'log': if (o.level !== 'debug') this.trace(`${n.name} ${o.msg} ${JSON.stringify(o.fields ?? {})}`); break
+        case 'log': this.trace(`${n.name} ${o.msg} ${JSON.stringify(o.fields ?? {})}`); break
       }
     }
     return reply
@@ -245,12 +247,23 @@ export class Simulation {
         break
       }
       case 'leader:elected':
-        if (this.o.quorum === 'majority' && this.lastLeaderEpoch !== undefined && compareEpochs(e.epoch, this.lastLeaderEpoch) <= 0) {
-          this.fail(`${n.name} elected with epoch ${JSON.stringify(e.epoch)} not above the previous leader's ${JSON.stringify(this.lastLeaderEpoch)}`)
+        this.trace(`${n.name} LEADER epoch ${e.epoch.number} ${JSON.stringify(n.proc?.machine.debugState(this.local(n)))}`)
+        if (this.o.quorum === 'majority') {
+          const k = `${e.epoch.number}/${e.epoch.leader}`
+          if (this.electedEpochs.has(k)) this.fail(`${n.name} elected with epoch ${k} already used`)
+          this.electedEpochs.add(k)
+          // Epochs rise: above the epoch of every earlier leader that is still running. (When every process that
+          // knew an epoch died for good, its number can come again with another leader: see the protocol notes.)
+          for (const [other, ep] of this.leaderEpochs) {
+            const o = this.nodes.find(x => x.name === other)
+            if (o?.proc !== undefined && o.proc.incarnation === ep.inc && compareEpochs(e.epoch, ep.epoch) <= 0) {
+              this.fail(`${n.name} elected with epoch ${JSON.stringify(e.epoch)} not above ${other}'s ${JSON.stringify(ep.epoch)} (still running)`)
+            }
+          }
+          this.leaderEpochs.set(n.name, { epoch: e.epoch, inc: n.proc!.incarnation })
         }
         this.lastLeaderEpoch = e.epoch
         this.leaderChanges++
-        this.trace(`${n.name} LEADER epoch ${e.epoch.number}`)
         break
       case 'leader:demoted': this.trace(`${n.name} demoted ${e.reason}`); break
       case 'member:suspected': this.trace(`${n.name} suspects ${e.member.name}/${e.member.incarnation} (${e.reason})`); break
