@@ -443,11 +443,15 @@ export class MembershipMachine {
     if (s.view !== undefined) this.noteCounter(s.view.id.counter)
     this.noteEpoch(s.promisedTo)
     this.adoptConfigs(s)
-    // My coordinator moved on without me (I was excluded while cut off or paused): rejoin.
-    if (this.view !== undefined && s.view !== undefined && memberKey(from) === memberKey(this.view.members[0]!) &&
-      s.view.id.counter > this.view.id.counter && !s.view.members.some(m => memberKey(m) === this.myKey) &&
-      memberKey(from) !== this.myKey) {
-      this.dropView('excluded by my coordinator')
+    // My coordinator (or, when it failed, an older member that would take over) moved on without me: I was
+    // excluded while cut off or paused. Rejoin.
+    if (this.view !== undefined && s.view !== undefined && memberKey(from) !== this.myKey &&
+      s.view.id.counter > this.view.id.counter && !s.view.members.some(m => memberKey(m) === this.myKey)) {
+      const fk = memberKey(from)
+      const idx = this.view.members.findIndex(m => memberKey(m) === fk)
+      const mine = this.view.members.findIndex(m => memberKey(m) === this.myKey)
+      const coordSuspected = this.health.get(memberKey(this.view.members[0]!))?.suspectedSince !== undefined
+      if (idx === 0 || (idx > 0 && idx < mine && coordSuspected)) this.dropView('excluded by my coordinator')
     }
     const p = this.peers.get(from.address) ?? { lastHeard: this.now, lastHello: -Infinity }
     p.member = from
@@ -700,6 +704,7 @@ export class MembershipMachine {
     let best: { view: ViewData, s: ViewSummary } | undefined
     for (const p of this.peers.values()) {
       if (p.summary?.view === undefined || this.now - p.lastHeard > recent) continue
+      if (!speaksForItsView(p)) continue
       if (best === undefined || rankCompare(p.summary, best.s) > 0) best = { view: p.summary.view, s: p.summary }
     }
     if (best !== undefined) {
@@ -980,6 +985,9 @@ export class MembershipMachine {
   }
 
   private roundSucceeded (r: Round): void {
+    // Once handing over (or leaving), a late acknowledgement must not make or keep me leader: the successor may
+    // already lead on the promises I passed on.
+    if (this.handingOver !== undefined || this.leaving !== 'no') return
     const expiry = r.sentAt + this.cfg.leaseMs
     if (expiry <= this.now) return // acknowledged too late: the lease it would give has already run out
     if (r.election) {
@@ -1043,6 +1051,7 @@ export class MembershipMachine {
     for (const p of this.peers.values()) {
       const s = p.summary
       if (s?.view === undefined || this.now - p.lastHeard > this.cfg.failureTimeoutMs) continue
+      if (!speaksForItsView(p)) continue
       if (s.view.id.counter === this.view!.id.counter && s.view.id.coordinator === this.view!.id.coordinator) continue
       if (s.view.members[0] === undefined || memberKey(s.view.members[0]) === this.myKey) continue
       if (rankCompare(s, mine) <= 0) continue
@@ -1581,6 +1590,7 @@ export class MembershipMachine {
     }
     const epoch = this.lead?.epoch ?? this.highestEpoch
     if (this.lead !== undefined) this.demote('handover')
+    for (const r of this.rounds.values()) r.resolved = true
     // Until the successor installs its view, do not lead or install again.
     this.handingOver = { until: this.now + this.cfg.promiseMs }
     const msg: HandoverMessage = { ...this.envelope(), type: 'handover', leaving, handedOver: epoch }
@@ -1600,6 +1610,12 @@ export function rankCompare (a: ViewSummary, b: ViewSummary): number {
   const cb = b.view?.members[0]
   if (ca === undefined || cb === undefined) return 0
   return -byNameThenPeer(ca, cb)
+}
+
+/** Only a coordinator speaks for its view (what others report about it may be stale). */
+function speaksForItsView (p: PeerState): boolean {
+  const c = p.summary?.view?.members[0]
+  return c !== undefined && p.member !== undefined && memberKey(c) === memberKey(p.member)
 }
 
 function byNameThenPeer (a: MemberInfo, b: MemberInfo): number {
