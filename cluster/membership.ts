@@ -194,6 +194,7 @@ export class MembershipMachine {
   private nextRoundNo = 0
   private nextHeartbeatAt = 0
   private electionBackoffUntil = 0
+  private reelect = false
   private nextMergeScanAt = 0
   private founderSince: { key: string, since: number } | undefined
   private readonly founderFailed = new Map<string, number>()
@@ -792,6 +793,12 @@ export class MembershipMachine {
         this.install(next, {})
         return
       }
+      if (this.reelect && this.isLeader(this.now)) {
+        this.reelect = false
+        this.install(view.members, { reelect: true })
+        return
+      }
+      this.reelect = false
       if (this.cfg.quorum === 'majority' && this.lead === undefined && this.now >= this.electionBackoffUntil &&
         this.potentialQuorum(view.members, undefined)) {
         // Coordinator without a lease: run an election (re-install the same members under a new epoch).
@@ -867,14 +874,14 @@ export class MembershipMachine {
   }
 
   /** Installs a new view with me as coordinator; claims (asks for promises) when it can lead. */
-  private install (members: MemberInfo[], opts: { handoverFrom?: Epoch, replacedLeaderKey?: string }): void {
+  private install (members: MemberInfo[], opts: { handoverFrom?: Epoch, replacedLeaderKey?: string, reelect?: boolean }): void {
     const counter = this.nextViewCounter()
     let claim = false
     let election = false
     let epoch = this.highestEpoch
     if (this.cfg.quorum === 'majority' && this.handingOver === undefined) {
       const view0: ViewData = { id: { coordinator: this.me.name, counter }, members, epoch }
-      if (this.lead !== undefined && this.isLeader(this.now)) {
+      if (this.lead !== undefined && this.isLeader(this.now) && opts.reelect !== true) {
         claim = true
         epoch = this.lead.epoch
       } else {
@@ -900,10 +907,13 @@ export class MembershipMachine {
     if (claim) {
       this.pending = { id: view.id, members: view.members }
       if (election) {
-        this.seenEpoch = compareEpochs(epoch, this.seenEpoch) > 0 ? epoch : this.seenEpoch
-        this.raiseHighest(epoch)
+        // Not yet my highest epoch: a claim that fails must not make me refuse the leader others elected
+        // meanwhile at a lower number. Seen, so my next claim numbers above it.
+        this.noteEpoch(epoch)
+        this.promise = { epoch, leaderKey: this.myKey, until: this.now + this.cfg.promiseMs }
+      } else {
+        this.givePromise(epoch, this.myKey)
       }
-      this.givePromise(epoch, this.myKey)
     }
     const round = this.newRound('install', view, epoch, claim, election, configs)
     if (opts.handoverFrom !== undefined) round.handoverFrom = opts.handoverFrom
@@ -990,6 +1000,11 @@ export class MembershipMachine {
     if (this.handingOver !== undefined || this.leaving !== 'no') return
     const expiry = r.sentAt + this.cfg.leaseMs
     if (expiry <= this.now) return // acknowledged too late: the lease it would give has already run out
+    if (r.election && this.lead !== undefined && compareEpochs(r.epoch, this.lead.epoch) > 0 &&
+      this.view !== undefined && this.view.id.counter === r.view.id.counter && this.isCoordinator()) {
+      // Re-election under a higher epoch (a member had promised to a higher failed claim and refused mine).
+      this.demote('superseded')
+    }
     if (r.election) {
       const replaced = this.replacedBy !== undefined ? memberKey(this.replacedBy.dead) : undefined
       this.log('debug', 'election won', {
@@ -1503,6 +1518,10 @@ export class MembershipMachine {
       }
       case 'leaving':
         this.left.add(memberKey(target))
+        break
+      case 'stale-epoch':
+        // A member of my view knows a higher epoch (a failed claim it promised to): lead on under a higher one.
+        if (this.lead !== undefined && compareEpochs(rep.epoch, this.lead.epoch) > 0 && this.inViewKey(memberKey(target))) this.reelect = true
         break
       default:
         break

@@ -270,7 +270,7 @@ export class Simulation {
       case 'member:left': break
       case 'self:left':
         this.trace(`${n.name} left gracefully`)
-        this.crash(n, 'left', false)
+        this.crash(n, 'left')
         break
     }
   }
