@@ -195,6 +195,7 @@ export class MembershipMachine {
   private nextHeartbeatAt = 0
   private electionBackoffUntil = 0
   private reelect = false
+  private forceReinstall = false
   private nextMergeScanAt = 0
   private founderSince: { key: string, since: number } | undefined
   private readonly founderFailed = new Map<string, number>()
@@ -829,7 +830,8 @@ export class MembershipMachine {
   /** The members of the next view if it must change (joins, leaves, exclusions), else undefined. */
   private nextMembers (): MemberInfo[] | undefined {
     const view = this.view!
-    let changed = false
+    let changed = this.forceReinstall
+    this.forceReinstall = false
     const keep: MemberInfo[] = []
     for (const m of view.members) {
       const k = memberKey(m)
@@ -1247,7 +1249,13 @@ export class MembershipMachine {
     }
     for (const j of msg.joiners) {
       const k = memberKey(j)
-      if (k === this.myKey || this.inViewKey(k)) continue
+      if (k === this.myKey) continue
+      if (this.inViewKey(k)) {
+        // It asks to join although my view holds it: it does not have my view (it moved to another one with a
+        // counter as high). A new view, numbered above everything seen, brings it back.
+        this.forceReinstall = true
+        continue
+      }
       this.dead.delete(k)
       this.left.delete(k)
       this.joinRequests.set(k, j)
@@ -1513,7 +1521,10 @@ export class MembershipMachine {
       case 'not-member': {
         // It follows a newer view (another coordinator): it departed from mine; merging brings it back.
         const s = rep.summary
-        if (h !== undefined && s.view !== undefined && this.view !== undefined && s.view.id.counter > this.view.id.counter) h.departed = true
+        if (h !== undefined && s.view !== undefined && this.view !== undefined &&
+          (s.view.id.counter !== this.view.id.counter || s.view.id.coordinator !== this.view.id.coordinator)) {
+          h.departed = true
+        }
         break
       }
       case 'leaving':
