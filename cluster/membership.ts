@@ -1352,14 +1352,17 @@ export class MembershipMachine {
     this.reply(msg, true)
   }
 
-  private onLeaveMsg (msg: ReplyMessage | ClusterRequest): void {
+  private onLeaveMsg (msg: ClusterRequest): void {
     const k = memberKey(msg.from)
+    // A member that left never acts again: a certain death. It stops counting at once for the leader it was
+    // promised to (it acknowledged my rounds), otherwise once its last promise has run out.
+    this.markDead(msg.from, 'left')
     if (this.view !== undefined && this.isCoordinator() && this.inViewKey(k)) {
-      this.left.add(k)
-      this.reply(msg as ClusterRequest, true)
+      if (this.lead !== undefined) this.left.add(k)
+      this.reply(msg, true)
       return
     }
-    this.reply(msg as ClusterRequest, false, 'not-coordinator', this.coordinator() !== undefined ? { redirect: this.coordinator()! } : {})
+    this.reply(msg, false, 'not-coordinator', this.coordinator() !== undefined ? { redirect: this.coordinator()! } : {})
   }
 
   private onHandover (msg: HandoverMessage): void {
@@ -1415,7 +1418,16 @@ export class MembershipMachine {
       case 'install':
       case 'heartbeat': this.onRoundResult(purpose, r); break
       case 'release': break
-      case 'leave': this.finishLeave(); break
+      case 'leave':
+        if (!r.ok || !r.reply.ok) {
+          // The coordinator did not take it: tell every other member (best effort) so they stop counting on me.
+          for (const m of this.view?.members ?? []) {
+            if (memberKey(m) === this.myKey || m.address === this.coordinator()?.address) continue
+            this.send(m.address, { ...this.envelope(), type: 'leave' }, { kind: 'release', target: m })
+          }
+        }
+        this.finishLeave()
+        break
       case 'handover': if (purpose.leaving) this.finishLeave(); break
       case 'ping-req': this.onPingResult(purpose, r); break
     }

@@ -182,6 +182,18 @@ export class Simulation {
     this.trace(`${n.name} start ${member.incarnation}`)
     this.scheduleTick(n, n.rng.range(0, this.hb / 5))
     this.deliverDiscovery(n, true)
+    if (this.o.outsideDeathFacts) {
+      // The Kubernetes watch lists the pods at start: every earlier container of a pod is gone.
+      const inc = n.proc.incarnation
+      this.at(this.rng.range(50, 300), () => {
+        for (const o of this.nodes) {
+          const running = o.proc?.incarnation
+          for (let i = 1; i <= o.incarnations; i++) {
+            if (i !== running) this.input(n, inc, { type: 'verified-dead', name: o.name, incarnation: `i${i}` })
+          }
+        }
+      })
+    }
   }
 
   private scheduleTick (n: SimNode, localDelay: number): void {
