@@ -1098,7 +1098,7 @@ export class MembershipMachine {
       const h = this.healthOf(m)
       if (i > 0 && h.suspectedSince === undefined) this.suspect(m, 'coordinator failed')
       this.verify(m, h)
-      if (!this.dead.has(memberKey(m)) && !this.verifiedUnreachable(h)) allOlderFailed = false
+      if (!this.dead.has(memberKey(m)) && !this.verifiedUnreachable(h) && !(i > 0 && this.followsAnotherView(m))) allOlderFailed = false
     }
     if (!allOlderFailed || this.handingOver !== undefined) return
     if ([...this.rounds.values()].some(r => r.kind === 'install' && !r.resolved)) return
@@ -1110,6 +1110,15 @@ export class MembershipMachine {
     this.log('info', 'coordinator failed: taking over', { coordinator: coord.name })
     this.install(members, replaced !== undefined ? { replacedLeaderKey: replaced } : {})
     this.electionBackoffUntil = this.now + this.cfg.heartbeatMs
+  }
+
+  /** `m` said lately that it is in another view than mine: it will not take over mine. */
+  private followsAnotherView (m: MemberInfo): boolean {
+    const p = this.peers.get(m.address)
+    const v = p?.summary?.view
+    if (p?.member === undefined || memberKey(p.member) !== memberKey(m) || v === undefined || this.view === undefined) return false
+    if (this.now - p.lastHeard > this.cfg.failureTimeoutMs) return false
+    return v.id.counter !== this.view.id.counter || v.id.coordinator !== this.view.id.coordinator
   }
 
   /** Verification before exclusion: a direct probe (dial-back) and indirect probes through other members. */
