@@ -1437,7 +1437,17 @@ export class MembershipMachine {
         }
         this.finishLeave()
         break
-      case 'handover': if (purpose.leaving) this.finishLeave(); break
+      case 'handover':
+        if (purpose.leaving) {
+          if (!r.ok || !r.reply.ok) {
+            for (const m of this.view?.members ?? []) {
+              if (memberKey(m) === this.myKey) continue
+              this.send(m.address, { ...this.envelope(), type: 'leave' }, { kind: 'release', target: m })
+            }
+          }
+          this.finishLeave()
+        }
+        break
       case 'ping-req': this.onPingResult(purpose, r); break
     }
   }

@@ -283,6 +283,8 @@ export class Simulation {
       case 'self:left':
         this.trace(`${n.name} left gracefully`)
         this.crash(n, 'left')
+        // A leave that completes after the faults ended (it was queued in a paused member) is a rolling restart.
+        if (this.t >= this.o.faultMs) this.at(500, () => { if (n.proc === undefined) this.start(n) })
         break
     }
   }
