@@ -1075,7 +1075,9 @@ export class MembershipMachine {
       if (best === undefined || rankCompare(s, best) > 0) best = s
     }
     if (best?.view === undefined) return false
-    if (this.isLeader(this.now)) return false // a leader never merges away: the other side comes to it
+    // A leader (majority mode) never merges away: the other side comes to it. With quorum `none` every coordinator
+    // leads, and the better-ranked view absorbs the other (its leader steps down).
+    if (this.cfg.quorum === 'majority' && this.isLeader(this.now)) return false
     const coord = best.view.members[0]!
     this.log('info', 'merging my view into a better one', { into: best.view.id, mine: this.view!.id })
     this.sendJoin(coord, this.view!.members)
