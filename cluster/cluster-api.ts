@@ -1,0 +1,75 @@
+/**
+ * What the daemon sees of the cluster part, whichever implementation runs: the standalone member (always its own
+ * leader) or the libp2p membership. The HTTP status, the events WebSocket, the metrics and the leader-only parts
+ * all read this interface.
+ */
+import type { Startable } from '../daemon/lifecycle.js'
+import type { TypedEmitter } from '../daemon/typed-events.js'
+import type { Epoch, Leadership, LeadershipEvents } from './leadership-api.js'
+
+export interface MemberInfo {
+  name: string
+  /** Address advertised to peers (POD_IP). */
+  address: string
+  isLeader: boolean
+}
+
+export interface ViewIdInfo {
+  coordinator: string
+  id: number
+}
+
+export interface QuorumInfo {
+  required: number
+  present: number
+  ok: boolean
+}
+
+/** SPEC §3 `GET /api/cluster/status`, less `servers`, which the daemon adds. */
+export interface ClusterStatus {
+  clusterName: string
+  nodeName: string
+  isLeader: boolean
+  leader: string | null
+  epoch: number
+  viewId: ViewIdInfo | null
+  quorum: QuorumInfo
+  /** View order: the first is the coordinator, the oldest member. */
+  members: MemberInfo[]
+  memberCount: number
+}
+
+export interface ViewInstalledEvent {
+  viewId: ViewIdInfo
+  members: MemberInfo[]
+}
+
+export interface MemberEvent {
+  name: string
+  address: string
+}
+
+export type ClusterEvents = LeadershipEvents & {
+  'view:installed': ViewInstalledEvent
+  'member:suspected': MemberEvent
+  'member:left': MemberEvent
+}
+
+export interface TransferResult {
+  from: string
+  to: string
+  epoch: Epoch | undefined
+}
+
+export interface ClusterService extends Startable {
+  readonly leadership: Leadership
+  /** Emits everything in ClusterEvents (leadership events included). */
+  readonly events: TypedEmitter<ClusterEvents>
+  status(): ClusterStatus
+  /** `/readyz`: standalone, or a member of an installed view. Independent of leadership and quorum (SPEC §6). */
+  readiness(): { ready: true } | { ready: false, reason: string }
+  /** Largest time since any other member's last heartbeat, seconds (0 when alone). */
+  heartbeatAgeMaxSeconds(): number
+  /** Graceful hand-over to `to` or the next oldest member; rejects with a reason when impossible. */
+  transferLeadership(to?: string): Promise<TransferResult>
+}

@@ -1,0 +1,49 @@
+#!/usr/bin/env node
+import '../polyfill.js'
+import { UsageError } from '../cli/args.js'
+import { runStatus } from '../cli/status.js'
+
+/**
+ * `vectis`: the command-line tool (SPEC §1). Exit codes: 0 success, 2 bad usage, 1 any other failure.
+ */
+const USAGE = `usage: vectis <command> [options]
+
+commands:
+  status [--watch] [--url URL]     the member table of a running cluster; --watch follows its events
+  help                             this text
+
+Run "vectis <command> --help" for a command's options.`
+
+type Command = (argv: string[]) => Promise<number>
+
+const commands: Record<string, Command> = {
+  status: runStatus
+}
+
+async function main (argv: string[]): Promise<number> {
+  const [name, ...rest] = argv
+  if (name === undefined || name === 'help' || name === '--help' || name === '-h') {
+    process.stdout.write(`${USAGE}\n`)
+    return name === undefined ? 2 : 0
+  }
+  const cmd = commands[name]
+  if (cmd === undefined) {
+    process.stderr.write(`vectis: unknown command "${name}"\n${USAGE}\n`)
+    return 2
+  }
+  try {
+    return await cmd(rest)
+  } catch (err) {
+    if (err instanceof UsageError) {
+      process.stderr.write(`vectis ${name}: ${err.message}\n`)
+      return 2
+    }
+    process.stderr.write(`vectis ${name}: ${(err as Error).message}\n`)
+    return 1
+  }
+}
+
+main(process.argv.slice(2)).then((code) => { process.exitCode = code }, (err: unknown) => {
+  process.stderr.write(`vectis: fatal: ${String(err)}\n`)
+  process.exitCode = 1
+})

@@ -1,0 +1,519 @@
+/**
+ * The one typed configuration of `vectisd`: every environment variable of SPEC §2 and the YAML file of SPEC §5,
+ * parsed and validated before anything starts. A bad value throws `ConfigError` naming the variable or key, the
+ * value and what was expected; `vectisd` turns it into one line on stderr and exit code 2. Nothing here has side
+ * effects except reading the files that variables point at (`VECTIS_CONFIG`, `*_FILE`).
+ */
+import { readFileSync } from 'node:fs'
+import { hostname, networkInterfaces } from 'node:os'
+import { isAbsolute, resolve, relative } from 'node:path'
+import { isIP } from 'node:net'
+import { parse as parseYaml, YAMLParseError } from 'yaml'
+import { ConfigError } from './errors.js'
+
+// ---- embedded defaults (SPEC §2) -------------------------------------------------------------------------------
+
+export const DEFAULT_CLUSTER_NAME = 'vectis-cluster'
+export const DEFAULT_CLUSTER_PORT = 7800
+export const DEFAULT_HTTP_PORT = 8080
+export const DEFAULT_PESIT_PORT = 5000
+/** Heartbeat interval. Shorter detects silence sooner but costs CPU and packets on every member. */
+export const DEFAULT_HEARTBEAT_MS = 500
+/**
+ * Silence after which a member is suspected, and the leader's lease. Shorter fails over faster from a frozen or
+ * cut-off leader, but a GC pause or a slow link longer than this costs a needless failover.
+ */
+export const DEFAULT_FAILURE_TIMEOUT_MS = 2500
+/** How long an old leader forwards new PeSIT connections after a hand-over (load-balancer propagation ≈ 1 s). */
+export const DEFAULT_HANDOVER_DRAIN_MS = 3000
+export const DEFAULT_LEADER_LABEL = 'vectis-leader'
+export const DEFAULT_POD_SELECTOR = 'app=vectis'
+export const DEFAULT_API_USER = 'vectis'
+export const DEFAULT_DATA_DIR = './data'
+export const DEFAULT_JOURNAL_RETENTION_DAYS = 30
+export const DEFAULT_FILENAME_PATTERN = '${partner}_${file}_${transferId}'
+export const DEFAULT_SERVER_ID = 'PESITSRV'
+export const DEFAULT_MAX_CONNECTIONS = 100
+export const DEFAULT_SYNC_INTERVAL_KB = 1024
+export const DEFAULT_MAX_ENTITY_SIZE = 65535
+/** Bound on a graceful stop; past it the daemon exits anyway (a second signal exits at once). */
+export const DEFAULT_SHUTDOWN_TIMEOUT_MS = 10_000
+
+const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const
+export type LogLevel = typeof LOG_LEVELS[number]
+
+// ---- shapes ----------------------------------------------------------------------------------------------------
+
+export interface PesitServerConfig {
+  /** PeSIT server id (PI 4): 1..8 upper-case letters or digits. */
+  id: string
+  port: number
+  maxConnections: number
+  /** Sync-point interval proposed to requesters, in KiB; 0 disables sync points. */
+  syncIntervalKb: number
+  /** Largest data entity accepted (PI 25), bytes. */
+  maxEntitySize: number
+}
+
+export type PartnerAccess = 'read' | 'write' | 'both'
+
+export interface PartnerConfig {
+  /** Requester id (PI 3), 1..24 characters. */
+  id: string
+  /** At most 8 bytes: PeSIT carries 8 bytes of password (PI 5). */
+  password: string
+  access: PartnerAccess
+}
+
+export type FileDirection = 'receive' | 'send' | 'both'
+
+export interface VirtualFileConfig {
+  /** Virtual file name (PI 12). */
+  id: string
+  direction: FileDirection
+  /** Absolute: relative directories of the YAML are resolved against `sharedDir`. */
+  directory: string
+  filenamePattern: string
+}
+
+export interface PesitConfig {
+  servers: PesitServerConfig[]
+  partners: PartnerConfig[]
+  files: VirtualFileConfig[]
+}
+
+export type QuorumMode = 'majority' | 'none'
+export type K8sMode = 'on' | 'off' | 'auto'
+
+export interface VectisConfig {
+  clusterEnabled: boolean
+  clusterName: string
+  podName: string
+  podNamespace: string
+  podIp: string
+  bindHost: string
+  clusterPort: number
+  httpPort: number
+  discoveryDns: string | undefined
+  discoveryDnsSrv: boolean
+  /** `ip:port` resolvers; undefined = the system's. */
+  dnsServers: string[] | undefined
+  /** `host:port` cluster ports to contact. */
+  seeds: string[]
+  clusterSize: number | undefined
+  quorum: QuorumMode
+  forceNewCluster: boolean
+  heartbeatMs: number
+  failureTimeoutMs: number
+  handoverDrainMs: number
+  clusterSecret: string | undefined
+  k8sMode: K8sMode
+  /** The resolved answer to "is the Kubernetes part on?" (auto: in a pod, or KUBECONFIG set). */
+  k8sEnabled: boolean
+  kubeconfig: string | undefined
+  leaderLabel: string
+  podSelector: string
+  apiUser: string
+  apiPassword: string
+  /** True when no password was configured and one was generated (logged once at start-up). */
+  apiPasswordGenerated: boolean
+  dataDir: string
+  sharedDir: string
+  replication: 'async' | 'sync'
+  configFile: string | undefined
+  logLevel: LogLevel
+  journalRetentionDays: number
+  shutdownTimeoutMs: number
+  pesit: PesitConfig
+}
+
+/** Every variable this module reads; anything else starting with `VECTIS_` is warned about. */
+export const KNOWN_VARIABLES = [
+  'VECTIS_CLUSTER_ENABLED', 'VECTIS_CLUSTER_NAME', 'VECTIS_BIND_HOST', 'VECTIS_CLUSTER_PORT', 'VECTIS_HTTP_PORT',
+  'VECTIS_DISCOVERY_DNS', 'VECTIS_DISCOVERY_DNS_SRV', 'VECTIS_DNS_SERVERS', 'VECTIS_SEEDS', 'VECTIS_CLUSTER_SIZE',
+  'VECTIS_QUORUM', 'VECTIS_FORCE_NEW_CLUSTER', 'VECTIS_HEARTBEAT_MS', 'VECTIS_FAILURE_TIMEOUT_MS',
+  'VECTIS_HANDOVER_DRAIN_MS', 'VECTIS_CLUSTER_SECRET', 'VECTIS_CLUSTER_SECRET_FILE', 'VECTIS_K8S',
+  'VECTIS_LEADER_LABEL', 'VECTIS_POD_SELECTOR', 'VECTIS_API_USER', 'VECTIS_API_PASSWORD', 'VECTIS_API_PASSWORD_FILE',
+  'VECTIS_DATA_DIR', 'VECTIS_SHARED_DIR', 'VECTIS_REPLICATION', 'VECTIS_CONFIG', 'VECTIS_LOG_LEVEL',
+  'VECTIS_JOURNAL_RETENTION_DAYS', 'VECTIS_SHUTDOWN_TIMEOUT_MS'
+] as const
+
+export interface LoadResult {
+  config: VectisConfig
+  /** Non-fatal remarks for the log (unknown variables, risky choices). */
+  warnings: string[]
+}
+
+type Env = Record<string, string | undefined>
+
+// ---- scalar parsers --------------------------------------------------------------------------------------------
+
+function present (env: Env, key: string): string | undefined {
+  const v = env[key]
+  return v === undefined || v.trim() === '' ? undefined : v.trim()
+}
+
+function parseBool (env: Env, key: string, def: boolean): boolean {
+  const v = present(env, key)
+  if (v === undefined) return def
+  const l = v.toLowerCase()
+  if (['true', '1', 'yes', 'on'].includes(l)) return true
+  if (['false', '0', 'no', 'off'].includes(l)) return false
+  throw new ConfigError(key, v, 'expected true or false')
+}
+
+function parseIntIn (key: string, v: string, min: number, max: number, what = 'an integer'): number {
+  if (!/^-?\d+$/.test(v)) throw new ConfigError(key, v, `expected ${what} from ${min} to ${max}`)
+  const n = Number(v)
+  if (!Number.isSafeInteger(n) || n < min || n > max) throw new ConfigError(key, v, `expected ${what} from ${min} to ${max}`)
+  return n
+}
+
+function envInt (env: Env, key: string, def: number, min: number, max: number, what?: string): number {
+  const v = present(env, key)
+  return v === undefined ? def : parseIntIn(key, v, min, max, what)
+}
+
+function envPort (env: Env, key: string, def: number): number {
+  return envInt(env, key, def, 1, 65535, 'a TCP port')
+}
+
+function envEnum<T extends string> (env: Env, key: string, allowed: readonly T[], def: T): T {
+  const v = present(env, key)
+  if (v === undefined) return def
+  if (!(allowed as readonly string[]).includes(v)) throw new ConfigError(key, v, `expected one of ${allowed.join(', ')}`)
+  return v as T
+}
+
+function hostPortList (key: string, v: string, requireIp: boolean): string[] {
+  const out: string[] = []
+  for (const raw of v.split(',')) {
+    const item = raw.trim()
+    if (item === '') continue
+    const m = /^(\[[0-9a-fA-F:.]+\]|[^:\s]+):(\d+)$/.exec(item)
+    if (m === null) throw new ConfigError(key, v, `expected a comma list of ${requireIp ? 'ip' : 'host'}:port, got "${item}"`)
+    const host = m[1]!.replace(/^\[|\]$/g, '')
+    if (requireIp && isIP(host) === 0) throw new ConfigError(key, v, `expected a comma list of ip:port, "${host}" is not an IP address`)
+    parseIntIn(key, m[2]!, 1, 65535, 'a port')
+    out.push(item)
+  }
+  if (out.length === 0) throw new ConfigError(key, v, 'expected at least one entry')
+  return out
+}
+
+function readSecret (env: Env, key: string): string | undefined {
+  const direct = env[key]
+  const fileKey = `${key}_FILE`
+  const file = present(env, fileKey)
+  if (direct !== undefined && direct !== '' && file !== undefined) {
+    throw new ConfigError(key, undefined, `set either ${key} or ${fileKey}, not both`)
+  }
+  if (file !== undefined) {
+    let text: string
+    try {
+      text = readFileSync(file, 'utf8')
+    } catch (err) {
+      throw new ConfigError(fileKey, file, `expected a readable file (${(err as Error).message})`, { cause: err })
+    }
+    const secret = text.replace(/\r?\n$/, '')
+    if (secret === '') throw new ConfigError(fileKey, file, 'the file is empty')
+    return secret
+  }
+  return direct === undefined || direct === '' ? undefined : direct
+}
+
+function firstNonInternalIPv4 (): string {
+  for (const addrs of Object.values(networkInterfaces())) {
+    for (const a of addrs ?? []) {
+      if (a.family === 'IPv4' && !a.internal) return a.address
+    }
+  }
+  return '127.0.0.1'
+}
+
+function inKubernetesPod (env: Env): boolean {
+  return present(env, 'KUBERNETES_SERVICE_HOST') !== undefined
+}
+
+// ---- YAML (SPEC §5) --------------------------------------------------------------------------------------------
+
+type Obj = Record<string, unknown>
+
+function isObj (v: unknown): v is Obj {
+  return typeof v === 'object' && v !== null && !Array.isArray(v)
+}
+
+function show (v: unknown): string {
+  return typeof v === 'string' ? v : JSON.stringify(v) ?? String(v)
+}
+
+function checkKeys (path: string, o: Obj, allowed: string[]): void {
+  for (const k of Object.keys(o)) {
+    if (!allowed.includes(k)) throw new ConfigError(`${path}.${k}`, undefined, `unknown key; expected one of ${allowed.join(', ')}`)
+  }
+}
+
+function yStr (path: string, v: unknown, re?: RegExp, what?: string): string {
+  if (typeof v !== 'string' || v === '') throw new ConfigError(path, v === undefined ? undefined : show(v), `expected ${what ?? 'a non-empty string'}`)
+  if (re !== undefined && !re.test(v)) throw new ConfigError(path, v, `expected ${what ?? re.source}`)
+  return v
+}
+
+function yInt (path: string, v: unknown, def: number | undefined, min: number, max: number): number {
+  if (v === undefined) {
+    if (def === undefined) throw new ConfigError(path, undefined, `required: an integer from ${min} to ${max}`)
+    return def
+  }
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max) {
+    throw new ConfigError(path, show(v), `expected an integer from ${min} to ${max}`)
+  }
+  return v
+}
+
+function yEnum<T extends string> (path: string, v: unknown, allowed: readonly T[], def: T): T {
+  if (v === undefined) return def
+  if (typeof v !== 'string' || !(allowed as readonly string[]).includes(v)) {
+    throw new ConfigError(path, show(v), `expected one of ${allowed.join(', ')}`)
+  }
+  return v as T
+}
+
+function yList (path: string, v: unknown): unknown[] {
+  if (v === undefined || v === null) return []
+  if (!Array.isArray(v)) throw new ConfigError(path, show(v), 'expected a list')
+  return v
+}
+
+const PATTERN_VARS = ['partner', 'file', 'transferId']
+
+/** Parses and validates the YAML document of SPEC §5. `sharedDir` anchors relative directories. */
+export function parsePesitConfig (doc: unknown, sharedDir: string, readFile: (p: string) => string = (p) => readFileSync(p, 'utf8')): PesitConfig {
+  if (doc === null || doc === undefined) doc = {}
+  if (!isObj(doc)) throw new ConfigError('VECTIS_CONFIG', undefined, 'expected a YAML mapping with servers, partners and files')
+  checkKeys('', doc, ['servers', 'partners', 'files'])
+
+  const servers: PesitServerConfig[] = yList('servers', doc.servers).map((s, i) => {
+    const p = `servers[${i}]`
+    if (!isObj(s)) throw new ConfigError(p, show(s), 'expected a mapping')
+    checkKeys(p, s, ['id', 'port', 'maxConnections', 'syncIntervalKb', 'maxEntitySize'])
+    return {
+      id: yStr(`${p}.id`, s.id, /^[A-Z0-9]{1,8}$/, '1 to 8 upper-case letters or digits'),
+      port: yInt(`${p}.port`, s.port, undefined, 1, 65535),
+      maxConnections: yInt(`${p}.maxConnections`, s.maxConnections, DEFAULT_MAX_CONNECTIONS, 1, 100_000),
+      syncIntervalKb: yInt(`${p}.syncIntervalKb`, s.syncIntervalKb, DEFAULT_SYNC_INTERVAL_KB, 0, 65534),
+      maxEntitySize: yInt(`${p}.maxEntitySize`, s.maxEntitySize, DEFAULT_MAX_ENTITY_SIZE, 256, 65535)
+    }
+  })
+
+  const partners: PartnerConfig[] = yList('partners', doc.partners).map((x, i) => {
+    const p = `partners[${i}]`
+    if (!isObj(x)) throw new ConfigError(p, show(x), 'expected a mapping')
+    checkKeys(p, x, ['id', 'password', 'passwordFile', 'access'])
+    const id = yStr(`${p}.id`, x.id, /^[\x21-\x7e][\x20-\x7e]{0,23}$/, '1 to 24 printable ASCII characters')
+    let password: string
+    if (x.password !== undefined && x.passwordFile !== undefined) {
+      throw new ConfigError(`${p}.password`, undefined, 'set either password or passwordFile, not both')
+    }
+    if (x.passwordFile !== undefined) {
+      const file = yStr(`${p}.passwordFile`, x.passwordFile)
+      try {
+        password = readFile(file).replace(/\r?\n$/, '')
+      } catch (err) {
+        throw new ConfigError(`${p}.passwordFile`, file, `expected a readable file (${(err as Error).message})`, { cause: err })
+      }
+    } else {
+      if (typeof x.password !== 'string' && typeof x.password !== 'number') {
+        throw new ConfigError(`${p}.password`, undefined, 'required (or passwordFile): a string of 1 to 8 characters')
+      }
+      password = String(x.password)
+    }
+    if (!/^[\x20-\x7e]{1,8}$/.test(password)) {
+      throw new ConfigError(x.passwordFile !== undefined ? `${p}.passwordFile` : `${p}.password`, undefined,
+        'expected 1 to 8 printable ASCII characters (PeSIT carries 8 bytes of password)')
+    }
+    return { id, password, access: yEnum(`${p}.access`, x.access, ['read', 'write', 'both'] as const, 'both') }
+  })
+
+  const files: VirtualFileConfig[] = yList('files', doc.files).map((f, i) => {
+    const p = `files[${i}]`
+    if (!isObj(f)) throw new ConfigError(p, show(f), 'expected a mapping')
+    checkKeys(p, f, ['id', 'direction', 'directory', 'filenamePattern'])
+    const dirRaw = yStr(`${p}.directory`, f.directory)
+    const directory = isAbsolute(dirRaw) ? resolve(dirRaw) : resolve(sharedDir, dirRaw)
+    if (!isAbsolute(dirRaw)) {
+      const rel = relative(sharedDir, directory)
+      if (rel.startsWith('..')) throw new ConfigError(`${p}.directory`, dirRaw, 'a relative directory must stay inside VECTIS_SHARED_DIR')
+    }
+    const pattern = f.filenamePattern === undefined ? DEFAULT_FILENAME_PATTERN : yStr(`${p}.filenamePattern`, f.filenamePattern)
+    for (const m of pattern.matchAll(/\$\{([^}]*)\}/g)) {
+      if (!PATTERN_VARS.includes(m[1]!)) {
+        throw new ConfigError(`${p}.filenamePattern`, pattern, `unknown placeholder \${${m[1]}}; expected ${PATTERN_VARS.map((v) => `\${${v}}`).join(', ')}`)
+      }
+    }
+    if (/[/\\]/.test(pattern.replace(/\$\{[^}]*\}/g, '')) || pattern.includes('..')) {
+      throw new ConfigError(`${p}.filenamePattern`, pattern, 'expected a file name without / \\ or ..')
+    }
+    return {
+      id: yStr(`${p}.id`, f.id, /^[\x21-\x7e][\x20-\x7e]{0,75}$/, '1 to 76 printable ASCII characters'),
+      direction: yEnum(`${p}.direction`, f.direction, ['receive', 'send', 'both'] as const, 'receive'),
+      directory,
+      filenamePattern: pattern
+    }
+  })
+
+  const unique = (what: string, ids: Array<string | number>): void => {
+    const seen = new Set<string | number>()
+    ids.forEach((id, i) => {
+      if (seen.has(id)) throw new ConfigError(`${what}[${i}]`, String(id), 'duplicate; each must be unique')
+      seen.add(id)
+    })
+  }
+  unique('servers', servers.map((s) => s.id))
+  unique('servers', servers.map((s) => s.port))
+  unique('partners', partners.map((p) => p.id))
+  unique('files', files.map((f) => f.id))
+  return { servers, partners, files }
+}
+
+/** The embedded default when no VECTIS_CONFIG is given: one server on 5000, no partners, no files. */
+export function defaultPesitConfig (): PesitConfig {
+  return {
+    servers: [{ id: DEFAULT_SERVER_ID, port: DEFAULT_PESIT_PORT, maxConnections: DEFAULT_MAX_CONNECTIONS, syncIntervalKb: DEFAULT_SYNC_INTERVAL_KB, maxEntitySize: DEFAULT_MAX_ENTITY_SIZE }],
+    partners: [],
+    files: []
+  }
+}
+
+// ---- the whole configuration -----------------------------------------------------------------------------------
+
+export interface LoadOptions {
+  cwd?: string
+  /** Injected for tests: a deterministic generated password. */
+  generatePassword?: () => string
+  readFile?: (path: string) => string
+}
+
+export function loadConfig (env: Env = process.env, opts: LoadOptions = {}): LoadResult {
+  const warnings: string[] = []
+  const cwd = opts.cwd ?? process.cwd()
+  const readFile = opts.readFile ?? ((p: string) => readFileSync(p, 'utf8'))
+
+  for (const k of Object.keys(env)) {
+    if (k.startsWith('VECTIS_') && !(KNOWN_VARIABLES as readonly string[]).includes(k)) warnings.push(`unknown variable ${k} ignored`)
+  }
+
+  const clusterEnabled = parseBool(env, 'VECTIS_CLUSTER_ENABLED', false)
+  const clusterName = present(env, 'VECTIS_CLUSTER_NAME') ?? DEFAULT_CLUSTER_NAME
+  if (!/^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/.test(clusterName)) {
+    throw new ConfigError('VECTIS_CLUSTER_NAME', clusterName, 'expected 1 to 63 letters, digits, . _ or -, starting with a letter or digit')
+  }
+  const podName = present(env, 'POD_NAME') ?? hostname()
+  const podNamespace = present(env, 'POD_NAMESPACE') ?? 'default'
+  const podIp = present(env, 'POD_IP') ?? firstNonInternalIPv4()
+  if (isIP(podIp) === 0) throw new ConfigError('POD_IP', podIp, 'expected an IP address')
+  const bindHost = present(env, 'VECTIS_BIND_HOST') ?? '0.0.0.0'
+  if (isIP(bindHost) === 0) throw new ConfigError('VECTIS_BIND_HOST', bindHost, 'expected an IP address')
+
+  const clusterPort = envPort(env, 'VECTIS_CLUSTER_PORT', DEFAULT_CLUSTER_PORT)
+  const httpPort = envPort(env, 'VECTIS_HTTP_PORT', DEFAULT_HTTP_PORT)
+  if (httpPort === clusterPort) throw new ConfigError('VECTIS_HTTP_PORT', String(httpPort), 'must differ from VECTIS_CLUSTER_PORT')
+
+  const discoveryDns = present(env, 'VECTIS_DISCOVERY_DNS')
+  if (discoveryDns !== undefined && !/^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?\.?$/.test(discoveryDns)) {
+    throw new ConfigError('VECTIS_DISCOVERY_DNS', discoveryDns, 'expected a DNS name')
+  }
+  const discoveryDnsSrv = parseBool(env, 'VECTIS_DISCOVERY_DNS_SRV', false)
+  const dnsRaw = present(env, 'VECTIS_DNS_SERVERS')
+  const dnsServers = dnsRaw === undefined ? undefined : hostPortList('VECTIS_DNS_SERVERS', dnsRaw, true)
+  const seedsRaw = present(env, 'VECTIS_SEEDS')
+  const seeds = seedsRaw === undefined ? [] : hostPortList('VECTIS_SEEDS', seedsRaw, false)
+
+  const sizeRaw = present(env, 'VECTIS_CLUSTER_SIZE')
+  const clusterSize = sizeRaw === undefined ? undefined : parseIntIn('VECTIS_CLUSTER_SIZE', sizeRaw, 1, 1000)
+  const quorum = envEnum(env, 'VECTIS_QUORUM', ['majority', 'none'] as const, 'majority')
+  if (clusterEnabled && quorum === 'majority' && clusterSize === undefined) {
+    throw new ConfigError('VECTIS_CLUSTER_SIZE', undefined, 'required when VECTIS_CLUSTER_ENABLED=true and VECTIS_QUORUM=majority: the expected number of replicas')
+  }
+  if (clusterEnabled && quorum === 'none') warnings.push('VECTIS_QUORUM=none: every partition elects its own leader (split brain possible); use it only when you accept that')
+  if (clusterEnabled && discoveryDns === undefined && seeds.length === 0) {
+    warnings.push('clustering is enabled but neither VECTIS_DISCOVERY_DNS nor VECTIS_SEEDS is set: this member can only be joined by others')
+  }
+  const forceNewCluster = parseBool(env, 'VECTIS_FORCE_NEW_CLUSTER', false)
+
+  const heartbeatMs = envInt(env, 'VECTIS_HEARTBEAT_MS', DEFAULT_HEARTBEAT_MS, 10, 60_000, 'milliseconds')
+  const failureTimeoutMs = envInt(env, 'VECTIS_FAILURE_TIMEOUT_MS', DEFAULT_FAILURE_TIMEOUT_MS, 30, 600_000, 'milliseconds')
+  if (failureTimeoutMs <= 2 * heartbeatMs) {
+    throw new ConfigError('VECTIS_FAILURE_TIMEOUT_MS', String(failureTimeoutMs), `must exceed twice VECTIS_HEARTBEAT_MS (${heartbeatMs} ms), i.e. be above ${2 * heartbeatMs}`)
+  }
+  const handoverDrainMs = envInt(env, 'VECTIS_HANDOVER_DRAIN_MS', DEFAULT_HANDOVER_DRAIN_MS, 0, 600_000, 'milliseconds')
+  const clusterSecret = readSecret(env, 'VECTIS_CLUSTER_SECRET')
+  if (clusterSecret !== undefined && clusterSecret.length < 16) {
+    throw new ConfigError('VECTIS_CLUSTER_SECRET', undefined, 'expected at least 16 characters')
+  }
+
+  const k8sMode = envEnum(env, 'VECTIS_K8S', ['on', 'off', 'auto'] as const, 'auto')
+  const kubeconfig = present(env, 'KUBECONFIG')
+  const k8sEnabled = k8sMode === 'on' || (k8sMode === 'auto' && (inKubernetesPod(env) || kubeconfig !== undefined))
+  const leaderLabel = present(env, 'VECTIS_LEADER_LABEL') ?? DEFAULT_LEADER_LABEL
+  if (!/^([a-z0-9]([a-z0-9.-]*[a-z0-9])?\/)?[A-Za-z0-9]([A-Za-z0-9_.-]{0,61}[A-Za-z0-9])?$/.test(leaderLabel)) {
+    throw new ConfigError('VECTIS_LEADER_LABEL', leaderLabel, 'expected a Kubernetes label key')
+  }
+  const podSelector = present(env, 'VECTIS_POD_SELECTOR') ?? DEFAULT_POD_SELECTOR
+  if (!/^[^\s,]+(,[^\s,]+)*$/.test(podSelector)) throw new ConfigError('VECTIS_POD_SELECTOR', podSelector, 'expected a label selector such as app=vectis')
+
+  const apiUser = present(env, 'VECTIS_API_USER') ?? DEFAULT_API_USER
+  if (apiUser.includes(':')) throw new ConfigError('VECTIS_API_USER', apiUser, 'expected a user name without ":"')
+  const configuredPassword = readSecret(env, 'VECTIS_API_PASSWORD')
+  const apiPasswordGenerated = configuredPassword === undefined
+  const apiPassword = configuredPassword ?? (opts.generatePassword ?? defaultPasswordGenerator)()
+
+  const dataDir = resolve(cwd, present(env, 'VECTIS_DATA_DIR') ?? DEFAULT_DATA_DIR)
+  const sharedRaw = present(env, 'VECTIS_SHARED_DIR')
+  const sharedDir = sharedRaw === undefined ? resolve(dataDir, 'shared') : resolve(cwd, sharedRaw)
+  const replication = envEnum(env, 'VECTIS_REPLICATION', ['async', 'sync'] as const, 'async')
+  const logLevel = envEnum(env, 'VECTIS_LOG_LEVEL', LOG_LEVELS, 'info')
+  const journalRetentionDays = envInt(env, 'VECTIS_JOURNAL_RETENTION_DAYS', DEFAULT_JOURNAL_RETENTION_DAYS, 1, 36_500, 'days')
+  const shutdownTimeoutMs = envInt(env, 'VECTIS_SHUTDOWN_TIMEOUT_MS', DEFAULT_SHUTDOWN_TIMEOUT_MS, 100, 3_600_000, 'milliseconds')
+
+  const configFile = present(env, 'VECTIS_CONFIG')
+  let pesit = defaultPesitConfig()
+  if (configFile !== undefined) {
+    const path = resolve(cwd, configFile)
+    let text: string
+    try {
+      text = readFile(path)
+    } catch (err) {
+      throw new ConfigError('VECTIS_CONFIG', configFile, `expected a readable YAML file (${(err as Error).message})`, { cause: err })
+    }
+    let doc: unknown
+    try {
+      doc = parseYaml(text, { prettyErrors: false, uniqueKeys: true })
+    } catch (err) {
+      const where = err instanceof YAMLParseError && err.linePos !== undefined ? ` at line ${err.linePos[0].line}` : ''
+      throw new ConfigError('VECTIS_CONFIG', configFile, `expected valid YAML (${(err as Error).message.split('\n')[0]}${where})`, { cause: err })
+    }
+    pesit = parsePesitConfig(doc, sharedDir, readFile)
+  }
+  for (const s of pesit.servers) {
+    if (s.port === httpPort || s.port === clusterPort) {
+      throw new ConfigError(`servers[${pesit.servers.indexOf(s)}].port`, String(s.port), 'must differ from VECTIS_HTTP_PORT and VECTIS_CLUSTER_PORT')
+    }
+  }
+  if (pesit.servers.length > 0 && pesit.partners.length === 0) warnings.push('no PeSIT partners are configured: every CONNECT will be refused')
+
+  return {
+    config: {
+      clusterEnabled, clusterName, podName, podNamespace, podIp, bindHost, clusterPort, httpPort, discoveryDns,
+      discoveryDnsSrv, dnsServers, seeds, clusterSize, quorum, forceNewCluster, heartbeatMs, failureTimeoutMs,
+      handoverDrainMs, clusterSecret, k8sMode, k8sEnabled, kubeconfig, leaderLabel, podSelector, apiUser, apiPassword,
+      apiPasswordGenerated, dataDir, sharedDir, replication, configFile, logLevel, journalRetentionDays,
+      shutdownTimeoutMs, pesit
+    },
+    warnings
+  }
+}
+
+function defaultPasswordGenerator (): string {
+  // 18 random bytes → 24 URL-safe characters: ~144 bits.
+  return globalThis.crypto.getRandomValues(Buffer.alloc(18)).toString('base64url')
+}

@@ -1,0 +1,199 @@
+/**
+ * The one place that builds the parts and connects them. Start order: data directories, health, HTTP (probes
+ * answer from the first second), cluster; stop runs the reverse. Later parts (store, Kubernetes labels, PeSIT
+ * servers) slot into `parts` at their place in that order.
+ */
+import type { WebSocket } from 'ws'
+import type { Logger } from './logger.js'
+import type { VectisConfig } from './config.js'
+import { Lifecycle, type NamedPart, type Startable } from './lifecycle.js'
+import { Metrics } from './metrics.js'
+import { Health } from './health.js'
+import { HttpServer, HttpError, type Reply } from './http-server.js'
+import { ensureWritableDir } from './data-dirs.js'
+import { StandaloneCluster } from '../cluster/standalone.js'
+import type { ClusterEvents, ClusterService } from '../cluster/cluster-api.js'
+import { LeadershipTransferError } from '../cluster/errors.js'
+import { Store } from '../store/store.js'
+import { TransfersQueryError } from '../store/errors.js'
+
+export interface ServerStatus {
+  id: string
+  port: number
+  running: boolean
+}
+
+export class Daemon implements Startable {
+  readonly metrics: Metrics
+  readonly health = new Health()
+  readonly http: HttpServer
+  readonly cluster: ClusterService
+  readonly store: Store
+  private readonly lifecycle: Lifecycle
+  private readonly log: Logger
+  private readonly unsubscribe: Array<() => void> = []
+
+  constructor (components: { logger: Logger }, readonly config: VectisConfig) {
+    this.log = components.logger.child({ component: 'daemon' })
+    this.metrics = new Metrics()
+    this.http = new HttpServer({ logger: components.logger }, {
+      host: config.bindHost, port: config.httpPort, user: config.apiUser, password: config.apiPassword
+    })
+    this.store = new Store({ logger: components.logger }, { dataDir: config.dataDir, retentionDays: config.journalRetentionDays })
+    this.cluster = new StandaloneCluster({ logger: components.logger }, {
+      clusterName: config.clusterName,
+      nodeName: config.podName,
+      address: config.podIp,
+      // Every start is a new leadership: a new epoch, higher than any this member has seen, persisted first.
+      nextEpoch: (leader) => this.store.clusterState.raiseEpoch(leader)
+    })
+    this.registerRoutes()
+    this.wireMetrics()
+
+    const dirs: Startable = {
+      start: async () => {
+        ensureWritableDir('VECTIS_DATA_DIR', config.dataDir)
+        ensureWritableDir('VECTIS_SHARED_DIR', config.sharedDir)
+        for (const f of config.pesit.files) ensureWritableDir(`files[${f.id}].directory`, f.directory)
+      },
+      stop: async () => {}
+    }
+    const parts: NamedPart[] = [
+      { name: 'data-dirs', part: dirs },
+      { name: 'store', part: this.store },
+      { name: 'health', part: this.health },
+      { name: 'http', part: this.http },
+      { name: 'journal-events', part: this.journalEvents() },
+      { name: 'cluster', part: this.cluster }
+    ]
+    this.lifecycle = new Lifecycle(parts, this.log)
+    this.health.register('http', () => this.http.port === undefined ? 'not listening' : undefined)
+  }
+
+  get state (): string { return this.lifecycle.state }
+
+  async start (): Promise<void> { await this.lifecycle.start() }
+
+  async stop (): Promise<void> {
+    await this.lifecycle.stop()
+    for (const u of this.unsubscribe.splice(0)) u()
+  }
+
+  servers (): ServerStatus[] {
+    // The PeSIT servers are not wired yet: configured, never running.
+    return this.config.pesit.servers.map((s) => ({ id: s.id, port: s.port, running: false }))
+  }
+
+  /**
+   * Cluster events go to the journal (the history operators read after an incident), and journal writes about
+   * transfers are refused once this member's lease is gone.
+   */
+  private journalEvents (): Startable {
+    const offs: Array<() => void> = []
+    return {
+      start: async () => {
+        const journal = this.store.journal
+        const member = this.config.podName
+        journal.setLeaderCheck(() => this.cluster.leadership.isLeader())
+        const epochNow = (): number => this.cluster.leadership.currentEpoch()?.number ?? 0
+        offs.push(
+          this.cluster.events.on('view:installed', (v) => {
+            journal.appendEvent({ type: 'view:installed', epoch: epochNow(), member, viewId: v.viewId, members: v.members.map((m) => m.name) })
+          }),
+          this.cluster.events.on('leader:elected', (e) => {
+            journal.appendEvent({ type: 'leader:elected', epoch: e.epoch.number, member, leader: e.epoch.leader })
+          }),
+          this.cluster.events.on('leader:demoted', (e) => {
+            journal.appendEvent({ type: 'leader:demoted', epoch: e.epoch.number, member, leader: e.epoch.leader, reason: e.reason })
+          }),
+          this.cluster.events.on('member:suspected', (m) => {
+            journal.appendEvent({ type: 'member:suspected', epoch: epochNow(), member: m.name })
+          })
+        )
+      },
+      stop: async () => {
+        for (const off of offs.splice(0)) off()
+        if (this.store.started) this.store.journal.setLeaderCheck(undefined)
+      }
+    }
+  }
+
+  private wireMetrics (): void {
+    const m = this.metrics
+    const c = this.cluster
+    this.unsubscribe.push(
+      c.events.on('view:installed', (v) => { m.clusterViewChanges.inc(); m.clusterMembers.set(v.members.length) }),
+      c.events.on('leader:elected', (e) => { m.clusterEpoch.set(e.epoch.number) })
+    )
+    m.onCollect(() => {
+      const s = c.status()
+      m.clusterMembers.set(s.memberCount)
+      m.clusterIsLeader.set(c.leadership.isLeader() ? 1 : 0)
+      m.clusterQuorum.set(s.quorum.ok ? 1 : 0)
+      m.clusterEpoch.set(s.epoch)
+      m.clusterLeaseRemaining.set(c.leadership.leaseRemainingMs() / 1000)
+      m.clusterHeartbeatAgeMax.set(c.heartbeatAgeMaxSeconds())
+      m.pesitServersRunning.set(this.servers().filter((x) => x.running).length)
+    })
+    this.unsubscribe.push(c.events.on('leader:elected', () => { m.clusterLeaderChanges.inc() }))
+  }
+
+  private registerRoutes (): void {
+    const h = this.http
+    h.route('GET', '/healthz', () => {
+      const r = this.health.report()
+      return { status: r.ok ? 200 : 503, json: r.ok ? { status: 'ok' } : { status: 'unhealthy', problems: r.problems } }
+    }, { auth: false })
+    h.route('GET', '/readyz', () => {
+      const r = this.cluster.readiness()
+      return r.ready ? { json: { status: 'ready' } } : { status: 503, json: { status: 'not ready', reason: r.reason } }
+    }, { auth: false })
+    h.route('GET', '/metrics', async () => {
+      const { contentType, body } = await this.metrics.render()
+      return { headers: { 'content-type': contentType }, raw: body }
+    }, { auth: false })
+    h.route('GET', '/api/cluster/status', () => ({ json: { ...this.cluster.status(), servers: this.servers() } }), { auth: true })
+    h.route('GET', '/api/transfers', (req) => {
+      try {
+        return { json: this.store.listTransfers(req.query) }
+      } catch (err) {
+        if (err instanceof TransfersQueryError) throw new HttpError(400, err.message)
+        throw err
+      }
+    }, { auth: true })
+    h.route('POST', '/api/cluster/leadership/transfer', async (req): Promise<Reply> => {
+      let to: string | undefined
+      if (req.body !== undefined) {
+        if (typeof req.body !== 'object' || req.body === null || Array.isArray(req.body)) throw new HttpError(400, 'expected a JSON object {"to": "<member name>"}')
+        const b = req.body as Record<string, unknown>
+        const extra = Object.keys(b).filter((k) => k !== 'to')
+        if (extra.length > 0) throw new HttpError(400, `unknown field ${extra[0]}; expected {"to": "<member name>"}`)
+        if (b.to !== undefined && (typeof b.to !== 'string' || b.to === '')) throw new HttpError(400, '"to" must be a non-empty member name')
+        to = b.to
+      }
+      try {
+        return { json: await this.cluster.transferLeadership(to) }
+      } catch (err) {
+        if (err instanceof LeadershipTransferError) throw new HttpError(409, err.message)
+        throw err
+      }
+    }, { auth: true })
+    h.route('GET', '/api/cluster/events', () => {
+      throw new HttpError(426, 'this endpoint is a WebSocket: send an Upgrade request', { upgrade: 'websocket' })
+    }, { auth: true })
+    h.websocket('/api/cluster/events', (ws) => { this.streamEvents(ws) }, { auth: true })
+  }
+
+  /** SPEC §3 events: `{type, at, epoch, viewId, members, leader}`, the current state first. */
+  private streamEvents (ws: WebSocket): void {
+    const send = (type: string): void => {
+      if (ws.readyState !== ws.OPEN) return
+      const s = this.cluster.status()
+      ws.send(JSON.stringify({ type, at: new Date().toISOString(), epoch: s.epoch, viewId: s.viewId, members: s.members, leader: s.leader }))
+    }
+    send('state')
+    const kinds: Array<keyof ClusterEvents> = ['view:installed', 'leader:elected', 'leader:demoted', 'member:suspected']
+    const offs = kinds.map((k) => this.cluster.events.on(k, () => { send(k) }))
+    ws.on('close', () => { for (const off of offs) off() })
+  }
+}

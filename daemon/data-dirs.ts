@@ -1,0 +1,20 @@
+import { mkdirSync, accessSync, constants, writeFileSync, unlinkSync, statSync } from 'node:fs'
+import { join } from 'node:path'
+import { ConfigError } from './errors.js'
+
+/**
+ * Creates `dir` if missing and proves it writable by creating and removing a probe file (an access() check alone
+ * says nothing on read-only mounts, or for root). Throws ConfigError naming `variable`.
+ */
+export function ensureWritableDir (variable: string, dir: string): void {
+  try {
+    mkdirSync(dir, { recursive: true, mode: 0o750 })
+    if (!statSync(dir).isDirectory()) throw new Error('not a directory')
+    accessSync(dir, constants.W_OK)
+    const probe = join(dir, `.vectis-probe-${process.pid}`)
+    writeFileSync(probe, '')
+    unlinkSync(probe)
+  } catch (err) {
+    throw new ConfigError(variable, dir, `expected a writable directory (${(err as Error).message})`, { cause: err })
+  }
+}

@@ -1,0 +1,246 @@
+/**
+ * The HTTP side of SPEC §3: probes, metrics and the basic-auth API, on plain `node:http` (a handful of routes do
+ * not justify a framework). Other parts plug routes in with `route()` and WebSocket endpoints with `websocket()`
+ * before `start()`. Every error answer is JSON `{"error": "..."}`; credentials are compared in constant time and
+ * never logged.
+ */
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
+import { createHash, timingSafeEqual } from 'node:crypto'
+import type { Duplex } from 'node:stream'
+import { WebSocketServer, type WebSocket } from 'ws'
+import type { Logger } from './logger.js'
+import type { Startable } from './lifecycle.js'
+
+export class HttpError extends Error {
+  override name = 'HttpError'
+  constructor (readonly status: number, message: string, readonly headers: Record<string, string> = {}) {
+    super(message)
+  }
+}
+
+export interface Request {
+  method: string
+  path: string
+  query: URLSearchParams
+  /** Parsed JSON body (undefined when empty); a malformed body never reaches a handler (400). */
+  body: unknown
+  raw: IncomingMessage
+}
+
+export interface Reply {
+  status?: number
+  headers?: Record<string, string>
+  /** Serialised as JSON unless `raw` is set. */
+  json?: unknown
+  raw?: string | Buffer
+}
+
+export type Handler = (req: Request) => Promise<Reply> | Reply
+
+interface Route {
+  auth: boolean
+  handlers: Map<string, Handler>
+}
+
+export interface HttpServerInit {
+  host: string
+  port: number
+  user: string
+  password: string
+  /** Largest accepted request body, bytes. */
+  maxBodyBytes?: number
+}
+
+const REALM = 'Basic realm="vectis"'
+
+function digest (s: string | Buffer): Buffer {
+  return createHash('sha256').update(s).digest()
+}
+
+export class HttpServer implements Startable {
+  private server: Server | undefined
+  private readonly wss = new WebSocketServer({ noServer: true, maxPayload: 64 * 1024 })
+  private readonly routes = new Map<string, Route>()
+  private readonly sockets = new Map<string, { auth: boolean, onConnection: (ws: WebSocket, req: IncomingMessage) => void }>()
+  private readonly userDigest: Buffer
+  private readonly passwordDigest: Buffer
+  private readonly log: Logger
+  private boundPort: number | undefined
+
+  constructor (components: { logger: Logger }, private readonly init: HttpServerInit) {
+    this.log = components.logger.child({ component: 'daemon:http' })
+    this.userDigest = digest(init.user)
+    this.passwordDigest = digest(init.password)
+  }
+
+  /** Registers a handler; `auth` routes need the API's basic-auth credentials. */
+  route (method: string, path: string, handler: Handler, opts: { auth: boolean }): void {
+    let r = this.routes.get(path)
+    if (r === undefined) {
+      r = { auth: opts.auth, handlers: new Map() }
+      this.routes.set(path, r)
+    }
+    r.handlers.set(method.toUpperCase(), handler)
+  }
+
+  websocket (path: string, onConnection: (ws: WebSocket, req: IncomingMessage) => void, opts: { auth: boolean }): void {
+    this.sockets.set(path, { auth: opts.auth, onConnection })
+  }
+
+  get port (): number | undefined { return this.boundPort }
+
+  async start (): Promise<void> {
+    if (this.server !== undefined) return
+    const server = createServer({ keepAliveTimeout: 5000, requestTimeout: 30_000, headersTimeout: 10_000 }, (req, res) => {
+      this.handle(req, res).catch((err: unknown) => {
+        this.log.error({ err }, 'request handler failed')
+        if (!res.headersSent) this.sendJson(res, 500, { error: 'internal error' })
+        else res.destroy()
+      })
+    })
+    server.on('upgrade', (req, socket, head) => { this.upgrade(req, socket, head) })
+    server.on('clientError', (_err, socket) => {
+      if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\nconnection: close\r\n\r\n{"error":"malformed request"}')
+      else socket.destroy()
+    })
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject)
+      server.listen(this.init.port, this.init.host, () => {
+        server.off('error', reject)
+        resolve()
+      })
+    })
+    const addr = server.address()
+    this.boundPort = typeof addr === 'object' && addr !== null ? addr.port : this.init.port
+    this.server = server
+    this.log.info({ host: this.init.host, port: this.boundPort }, 'http listening')
+  }
+
+  async stop (): Promise<void> {
+    const server = this.server
+    if (server === undefined) return
+    this.server = undefined
+    for (const ws of this.wss.clients) ws.close(1001, 'server shutting down')
+    await new Promise<void>((resolve) => {
+      server.close(() => { resolve() })
+      server.closeIdleConnections()
+      // In-flight requests get a moment; then every connection goes, so stop() is bounded.
+      setTimeout(() => { server.closeAllConnections(); for (const ws of this.wss.clients) ws.terminate() }, 1000).unref()
+    })
+  }
+
+  /** True when the request carries the API's credentials. Constant time in their content. */
+  private authorized (req: IncomingMessage): boolean {
+    const h = req.headers.authorization
+    if (h === undefined) return false
+    const m = /^Basic\s+([A-Za-z0-9+/=]+)\s*$/i.exec(h)
+    if (m === null) return false
+    const decoded = Buffer.from(m[1]!, 'base64').toString('utf8')
+    const i = decoded.indexOf(':')
+    if (i < 0) return false
+    const userOk = timingSafeEqual(digest(decoded.slice(0, i)), this.userDigest)
+    const passOk = timingSafeEqual(digest(decoded.slice(i + 1)), this.passwordDigest)
+    return userOk && passOk
+  }
+
+  private sendJson (res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
+    const text = JSON.stringify(body)
+    res.writeHead(status, { 'content-type': 'application/json; charset=utf-8', 'cache-control': 'no-store', ...headers })
+    res.end(text)
+  }
+
+  private async handle (req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const started = process.hrtime.bigint()
+    res.on('finish', () => {
+      this.log.debug({ method: req.method, path: req.url?.split('?')[0], status: res.statusCode, ms: Number(process.hrtime.bigint() - started) / 1e6 }, 'request')
+    })
+    let url: URL
+    try {
+      url = new URL(req.url ?? '/', 'http://localhost')
+    } catch {
+      this.sendJson(res, 400, { error: 'malformed request target' })
+      return
+    }
+    const route = this.routes.get(url.pathname)
+    if (route === undefined) {
+      req.resume()
+      this.sendJson(res, 404, { error: `no such path: ${url.pathname}` })
+      return
+    }
+    if (route.auth && !this.authorized(req)) {
+      req.resume()
+      this.sendJson(res, 401, { error: 'authentication required' }, { 'www-authenticate': REALM })
+      return
+    }
+    const method = (req.method ?? 'GET').toUpperCase()
+    const handler = route.handlers.get(method) ?? (method === 'HEAD' ? route.handlers.get('GET') : undefined)
+    if (handler === undefined) {
+      req.resume()
+      const allow = [...route.handlers.keys()].join(', ')
+      this.sendJson(res, 405, { error: `method ${method} not allowed on ${url.pathname}; allowed: ${allow}` }, { allow })
+      return
+    }
+    let body: unknown
+    try {
+      body = await this.readBody(req)
+    } catch (err) {
+      if (err instanceof HttpError) {
+        this.sendJson(res, err.status, { error: err.message }, err.headers)
+        return
+      }
+      throw err
+    }
+    let reply: Reply
+    try {
+      reply = await handler({ method, path: url.pathname, query: url.searchParams, body, raw: req })
+    } catch (err) {
+      if (err instanceof HttpError) {
+        this.sendJson(res, err.status, { error: err.message }, err.headers)
+        return
+      }
+      throw err
+    }
+    const status = reply.status ?? 200
+    if (reply.raw !== undefined) {
+      res.writeHead(status, { 'cache-control': 'no-store', ...reply.headers })
+      res.end(method === 'HEAD' ? undefined : reply.raw)
+    } else {
+      this.sendJson(res, status, reply.json ?? {}, reply.headers)
+    }
+  }
+
+  private async readBody (req: IncomingMessage): Promise<unknown> {
+    const max = this.init.maxBodyBytes ?? 64 * 1024
+    const chunks: Buffer[] = []
+    let size = 0
+    for await (const chunk of req) {
+      size += (chunk as Buffer).length
+      if (size > max) throw new HttpError(413, `request body larger than ${max} bytes`)
+      chunks.push(chunk as Buffer)
+    }
+    if (size === 0) return undefined
+    const text = Buffer.concat(chunks).toString('utf8')
+    const type = req.headers['content-type'] ?? 'application/json'
+    if (!/^application\/json\b/i.test(type)) throw new HttpError(415, `expected a JSON body (content-type application/json), got ${type}`)
+    try {
+      return JSON.parse(text) as unknown
+    } catch (err) {
+      throw new HttpError(400, `malformed JSON body: ${(err as Error).message}`)
+    }
+  }
+
+  private upgrade (req: IncomingMessage, socket: Duplex, head: Buffer): void {
+    const refuse = (status: number, reason: string, extra = ''): void => {
+      const body = JSON.stringify({ error: reason })
+      socket.end(`HTTP/1.1 ${status} ${reason}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\n${extra}connection: close\r\n\r\n${body}`)
+    }
+    const path = new URL(req.url ?? '/', 'http://localhost').pathname
+    const ep = this.sockets.get(path)
+    if (ep === undefined) { refuse(404, 'Not Found'); return }
+    if (ep.auth && !this.authorized(req)) { refuse(401, 'Unauthorized', `www-authenticate: ${REALM}\r\n`); return }
+    this.wss.handleUpgrade(req, socket, head, (ws) => {
+      ws.on('error', (err) => { this.log.debug({ err }, 'websocket error') })
+      ep.onConnection(ws, req)
+    })
+  }
+}

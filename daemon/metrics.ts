@@ -1,0 +1,40 @@
+/**
+ * The Prometheus registry of one daemon (no global default registry, so tests can run several daemons in one
+ * process). Names are SPEC §4's. Cluster gauges carry no per-member labels, so `sum(vectis_cluster_is_leader)`
+ * over all pods counts leaders.
+ */
+import { Registry, Gauge, Counter, collectDefaultMetrics } from 'prom-client'
+
+export class Metrics {
+  readonly registry = new Registry()
+
+  readonly clusterMembers = new Gauge({ name: 'vectis_cluster_members', help: 'Members in the view this member has installed', registers: [this.registry] })
+  readonly clusterIsLeader = new Gauge({ name: 'vectis_cluster_is_leader', help: '1 while this member holds a valid leader lease, else 0', registers: [this.registry] })
+  readonly clusterQuorum = new Gauge({ name: 'vectis_cluster_quorum', help: '1 when this member is in a primary view (quorum present), else 0', registers: [this.registry] })
+  readonly clusterEpoch = new Gauge({ name: 'vectis_cluster_epoch', help: 'Highest leadership epoch this member knows', registers: [this.registry] })
+  readonly clusterLeaderChanges = new Counter({ name: 'vectis_cluster_leader_changes_total', help: 'Leader changes observed by this member', registers: [this.registry] })
+  readonly clusterViewChanges = new Counter({ name: 'vectis_cluster_view_changes_total', help: 'Views installed by this member', registers: [this.registry] })
+  readonly clusterLeaseRemaining = new Gauge({ name: 'vectis_cluster_lease_remaining_seconds', help: 'Seconds left on the leader lease (0 when not leader)', registers: [this.registry] })
+  readonly clusterHeartbeatAgeMax = new Gauge({ name: 'vectis_cluster_heartbeat_age_max_seconds', help: 'Longest time since a heartbeat from any other member of the view', registers: [this.registry] })
+  readonly k8sLabelErrors = new Counter({ name: 'vectis_k8s_label_errors_total', help: 'Failed Kubernetes label or annotation writes', labelNames: ['reason'] as const, registers: [this.registry] })
+  readonly k8sLabelsInSync = new Gauge({ name: 'vectis_k8s_labels_in_sync', help: '1 when the pod labels match this member\'s role, else 0', registers: [this.registry] })
+  readonly pesitServersRunning = new Gauge({ name: 'vectis_pesit_servers_running', help: 'PeSIT servers listening on this member', registers: [this.registry] })
+  readonly pesitConnectionsActive = new Gauge({ name: 'vectis_pesit_connections_active', help: 'Open PeSIT connections', registers: [this.registry] })
+  readonly transfers = new Counter({ name: 'vectis_transfers_total', help: 'Finished transfers', labelNames: ['direction', 'status'] as const, registers: [this.registry] })
+  readonly transferBytes = new Counter({ name: 'vectis_transfer_bytes_total', help: 'File bytes transferred', labelNames: ['direction'] as const, registers: [this.registry] })
+
+  /** Hooks run before every scrape, to refresh values computed on demand (lease remaining, heartbeat age). */
+  private readonly collectors: Array<() => void> = []
+
+  constructor (init: { defaultMetrics?: boolean } = {}) {
+    if (init.defaultMetrics !== false) collectDefaultMetrics({ register: this.registry })
+    this.k8sLabelsInSync.set(1)
+  }
+
+  onCollect (fn: () => void): void { this.collectors.push(fn) }
+
+  async render (): Promise<{ contentType: string, body: string }> {
+    for (const c of this.collectors) c()
+    return { contentType: this.registry.contentType, body: await this.registry.metrics() }
+  }
+}

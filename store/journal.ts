@@ -1,0 +1,580 @@
+/**
+ * The transfer journal: one row per transfer, and an ordered log in which every change is appended with a
+ * sequence number, so the log can be shipped to the other members (`changesSince` on the leader,
+ * `applyReplicated` on a standby).
+ *
+ * A transfer change is logged as a full snapshot of the row after the change, stamped with the writer's epoch.
+ * Applying entries is therefore idempotent and order-tolerant: a row takes a snapshot only if it is newer by
+ * (epoch, seq), so skipped, repeated or pruned entries never make a row go back.
+ *
+ * Durability: every mutating call is one SQLite transaction, committed (WAL fsynced, `synchronous = FULL`, see
+ * database.ts) before the call returns. `recordSyncPoint` is the PeSIT hot path: the server sends ACK(SYN) only
+ * after it returned, so an acknowledged sync point is never lost with the machine.
+ *
+ * NOT guaranteed here: that the caller is the leader (the transfer part checks `Leadership.isLeader()` right
+ * before calling); that the log is the same on every member (only what was shipped and applied is); pruning is
+ * local to each member and not logged.
+ */
+import type { Database, Statement } from 'better-sqlite3'
+import type { Clock } from '../daemon/clock.js'
+import { InvalidTransferError, NotLeaderError, ReplicationConflictError, TransferNotFoundError } from './errors.js'
+import { MAX_TRANSFER_ID, type TransferIds } from './transfer-id.js'
+
+export type TransferDirection = 'receive' | 'send'
+export type TransferStatus = 'in-progress' | 'interrupted' | 'completed' | 'failed'
+export const TRANSFER_STATUSES: readonly TransferStatus[] = ['in-progress', 'interrupted', 'completed', 'failed']
+/** Final rows cannot change any more and are the ones retention prunes. */
+export const FINAL_STATUSES: readonly TransferStatus[] = ['completed', 'failed']
+
+export interface TransferRecord {
+  /** Journal key `<epoch>-<serial>` (transfer-id.ts): unique across the cluster and across failovers. */
+  id: string
+  /** PeSIT PI 13: assigned by this server (SELECT) or chosen by the requester (CREATE). */
+  transferId: number
+  server: string
+  partner: string
+  virtualFile: string
+  direction: TransferDirection
+  status: TransferStatus
+  /** Bytes of file data transferred so far. */
+  bytes: number
+  /** Last acknowledged sync point (0: none) and the file offset it stands for. */
+  syncPoint: number
+  syncOffset: number
+  /** SHA-256 (lower-case hex) of a completed file. */
+  sha256: string | null
+  filePath: string | null
+  diagnostic: string | null
+  /** Member that last ran the transfer, and the epoch of the leadership under which it last changed. */
+  member: string
+  epoch: number
+  createdAt: string
+  updatedAt: string
+  finishedAt: string | null
+  /** Sequence number of the log entry of the last change. */
+  seq: number
+}
+
+export type ClusterEventType =
+  'view:installed' | 'leader:elected' | 'leader:demoted' | 'epoch:raised' | 'member:suspected' | 'cluster:forced-new'
+
+/** A cluster event as logged. Fields other than `type` and `epoch` are whatever the event has. */
+export interface ClusterEvent {
+  type: ClusterEventType
+  epoch: number
+  member?: string
+  leader?: string
+  viewId?: { coordinator: string, id: number }
+  members?: string[]
+  reason?: string
+}
+
+interface EntryBase { seq: number, at: string, epoch: number }
+export type LogEntry =
+  | (EntryBase & { kind: 'transfer', data: TransferRecord })
+  | (EntryBase & { kind: 'cluster-event', data: ClusterEvent })
+
+export interface BeginTransfer {
+  /** Epoch of the leadership starting the transfer: the key and a server-assigned PI 13 derive from it. */
+  epoch: number
+  member: string
+  server: string
+  partner: string
+  virtualFile: string
+  direction: TransferDirection
+  /** PI 13 chosen by the requester (CREATE); omitted: allocated from the epoch (SELECT of a new transfer). */
+  transferId?: number
+  filePath?: string
+}
+
+export interface SyncPointUpdate {
+  syncPoint: number
+  /** File offset of the sync point. */
+  offset: number
+  /** Bytes transferred; defaults to `offset`. */
+  bytes?: number
+}
+
+export interface TransferPatch {
+  bytes?: number
+  filePath?: string | null
+  diagnostic?: string | null
+}
+
+export interface ListQuery {
+  limit: number
+  status?: TransferStatus
+  partner?: string
+}
+
+export interface ApplyResult {
+  applied: number
+  skipped: number
+  /** Local entries removed because a newer epoch's entry took their sequence number. */
+  truncated: number
+  lastSeq: number
+}
+
+export interface PruneResult { transfers: number, logEntries: number }
+
+export interface JournalComponents {
+  db: Database
+  clock: Clock
+  transferIds: TransferIds
+  /** Highest epoch this member has seen: every change is stamped with at least it. */
+  currentEpoch: () => number
+}
+
+interface TransferRow {
+  id: string
+  transfer_id: number
+  server: string
+  partner: string
+  virtual_file: string
+  direction: TransferDirection
+  status: TransferStatus
+  bytes: number
+  sync_point: number
+  sync_offset: number
+  sha256: string | null
+  file_path: string | null
+  diagnostic: string | null
+  member: string
+  epoch: number
+  created_at: number
+  updated_at: number
+  finished_at: number | null
+  seq: number
+}
+
+interface LogRow { seq: number, at: number, epoch: number, kind: string, transfer_key: string | null, data: string }
+
+const COLUMNS = 'id, transfer_id, server, partner, virtual_file, direction, status, bytes, sync_point, sync_offset, ' +
+  'sha256, file_path, diagnostic, member, epoch, created_at, updated_at, finished_at, seq'
+const VALUES = COLUMNS.split(', ').map((c) => `@${c}`).join(', ')
+const SET_ALL = COLUMNS.split(', ').filter((c) => c !== 'id').map((c) => `${c} = excluded.${c}`).join(', ')
+const SHA256 = /^[0-9a-f]{64}$/
+
+export class Journal {
+  private readonly db: Database
+  private readonly clock: Clock
+  private readonly ids: TransferIds
+  private readonly currentEpoch: () => number
+  private readonly s: {
+    get: Statement<[string], TransferRow>
+    upsert: Statement<TransferRow>
+    upsertIfNewer: Statement<TransferRow>
+    appendLog: Statement<[number, number, string, string | null, string]>
+    appendLogAt: Statement<[number, number, number, string, string | null, string]>
+    getLog: Statement<[number], LogRow>
+    truncateLog: Statement<[number]>
+    since: Statement<[number, number], LogRow>
+    lastSeq: Statement<[], { seq: number }>
+    restartable: Statement<[string, string, string, string, number], TransferRow>
+    pruneTransfers: Statement<[number, number]>
+    pruneLog: Statement<[number, number]>
+  }
+
+  private readonly listStatements = new Map<string, Statement>()
+  private readonly mutateTx: (id: string, change: (r: TransferRecord) => TransferRecord, requireInProgress?: boolean) => TransferRecord
+  private leaderCheck: (() => boolean) | undefined
+
+  constructor (components: JournalComponents) {
+    this.db = components.db
+    this.clock = components.clock
+    this.ids = components.transferIds
+    this.currentEpoch = components.currentEpoch
+    const db = this.db
+    this.s = {
+      get: db.prepare(`SELECT ${COLUMNS} FROM transfers WHERE id = ?`),
+      upsert: db.prepare(`INSERT INTO transfers (${COLUMNS}) VALUES (${VALUES}) ON CONFLICT (id) DO UPDATE SET ${SET_ALL}`),
+      // (epoch, seq) is the order of the true history: a newer leadership's change wins over anything older.
+      upsertIfNewer: db.prepare(`INSERT INTO transfers (${COLUMNS}) VALUES (${VALUES}) ON CONFLICT (id) DO UPDATE ` +
+        `SET ${SET_ALL} WHERE excluded.epoch > transfers.epoch OR ` +
+        '(excluded.epoch = transfers.epoch AND excluded.seq > transfers.seq)'),
+      appendLog: db.prepare('INSERT INTO journal_log (at, epoch, kind, transfer_key, data) VALUES (?, ?, ?, ?, ?)'),
+      appendLogAt: db.prepare('INSERT INTO journal_log (seq, at, epoch, kind, transfer_key, data) VALUES (?, ?, ?, ?, ?, ?)'),
+      getLog: db.prepare('SELECT seq, at, epoch, kind, transfer_key, data FROM journal_log WHERE seq = ?'),
+      truncateLog: db.prepare('DELETE FROM journal_log WHERE seq >= ?'),
+      since: db.prepare('SELECT seq, at, epoch, kind, transfer_key, data FROM journal_log WHERE seq > ? ORDER BY seq LIMIT ?'),
+      // sqlite_sequence, not max(seq): the newest entries may have been pruned, their numbers are still used.
+      lastSeq: db.prepare("SELECT seq FROM sqlite_sequence WHERE name = 'journal_log'"),
+      restartable: db.prepare(`SELECT ${COLUMNS} FROM transfers WHERE server = ? AND partner = ? AND virtual_file = ? ` +
+        "AND direction = ? AND transfer_id = ? AND status IN ('in-progress', 'interrupted') " +
+        'ORDER BY created_at DESC, rowid DESC LIMIT 1'),
+      pruneTransfers: db.prepare('DELETE FROM transfers WHERE id IN (SELECT id FROM transfers WHERE finished_at IS NOT NULL ' +
+        "AND finished_at < ? AND status IN ('completed', 'failed') ORDER BY finished_at LIMIT ?)"),
+      // Keeps the newest entry of every row still present, so a member catching up from the start of the log
+      // still receives every row.
+      pruneLog: db.prepare('DELETE FROM journal_log WHERE seq IN (SELECT l.seq FROM journal_log l WHERE l.at < ? AND ' +
+        'NOT EXISTS (SELECT 1 FROM transfers t WHERE t.id = l.transfer_key AND t.seq = l.seq) ORDER BY l.seq LIMIT ?)')
+    }
+    const mutate = db.transaction((id: string, change: (r: TransferRecord) => TransferRecord,
+      requireInProgress: boolean) => {
+      const row = this.s.get.get(id)
+      if (row === undefined) throw new TransferNotFoundError(id)
+      const before = toRecord(row)
+      if (FINAL_STATUSES.includes(before.status)) {
+        throw new InvalidTransferError(`transfer ${id} is ${before.status} and cannot change any more`)
+      }
+      if (requireInProgress && before.status !== 'in-progress') {
+        throw new InvalidTransferError(`transfer ${id} is ${before.status}: resume it first`)
+      }
+      const next = change({ ...before })
+      next.epoch = Math.max(next.epoch, before.epoch, this.currentEpoch())
+      next.updatedAt = iso(this.clock.wallNow())
+      return this.write(next)
+    })
+    this.mutateTx = (id, change, requireInProgress = false) => {
+      this.checkLeader()
+      return mutate.immediate(id, change, requireInProgress)
+    }
+  }
+
+  /**
+   * Installs the lease check every transfer change runs synchronously right before its transaction (DESIGN:
+   * a journal append is a leader-only effect): with it, a member whose lease has expired, even one whose timers
+   * have not fired yet, gets NotLeaderError instead of writing. Cluster events and replicated entries are not
+   * leader-only and are not checked. `undefined` removes it (standalone daemons may not install one).
+   */
+  setLeaderCheck (check: (() => boolean) | undefined): void {
+    this.leaderCheck = check
+  }
+
+  private checkLeader (): void {
+    if (this.leaderCheck !== undefined && !this.leaderCheck()) throw new NotLeaderError()
+  }
+
+  /** Records a new transfer (and allocates its key and, unless given, its PI 13), committed on return. */
+  begin (input: BeginTransfer): TransferRecord {
+    checkText('server', input.server)
+    checkText('partner', input.partner)
+    checkText('virtualFile', input.virtualFile)
+    checkText('member', input.member)
+    checkCount('epoch', input.epoch)
+    if (input.direction !== 'receive' && input.direction !== 'send') {
+      throw new InvalidTransferError(`direction must be receive or send, got ${String(input.direction)}`)
+    }
+    if (input.transferId !== undefined && (!Number.isInteger(input.transferId) || input.transferId < 1 ||
+      input.transferId > MAX_TRANSFER_ID)) {
+      throw new InvalidTransferError(`transferId must be 1..${MAX_TRANSFER_ID}, got ${input.transferId}`)
+    }
+    if (input.filePath !== undefined) checkText('filePath', input.filePath)
+    this.checkLeader()
+    return this.db.transaction(() => {
+      const a = this.ids.allocate(input.epoch)
+      const now = iso(this.clock.wallNow())
+      return this.write({
+        id: a.key,
+        transferId: input.transferId ?? a.transferId,
+        server: input.server,
+        partner: input.partner,
+        virtualFile: input.virtualFile,
+        direction: input.direction,
+        status: 'in-progress',
+        bytes: 0,
+        syncPoint: 0,
+        syncOffset: 0,
+        sha256: null,
+        filePath: input.filePath ?? null,
+        diagnostic: null,
+        member: input.member,
+        epoch: Math.max(input.epoch, this.currentEpoch()),
+        createdAt: now,
+        updatedAt: now,
+        finishedAt: null,
+        seq: 0
+      })
+    }).immediate()
+  }
+
+  /**
+   * The PeSIT hot path: one call per acknowledged sync point. Committed and fsynced when it returns, so the
+   * caller may send ACK(SYN) (receiving) or count the sync point as acknowledged (sending).
+   */
+  recordSyncPoint (id: string, u: SyncPointUpdate): TransferRecord {
+    checkCount('syncPoint', u.syncPoint)
+    checkCount('offset', u.offset)
+    if (u.bytes !== undefined) checkCount('bytes', u.bytes)
+    return this.mutateTx(id, (r) => {
+      r.syncPoint = u.syncPoint
+      r.syncOffset = u.offset
+      r.bytes = u.bytes ?? u.offset
+      return r
+    }, true)
+  }
+
+  /**
+   * A restart (PI 15 = 1) on this member: back in progress under `epoch`, from the restart point agreed in the
+   * protocol (which may be below the last acknowledged sync point; 0 means from the beginning).
+   */
+  resume (id: string, input: { member: string, epoch: number, syncPoint: number, offset: number }): TransferRecord {
+    checkText('member', input.member)
+    checkCount('epoch', input.epoch)
+    checkCount('syncPoint', input.syncPoint)
+    checkCount('offset', input.offset)
+    return this.mutateTx(id, (r) => {
+      r.status = 'in-progress'
+      r.member = input.member
+      r.epoch = input.epoch
+      r.syncPoint = input.syncPoint
+      r.syncOffset = input.offset
+      r.bytes = input.offset
+      r.diagnostic = null
+      return r
+    })
+  }
+
+  /** Interrupted and restartable (IDT, lost connection, hand-over, a leader that died). */
+  interrupt (id: string, diagnostic: string): TransferRecord {
+    checkText('diagnostic', diagnostic)
+    return this.mutateTx(id, (r) => ({ ...r, status: 'interrupted', diagnostic }))
+  }
+
+  complete (id: string, input: { bytes: number, sha256: string, filePath?: string }): TransferRecord {
+    checkCount('bytes', input.bytes)
+    if (!SHA256.test(input.sha256)) throw new InvalidTransferError('sha256 must be 64 lower-case hex digits')
+    if (input.filePath !== undefined) checkText('filePath', input.filePath)
+    return this.mutateTx(id, (r) => ({
+      ...r,
+      status: 'completed',
+      bytes: input.bytes,
+      sha256: input.sha256,
+      filePath: input.filePath ?? r.filePath,
+      diagnostic: null,
+      finishedAt: iso(this.clock.wallNow())
+    }), true)
+  }
+
+  /** Failed for good: not restartable. */
+  fail (id: string, diagnostic: string): TransferRecord {
+    checkText('diagnostic', diagnostic)
+    return this.mutateTx(id, (r) => ({ ...r, status: 'failed', diagnostic, finishedAt: iso(this.clock.wallNow()) }))
+  }
+
+  update (id: string, patch: TransferPatch): TransferRecord {
+    if (patch.bytes !== undefined) checkCount('bytes', patch.bytes)
+    if (typeof patch.filePath === 'string') checkText('filePath', patch.filePath)
+    if (typeof patch.diagnostic === 'string') checkText('diagnostic', patch.diagnostic)
+    return this.mutateTx(id, (r) => ({
+      ...r,
+      bytes: patch.bytes ?? r.bytes,
+      filePath: patch.filePath === undefined ? r.filePath : patch.filePath,
+      diagnostic: patch.diagnostic === undefined ? r.diagnostic : patch.diagnostic
+    }))
+  }
+
+  get (id: string): TransferRecord | undefined {
+    const row = this.s.get.get(id)
+    return row === undefined ? undefined : toRecord(row)
+  }
+
+  /** The newest in-progress or interrupted transfer matching a restart request (PROTOCOL.md §7.6 key). */
+  findRestartable (key: { server: string, partner: string, virtualFile: string, direction: TransferDirection,
+    transferId: number }): TransferRecord | undefined {
+    const row = this.s.restartable.get(key.server, key.partner, key.virtualFile, key.direction, key.transferId)
+    return row === undefined ? undefined : toRecord(row)
+  }
+
+  /** Newest first (creation time). */
+  list (q: ListQuery): TransferRecord[] {
+    if (!Number.isInteger(q.limit) || q.limit < 1) throw new InvalidTransferError(`limit must be a positive integer, got ${q.limit}`)
+    if (q.status !== undefined && !TRANSFER_STATUSES.includes(q.status)) {
+      throw new InvalidTransferError(`status must be one of ${TRANSFER_STATUSES.join(', ')}`)
+    }
+    const where: string[] = []
+    const params: Array<string | number> = []
+    if (q.status !== undefined) { where.push('status = ?'); params.push(q.status) }
+    if (q.partner !== undefined) { where.push('partner = ?'); params.push(q.partner) }
+    const sql = `SELECT ${COLUMNS} FROM transfers ${where.length > 0 ? 'WHERE ' + where.join(' AND ') : ''} ` +
+      'ORDER BY created_at DESC, rowid DESC LIMIT ?'
+    let stmt = this.listStatements.get(sql)
+    if (stmt === undefined) {
+      stmt = this.db.prepare(sql)
+      this.listStatements.set(sql, stmt) // four shapes at most: no filter, status, partner, both
+    }
+    return (stmt.all(...params, q.limit) as TransferRow[]).map(toRecord)
+  }
+
+  /** Appends a cluster event to the log, committed on return. */
+  appendEvent (event: ClusterEvent): LogEntry {
+    checkCount('epoch', event.epoch)
+    if (typeof event.type !== 'string' || event.type.length === 0) throw new InvalidTransferError('an event needs a type')
+    const at = this.clock.wallNow()
+    const data = JSON.stringify(event)
+    const info = this.s.appendLog.run(at, event.epoch, 'cluster-event', null, data)
+    return { seq: Number(info.lastInsertRowid), at: iso(at), epoch: event.epoch, kind: 'cluster-event', data: { ...event } }
+  }
+
+  /** The highest sequence number ever used here (0 if none), pruned entries included. */
+  lastSeq (): number {
+    return this.s.lastSeq.get()?.seq ?? 0
+  }
+
+  /** Up to `limit` entries with a sequence number above `seq`, in order: what a standby asks the leader for. */
+  changesSince (seq: number, limit: number): LogEntry[] {
+    if (!Number.isInteger(seq) || seq < 0) throw new RangeError(`seq must be a non-negative integer, got ${seq}`)
+    if (!Number.isInteger(limit) || limit < 1) throw new RangeError(`limit must be a positive integer, got ${limit}`)
+    return this.s.since.all(seq, limit).map(toEntry)
+  }
+
+  /** The cluster events of the log, newest first. */
+  events (limit: number): LogEntry[] {
+    if (!Number.isInteger(limit) || limit < 1) throw new RangeError(`limit must be a positive integer, got ${limit}`)
+    const rows = this.db.prepare("SELECT seq, at, epoch, kind, transfer_key, data FROM journal_log WHERE kind = 'cluster-event' " +
+      'ORDER BY seq DESC LIMIT ?').all(limit) as LogRow[]
+    return rows.map(toEntry)
+  }
+
+  /**
+   * Applies entries shipped from the leader, in one transaction, keeping their sequence numbers. Idempotent by
+   * seq: an entry already present (same seq and epoch) is skipped. A local entry at the same seq from an OLDER
+   * epoch is the unshipped tail of a former leader (this member, before a failover): it and every later local
+   * entry are dropped and the leader's log wins. An incoming entry older than the local one at its seq is refused
+   * (ReplicationConflictError): it comes from a deposed leader. Gaps (entries pruned at the source) are allowed.
+   */
+  applyReplicated (entries: readonly LogEntry[]): ApplyResult {
+    return this.db.transaction(() => {
+      let applied = 0
+      let skipped = 0
+      let truncated = 0
+      let prev = 0
+      for (const e of entries) {
+        validateEntry(e)
+        if (e.seq <= prev) throw new ReplicationConflictError(`entries out of order: seq ${e.seq} after ${prev}`)
+        prev = e.seq
+        const local = this.s.getLog.get(e.seq)
+        const key = e.kind === 'transfer' ? e.data.id : null
+        if (local !== undefined) {
+          if (local.epoch === e.epoch && local.kind === e.kind && local.transfer_key === key) { skipped++; continue }
+          if (e.epoch <= local.epoch) {
+            throw new ReplicationConflictError(`entry ${e.seq} of epoch ${e.epoch} conflicts with the local entry of ` +
+              `epoch ${local.epoch}`)
+          }
+          truncated += this.s.truncateLog.run(e.seq).changes
+        }
+        this.s.appendLogAt.run(e.seq, Date.parse(e.at), e.epoch, e.kind, key,
+          JSON.stringify(e.kind === 'transfer' ? withoutSeq(e.data) : e.data))
+        if (e.kind === 'transfer') this.s.upsertIfNewer.run(toRow({ ...e.data, epoch: e.epoch, seq: e.seq }))
+        applied++
+      }
+      return { applied, skipped, truncated, lastSeq: this.lastSeq() }
+    }).immediate()
+  }
+
+  /**
+   * Deletes at most `batch` final transfers that finished before `cutoffMs` and at most `batch` log entries
+   * older than it (except the newest entry of each remaining row), in one short transaction.
+   */
+  pruneBatch (cutoffMs: number, batch: number): PruneResult {
+    return this.db.transaction(() => ({
+      transfers: this.s.pruneTransfers.run(cutoffMs, batch).changes,
+      logEntries: this.s.pruneLog.run(cutoffMs, batch).changes
+    })).immediate()
+  }
+
+  /** Logs and stores a transfer snapshot; must run inside a transaction. */
+  private write (r: TransferRecord): TransferRecord {
+    const info = this.s.appendLog.run(Date.parse(r.updatedAt), r.epoch, 'transfer', r.id, JSON.stringify(withoutSeq(r)))
+    const next = { ...r, seq: Number(info.lastInsertRowid) }
+    this.s.upsert.run(toRow(next))
+    return next
+  }
+}
+
+/** The log keeps a row's snapshot without `seq`: the entry's own seq is the row's. */
+function withoutSeq (r: TransferRecord): Omit<TransferRecord, 'seq'> {
+  const { seq: _seq, ...data } = r
+  return data
+}
+
+function iso (ms: number): string {
+  return new Date(ms).toISOString()
+}
+
+function toRecord (r: TransferRow): TransferRecord {
+  return {
+    id: r.id,
+    transferId: r.transfer_id,
+    server: r.server,
+    partner: r.partner,
+    virtualFile: r.virtual_file,
+    direction: r.direction,
+    status: r.status,
+    bytes: r.bytes,
+    syncPoint: r.sync_point,
+    syncOffset: r.sync_offset,
+    sha256: r.sha256,
+    filePath: r.file_path,
+    diagnostic: r.diagnostic,
+    member: r.member,
+    epoch: r.epoch,
+    createdAt: iso(r.created_at),
+    updatedAt: iso(r.updated_at),
+    finishedAt: r.finished_at === null ? null : iso(r.finished_at),
+    seq: r.seq
+  }
+}
+
+function toRow (r: TransferRecord): TransferRow {
+  return {
+    id: r.id,
+    transfer_id: r.transferId,
+    server: r.server,
+    partner: r.partner,
+    virtual_file: r.virtualFile,
+    direction: r.direction,
+    status: r.status,
+    bytes: r.bytes,
+    sync_point: r.syncPoint,
+    sync_offset: r.syncOffset,
+    sha256: r.sha256,
+    file_path: r.filePath,
+    diagnostic: r.diagnostic,
+    member: r.member,
+    epoch: r.epoch,
+    created_at: Date.parse(r.createdAt),
+    updated_at: Date.parse(r.updatedAt),
+    finished_at: r.finishedAt === null ? null : Date.parse(r.finishedAt),
+    seq: r.seq
+  }
+}
+
+function toEntry (row: LogRow): LogEntry {
+  const base = { seq: row.seq, at: iso(row.at), epoch: row.epoch }
+  if (row.kind === 'transfer') {
+    return { ...base, kind: 'transfer', data: { ...(JSON.parse(row.data) as Omit<TransferRecord, 'seq'>), seq: row.seq } }
+  }
+  return { ...base, kind: 'cluster-event', data: JSON.parse(row.data) as ClusterEvent }
+}
+
+/** Shipped entries come from another process: check the shape before it reaches SQL constraints. */
+function validateEntry (e: LogEntry): void {
+  const bad = (why: string): never => { throw new ReplicationConflictError(`malformed log entry ${String(e?.seq)}: ${why}`) }
+  if (e === null || typeof e !== 'object') bad('not an object')
+  if (!Number.isSafeInteger(e.seq) || e.seq < 1) bad('seq')
+  if (!Number.isSafeInteger(e.epoch) || e.epoch < 0) bad('epoch')
+  if (typeof e.at !== 'string' || Number.isNaN(Date.parse(e.at))) bad('at')
+  if (e.kind === 'transfer') {
+    const d = e.data
+    if (d === null || typeof d !== 'object' || typeof d.id !== 'string' || d.id === '') bad('transfer id')
+    if (!TRANSFER_STATUSES.includes(d.status)) bad('status')
+    if (Number.isNaN(Date.parse(d.createdAt)) || Number.isNaN(Date.parse(d.updatedAt))) bad('times')
+  } else if (e.kind === 'cluster-event') {
+    if (e.data === null || typeof e.data !== 'object' || typeof e.data.type !== 'string') bad('event')
+  } else {
+    bad(`unknown kind ${String((e as { kind?: unknown }).kind)}`)
+  }
+}
+
+function checkText (name: string, v: unknown): void {
+  if (typeof v !== 'string' || v.length === 0 || v.length > 4096) {
+    throw new InvalidTransferError(`${name} must be a non-empty string of at most 4096 characters`)
+  }
+}
+
+function checkCount (name: string, v: unknown): void {
+  if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 0) {
+    throw new InvalidTransferError(`${name} must be a non-negative integer, got ${String(v)}`)
+  }
+}

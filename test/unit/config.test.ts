@@ -1,0 +1,203 @@
+import { describe, it } from 'node:test'
+import assert from 'node:assert/strict'
+import { writeFileSync, mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { loadConfig, DEFAULT_HTTP_PORT, DEFAULT_CLUSTER_PORT, DEFAULT_PESIT_PORT } from '../../daemon/config.js'
+import { ConfigError } from '../../daemon/errors.js'
+
+const gen = (): string => 'generated-password'
+const load = (env: Record<string, string>, files: Record<string, string> = {}) => loadConfig(env, {
+  cwd: '/srv/vectis',
+  generatePassword: gen,
+  readFile: (p) => {
+    const f = files[p]
+    if (f === undefined) throw new Error(`ENOENT: no such file or directory, open '${p}'`)
+    return f
+  }
+})
+
+function expectError (env: Record<string, string>, key: string, valuePart: string | undefined, expectedPart: RegExp, files?: Record<string, string>): void {
+  assert.throws(() => load(env, files), (err: unknown) => {
+    assert.ok(err instanceof ConfigError, `expected ConfigError, got ${String(err)}`)
+    assert.equal(err.key, key)
+    if (valuePart !== undefined) assert.ok(err.message.includes(valuePart), `message "${err.message}" should include ${valuePart}`)
+    assert.match(err.message, expectedPart)
+    assert.ok(!err.message.includes('\n'), 'one line')
+    return true
+  })
+}
+
+describe('configuration defaults', () => {
+  it('an empty environment gives the embedded defaults: standalone, ports 8080/7800/5000, ./data', () => {
+    const { config, warnings } = load({})
+    assert.equal(config.clusterEnabled, false)
+    assert.equal(config.httpPort, DEFAULT_HTTP_PORT)
+    assert.equal(config.clusterPort, DEFAULT_CLUSTER_PORT)
+    assert.equal(config.heartbeatMs, 500)
+    assert.equal(config.failureTimeoutMs, 2500)
+    assert.equal(config.handoverDrainMs, 3000)
+    assert.equal(config.quorum, 'majority')
+    assert.equal(config.dataDir, '/srv/vectis/data')
+    assert.equal(config.sharedDir, '/srv/vectis/data/shared')
+    assert.equal(config.k8sEnabled, false)
+    assert.equal(config.leaderLabel, 'vectis-leader')
+    assert.equal(config.podSelector, 'app=vectis')
+    assert.equal(config.apiPassword, 'generated-password')
+    assert.equal(config.apiPasswordGenerated, true)
+    assert.deepEqual(config.pesit.servers.map((s) => s.port), [DEFAULT_PESIT_PORT])
+    assert.ok(warnings.some((w) => /partners/.test(w)))
+  })
+
+  it('reads every variable', () => {
+    const { config } = load({
+      VECTIS_CLUSTER_ENABLED: 'true', VECTIS_CLUSTER_NAME: 'prod', POD_NAME: 'vectis-1', POD_NAMESPACE: 'ft',
+      POD_IP: '10.0.0.5', VECTIS_BIND_HOST: '10.0.0.5', VECTIS_CLUSTER_PORT: '7900', VECTIS_HTTP_PORT: '9090',
+      VECTIS_DISCOVERY_DNS: 'vectis-headless.ft.svc.cluster.local', VECTIS_DISCOVERY_DNS_SRV: 'true',
+      VECTIS_DNS_SERVERS: '127.0.0.1:5353, 10.0.0.10:53', VECTIS_SEEDS: 'a:7800,b.example:7800',
+      VECTIS_CLUSTER_SIZE: '3', VECTIS_QUORUM: 'majority', VECTIS_FORCE_NEW_CLUSTER: 'false',
+      VECTIS_HEARTBEAT_MS: '200', VECTIS_FAILURE_TIMEOUT_MS: '1000', VECTIS_HANDOVER_DRAIN_MS: '0',
+      VECTIS_CLUSTER_SECRET: 'a-long-enough-secret', VECTIS_K8S: 'on', VECTIS_LEADER_LABEL: 'example.com/leader',
+      VECTIS_POD_SELECTOR: 'app=x,tier=ft', VECTIS_API_USER: 'ops', VECTIS_API_PASSWORD: 'pw',
+      VECTIS_DATA_DIR: '/var/lib/vectis', VECTIS_SHARED_DIR: 'shared', VECTIS_REPLICATION: 'sync',
+      VECTIS_LOG_LEVEL: 'debug', VECTIS_JOURNAL_RETENTION_DAYS: '7'
+    })
+    assert.equal(config.clusterEnabled, true)
+    assert.equal(config.clusterName, 'prod')
+    assert.equal(config.podName, 'vectis-1')
+    assert.equal(config.podNamespace, 'ft')
+    assert.equal(config.clusterPort, 7900)
+    assert.equal(config.httpPort, 9090)
+    assert.equal(config.discoveryDnsSrv, true)
+    assert.deepEqual(config.dnsServers, ['127.0.0.1:5353', '10.0.0.10:53'])
+    assert.deepEqual(config.seeds, ['a:7800', 'b.example:7800'])
+    assert.equal(config.clusterSize, 3)
+    assert.equal(config.failureTimeoutMs, 1000)
+    assert.equal(config.k8sEnabled, true)
+    assert.equal(config.apiUser, 'ops')
+    assert.equal(config.apiPasswordGenerated, false)
+    assert.equal(config.sharedDir, '/srv/vectis/shared')
+    assert.equal(config.replication, 'sync')
+    assert.equal(config.journalRetentionDays, 7)
+  })
+
+  it('warns about unknown VECTIS_ variables and quorum none', () => {
+    const { warnings } = load({ VECTIS_HTTP_PROT: '1', VECTIS_CLUSTER_ENABLED: 'true', VECTIS_QUORUM: 'none', VECTIS_SEEDS: 'a:1' })
+    assert.ok(warnings.some((w) => w.includes('VECTIS_HTTP_PROT')))
+    assert.ok(warnings.some((w) => /split brain/.test(w)))
+  })
+
+  it('K8S auto is on in a pod or with KUBECONFIG', () => {
+    assert.equal(load({ KUBERNETES_SERVICE_HOST: '10.96.0.1' }).config.k8sEnabled, true)
+    assert.equal(load({ KUBECONFIG: '/k' }).config.k8sEnabled, true)
+    assert.equal(load({ KUBECONFIG: '/k', VECTIS_K8S: 'off' }).config.k8sEnabled, false)
+  })
+})
+
+describe('configuration errors name the variable, the value and what was expected', () => {
+  const cases: Array<[string, Record<string, string>, string, string | undefined, RegExp]> = [
+    ['non-numeric port', { VECTIS_HTTP_PORT: 'abc' }, 'VECTIS_HTTP_PORT', '"abc"', /TCP port from 1 to 65535/],
+    ['port out of range', { VECTIS_CLUSTER_PORT: '70000' }, 'VECTIS_CLUSTER_PORT', '"70000"', /from 1 to 65535/],
+    ['same http and cluster port', { VECTIS_HTTP_PORT: '7800' }, 'VECTIS_HTTP_PORT', '"7800"', /differ/],
+    ['failure timeout not above twice the heartbeat', { VECTIS_HEARTBEAT_MS: '500', VECTIS_FAILURE_TIMEOUT_MS: '1000' }, 'VECTIS_FAILURE_TIMEOUT_MS', '"1000"', /twice VECTIS_HEARTBEAT_MS/],
+    ['heartbeat not a number', { VECTIS_HEARTBEAT_MS: '1s' }, 'VECTIS_HEARTBEAT_MS', '"1s"', /milliseconds/],
+    ['boolean', { VECTIS_CLUSTER_ENABLED: 'maybe' }, 'VECTIS_CLUSTER_ENABLED', '"maybe"', /true or false/],
+    ['majority quorum without cluster size', { VECTIS_CLUSTER_ENABLED: 'true', VECTIS_SEEDS: 'a:1' }, 'VECTIS_CLUSTER_SIZE', undefined, /required when/],
+    ['cluster size zero', { VECTIS_CLUSTER_SIZE: '0' }, 'VECTIS_CLUSTER_SIZE', '"0"', /from 1/],
+    ['quorum enum', { VECTIS_QUORUM: 'all' }, 'VECTIS_QUORUM', '"all"', /majority, none/],
+    ['k8s enum', { VECTIS_K8S: 'yes' }, 'VECTIS_K8S', '"yes"', /on, off, auto/],
+    ['replication enum', { VECTIS_REPLICATION: 'semi' }, 'VECTIS_REPLICATION', '"semi"', /async, sync/],
+    ['log level', { VECTIS_LOG_LEVEL: 'verbose' }, 'VECTIS_LOG_LEVEL', '"verbose"', /info/],
+    ['dns servers need ip:port', { VECTIS_DNS_SERVERS: 'dns.local:53' }, 'VECTIS_DNS_SERVERS', 'dns.local', /not an IP address/],
+    ['dns servers need a port', { VECTIS_DNS_SERVERS: '10.0.0.1' }, 'VECTIS_DNS_SERVERS', '10.0.0.1', /ip:port/],
+    ['seeds need a port', { VECTIS_SEEDS: 'vectis-0' }, 'VECTIS_SEEDS', 'vectis-0', /host:port/],
+    ['pod ip', { POD_IP: 'not-an-ip' }, 'POD_IP', '"not-an-ip"', /IP address/],
+    ['bind host', { VECTIS_BIND_HOST: 'localhost' }, 'VECTIS_BIND_HOST', '"localhost"', /IP address/],
+    ['short secret', { VECTIS_CLUSTER_SECRET: 'short' }, 'VECTIS_CLUSTER_SECRET', undefined, /at least 16/],
+    ['unreadable secret file', { VECTIS_CLUSTER_SECRET_FILE: '/nope/secret' }, 'VECTIS_CLUSTER_SECRET_FILE', '/nope/secret', /readable file/],
+    ['password and password file', { VECTIS_API_PASSWORD: 'x', VECTIS_API_PASSWORD_FILE: '/p' }, 'VECTIS_API_PASSWORD', undefined, /not both/],
+    ['label key', { VECTIS_LEADER_LABEL: 'bad label' }, 'VECTIS_LEADER_LABEL', '"bad label"', /label key/],
+    ['retention', { VECTIS_JOURNAL_RETENTION_DAYS: '-1' }, 'VECTIS_JOURNAL_RETENTION_DAYS', '"-1"', /days/],
+    ['unreadable VECTIS_CONFIG', { VECTIS_CONFIG: '/etc/vectis/missing.yaml' }, 'VECTIS_CONFIG', 'missing.yaml', /readable YAML file.*ENOENT/]
+  ]
+  for (const [name, env, key, value, expected] of cases) {
+    it(name, () => { expectError(env, key, value, expected) })
+  }
+
+  it('the secret never appears in an error message', () => {
+    assert.throws(() => load({ VECTIS_CLUSTER_SECRET: 'tiny' }), (err: Error) => !err.message.includes('tiny'))
+  })
+})
+
+describe('YAML configuration (SPEC §5)', () => {
+  const cfg = (yaml: string, extra: Record<string, string> = {}) => load({ VECTIS_CONFIG: 'vectis.yaml', ...extra }, { '/srv/vectis/vectis.yaml': yaml, '/run/secrets/pw': 'fromfile\n' })
+  const good = `
+servers:
+  - id: PESITSRV
+    port: 5000
+    maxConnections: 10
+    syncIntervalKb: 32
+    maxEntitySize: 4096
+partners:
+  - id: CXCLIENT
+    password: test123
+    access: write
+  - id: OTHER
+    passwordFile: /run/secrets/pw
+files:
+  - id: PAYMENTS
+    direction: receive
+    directory: inbox/payments
+    filenamePattern: "\${partner}_\${file}_\${transferId}"
+`
+
+  it('parses the SPEC example, resolving directories against the shared dir', () => {
+    const { config } = cfg(good)
+    assert.deepEqual(config.pesit.servers, [{ id: 'PESITSRV', port: 5000, maxConnections: 10, syncIntervalKb: 32, maxEntitySize: 4096 }])
+    assert.deepEqual(config.pesit.partners, [{ id: 'CXCLIENT', password: 'test123', access: 'write' }, { id: 'OTHER', password: 'fromfile', access: 'both' }])
+    assert.deepEqual(config.pesit.files, [{ id: 'PAYMENTS', direction: 'receive', directory: '/srv/vectis/data/shared/inbox/payments', filenamePattern: '${partner}_${file}_${transferId}' }])
+  })
+
+  const bad: Array<[string, string, string, RegExp]> = [
+    ['port of the wrong type', good.replace('port: 5000', 'port: "5000"'), 'servers[0].port', /integer from 1 to 65535/],
+    ['server id lower-case', good.replace('id: PESITSRV', 'id: pesitsrv'), 'servers[0].id', /upper-case/],
+    ['server id too long', good.replace('id: PESITSRV', 'id: PESITSRV99'), 'servers[0].id', /1 to 8/],
+    ['unknown key (a typo)', good.replace('syncIntervalKb', 'syncIntervalKB'), 'servers[0].syncIntervalKB', /unknown key/],
+    ['servers not a list', 'servers: {id: X}\n', 'servers', /a list/],
+    ['password too long for PeSIT', good.replace('password: test123', 'password: far-too-long'), 'partners[0].password', /8 printable/],
+    ['password missing', good.replace('    password: test123\n', ''), 'partners[0].password', /required/],
+    ['access enum', good.replace('access: write', 'access: all'), 'partners[0].access', /read, write, both/],
+    ['direction enum', good.replace('direction: receive', 'direction: up'), 'files[0].direction', /receive, send, both/],
+    ['directory escaping the shared dir', good.replace('inbox/payments', '../../etc'), 'files[0].directory', /inside VECTIS_SHARED_DIR/],
+    ['unknown placeholder', good.replace('${transferId}', '${id}'), 'files[0].filenamePattern', /unknown placeholder/],
+    ['slash in pattern', good.replace('${partner}_', '${partner}/'), 'files[0].filenamePattern', /without \//],
+    ['duplicate partner', good.replace('id: OTHER', 'id: CXCLIENT'), 'partners[1]', /duplicate/],
+    ['server port equal to the HTTP port', good.replace('port: 5000', 'port: 8080'), 'servers[0].port', /differ/],
+    ['unreadable password file', good.replace('/run/secrets/pw', '/run/secrets/none'), 'partners[1].passwordFile', /readable file/],
+    ['invalid YAML', 'servers: [\n', 'VECTIS_CONFIG', /valid YAML/],
+    ['top level not a mapping', '- a\n- b\n', 'VECTIS_CONFIG', /mapping/],
+    ['unknown top-level key', 'server: []\n', '.server', /unknown key/]
+  ]
+  for (const [name, yaml, key, expected] of bad) {
+    it(`rejects ${name}`, () => {
+      assert.throws(() => cfg(yaml), (err: unknown) => {
+        assert.ok(err instanceof ConfigError, String(err))
+        assert.equal(err.key, key)
+        assert.match(err.message, expected)
+        assert.ok(!err.message.includes('\n'))
+        return true
+      })
+    })
+  }
+
+  it('reads a real file from disk', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'vectis-cfg-'))
+    try {
+      writeFileSync(join(dir, 'c.yaml'), good.replace('passwordFile: /run/secrets/pw', 'password: x'))
+      const { config } = loadConfig({ VECTIS_CONFIG: join(dir, 'c.yaml') }, { cwd: dir })
+      assert.equal(config.pesit.partners[0]!.id, 'CXCLIENT')
+    } finally {
+      rmSync(dir, { recursive: true, force: true })
+    }
+  })
+})

@@ -1,0 +1,278 @@
+import { test } from 'node:test'
+import assert from 'node:assert/strict'
+import { InvalidTransferError, NotLeaderError, ReplicationConflictError, TransferNotFoundError } from '../../store/errors.js'
+import type { LogEntry } from '../../store/journal.js'
+import { transferIdFor } from '../../store/transfer-id.js'
+import { startStore, tempDataDir, transfer } from '../helpers/store-fixtures.js'
+
+const SHA = 'ab'.repeat(32)
+
+test('a transfer goes through begin, sync points and completion, each change a logged snapshot', async (t) => {
+  const { store, clock } = await startStore(t, tempDataDir(t))
+  const j = store.journal
+  const epoch = store.clusterState.raiseEpoch('vectis-0').number
+  const r = j.begin(transfer(epoch, { filePath: '/shared/inbox/tmp-1' }))
+  assert.equal(r.id, `${epoch}-0`)
+  assert.equal(r.transferId, transferIdFor(epoch, 0))
+  assert.equal(r.status, 'in-progress')
+  assert.equal(r.epoch, epoch)
+  assert.equal(r.member, 'vectis-0')
+  assert.equal(r.createdAt, new Date(clock.wallNow()).toISOString())
+  assert.equal(r.finishedAt, null)
+
+  clock.advance(1000)
+  const s1 = j.recordSyncPoint(r.id, { syncPoint: 1, offset: 1_048_576 })
+  assert.equal(s1.syncPoint, 1)
+  assert.equal(s1.syncOffset, 1_048_576)
+  assert.equal(s1.bytes, 1_048_576)
+  assert.ok(s1.seq > r.seq)
+  assert.equal(s1.updatedAt, new Date(clock.wallNow()).toISOString())
+  assert.deepEqual(j.get(r.id), s1)
+
+  const s2 = j.recordSyncPoint(r.id, { syncPoint: 2, offset: 2_097_152, bytes: 2_100_000 })
+  assert.equal(s2.bytes, 2_100_000)
+  clock.advance(500)
+  const done = j.complete(r.id, { bytes: 2_500_000, sha256: SHA, filePath: '/shared/inbox/final' })
+  assert.equal(done.status, 'completed')
+  assert.equal(done.sha256, SHA)
+  assert.equal(done.filePath, '/shared/inbox/final')
+  assert.equal(done.finishedAt, new Date(clock.wallNow()).toISOString())
+
+  // A completed transfer is final: no restart, no more sync points.
+  assert.throws(() => j.recordSyncPoint(r.id, { syncPoint: 3, offset: 3 }), InvalidTransferError)
+  assert.throws(() => j.resume(r.id, { member: 'vectis-1', epoch, syncPoint: 0, offset: 0 }), InvalidTransferError)
+  assert.deepEqual(j.get(r.id), done)
+
+  const entries = j.changesSince(0, 100).filter((e) => e.kind === 'transfer')
+  assert.deepEqual(entries.map((e) => e.data), [r, s1, s2, done])
+})
+
+test('bad values are refused with a clear error and change nothing', async (t) => {
+  const { store } = await startStore(t, tempDataDir(t))
+  const j = store.journal
+  assert.throws(() => j.begin(transfer(1, { partner: '' })), /partner must be a non-empty string/)
+  assert.throws(() => j.begin(transfer(1, { direction: 'sideways' as 'send' })), /direction must be receive or send/)
+  assert.throws(() => j.begin(transfer(1, { transferId: 0 })), /transferId must be 1\.\.16777215/)
+  assert.throws(() => j.begin(transfer(1, { transferId: 0x1000000 })), InvalidTransferError)
+  assert.throws(() => j.begin(transfer(-1)), /epoch must be a non-negative integer/)
+  const r = j.begin(transfer(1))
+  assert.throws(() => j.recordSyncPoint(r.id, { syncPoint: -1, offset: 0 }), InvalidTransferError)
+  assert.throws(() => j.recordSyncPoint(r.id, { syncPoint: 1, offset: 1.5 }), InvalidTransferError)
+  assert.throws(() => j.complete(r.id, { bytes: 1, sha256: 'XYZ' }), /sha256/)
+  assert.throws(() => j.recordSyncPoint('9-9', { syncPoint: 1, offset: 1 }), TransferNotFoundError)
+  assert.deepEqual(j.get(r.id), r)
+  assert.equal(j.lastSeq(), r.seq)
+})
+
+test('requester-chosen ids, interruption, restart lookup and resume on another member', async (t) => {
+  const { store } = await startStore(t, tempDataDir(t))
+  const j = store.journal
+  const push = j.begin(transfer(3, { transferId: 0x0024C9 }))
+  assert.equal(push.transferId, 9417)
+  j.recordSyncPoint(push.id, { syncPoint: 4, offset: 4096 })
+  const cut = j.interrupt(push.id, 'connection lost')
+  assert.equal(cut.status, 'interrupted')
+  assert.equal(cut.diagnostic, 'connection lost')
+
+  const key = { server: 'PESITSRV', partner: 'CXCLIENT', virtualFile: 'PAYMENTS', direction: 'receive' as const, transferId: 9417 }
+  assert.deepEqual(j.findRestartable(key), cut)
+  assert.equal(j.findRestartable({ ...key, direction: 'send' }), undefined)
+  assert.equal(j.findRestartable({ ...key, partner: 'OTHER' }), undefined)
+
+  store.clusterState.noteEpochSeen({ number: 4, leader: 'vectis-1' })
+  const resumed = j.resume(push.id, { member: 'vectis-1', epoch: 4, syncPoint: 3, offset: 3072 })
+  assert.equal(resumed.status, 'in-progress')
+  assert.equal(resumed.member, 'vectis-1')
+  assert.equal(resumed.epoch, 4)
+  assert.equal(resumed.syncPoint, 3)
+  assert.equal(resumed.diagnostic, null)
+  const failed = j.fail(push.id, 'D2-229 file modified')
+  assert.equal(failed.status, 'failed')
+  assert.ok(failed.finishedAt)
+  assert.equal(j.findRestartable(key), undefined, 'a failed transfer is not restartable')
+})
+
+test('changes are stamped with at least the highest epoch seen', async (t) => {
+  const { store } = await startStore(t, tempDataDir(t))
+  const r = store.journal.begin(transfer(2))
+  store.clusterState.noteEpochSeen({ number: 7, leader: 'vectis-2' })
+  const u = store.journal.update(r.id, { diagnostic: 'slow partner' })
+  assert.equal(u.epoch, 7)
+  const last = store.journal.changesSince(u.seq - 1, 1)[0]
+  assert.equal(last?.epoch, 7)
+})
+
+test('list: newest first, filtered by status and partner, limited', async (t) => {
+  const { store, clock } = await startStore(t, tempDataDir(t))
+  const j = store.journal
+  const made = []
+  for (let i = 0; i < 12; i++) {
+    clock.advance(10)
+    const r = j.begin(transfer(1, { partner: i % 3 === 0 ? 'ALPHA' : 'BETA', direction: i % 2 === 0 ? 'receive' : 'send' }))
+    made.push(i % 4 === 0 ? j.complete(r.id, { bytes: i, sha256: SHA }) : r)
+  }
+  const all = j.list({ limit: 100 })
+  assert.deepEqual(all.map((r) => r.id), made.map((r) => r.id).reverse())
+  assert.deepEqual(j.list({ limit: 3 }).map((r) => r.id), made.slice(-3).map((r) => r.id).reverse())
+  assert.deepEqual(j.list({ limit: 100, status: 'completed' }).map((r) => r.id),
+    made.filter((_, i) => i % 4 === 0).map((r) => r.id).reverse())
+  assert.deepEqual(j.list({ limit: 100, partner: 'ALPHA' }).map((r) => r.id),
+    made.filter((_, i) => i % 3 === 0).map((r) => r.id).reverse())
+  assert.deepEqual(j.list({ limit: 100, partner: 'ALPHA', status: 'in-progress' }).map((r) => r.id),
+    made.filter((_, i) => i % 3 === 0 && i % 4 !== 0).map((r) => r.id).reverse())
+  // Same creation time: the later insert is newer.
+  const a = j.begin(transfer(1))
+  const b = j.begin(transfer(1))
+  assert.deepEqual(j.list({ limit: 2 }).map((r) => r.id), [b.id, a.id])
+  assert.equal(JSON.stringify(JSON.parse(JSON.stringify(all))), JSON.stringify(all), 'rows are plain JSON')
+})
+
+test('sequence numbers rise strictly across transfers, events and restarts; changesSince pages through all', async (t) => {
+  const dir = tempDataDir(t)
+  const seqs: number[] = []
+  for (let round = 0; round < 3; round++) {
+    const { store } = await startStore(t, dir)
+    const e = store.clusterState.raiseEpoch('vectis-0')
+    seqs.push(store.journal.lastSeq()) // the epoch:raised event
+    seqs.push(store.journal.appendEvent({ type: 'leader:elected', epoch: e.number, leader: 'vectis-0' }).seq)
+    for (let i = 0; i < 5; i++) {
+      const r = store.journal.begin(transfer(e.number))
+      seqs.push(r.seq)
+      seqs.push(store.journal.recordSyncPoint(r.id, { syncPoint: 1, offset: 10 }).seq)
+    }
+    await store.stop()
+  }
+  for (let i = 1; i < seqs.length; i++) assert.ok(seqs[i]! > seqs[i - 1]!, `seq ${seqs[i]} after ${seqs[i - 1]}`)
+
+  const { store } = await startStore(t, dir)
+  const paged: LogEntry[] = []
+  for (let from = 0, guard = 0; guard < 100; guard++) {
+    const page = store.journal.changesSince(from, 4)
+    if (page.length === 0) break
+    paged.push(...page)
+    from = page[page.length - 1]!.seq
+  }
+  assert.deepEqual(paged.map((e) => e.seq), seqs)
+  assert.deepEqual(store.journal.changesSince(0, 1000), paged)
+  assert.deepEqual(store.journal.events(2).map((e) => e.kind === 'cluster-event' ? e.data.type : e.kind),
+    ['leader:elected', 'epoch:raised'])
+  assert.throws(() => store.journal.changesSince(-1, 10), RangeError)
+  assert.throws(() => store.journal.changesSince(0, 0), RangeError)
+})
+
+test('a standby applying the shipped log ends with the same rows; applying again changes nothing', async (t) => {
+  const leader = (await startStore(t, tempDataDir(t))).store
+  const standby = (await startStore(t, tempDataDir(t))).store
+  const e = leader.clusterState.raiseEpoch('vectis-0').number
+  leader.journal.appendEvent({ type: 'leader:elected', epoch: e, leader: 'vectis-0' })
+  for (let i = 0; i < 6; i++) {
+    const r = leader.journal.begin(transfer(e, { partner: `P${i}` }))
+    for (let s = 1; s <= 3; s++) leader.journal.recordSyncPoint(r.id, { syncPoint: s, offset: s * 100 })
+    if (i % 2 === 0) leader.journal.complete(r.id, { bytes: 300, sha256: SHA })
+  }
+  // Ship in pages, the way a standby catches up.
+  let from = standby.journal.lastSeq()
+  for (let guard = 0; guard < 100; guard++) {
+    const page = leader.journal.changesSince(from, 5)
+    if (page.length === 0) break
+    const r = standby.journal.applyReplicated(page)
+    assert.equal(r.applied, page.length)
+    from = r.lastSeq
+  }
+  assert.equal(standby.journal.lastSeq(), leader.journal.lastSeq())
+  assert.deepEqual(standby.journal.list({ limit: 100 }), leader.journal.list({ limit: 100 }))
+  assert.deepEqual(standby.journal.changesSince(0, 1000), leader.journal.changesSince(0, 1000))
+
+  // Idempotent by seq: the whole log again, and an overlapping window, are skipped.
+  const all = leader.journal.changesSince(0, 1000)
+  assert.deepEqual(standby.journal.applyReplicated(all), { applied: 0, skipped: all.length, truncated: 0, lastSeq: from })
+  assert.equal(standby.journal.applyReplicated(all.slice(10, 20)).skipped, 10)
+  assert.deepEqual(standby.journal.list({ limit: 100 }), leader.journal.list({ limit: 100 }))
+})
+
+test('a row never goes back: an older snapshot arriving after a newer one is ignored', async (t) => {
+  const leader = (await startStore(t, tempDataDir(t))).store
+  const standby = (await startStore(t, tempDataDir(t))).store
+  const r = leader.journal.begin(transfer(1))
+  leader.journal.recordSyncPoint(r.id, { syncPoint: 1, offset: 10 })
+  const newest = leader.journal.recordSyncPoint(r.id, { syncPoint: 2, offset: 20 })
+  const [e1, e2, e3] = leader.journal.changesSince(0, 10)
+  standby.journal.applyReplicated([e1!, e3!])
+  assert.deepEqual(standby.journal.get(r.id), newest)
+  standby.journal.applyReplicated([e2!]) // a late, older entry (a gap being filled)
+  assert.deepEqual(standby.journal.get(r.id), newest)
+})
+
+test('after a failover, the new leader\'s log replaces the old leader\'s unshipped tail; a deposed leader is refused', async (t) => {
+  const a = (await startStore(t, tempDataDir(t))).store // leader of epoch 1, then standby
+  const b = (await startStore(t, tempDataDir(t))).store // standby, then leader of epoch 2
+  const r = a.journal.begin(transfer(1))
+  a.journal.recordSyncPoint(r.id, { syncPoint: 1, offset: 100 })
+  b.journal.applyReplicated(a.journal.changesSince(0, 100)) // shipped up to here
+  const shipped = a.journal.lastSeq()
+  a.journal.recordSyncPoint(r.id, { syncPoint: 2, offset: 200 }) // never shipped: a dies
+  a.journal.appendEvent({ type: 'leader:demoted', epoch: 1, leader: 'vectis-0', reason: 'lease-expired' })
+
+  b.clusterState.raiseEpoch('vectis-1', 2)
+  const resumed = b.journal.resume(r.id, { member: 'vectis-1', epoch: 2, syncPoint: 1, offset: 100 })
+  const finished = b.journal.complete(r.id, { bytes: 300, sha256: SHA })
+
+  const res = a.journal.applyReplicated(b.journal.changesSince(shipped, 100))
+  assert.equal(res.truncated, 2, 'the old tail (sync point 2 and the demotion) is dropped')
+  assert.deepEqual(a.journal.get(r.id), finished)
+  assert.deepEqual(a.journal.changesSince(0, 100), b.journal.changesSince(0, 100))
+  assert.ok(resumed.seq > shipped)
+
+  // Entries of an older epoch for sequence numbers already held from a newer one come from a deposed leader.
+  const stale: LogEntry = { seq: shipped + 1, at: new Date().toISOString(), epoch: 1, kind: 'cluster-event',
+    data: { type: 'leader:elected', epoch: 1, leader: 'vectis-0' } }
+  assert.throws(() => a.journal.applyReplicated([stale]), ReplicationConflictError)
+  assert.deepEqual(a.journal.changesSince(0, 100), b.journal.changesSince(0, 100), 'a refused batch changes nothing')
+})
+
+test('malformed or unordered shipped entries are refused whole', async (t) => {
+  const leader = (await startStore(t, tempDataDir(t))).store
+  const standby = (await startStore(t, tempDataDir(t))).store
+  for (let i = 0; i < 3; i++) leader.journal.begin(transfer(1))
+  const [e1, e2, e3] = leader.journal.changesSince(0, 10)
+  assert.throws(() => standby.journal.applyReplicated([e2!, e1!]), /out of order/)
+  assert.throws(() => standby.journal.applyReplicated([e1!, { ...e2!, seq: 0 }]), ReplicationConflictError)
+  assert.throws(() => standby.journal.applyReplicated([e1!, { ...e3!, kind: 'bogus' } as unknown as LogEntry]), /unknown kind/)
+  assert.equal(standby.journal.lastSeq(), 0)
+  assert.deepEqual(standby.journal.list({ limit: 10 }), [])
+})
+
+test('sync points and completion need an in-progress transfer: an interrupted one is resumed first', async (t) => {
+  const { store } = await startStore(t, tempDataDir(t))
+  const j = store.journal
+  const r = j.begin(transfer(1))
+  j.interrupt(r.id, 'IDT')
+  assert.throws(() => j.recordSyncPoint(r.id, { syncPoint: 1, offset: 1 }), /is interrupted: resume it first/)
+  assert.throws(() => j.complete(r.id, { bytes: 1, sha256: SHA }), /resume it first/)
+  j.resume(r.id, { member: 'vectis-0', epoch: 1, syncPoint: 0, offset: 0 })
+  assert.equal(j.recordSyncPoint(r.id, { syncPoint: 1, offset: 1 }).syncPoint, 1)
+  assert.equal(j.interrupt(j.interrupt(r.id, 'IDT').id, 'again').diagnostic, 'again')
+  assert.equal(j.fail(r.id, 'given up').status, 'failed')
+})
+
+test('with a lease check installed, transfer changes are refused once the lease is gone; events and replication are not', async (t) => {
+  const { store } = await startStore(t, tempDataDir(t))
+  const standby = (await startStore(t, tempDataDir(t))).store
+  const j = store.journal
+  let leader = true
+  j.setLeaderCheck(() => leader)
+  const r = j.begin(transfer(1))
+  j.recordSyncPoint(r.id, { syncPoint: 1, offset: 1 })
+  leader = false
+  const seq = j.lastSeq()
+  assert.throws(() => j.recordSyncPoint(r.id, { syncPoint: 2, offset: 2 }), NotLeaderError)
+  assert.throws(() => j.begin(transfer(1)), NotLeaderError)
+  assert.throws(() => j.interrupt(r.id, 'x'), NotLeaderError)
+  assert.equal(j.lastSeq(), seq, 'nothing written')
+  assert.equal(j.get(r.id)?.syncPoint, 1)
+  j.appendEvent({ type: 'leader:demoted', epoch: 1, leader: 'vectis-0', reason: 'lease-expired' })
+  standby.journal.setLeaderCheck(() => false)
+  assert.equal(standby.journal.applyReplicated(j.changesSince(0, 100)).applied, 3)
+  j.setLeaderCheck(undefined)
+  assert.equal(j.recordSyncPoint(r.id, { syncPoint: 2, offset: 2 }).syncPoint, 2)
+})
