@@ -26,6 +26,7 @@ import { stringify as yamlStringify } from 'yaml'
 import { hrtimeNs } from '../clock.js'
 import type { Startable } from '../lifecycle.js'
 import type { Logger } from '../logger.js'
+import { TypedEmitter } from '../typed-events.js'
 import { labelKeyError, labelValueError, matchesSelector, parseLabelSelector, LabelSelectorError, type Requirement } from '../../cluster/label-selector.js'
 import {
   applyJsonPatch, applyMergePatch, applyStrategicMergePatch, deepClone, deepEqual, PatchApplyError, PatchFormatError,
@@ -172,7 +173,13 @@ function statusBody (code: number, reason: string, message: string, details?: Re
 
 function containerId (): string { return `containerd://${randomBytes(32).toString('hex')}` }
 
+export type K8sApiEmulatorEvents = {
+  /** Any change of a pod (create, patch, delete: `pod` is null), after it is stored; e.g. for a local load balancer. */
+  'pod:changed': { namespace: string, name: string, pod: PodObject | null, labelsChanged: boolean }
+}
+
 export class K8sApiEmulator implements Startable {
+  readonly events = new TypedEmitter<K8sApiEmulatorEvents>()
   private server: Server | undefined
   private readonly sockets = new Set<Socket>()
   private readonly pods = new Map<string, PodObject>()
@@ -369,6 +376,7 @@ export class K8sApiEmulator implements Startable {
     this.events.push(ev)
     if (this.events.length > this.eventWindow) this.events.splice(0, this.events.length - this.eventWindow)
     for (const w of this.watchers) this.sendEvent(w, ev)
+    this.events.emit('pod:changed', { namespace, name, pod: next === null ? null : deepClone(next), labelsChanged: !deepEqual(before, after) })
   }
 
   // ---------------------------------------------------------------- history and introspection

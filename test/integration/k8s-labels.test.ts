@@ -6,6 +6,8 @@ import { KubeConfig } from '@kubernetes/client-node'
 import { K8sApiEmulator } from '../../daemon/dev-cluster/k8s-api-emulator.js'
 import { K8sLabelController, EPOCH_ANNOTATION, FENCED_EPOCH_ANNOTATION } from '../../cluster/k8s-labels.js'
 import { K8sPodWatch } from '../../cluster/k8s-pod-watch.js'
+import { K8sPodClient } from '../../cluster/k8s-client.js'
+import { K8sApiError } from '../../cluster/k8s-errors.js'
 import { silentLogger, type Logger } from '../../daemon/logger.js'
 import { FakeLeadership, waitFor, captureLogger, CounterProbe, GaugeProbe } from '../helpers/k8s-fixtures.js'
 
@@ -295,6 +297,30 @@ void test('timeouts, injected 409s and a 404 for its own pod are retried until t
   await m2.ctl.waitReady(AbortSignal.timeout(10_000))
   await waitFor(() => vectisHolders(c.em).join() === 'vectis-2', 5_000, 'vectis-2 labelled')
   assertNeverTwoLabelled(c.em)
+})
+
+void test('a leader whose lease lapsed writes nothing but the removal of its own label', { timeout: 60_000 }, async (t) => {
+  const c = await cluster(t)
+  for (const n of NAMES) await c.boot(n)
+  const m0 = c.members.get('vectis-0')!
+  m0.leadership.elect(1)
+  await m0.ctl.waitReady(AbortSignal.timeout(5_000))
+  const seqBefore = c.em.requestLog().length
+  m0.leadership.expire() // no event yet: only isLeader() knows
+  c.em.createPod(NS, 'vectis-3', { labels: { app: 'vectis' } }) // a new pod: a leader would fence it
+  await waitFor(() => pod(c.em, 'vectis-0').labels[LABEL] === undefined, 5_000, 'vectis-0 removed its own label')
+  await new Promise((resolve) => setTimeout(resolve, 200))
+  const after = c.em.requestLog().slice(seqBefore).filter((r) => r.token === m0.token && r.verb === 'patch')
+  assert.ok(after.length >= 1 && after.every((r) => r.pod === 'vectis-0' && r.contentType === 'application/merge-patch+json'),
+    `only the own-label removal was written: ${JSON.stringify(after)}`)
+  assert.equal(pod(c.em, 'vectis-3').annotations[FENCED_EPOCH_ANNOTATION], undefined, 'a lapsed leader does not fence')
+
+  // The check sits in the client's last middleware: a refused guard sends nothing at all.
+  const client = new K8sPodClient(kubeConfigFor(c.em, m0.token), { namespace: NS })
+  const n = c.em.requestLog().length
+  await assert.rejects(client.patchPod('vectis-0', 'json', [{ op: 'add', path: '/metadata/labels/x', value: 'y' }], { guard: () => false }),
+    (e: unknown) => e instanceof K8sApiError && e.failure === 'not-leader')
+  assert.equal(c.em.requestLog().length, n, 'no request reached the API')
 })
 
 void test('pod watch reports a deleted pod and a restarted container by name', { timeout: 60_000 }, async (t) => {
