@@ -473,27 +473,27 @@ export class K8sLabelController implements Startable {
       throw new FencedError(E, ownFenced ?? E + 1)
     }
 
-    // 1. Fence every other pod of the selector.
-    for (const p of list.items) {
+    // 1. Fence every other pod of the selector, in parallel (the hand-over waits for the slowest one only).
+    const fences = list.items.flatMap((p) => {
       const name = p.metadata?.name
-      if (name === undefined || name === this.podName) continue
+      if (name === undefined || name === this.podName) return []
       const labelled = p.metadata?.labels?.[this.label] !== undefined
       const fenced = epochValue(annotation(p, FENCED_EPOCH_ANNOTATION))
-      if (!labelled && annotation(p, EPOCH_ANNOTATION) === undefined && fenced !== undefined && fenced >= E) continue
-      try {
-        await this.client.patchPod(name, 'merge', {
-          metadata: {
-            resourceVersion: p.metadata?.resourceVersion,
-            labels: { [this.label]: null },
-            annotations: { [FENCED_EPOCH_ANNOTATION]: String(E), [EPOCH_ANNOTATION]: null }
-          }
-        }, this.guarded(lead))
+      if (!labelled && annotation(p, EPOCH_ANNOTATION) === undefined && fenced !== undefined && fenced >= E) return []
+      return [this.client.patchPod(name, 'merge', {
+        metadata: {
+          resourceVersion: p.metadata?.resourceVersion,
+          labels: { [this.label]: null },
+          annotations: { [FENCED_EPOCH_ANNOTATION]: String(E), [EPOCH_ANNOTATION]: null }
+        }
+      }, this.guarded(lead)).then(() => {
         if (labelled) this.log.info({ pod: name, epoch: E }, 'removed the leader label from another pod (fenced)')
-      } catch (err) {
-        if (err instanceof K8sApiError && err.isNotFound) continue // deleted meanwhile: nothing left to route to
-        throw err
-      }
-    }
+      })]
+    })
+    const failed = (await Promise.allSettled(fences)).flatMap((r) => r.status === 'rejected' ? [r.reason as Error] : [])
+    // A pod deleted meanwhile has nothing left to route to; any other failure stops this pass before we label.
+    const blocking = failed.find((e) => !(e instanceof K8sApiError && e.isNotFound))
+    if (blocking !== undefined) throw blocking
 
     // 2. Label our own pod, unless a newer epoch fenced it since we read it.
     const labelledNow = own.metadata?.labels?.[this.label] === 'true' && annotation(own, EPOCH_ANNOTATION) === String(E)
