@@ -257,11 +257,24 @@ void test('RBAC 403 gives one clear log line naming the verb and resource, a sta
   await waitFor(() => m0.ctl.status().missingPermission === undefined && m0.ctl.status().inSync, 5_000, 'permission error cleared')
 })
 
+void test('without watch permission the labels are still made right, and the status names the missing verb', { timeout: 60_000 }, async (t) => {
+  const c = await cluster(t)
+  c.em.inject({ status: 403, verbs: ['watch'], token: 'token-vectis-0' })
+  const { logger, lines } = captureLogger()
+  const m0 = await c.boot('vectis-0', logger)
+  m0.leadership.elect(1)
+  await m0.ctl.waitReady(AbortSignal.timeout(5_000))
+  await waitFor(() => m0.ctl.status().missingPermission === 'watch pods', 5_000, 'missing watch permission reported')
+  assert.equal(m0.ctl.status().inSync, true, 'labels are right even without the watch')
+  await waitFor(() => m0.errors.value >= 2, 5_000, 'watch retries counted')
+  assert.equal(lines.filter((l) => String(l.msg).includes('grant "watch" on "pods"')).length, 1, 'logged once')
+})
+
 void test('a standby that finds its own pod labelled removes the label; 429 Retry-After is honoured', { timeout: 60_000 }, async (t) => {
   const c = await cluster(t)
   const m2 = await c.boot('vectis-2')
   await waitFor(() => m2.ctl.status().inSync, 5_000, 'standby in sync')
-  c.em.inject({ status: 429, retryAfterSeconds: 1, times: 1, token: m2.token, verbs: ['get', 'patch'] })
+  c.em.inject({ status: 429, retryAfterSeconds: 1, times: 1, token: m2.token, verbs: ['patch'] })
   c.em.setLabels(NS, 'vectis-2', { [LABEL]: 'true' }) // e.g. left over from a previous run, or an operator's mistake
   const t0 = Date.now()
   await waitFor(() => pod(c.em, 'vectis-2').labels[LABEL] === undefined, 5_000, 'standby removed its own label')
