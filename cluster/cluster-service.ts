@@ -360,6 +360,9 @@ export class MembershipCluster implements ClusterService, Leadership {
       if (leaving) await Promise.all(drains)
       else void Promise.all(drains).catch((err: unknown) => { this.log.warn({ err }, 'hand-over drain failed') })
       return { from: me, to: target.name, epoch: from }
+    } catch (err) {
+      for (const h of this.hooks) await h.cancel?.().catch((e: unknown) => { this.log.warn({ err: e }, 'hand-over cancel failed') })
+      throw err
     } finally {
       this.handingOver = false
     }
