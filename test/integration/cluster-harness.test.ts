@@ -53,3 +53,16 @@ void test('cleanup kills every member, even paused ones', async () => {
     assert.throws(() => process.kill(m.pid!, 0), 'no such process')
   }
 })
+
+void test('the built daemon runs under the harness: own address, own name, status with basic auth, SIGTERM exits 0', async (t) => {
+  const h = await ClusterHarness.create(t, { nodes: 2, subnet: SUBNET + 2 })
+  await h.startAll()
+  for (const i of [0, 1]) await h.waitForLog(i, (l) => l.msg === 'vectisd started', { what: 'started' })
+  for (const i of [0, 1]) {
+    const s = await h.status(i)
+    assert.equal(s.nodeName, `vectis-${i}`)
+    assert.ok((s.members as Array<{ name: string, address: string }>).some((m) => m.name === `vectis-${i}` && m.address === h.member(i).ip))
+  }
+  assert.deepEqual(await h.stop(1), { code: 0, signal: null })
+  assert.equal((await h.kill(0)).signal, 'SIGKILL')
+})
