@@ -15,6 +15,9 @@ void test('start, status, kill -9, pause/resume, SIGTERM and restart of members'
     await h.waitFor(async () => (await h.status(i)).memberCount === 3, { what: `member ${i} sees 3` })
   }
   assert.deepEqual(((await h.status(0)).members as Array<{ name: string }>).map((m) => m.name), ['vectis-0', 'vectis-1', 'vectis-2'])
+  const all = await h.statusAll()
+  assert.deepEqual([...all.keys()], [0, 1, 2])
+  assert.ok(h.lastStartNs !== undefined && h.timeline.every((e) => e.atNs >= h.member(e.member).startedAtNs!))
   const unauth = await fetch(h.httpUrl(0, '/api/cluster/status'))
   assert.equal(unauth.status, 401)
 
