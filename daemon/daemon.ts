@@ -12,6 +12,10 @@ import { Health } from './health.js'
 import { HttpServer, HttpError, type Reply } from './http-server.js'
 import { ensureWritableDir } from './data-dirs.js'
 import { StandaloneCluster } from '../cluster/standalone.js'
+import { MembershipCluster } from '../cluster/cluster-service.js'
+import { Libp2pTransport } from '../cluster/transport.js'
+import { Discovery } from '../cluster/discovery.js'
+import type { PersistedClusterState } from '../cluster/membership.js'
 import type { ClusterEvents, ClusterService } from '../cluster/cluster-api.js'
 import { LeadershipTransferError } from '../cluster/errors.js'
 import { Store } from '../store/store.js'
@@ -40,13 +44,15 @@ export class Daemon implements Startable {
       host: config.bindHost, port: config.httpPort, user: config.apiUser, password: config.apiPassword
     })
     this.store = new Store({ logger: components.logger }, { dataDir: config.dataDir, retentionDays: config.journalRetentionDays })
-    this.cluster = new StandaloneCluster({ logger: components.logger }, {
-      clusterName: config.clusterName,
-      nodeName: config.podName,
-      address: config.podIp,
-      // Every start is a new leadership: a new epoch, higher than any this member has seen, persisted first.
-      nextEpoch: (leader) => this.store.clusterState.raiseEpoch(leader)
-    })
+    this.cluster = config.clusterEnabled
+      ? this.buildCluster(components.logger)
+      : new StandaloneCluster({ logger: components.logger }, {
+        clusterName: config.clusterName,
+        nodeName: config.podName,
+        address: config.podIp,
+        // Every start is a new leadership: a new epoch, higher than any this member has seen, persisted first.
+        nextEpoch: (leader) => this.store.clusterState.raiseEpoch(leader)
+      })
     this.registerRoutes()
     this.wireMetrics()
 
@@ -71,6 +77,52 @@ export class Daemon implements Startable {
   }
 
   get state (): string { return this.lifecycle.state }
+
+  private buildCluster (logger: Logger): MembershipCluster {
+    const c = this.config
+    const transport = new Libp2pTransport({ logger }, {
+      dataDir: c.dataDir,
+      advertiseHost: c.podIp,
+      bindHost: c.bindHost,
+      port: c.clusterPort,
+      clusterName: c.clusterName,
+      secret: c.clusterSecret
+    })
+    const discovery = new Discovery({ logger }, {
+      dnsName: c.discoveryDns,
+      srv: c.discoveryDnsSrv,
+      port: c.clusterPort,
+      dnsServers: c.dnsServers,
+      seeds: c.seeds,
+      selfAddresses: [`${c.podIp}:${c.clusterPort}`]
+    })
+    const store = this.store
+    return new MembershipCluster({
+      logger,
+      transport,
+      discovery: {
+        start: async () => { await discovery.start() },
+        stop: async () => { await discovery.stop() },
+        onPeers: (listener) => discovery.events.on('peers:changed', (e) => { listener(e.peers) }),
+        setJoined: (joined) => { discovery.setJoined(joined) }
+      },
+      state: {
+        load: () => store.clusterState.lastPrimaryView<PersistedClusterState>(),
+        save: (s) => { store.clusterState.saveMembershipState(s, s.highestEpoch, s.maxCounter) }
+      }
+    }, {
+      clusterName: c.clusterName,
+      nodeName: c.podName,
+      advertiseHost: c.podIp,
+      clusterPort: c.clusterPort,
+      clusterSize: c.clusterSize,
+      quorum: c.quorum,
+      heartbeatMs: c.heartbeatMs,
+      failureTimeoutMs: c.failureTimeoutMs,
+      forceNewCluster: c.forceNewCluster,
+      handoverDrainMs: c.handoverDrainMs
+    })
+  }
 
   async start (): Promise<void> { await this.lifecycle.start() }
 

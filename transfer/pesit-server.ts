@@ -11,10 +11,10 @@
  * NOT guaranteed: that a connection accepted just before the lease expired is not served; the lease checks
  * before ACK(SYN), the rename and ACK(TRANS.END) are what keep a deposed leader from acknowledging data.
  */
-import { createServer, type Server, type Socket } from 'node:net'
+import { connect as netConnect, createServer, type Server, type Socket } from 'node:net'
 import type { Logger } from '../daemon/logger.js'
 import type { Startable } from '../daemon/lifecycle.js'
-import type { Leadership } from '../cluster/leadership-api.js'
+import type { HandoverHooks, Leadership } from '../cluster/leadership-api.js'
 import type { DurableFs } from '../store/durable-fs.js'
 import type { Framing } from './codec.js'
 import { validatePesitConfig, type PesitConfig, type PesitServerConfig } from './config-types.js'
@@ -44,6 +44,11 @@ export interface PesitServerInit {
   framing?: Framing
   /** how long `stop({ handover: true })` waits for transfers to reach a sync point before aborting them */
   handoverDeadlineMs?: number
+  /**
+   * Where a connection is forwarded during a hand-over drain; by default the successor's address and the same
+   * port (members run the same configuration).
+   */
+  forwardTarget?: (serverId: string, successorAddress: string, port: number) => { host: string, port: number }
 }
 
 export interface PesitServerStatus {
@@ -64,6 +69,8 @@ interface Listener {
   port: number
   sessions: Set<ServerSession>
   sockets: Set<Socket>
+  /** connections accepted after stopAccepting(), waiting for the drain to forward them */
+  held: Set<Socket>
   activeTransfers: Set<string>
   nextConnectionId: number
 }
@@ -115,7 +122,7 @@ export class PesitServer implements Startable {
 
   private async listen (cfg: PesitServerConfig): Promise<void> {
     const l: Listener = {
-      config: cfg, server: createServer({ noDelay: true }), port: cfg.port, sessions: new Set(), sockets: new Set(),
+      config: cfg, server: createServer({ noDelay: true, pauseOnConnect: true }), port: cfg.port, sessions: new Set(), sockets: new Set(), held: new Set(),
       activeTransfers: new Set(), nextConnectionId: 1
     }
     l.server.on('connection', (socket) => { this.accept(l, socket) })
@@ -136,6 +143,14 @@ export class PesitServer implements Startable {
   }
 
   private accept (l: Listener, socket: Socket): void {
+    socket.on('error', () => {}) // reported through the channel or the forwarder; never an uncaught 'error'
+    if (this.forwardTo !== undefined) return this.forward(l, socket, this.forwardTo)
+    if (this.holding) {
+      // Hand-over in progress: neither refused nor served; forwarded once the successor is known.
+      l.held.add(socket)
+      socket.once('close', () => { l.held.delete(socket) })
+      return
+    }
     // The lease is checked before anything is read: a member that is not leader serves nothing.
     if (this.status !== 'running' || !this.components.leadership.isLeader()) {
       this.log.warn({ server: l.config.id, remote: socket.remoteAddress }, 'connection dropped: not leader')
@@ -148,7 +163,7 @@ export class PesitServer implements Startable {
     const overLimit = l.sockets.size >= l.config.maxConnections
     l.sockets.add(socket)
     socket.setNoDelay(true)
-    socket.on('error', () => {}) // reported through the channel; never an uncaught 'error'
+    socket.resume()
     this.components.metrics?.connectionOpened?.(l.config.id)
     const channel = new FpduChannel(socket, { maxEntitySize: l.config.maxEntitySize, framing: this.init.framing ?? 'prefixed' })
     const session = new ServerSession(channel, {
@@ -186,6 +201,55 @@ export class PesitServer implements Startable {
     this.status = 'stopped'
   }
 
+  private holding = false
+  private forwardTo: string | undefined
+
+  /**
+   * The hooks of a graceful hand-over (cluster/leadership-api.ts): stop taking sessions (new connections are
+   * held), interrupt transfers at their next sync point with IDT, then forward held and new connections at TCP
+   * level to the successor for the drain period, and stop.
+   */
+  handoverHooks (): HandoverHooks {
+    return {
+      stopAccepting: async () => { this.holding = true },
+      interrupt: async (deadlineMs: number) => { await this.interruptSessions(deadlineMs) },
+      drain: async (successorAddress: string, drainMs: number) => {
+        this.forwardTo = successorAddress
+        for (const l of this.listeners.values()) {
+          for (const s of [...l.held]) {
+            l.held.delete(s)
+            this.forward(l, s, successorAddress)
+          }
+        }
+        await new Promise((resolve) => setTimeout(resolve, drainMs))
+        await this.stop()
+      }
+    }
+  }
+
+  private async interruptSessions (deadlineMs: number): Promise<void> {
+    for (const l of this.listeners.values()) for (const s of l.sessions) s.requestStop('handover')
+    await this.waitSessions(Date.now() + deadlineMs)
+    for (const l of this.listeners.values()) for (const s of l.sessions) s.requestStop('abort')
+  }
+
+  private forward (l: Listener, socket: Socket, successor: string): void {
+    const target = this.init.forwardTarget?.(l.config.id, successor, l.config.port) ?? { host: successor, port: l.config.port }
+    const upstream = netConnect({ host: target.host, port: target.port, noDelay: true })
+    upstream.on('error', () => { socket.destroy() })
+    socket.on('error', () => { upstream.destroy() })
+    socket.on('close', () => { upstream.destroy() })
+    upstream.on('close', () => { socket.destroy() })
+    l.sockets.add(socket)
+    socket.once('close', () => { l.sockets.delete(socket) })
+    upstream.once('connect', () => {
+      socket.pipe(upstream)
+      upstream.pipe(socket)
+      socket.resume()
+    })
+    this.log.info({ server: l.config.id, remote: socket.remoteAddress, to: `${target.host}:${target.port}` }, 'hand-over drain: connection forwarded')
+  }
+
   private async closeListeners (opts: StopOptions = {}): Promise<void> {
     const closing = [...this.listeners.values()].map(async (l) => {
       await new Promise<void>((resolve) => { l.server.close(() => { resolve() }) })
@@ -200,7 +264,10 @@ export class PesitServer implements Startable {
     await this.waitSessions(Date.now() + this.timeouts.closeGraceMs + 2000)
     for (const l of this.listeners.values()) {
       for (const sock of l.sockets) sock.destroy()
+      for (const sock of l.held) sock.destroy()
     }
+    this.holding = false
+    this.forwardTo = undefined
     await Promise.all(closing)
     for (const l of this.listeners.values()) {
       this.components.metrics?.serverRunning?.(l.config.id, false)

@@ -134,7 +134,29 @@ export class IncomingFile {
 
   /** Everything received so far made durable, then the checkpoint for `syncPoint`. */
   async checkpoint (syncPoint: number): Promise<void> {
-    await this.syncData()
+    await this.flush()
+    await this.checkpointAt(syncPoint, this.bytes, this.articles)
+  }
+
+  /**
+   * Hands the buffered bytes to the file (not durable yet) and returns the position they end at: what a
+   * checkpoint taken now stands for. Lets the caller make that checkpoint durable while data keeps arriving.
+   */
+  async handOff (): Promise<{ offset: number, articles: number }> {
+    await this.flush()
+    return { offset: this.bytes, articles: this.articles }
+  }
+
+  /**
+   * Data fsync (covering at least everything handed off up to `offset`), then the checkpoint record made durable.
+   * Safe to run while later data is being appended: the fsync may cover more than `offset`, never less.
+   */
+  async checkpointAt (syncPoint: number, offset: number, articles: number): Promise<void> {
+    try {
+      await this.file.sync()
+    } catch (err) {
+      throw new TransferStorageError(`fsync of ${this.partialPath} failed`, DIAG.IO_ERROR, { cause: err })
+    }
     const c: Checkpoint = {
       version: CHECKPOINT_VERSION,
       transferId: this.key.transferId,
@@ -142,8 +164,8 @@ export class IncomingFile {
       server: this.key.server,
       file: this.key.file,
       syncPoint,
-      offset: this.bytes,
-      articles: this.articles,
+      offset,
+      articles,
       articleFormat: this.key.articleFormat,
       articleLength: this.key.articleLength,
       updatedAt: new Date().toISOString()
@@ -153,7 +175,7 @@ export class IncomingFile {
     } catch (err) {
       throw new TransferStorageError('checkpoint write failed', DIAG.IO_ERROR, { cause: err })
     }
-    this.syncPoint = syncPoint
+    this.syncPoint = Math.max(this.syncPoint, syncPoint)
   }
 
   async syncData (): Promise<void> {

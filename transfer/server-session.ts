@@ -101,6 +101,10 @@ export class ServerSession {
   private transfer: Transfer | undefined
   /** bytes of the article being reassembled from DTFDA/DTFMA, undefined when none is open */
   private segment: number | undefined
+  /** last SYN number received (its checkpoint may still be in flight) */
+  private synReceived = 0
+  private pendingCheckpoint: Promise<void> = Promise.resolve()
+  private checkpointError: unknown
   private bytesSinceSync = 0
   /** "ab": an IDT with code 8/12/16 forbids a new WRITE until DESELECT */
   private interrupted = false
@@ -428,6 +432,7 @@ export class ServerSession {
       return
     }
     t.written = true
+    this.synReceived = t.incoming.syncPoint
     this.segment = undefined
     this.bytesSinceSync = 0
     await this.send('ACK_WRITE', { 2: DIAG.OK, 18: t.incoming.syncPoint })
@@ -494,37 +499,69 @@ export class ServerSession {
     }
   }
 
+  /**
+   * SYN: the data up to here is handed to the file at once, then made durable (data fsync, checkpoint) while the
+   * next block keeps arriving; ACK(SYN) goes out when that is done. One checkpoint in flight at a time, so the
+   * window the requester sees is bounded by the disk, and nothing is acknowledged before it is durable.
+   */
   private async onSyn (f: Fpdu): Promise<void> {
     const t = this.transfer!
     const n = getNumber(f.params, 20)!
     if (this.sync.intervalKb === 0) throw new ProtocolError('SYN without negotiated sync points', DIAG.SYNC_NEGOTIATION)
     if (this.segment !== undefined) throw new ProtocolError('SYN inside a segmented article')
-    if (n !== t.incoming.syncPoint + 1) throw new ProtocolError(`SYN ${n} after ${t.incoming.syncPoint}`)
-    await t.incoming.checkpoint(n)
+    if (n !== this.lastSyn(t) + 1) throw new ProtocolError(`SYN ${n} after ${this.lastSyn(t)}`)
+    await this.settleCheckpoint()
+    this.synReceived = n
+    const at = await t.incoming.handOff()
     this.bytesSinceSync = 0
-    this.reportBytes(t)
-    await this.journal(async (j) => await j.update(t.journalId, { bytes: t.incoming.bytes, articles: t.incoming.articles, syncPoint: n }))
+    this.pendingCheckpoint = this.completeSyn(t, n, at.offset, at.articles).catch((err: unknown) => {
+      this.checkpointError ??= err
+      // The main loop may be waiting for the requester (who waits for this ACK): end the session from here.
+      if (!this.finished) void this.fail(err)
+    })
+  }
+
+  private lastSyn (t: Transfer): number {
+    return Math.max(this.synReceived, t.incoming.syncPoint)
+  }
+
+  private async completeSyn (t: Transfer, n: number, offset: number, articles: number): Promise<void> {
+    await t.incoming.checkpointAt(n, offset, articles)
+    this.reportBytes(t, offset)
+    await this.journal(async (j) => await j.update(t.journalId, { bytes: offset, articles, syncPoint: n }))
     if (this.stopping === 'abort' || this.finished) throw new ConnectionLostError('session stopping')
     if (this.sync.window > 0) {
       if (!this.ctx.leadership.isLeader()) throw new NotLeaderError('acknowledge a sync point')
       await this.send('ACK_SYN', { 20: n })
     }
-    if (this.stopping === 'handover') {
+    if (this.stopping === 'handover' && this.state === 'TDE02') {
       // Restartable interruption right after a durable sync point: the requester resumes from n elsewhere.
       this.log.info({ syncPoint: n }, 'hand-over: interrupting the transfer')
-      await this.send('IDT', { 2: DIAG.VOLUNTARY_STOP, 19: 4 })
       this.state = 'TDX05'
+      await this.send('IDT', { 2: DIAG.VOLUNTARY_STOP, 19: 4 })
+    }
+  }
+
+  /** Waits for the checkpoint in flight, rethrowing its failure. */
+  private async settleCheckpoint (): Promise<void> {
+    await this.pendingCheckpoint
+    if (this.checkpointError !== undefined) {
+      const e = this.checkpointError
+      this.checkpointError = undefined
+      throw e instanceof Error ? e : new Error('checkpoint failed', { cause: e })
     }
   }
 
   private async onDtfEnd (f: Fpdu): Promise<void> {
     if (this.segment !== undefined) throw new ProtocolError('DTF.END inside a segmented article')
+    await this.settleCheckpoint()
     const diag = getDiagnostic(f.params) ?? DIAG.OK
     if (!isSuccess(diag)) this.transfer!.dtfEndDiag = diag
     this.state = 'TDE07'
   }
 
   private async onTransEnd (f: Fpdu): Promise<void> {
+    await this.settleCheckpoint()
     const t = this.transfer!
     const inc = t.incoming
     const counts: Params = { 27: inc.bytes, 28: inc.articles }
@@ -560,6 +597,7 @@ export class ServerSession {
   }
 
   private async onIdt (f: Fpdu): Promise<void> {
+    await this.pendingCheckpoint
     const code = getNumber(f.params, 19) ?? 4
     const diag = getDiagnostic(f.params) ?? DIAG.OK
     this.log.info({ code, diagnostic: describeDiagnostic(diag), state: this.state }, 'transfer interrupted by the requester')
@@ -583,10 +621,10 @@ export class ServerSession {
 
   // --- endings ----------------------------------------------------------------------------------------------
 
-  private reportBytes (t: Transfer): void {
-    const delta = t.incoming.bytes - t.reportedBytes
+  private reportBytes (t: Transfer, upTo = t.incoming.bytes): void {
+    const delta = upTo - t.reportedBytes
     if (delta > 0) this.ctx.metrics.transferBytes?.('receive', delta)
-    t.reportedBytes = t.incoming.bytes
+    t.reportedBytes = Math.max(t.reportedBytes, upTo)
   }
 
   /** Closes an unfinished transfer, keeping its partial file and checkpoint for a restart. */
@@ -594,6 +632,7 @@ export class ServerSession {
     const t = this.transfer
     if (t === undefined) return
     this.transfer = undefined
+    await this.pendingCheckpoint
     this.ctx.activeTransfers.delete(t.key)
     await t.incoming.closeHandle()
     if (t.done) return

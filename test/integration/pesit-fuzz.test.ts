@@ -22,6 +22,7 @@ describe('PeSIT server fuzzing', () => {
     const src = patternBytes(64 * 1024, 5)
     const path = join(work, 'healthy.bin')
     await writeFile(path, src)
+    let done = false
     // A healthy push running during the whole fuzz run, with sync points every 4 KB and window 1.
     const healthy = (async () => {
       let n = 0
@@ -35,7 +36,6 @@ describe('PeSIT server fuzzing', () => {
         if (done) return n
       }
     })()
-    let done = false
     const outcomes: FuzzOutcome[] = []
     let next = 0
     const worker = async (): Promise<void> => {

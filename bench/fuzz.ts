@@ -1,0 +1,93 @@
+/**
+ * PeSIT server fuzzing at scale: valid pushes mutated at one frame (every state of the session), against one
+ * in-process server on a crash-simulating in-memory file layer, while a healthy push keeps running. Fails (exit 1)
+ * on the first case where the server sends a malformed FPDU or does not close in time, or if the healthy push
+ * fails; an uncaught exception in the server would end the process.
+ *
+ * Usage: node --import tsx --import ./daemon/polyfill.ts bench/fuzz.ts [--cases 100000] [--parallel 16] [--seed N]
+ * Prints one JSON object, then a short table.
+ */
+import '../daemon/polyfill.js'
+import { parseArgs } from 'node:util'
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { startHarness } from '../test/helpers/pesit-harness.js'
+import { CrashFs } from '../test/helpers/crash-fs.js'
+import { runFuzzCase, MUTATIONS } from '../test/helpers/pesit-fuzz.js'
+import { patternBytes } from '../test/helpers/pesit-vectors.js'
+import { pushFile } from '../transfer/requester.js'
+
+const { values } = parseArgs({ options: { cases: { type: 'string', default: '100000' }, parallel: { type: 'string', default: '16' }, seed: { type: 'string', default: '1' } } })
+const cases = Number(values.cases)
+const parallel = Number(values.parallel)
+const seed0 = Number(values.seed)
+if (!(Number.isInteger(cases) && cases > 0) || !(Number.isInteger(parallel) && parallel > 0 && parallel <= 256) || !Number.isInteger(seed0)) {
+  console.error('usage: bench/fuzz.ts [--cases N>0] [--parallel 1..256] [--seed N]')
+  process.exit(2)
+}
+
+const fs = new CrashFs()
+const h = await startHarness({ syncIntervalKb: 4, fs, baseDir: '/fuzz', maxConnections: 1000, init: { timeouts: { connectMs: 1000, readMs: 1000, idleMs: 1000, closeGraceMs: 100 } } })
+const work = mkdtempSync(join(tmpdir(), 'vectis-bench-fuzz-'))
+const src = patternBytes(64 * 1024, 9)
+writeFileSync(join(work, 'healthy.bin'), src)
+const started = Date.now()
+let done = false
+let healthyPushes = 0
+let failure: string | undefined
+const healthy = (async () => {
+  for (let n = 1; !done && failure === undefined; n++) {
+    try {
+      const r = await pushFile({ host: '127.0.0.1', port: h.port, partner: 'CXCLIENT', password: 'test123', server: 'PESITSRV', file: 'TESTFILE', source: join(work, 'healthy.bin'), transferId: 0xf00000 + (n % 0xffff), syncIntervalKb: 4, syncWindow: 1, articleSize: 1024 })
+      if (r.bytes !== src.length) failure = `healthy push sent ${r.bytes} bytes`
+      await fs.unlink(join(h.dir, `CXCLIENT_TESTFILE_${0xf00000 + (n % 0xffff)}`)).catch(() => {})
+      healthyPushes++
+    } catch (err) {
+      failure = `healthy push failed: ${(err as Error).message}`
+    }
+  }
+})()
+const endings = new Map<string, number>()
+const byMutation = new Map<string, number>()
+const states = new Set<number>()
+let next = 0
+let completed = 0
+const worker = async (): Promise<void> => {
+  while (next < cases && failure === undefined) {
+    const seed = seed0 * 1_000_003 + next++
+    try {
+      const o = await runFuzzCase(h.port, seed, 8000)
+      const k = `${o.ending}${o.diagnostic !== undefined ? ' ' + o.diagnostic : ''}`
+      endings.set(k, (endings.get(k) ?? 0) + 1)
+      byMutation.set(o.mutation, (byMutation.get(o.mutation) ?? 0) + 1)
+      states.add(o.index)
+      completed++
+      // Keep the in-memory file layer small: completed fuzz files are not needed.
+      if (o.ending === 'RELCONF' && completed % 200 === 0) {
+        for (const f of await fs.readdir(h.dir)) if (!f.startsWith('.')) await fs.unlink(join(h.dir, f)).catch(() => {})
+      }
+    } catch (err) {
+      failure = (err as Error).message
+    }
+  }
+}
+await Promise.all(Array.from({ length: parallel }, worker))
+done = true
+await healthy
+const seconds = (Date.now() - started) / 1000
+await h.stop()
+rmSync(work, { recursive: true, force: true })
+const result = {
+  cases: completed, requested: cases, parallel, seconds, casesPerSecond: Math.round(completed / seconds),
+  statesHit: states.size, mutations: Object.fromEntries(MUTATIONS.map((m) => [m, byMutation.get(m) ?? 0])),
+  endings: Object.fromEntries([...endings].sort((a, b) => b[1] - a[1])), healthyPushes,
+  peakRssMiB: Math.round(process.resourceUsage().maxRSS / 1024), failure: failure ?? null
+}
+console.log(JSON.stringify(result))
+console.log(`\ncases      ${completed}/${cases} in ${seconds.toFixed(1)} s (${result.casesPerSecond}/s, ${parallel} parallel)`)
+console.log(`states     ${states.size} distinct mutation points; healthy pushes completed: ${healthyPushes}`)
+for (const [k, v] of Object.entries(result.endings).slice(0, 12)) console.log(`  ${k.padEnd(22)} ${v}`)
+console.log(`peak RSS   ${result.peakRssMiB} MiB`)
+console.log(`result     ${failure === undefined ? 'OK: no crash, no hang' : 'FAILED: ' + failure}`)
+process.exit(failure === undefined && completed === cases ? 0 : 1)

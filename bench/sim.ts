@@ -1,0 +1,76 @@
+/**
+ * Runs many seeded simulation schedules of the membership/leadership machine and prints JSON then a table.
+ *
+ *   npx tsx bench/sim.ts [--count 2000] [--start 1] [--nodes 3,5] [--quorum majority] [--profile mixed,storm,...]
+ *   npx tsx bench/sim.ts --replay --seed S --nodes N --quorum Q --profile P     (one schedule with its trace)
+ */
+import { PROFILES, Simulation, SimulationFailure, profileOptions, type SimResult } from '../test/helpers/sim/simulation.js'
+
+function arg (name: string): string | undefined {
+  const i = process.argv.indexOf(`--${name}`)
+  return i >= 0 ? process.argv[i + 1] : undefined
+}
+
+const replay = process.argv.includes('--replay')
+const quorum = (arg('quorum') ?? 'majority') as 'majority' | 'none'
+if (quorum !== 'majority' && quorum !== 'none') throw new RangeError('--quorum must be majority or none')
+
+if (replay) {
+  const seed = Number(arg('seed'))
+  const nodes = Number(arg('nodes') ?? 3)
+  const profile = arg('profile') ?? 'mixed'
+  const sim = new Simulation({ ...profileOptions(profile, seed, nodes, quorum), trace: (l) => { console.log(l) } }).setProfile(profile)
+  try {
+    const r = sim.run()
+    console.log(JSON.stringify(r))
+  } catch (err) {
+    console.error(String((err as Error).message))
+    process.exitCode = 1
+  }
+} else {
+  const count = Number(arg('count') ?? 2000)
+  const start = Number(arg('start') ?? 1)
+  const nodesList = (arg('nodes') ?? '3,5').split(',').map(Number)
+  const profiles = (arg('profile') ?? PROFILES.join(',')).split(',')
+  const t0 = performance.now()
+  const results: Array<SimResult & { profile: string, nodes: number }> = []
+  const failures: string[] = []
+  for (let i = 0; i < count; i++) {
+    const seed = start + i
+    const profile = profiles[i % profiles.length]!
+    const nodes = nodesList[Math.floor(i / profiles.length) % nodesList.length]!
+    try {
+      const r = new Simulation(profileOptions(profile, seed, nodes, quorum)).setProfile(profile).run()
+      results.push({ ...r, profile, nodes })
+    } catch (err) {
+      if (!(err instanceof SimulationFailure)) throw err
+      failures.push(err.message)
+      console.error(err.message)
+    }
+  }
+  const ms = performance.now() - t0
+  const pct = (xs: number[], p: number): number => {
+    const s = [...xs].sort((a, b) => a - b)
+    return s.length === 0 ? 0 : s[Math.min(s.length - 1, Math.floor(p * s.length))]!
+  }
+  const byProfile: Record<string, { runs: number, convergeP50: number, convergeP99: number, coldStartP99?: number, events: number }> = {}
+  for (const p of profiles) {
+    const rs = results.filter(r => r.profile === p)
+    const cold = rs.map(r => r.coldStartMs).filter((x): x is number => x !== undefined)
+    byProfile[p] = {
+      runs: rs.length,
+      convergeP50: Math.round(pct(rs.map(r => r.convergeMs), 0.5)),
+      convergeP99: Math.round(pct(rs.map(r => r.convergeMs), 0.99)),
+      ...(cold.length > 0 ? { coldStartP99: Math.round(pct(cold, 0.99)) } : {}),
+      events: rs.reduce((a, r) => a + r.events, 0)
+    }
+  }
+  const summary = { schedules: count, failures: failures.length, quorum, wallMs: Math.round(ms), byProfile }
+  console.log(JSON.stringify(summary))
+  console.log('profile      runs  converge p50/p99 ms  cold-start p99 ms  events')
+  for (const [p, s] of Object.entries(byProfile)) {
+    console.log(`${p.padEnd(12)} ${String(s.runs).padStart(4)}  ${`${s.convergeP50}/${s.convergeP99}`.padStart(19)}  ${String(s.coldStartP99 ?? '-').padStart(17)}  ${s.events}`)
+  }
+  console.log(`${count} schedules, ${failures.length} failed, ${(ms / 1000).toFixed(1)} s`)
+  if (failures.length > 0) process.exitCode = 1
+}

@@ -1,0 +1,633 @@
+/**
+ * Discrete-event simulation of N members running the shipped `MembershipMachine` over an in-memory network, in
+ * true (global) time. Each member has its own monotonic clock (`local = offset + rate × true`, rate within the
+ * drift bound), its own seeded jitter, persisted state that survives its restarts, and a driver that ticks every
+ * ~HB/5 and executes the machine's outputs.
+ *
+ * Faults: crashes (the address then refuses connections; a restart is a new incarnation with the persisted state),
+ * pauses (the member processes nothing, inputs queue, its clock keeps running: it wakes with time jumped), one-way and
+ * two-way dropping partitions, resetting partitions (connections refused/closed both ways), delays and delay spikes
+ * (reorders), losses, duplicates, graceful leaves, leadership transfers, and outside "verified dead" facts.
+ *
+ * Invariants are checked after every event (see `checkInvariants`); a violation throws `SimulationFailure` whose
+ * message carries the one-line replay command.
+ */
+import { MembershipMachine, type MembershipInput, type MembershipOutput, type PersistedClusterState } from '../../../cluster/membership.js'
+import type { MembershipInit } from '../../../cluster/membership-config.js'
+import { compareEpochs, memberKey, type ClusterRequest, type MemberInfo, type ReplyMessage } from '../../../cluster/messages.js'
+import type { Epoch } from '../../../cluster/leadership-api.js'
+import { EventQueue } from './event-queue.js'
+import { Prng } from './prng.js'
+
+export type LinkState = 'ok' | 'drop' | 'reset'
+
+export interface SimOptions {
+  seed: number
+  nodes: number
+  quorum?: 'majority' | 'none'
+  /** Overrides of the machine's options (defaults are the shipped defaults). */
+  membership?: MembershipInit
+  /** Length of the fault phase (true ms). 0: no faults (cold start only). */
+  faultMs?: number
+  /** Mean time between two faults in the fault phase. */
+  faultEveryMs?: number
+  /** After the faults stop, one view with every live member and one leader must hold within this bound. */
+  settleBoundMs?: number
+  /** Largest clock-rate error (each member gets a rate in [1 − d, 1 + d]). */
+  drift?: number
+  /** Members start within this spread (cold start). */
+  startSpreadMs?: number
+  /** Feed "verified dead" facts to the members some time after a crash (the Kubernetes watch). */
+  outsideDeathFacts?: boolean
+  /** Leave this many members crashed for good at the end of the faults (must stay a minority). */
+  permanentlyDead?: number
+  /** Check that no two multi-member views with different coordinators coexist (meaningful without faults). */
+  checkNoSplit?: boolean
+  /** Record a trace of events (for a replay). */
+  trace?: (line: string) => void
+}
+
+export interface SimResult {
+  seed: number
+  events: number
+  /** True ms from the end of the faults to convergence (one view of all live members + one leader). */
+  convergeMs: number
+  /** True ms from the last start to the first such convergence, in cold-start runs. */
+  coldStartMs?: number
+  leaderChanges: number
+  views: number
+  faults: string[]
+}
+
+export class SimulationFailure extends Error {
+  override name = 'SimulationFailure'
+}
+
+interface Proc {
+  incarnation: number
+  member: MemberInfo
+  machine: MembershipMachine
+  pending: Map<number, { done: boolean }>
+  paused: boolean
+  inbox: Array<() => void>
+}
+
+interface SimNode {
+  index: number
+  name: string
+  address: string
+  peerId: string
+  rate: number
+  offset: number
+  rng: Prng
+  persisted?: PersistedClusterState
+  proc?: Proc
+  incarnations: number
+  lastViewCounter: number
+  lastViewKey: string
+  highestEpoch: Epoch
+}
+
+type Ev =
+  | { at: number, seq: number, kind: 'tick', node: number, inc: number }
+  | { at: number, seq: number, kind: 'call', fn: () => void }
+
+const DEFAULT_DRIFT = 0.02
+
+export function replayCommand (o: SimOptions, profile: string): string {
+  return `npx tsx bench/sim.ts --replay --seed ${o.seed} --nodes ${o.nodes} --quorum ${o.quorum ?? 'majority'} --profile ${profile}`
+}
+
+export class Simulation {
+  readonly o: Required<Omit<SimOptions, 'trace' | 'membership'>> & Pick<SimOptions, 'trace' | 'membership'>
+  private readonly rng: Prng
+  private readonly q = new EventQueue<Ev>()
+  private readonly nodes: SimNode[] = []
+  private readonly links = new Map<string, LinkState>()
+  private t = 0
+  private events = 0
+  private lossProb = 0
+  private dupProb = 0
+  private slowProb = 0
+  private readonly faults: string[] = []
+  private lastLeaderEpoch: Epoch | undefined
+  private readonly electedEpochs = new Set<string>()
+  private readonly leaderEpochs = new Map<string, { epoch: Epoch, inc: number }>()
+  private leaderChanges = 0
+  private views = 0
+  private readonly hb: number
+  private profile = 'custom'
+
+  constructor (opts: SimOptions) {
+    this.o = {
+      quorum: 'majority',
+      faultMs: 20_000,
+      faultEveryMs: 1500,
+      settleBoundMs: 20_000,
+      drift: DEFAULT_DRIFT,
+      startSpreadMs: 300,
+      outsideDeathFacts: false,
+      permanentlyDead: 0,
+      checkNoSplit: false,
+      ...opts
+    }
+    this.rng = new Prng(opts.seed)
+    this.hb = opts.membership?.heartbeatMs ?? 500
+    for (let i = 0; i < opts.nodes; i++) {
+      this.nodes.push({
+        index: i,
+        name: `m${i}`,
+        address: `10.0.0.${10 + i}:7800`,
+        peerId: `peer-${i}`,
+        rate: 1 + this.rng.range(-this.o.drift, this.o.drift),
+        offset: this.rng.range(0, 1e6),
+        rng: this.rng.fork(),
+        incarnations: 0,
+        lastViewCounter: 0,
+        lastViewKey: '',
+        highestEpoch: { number: 0, leader: '' }
+      })
+    }
+  }
+
+  setProfile (p: string): this { this.profile = p; return this }
+
+  private local (n: SimNode): number { return n.offset + n.rate * this.t }
+  /** True ms for `ms` of a member's local clock. */
+  private trueDur (n: SimNode, ms: number): number { return ms / n.rate }
+
+  private trace (s: string): void { this.o.trace?.(`${this.t.toFixed(1).padStart(9)} ${s}`) }
+
+  private fail (what: string): never {
+    throw new SimulationFailure(`seed ${this.o.seed}: invariant violated at t=${this.t.toFixed(1)} ms: ${what}\n` +
+      `  faults: ${this.faults.slice(-12).join('; ')}\n  replay: ${replayCommand(this.o, this.profile)}`)
+  }
+
+  private at (dt: number, fn: () => void): void { this.q.push({ at: this.t + Math.max(0, dt), kind: 'call', fn }) }
+
+  // ---------------------------------------------------------------------------------------------------------
+  // Members
+
+  private start (n: SimNode): void {
+    n.incarnations++
+    const member: MemberInfo = { name: n.name, peerId: n.peerId, incarnation: `i${n.incarnations}`, address: n.address }
+    const init: MembershipInit = {
+      clusterName: 'sim',
+      clusterSize: this.o.nodes,
+      quorum: this.o.quorum,
+      ...this.o.membership
+    }
+    const machine = new MembershipMachine({ me: member, ...(n.persisted !== undefined ? { persisted: n.persisted } : {}), random: n.rng.fn() }, init, this.local(n))
+    n.proc = { incarnation: n.incarnations, member, machine, pending: new Map(), paused: false, inbox: [] }
+    this.trace(`${n.name} start ${member.incarnation}`)
+    this.scheduleTick(n, n.rng.range(0, this.hb / 5))
+    this.deliverDiscovery(n, true)
+    if (this.o.outsideDeathFacts) {
+      // The Kubernetes watch lists the pods at start: every earlier container of a pod is gone.
+      const inc = n.proc.incarnation
+      this.at(this.rng.range(50, 300), () => {
+        for (const o of this.nodes) {
+          const running = o.proc?.incarnation
+          for (let i = 1; i <= o.incarnations; i++) {
+            if (i !== running) this.input(n, inc, { type: 'verified-dead', name: o.name, incarnation: `i${i}` })
+          }
+        }
+      })
+    }
+  }
+
+  private scheduleTick (n: SimNode, localDelay: number): void {
+    const inc = n.proc?.incarnation ?? -1
+    this.q.push({ at: this.t + this.trueDur(n, localDelay), kind: 'tick', node: n.index, inc })
+  }
+
+  private deliverDiscovery (n: SimNode, first: boolean): void {
+    const inc = n.proc?.incarnation
+    const all = this.nodes.map(x => x.address)
+    // DNS answers are incomplete at first (pods not yet published), complete later.
+    const addrs = first ? all.filter(() => this.rng.chance(0.75)) : all
+    this.input(n, inc, { type: 'discovered', addresses: addrs })
+    this.at(this.trueDur(n, (first ? 300 : 2000) * this.rng.range(0.8, 1.2)), () => {
+      if (n.proc?.incarnation === inc) this.deliverDiscovery(n, false)
+    })
+  }
+
+  /** Feeds an input to a member's current process (queued while paused; dropped if that process is gone). */
+  private input (n: SimNode, inc: number | undefined, input: MembershipInput): void {
+    const p = n.proc
+    if (p === undefined || p.incarnation !== inc) return
+    const run = (): void => {
+      if (n.proc !== p) return
+      const out = p.machine.handle(input, this.local(n))
+      this.execute(n, p, out)
+    }
+    if (p.paused) p.inbox.push(run)
+    else run()
+  }
+
+  private execute (n: SimNode, p: Proc, out: MembershipOutput[]): ReplyMessage | undefined {
+    let reply: ReplyMessage | undefined
+    for (const o of out) {
+      switch (o.type) {
+        case 'persist':
+          if (compareEpochs(o.state.highestEpoch, n.highestEpoch) < 0) {
+            this.fail(`${n.name} persisted epoch ${JSON.stringify(o.state.highestEpoch)} below ${JSON.stringify(n.highestEpoch)}`)
+          }
+          n.highestEpoch = o.state.highestEpoch
+          n.persisted = structuredClone(o.state)
+          break
+        case 'send': this.send(n, p, o.id, o.to, o.msg, o.timeoutMs); break
+        case 'reply': reply = o.msg; break
+        case 'event': this.onEvent(n, o.event); break
+        case 'log': this.trace(`${n.name} ${o.msg} ${JSON.stringify(o.fields ?? {})}`); break
+      }
+    }
+    return reply
+  }
+
+  private onEvent (n: SimNode, e: Extract<MembershipOutput, { type: 'event' }>['event']): void {
+    switch (e.type) {
+      case 'view:installed': {
+        const key = `${e.view.id.coordinator}#${e.view.id.counter}`
+        if (e.view.id.counter < n.lastViewCounter || (e.view.id.counter === n.lastViewCounter && key !== n.lastViewKey)) {
+          this.fail(`${n.name} applied view ${key} after ${n.lastViewKey}`)
+        }
+        if (key !== n.lastViewKey) this.views++
+        n.lastViewCounter = e.view.id.counter
+        n.lastViewKey = key
+        this.trace(`${n.name} view ${key} [${e.view.members.map(m => m.name).join(',')}] primary=${e.primary}`)
+        break
+      }
+      case 'leader:elected':
+        this.trace(`${n.name} LEADER epoch ${e.epoch.number} ${JSON.stringify(n.proc?.machine.debugState(this.local(n)))}`)
+        if (this.o.quorum === 'majority') {
+          const k = `${e.epoch.number}/${e.epoch.leader}`
+          if (this.electedEpochs.has(k)) this.fail(`${n.name} elected with epoch ${k} already used`)
+          this.electedEpochs.add(k)
+          // Epochs rise: above the epoch of every earlier leader that is still running. (When every process that
+          // knew an epoch died for good, its number can come again with another leader: see the protocol notes.)
+          for (const [other, ep] of this.leaderEpochs) {
+            const o = this.nodes.find(x => x.name === other)
+            if (o?.proc !== undefined && o.proc.incarnation === ep.inc && compareEpochs(e.epoch, ep.epoch) <= 0) {
+              this.fail(`${n.name} elected with epoch ${JSON.stringify(e.epoch)} not above ${other}'s ${JSON.stringify(ep.epoch)} (still running)`)
+            }
+          }
+          this.leaderEpochs.set(n.name, { epoch: e.epoch, inc: n.proc!.incarnation })
+        }
+        this.lastLeaderEpoch = e.epoch
+        this.leaderChanges++
+        break
+      case 'leader:demoted': this.trace(`${n.name} demoted ${e.reason}`); break
+      case 'member:suspected': this.trace(`${n.name} suspects ${e.member.name}/${e.member.incarnation} (${e.reason})`); break
+      case 'member:left': break
+      case 'self:left':
+        this.trace(`${n.name} left gracefully`)
+        this.crash(n, 'left')
+        // A leave that completes after the faults ended (it was queued in a paused member) is a rolling restart.
+        if (this.t >= this.o.faultMs) this.at(500, () => { if (n.proc === undefined) this.start(n) })
+        break
+    }
+  }
+
+  // ---------------------------------------------------------------------------------------------------------
+  // Network
+
+  private link (a: number, b: number): LinkState { return this.links.get(`${a}>${b}`) ?? 'ok' }
+
+  private delay (): number {
+    return this.rng.chance(this.slowProb) ? this.rng.range(20, 400) : this.rng.range(0.2, 3)
+  }
+
+  private nodeAt (address: string): SimNode | undefined { return this.nodes.find(x => x.address === address) }
+
+  private send (n: SimNode, p: Proc, id: number, to: string, msg: ClusterRequest, timeoutMs: number): void {
+    const entry = { done: false }
+    p.pending.set(id, entry)
+    const result = (input: MembershipInput): void => {
+      if (entry.done) return
+      entry.done = true
+      p.pending.delete(id)
+      this.input(n, p.incarnation, { ...input, id } as MembershipInput)
+    }
+    this.at(this.trueDur(n, timeoutMs), () => { result({ type: 'send-result', id, ok: false, error: 'timeout' }) })
+    const target = this.nodeAt(to)
+    if (target === undefined) { this.at(1, () => { result({ type: 'send-result', id, ok: false, error: 'refused' }) }); return }
+    const fwd = this.link(n.index, target.index)
+    const back = this.link(target.index, n.index)
+    if (fwd === 'reset' || back === 'reset') {
+      this.at(this.rng.range(0.2, 2), () => { result({ type: 'send-result', id, ok: false, error: this.rng.chance(0.5) ? 'refused' : 'closed' }) })
+      return
+    }
+    if (target.proc === undefined) { this.at(this.rng.range(0.2, 2), () => { result({ type: 'send-result', id, ok: false, error: 'refused' }) }); return }
+    if (fwd === 'drop' || this.rng.chance(this.lossProb)) return // lost: the requester times out
+    const copies = this.rng.chance(this.dupProb) ? 2 : 1
+    const payload = JSON.parse(JSON.stringify(msg)) as ClusterRequest
+    for (let c = 0; c < copies; c++) {
+      this.at(this.delay(), () => { this.deliverRequest(n, p, target, payload, result) })
+    }
+  }
+
+  private deliverRequest (from: SimNode, fromProc: Proc, target: SimNode, msg: ClusterRequest, result: (i: MembershipInput) => void): void {
+    const tp = target.proc
+    if (tp === undefined) { result({ type: 'send-result', id: -1, ok: false, error: 'closed' }); return }
+    const run = (): void => {
+      if (target.proc !== tp) return
+      const out = tp.machine.handle({ type: 'message', msg }, this.local(target))
+      const reply = this.execute(target, tp, out)
+      if (reply === undefined) this.fail(`${target.name} produced no reply to ${msg.type}`)
+      const back = this.link(target.index, from.index)
+      if (back === 'reset') { this.at(this.rng.range(0.2, 2), () => { result({ type: 'send-result', id: -1, ok: false, error: 'closed' }) }); return }
+      if (back === 'drop' || this.rng.chance(this.lossProb)) return
+      const copy = JSON.parse(JSON.stringify(reply)) as ReplyMessage
+      this.at(this.delay(), () => {
+        if (from.proc !== fromProc) return
+        result({ type: 'send-result', id: -1, ok: true, reply: copy })
+      })
+    }
+    if (tp.paused) tp.inbox.push(run)
+    else run()
+  }
+
+  // ---------------------------------------------------------------------------------------------------------
+  // Faults
+
+  private crash (n: SimNode, why: string, notify = true): void {
+    const p = n.proc
+    if (p === undefined) return
+    n.proc = undefined
+    this.trace(`${n.name} ${why} (${p.member.incarnation})`)
+    // The kernel closes its sockets: peers with a connection see it close (unless a partition drops everything).
+    for (const o of this.nodes) {
+      if (o === n || o.proc === undefined) continue
+      if (this.link(n.index, o.index) === 'drop' && this.link(o.index, n.index) === 'drop') continue
+      const inc = o.proc.incarnation
+      this.at(this.rng.range(0.5, 5), () => { this.input(o, inc, { type: 'disconnected', peerId: n.peerId }) })
+    }
+    if (notify && this.o.outsideDeathFacts) {
+      const incName = p.member.incarnation
+      this.at(this.rng.range(100, 800), () => {
+        for (const o of this.nodes) if (o.proc !== undefined) this.input(o, o.proc.incarnation, { type: 'verified-dead', name: n.name, incarnation: incName })
+      })
+    }
+  }
+
+  private pause (n: SimNode, ms: number): void {
+    const p = n.proc
+    if (p === undefined || p.paused) return
+    p.paused = true
+    this.trace(`${n.name} paused for ${ms.toFixed(0)} ms`)
+    this.at(ms, () => { this.resume(n, p) })
+  }
+
+  private resume (n: SimNode, p: Proc): void {
+    if (n.proc !== p || !p.paused) return
+    p.paused = false
+    this.trace(`${n.name} resumed (${p.inbox.length} queued)`)
+    // Pending I/O runs before overdue timers after SIGCONT.
+    const inbox = p.inbox.splice(0)
+    for (const f of inbox) f()
+  }
+
+  private partition (groupA: number[], kind: 'drop' | 'reset' | 'one-way', ms: number): void {
+    const a = new Set(groupA)
+    const pairs: Array<[number, number]> = []
+    for (const x of this.nodes) {
+      for (const y of this.nodes) {
+        if (a.has(x.index) && !a.has(y.index)) {
+          pairs.push([x.index, y.index])
+          if (kind !== 'one-way') pairs.push([y.index, x.index])
+        }
+      }
+    }
+    const state: LinkState = kind === 'reset' ? 'reset' : 'drop'
+    for (const [x, y] of pairs) this.links.set(`${x}>${y}`, state)
+    if (kind === 'reset') {
+      for (const [x, y] of pairs) {
+        const o = this.nodes[x]!
+        const peer = this.nodes[y]!
+        if (o.proc !== undefined) {
+          const inc = o.proc.incarnation
+          this.at(this.rng.range(0.5, 5), () => { this.input(o, inc, { type: 'disconnected', peerId: peer.peerId }) })
+        }
+      }
+    }
+    this.at(ms, () => { for (const [x, y] of pairs) this.links.delete(`${x}>${y}`) })
+  }
+
+  private randomFault (): void {
+    const live = this.nodes.filter(n => n.proc !== undefined)
+    const r = this.rng.next()
+    const leader = this.nodes.find(n => n.proc !== undefined && n.proc.machine.isLeader(this.local(n)))
+    // Faults aim at the leader half of the time: that is where the safety argument is tested.
+    const victim = (): SimNode | undefined => (leader !== undefined && this.rng.chance(0.5)) ? leader : (live.length > 0 ? this.rng.pick(live) : undefined)
+    let what = ''
+    if (r < 0.2) {
+      const v = victim()
+      const dead = this.nodes.filter(n => n.proc === undefined && n.incarnations > 0).length
+      if (v !== undefined && dead + 1 < this.nodes.length) {
+        this.crash(v, 'crash')
+        const back = this.rng.range(200, 6000)
+        this.at(back, () => { if (v.proc === undefined && this.t < this.o.faultMs) this.start(v) })
+        what = `crash ${v.name} for ${back.toFixed(0)}`
+      }
+    } else if (r < 0.38) {
+      const v = victim()
+      if (v !== undefined) {
+        const ms = this.rng.chance(0.5) ? this.rng.range(300, 2500) : this.rng.range(2500, 9000)
+        this.pause(v, ms)
+        what = `pause ${v.name} ${ms.toFixed(0)}`
+      }
+    } else if (r < 0.7) {
+      const kinds = ['drop', 'reset', 'one-way'] as const
+      const kind = this.rng.pick(kinds)
+      const size = this.rng.int(1, Math.max(1, Math.floor(this.nodes.length / 2)))
+      const group: number[] = []
+      const pool = this.nodes.map(n => n.index)
+      const v = victim()
+      if (v !== undefined && this.rng.chance(0.6)) { group.push(v.index); pool.splice(pool.indexOf(v.index), 1) }
+      while (group.length < size && pool.length > 0) group.push(pool.splice(this.rng.int(0, pool.length - 1), 1)[0]!)
+      const ms = this.rng.range(500, 8000)
+      this.partition(this.rng.chance(0.5) ? group : this.nodes.map(n => n.index).filter(i => !group.includes(i)), kind, ms)
+      what = `${kind} partition {${group.map(i => `m${i}`).join(',')}} ${ms.toFixed(0)}`
+    } else if (r < 0.8) {
+      this.lossProb = this.rng.chance(0.5) ? this.rng.range(0, 0.2) : 0
+      this.dupProb = this.rng.range(0, 0.05)
+      this.slowProb = this.rng.range(0, 0.2)
+      what = `network loss=${this.lossProb.toFixed(2)} dup=${this.dupProb.toFixed(2)} slow=${this.slowProb.toFixed(2)}`
+    } else if (r < 0.9) {
+      const v = victim()
+      if (v?.proc !== undefined) {
+        this.input(v, v.proc.incarnation, { type: 'leave' })
+        const back = this.rng.range(500, 5000)
+        this.at(back, () => { if (v.proc === undefined && this.t < this.o.faultMs) this.start(v) })
+        what = `leave ${v.name}`
+      }
+    } else {
+      if (leader?.proc !== undefined) {
+        const to = this.rng.chance(0.5) ? this.rng.pick(this.nodes).name : undefined
+        this.input(leader, leader.proc.incarnation, to !== undefined ? { type: 'transfer', to } : { type: 'transfer' })
+        what = `transfer from ${leader.name} to ${to ?? 'next'}`
+      }
+    }
+    if (what !== '') {
+      this.faults.push(`${this.t.toFixed(0)}:${what}`)
+      this.trace(`FAULT ${what}`)
+    }
+  }
+
+  // ---------------------------------------------------------------------------------------------------------
+  // Invariants
+
+  private checkInvariants (): void {
+    if (this.o.quorum === 'majority') {
+      let leaders = 0
+      let names = ''
+      for (const n of this.nodes) {
+        // A paused member's state is frozen but its clock runs: `isLeader(now)` is what it would answer.
+        if (n.proc !== undefined && n.proc.machine.isLeader(this.local(n))) { leaders++; names += ` ${n.name}` }
+      }
+      if (leaders > 1) this.fail(`two leases at once:${names}`)
+    }
+    if (this.o.checkNoSplit) {
+      const coords = new Set<string>()
+      for (const n of this.nodes) {
+        const v = n.proc?.machine.currentView()
+        if (v !== undefined && v.members.length > 1) coords.add(v.id.coordinator)
+      }
+      if (coords.size > 1) this.fail(`transient split: multi-member views of ${[...coords].join(', ')}`)
+    }
+  }
+
+  /** One view holding exactly the live members, and (when a quorum is possible) exactly one leader, its coordinator. */
+  converged (): boolean {
+    const live = this.nodes.filter(n => n.proc !== undefined)
+    if (live.length === 0) return true
+    const keys = new Set(live.map(n => memberKey(n.proc!.member)))
+    let first: string | undefined
+    for (const n of live) {
+      const v = n.proc!.machine.currentView()
+      if (v === undefined) return false
+      const id = `${v.id.coordinator}#${v.id.counter}`
+      if (first === undefined) first = id
+      if (id !== first) return false
+      if (v.members.length !== keys.size || !v.members.every(m => keys.has(memberKey(m)))) return false
+    }
+    const leaders = live.filter(n => n.proc!.machine.isLeader(this.local(n)))
+    const needLeader = this.o.quorum === 'none' || live.length > this.o.nodes / 2
+    if (needLeader && leaders.length !== 1) return false
+    if (leaders.length === 1) {
+      const v = leaders[0]!.proc!.machine.currentView()!
+      if (v.members[0]!.name !== leaders[0]!.name) return false
+      if (this.o.quorum === 'majority' && !leaders[0]!.proc!.machine.status(this.local(leaders[0]!)).primary) return false
+    }
+    return true
+  }
+
+  // ---------------------------------------------------------------------------------------------------------
+  // Run
+
+  run (): SimResult {
+    const o = this.o
+    let lastStart = 0
+    for (const n of this.nodes) {
+      const at = this.rng.range(0, o.startSpreadMs)
+      lastStart = Math.max(lastStart, at)
+      this.q.push({ at, kind: 'call', fn: () => { this.start(n) } })
+    }
+    if (o.faultMs > 0) {
+      let t = 2000
+      while (t < o.faultMs) {
+        this.q.push({ at: t, kind: 'call', fn: () => { this.randomFault() } })
+        t += this.rng.range(0.3, 1.7) * o.faultEveryMs
+      }
+    }
+    const faultEnd = o.faultMs
+    let convergedSince: number | undefined
+    let coldStartMs: number | undefined
+    const endAt = faultEnd + o.settleBoundMs
+    let healed = false
+    const heal = (): void => {
+      healed = true
+      this.links.clear()
+      this.lossProb = 0
+      this.dupProb = 0
+      this.slowProb = 0
+      for (const n of this.nodes) if (n.proc?.paused === true) this.resume(n, n.proc)
+      const dead = this.nodes.filter(n => n.proc === undefined && n.incarnations > 0)
+      const keepDead = Math.min(o.permanentlyDead, Math.floor((this.nodes.length - 1) / 2))
+      // Up to `permanentlyDead` crashed members stay down (their address refuses: they must be verified and dropped).
+      dead.slice(keepDead).forEach(n => { this.start(n) })
+      this.trace('FAULTS END')
+    }
+    this.q.push({ at: faultEnd, kind: 'call', fn: heal })
+    const MAX_EVENTS = 5_000_000
+    while (this.q.size > 0) {
+      const e = this.q.pop()!
+      if (e.at > endAt) break
+      this.t = e.at
+      if (++this.events > MAX_EVENTS) this.fail('event budget exhausted (livelock?)')
+      if (e.kind === 'tick') {
+        const n = this.nodes[e.node]!
+        if (n.proc === undefined || n.proc.incarnation !== e.inc) continue
+        const p = n.proc
+        if (!p.paused) {
+          const out = p.machine.handle({ type: 'tick' }, this.local(n))
+          this.execute(n, p, out)
+          this.scheduleTick(n, (this.hb / 5) * n.rng.range(0.9, 1.1))
+        } else {
+          // A paused process's timers fire after it resumes.
+          p.inbox.push(() => {
+            if (n.proc !== p) return
+            this.execute(n, p, p.machine.handle({ type: 'tick' }, this.local(n)))
+            this.scheduleTick(n, (this.hb / 5) * n.rng.range(0.9, 1.1))
+          })
+        }
+      } else {
+        e.fn()
+      }
+      this.checkInvariants()
+      if (healed || o.faultMs === 0) {
+        if (this.converged()) {
+          convergedSince ??= this.t
+          if (o.faultMs === 0 && coldStartMs === undefined && this.nodes.every(n => n.proc !== undefined)) coldStartMs = this.t - lastStart
+        } else {
+          convergedSince = undefined
+        }
+      }
+    }
+    this.t = endAt
+    if (!this.converged() || convergedSince === undefined) {
+      const views = this.nodes.map(n => {
+        const v = n.proc?.machine.currentView()
+        const s = n.proc?.machine.status(this.local(n))
+        return `${n.name}:${n.proc === undefined ? 'down' : v === undefined ? 'no-view' : `${v.id.coordinator}#${v.id.counter}[${v.members.map(m => `${m.name}/${m.incarnation}`).join(',')}]${s?.isLeader === true ? ' LEADER' : ''}${s?.primary === true ? ' P' : ''}`}`
+      })
+      const states = this.nodes.map(n => n.proc === undefined ? '' : `\n  ${n.name}: ${JSON.stringify(n.proc.machine.debugState(this.local(n)))}`)
+      this.fail(`no convergence within ${o.settleBoundMs} ms after the faults: ${views.join(' | ')}${states.join('')}`)
+    }
+    const res: SimResult = {
+      seed: o.seed,
+      events: this.events,
+      convergeMs: Math.max(0, convergedSince - faultEnd),
+      leaderChanges: this.leaderChanges,
+      views: this.views,
+      faults: this.faults
+    }
+    if (coldStartMs !== undefined) res.coldStartMs = coldStartMs
+    return res
+  }
+}
+
+/** Named option sets, so a replay command is short. */
+export function profileOptions (profile: string, seed: number, nodes: number, quorum: 'majority' | 'none'): SimOptions {
+  const base: SimOptions = { seed, nodes, quorum }
+  switch (profile) {
+    case 'cold-start': return { ...base, faultMs: 0, settleBoundMs: 10_000, checkNoSplit: true, startSpreadMs: 200 }
+    case 'mixed': return { ...base, faultMs: 20_000, faultEveryMs: 1500, settleBoundMs: 20_000 }
+    case 'crash-k8s': return { ...base, faultMs: 20_000, faultEveryMs: 1500, outsideDeathFacts: true, permanentlyDead: 1 }
+    case 'storm': return { ...base, faultMs: 30_000, faultEveryMs: 600, settleBoundMs: 25_000 }
+    default: throw new RangeError(`unknown simulation profile ${profile} (cold-start | mixed | crash-k8s | storm)`)
+  }
+}
+
+export const PROFILES = ['cold-start', 'mixed', 'crash-k8s', 'storm'] as const

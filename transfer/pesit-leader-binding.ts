@@ -1,0 +1,91 @@
+/**
+ * Runs the PeSIT servers only while this member leads: starts them after `leader:elected` (and after
+ * `beforeStart`, e.g. the Kubernetes label being in place), stops them on `leader:demoted` (with IDT at the next
+ * sync point when the reason is a hand-over, ABORT otherwise) and at shutdown. Transitions are serialised: a
+ * demotion that arrives while the servers are still starting stops them right after.
+ *
+ * NOT guaranteed by this binding: that no connection is served after the lease expired but before the demotion
+ * event; the servers check the lease synchronously on every accept and before every acknowledgement for that.
+ */
+import type { Logger } from '../daemon/logger.js'
+import type { Startable } from '../daemon/lifecycle.js'
+import type { Leadership, LeaderElectedEvent, LeaderDemotedEvent } from '../cluster/leadership-api.js'
+import type { StopOptions } from './pesit-server.js'
+
+export interface LeaderRunnable {
+  start(): Promise<void>
+  stop(opts?: StopOptions): Promise<void>
+}
+
+export interface PesitLeaderBindingComponents {
+  logger: Logger
+  leadership: Pick<Leadership, 'events' | 'isLeader'>
+  servers: LeaderRunnable
+}
+
+export interface PesitLeaderBindingInit {
+  /** awaited after `leader:elected`, before the listeners open (the label patch); aborted with the leadership */
+  beforeStart?: (signal: AbortSignal) => Promise<void>
+  /** deadline for transfers to reach a sync point on a hand-over */
+  handoverDeadlineMs?: number
+}
+
+export class PesitLeaderBinding implements Startable {
+  private readonly log: Logger
+  private chain: Promise<void> = Promise.resolve()
+  private offs: Array<() => void> = []
+  private running = false
+  private started = false
+
+  constructor (private readonly components: PesitLeaderBindingComponents, private readonly init: PesitLeaderBindingInit = {}) {
+    this.log = components.logger.child({ component: 'transfer:leader-binding' })
+  }
+
+  async start (): Promise<void> {
+    if (this.started) return
+    this.started = true
+    const ev = this.components.leadership.events
+    this.offs.push(ev.on('leader:elected', (e) => { this.enqueue(async () => { await this.onElected(e) }) }))
+    this.offs.push(ev.on('leader:demoted', (e) => { this.enqueue(async () => { await this.onDemoted(e) }) }))
+  }
+
+  async stop (): Promise<void> {
+    if (!this.started) return
+    this.started = false
+    for (const off of this.offs.splice(0)) off()
+    this.enqueue(async () => { await this.stopServers({}) })
+    await this.chain
+  }
+
+  /** Resolves when every queued transition has been applied (tests, shutdown). */
+  async settled (): Promise<void> { await this.chain }
+
+  private enqueue (fn: () => Promise<void>): void {
+    this.chain = this.chain.then(fn).catch((err: unknown) => { this.log.error({ err }, 'PeSIT server transition failed') })
+  }
+
+  private async onElected (e: LeaderElectedEvent): Promise<void> {
+    if (e.signal.aborted || this.running) return
+    await this.init.beforeStart?.(e.signal)
+    if (e.signal.aborted || !this.components.leadership.isLeader()) {
+      this.log.info('leadership ended before the PeSIT servers started')
+      return
+    }
+    await this.components.servers.start()
+    this.running = true
+    this.log.info({ epoch: e.epoch.number }, 'PeSIT servers started (leader)')
+    // A demotion normally arrives as an event; the signal covers an end of leadership without one.
+    e.signal.addEventListener('abort', () => { this.enqueue(async () => { await this.stopServers({}) }) }, { once: true })
+  }
+
+  private async onDemoted (e: LeaderDemotedEvent): Promise<void> {
+    await this.stopServers(e.reason === 'handover' ? { handover: true, deadlineMs: this.init.handoverDeadlineMs ?? 5000 } : {})
+    this.log.info({ reason: e.reason }, 'PeSIT servers stopped (no longer leader)')
+  }
+
+  private async stopServers (opts: StopOptions): Promise<void> {
+    if (!this.running) return
+    this.running = false
+    await this.components.servers.stop(opts)
+  }
+}
