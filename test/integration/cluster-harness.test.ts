@@ -62,9 +62,10 @@ void test('the built daemon runs under the harness: own address, own name, statu
   await h.startAll()
   for (const i of [0, 1]) await h.waitForLog(i, (l) => l.msg === 'vectisd started', { what: 'started' })
   for (const i of [0, 1]) {
-    const s = await h.status(i)
-    assert.equal(s.nodeName, `vectis-${i}`)
-    assert.ok((s.members as Array<{ name: string, address: string }>).some((m) => m.name === `vectis-${i}` && m.address === h.member(i).ip))
+    assert.equal((await h.status(i)).nodeName, `vectis-${i}`)
+    // Once in a view, each lists itself at its own address (POD_IP and VECTIS_BIND_HOST from the harness).
+    await h.waitFor(async () => ((await h.status(i)).members as Array<{ name: string, address: string }>)
+      .some((m) => m.name === `vectis-${i}` && m.address === h.member(i).ip), { what: `vectis-${i} in a view` })
   }
   assert.deepEqual(await h.stop(1), { code: 0, signal: null })
   assert.equal((await h.kill(0)).signal, 'SIGKILL')
