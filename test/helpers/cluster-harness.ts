@@ -53,7 +53,7 @@ export interface HarnessOptions {
   /** Extra environment for every member, then for member i (wins). */
   env?: Record<string, string>
   envFor?: (i: number) => Record<string, string>
-  /** Keep each member's stdout/stderr echoed to the test's stderr (debugging). */
+  /** Echo each member's stdout/stderr to the test's stderr (debugging); also on with VECTIS_HARNESS_ECHO=1. */
   echo?: boolean
 }
 
@@ -232,7 +232,8 @@ export class ClusterHarness {
     const [cmd, ...args] = argv as [string, ...string[]]
     const proc = spawn(cmd, args, { cwd: ROOT_DIR, env: this.envOf(i), stdio: ['ignore', 'pipe', 'pipe'] })
     live.add(proc)
-    m.attach(proc, (line) => this.timeline.push({ member: i, line, atNs: process.hrtime.bigint() }), this.opts.echo === true)
+    const echo = this.opts.echo ?? process.env.VECTIS_HARNESS_ECHO === '1'
+    m.attach(proc, (line) => this.timeline.push({ member: i, line, atNs: process.hrtime.bigint() }), echo)
     proc.on('error', (err) => { m.stderr += `spawn error: ${err.message}\n` })
     return m
   }
