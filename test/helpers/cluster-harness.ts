@@ -276,14 +276,14 @@ export class ClusterHarness {
   }
 
   /** GET /api/cluster/status of member i (basic auth); throws on a non-200 answer. */
-  async status (i: number, timeoutMs = 2000): Promise<Record<string, unknown>> {
+  async status (i: number, timeoutMs = 5000): Promise<Record<string, unknown>> {
     const res = await this.http(i, '/api/cluster/status', timeoutMs)
     if (res.status !== 200) throw new Error(`status of ${this.member(i).name}: HTTP ${res.status} ${JSON.stringify(res.body)}`)
     return res.body as Record<string, unknown>
   }
 
   /** Status of every running member (index → status; a member that does not answer maps to its error). */
-  async statusAll (timeoutMs = 2000): Promise<Map<number, Record<string, unknown> | Error>> {
+  async statusAll (timeoutMs = 5000): Promise<Map<number, Record<string, unknown> | Error>> {
     const running = this.members.filter((m) => m.running)
     const results = await Promise.all(running.map(async (m) => await this.status(m.index, timeoutMs).catch((err: unknown) => err instanceof Error ? err : new Error(String(err)))))
     return new Map(running.map((m, k) => [m.index, results[k]!]))
@@ -297,7 +297,7 @@ export class ClusterHarness {
   }
 
   /** Any GET on member i's HTTP port, with the API credentials. */
-  async http (i: number, path: string, timeoutMs = 2000): Promise<{ status: number, body: unknown }> {
+  async http (i: number, path: string, timeoutMs = 5000): Promise<{ status: number, body: unknown }> {
     const auth = Buffer.from(`${this.apiUser}:${this.apiPassword}`).toString('base64')
     const res = await fetch(this.httpUrl(i, path), { headers: { authorization: `Basic ${auth}` }, signal: AbortSignal.timeout(timeoutMs) })
     const text = await res.text()

@@ -28,7 +28,7 @@ void test('start, status, kill -9, pause/resume, SIGTERM and restart of members'
   h.pause(2)
   await assert.rejects(h.status(2, 300), 'a paused member does not answer')
   h.resume(2)
-  assert.equal((await h.status(2)).nodeName, 'vectis-2')
+  await h.waitFor(async () => (await h.status(2)).nodeName === 'vectis-2', { what: 'vectis-2 answering after SIGCONT' })
 
   const firstId = started[1]!.peerId
   await h.restart(1)

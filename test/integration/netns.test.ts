@@ -74,6 +74,7 @@ void test('the harness runs members inside namespaces: DNS on the bridge, status
   h.pause(1)
   await assert.rejects(h.status(1, 300))
   h.resume(1)
+  await h.waitFor(async () => (await h.status(1)).nodeName === 'vectis-1', { what: 'vectis-1 answering after SIGCONT' })
   await h.kill(1)
   await h.waitForLog(0, (l) => l.msg === 'peer lost' && l.peer === 'vectis-1', { what: 'vectis-1 lost' })
 })
