@@ -14,7 +14,7 @@ void test('a 3|2 partition leaves the majority in one view; after the heal all f
   const h = await ClusterHarness.create(t, { nodes: 5, netns: lab })
   /** Each running member's view as member names, by member index ('' when it does not answer). */
   const views = async (): Promise<string[]> => {
-    const all = await h.statusAll(1000)
+    const all = await h.statusAll()
     return h.members.map((m) => {
       const s = all.get(m.index)
       return s === undefined || s instanceof Error ? '' : (s.members as Array<{ name: string }>).map((x) => x.name).sort().join(',')
