@@ -267,7 +267,16 @@ export class Daemon implements Startable {
       m.clusterLeaseRemaining.set(c.leadership.leaseRemainingMs() / 1000)
       m.clusterHeartbeatAgeMax.set(c.heartbeatAgeMaxSeconds())
     })
-    this.unsubscribe.push(c.events.on('leader:elected', () => { m.clusterLeaderChanges.inc() }))
+    // A leader change is counted when this member learns of a leader other than the last one it knew (its own
+    // election included), whichever event taught it.
+    let lastLeader: string | null = null
+    const noteLeader = (): void => {
+      const leader = c.status().leader
+      if (leader !== null && leader !== lastLeader) m.clusterLeaderChanges.inc()
+      if (leader !== null) lastLeader = leader
+    }
+    for (const k of ['view:installed', 'leader:elected', 'leader:demoted'] as const) this.unsubscribe.push(c.events.on(k, noteLeader))
+    m.onCollect(noteLeader)
   }
 
   private registerRoutes (): void {
