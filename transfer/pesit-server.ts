@@ -28,8 +28,6 @@ export interface PesitServerComponents {
   leadership: Pick<Leadership, 'isLeader'>
   fs: DurableFs
   journal: TransferJournalPort
-  /** journal ids, cluster-unique (derived from the epoch by the daemon); a local counter when absent */
-  allocateTransferId?: () => number
   metrics?: PesitMetrics
 }
 
@@ -80,7 +78,6 @@ export class PesitServer implements Startable {
   private readonly listeners = new Map<string, Listener>()
   private readonly timeouts: SessionTimeouts
   private status: 'stopped' | 'starting' | 'running' | 'stopping' = 'stopped'
-  private localTransferIds = 0
   private readonly partners
   private readonly files
 
@@ -175,7 +172,6 @@ export class PesitServer implements Startable {
       leadership: this.components.leadership,
       logger: this.log.child({ server: l.config.id }),
       metrics: this.components.metrics ?? {},
-      allocateTransferId: this.components.allocateTransferId ?? (() => ++this.localTransferIds),
       activeTransfers: l.activeTransfers,
       timeouts: this.timeouts,
       maxSyncWindow: this.init.maxSyncWindow ?? DEFAULT_MAX_SYNC_WINDOW,

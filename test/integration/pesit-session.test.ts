@@ -223,6 +223,21 @@ describe('PeSIT server sessions: refusals, protocol errors, timers, limits, leas
     for (const c of clients.splice(0)) c.destroy()
   })
 
+  it('a journal that refuses a sync point stops the ACK(SYN): ABORT D2-215', async () => {
+    const c = await open()
+    await c.connectPesit()
+    await c.toDataPhase(nextId++)
+    await c.dtf([Buffer.alloc(100)])
+    const orig = h.journal.syncPoint.bind(h.journal)
+    h.journal.syncPoint = () => { throw new Error('replication failed') }
+    try {
+      await c.send('SYN', { 20: 1 })
+      await abortedWith(c, 'D2-215')
+    } finally {
+      h.journal.syncPoint = orig
+    }
+  })
+
   it('lease: no connection accepted, no ACK(SYN) given, once not leader', async () => {
     const c = await open()
     await c.connectPesit()
