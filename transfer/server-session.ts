@@ -421,6 +421,8 @@ export class ServerSession {
   private async onDeselect (): Promise<void> {
     await this.releaseTransfer('interrupted', DIAG.ABNORMAL_END, 'deselected before the end of the transfer')
     this.interrupted = false
+    // Back to the connection's bound: the next file may negotiate another entity size.
+    this.ch.setMaxEntitySize(this.ctx.server.maxEntitySize)
     await this.send('ACK_DESELECT', { 2: DIAG.OK })
     this.state = 'CN03'
   }
