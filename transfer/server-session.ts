@@ -104,6 +104,7 @@ export class ServerSession {
   private synReceived = 0
   private pendingCheckpoint: Promise<void> = Promise.resolve()
   private checkpointError: unknown
+  private checkpointInFlight = false
   private bytesSinceSync = 0
   /** "ab": an IDT with code 8/12/16 forbids a new WRITE until DESELECT */
   private interrupted = false
@@ -129,6 +130,11 @@ export class ServerSession {
         try {
           ev = await this.ch.next(this.timeoutFor())
         } catch (err) {
+          // The requester may be silent because it waits for an ACK(SYN) our own disk is still making durable.
+          if (err instanceof PesitTimeoutError && this.checkpointInFlight) {
+            await this.pendingCheckpoint
+            continue
+          }
           await this.fail(err)
           break
         }
@@ -523,7 +529,8 @@ export class ServerSession {
     this.synReceived = n
     const at = await t.incoming.handOff()
     this.bytesSinceSync = 0
-    this.pendingCheckpoint = this.completeSyn(t, n, at.offset, at.articles).catch((err: unknown) => {
+    this.checkpointInFlight = true
+    this.pendingCheckpoint = this.completeSyn(t, n, at.offset, at.articles).finally(() => { this.checkpointInFlight = false }).catch((err: unknown) => {
       this.checkpointError ??= err
       // The main loop may be waiting for the requester (who waits for this ACK): end the session from here.
       if (!this.finished) void this.fail(err)
