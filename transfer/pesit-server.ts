@@ -162,7 +162,7 @@ export class PesitServer implements Startable {
     socket.setNoDelay(true)
     socket.resume()
     this.components.metrics?.connectionOpened?.(l.config.id)
-    const channel = new FpduChannel(socket, { maxEntitySize: l.config.maxEntitySize, framing: this.init.framing ?? 'prefixed' })
+    const channel = new FpduChannel(socket, { maxEntitySize: l.config.maxEntitySize, framing: this.init.framing ?? 'prefixed', writeTimeoutMs: this.timeouts.readMs })
     const session = new ServerSession(channel, {
       server: l.config,
       partners: this.partners,

@@ -111,7 +111,7 @@ export async function pushFile (o: PushOptions): Promise<PushResult> {
   try {
     const size = (await fh.stat()).size
     const socket = o.connect !== undefined ? await o.connect() : await tcpConnect(o.host, o.port, timeoutMs)
-    const ch = new FpduChannel(socket)
+    const ch = new FpduChannel(socket, { writeTimeoutMs: timeoutMs })
     const onAbort = (): void => { socket.destroy(new Error('cancelled')) }
     o.signal?.addEventListener('abort', onAbort, { once: true })
     const s = new PushSession(ch, o, log, transferId, timeoutMs)
