@@ -124,8 +124,6 @@ interface Lead {
   waiters: Array<{ resolve: (e: Epoch) => void, reject: (err: Error) => void }>
 }
 
-class ConflictRetry extends Error { override name = 'ConflictRetry' }
-
 interface Deferred { promise: Promise<void>, resolve: () => void }
 function deferred (): Deferred {
   let resolve!: () => void
@@ -173,6 +171,7 @@ export class K8sLabelController implements Startable {
   private watch: { abort(): void } | undefined
   private watchTimer: NodeJS.Timeout | undefined
   private watchFailures = 0
+  private watchMissingPermission: string | undefined
 
   constructor (components: K8sLabelComponents, init: K8sLabelInit) {
     this.log = components.logger.child({ component: 'cluster:k8s-labels' })
@@ -259,7 +258,8 @@ export class K8sLabelController implements Startable {
     const s: K8sLabelStatus = { enabled: true, inSync: this.inSync, role: this.lead !== undefined ? 'leader' : 'standby' }
     if (this.syncedEpoch !== undefined) s.epoch = this.syncedEpoch
     if (this.lastError !== undefined) { s.lastError = this.lastError.message; s.lastErrorAt = this.lastError.at }
-    if (this.missingPermission !== undefined) s.missingPermission = this.missingPermission
+    const missing = this.missingPermission ?? this.watchMissingPermission
+    if (missing !== undefined) s.missingPermission = missing
     return s
   }
 
@@ -300,6 +300,8 @@ export class K8sLabelController implements Startable {
 
   private onDemoted (epoch: Epoch, reason: string): void {
     if (this.lead === undefined) return
+    // A late event about an older leadership must not end the current one (its own signal ends it).
+    if (epoch.number < this.lead.epoch.number) return
     this.log.info({ epoch: epoch.number, reason }, 'demoted: removing the leader label from this pod')
     this.endLead(new Error(`leadership of epoch ${epoch.number} ended (${reason})`))
     this.setInSync(false)
@@ -378,7 +380,7 @@ export class K8sLabelController implements Startable {
       return
     }
     if (err instanceof FencedError) return // handled where it was detected; next pass runs as standby
-    if (err instanceof ConflictRetry || (err instanceof K8sApiError && err.isConflict)) {
+    if (err instanceof K8sApiError && err.isConflict) {
       // Someone wrote between our read and our write: read again soon. Not an error unless it keeps happening.
       this.conflicts++
       if (this.conflicts <= 5) {
@@ -473,27 +475,27 @@ export class K8sLabelController implements Startable {
       throw new FencedError(E, ownFenced ?? E + 1)
     }
 
-    // 1. Fence every other pod of the selector.
-    for (const p of list.items) {
+    // 1. Fence every other pod of the selector, in parallel (the hand-over waits for the slowest one only).
+    const fences = list.items.flatMap((p) => {
       const name = p.metadata?.name
-      if (name === undefined || name === this.podName) continue
+      if (name === undefined || name === this.podName) return []
       const labelled = p.metadata?.labels?.[this.label] !== undefined
       const fenced = epochValue(annotation(p, FENCED_EPOCH_ANNOTATION))
-      if (!labelled && annotation(p, EPOCH_ANNOTATION) === undefined && fenced !== undefined && fenced >= E) continue
-      try {
-        await this.client.patchPod(name, 'merge', {
-          metadata: {
-            resourceVersion: p.metadata?.resourceVersion,
-            labels: { [this.label]: null },
-            annotations: { [FENCED_EPOCH_ANNOTATION]: String(E), [EPOCH_ANNOTATION]: null }
-          }
-        }, this.guarded(lead))
+      if (!labelled && annotation(p, EPOCH_ANNOTATION) === undefined && fenced !== undefined && fenced >= E) return []
+      return [this.client.patchPod(name, 'merge', {
+        metadata: {
+          resourceVersion: p.metadata?.resourceVersion,
+          labels: { [this.label]: null },
+          annotations: { [FENCED_EPOCH_ANNOTATION]: String(E), [EPOCH_ANNOTATION]: null }
+        }
+      }, this.guarded(lead)).then(() => {
         if (labelled) this.log.info({ pod: name, epoch: E }, 'removed the leader label from another pod (fenced)')
-      } catch (err) {
-        if (err instanceof K8sApiError && err.isNotFound) continue // deleted meanwhile: nothing left to route to
-        throw err
-      }
-    }
+      })]
+    })
+    const failed = (await Promise.allSettled(fences)).flatMap((r) => r.status === 'rejected' ? [r.reason as Error] : [])
+    // A pod deleted meanwhile has nothing left to route to; any other failure stops this pass before we label.
+    const blocking = failed.find((e) => !(e instanceof K8sApiError && e.isNotFound))
+    if (blocking !== undefined) throw blocking
 
     // 2. Label our own pod, unless a newer epoch fenced it since we read it.
     const labelledNow = own.metadata?.labels?.[this.label] === 'true' && annotation(own, EPOCH_ANNOTATION) === String(E)
@@ -536,8 +538,9 @@ export class K8sLabelController implements Startable {
     if (this.state !== 'started') return
     this.client.watchPods(this.selector, { timeoutSeconds: Math.round(jitter(this.cfg.watchTimeoutSeconds, 0.2, this.cfg.random)) },
       (type, obj) => {
-        if (type === 'BOOKMARK') return
         this.watchFailures = 0
+        this.watchMissingPermission = undefined
+        if (type === 'BOOKMARK') return
         const name = (obj as V1Pod | undefined)?.metadata?.name
         // A standby only cares about its own pod; the leader about all of them.
         if (this.lead !== undefined || name === this.podName || type === 'ERROR') this.wake()
@@ -547,8 +550,14 @@ export class K8sLabelController implements Startable {
         if (this.state !== 'started') return
         if (err !== undefined) {
           this.watchFailures++
-          if (err.isAuth) this.recordError(err)
-          else this.log.debug({ err }, 'pod watch ended with an error; re-opening')
+          if (err.isAuth) {
+            if (this.watchMissingPermission === undefined) {
+              this.log.error({ verb: 'watch', resource: 'pods', namespace: this.namespace, status: err.status },
+                `pod watch refused (${err.status ?? ''}): grant "watch" on "pods" to the pod's ServiceAccount; labels are still reconciled periodically`)
+            }
+            this.watchMissingPermission = 'watch pods'
+            this.metrics.labelErrorsTotal?.inc()
+          } else this.log.debug({ err }, 'pod watch ended with an error; re-opening')
         }
         const delay = err === undefined ? 0 : Math.min(this.cfg.backoffMaxMs, this.cfg.backoffBaseMs * 2 ** Math.min(this.watchFailures, 20))
         this.watchTimer = setTimeout(() => { this.openWatch() }, jitter(delay, 0.2, this.cfg.random))

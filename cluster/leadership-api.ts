@@ -55,4 +55,6 @@ export interface HandoverHooks {
   interrupt?(deadlineMs: number): Promise<void>
   /** After the successor is leader: forward new connections to `successorAddress` until the drain ends. */
   drain?(successorAddress: string, drainMs: number): Promise<void>
+  /** The hand-over failed after `stopAccepting`: undo it (and stop leader-only work if no longer leader). */
+  cancel?(): Promise<void>
 }

@@ -71,6 +71,8 @@ export interface Libp2pTransportInit {
   requestTimeoutMs?: number
   /** Largest frame accepted or sent; default 1 MiB. */
   maxFrameBytes?: number
+  /** Close a connection after this many consecutive request timeouts on it (default 2); see `noteTimeout`. */
+  recycleAfterTimeouts?: number
   /** Envelope versions spoken, `[minVersion, version]`; defaults are this build's. Tests set them to simulate upgrades. */
   version?: number
   minVersion?: number
@@ -86,6 +88,7 @@ interface Resolved {
   dialTimeoutMs: number
   requestTimeoutMs: number
   maxFrameBytes: number
+  recycleAfterTimeouts: number
   version: number
   minVersion: number
 }
@@ -142,6 +145,10 @@ export class Libp2pTransport implements ClusterTransport {
   private readonly disconnectListeners = new Set<(peerId: string) => void>()
   /** Advertised address → peer id, learned from dials and from the sender field of inbound frames. */
   private readonly peerByAddress = new Map<string, string>()
+  /** Consecutive request timeouts per connection id (see `noteTimeout`). */
+  private readonly timeoutsByConnection = new Map<string, number>()
+  /** Peers whose last connection we are closing ourselves: their disconnect is not reported. */
+  private readonly recycling = new Set<string>()
   /** The request stream of each connection (by connection id). */
   private readonly channels = new Map<string, Promise<RequestChannel>>()
   /** One dial at a time per address, shared by concurrent requests. */
@@ -252,6 +259,7 @@ export class Libp2pTransport implements ClusterTransport {
         maxOutboundStreams: MAX_STREAMS
       })
       node.addEventListener('peer:disconnect', (evt) => { this.emitDisconnect(evt.detail) })
+      node.addEventListener('connection:close', (evt) => { this.timeoutsByConnection.delete(evt.detail.id) })
       await node.start()
     } catch (err) {
       await Promise.resolve(node.stop()).catch(() => {})
@@ -280,6 +288,8 @@ export class Libp2pTransport implements ClusterTransport {
     } finally {
       this.dialing.clear()
       this.channels.clear()
+      this.timeoutsByConnection.clear()
+      this.recycling.clear()
       this.status = 'stopped'
       this.log.info('cluster transport stopped')
     }
@@ -300,10 +310,13 @@ export class Libp2pTransport implements ClusterTransport {
     if (node === undefined || this.status !== 'started') throw new TransportError('closed', 'the transport is not started', { address })
     if (address === this.address) throw new TransportError('invalid', `${address} is this member's own address`, { address })
     const timeoutMs = opts.timeoutMs ?? this.cfg.requestTimeoutMs
-    const deadline = AbortSignal.timeout(timeoutMs)
-    const signals = [deadline, this.stopController.signal]
-    if (opts.signal !== undefined) signals.push(opts.signal)
-    const signal = AbortSignal.any(signals)
+    const scope = new Deadline(timeoutMs, () => new TransportError('timeout', `no reply from ${address} within ${timeoutMs} ms`, { address }))
+    scope.link(this.stopController.signal, () => new TransportError('closed', 'the transport stopped', { address }))
+    if (opts.signal !== undefined) {
+      const caller = opts.signal
+      scope.link(caller, () => new TransportError('closed', 'request aborted', { address, cause: caller.reason }))
+    }
+    const signal = scope.signal
     let version = this.versionByAddress.get(address) ?? this.cfg.version
     try {
       // Two rounds at most: the second only after the peer told us which versions it speaks.
@@ -334,17 +347,16 @@ export class Libp2pTransport implements ClusterTransport {
       }
       throw new TransportError('invalid', 'no common protocol version with the peer', { address })
     } catch (err) {
-      throw this.classify(err, address, signal, deadline, opts.signal)
+      throw this.classify(err, address, signal)
+    } finally {
+      scope.dispose()
     }
   }
 
-  private classify (err: unknown, address: string, signal: AbortSignal, deadline: AbortSignal, caller: AbortSignal | undefined): TransportError {
+  private classify (err: unknown, address: string, signal: AbortSignal): TransportError {
     if (err instanceof TransportError) return err
-    if (signal.aborted) {
-      if (this.stopController.signal.aborted) return new TransportError('closed', 'the transport stopped', { address, cause: err })
-      if (caller?.aborted === true && !deadline.aborted) return new TransportError('closed', 'request aborted', { address, cause: err })
-      return new TransportError('timeout', 'no reply before the deadline', { address, cause: err })
-    }
+    // The deadline, a stop or the caller: the scope's reason says which.
+    if (signal.aborted && signal.reason instanceof TransportError) return signal.reason
     const sig = errorSignature(err)
     let code: TransportErrorCode = 'closed'
     if (REFUSED.some((c) => sig.has(c))) code = 'refused'
@@ -371,7 +383,9 @@ export class Libp2pTransport implements ClusterTransport {
   /** A dial shared by every request to that address, bounded by the dial timeout (not by one caller's deadline). */
   private async dial (node: Libp2p, address: string): Promise<Connection> {
     const ma = addressToMultiaddr(address)
-    const signal = AbortSignal.any([AbortSignal.timeout(this.cfg.dialTimeoutMs), this.stopController.signal])
+    const scope = new Deadline(this.cfg.dialTimeoutMs, () => new TransportError('timeout', `dial to ${address} timed out`, { address }))
+    scope.link(this.stopController.signal, () => new TransportError('closed', 'the transport stopped', { address }))
+    const signal = scope.signal
     let conn: Connection
     try {
       conn = await node.dial(ma, { signal })
@@ -396,6 +410,8 @@ export class Libp2pTransport implements ClusterTransport {
       // The TCP connection opened and the upgrade failed for another reason than time: not one of us.
       this.log.warn({ address, err }, 'cluster handshake failed (wrong or missing VECTIS_CLUSTER_SECRET, or not a cluster member?)')
       throw new TransportError('denied', `handshake with ${address} failed (wrong or missing cluster secret, or not a cluster member)`, { address, cause: err })
+    } finally {
+      scope.dispose()
     }
     this.learn(address, conn.remotePeer.toString())
     return conn
@@ -418,7 +434,14 @@ export class Libp2pTransport implements ClusterTransport {
       if (this.channels.get(conn.id) === existing) this.channels.delete(conn.id)
     }
     const opening = (async () => {
-      const stream = await conn.newStream(CLUSTER_PROTOCOL, { signal: AbortSignal.any([AbortSignal.timeout(this.cfg.requestTimeoutMs), this.stopController.signal]), maxOutboundStreams: MAX_STREAMS })
+      const scope = new Deadline(this.cfg.requestTimeoutMs, () => new TransportError('timeout', 'opening the request stream timed out'))
+      scope.link(this.stopController.signal, () => new TransportError('closed', 'the transport stopped'))
+      let stream: Stream
+      try {
+        stream = await conn.newStream(CLUSTER_PROTOCOL, { signal: scope.signal, maxOutboundStreams: MAX_STREAMS })
+      } finally {
+        scope.dispose()
+      }
       return new RequestChannel(stream, this.cfg.maxFrameBytes, () => {
         if (this.channels.get(conn.id) === opening) this.channels.delete(conn.id)
       })
@@ -431,11 +454,31 @@ export class Libp2pTransport implements ClusterTransport {
   private async exchange (conn: Connection, address: string, env: Envelope, signal: AbortSignal): Promise<Envelope> {
     const ch = await this.channelFor(conn, signal)
     try {
-      return await ch.call(env, signal)
+      const reply = await ch.call(env, signal)
+      this.timeoutsByConnection.delete(conn.id)
+      return reply
     } catch (err) {
+      if (signal.aborted && (signal.reason as TransportError)?.code === 'timeout') this.noteTimeout(conn, address)
       if (err instanceof TransportError || signal.aborted) throw err
       throw new TransportError('closed', `stream to ${address} closed before the reply`, { address, cause: err })
     }
+  }
+
+  /**
+   * After a partition, TCP retransmits on an existing connection with exponential backoff (up to minutes), so a
+   * healed network could stay unused for long. A connection whose requests time out `recycleAfterTimeouts`
+   * times in a row is closed; the next request dials afresh and gets through as soon as the path is back.
+   * That close is ours, so it is not reported through `onDisconnect` (the peer, on its side, sees it closed).
+   */
+  private noteTimeout (conn: Connection, address: string): void {
+    const n = (this.timeoutsByConnection.get(conn.id) ?? 0) + 1
+    this.timeoutsByConnection.set(conn.id, n)
+    if (n < this.cfg.recycleAfterTimeouts || conn.status !== 'open') return
+    this.timeoutsByConnection.delete(conn.id)
+    const peerId = conn.remotePeer.toString()
+    this.log.debug({ address, peerId, timeouts: n }, 'closing a connection whose requests keep timing out; the next request redials')
+    if (this.node?.getConnections(conn.remotePeer).filter((c) => c.status === 'open').length === 1) this.recycling.add(peerId)
+    conn.abort(new TransportError('timeout', `${n} requests in a row timed out`, { address }))
   }
 
   /**
@@ -561,7 +604,13 @@ export class Libp2pTransport implements ClusterTransport {
   }
 
   private emitDisconnect (peer: PeerId): void {
+    // Our own stop closes every connection: those are not failures of the peers.
+    if (this.status !== 'started') return
     const id = peer.toString()
+    if (this.recycling.delete(id)) {
+      this.log.debug({ peerId: id }, 'closed a stuck connection to the peer (not reported as a disconnect)')
+      return
+    }
     this.log.debug({ peerId: id }, 'peer disconnected')
     for (const l of this.disconnectListeners) {
       try {
@@ -615,8 +664,47 @@ function resolveInit (init: Libp2pTransportInit): Resolved {
     dialTimeoutMs: positive('dialTimeoutMs', init.dialTimeoutMs, DEFAULT_DIAL_TIMEOUT_MS),
     requestTimeoutMs: positive('requestTimeoutMs', init.requestTimeoutMs, DEFAULT_REQUEST_TIMEOUT_MS),
     maxFrameBytes: positive('maxFrameBytes', init.maxFrameBytes, DEFAULT_MAX_FRAME_BYTES),
+    recycleAfterTimeouts: Math.floor(positive('recycleAfterTimeouts', init.recycleAfterTimeouts, 2)),
     version,
     minVersion
+  }
+}
+
+/**
+ * A deadline plus linked cancellations as one signal, released by `dispose()`. Hand-made rather than
+ * `AbortSignal.any([AbortSignal.timeout(…), …])`: that allocates a timer and a composite signal the runtime keeps
+ * track of for every request, on the heartbeat path of a process that runs for months. The abort reason says
+ * what happened (a `TransportError` with the right code).
+ */
+class Deadline {
+  private readonly controller = new AbortController()
+  private readonly timer: NodeJS.Timeout
+  private readonly unlinks: Array<() => void> = []
+
+  constructor (ms: number, reason: () => Error) {
+    this.timer = setTimeout(() => { this.abort(reason()) }, ms)
+  }
+
+  get signal (): AbortSignal { return this.controller.signal }
+
+  link (other: AbortSignal, reason: () => Error): void {
+    if (other.aborted) {
+      this.abort(reason())
+      return
+    }
+    const onAbort = (): void => { this.abort(reason()) }
+    other.addEventListener('abort', onAbort, { once: true })
+    this.unlinks.push(() => { other.removeEventListener('abort', onAbort) })
+  }
+
+  private abort (reason: Error): void {
+    if (!this.controller.signal.aborted) this.controller.abort(reason)
+  }
+
+  dispose (): void {
+    clearTimeout(this.timer)
+    for (const u of this.unlinks) u()
+    this.unlinks.length = 0
   }
 }
 

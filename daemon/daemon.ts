@@ -12,6 +12,20 @@ import { Health } from './health.js'
 import { HttpServer, HttpError, type Reply } from './http-server.js'
 import { ensureWritableDir } from './data-dirs.js'
 import { StandaloneCluster } from '../cluster/standalone.js'
+import { MembershipCluster } from '../cluster/cluster-service.js'
+import { Libp2pTransport } from '../cluster/transport.js'
+import { Discovery } from '../cluster/discovery.js'
+import type { PersistedClusterState } from '../cluster/membership.js'
+import { K8sLabelController } from '../cluster/k8s-labels.js'
+import { K8sPodWatch } from '../cluster/k8s-pod-watch.js'
+import { loadKubeConfig } from '../cluster/k8s-env.js'
+import { PesitServer } from '../transfer/pesit-server.js'
+import { PesitLeaderBinding } from '../transfer/pesit-leader-binding.js'
+import type { PesitMetrics } from '../transfer/ports.js'
+import { NodeDurableFs } from '../store/durable-fs.js'
+import { StoreTransferJournal } from './transfer-journal.js'
+import { ConfigError } from './errors.js'
+import type { KubeConfig } from '@kubernetes/client-node'
 import type { ClusterEvents, ClusterService } from '../cluster/cluster-api.js'
 import { LeadershipTransferError } from '../cluster/errors.js'
 import { Store } from '../store/store.js'
@@ -29,6 +43,8 @@ export class Daemon implements Startable {
   readonly http: HttpServer
   readonly cluster: ClusterService
   readonly store: Store
+  readonly pesit: PesitServer
+  readonly labels: K8sLabelController | undefined
   private readonly lifecycle: Lifecycle
   private readonly log: Logger
   private readonly unsubscribe: Array<() => void> = []
@@ -40,12 +56,48 @@ export class Daemon implements Startable {
       host: config.bindHost, port: config.httpPort, user: config.apiUser, password: config.apiPassword
     })
     this.store = new Store({ logger: components.logger }, { dataDir: config.dataDir, retentionDays: config.journalRetentionDays })
-    this.cluster = new StandaloneCluster({ logger: components.logger }, {
-      clusterName: config.clusterName,
-      nodeName: config.podName,
-      address: config.podIp,
-      // Every start is a new leadership: a new epoch, higher than any this member has seen, persisted first.
-      nextEpoch: (leader) => this.store.clusterState.raiseEpoch(leader)
+    this.cluster = config.clusterEnabled
+      ? this.buildCluster(components.logger)
+      : new StandaloneCluster({ logger: components.logger }, {
+        clusterName: config.clusterName,
+        nodeName: config.podName,
+        address: config.podIp,
+        // Every start is a new leadership: a new epoch, higher than any this member has seen, persisted first.
+        nextEpoch: (leader) => this.store.clusterState.raiseEpoch(leader)
+      })
+    let kubeConfig: KubeConfig | undefined
+    if (config.k8sEnabled) {
+      try {
+        kubeConfig = loadKubeConfig(process.env, () => process.env.KUBERNETES_SERVICE_HOST !== undefined)
+      } catch (err) {
+        throw new ConfigError(config.kubeconfig !== undefined ? 'KUBECONFIG' : 'VECTIS_K8S', config.kubeconfig ?? config.k8sMode, (err as Error).message, { cause: err })
+      }
+    }
+    const leadership = this.cluster.leadership
+    const journal = new StoreTransferJournal({ store: this.store, leadership, logger: components.logger }, { member: config.podName })
+    this.pesit = new PesitServer({
+      logger: components.logger,
+      leadership,
+      fs: new NodeDurableFs(),
+      journal,
+      allocateTransferId: journal.allocate,
+      metrics: this.pesitMetrics()
+    }, { config: config.pesit, host: config.bindHost })
+    if (this.cluster instanceof MembershipCluster) this.cluster.registerHandoverHooks(this.pesit.handoverHooks())
+    this.labels = kubeConfig === undefined
+      ? undefined
+      : new K8sLabelController({
+        logger: components.logger,
+        leadership,
+        metrics: { labelErrorsTotal: this.metrics.k8sLabelErrors, labelsInSync: this.metrics.k8sLabelsInSync }
+      }, { namespace: config.podNamespace, podName: config.podName, selector: config.podSelector, label: config.leaderLabel, kubeConfig })
+    const podWatch = kubeConfig === undefined || !(this.cluster instanceof MembershipCluster)
+      ? undefined
+      : new K8sPodWatch({ logger: components.logger }, { namespace: config.podNamespace, selector: config.podSelector, kubeConfig })
+    const labels = this.labels
+    // Only the leader runs the servers, and only once its pod carries the label (when Kubernetes is on).
+    const binding = new PesitLeaderBinding({ logger: components.logger, leadership, servers: this.pesit }, {
+      beforeStart: labels === undefined ? undefined : async (signal) => { await labels.waitReady(signal) }
     })
     this.registerRoutes()
     this.wireMetrics()
@@ -64,6 +116,11 @@ export class Daemon implements Startable {
       { name: 'health', part: this.health },
       { name: 'http', part: this.http },
       { name: 'journal-events', part: this.journalEvents() },
+      // Listeners of leadership events subscribe before the cluster starts; at stop, the cluster goes first, so a
+      // leader hands over (its PeSIT hooks run inside) before the servers and labels are torn down.
+      { name: 'pesit', part: binding },
+      ...(labels === undefined ? [] : [{ name: 'k8s-labels', part: labels }]),
+      ...(podWatch === undefined ? [] : [{ name: 'k8s-pod-watch', part: this.podWatchPart(podWatch) }]),
       { name: 'cluster', part: this.cluster }
     ]
     this.lifecycle = new Lifecycle(parts, this.log)
@@ -71,6 +128,52 @@ export class Daemon implements Startable {
   }
 
   get state (): string { return this.lifecycle.state }
+
+  private buildCluster (logger: Logger): MembershipCluster {
+    const c = this.config
+    const transport = new Libp2pTransport({ logger }, {
+      dataDir: c.dataDir,
+      advertiseHost: c.podIp,
+      bindHost: c.bindHost,
+      port: c.clusterPort,
+      clusterName: c.clusterName,
+      secret: c.clusterSecret
+    })
+    const discovery = new Discovery({ logger }, {
+      dnsName: c.discoveryDns,
+      srv: c.discoveryDnsSrv,
+      port: c.clusterPort,
+      dnsServers: c.dnsServers,
+      seeds: c.seeds,
+      selfAddresses: [`${c.podIp}:${c.clusterPort}`]
+    })
+    const store = this.store
+    return new MembershipCluster({
+      logger,
+      transport,
+      discovery: {
+        start: async () => { await discovery.start() },
+        stop: async () => { await discovery.stop() },
+        onPeers: (listener) => discovery.events.on('peers:changed', (e) => { listener(e.peers) }),
+        setJoined: (joined) => { discovery.setJoined(joined) }
+      },
+      state: {
+        load: () => store.clusterState.lastPrimaryView<PersistedClusterState>(),
+        save: (s) => { store.clusterState.saveMembershipState(s, s.highestEpoch, s.maxCounter) }
+      }
+    }, {
+      clusterName: c.clusterName,
+      nodeName: c.podName,
+      advertiseHost: c.podIp,
+      clusterPort: c.clusterPort,
+      clusterSize: c.clusterSize,
+      quorum: c.quorum,
+      heartbeatMs: c.heartbeatMs,
+      failureTimeoutMs: c.failureTimeoutMs,
+      forceNewCluster: c.forceNewCluster,
+      handoverDrainMs: c.handoverDrainMs
+    })
+  }
 
   async start (): Promise<void> { await this.lifecycle.start() }
 
@@ -80,8 +183,38 @@ export class Daemon implements Startable {
   }
 
   servers (): ServerStatus[] {
-    // The PeSIT servers are not wired yet: configured, never running.
-    return this.config.pesit.servers.map((s) => ({ id: s.id, port: s.port, running: false }))
+    return this.pesit.serversStatus().map((s) => ({ id: s.id, port: s.port, running: s.running }))
+  }
+
+  /** The Kubernetes API's word that a member's process is gone is a verified death (the fast failover path). */
+  private podWatchPart (watch: K8sPodWatch): Startable {
+    const offs: Array<() => void> = []
+    return {
+      start: async () => {
+        const cluster = this.cluster
+        if (!(cluster instanceof MembershipCluster)) return
+        offs.push(
+          watch.events.on('pod:deleted', (e) => { cluster.verifiedDead(e.name) }),
+          watch.events.on('pod:restarted', (e) => { cluster.verifiedDead(e.name) })
+        )
+        await watch.start()
+      },
+      stop: async () => {
+        for (const off of offs.splice(0)) off()
+        await watch.stop()
+      }
+    }
+  }
+
+  private pesitMetrics (): PesitMetrics {
+    const m = this.metrics
+    return {
+      serverRunning: (_id, running) => { if (running) m.pesitServersRunning.inc(); else m.pesitServersRunning.dec() },
+      connectionOpened: () => { m.pesitConnectionsActive.inc() },
+      connectionClosed: () => { m.pesitConnectionsActive.dec() },
+      transferEnded: (direction, status) => { m.transfers.inc({ direction, status }) },
+      transferBytes: (direction, n) => { m.transferBytes.inc({ direction }, n) }
+    }
   }
 
   /**
@@ -133,7 +266,6 @@ export class Daemon implements Startable {
       m.clusterEpoch.set(s.epoch)
       m.clusterLeaseRemaining.set(c.leadership.leaseRemainingMs() / 1000)
       m.clusterHeartbeatAgeMax.set(c.heartbeatAgeMaxSeconds())
-      m.pesitServersRunning.set(this.servers().filter((x) => x.running).length)
     })
     this.unsubscribe.push(c.events.on('leader:elected', () => { m.clusterLeaderChanges.inc() }))
   }

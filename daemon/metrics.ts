@@ -16,7 +16,7 @@ export class Metrics {
   readonly clusterViewChanges = new Counter({ name: 'vectis_cluster_view_changes_total', help: 'Views installed by this member', registers: [this.registry] })
   readonly clusterLeaseRemaining = new Gauge({ name: 'vectis_cluster_lease_remaining_seconds', help: 'Seconds left on the leader lease (0 when not leader)', registers: [this.registry] })
   readonly clusterHeartbeatAgeMax = new Gauge({ name: 'vectis_cluster_heartbeat_age_max_seconds', help: 'Longest time since a heartbeat from any other member of the view', registers: [this.registry] })
-  readonly k8sLabelErrors = new Counter({ name: 'vectis_k8s_label_errors_total', help: 'Failed Kubernetes label or annotation writes', labelNames: ['reason'] as const, registers: [this.registry] })
+  readonly k8sLabelErrors = new Counter({ name: 'vectis_k8s_label_errors_total', help: 'Failed Kubernetes label or annotation writes', registers: [this.registry] })
   readonly k8sLabelsInSync = new Gauge({ name: 'vectis_k8s_labels_in_sync', help: '1 when the pod labels match this member\'s role, else 0', registers: [this.registry] })
   readonly pesitServersRunning = new Gauge({ name: 'vectis_pesit_servers_running', help: 'PeSIT servers listening on this member', registers: [this.registry] })
   readonly pesitConnectionsActive = new Gauge({ name: 'vectis_pesit_connections_active', help: 'Open PeSIT connections', registers: [this.registry] })
@@ -29,6 +29,11 @@ export class Metrics {
   constructor (init: { defaultMetrics?: boolean } = {}) {
     if (init.defaultMetrics !== false) collectDefaultMetrics({ register: this.registry })
     this.k8sLabelsInSync.set(1)
+    // Every series exists from the first scrape, so rates and absence alerts work at once.
+    for (const direction of ['receive', 'send'] as const) {
+      this.transferBytes.inc({ direction }, 0)
+      for (const status of ['completed', 'failed', 'interrupted'] as const) this.transfers.inc({ direction, status }, 0)
+    }
   }
 
   onCollect (fn: () => void): void { this.collectors.push(fn) }

@@ -136,6 +136,18 @@ export class ClusterState {
   }
 
   /**
+   * The membership machine's whole persisted state (kept as the "primary view" JSON), with the epoch and view
+   * counter it carries, in ONE durable commit: the machine persists before it acts, on the heartbeat path.
+   */
+  saveMembershipState (state: unknown, epoch: Epoch, viewCounter: number): void {
+    this.commit(() => {
+      if (epoch.number > 0) this.noteEpochSeen(epoch)
+      if (viewCounter > 0) this.noteViewCounterSeen(viewCounter)
+      this.savePrimaryView(state)
+    })
+  }
+
+  /**
    * Runs `fn` in an IMMEDIATE transaction (nested in the caller's, if any, as a savepoint), then refreshes the
    * cache from the database, so the cache holds what is committed even when `fn` threw and rolled back.
    */

@@ -15,6 +15,8 @@ import type { StopOptions } from './pesit-server.js'
 export interface LeaderRunnable {
   start(): Promise<void>
   stop(opts?: StopOptions): Promise<void>
+  /** True while a hand-over owns the servers (holding, interrupting, forwarding): it stops them itself. */
+  handingOver?(): boolean
 }
 
 export interface PesitLeaderBindingComponents {
@@ -86,6 +88,10 @@ export class PesitLeaderBinding implements Startable {
   private async stopServers (opts: StopOptions): Promise<void> {
     if (!this.running) return
     this.running = false
+    if (this.components.servers.handingOver?.() === true) {
+      this.log.info('hand-over in progress: it forwards new connections, then stops the servers')
+      return
+    }
     await this.components.servers.stop(opts)
   }
 }

@@ -198,6 +198,9 @@ export class PesitServer implements Startable {
   }
 
   private holding = false
+
+  /** True from `stopAccepting` of a hand-over until it ends: the hand-over, not the leader binding, stops the servers. */
+  handingOver (): boolean { return this.holding }
   private forwardTo: string | undefined
 
   /**
@@ -208,6 +211,13 @@ export class PesitServer implements Startable {
   handoverHooks (): HandoverHooks {
     return {
       stopAccepting: async () => { this.holding = true },
+      cancel: async () => {
+        // The hand-over did not happen: held connections are closed (the partner retries) and, if this member no
+        // longer leads, the servers stop here, since the leader binding left them to the hand-over.
+        this.holding = false
+        for (const l of this.listeners.values()) for (const s of [...l.held]) { l.held.delete(s); s.destroy() }
+        if (!this.components.leadership.isLeader()) await this.stop()
+      },
       interrupt: async (deadlineMs: number) => { await this.interruptSessions(deadlineMs) },
       drain: async (successorAddress: string, drainMs: number) => {
         this.forwardTo = successorAddress

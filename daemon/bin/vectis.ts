@@ -2,6 +2,7 @@
 import '../polyfill.js'
 import { UsageError } from '../cli/args.js'
 import { runStatus } from '../cli/status.js'
+import { runSend } from '../../transfer/cli-send.js'
 
 /**
  * `vectis`: the command-line tool (SPEC §1). Exit codes: 0 success, 2 bad usage, 1 any other failure.
@@ -9,6 +10,8 @@ import { runStatus } from '../cli/status.js'
 const USAGE = `usage: vectis <command> [options]
 
 commands:
+  send --host H --port P --partner ID --password PW --server SRVID --file FILEID [--restart] PATH
+                                   push a file to a PeSIT server (sync points, restart)
   status [--watch] [--url URL]     the member table of a running cluster; --watch follows its events
   help                             this text
 
@@ -17,7 +20,8 @@ Run "vectis <command> --help" for a command's options.`
 type Command = (argv: string[]) => Promise<number>
 
 const commands: Record<string, Command> = {
-  status: runStatus
+  status: runStatus,
+  send: async (argv) => await runSend(argv)
 }
 
 async function main (argv: string[]): Promise<number> {

@@ -26,6 +26,7 @@ import { stringify as yamlStringify } from 'yaml'
 import { hrtimeNs } from '../clock.js'
 import type { Startable } from '../lifecycle.js'
 import type { Logger } from '../logger.js'
+import { TypedEmitter } from '../typed-events.js'
 import { labelKeyError, labelValueError, matchesSelector, parseLabelSelector, LabelSelectorError, type Requirement } from '../../cluster/label-selector.js'
 import {
   applyJsonPatch, applyMergePatch, applyStrategicMergePatch, deepClone, deepEqual, PatchApplyError, PatchFormatError,
@@ -172,11 +173,17 @@ function statusBody (code: number, reason: string, message: string, details?: Re
 
 function containerId (): string { return `containerd://${randomBytes(32).toString('hex')}` }
 
+export type K8sApiEmulatorEvents = {
+  /** Any change of a pod (create, patch, delete: `pod` is null), after it is stored; e.g. for a local load balancer. */
+  'pod:changed': { namespace: string, name: string, pod: PodObject | null, labelsChanged: boolean }
+}
+
 export class K8sApiEmulator implements Startable {
+  readonly events = new TypedEmitter<K8sApiEmulatorEvents>()
   private server: Server | undefined
   private readonly sockets = new Set<Socket>()
   private readonly pods = new Map<string, PodObject>()
-  private readonly events: StoredEvent[] = []
+  private readonly eventLog: StoredEvent[] = []
   private readonly watchers = new Set<Watcher>()
   private readonly history: LabelChange[] = []
   private readonly requests: RequestRecord[] = []
@@ -366,9 +373,10 @@ export class K8sApiEmulator implements Startable {
     const deleted = next === null && prev !== null ? { ...deepClone(prev), metadata: { ...deepClone(prev.metadata), resourceVersion: String(rv) } } : null
     const ev: StoredEvent = { rv, namespace, prev: prev === null ? null : deepClone(prev), cur: next === null ? null : deepClone(next) }
     if (deleted !== null) ev.prev = deleted
-    this.events.push(ev)
-    if (this.events.length > this.eventWindow) this.events.splice(0, this.events.length - this.eventWindow)
+    this.eventLog.push(ev)
+    if (this.eventLog.length > this.eventWindow) this.eventLog.splice(0, this.eventLog.length - this.eventWindow)
     for (const w of this.watchers) this.sendEvent(w, ev)
+    this.events.emit('pod:changed', { namespace, name, pod: next === null ? null : deepClone(next), labelsChanged: !deepEqual(before, after) })
   }
 
   // ---------------------------------------------------------------- history and introspection
@@ -718,7 +726,7 @@ export class K8sApiEmulator implements Startable {
       }
     } else {
       const n = Number(fromRv)
-      const oldest = this.events[0]?.rv ?? this.rv + 1
+      const oldest = this.eventLog[0]?.rv ?? this.rv + 1
       if (!Number.isInteger(n) || n < 0) {
         writeEvent(res, 'ERROR', statusBody(400, 'BadRequest', `invalid resourceVersion "${fromRv}"`))
         res.end()
@@ -729,7 +737,7 @@ export class K8sApiEmulator implements Startable {
         res.end()
         return 200
       }
-      for (const ev of this.events) if (ev.rv > n) this.sendEvent(w, ev)
+      for (const ev of this.eventLog) if (ev.rv > n) this.sendEvent(w, ev)
     }
     this.watchers.add(w)
     const timeout = Number(q.get('timeoutSeconds') ?? '')

@@ -53,7 +53,7 @@ export interface HarnessOptions {
   /** Extra environment for every member, then for member i (wins). */
   env?: Record<string, string>
   envFor?: (i: number) => Record<string, string>
-  /** Keep each member's stdout/stderr echoed to the test's stderr (debugging). */
+  /** Echo each member's stdout/stderr to the test's stderr (debugging); also on with VECTIS_HARNESS_ECHO=1. */
   echo?: boolean
 }
 
@@ -66,6 +66,8 @@ export class Member {
   exit: ExitInfo | undefined
   /** Starts so far (restart count + 1). */
   starts = 0
+  /** `process.hrtime.bigint()` at the last spawn: the same clock as the daemons' interval logs. */
+  startedAtNs: bigint | undefined
   private exited: Promise<ExitInfo> | undefined
 
   constructor (readonly index: number, readonly name: string, readonly ip: string, readonly dataDir: string) {}
@@ -78,6 +80,7 @@ export class Member {
     this.proc = proc
     this.exit = undefined
     this.starts++
+    this.startedAtNs = process.hrtime.bigint()
     let partial = ''
     proc.stdout?.setEncoding('utf8').on('data', (d: string) => {
       if (echo) process.stderr.write(`[${this.name}] ${d}`)
@@ -135,8 +138,8 @@ export class ClusterHarness {
   readonly httpPort: number
   readonly apiUser: string
   readonly apiPassword: string
-  /** Every log line of every member in arrival order. */
-  readonly timeline: Array<{ member: number, line: LogLine }> = []
+  /** Every log line of every member in arrival order, with `process.hrtime.bigint()` at arrival. */
+  readonly timeline: Array<{ member: number, line: LogLine, atNs: bigint }> = []
   private readonly command: string[]
   private cleaned = false
 
@@ -229,7 +232,8 @@ export class ClusterHarness {
     const [cmd, ...args] = argv as [string, ...string[]]
     const proc = spawn(cmd, args, { cwd: ROOT_DIR, env: this.envOf(i), stdio: ['ignore', 'pipe', 'pipe'] })
     live.add(proc)
-    m.attach(proc, (line) => this.timeline.push({ member: i, line }), this.opts.echo === true)
+    const echo = this.opts.echo ?? process.env.VECTIS_HARNESS_ECHO === '1'
+    m.attach(proc, (line) => this.timeline.push({ member: i, line, atNs: process.hrtime.bigint() }), echo)
     proc.on('error', (err) => { m.stderr += `spawn error: ${err.message}\n` })
     return m
   }
@@ -272,14 +276,28 @@ export class ClusterHarness {
   }
 
   /** GET /api/cluster/status of member i (basic auth); throws on a non-200 answer. */
-  async status (i: number, timeoutMs = 2000): Promise<Record<string, unknown>> {
+  async status (i: number, timeoutMs = 5000): Promise<Record<string, unknown>> {
     const res = await this.http(i, '/api/cluster/status', timeoutMs)
     if (res.status !== 200) throw new Error(`status of ${this.member(i).name}: HTTP ${res.status} ${JSON.stringify(res.body)}`)
     return res.body as Record<string, unknown>
   }
 
+  /** Status of every running member (index → status; a member that does not answer maps to its error). */
+  async statusAll (timeoutMs = 5000): Promise<Map<number, Record<string, unknown> | Error>> {
+    const running = this.members.filter((m) => m.running)
+    const results = await Promise.all(running.map(async (m) => await this.status(m.index, timeoutMs).catch((err: unknown) => err instanceof Error ? err : new Error(String(err)))))
+    return new Map(running.map((m, k) => [m.index, results[k]!]))
+  }
+
+  /** `process.hrtime.bigint()` of the latest spawn among the members (for "N s after the last process started"). */
+  get lastStartNs (): bigint | undefined {
+    let last: bigint | undefined
+    for (const m of this.members) if (m.startedAtNs !== undefined && (last === undefined || m.startedAtNs > last)) last = m.startedAtNs
+    return last
+  }
+
   /** Any GET on member i's HTTP port, with the API credentials. */
-  async http (i: number, path: string, timeoutMs = 2000): Promise<{ status: number, body: unknown }> {
+  async http (i: number, path: string, timeoutMs = 5000): Promise<{ status: number, body: unknown }> {
     const auth = Buffer.from(`${this.apiUser}:${this.apiPassword}`).toString('base64')
     const res = await fetch(this.httpUrl(i, path), { headers: { authorization: `Basic ${auth}` }, signal: AbortSignal.timeout(timeoutMs) })
     const text = await res.text()

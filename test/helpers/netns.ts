@@ -65,9 +65,10 @@ export class NetnsLab {
     if (typeof process.getuid === 'function' && process.getuid() !== 0) return 'network namespaces need root'
     if (!hasCommand('ip')) return 'the ip command (Debian package iproute2) is not installed'
     if (opts.partitions !== false && !hasCommand('iptables')) return 'iptables (Debian package iptables) is not installed: partitions need it'
+    const probe = `vxprobe${process.pid}`
     try {
-      execFileSync('ip', ['netns', 'add', 'vxprobe'], { stdio: 'ignore' })
-      execFileSync('ip', ['netns', 'del', 'vxprobe'], { stdio: 'ignore' })
+      execFileSync('ip', ['netns', 'add', probe], { stdio: 'ignore' })
+      execFileSync('ip', ['netns', 'del', probe], { stdio: 'ignore' })
     } catch (err) {
       return `cannot create a network namespace: ${(err as Error).message}`
     }

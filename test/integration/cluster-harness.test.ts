@@ -15,6 +15,9 @@ void test('start, status, kill -9, pause/resume, SIGTERM and restart of members'
     await h.waitFor(async () => (await h.status(i)).memberCount === 3, { what: `member ${i} sees 3` })
   }
   assert.deepEqual(((await h.status(0)).members as Array<{ name: string }>).map((m) => m.name), ['vectis-0', 'vectis-1', 'vectis-2'])
+  const all = await h.statusAll()
+  assert.deepEqual([...all.keys()], [0, 1, 2])
+  assert.ok(h.lastStartNs !== undefined && h.timeline.every((e) => e.atNs >= h.member(e.member).startedAtNs!))
   const unauth = await fetch(h.httpUrl(0, '/api/cluster/status'))
   assert.equal(unauth.status, 401)
 
@@ -25,7 +28,7 @@ void test('start, status, kill -9, pause/resume, SIGTERM and restart of members'
   h.pause(2)
   await assert.rejects(h.status(2, 300), 'a paused member does not answer')
   h.resume(2)
-  assert.equal((await h.status(2)).nodeName, 'vectis-2')
+  await h.waitFor(async () => (await h.status(2)).nodeName === 'vectis-2', { what: 'vectis-2 answering after SIGCONT' })
 
   const firstId = started[1]!.peerId
   await h.restart(1)
@@ -52,4 +55,18 @@ void test('cleanup kills every member, even paused ones', async () => {
     assert.ok(m.exit !== undefined, `${m.name} exited`)
     assert.throws(() => process.kill(m.pid!, 0), 'no such process')
   }
+})
+
+void test('the built daemon runs under the harness: own address, own name, status with basic auth, SIGTERM exits 0', async (t) => {
+  const h = await ClusterHarness.create(t, { nodes: 2, subnet: SUBNET + 2 })
+  await h.startAll()
+  for (const i of [0, 1]) await h.waitForLog(i, (l) => l.msg === 'vectisd started', { what: 'started' })
+  for (const i of [0, 1]) {
+    assert.equal((await h.status(i)).nodeName, `vectis-${i}`)
+    // Once in a view, each lists itself at its own address (POD_IP and VECTIS_BIND_HOST from the harness).
+    await h.waitFor(async () => ((await h.status(i)).members as Array<{ name: string, address: string }>)
+      .some((m) => m.name === `vectis-${i}` && m.address === h.member(i).ip), { what: `vectis-${i} in a view` })
+  }
+  assert.deepEqual(await h.stop(1), { code: 0, signal: null })
+  assert.equal((await h.kill(0)).signal, 'SIGKILL')
 })

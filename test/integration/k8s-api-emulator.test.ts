@@ -114,6 +114,8 @@ void test('emulator: watch with selector transitions, resume from a resourceVers
   const em = new K8sApiEmulator({ tokens: ['good'], eventWindow: 5 })
   await em.start()
   t.after(async () => { await em.stop() })
+  const changes: string[] = []
+  em.events.on('pod:changed', (e) => changes.push(`${e.name}:${e.labelsChanged}:${e.pod === null ? 'gone' : 'here'}`))
   em.createPod('ns', 'a', { labels: { app: 'vectis' } })
   const rv = em.resourceVersion
   const base = '/api/v1/namespaces/ns/pods?watch=true&labelSelector=' + encodeURIComponent('app=vectis,!vectis-leader')
@@ -134,6 +136,7 @@ void test('emulator: watch with selector transitions, resume from a resourceVers
   assert.equal(expired[0]!.type, 'ERROR')
   assert.deepEqual([expired[0]!.object.code, expired[0]!.object.reason], [410, 'Expired'])
 
+  assert.deepEqual(changes.slice(0, 4), ['a:true:here', 'a:true:here', 'a:true:here', 'a:false:here'])
   const history = em.labelHistory()
   assert.deepEqual(history.map((h) => h.cause), ['create', 'patch', 'patch'])
   assert.ok(history.every((h, i) => h.seq === i + 1 && (i === 0 || h.atNs >= history[i - 1]!.atNs)))

@@ -6,6 +6,8 @@ import { KubeConfig } from '@kubernetes/client-node'
 import { K8sApiEmulator } from '../../daemon/dev-cluster/k8s-api-emulator.js'
 import { K8sLabelController, EPOCH_ANNOTATION, FENCED_EPOCH_ANNOTATION } from '../../cluster/k8s-labels.js'
 import { K8sPodWatch } from '../../cluster/k8s-pod-watch.js'
+import { K8sPodClient } from '../../cluster/k8s-client.js'
+import { K8sApiError } from '../../cluster/k8s-errors.js'
 import { silentLogger, type Logger } from '../../daemon/logger.js'
 import { FakeLeadership, waitFor, captureLogger, CounterProbe, GaugeProbe } from '../helpers/k8s-fixtures.js'
 
@@ -255,11 +257,24 @@ void test('RBAC 403 gives one clear log line naming the verb and resource, a sta
   await waitFor(() => m0.ctl.status().missingPermission === undefined && m0.ctl.status().inSync, 5_000, 'permission error cleared')
 })
 
+void test('without watch permission the labels are still made right, and the status names the missing verb', { timeout: 60_000 }, async (t) => {
+  const c = await cluster(t)
+  c.em.inject({ status: 403, verbs: ['watch'], token: 'token-vectis-0' })
+  const { logger, lines } = captureLogger()
+  const m0 = await c.boot('vectis-0', logger)
+  m0.leadership.elect(1)
+  await m0.ctl.waitReady(AbortSignal.timeout(5_000))
+  await waitFor(() => m0.ctl.status().missingPermission === 'watch pods', 5_000, 'missing watch permission reported')
+  assert.equal(m0.ctl.status().inSync, true, 'labels are right even without the watch')
+  await waitFor(() => m0.errors.value >= 2, 5_000, 'watch retries counted')
+  assert.equal(lines.filter((l) => String(l.msg).includes('grant "watch" on "pods"')).length, 1, 'logged once')
+})
+
 void test('a standby that finds its own pod labelled removes the label; 429 Retry-After is honoured', { timeout: 60_000 }, async (t) => {
   const c = await cluster(t)
   const m2 = await c.boot('vectis-2')
   await waitFor(() => m2.ctl.status().inSync, 5_000, 'standby in sync')
-  c.em.inject({ status: 429, retryAfterSeconds: 1, times: 1, token: m2.token, verbs: ['get', 'patch'] })
+  c.em.inject({ status: 429, retryAfterSeconds: 1, times: 1, token: m2.token, verbs: ['patch'] })
   c.em.setLabels(NS, 'vectis-2', { [LABEL]: 'true' }) // e.g. left over from a previous run, or an operator's mistake
   const t0 = Date.now()
   await waitFor(() => pod(c.em, 'vectis-2').labels[LABEL] === undefined, 5_000, 'standby removed its own label')
@@ -295,6 +310,30 @@ void test('timeouts, injected 409s and a 404 for its own pod are retried until t
   await m2.ctl.waitReady(AbortSignal.timeout(10_000))
   await waitFor(() => vectisHolders(c.em).join() === 'vectis-2', 5_000, 'vectis-2 labelled')
   assertNeverTwoLabelled(c.em)
+})
+
+void test('a leader whose lease lapsed writes nothing but the removal of its own label', { timeout: 60_000 }, async (t) => {
+  const c = await cluster(t)
+  for (const n of NAMES) await c.boot(n)
+  const m0 = c.members.get('vectis-0')!
+  m0.leadership.elect(1)
+  await m0.ctl.waitReady(AbortSignal.timeout(5_000))
+  const seqBefore = c.em.requestLog().length
+  m0.leadership.expire() // no event yet: only isLeader() knows
+  c.em.createPod(NS, 'vectis-3', { labels: { app: 'vectis' } }) // a new pod: a leader would fence it
+  await waitFor(() => pod(c.em, 'vectis-0').labels[LABEL] === undefined, 5_000, 'vectis-0 removed its own label')
+  await new Promise((resolve) => setTimeout(resolve, 200))
+  const after = c.em.requestLog().slice(seqBefore).filter((r) => r.token === m0.token && r.verb === 'patch')
+  assert.ok(after.length >= 1 && after.every((r) => r.pod === 'vectis-0' && r.contentType === 'application/merge-patch+json'),
+    `only the own-label removal was written: ${JSON.stringify(after)}`)
+  assert.equal(pod(c.em, 'vectis-3').annotations[FENCED_EPOCH_ANNOTATION], undefined, 'a lapsed leader does not fence')
+
+  // The check sits in the client's last middleware: a refused guard sends nothing at all.
+  const client = new K8sPodClient(kubeConfigFor(c.em, m0.token), { namespace: NS })
+  const n = c.em.requestLog().length
+  await assert.rejects(client.patchPod('vectis-0', 'json', [{ op: 'add', path: '/metadata/labels/x', value: 'y' }], { guard: () => false }),
+    (e: unknown) => e instanceof K8sApiError && e.failure === 'not-leader')
+  assert.equal(c.em.requestLog().length, n, 'no request reached the API')
 })
 
 void test('pod watch reports a deleted pod and a restarted container by name', { timeout: 60_000 }, async (t) => {

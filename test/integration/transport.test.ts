@@ -300,3 +300,38 @@ void test('requests on one connection do not wait for each other; a late reply i
   await b.stop()
   await pending
 })
+
+void test('a connection whose requests keep timing out is recycled, silently, and the next request redials', async (t) => {
+  const a = await startTransport(t, 41, { recycleAfterTimeouts: 2 })
+  const b = await startTransport(t, 42)
+  b.handle((_f, p) => p)
+  // A relay that can black-hole traffic, like a cut network that drops packets.
+  let frozen = false
+  let accepted = 0
+  const sockets = new Set<Socket>()
+  const [bh, bp] = b.address.split(':') as [string, string]
+  const relay = createServer((client) => {
+    accepted++
+    const upstream = connect(Number(bp), bh)
+    sockets.add(client); sockets.add(upstream)
+    client.on('data', (d: Buffer) => { if (!frozen) upstream.write(d) })
+    upstream.on('data', (d: Buffer) => { if (!frozen) client.write(d) })
+    const end = (): void => { client.destroy(); upstream.destroy() }
+    client.on('close', end); upstream.on('close', end)
+    client.on('error', end); upstream.on('error', end)
+  })
+  relay.listen(0, `${NET}.43`)
+  await once(relay, 'listening')
+  t.after(() => { for (const s of sockets) s.destroy(); relay.close() })
+  const via = `${NET}.43:${(relay.address() as { port: number }).port}`
+  assert.equal((await a.request(via, 'one')).reply, 'one')
+  const disconnects: string[] = []
+  a.onDisconnect((id) => disconnects.push(id))
+  frozen = true
+  await rejectsWith(a.request(via, 'lost-1', { timeoutMs: 300 }), 'timeout')
+  await rejectsWith(a.request(via, 'lost-2', { timeoutMs: 300 }), 'timeout')
+  frozen = false
+  assert.equal((await a.request(via, 'two')).reply, 'two')
+  assert.equal(accepted, 2, 'a new connection was dialled')
+  assert.deepEqual(disconnects, [], 'our own close is not reported as the peer failing')
+})

@@ -1,0 +1,424 @@
+/**
+ * The cluster member: the deterministic membership/leadership machine (`membership.ts`) driven by real I/O. It
+ * owns the tick timer, feeds the machine with received requests, send results, disconnections and discovered
+ * addresses, executes its outputs (persist first, then sends, events, logs), and exposes the result as the
+ * daemon's `ClusterService` and `Leadership`.
+ *
+ * NOT guaranteed here (see also the machine's own list): that a `leader:demoted` event fires the instant a lease
+ * runs out. A process that was frozen learns it at its next tick; that is why `isLeader()` reads the lease from the
+ * monotonic clock synchronously, and why every leader-only effect calls it right before acting.
+ */
+import { randomBytes } from 'node:crypto'
+import { monotonicClock, hrtimeNs, jitter, type Clock } from '../daemon/clock.js'
+import type { Logger } from '../daemon/logger.js'
+import { TypedEmitter } from '../daemon/typed-events.js'
+import type { ClusterEvents, ClusterService, ClusterStatus, MemberInfo as ApiMember, TransferResult } from './cluster-api.js'
+import { LeadershipTransferError } from './errors.js'
+import type { Epoch, HandoverHooks, Leadership } from './leadership-api.js'
+import { MembershipMachine, type MembershipEvent, type MembershipInput, type MembershipOutput, type PersistedClusterState } from './membership.js'
+import type { MembershipInit } from './membership-config.js'
+import { decodeMessage, InvalidMessageError, type ClusterRequest, type MemberInfo, type ReplyMessage } from './messages.js'
+import type { ClusterTransport } from './transport-types.js'
+import { TransportError } from './errors.js'
+
+/** Where the machine's persisted state lives (the store in the daemon; memory in tests). Synchronous and durable. */
+export interface ClusterStatePort {
+  load(): PersistedClusterState | undefined
+  save(state: PersistedClusterState): void
+}
+
+/** What the driver needs of discovery. */
+export interface PeerSource {
+  start(): Promise<void>
+  stop(): Promise<void>
+  onPeers(listener: (peers: string[]) => void): () => void
+  setJoined(joined: boolean): void
+}
+
+export interface ClusterServiceComponents {
+  logger: Logger
+  transport: ClusterTransport
+  discovery: PeerSource
+  state: ClusterStatePort
+  clock?: Clock
+  random?: () => number
+}
+
+export interface ClusterServiceInit extends MembershipInit {
+  clusterName: string
+  nodeName: string
+  /** Advertised host (POD_IP) and cluster port: this member's address "ip:port". */
+  advertiseHost: string
+  clusterPort: number
+  /** How long the old leader forwards new connections after a hand-over. */
+  handoverDrainMs?: number
+  /** Bound on the interruption of live transfers during a hand-over. */
+  handoverInterruptMs?: number
+  /** Bound on a graceful leave at stop(). */
+  leaveTimeoutMs?: number
+}
+
+interface Leading {
+  epoch: Epoch
+  abort: AbortController
+  startNs: bigint
+  /** End of the lease as last computed (monotonic ms); a demotion after a pause ends the interval here. */
+  leaseEnd: number
+}
+
+function hostOf (address: string): string {
+  const i = address.lastIndexOf(':')
+  return (i < 0 ? address : address.slice(0, i)).replace(/^\[|\]$/g, '')
+}
+
+export class MembershipCluster implements ClusterService, Leadership {
+  readonly events = new TypedEmitter<ClusterEvents>()
+  private readonly log: Logger
+  private readonly clock: Clock
+  private readonly random: () => number
+  private machine: MembershipMachine | undefined
+  private timer: NodeJS.Timeout | undefined
+  private offs: Array<() => void> = []
+  private running = false
+  private leading: Leading | undefined
+  private readonly lastHeard = new Map<string, number>()
+  private readonly hooks: HandoverHooks[] = []
+  private selfLeft: (() => void) | undefined
+  private handingOver = false
+
+  constructor (private readonly components: ClusterServiceComponents, private readonly init: ClusterServiceInit) {
+    this.log = components.logger.child({ component: 'cluster:member' })
+    this.clock = components.clock ?? monotonicClock
+    this.random = components.random ?? Math.random
+  }
+
+  get leadership (): Leadership { return this }
+
+  /** Parts with leader-only work register how to hand it over (PeSIT servers). Run in registration order. */
+  registerHandoverHooks (hooks: HandoverHooks): void { this.hooks.push(hooks) }
+
+  // ---- Startable ------------------------------------------------------------------------------------------------
+
+  async start (): Promise<void> {
+    if (this.running) return
+    const { transport, discovery, state } = this.components
+    await transport.start()
+    try {
+      const me: MemberInfo = {
+        name: this.init.nodeName,
+        peerId: transport.peerId,
+        // New at every start: a restarted process is a new member and joins as the youngest.
+        incarnation: `${Date.now().toString(36)}-${randomBytes(4).toString('hex')}`,
+        address: `${this.init.advertiseHost.includes(':') ? `[${this.init.advertiseHost}]` : this.init.advertiseHost}:${this.init.clusterPort}`
+      }
+      const persisted = state.load()
+      this.machine = new MembershipMachine({ me, persisted, random: this.random }, this.init, this.clock.now())
+      if (this.init.forceNewCluster === true) {
+        this.log.warn({ member: me.name }, 'VECTIS_FORCE_NEW_CLUSTER: starting a new primary view from this member alone, forgetting the old one')
+      }
+      this.log.info({ member: me, persistedEpoch: persisted?.highestEpoch }, 'cluster member starting')
+      this.running = true
+      transport.handle((from, payload) => this.onRequest(from.peerId, payload))
+      this.offs.push(transport.onDisconnect((peerId) => { this.step({ type: 'disconnected', peerId }) }))
+      this.offs.push(discovery.onPeers((peers) => { this.step({ type: 'discovered', addresses: peers }) }))
+      this.step({ type: 'tick' })
+      this.scheduleTick()
+      await discovery.start()
+    } catch (err) {
+      await this.halt()
+      throw err
+    }
+  }
+
+  async stop (): Promise<void> {
+    if (!this.running) return
+    // Graceful leave: a leader hands over first (its hooks run inside), then the member tells the view it goes.
+    try {
+      if (this.isLeader() && this.hooks.length > 0) await this.handOver(undefined, true).catch((err: unknown) => { this.log.warn({ err }, 'hand-over at shutdown failed; leaving anyway') })
+      const left = new Promise<void>((resolve) => { this.selfLeft = resolve })
+      this.step({ type: 'leave' })
+      const timeout = this.init.leaveTimeoutMs ?? 2 * (this.init.failureTimeoutMs ?? 2500)
+      await Promise.race([left, new Promise<void>((resolve) => { setTimeout(resolve, timeout).unref() })])
+    } finally {
+      await this.halt()
+    }
+  }
+
+  private async halt (): Promise<void> {
+    this.running = false
+    if (this.timer !== undefined) clearTimeout(this.timer)
+    this.timer = undefined
+    for (const off of this.offs.splice(0)) off()
+    this.endLeadership('shutdown')
+    await this.components.discovery.stop().catch((err: unknown) => { this.log.warn({ err }, 'discovery stop failed') })
+    await this.components.transport.stop().catch((err: unknown) => { this.log.warn({ err }, 'transport stop failed') })
+  }
+
+  private scheduleTick (): void {
+    if (!this.running) return
+    // A fifth of the heartbeat, jittered: fine enough for lease and failure timing, no lockstep between members.
+    const base = (this.init.heartbeatMs ?? 500) / 5
+    this.timer = setTimeout(() => {
+      this.step({ type: 'tick' })
+      this.scheduleTick()
+    }, jitter(base, 0.2, this.random))
+  }
+
+  // ---- driving the machine --------------------------------------------------------------------------------------
+
+  private step (input: MembershipInput): ReplyMessage | undefined {
+    const m = this.machine
+    if (m === undefined || (!this.running && input.type !== 'leave')) return undefined
+    let outputs: MembershipOutput[]
+    try {
+      outputs = m.handle(input, this.clock.now())
+    } catch (err) {
+      // A bug in the machine must not leave a member that believes it leads: log loudly, step down, go on.
+      this.log.error({ err, input: input.type }, 'membership machine failed on an input')
+      this.endLeadership('lease-expired')
+      return undefined
+    }
+    return this.execute(outputs)
+  }
+
+  private execute (outputs: MembershipOutput[]): ReplyMessage | undefined {
+    let reply: ReplyMessage | undefined
+    for (const o of outputs) {
+      switch (o.type) {
+        case 'persist':
+          // Durable before anything that follows is acted on (a promise or an epoch must survive a crash).
+          this.components.state.save(o.state)
+          break
+        case 'send':
+          this.send(o.id, o.to, o.msg, o.timeoutMs)
+          break
+        case 'reply':
+          reply = o.msg
+          break
+        case 'event':
+          this.onEvent(o.event)
+          break
+        case 'log':
+          this.log[o.level](o.fields ?? {}, o.msg)
+          break
+      }
+    }
+    this.trackLease()
+    return reply
+  }
+
+  private send (id: number, to: string, msg: ClusterRequest, timeoutMs: number): void {
+    this.components.transport.request(to, msg, { timeoutMs }).then((res) => {
+      let reply: ReplyMessage
+      try {
+        const decoded = decodeMessage(res.reply)
+        if (decoded.type !== 'reply') throw new InvalidMessageError(`expected a reply, got ${decoded.type}`)
+        reply = decoded
+      } catch (err) {
+        this.log.debug({ err, to }, 'invalid reply')
+        this.step({ type: 'send-result', id, ok: false, error: 'invalid' })
+        return
+      }
+      this.lastHeard.set(reply.from.name, this.clock.now())
+      this.step({ type: 'send-result', id, ok: true, reply })
+    }, (err: unknown) => {
+      const code = err instanceof TransportError ? err.code : 'closed'
+      this.step({ type: 'send-result', id, ok: false, error: code })
+    })
+  }
+
+  private onRequest (_peerId: string, payload: unknown): unknown {
+    let msg
+    try {
+      msg = decodeMessage(payload)
+    } catch (err) {
+      this.log.debug({ err }, 'invalid cluster message refused')
+      throw err
+    }
+    if (msg.type === 'reply') throw new InvalidMessageError('a reply is not a request')
+    this.lastHeard.set(msg.from.name, this.clock.now())
+    const reply = this.step({ type: 'message', msg })
+    if (reply === undefined) throw new InvalidMessageError('not running')
+    return reply
+  }
+
+  /** Feeds a death shown by an outside authority (the Kubernetes API: pod deleted or container restarted). */
+  verifiedDead (name: string, incarnation?: string): void {
+    this.step({ type: 'verified-dead', name, incarnation })
+  }
+
+  // ---- events and leadership ------------------------------------------------------------------------------------
+
+  private onEvent (e: MembershipEvent): void {
+    switch (e.type) {
+      case 'view:installed': {
+        const leader = this.machine?.status(this.clock.now()).leader
+        const members = e.view.members.map((m) => this.apiMember(m, leader))
+        this.log.info({ viewId: e.view.id, members: e.view.members.map((m) => m.name), primary: e.primary }, 'view installed')
+        this.components.discovery.setJoined(e.view.members.length > 1)
+        this.events.emit('view:installed', { viewId: { coordinator: e.view.id.coordinator, id: e.view.id.counter }, members })
+        break
+      }
+      case 'member:suspected':
+        this.log.info({ member: e.member.name, reason: e.reason }, 'member suspected')
+        this.events.emit('member:suspected', { name: e.member.name, address: hostOf(e.member.address) })
+        break
+      case 'member:left':
+        this.log.info({ member: e.member.name, reason: e.reason }, 'member left')
+        this.events.emit('member:left', { name: e.member.name, address: hostOf(e.member.address) })
+        break
+      case 'leader:elected': {
+        this.endLeadership('superseded')
+        const abort = new AbortController()
+        const now = this.clock.now()
+        this.leading = { epoch: e.epoch, abort, startNs: hrtimeNs(), leaseEnd: now + (this.machine?.leaseRemaining(now) ?? 0) }
+        this.log.info({ epoch: e.epoch, leadershipStartNs: this.leading.startNs.toString() }, 'leader elected: this member leads')
+        this.events.emit('leader:elected', { epoch: e.epoch, signal: abort.signal })
+        break
+      }
+      case 'leader:demoted':
+        this.endLeadership(e.reason)
+        break
+      case 'self:left':
+        this.log.info('left the cluster')
+        this.selfLeft?.()
+        break
+    }
+  }
+
+  /** Keeps the last known lease end current: leases are renewed by acknowledged rounds inside any step. */
+  private trackLease (): void {
+    const l = this.leading
+    if (l === undefined || this.machine === undefined) return
+    const now = this.clock.now()
+    const remaining = this.machine.leaseRemaining(now)
+    if (remaining > 0) l.leaseEnd = now + remaining
+  }
+
+  private endLeadership (reason: Parameters<typeof this.emitDemoted>[1]): void {
+    const l = this.leading
+    if (l === undefined) return
+    this.leading = undefined
+    this.emitDemoted(l, reason)
+  }
+
+  private emitDemoted (l: Leading, reason: 'lease-expired' | 'lost-quorum' | 'handover' | 'shutdown' | 'superseded' | 'view-change'): void {
+    const nowNs = hrtimeNs()
+    // The interval ends when the lease ended, which after a pause is before this moment: that is when acting stopped.
+    const leaseEndNs = BigInt(Math.floor(l.leaseEnd * 1e6))
+    const endNs = leaseEndNs < nowNs ? leaseEndNs : nowNs
+    this.log.info({ epoch: l.epoch, reason, leadershipInterval: { startNs: l.startNs.toString(), endNs: endNs.toString() } }, 'leader demoted: this member no longer leads')
+    l.abort.abort(new Error(`leadership ended: ${reason}`))
+    this.events.emit('leader:demoted', { epoch: l.epoch, reason })
+  }
+
+  isLeader (): boolean {
+    return this.running && this.machine !== undefined && this.machine.isLeader(this.clock.now())
+  }
+
+  currentEpoch (): Epoch | undefined { return this.machine?.currentEpoch() }
+
+  leaseRemainingMs (): number {
+    return this.machine === undefined ? 0 : this.machine.leaseRemaining(this.clock.now())
+  }
+
+  // ---- hand-over ------------------------------------------------------------------------------------------------
+
+  async transferLeadership (to?: string): Promise<TransferResult> {
+    return await this.handOver(to, false)
+  }
+
+  private async handOver (to: string | undefined, leaving: boolean): Promise<TransferResult> {
+    const m = this.machine
+    if (m === undefined || !this.isLeader()) throw new LeadershipTransferError('this member is not the leader')
+    if (this.handingOver) throw new LeadershipTransferError('a hand-over is already in progress')
+    const view = m.currentView()
+    const me = this.init.nodeName
+    const candidates = (view?.members ?? []).filter((x) => x.name !== me)
+    const target = to === undefined ? candidates[0] : candidates.find((x) => x.name === to)
+    if (target === undefined) {
+      throw new LeadershipTransferError(to === undefined ? 'there is no other member to hand over to' : `no member named ${to} in the current view`)
+    }
+    this.handingOver = true
+    const started = this.clock.now()
+    try {
+      for (const h of this.hooks) await h.stopAccepting?.()
+      const interruptMs = this.init.handoverInterruptMs ?? 2000
+      await Promise.all(this.hooks.map(async (h) => { await h.interrupt?.(interruptMs) }))
+      const from = this.leading?.epoch
+      const demoted = new Promise<void>((resolve) => {
+        const off = this.events.on('leader:demoted', () => { off(); resolve() })
+      })
+      this.step({ type: 'transfer', to: target.name })
+      // The machine passes the lease (the successor starts at once); wait until it confirms we no longer lead.
+      const deadline = (this.init.failureTimeoutMs ?? 2500) * 2
+      const ok = await Promise.race([demoted.then(() => true), new Promise<boolean>((resolve) => { setTimeout(() => { resolve(false) }, deadline).unref() })])
+      if (!ok && this.isLeader()) throw new LeadershipTransferError(`${target.name} did not take over within ${deadline} ms`)
+      this.log.info({ to: target.name, ms: Math.round(this.clock.now() - started), leaving }, 'leadership handed over')
+      const drainMs = this.init.handoverDrainMs ?? 3000
+      const drains = this.hooks.map(async (h) => { await h.drain?.(hostOf(target.address), drainMs) })
+      if (leaving) await Promise.all(drains)
+      else void Promise.all(drains).catch((err: unknown) => { this.log.warn({ err }, 'hand-over drain failed') })
+      return { from: me, to: target.name, epoch: from }
+    } catch (err) {
+      for (const h of this.hooks) await h.cancel?.().catch((e: unknown) => { this.log.warn({ err: e }, 'hand-over cancel failed') })
+      throw err
+    } finally {
+      this.handingOver = false
+    }
+  }
+
+  // ---- status ---------------------------------------------------------------------------------------------------
+
+  private apiMember (m: MemberInfo, leader: string | undefined): ApiMember {
+    return { name: m.name, address: hostOf(m.address), isLeader: m.name === leader }
+  }
+
+  status (): ClusterStatus {
+    const m = this.machine
+    if (m === undefined) {
+      return {
+        clusterName: this.init.clusterName,
+        nodeName: this.init.nodeName,
+        isLeader: false,
+        leader: null,
+        epoch: 0,
+        viewId: null,
+        quorum: { required: 0, present: 0, ok: false },
+        members: [],
+        memberCount: 0
+      }
+    }
+    const s = m.status(this.clock.now())
+    const members = (s.view?.members ?? []).map((x) => this.apiMember(x, s.leader))
+    return {
+      clusterName: this.init.clusterName,
+      nodeName: this.init.nodeName,
+      isLeader: this.isLeader(),
+      leader: s.leader ?? null,
+      epoch: (s.epoch ?? s.highestEpoch).number,
+      viewId: s.view === undefined ? null : { coordinator: s.view.id.coordinator, id: s.view.id.counter },
+      quorum: s.quorum,
+      members,
+      memberCount: members.length
+    }
+  }
+
+  readiness (): { ready: true } | { ready: false, reason: string } {
+    if (!this.running) return { ready: false, reason: 'cluster member not started' }
+    return this.machine?.currentView() === undefined ? { ready: false, reason: 'no view installed yet' } : { ready: true }
+  }
+
+  heartbeatAgeMaxSeconds (): number {
+    const view = this.machine?.currentView()
+    if (view === undefined) return 0
+    const now = this.clock.now()
+    let max = 0
+    for (const mem of view.members) {
+      if (mem.name === this.init.nodeName) continue
+      const t = this.lastHeard.get(mem.name)
+      if (t !== undefined) max = Math.max(max, now - t)
+    }
+    return max / 1000
+  }
+}

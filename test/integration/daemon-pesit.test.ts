@@ -1,0 +1,81 @@
+import { describe, it } from 'node:test'
+import assert from 'node:assert/strict'
+import { spawnSync } from 'node:child_process'
+import { createHash, randomBytes } from 'node:crypto'
+import { readFileSync, writeFileSync, readdirSync } from 'node:fs'
+import { join } from 'node:path'
+import { DaemonProcess, freePort, tempDir, ROOT } from '../helpers/daemon-process.js'
+import { parsePrometheusText } from '../helpers/prometheus-text.js'
+
+const CLI = join(ROOT, 'dist', 'daemon', 'bin', 'vectis.js')
+
+describe('standalone vectisd serving PeSIT', () => {
+  it('receives a pushed file under its final name, journals it with its SHA-256, counts it', async () => {
+    const dir = await tempDir()
+    const httpPort = await freePort()
+    const pesitPort = await freePort()
+    writeFileSync(join(dir.path, 'vectis.yaml'), `
+servers:
+  - id: PESITSRV
+    port: ${pesitPort}
+    syncIntervalKb: 64
+partners:
+  - id: CXCLIENT
+    password: test123
+    access: write
+files:
+  - id: PAYMENTS
+    directory: inbox/payments
+`)
+    const d = new DaemonProcess({
+      VECTIS_HTTP_PORT: String(httpPort), VECTIS_BIND_HOST: '127.0.0.1', VECTIS_DATA_DIR: join(dir.path, 'data'),
+      VECTIS_CONFIG: join(dir.path, 'vectis.yaml'), VECTIS_API_PASSWORD: 'pw'
+    }).start()
+    try {
+      await d.waitLog((l) => l.msg === 'PeSIT servers started (leader)')
+      const payload = randomBytes(700 * 1024 + 17)
+      writeFileSync(join(dir.path, 'payload.bin'), payload)
+      const send = spawnSync(process.execPath, [CLI, 'send', '--host', '127.0.0.1', '--port', String(pesitPort), '--partner', 'CXCLIENT',
+        '--password', 'test123', '--server', 'PESITSRV', '--file', 'PAYMENTS', '--quiet', '--state-dir', join(dir.path, 'send-state'),
+        join(dir.path, 'payload.bin')], { encoding: 'utf8', timeout: 60_000 })
+      assert.equal(send.status, 0, send.stderr)
+      const inbox = join(dir.path, 'data', 'shared', 'inbox', 'payments')
+      const files = readdirSync(inbox).filter((f) => !f.startsWith('.'))
+      assert.equal(files.length, 1, `inbox holds ${readdirSync(inbox).join(', ')}`)
+      assert.match(files[0]!, /^CXCLIENT_PAYMENTS_\d+$/)
+      const sha = createHash('sha256').update(payload).digest('hex')
+      assert.equal(createHash('sha256').update(readFileSync(join(inbox, files[0]!))).digest('hex'), sha)
+
+      const auth = `Basic ${Buffer.from('vectis:pw').toString('base64')}`
+      let rows: Array<Record<string, unknown>> = []
+      const deadline = Date.now() + 10_000
+      while (Date.now() < deadline) {
+        const r = await fetch(`http://127.0.0.1:${httpPort}/api/transfers?status=completed`, { headers: { authorization: auth } })
+        rows = ((await r.json()) as { transfers: Array<Record<string, unknown>> }).transfers
+        if (rows.length > 0) break
+        await new Promise((resolve) => setTimeout(resolve, 50))
+      }
+      assert.equal(rows.length, 1)
+      assert.equal(rows[0]!.partner, 'CXCLIENT')
+      assert.equal(rows[0]!.virtualFile, 'PAYMENTS')
+      assert.equal(rows[0]!.bytes, payload.length)
+      assert.equal(rows[0]!.sha256, sha)
+
+      const status = await (await fetch(`http://127.0.0.1:${httpPort}/api/cluster/status`, { headers: { authorization: auth } })).json() as { servers: unknown }
+      assert.deepEqual(status.servers, [{ id: 'PESITSRV', port: pesitPort, running: true }])
+      const samples = parsePrometheusText(await (await fetch(`http://127.0.0.1:${httpPort}/metrics`)).text())
+      const v = (name: string, labels: Record<string, string> = {}): number | undefined =>
+        samples.find((s) => s.name === name && Object.entries(labels).every(([k, x]) => s.labels[k] === x))?.value
+      assert.equal(v('vectis_pesit_servers_running'), 1)
+      assert.equal(v('vectis_transfers_total', { direction: 'receive', status: 'completed' }), 1)
+      assert.equal(v('vectis_transfer_bytes_total', { direction: 'receive' }), payload.length)
+
+      d.signal('SIGTERM')
+      assert.equal((await d.waitExit()).code, 0)
+      assert.ok(d.logs.some((l) => l.msg === 'PeSIT servers stopped (no longer leader)'))
+    } finally {
+      await d.kill()
+      await dir.remove()
+    }
+  })
+})
