@@ -17,9 +17,12 @@ export interface JournalAdapterContext {
   epoch: () => number
 }
 
-export function journalPortFromStore (journal: JournalForPesit, ctx: JournalAdapterContext): TransferJournalPort {
+/** `journal` may be a getter, for a store that opens its database only when started. */
+export function journalPortFromStore (source: JournalForPesit | (() => JournalForPesit), ctx: JournalAdapterContext): TransferJournalPort {
+  const j = (): JournalForPesit => typeof source === 'function' ? source() : source
   return {
     begin (t: TransferBegin): string {
+      const journal = j()
       const previous = journal.findRestartable({ server: t.server, partner: t.partner, virtualFile: t.file, direction: t.direction, transferId: t.pesitTransferId })
       if (previous !== undefined) {
         if (t.restart) {
@@ -33,9 +36,10 @@ export function journalPortFromStore (journal: JournalForPesit, ctx: JournalAdap
       }).id
     },
     syncPoint (id: string, p: TransferSyncPoint): void {
-      journal.recordSyncPoint(id, { syncPoint: p.syncPoint, offset: p.offset, bytes: p.offset })
+      j().recordSyncPoint(id, { syncPoint: p.syncPoint, offset: p.offset, bytes: p.offset })
     },
     end (id: string, e: TransferEnd): void {
+      const journal = j()
       const diag = [e.diagnostic, e.message].filter((x) => x !== undefined && x !== '').join(': ') || e.status
       if (e.status === 'completed') {
         journal.complete(id, { bytes: e.bytes, sha256: e.sha256 ?? '', ...(e.path !== undefined ? { filePath: e.path } : {}) })
