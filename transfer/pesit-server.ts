@@ -191,11 +191,21 @@ export class PesitServer implements Startable {
    * (ABORT for those still running at the deadline).
    */
   async stop (opts: StopOptions = {}): Promise<void> {
-    if (this.status === 'stopped' || this.status === 'stopping') return
+    // During a hand-over drain the listeners keep forwarding until the drain ends, whoever asks to stop
+    // (the demotion usually arrives while the drain runs).
+    if (this.drainEnd !== undefined) await this.drainEnd
+    if (this.stopping !== undefined) return await this.stopping
+    if (this.status === 'stopped') return
     this.status = 'stopping'
-    await this.closeListeners(opts)
-    this.status = 'stopped'
+    this.stopping = this.closeListeners(opts).finally(() => {
+      this.status = 'stopped'
+      this.stopping = undefined
+    })
+    await this.stopping
   }
+
+  private stopping: Promise<void> | undefined
+  private drainEnd: Promise<void> | undefined
 
   private holding = false
 
@@ -227,7 +237,9 @@ export class PesitServer implements Startable {
             this.forward(l, s, successorAddress)
           }
         }
-        await new Promise((resolve) => setTimeout(resolve, drainMs))
+        this.drainEnd = new Promise((resolve) => setTimeout(resolve, drainMs))
+        await this.drainEnd
+        this.drainEnd = undefined
         await this.stop()
       }
     }
