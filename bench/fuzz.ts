@@ -1,6 +1,6 @@
 /**
  * PeSIT server fuzzing at scale: valid pushes mutated at one frame (every state of the session), against one
- * in-process server on a crash-simulating in-memory file layer, while a healthy push keeps running. Fails (exit 1)
+ * in-process server (real file layer, on tmpfs when available), while a healthy push keeps running. Fails (exit 1)
  * on the first case where the server sends a malformed FPDU or does not close in time, or if the healthy push
  * fails; an uncaught exception in the server would end the process.
  *
@@ -13,8 +13,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { startHarness } from '../test/helpers/pesit-harness.js'
-import { CrashFs } from '../test/helpers/crash-fs.js'
-import { runFuzzCase, MUTATIONS } from '../test/helpers/pesit-fuzz.js'
+import { runFuzzCase, MUTATIONS, fuzzScratchDir, sweepOldFiles } from '../test/helpers/pesit-fuzz.js'
 import { patternBytes } from '../test/helpers/pesit-vectors.js'
 import { pushFile } from '../transfer/requester.js'
 
@@ -27,8 +26,10 @@ if (!(Number.isInteger(cases) && cases > 0) || !(Number.isInteger(parallel) && p
   process.exit(2)
 }
 
-const fs = new CrashFs()
-const h = await startHarness({ syncIntervalKb: 4, fs, baseDir: '/fuzz', maxConnections: 1000, init: { timeouts: { connectMs: 1000, readMs: 1000, idleMs: 1000, closeGraceMs: 100 } } })
+// Real file layer on tmpfs (when there is one), swept as it goes: fuzzing leaves a partial file per aborted session.
+const scratch = await fuzzScratchDir()
+const h = await startHarness({ syncIntervalKb: 4, baseDir: scratch, maxConnections: 1000, init: { timeouts: { connectMs: 1000, readMs: 1000, idleMs: 1000, closeGraceMs: 100 } } })
+const fs = h.fs
 const work = mkdtempSync(join(tmpdir(), 'vectis-bench-fuzz-'))
 const src = patternBytes(64 * 1024, 9)
 writeFileSync(join(work, 'healthy.bin'), src)
@@ -63,10 +64,7 @@ const worker = async (): Promise<void> => {
       byMutation.set(o.mutation, (byMutation.get(o.mutation) ?? 0) + 1)
       states.add(o.index)
       completed++
-      // Keep the in-memory file layer small: completed fuzz files are not needed.
-      if (o.ending === 'RELCONF' && completed % 200 === 0) {
-        for (const f of await fs.readdir(h.dir)) if (!f.startsWith('.')) await fs.unlink(join(h.dir, f)).catch(() => {})
-      }
+      if (completed % 500 === 0) await sweepOldFiles(h.dir, 10_000)
     } catch (err) {
       failure = (err as Error).message
     }
@@ -78,6 +76,7 @@ await healthy
 const seconds = (Date.now() - started) / 1000
 await h.stop()
 rmSync(work, { recursive: true, force: true })
+rmSync(scratch, { recursive: true, force: true })
 const result = {
   cases: completed, requested: cases, parallel, seconds, casesPerSecond: Math.round(completed / seconds),
   statesHit: states.size, mutations: Object.fromEntries(MUTATIONS.map((m) => [m, byMutation.get(m) ?? 0])),

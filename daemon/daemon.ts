@@ -80,7 +80,6 @@ export class Daemon implements Startable {
       leadership,
       fs: new NodeDurableFs(),
       journal,
-      allocateTransferId: journal.allocate,
       metrics: this.pesitMetrics()
     }, { config: config.pesit, host: config.bindHost })
     if (this.cluster instanceof MembershipCluster) this.cluster.registerHandoverHooks(this.pesit.handoverHooks())

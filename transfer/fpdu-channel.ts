@@ -23,6 +23,11 @@ export interface FpduChannelInit {
   maxEntitySize?: number
   framing?: Framing
   highWaterBytes?: number
+  /**
+   * How long a write may wait for the peer to read (socket drain) before the connection is dropped: a peer that
+   * sends but never reads must not hold a session forever. Default 30 s.
+   */
+  writeTimeoutMs?: number
 }
 
 const PRECONNECTION_MAGIC = [0xd7, 0xc5, 0xe2, 0xc9, 0xe3]
@@ -34,6 +39,7 @@ export class FpduChannel {
   private ended = false
   private error: Error | undefined
   private readonly highWater: number
+  private readonly writeTimeoutMs: number
   private paused = false
   private closed = false
   private discarding = false
@@ -44,6 +50,7 @@ export class FpduChannel {
   constructor (private readonly socket: Duplex, init: FpduChannelInit = {}) {
     this.reader = new EntityReader(init.maxEntitySize ?? MAX_ENTITY_SIZE, init.framing ?? 'prefixed')
     this.highWater = init.highWaterBytes ?? 256 * 1024
+    this.writeTimeoutMs = init.writeTimeoutMs ?? 30_000
     socket.on('data', (chunk: Buffer) => {
       this.bytesIn += chunk.length
       if (this.discarding) return
@@ -163,16 +170,18 @@ export class FpduChannel {
     this.bytesOut += bytes.length
     if (this.socket.write(bytes)) return
     await new Promise<void>((resolve, reject) => {
-      const done = (): void => {
+      const cleanup = (): void => {
+        clearTimeout(timer)
         this.socket.off('drain', done)
         this.socket.off('close', closed)
-        resolve()
       }
-      const closed = (): void => {
-        this.socket.off('drain', done)
-        this.socket.off('close', closed)
-        reject(new ConnectionLostError('connection closed while writing'))
-      }
+      const done = (): void => { cleanup(); resolve() }
+      const closed = (): void => { cleanup(); reject(new ConnectionLostError('connection closed while writing')) }
+      const timer = setTimeout(() => {
+        cleanup()
+        this.socket.destroy()
+        reject(new ConnectionLostError(`the peer did not read for ${this.writeTimeoutMs} ms`))
+      }, this.writeTimeoutMs)
       this.socket.on('drain', done)
       this.socket.on('close', closed)
     })

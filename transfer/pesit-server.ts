@@ -28,8 +28,6 @@ export interface PesitServerComponents {
   leadership: Pick<Leadership, 'isLeader'>
   fs: DurableFs
   journal: TransferJournalPort
-  /** journal ids, cluster-unique (derived from the epoch by the daemon); a local counter when absent */
-  allocateTransferId?: () => number
   metrics?: PesitMetrics
 }
 
@@ -80,7 +78,6 @@ export class PesitServer implements Startable {
   private readonly listeners = new Map<string, Listener>()
   private readonly timeouts: SessionTimeouts
   private status: 'stopped' | 'starting' | 'running' | 'stopping' = 'stopped'
-  private localTransferIds = 0
   private readonly partners
   private readonly files
 
@@ -165,7 +162,7 @@ export class PesitServer implements Startable {
     socket.setNoDelay(true)
     socket.resume()
     this.components.metrics?.connectionOpened?.(l.config.id)
-    const channel = new FpduChannel(socket, { maxEntitySize: l.config.maxEntitySize, framing: this.init.framing ?? 'prefixed' })
+    const channel = new FpduChannel(socket, { maxEntitySize: l.config.maxEntitySize, framing: this.init.framing ?? 'prefixed', writeTimeoutMs: this.timeouts.readMs })
     const session = new ServerSession(channel, {
       server: l.config,
       partners: this.partners,
@@ -175,7 +172,6 @@ export class PesitServer implements Startable {
       leadership: this.components.leadership,
       logger: this.log.child({ server: l.config.id }),
       metrics: this.components.metrics ?? {},
-      allocateTransferId: this.components.allocateTransferId ?? (() => ++this.localTransferIds),
       activeTransfers: l.activeTransfers,
       timeouts: this.timeouts,
       maxSyncWindow: this.init.maxSyncWindow ?? DEFAULT_MAX_SYNC_WINDOW,
@@ -195,11 +191,21 @@ export class PesitServer implements Startable {
    * (ABORT for those still running at the deadline).
    */
   async stop (opts: StopOptions = {}): Promise<void> {
-    if (this.status === 'stopped' || this.status === 'stopping') return
+    // During a hand-over drain the listeners keep forwarding until the drain ends, whoever asks to stop
+    // (the demotion usually arrives while the drain runs).
+    if (this.drainEnd !== undefined) await this.drainEnd
+    if (this.stopping !== undefined) return await this.stopping
+    if (this.status === 'stopped') return
     this.status = 'stopping'
-    await this.closeListeners(opts)
-    this.status = 'stopped'
+    this.stopping = this.closeListeners(opts).finally(() => {
+      this.status = 'stopped'
+      this.stopping = undefined
+    })
+    await this.stopping
   }
+
+  private stopping: Promise<void> | undefined
+  private drainEnd: Promise<void> | undefined
 
   private holding = false
 
@@ -231,7 +237,9 @@ export class PesitServer implements Startable {
             this.forward(l, s, successorAddress)
           }
         }
-        await new Promise((resolve) => setTimeout(resolve, drainMs))
+        this.drainEnd = new Promise((resolve) => setTimeout(resolve, drainMs))
+        await this.drainEnd
+        this.drainEnd = undefined
         await this.stop()
       }
     }

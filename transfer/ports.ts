@@ -7,47 +7,52 @@ export type TransferDirection = 'receive' | 'send'
 export type TransferStatus = 'completed' | 'failed' | 'interrupted'
 
 export interface TransferBegin {
-  /** journal id: from `allocateTransferId` (cluster-unique, epoch-derived) or a local counter */
-  id: number
   /** PeSIT transfer id (PI 13) chosen by the requester for a push */
   pesitTransferId: number
   direction: TransferDirection
   server: string
   partner: string
   file: string
-  /** true when this attempt resumes an interrupted one */
+  /** final path the file will have once complete */
+  path: string
+  /** true when this attempt resumes an interrupted one (CREATE with PI 15 = 1 and a usable checkpoint) */
   restart: boolean
-  /** byte offset the attempt starts from (0 unless resumed) */
+  /** sync point and byte offset the attempt starts from (0 unless resumed) */
+  startSyncPoint: number
   startOffset: number
-  startedAt: Date
 }
 
-export interface TransferProgress {
-  bytes: number
-  articles: number
+export interface TransferSyncPoint {
   syncPoint: number
+  /** file offset the sync point stands for (= bytes received up to it) */
+  offset: number
+  articles: number
 }
 
 export interface TransferEnd {
   status: TransferStatus
   bytes: number
   articles: number
-  /** final path of a completed received file */
+  /** completed: final path and SHA-256 (lower-case hex) of the whole file */
   path?: string
-  /** `Dt-rrr text` of the failure */
+  sha256?: string
+  /** `Dt-rrr text` of the failure or interruption */
   diagnostic?: string
   message?: string
-  endedAt: Date
 }
 
 /**
- * One row per transfer attempt. Calls are awaited in protocol order; a journal failure is logged and does not
- * fail the transfer (the durable checkpoint, not the journal, is the restart state).
+ * One row per transfer (store/journal.ts maps onto it: begin or resume, recordSyncPoint, complete / interrupt /
+ * fail). Calls are awaited in protocol order:
+ *  - `begin` returns the row's key; if it throws, the CREATE is refused (D2-201);
+ *  - `syncPoint` runs after the checkpoint is durable and BEFORE ACK(SYN): if it throws (e.g. not leader any
+ *    more, or synchronous replication failed), the sync point is not acknowledged and the session is aborted;
+ *  - `end` failures are logged only: the file and its checkpoint are already durable.
  */
 export interface TransferJournalPort {
-  begin(t: TransferBegin): void | Promise<void>
-  update(id: number, p: TransferProgress): void | Promise<void>
-  end(id: number, e: TransferEnd): void | Promise<void>
+  begin(t: TransferBegin): string | Promise<string>
+  syncPoint(id: string, p: TransferSyncPoint): void | Promise<void>
+  end(id: string, e: TransferEnd): void | Promise<void>
 }
 
 /** Counters behind `vectis_pesit_*` and `vectis_transfer*` (SPEC §4); every callback optional. */
@@ -64,4 +69,4 @@ export interface PesitMetrics {
 }
 
 /** A journal that keeps nothing, for tools and tests that do not look at it. */
-export const nullJournal: TransferJournalPort = { begin () {}, update () {}, end () {} }
+export const nullJournal: TransferJournalPort = { begin: () => '', syncPoint () {}, end () {} }

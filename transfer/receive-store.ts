@@ -12,6 +12,7 @@
  * NOT guaranteed: bytes received after the last checkpoint survive a crash (they are resent after a restart).
  */
 import { join } from 'node:path'
+import { createHash, type Hash } from 'node:crypto'
 import type { DurableFile, DurableFs } from '../store/durable-fs.js'
 import { TransferStorageError } from './errors.js'
 import { DIAG } from './diagnostics.js'
@@ -56,6 +57,8 @@ export class IncomingFile {
   articles: number
   syncPoint: number
   private closed = false
+  /** SHA-256 of the bytes received, in order (the prefix re-read from the partial file on a resume) */
+  private readonly hash: Hash = createHash('sha256')
 
   private constructor (
     private readonly fs: DurableFs,
@@ -90,7 +93,9 @@ export class IncomingFile {
           const f = await fs.open(partial, 'existing')
           await f.truncate(ckpt.offset)
           await f.sync()
-          return new IncomingFile(fs, f, key, ckpt, true)
+          const inc = new IncomingFile(fs, f, key, ckpt, true)
+          await inc.hashPrefix(ckpt.offset)
+          return inc
         }
       }
       // A new transfer (or a restart without a usable checkpoint): drop any stale checkpoint first, so a crash
@@ -104,8 +109,22 @@ export class IncomingFile {
     }
   }
 
+  private async hashPrefix (len: number): Promise<void> {
+    const buf = Buffer.allocUnsafe(Math.min(len, 1 << 20))
+    for (let pos = 0; pos < len;) {
+      const n = await this.file.read(buf.subarray(0, Math.min(buf.length, len - pos)), pos)
+      if (n <= 0) throw new Error(`partial file shorter than its checkpoint (${pos} < ${len})`)
+      this.hash.update(buf.subarray(0, n))
+      pos += n
+    }
+  }
+
+  /** Hex SHA-256 of everything received; call once, at the end. */
+  sha256 (): string { return this.hash.digest('hex') }
+
   /** Appends article bytes (copied into the write buffer; written when it fills). */
   async append (data: Uint8Array): Promise<void> {
+    this.hash.update(data)
     let off = 0
     while (off < data.length) {
       const n = Math.min(data.length - off, this.buf.length - this.used)

@@ -111,13 +111,15 @@ export async function pushFile (o: PushOptions): Promise<PushResult> {
   try {
     const size = (await fh.stat()).size
     const socket = o.connect !== undefined ? await o.connect() : await tcpConnect(o.host, o.port, timeoutMs)
-    const ch = new FpduChannel(socket)
+    const ch = new FpduChannel(socket, { writeTimeoutMs: timeoutMs })
     const onAbort = (): void => { socket.destroy(new Error('cancelled')) }
     o.signal?.addEventListener('abort', onAbort, { once: true })
     const s = new PushSession(ch, o, log, transferId, timeoutMs)
     try {
       return await s.run(fh, size, articleSize, proposedEntity, syncKb)
-    } catch (err) {
+    } catch (caught) {
+      // A write that failed because the server aborted and closed: report the server's reason, not the socket's.
+      const err = caught instanceof ConnectionLostError ? bufferedAbort(ch) ?? caught : caught
       // Anything that stops the transfer once WRITE was acknowledged leaves a restartable transfer behind.
       if (s.inDataPhase && !(err instanceof PushInterruptedError) && (err instanceof PesitError || (err as Error).name === 'Error')) {
         const e = err as Error
@@ -132,6 +134,19 @@ export async function pushFile (o: PushOptions): Promise<PushResult> {
   } finally {
     await fh.close()
   }
+}
+
+function bufferedAbort (ch: FpduChannel): PeerRefusalError | undefined {
+  try {
+    for (let i = 0; i < 10_000; i++) {
+      const ev = ch.poll()
+      if (ev === undefined || ev.kind !== 'fpdu') return undefined
+      if (ev.fpdu.type === 'ABORT') return new PeerRefusalError('aborted by the server', getDiagnostic(ev.fpdu.params) ?? DIAG.OTHER)
+    }
+  } catch {
+    // malformed leftovers: nothing to report
+  }
+  return undefined
 }
 
 async function tcpConnect (host: string, port: number, timeoutMs: number): Promise<Duplex> {

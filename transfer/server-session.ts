@@ -62,7 +62,6 @@ export interface ServerSessionContext {
   leadership: { isLeader(): boolean }
   logger: Logger
   metrics: PesitMetrics
-  allocateTransferId: () => number
   /** keys of transfers in progress on this server: a second CREATE for the same one gets D2-207 */
   activeTransfers: Set<string>
   timeouts: SessionTimeouts
@@ -72,7 +71,7 @@ export interface ServerSessionContext {
 }
 
 interface Transfer {
-  journalId: number
+  journalId: string
   key: string
   transferId: number
   file: PesitFileConfig
@@ -105,6 +104,7 @@ export class ServerSession {
   private synReceived = 0
   private pendingCheckpoint: Promise<void> = Promise.resolve()
   private checkpointError: unknown
+  private checkpointInFlight = false
   private bytesSinceSync = 0
   /** "ab": an IDT with code 8/12/16 forbids a new WRITE until DESELECT */
   private interrupted = false
@@ -130,6 +130,11 @@ export class ServerSession {
         try {
           ev = await this.ch.next(this.timeoutFor())
         } catch (err) {
+          // The requester may be silent because it waits for an ACK(SYN) our own disk is still making durable.
+          if (err instanceof PesitTimeoutError && this.checkpointInFlight) {
+            await this.pendingCheckpoint
+            continue
+          }
           await this.fail(err)
           break
         }
@@ -362,16 +367,24 @@ export class ServerSession {
       this.log.error({ err }, 'cannot open the partial file')
       return await refuse(err instanceof PesitError ? err.diagnostic : DIAG.CANNOT_OPEN, 'storage')
     }
+    let journalId: string
+    try {
+      journalId = await this.ctx.journal.begin({
+        pesitTransferId: transferId, direction: 'receive', server: this.ctx.server.id, partner: partner.id, file: file.id,
+        path: `${file.directory}/${finalName}`, restart: incoming.resumed, startSyncPoint: incoming.syncPoint, startOffset: incoming.bytes
+      })
+    } catch (err) {
+      this.log.error({ err }, 'the transfer journal refused the new transfer')
+      await incoming.closeHandle()
+      this.ctx.activeTransfers.delete(key)
+      return await refuse(DIAG.SYSTEM_RESOURCES, 'journal')
+    }
     this.entitySize = Math.min(proposedEntity, this.ctx.server.maxEntitySize)
     this.transfer = {
-      journalId: this.ctx.allocateTransferId(), key, transferId, file, finalName, incoming, articleFormat, articleLength,
+      journalId, key, transferId, file, finalName, incoming, articleFormat, articleLength,
       announcedKb, written: false, done: false, reportedBytes: incoming.bytes
     }
     this.interrupted = false
-    await this.journal(async (j) => await j.begin({
-      id: this.transfer!.journalId, pesitTransferId: transferId, direction: 'receive', server: this.ctx.server.id,
-      partner: partner.id, file: file.id, restart: incoming.resumed, startOffset: incoming.bytes, startedAt: new Date()
-    }))
     await this.send('ACK_CREATE', { 2: DIAG.OK, 25: this.entitySize })
     this.ch.setMaxEntitySize(this.entitySize)
     this.state = 'SF03'
@@ -414,6 +427,8 @@ export class ServerSession {
   private async onDeselect (): Promise<void> {
     await this.releaseTransfer('interrupted', DIAG.ABNORMAL_END, 'deselected before the end of the transfer')
     this.interrupted = false
+    // Back to the connection's bound: the next file may negotiate another entity size.
+    this.ch.setMaxEntitySize(this.ctx.server.maxEntitySize)
     await this.send('ACK_DESELECT', { 2: DIAG.OK })
     this.state = 'CN03'
   }
@@ -514,7 +529,8 @@ export class ServerSession {
     this.synReceived = n
     const at = await t.incoming.handOff()
     this.bytesSinceSync = 0
-    this.pendingCheckpoint = this.completeSyn(t, n, at.offset, at.articles).catch((err: unknown) => {
+    this.checkpointInFlight = true
+    this.pendingCheckpoint = this.completeSyn(t, n, at.offset, at.articles).finally(() => { this.checkpointInFlight = false }).catch((err: unknown) => {
       this.checkpointError ??= err
       // The main loop may be waiting for the requester (who waits for this ACK): end the session from here.
       if (!this.finished) void this.fail(err)
@@ -528,7 +544,12 @@ export class ServerSession {
   private async completeSyn (t: Transfer, n: number, offset: number, articles: number): Promise<void> {
     await t.incoming.checkpointAt(n, offset, articles)
     this.reportBytes(t, offset)
-    await this.journal(async (j) => await j.update(t.journalId, { bytes: offset, articles, syncPoint: n }))
+    // A journal that refuses the sync point (lease lost, replication failed) stops the ACK and the session.
+    try {
+      await this.ctx.journal.syncPoint(t.journalId, { syncPoint: n, offset, articles })
+    } catch (err) {
+      throw new PesitError(`the transfer journal refused sync point ${n}`, DIAG.SYSTEM_ERROR, { cause: err })
+    }
     if (this.stopping === 'abort' || this.finished) throw new ConnectionLostError('session stopping')
     if (this.sync.window > 0) {
       if (!this.ctx.leadership.isLeader()) throw new NotLeaderError('acknowledge a sync point')
@@ -590,7 +611,7 @@ export class ServerSession {
     await this.send('ACK_TRANS_END', { 2: DIAG.OK, ...counts })
     this.reportBytes(t)
     this.log.info({ transferId: t.transferId, path, bytes: inc.bytes, articles: inc.articles }, 'file received')
-    await this.journal(async (j) => await j.end(t.journalId, { status: 'completed', bytes: inc.bytes, articles: inc.articles, path, endedAt: new Date() }))
+    await this.journal(async (j) => await j.end(t.journalId, { status: 'completed', bytes: inc.bytes, articles: inc.articles, path, sha256: inc.sha256() }))
     this.ctx.metrics.transferEnded?.('receive', 'completed')
     this.ctx.activeTransfers.delete(t.key)
     this.transfer = undefined
@@ -638,7 +659,7 @@ export class ServerSession {
     if (t.done) return
     this.reportBytes(t)
     await this.journal(async (j) => await j.end(t.journalId, {
-      status, bytes: t.incoming.bytes, articles: t.incoming.articles, diagnostic: describeDiagnostic(diag), message, endedAt: new Date()
+      status, bytes: t.incoming.bytes, articles: t.incoming.articles, diagnostic: describeDiagnostic(diag), message
     }))
     this.ctx.metrics.transferEnded?.('receive', status)
   }

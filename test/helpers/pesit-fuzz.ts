@@ -5,6 +5,10 @@
  * within a bound (its own timers included): no crash, no hang.
  */
 import { connect } from 'node:net'
+import { existsSync } from 'node:fs'
+import { mkdtemp, readdir, stat, unlink } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import {
   encodeAccessControl, encodeEntity, encodeFpdu, encodeSyncOption, getDiagnostic, packArticles, type Fpdu
 } from '../../transfer/codec.js'
@@ -200,4 +204,24 @@ export async function runFuzzCase (port: number, seed: number, closeWithinMs: nu
   } finally {
     socket.destroy()
   }
+}
+
+/** A scratch directory on tmpfs when the machine has one: fuzzing measures the protocol code, not the disk. */
+export async function fuzzScratchDir (): Promise<string> {
+  return await mkdtemp(join(existsSync('/dev/shm') ? '/dev/shm' : tmpdir(), 'vectis-fuzz-'))
+}
+
+/** Removes files not modified for `olderThanMs` (left by aborted fuzz sessions), keeping the directory small. */
+export async function sweepOldFiles (dir: string, olderThanMs: number): Promise<number> {
+  let n = 0
+  const now = Date.now()
+  for (const f of await readdir(dir).catch(() => [] as string[])) {
+    const p = join(dir, f)
+    const st = await stat(p).catch(() => undefined)
+    if (st !== undefined && st.isFile() && now - st.mtimeMs > olderThanMs) {
+      await unlink(p).catch(() => {})
+      n++
+    }
+  }
+  return n
 }

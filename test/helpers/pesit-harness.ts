@@ -6,15 +6,20 @@ import { silentLogger, type Logger } from '../../daemon/logger.js'
 import { NodeDurableFs, type DurableFs } from '../../store/durable-fs.js'
 import type { PesitConfig } from '../../transfer/config-types.js'
 import { PesitServer, type PesitServerInit } from '../../transfer/pesit-server.js'
-import type { TransferBegin, TransferEnd, TransferJournalPort, TransferProgress, PesitMetrics } from '../../transfer/ports.js'
+import type { TransferBegin, TransferEnd, TransferJournalPort, TransferSyncPoint, PesitMetrics } from '../../transfer/ports.js'
 
 export class MemoryJournal implements TransferJournalPort {
-  readonly begun: TransferBegin[] = []
-  readonly updates: Array<{ id: number } & TransferProgress> = []
-  readonly ended: Array<{ id: number } & TransferEnd> = []
-  begin (t: TransferBegin): void { this.begun.push(t) }
-  update (id: number, p: TransferProgress): void { this.updates.push({ id, ...p }) }
-  end (id: number, e: TransferEnd): void { this.ended.push({ id, ...e }) }
+  readonly begun: Array<{ id: string } & TransferBegin> = []
+  readonly syncPoints: Array<{ id: string } & TransferSyncPoint> = []
+  readonly ended: Array<{ id: string } & TransferEnd> = []
+  begin (t: TransferBegin): string {
+    const id = `t-${this.begun.length + 1}`
+    this.begun.push({ id, ...t })
+    return id
+  }
+
+  syncPoint (id: string, p: TransferSyncPoint): void { this.syncPoints.push({ id, ...p }) }
+  end (id: string, e: TransferEnd): void { this.ended.push({ id, ...e }) }
 }
 
 export class CountingMetrics implements PesitMetrics {

@@ -5,8 +5,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { startHarness } from '../helpers/pesit-harness.js'
-import { CrashFs } from '../helpers/crash-fs.js'
-import { runFuzzCase, type FuzzOutcome } from '../helpers/pesit-fuzz.js'
+import { runFuzzCase, fuzzScratchDir, type FuzzOutcome } from '../helpers/pesit-fuzz.js'
 import { patternBytes } from '../helpers/pesit-vectors.js'
 import { pushFile } from '../../transfer/requester.js'
 
@@ -15,10 +14,11 @@ const PARALLEL = 8
 
 describe('PeSIT server fuzzing', () => {
   it(`${CASES} mutated sessions: no crash, no hang, a healthy push keeps working`, async (t) => {
-    const fs = new CrashFs()
-    const h = await startHarness({ syncIntervalKb: 4, fs, baseDir: '/fuzz', maxConnections: 200, init: { timeouts: { connectMs: 600, readMs: 600, idleMs: 600, closeGraceMs: 100 } } })
+    const scratch = await fuzzScratchDir()
+    const h = await startHarness({ syncIntervalKb: 4, baseDir: scratch, maxConnections: 200, init: { timeouts: { connectMs: 600, readMs: 600, idleMs: 600, closeGraceMs: 100 } } })
     const work = await mkdtemp(join(tmpdir(), 'vectis-fuzz-'))
-    t.after(async () => { await h.stop(); await rm(work, { recursive: true, force: true }) })
+    const fs = h.fs
+    t.after(async () => { await h.stop(); await rm(work, { recursive: true, force: true }); await rm(scratch, { recursive: true, force: true }) })
     const src = patternBytes(64 * 1024, 5)
     const path = join(work, 'healthy.bin')
     await writeFile(path, src)

@@ -23,9 +23,12 @@ describe('hand-over hooks', () => {
     const early = pushFile({ host: '127.0.0.1', port: old.port, partner: 'CXCLIENT', password: 'test123', server: 'PESITSRV', file: 'TESTFILE', source: path, transferId: 501, timeoutMs: 10_000 })
     await hooks.interrupt!(1000)
     const draining = hooks.drain!('127.0.0.1', 400)
+    // The demotion arrives while the drain runs: the stop waits for the drain, forwarding continues.
+    const demoted = old.server.stop({ handover: true })
     const late = pushFile({ host: '127.0.0.1', port: old.port, partner: 'CXCLIENT', password: 'test123', server: 'PESITSRV', file: 'TESTFILE', source: path, transferId: 502, timeoutMs: 10_000 })
     const [a, b] = await Promise.all([early, late])
     await draining
+    await demoted
     assert.equal(a.bytes, src.length)
     assert.equal(b.bytes, src.length)
     assert.ok((await readFile(join(successor.dir, 'CXCLIENT_TESTFILE_501'))).equals(src))

@@ -121,6 +121,22 @@ describe('vectis send → PeSIT server', () => {
     await assert.rejects(pushFile(o), /D2-204/)
   })
 
+  it('progress is drawn on a terminal, not otherwise', async () => {
+    const path = join(work, 'tty.bin')
+    await writeFile(path, patternBytes(3 << 20, 8))
+    const io = captureIo()
+    ;(io.stderr as { isTTY?: boolean }).isTTY = true
+    const code = await runSend(['--host', '127.0.0.1', '--port', String(h.port), '--partner', 'CXCLIENT', '--password', 'test123',
+      '--server', 'PESITSRV', '--file', 'TESTFILE', '--state-dir', join(work, 'state'), '--sync-kb', '256', path], io)
+    assert.equal(code, 0, io.err())
+    assert.match(io.err(), /\r100% 3\.0\/3\.0 MiB .* sync \d+ acked/)
+    const quiet = captureIo()
+    ;(quiet.stderr as { isTTY?: boolean }).isTTY = true
+    assert.equal(await runSend(['--host', '127.0.0.1', '--port', String(h.port), '--partner', 'CXCLIENT', '--password', 'test123',
+      '--server', 'PESITSRV', '--file', 'TESTFILE', '--state-dir', join(work, 'state'), '--quiet', path], quiet), 0)
+    assert.equal(quiet.err(), '')
+  })
+
   it('pre-connection message, then the push', async () => {
     const r = await send(10_000, ['--preconnection'])
     assert.equal(r.code, 0, r.err)

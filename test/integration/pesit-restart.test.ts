@@ -27,10 +27,10 @@ describe('restart of an interrupted push', () => {
     // Stop the server from inside the journal update of sync point 7, i.e. while the session is between the
     // durable checkpoint and its ACK(SYN): the worst moment for the requester.
     const journal = h.journal
-    const origUpdate = journal.update.bind(journal)
+    const origSyncPoint = journal.syncPoint.bind(journal)
     let stopped: Promise<void> | undefined
-    journal.update = (id, p) => {
-      origUpdate(id, p)
+    journal.syncPoint = (id, p) => {
+      origSyncPoint(id, p)
       if (p.syncPoint === 7 && stopped === undefined) stopped = h.server.stop()
     }
     const args = ['--host', '127.0.0.1', '--port', String(h.port), '--partner', 'CXCLIENT', '--password', 'test123', '--server', 'PESITSRV',
@@ -50,6 +50,7 @@ describe('restart of an interrupted push', () => {
     const id = /transfer id (\d+)/.exec(io2.out())![1]
     const stored = await readFile(join(h.dir, `CXCLIENT_TESTFILE_${id}`))
     assert.equal(sha(stored), sha(src))
+    assert.equal(h.journal.ended.at(-1)?.sha256, sha(src), 'the SHA-256 of a resumed file covers the part received before')
     const second = h.journal.begun.at(-1)!
     assert.equal(second.restart, true)
     assert.ok(second.startOffset > 0, 'resumed, not restarted from 0')

@@ -5,6 +5,8 @@ import { startHarness, type Harness } from '../helpers/pesit-harness.js'
 import { ScriptClient, createParams } from '../helpers/pesit-script.js'
 import { encodePreconnection, getDiagnostic, type Fpdu } from '../../transfer/codec.js'
 import { formatDiagnostic } from '../../transfer/diagnostics.js'
+import { createLogger } from '../../daemon/logger.js'
+import { Writable } from 'node:stream'
 
 function diag (f: Fpdu): string {
   return formatDiagnostic(getDiagnostic(f.params)!)
@@ -19,8 +21,10 @@ describe('PeSIT server sessions: refusals, protocol errors, timers, limits, leas
     clients.push(c)
     return c
   }
+  const logLines: Array<Record<string, unknown>> = []
+  const sink = new Writable({ write (chunk: Buffer, _enc, cb) { for (const l of chunk.toString().split('\n')) if (l !== '') logLines.push(JSON.parse(l) as Record<string, unknown>); cb() } })
   before(async () => {
-    h = await startHarness({ syncIntervalKb: 32, maxConnections: 4, init: { timeouts: { connectMs: 400, readMs: 400, idleMs: 600, closeGraceMs: 200 } } })
+    h = await startHarness({ logger: createLogger({ level: 'info', destination: sink }), syncIntervalKb: 32, maxConnections: 4, init: { timeouts: { connectMs: 400, readMs: 400, idleMs: 600, closeGraceMs: 200 } } })
   })
   after(async () => {
     for (const c of clients) c.destroy()
@@ -88,6 +92,20 @@ describe('PeSIT server sessions: refusals, protocol errors, timers, limits, leas
     await c4.send('DTF_END', { 2: { type: 0, reason: 0 } })
     await c4.dtf([Buffer.from('late')]) // data after DTF.END
     await abortedWith(c4, 'D3-311')
+  })
+
+  it('an unexpected FPDU is logged with its state and what was expected', async () => {
+    const c = await open()
+    await c.connectPesit()
+    await c.send('ORF', { 21: Uint8Array.of(0, 0) })
+    await abortedWith(c, 'D3-311')
+    const line = logLines.find((l) => l.msg === 'unexpected FPDU' && l.fpdu === 'ORF')
+    assert.ok(line !== undefined)
+    assert.equal(line.state, 'CN03')
+    assert.equal(line.component, 'transfer:pesit-server')
+    assert.ok((line.expected as string[]).includes('CREATE'))
+    assert.ok(logLines.some((l) => l.msg === 'aborting session' && l.diagnostic === 'D3-311 remote PeSIT protocol error'))
+    assert.ok(!JSON.stringify(logLines).includes('test123'), 'no password in the logs')
   })
 
   it('malformed FPDUs: D3-311 for structure, D3-318 for parameters, wrong ID.DST', async () => {
@@ -221,6 +239,21 @@ describe('PeSIT server sessions: refusals, protocol errors, timers, limits, leas
     assert.equal(f.type, 'RCONNECT')
     assert.equal(diag(f), 'D3-303')
     for (const c of clients.splice(0)) c.destroy()
+  })
+
+  it('a journal that refuses a sync point stops the ACK(SYN): ABORT D2-215', async () => {
+    const c = await open()
+    await c.connectPesit()
+    await c.toDataPhase(nextId++)
+    await c.dtf([Buffer.alloc(100)])
+    const orig = h.journal.syncPoint.bind(h.journal)
+    h.journal.syncPoint = () => { throw new Error('replication failed') }
+    try {
+      await c.send('SYN', { 20: 1 })
+      await abortedWith(c, 'D2-215')
+    } finally {
+      h.journal.syncPoint = orig
+    }
   })
 
   it('lease: no connection accepted, no ACK(SYN) given, once not leader', async () => {

@@ -3,6 +3,7 @@ import assert from 'node:assert/strict'
 import { connect } from 'node:net'
 import { readFile, readdir } from 'node:fs/promises'
 import { join } from 'node:path'
+import { createHash } from 'node:crypto'
 import { startHarness } from '../helpers/pesit-harness.js'
 import { loadVector, reconstructPush } from '../helpers/pesit-vectors.js'
 import { FpduChannel } from '../../transfer/fpdu-channel.js'
@@ -53,7 +54,10 @@ describe('recorded Connect:Express push replayed against the server', () => {
     assert.equal(stored.length, 1 << 20)
     assert.ok(stored.equals(content), 'stored file equals the articles, no length prefixes')
     assert.deepEqual((await readdir(h.dir)).filter((n) => n.startsWith('.')), [], 'no partial file or checkpoint left')
-    assert.equal(h.journal.ended.at(-1)?.status, 'completed')
-    assert.equal(h.journal.updates.length, 31)
+    const end = h.journal.ended.at(-1)
+    assert.equal(end?.status, 'completed')
+    assert.equal(end.sha256, createHash('sha256').update(content).digest('hex'))
+    assert.equal(h.journal.syncPoints.length, 31)
+    assert.deepEqual(h.journal.syncPoints.at(-1), { id: end.id, syncPoint: 31, offset: 31 * 32768, articles: 992 })
   })
 })

@@ -1,0 +1,53 @@
+/**
+ * The store's transfer journal (store/journal.ts) behind the PeSIT part's narrow TransferJournalPort.
+ *
+ * A CREATE with the restart flag and a usable checkpoint resumes the journal row of the interrupted attempt
+ * (same server, partner, virtual file, direction and PI 13), also when another member started it; a new CREATE
+ * that reuses the PI 13 of an unfinished row marks that row failed (it can never be resumed any more).
+ */
+import type { Journal } from '../store/journal.js'
+import type { TransferBegin, TransferEnd, TransferJournalPort, TransferSyncPoint } from './ports.js'
+
+export type JournalForPesit = Pick<Journal, 'begin' | 'resume' | 'findRestartable' | 'recordSyncPoint' | 'complete' | 'interrupt' | 'fail'>
+
+export interface JournalAdapterContext {
+  /** this member's name (POD_NAME) */
+  member: string
+  /** the epoch of the current leadership */
+  epoch: () => number
+}
+
+/** `journal` may be a getter, for a store that opens its database only when started. */
+export function journalPortFromStore (source: JournalForPesit | (() => JournalForPesit), ctx: JournalAdapterContext): TransferJournalPort {
+  const j = (): JournalForPesit => typeof source === 'function' ? source() : source
+  return {
+    begin (t: TransferBegin): string {
+      const journal = j()
+      const previous = journal.findRestartable({ server: t.server, partner: t.partner, virtualFile: t.file, direction: t.direction, transferId: t.pesitTransferId })
+      if (previous !== undefined) {
+        if (t.restart) {
+          return journal.resume(previous.id, { member: ctx.member, epoch: ctx.epoch(), syncPoint: t.startSyncPoint, offset: t.startOffset }).id
+        }
+        journal.fail(previous.id, 'superseded: a new transfer reused its PeSIT transfer id')
+      }
+      return journal.begin({
+        epoch: ctx.epoch(), member: ctx.member, server: t.server, partner: t.partner, virtualFile: t.file,
+        direction: t.direction, transferId: t.pesitTransferId, filePath: t.path
+      }).id
+    },
+    syncPoint (id: string, p: TransferSyncPoint): void {
+      j().recordSyncPoint(id, { syncPoint: p.syncPoint, offset: p.offset, bytes: p.offset })
+    },
+    end (id: string, e: TransferEnd): void {
+      const journal = j()
+      const diag = [e.diagnostic, e.message].filter((x) => x !== undefined && x !== '').join(': ') || e.status
+      if (e.status === 'completed') {
+        journal.complete(id, { bytes: e.bytes, sha256: e.sha256 ?? '', ...(e.path !== undefined ? { filePath: e.path } : {}) })
+      } else if (e.status === 'interrupted') {
+        journal.interrupt(id, diag)
+      } else {
+        journal.fail(id, diag)
+      }
+    }
+  }
+}
