@@ -23,7 +23,7 @@ import { PesitServer } from '../transfer/pesit-server.js'
 import { PesitLeaderBinding } from '../transfer/pesit-leader-binding.js'
 import type { PesitMetrics } from '../transfer/ports.js'
 import { NodeDurableFs } from '../store/durable-fs.js'
-import { StoreTransferJournal } from './transfer-journal.js'
+import { journalPortFromStore } from '../transfer/journal-adapter.js'
 import { ConfigError } from './errors.js'
 import type { KubeConfig } from '@kubernetes/client-node'
 import type { ClusterEvents, ClusterService } from '../cluster/cluster-api.js'
@@ -74,7 +74,8 @@ export class Daemon implements Startable {
       }
     }
     const leadership = this.cluster.leadership
-    const journal = new StoreTransferJournal({ store: this.store, leadership, logger: components.logger }, { member: config.podName })
+    // The store opens its database in start(): the journal is read lazily. A restart continues its interrupted row.
+    const journal = journalPortFromStore(() => this.store.journal, { member: config.podName, epoch: () => leadership.currentEpoch()?.number ?? 0 })
     this.pesit = new PesitServer({
       logger: components.logger,
       leadership,
