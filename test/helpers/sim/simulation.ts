@@ -12,7 +12,7 @@
  * Invariants are checked after every event (see `checkInvariants`); a violation throws `SimulationFailure` whose
  * message carries the one-line replay command.
  */
-import { MembershipMachine, type MembershipInput, type MembershipOutput, type PersistedClusterState } from '../../../cluster/membership.js'
+import { MembershipMachine, type MembershipComponents, type MembershipInput, type MembershipOutput, type PersistedClusterState } from '../../../cluster/membership.js'
 import type { MembershipInit } from '../../../cluster/membership-config.js'
 import { compareEpochs, memberKey, type ClusterRequest, type MemberInfo, type ReplyMessage } from '../../../cluster/messages.js'
 import type { Epoch } from '../../../cluster/leadership-api.js'
@@ -45,6 +45,18 @@ export interface SimOptions {
   checkNoSplit?: boolean
   /** Record a trace of events (for a replay). */
   trace?: (line: string) => void
+  /** Faults at fixed times (in addition to the random ones of the fault phase), aimed at the leader of that moment. */
+  script?: ScriptedFault[]
+  /** Builds each member's machine (tests substitute a deliberately broken one to prove the checks can fail). */
+  createMachine?: (components: MembershipComponents, init: MembershipInit, now: number) => MembershipMachine
+}
+
+export interface ScriptedFault {
+  at: number
+  action: 'pause-leader' | 'crash-leader' | 'leave-leader' | 'transfer' | 'partition-leader'
+  /** Pause or partition length. */
+  ms?: number
+  kind?: 'drop' | 'reset' | 'one-way'
 }
 
 export interface SimResult {
@@ -99,7 +111,7 @@ export function replayCommand (o: SimOptions, profile: string): string {
 }
 
 export class Simulation {
-  readonly o: Required<Omit<SimOptions, 'trace' | 'membership'>> & Pick<SimOptions, 'trace' | 'membership'>
+  readonly o: Required<Omit<SimOptions, 'trace' | 'membership' | 'createMachine' | 'script'>> & Pick<SimOptions, 'trace' | 'membership' | 'createMachine' | 'script'>
   private readonly rng: Prng
   private readonly q = new EventQueue<Ev>()
   private readonly nodes: SimNode[] = []
@@ -177,7 +189,10 @@ export class Simulation {
       quorum: this.o.quorum,
       ...this.o.membership
     }
-    const machine = new MembershipMachine({ me: member, ...(n.persisted !== undefined ? { persisted: n.persisted } : {}), random: n.rng.fn() }, init, this.local(n))
+    const components: MembershipComponents = { me: member, ...(n.persisted !== undefined ? { persisted: n.persisted } : {}), random: n.rng.fn() }
+    const machine = this.o.createMachine !== undefined
+      ? this.o.createMachine(components, init, this.local(n))
+      : new MembershipMachine(components, init, this.local(n))
     n.proc = { incarnation: n.incarnations, member, machine, pending: new Map(), paused: false, inbox: [] }
     this.trace(`${n.name} start ${member.incarnation}`)
     this.scheduleTick(n, n.rng.range(0, this.hb / 5))
@@ -475,6 +490,25 @@ export class Simulation {
     }
   }
 
+  private scripted (f: ScriptedFault): void {
+    const leader = this.nodes.find(n => n.proc !== undefined && n.proc.machine.isLeader(this.local(n)))
+    if (leader?.proc === undefined) { this.faults.push(`${this.t.toFixed(0)}:${f.action} (no leader)`); return }
+    switch (f.action) {
+      case 'pause-leader': this.pause(leader, f.ms ?? 5000); break
+      case 'crash-leader': this.crash(leader, 'crash'); break
+      case 'leave-leader': this.input(leader, leader.proc.incarnation, { type: 'leave' }); break
+      case 'transfer': this.input(leader, leader.proc.incarnation, { type: 'transfer' }); break
+      case 'partition-leader': this.partition([leader.index], f.kind ?? 'drop', f.ms ?? 5000); break
+    }
+    this.faults.push(`${this.t.toFixed(0)}:${f.action} ${leader.name}`)
+    this.trace(`FAULT ${f.action} ${leader.name}`)
+  }
+
+  /** Name of the member holding a lease now, if any. */
+  leaderNow (): string | undefined {
+    return this.nodes.find(n => n.proc !== undefined && n.proc.machine.isLeader(this.local(n)))?.name
+  }
+
   // ---------------------------------------------------------------------------------------------------------
   // Invariants
 
@@ -541,6 +575,7 @@ export class Simulation {
         t += this.rng.range(0.3, 1.7) * o.faultEveryMs
       }
     }
+    for (const f of o.script ?? []) this.q.push({ at: f.at, kind: 'call', fn: () => { this.scripted(f) } })
     const faultEnd = o.faultMs
     let convergedSince: number | undefined
     let coldStartMs: number | undefined
