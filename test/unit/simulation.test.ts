@@ -25,7 +25,7 @@ function runMany (profiles: string[], nodes: number[], seeds: number[], quorum: 
 
 const range = (from: number, count: number): number[] => Array.from({ length: count }, (_, k) => from + k)
 
-test('majority: seeded fault schedules keep one lease at a time and converge after the faults', () => {
+void test('majority: seeded fault schedules keep one lease at a time and converge after the faults', () => {
   const { results, failures } = runMany(['mixed', 'crash-k8s', 'storm'], [3, 5], range(1, 240), 'majority')
   assert.deepEqual(failures, [], failures.join('\n\n'))
   assert.equal(results.length, 240)
@@ -33,12 +33,12 @@ test('majority: seeded fault schedules keep one lease at a time and converge aft
   assert.ok(results.reduce((a, r) => a + r.leaderChanges, 0) > 240, 'leadership changed in the schedules')
 })
 
-test('quorum none: every view leads, and views still merge into one after the faults', () => {
+void test('quorum none: every view leads, and views still merge into one after the faults', () => {
   const { failures } = runMany(['mixed', 'crash-k8s'], [3, 5], range(10_001, 40), 'none')
   assert.deepEqual(failures, [], failures.join('\n\n'))
 })
 
-test('cold start of 3, 5 and 15 members: one view holding all, no two multi-member views at any time', () => {
+void test('cold start of 3, 5 and 15 members: one view holding all, no two multi-member views at any time', () => {
   for (const n of [3, 5, 15]) {
     const { results, failures } = runMany(['cold-start'], [n], range(20_001, n === 15 ? 6 : 15), 'majority')
     assert.deepEqual(failures, [], failures.join('\n\n'))
@@ -46,13 +46,13 @@ test('cold start of 3, 5 and 15 members: one view holding all, no two multi-memb
   }
 })
 
-test('a schedule replays exactly from its seed', () => {
+void test('a schedule replays exactly from its seed', () => {
   const a = new Simulation(profileOptions('storm', 77, 5, 'majority')).run()
   const b = new Simulation(profileOptions('storm', 77, 5, 'majority')).run()
   assert.deepEqual(a, b)
 })
 
-test('the checks fail on a machine that keeps leading past its lease (negative control)', () => {
+void test('the checks fail on a machine that keeps leading past its lease (negative control)', () => {
   // Believes its lease 5 s longer than it is: a leader that is paused or cut off then overlaps its successor.
   class OverstayingLeader extends MembershipMachine {
     override isLeader (now: number): boolean { return super.isLeader(now - 5000) }
