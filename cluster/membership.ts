@@ -62,7 +62,8 @@ export type MembershipEvent =
   | { type: 'member:suspected', member: MemberInfo, reason: string }
   | { type: 'member:left', member: MemberInfo, reason: 'left' | 'excluded' | 'dead' }
   | { type: 'leader:elected', epoch: Epoch }
-  | { type: 'leader:demoted', epoch: Epoch, reason: LeaderDemotedReason }
+  /** `leaseEnd`: when the lease really ended on this member's clock (≤ now: the expiry, when that came first). */
+  | { type: 'leader:demoted', epoch: Epoch, reason: LeaderDemotedReason, leaseEnd: number }
   /** This member finished its graceful leave: the driver may stop. */
   | { type: 'self:left' }
 
@@ -671,9 +672,10 @@ export class MembershipMachine {
   private demote (reason: LeaderDemotedReason): void {
     if (this.lead === undefined) return
     const epoch = this.lead.epoch
+    const leaseEnd = Math.min(this.now, this.lead.expiry)
     this.lead = undefined
     this.log('info', 'leadership ended', { epoch, reason })
-    this.emit({ type: 'leader:demoted', epoch, reason })
+    this.emit({ type: 'leader:demoted', epoch, reason, leaseEnd })
   }
 
   private becomeLeader (epoch: Epoch, expiry: number): void {
