@@ -166,20 +166,29 @@ export class MembershipMachine {
   private readonly random: () => number
   private readonly startedAt: number
 
+  /** The installed view (undefined before joining, or after learning I was excluded). */
   private view: ViewData | undefined
+  /** The last primary view known committed (persisted): quorums count against it. */
   private committed: ConfigRef | undefined
+  /** A claimed view applied here whose commit I have not heard of: quorums count against it too. */
   private pending: ConfigRef | undefined
+  /** Highest epoch I promised to or led (persisted); lower epochs are refused. */
   private highestEpoch: Epoch
+  /** Highest epoch heard of (failed claims included): new claims are numbered above it. */
   private seenEpoch: Epoch
   private maxCounter: number
   private maxApplied: number
+  /** My current promise (vote or lease acknowledgement). */
   private promise: Promise_ | undefined
+  /** My leadership, while I have one (the lease expiry is on my clock). */
   private lead: Lead | undefined
-  /** quorum `none`: the epoch of the current coordinator-leadership. */
 
   private discovered: string[] = []
+  /** What each address last told (identity, view summary), from hellos and replies. */
   private readonly peers = new Map<string, PeerState>()
+  /** Failure detection per member of my view (and probed configuration members). */
   private readonly health = new Map<string, Health>()
+  /** Verified deaths: member key → when verified (certain, or evidence when also in `onlyRefused`). */
   private readonly dead = new Map<string, number>()
   /** Deaths verified only by refused connections (revoked if the member speaks again). */
   private readonly onlyRefused = new Set<string>()
@@ -202,7 +211,6 @@ export class MembershipMachine {
   private readonly founderFailed = new Map<string, number>()
   private lastJoinSent = 0
   private handingOver: { until: number } | undefined
-  private handoverPending: { from: MemberInfo, epoch: Epoch, leaving: boolean } | undefined
   private leaving: 'no' | 'handover' | 'requested' | 'done' = 'no'
   private forced: boolean
   private readonly installResent = new Map<string, number>()
@@ -374,10 +382,9 @@ export class MembershipMachine {
     this.out.push({ type: 'send', id, to, msg, timeoutMs })
   }
 
-  private reply (req: ClusterRequest, ok: boolean, reason?: ReplyReason, extra: Partial<ReplyMessage> = {}): void {
+  private reply (_req: ClusterRequest, ok: boolean, reason?: ReplyReason, extra: Partial<ReplyMessage> = {}): void {
     const msg: ReplyMessage = { ...this.envelope(), type: 'reply', ok, summary: this.summary(), ...extra }
     if (reason !== undefined) msg.reason = reason
-    void req
     this.out.push({ type: 'reply', msg })
   }
 
@@ -1162,10 +1169,7 @@ export class MembershipMachine {
     this.log('info', 'leaving my view', { why, viewId: this.view?.id })
     if (this.lead !== undefined) this.demote('superseded')
     this.view = undefined
-    this.startedAtViewless = this.now
   }
-
-  private startedAtViewless = 0
 
   // ---------------------------------------------------------------------------------------------------------
   // Applying views
@@ -1390,7 +1394,6 @@ export class MembershipMachine {
     // The old leader consented: start at once (the promises it holds move to me through `handoverFrom`).
     const rest = view.members.filter(m => memberKey(m) !== this.myKey && memberKey(m) !== fromKey)
     const members = msg.leaving ? [this.me, ...rest] : [this.me, ...rest, msg.from]
-    this.handoverPending = { from: msg.from, epoch: msg.handedOver, leaving: msg.leaving }
     this.install(members, { handoverFrom: msg.handedOver })
   }
 
