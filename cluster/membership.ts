@@ -1031,7 +1031,10 @@ export class MembershipMachine {
     } else if (this.lead !== undefined && sameEpoch(this.lead.epoch, r.epoch)) {
       if (expiry > this.lead.expiry) this.lead.expiry = expiry
     }
-    if (r.kind === 'install' && this.lead !== undefined && sameEpoch(this.lead.epoch, r.epoch) &&
+    // Commit: the round's quorums included the current view (its install, or a later heartbeat while it was
+    // pending, e.g. when the install's own acknowledgements were lost).
+    const coversView = r.configs.some(c => this.view !== undefined && c.id.counter === this.view.id.counter && c.id.coordinator === this.view.id.coordinator)
+    if (coversView && !this.isPrimaryView() && this.lead !== undefined && sameEpoch(this.lead.epoch, r.epoch) &&
       this.view !== undefined && this.view.id.counter === r.view.id.counter) {
       this.committed = { id: r.view.id, members: r.view.members }
       this.pending = undefined
