@@ -69,6 +69,8 @@ export interface SimResult {
   leaderChanges: number
   views: number
   faults: string[]
+  /** Every election, in true time (ms). */
+  elections: Array<{ at: number, name: string, epoch: number }>
 }
 
 export class SimulationFailure extends Error {
@@ -124,6 +126,7 @@ export class Simulation {
   private readonly faults: string[] = []
   private lastLeaderEpoch: Epoch | undefined
   private readonly electedEpochs = new Set<string>()
+  private readonly elections: SimResult['elections'] = []
   private readonly leaderEpochs = new Map<string, { epoch: Epoch, inc: number }>()
   private leaderChanges = 0
   private views = 0
@@ -291,6 +294,7 @@ export class Simulation {
         }
         this.lastLeaderEpoch = e.epoch
         this.leaderChanges++
+        this.elections.push({ at: this.t, name: n.name, epoch: e.epoch.number })
         break
       case 'leader:demoted': this.trace(`${n.name} demoted ${e.reason}`); break
       case 'member:suspected': this.trace(`${n.name} suspects ${e.member.name}/${e.member.incarnation} (${e.reason})`); break
@@ -646,7 +650,8 @@ export class Simulation {
       convergeMs: Math.max(0, convergedSince - faultEnd),
       leaderChanges: this.leaderChanges,
       views: this.views,
-      faults: this.faults
+      faults: this.faults,
+      elections: this.elections
     }
     if (coldStartMs !== undefined) res.coldStartMs = coldStartMs
     return res
@@ -658,9 +663,9 @@ export function profileOptions (profile: string, seed: number, nodes: number, qu
   const base: SimOptions = { seed, nodes, quorum }
   switch (profile) {
     case 'cold-start': return { ...base, faultMs: 0, settleBoundMs: 10_000, checkNoSplit: true, startSpreadMs: 200 }
-    case 'mixed': return { ...base, faultMs: 20_000, faultEveryMs: 1500, settleBoundMs: 20_000 }
-    case 'crash-k8s': return { ...base, faultMs: 20_000, faultEveryMs: 1500, outsideDeathFacts: true, permanentlyDead: 1 }
-    case 'storm': return { ...base, faultMs: 30_000, faultEveryMs: 600, settleBoundMs: 25_000 }
+    case 'mixed': return { ...base, faultMs: 20_000, faultEveryMs: 1500, settleBoundMs: 12_000 }
+    case 'crash-k8s': return { ...base, faultMs: 20_000, faultEveryMs: 1500, settleBoundMs: 12_000, outsideDeathFacts: true, permanentlyDead: 1 }
+    case 'storm': return { ...base, faultMs: 30_000, faultEveryMs: 600, settleBoundMs: 15_000 }
     default: throw new RangeError(`unknown simulation profile ${profile} (cold-start | mixed | crash-k8s | storm)`)
   }
 }
