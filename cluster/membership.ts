@@ -707,7 +707,9 @@ export class MembershipMachine {
   private tickViewless (): void {
     this.helloDiscovered(this.cfg.heartbeatMs)
     if (this.forced) {
-      this.install([this.me], {})
+      // Forced new cluster: after the settle time (the hellos tell the counters in use), this member alone forms a
+      // primary view numbered above every counter heard of, so the others accept it and join.
+      if (this.now - this.startedAt >= this.cfg.coldStartSettleMs) this.install([this.me], {})
       return
     }
     const recent = this.cfg.failureTimeoutMs

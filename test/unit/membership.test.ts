@@ -311,3 +311,26 @@ void test('a leader whose connections are refused is replaced only after its lea
   assert.ok(firstOther > lastLeaseEnd, 'after the cut-off leader\'s lease ended')
   assert.equal(cut.isLeader(firstOther), false)
 })
+
+void test('majority lost for good: no leader; a forced new cluster leads alone and the others join it', () => {
+  const { net, ms } = threeUp()
+  // n0 and n1 are gone (their addresses refuse); n2 cannot prove they are dead and has no majority.
+  net.down.add(member(0).address)
+  net.down.add(member(1).address)
+  net.advance(8000)
+  assert.deepEqual(net.leaders(), [])
+  assert.equal(ms[2]!.status(net.now).quorum.ok, false)
+  // The operator restarts n2 with VECTIS_FORCE_NEW_CLUSTER.
+  net.down.add(member(2).address)
+  const forced = net.add(member(2, 'b'), { forceNewCluster: true })
+  net.feed(forced, { type: 'discovered', addresses: [...net.machines.keys()] })
+  net.advance(2000)
+  assert.deepEqual(net.leaders(), ['n2'])
+  // n0 comes back (new incarnation, its old persisted state): it joins the forced cluster, whose leader stays.
+  const n0b = net.add(member(0, 'b'))
+  net.feed(n0b, { type: 'discovered', addresses: [...net.machines.keys()] })
+  net.advance(4000)
+  assert.deepEqual(forced.currentView()!.members.map(m => `${m.name}/${m.incarnation}`), ['n2/b', 'n0/b'])
+  assert.deepEqual(net.leaders(), ['n2'])
+  assert.equal(forced.status(net.now).quorum.ok, true)
+})
