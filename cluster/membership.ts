@@ -48,7 +48,10 @@ export type MembershipInput =
   | { type: 'send-result', id: number, ok: false, error: SendFailure }
   /** The last connection to this peer closed. */
   | { type: 'disconnected', peerId: string }
-  /** An outside authority (Kubernetes) shows this member's process gone (pod deleted, container restarted). */
+  /**
+   * An outside authority (Kubernetes) shows this member's process gone (pod deleted, container restarted). Give the
+   * incarnation when known; without it, only an incarnation of that name not heard from in the last HB is meant.
+   */
   | { type: 'verified-dead', name: string, incarnation?: string }
   /** Graceful leave (SIGTERM): hands leadership over first when leading. */
   | { type: 'leave' }
@@ -1615,9 +1618,16 @@ export class MembershipMachine {
   private onExternalDeath (name: string, incarnation: string | undefined): void {
     if (incarnation !== undefined) this.externalDead.add(`${name}/${incarnation}`)
     for (const m of this.knownMembers()) {
-      if (m.name === name && (incarnation === undefined || m.incarnation === incarnation) && memberKey(m) !== this.myKey) {
-        this.markDead(m, 'external')
+      if (m.name !== name || memberKey(m) === this.myKey) continue
+      if (incarnation !== undefined) {
+        if (m.incarnation === incarnation) this.markDead(m, 'external')
+        continue
       }
+      // Without an incarnation ("pod vectis-1 restarted"), only an incarnation that went quiet is meant: a new
+      // one of the same pod that already speaks must not be taken for the dead one.
+      const h = this.health.get(memberKey(m))
+      const heardLately = h !== undefined && this.now - h.lastHeard < this.cfg.heartbeatMs && h.suspectedSince === undefined
+      if (!heardLately) this.markDead(m, 'external')
     }
   }
 
