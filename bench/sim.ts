@@ -38,6 +38,16 @@ if (process.argv.includes('--scenarios')) {
     times.sort((a, b) => a - b)
     out[sc.name] = { p50: Math.round(times[Math.floor(times.length / 2)] ?? -1), p99: Math.round(times[Math.floor(times.length * 0.99)] ?? -1), max: Math.round(times[times.length - 1] ?? -1), runs: times.length }
   }
+  // A member (not the leader) killed: time until one view of the live members (and the leader) again.
+  for (const facts of [true, false]) {
+    const times: number[] = []
+    for (let seed = 1; seed <= runs; seed++) {
+      const r = new Simulation({ seed, nodes: 3, faultMs: 3001, faultEveryMs: 1e9, permanentlyDead: 1, settleBoundMs: 15_000, outsideDeathFacts: facts, script: [{ at: 3000, action: 'crash-member' }] }).run()
+      times.push(r.convergeMs + 1)
+    }
+    times.sort((a, b) => a - b)
+    out[`member crash → excluded${facts ? ', death fact' : ', refused'}`] = { p50: Math.round(times[Math.floor(times.length / 2)]!), p99: Math.round(times[Math.floor(times.length * 0.99)]!), max: Math.round(times[times.length - 1]!), runs: times.length }
+  }
   console.log(JSON.stringify({ failoverSimulatedMs: out }))
   console.log('scenario (3 members, sim time)     p50 ms  p99 ms  max ms  runs')
   for (const [k, v] of Object.entries(out)) console.log(`${k.padEnd(34)} ${String(v.p50).padStart(6)}  ${String(v.p99).padStart(6)}  ${String(v.max).padStart(6)}  ${v.runs}`)

@@ -45,7 +45,7 @@ export interface SimOptions {
   checkNoSplit?: boolean
   /** Record a trace of events (for a replay). */
   trace?: (line: string) => void
-  /** Faults at fixed times (in addition to the random ones of the fault phase), aimed at the leader of that moment. */
+  /** Faults at fixed times, aimed at the leader of that moment (instead of the random faults of the fault phase). */
   script?: ScriptedFault[]
   /** Builds each member's machine (tests substitute a deliberately broken one to prove the checks can fail). */
   createMachine?: (components: MembershipComponents, init: MembershipInit, now: number) => MembershipMachine
@@ -53,7 +53,7 @@ export interface SimOptions {
 
 export interface ScriptedFault {
   at: number
-  action: 'pause-leader' | 'crash-leader' | 'leave-leader' | 'transfer' | 'partition-leader'
+  action: 'pause-leader' | 'crash-leader' | 'leave-leader' | 'transfer' | 'partition-leader' | 'crash-member'
   /** Pause or partition length. */
   ms?: number
   kind?: 'drop' | 'reset' | 'one-way'
@@ -503,6 +503,12 @@ export class Simulation {
       case 'leave-leader': this.input(leader, leader.proc.incarnation, { type: 'leave' }); break
       case 'transfer': this.input(leader, leader.proc.incarnation, { type: 'transfer' }); break
       case 'partition-leader': this.partition([leader.index], f.kind ?? 'drop', f.ms ?? 5000); break
+      case 'crash-member': {
+        const victim = [...this.nodes].reverse().find(n => n.proc !== undefined && n !== leader)
+        if (victim !== undefined) this.crash(victim, 'crash')
+        this.faults.push(`${this.t.toFixed(0)}:${f.action} ${victim?.name ?? '-'}`)
+        return
+      }
     }
     this.faults.push(`${this.t.toFixed(0)}:${f.action} ${leader.name}`)
     this.trace(`FAULT ${f.action} ${leader.name}`)
@@ -572,7 +578,7 @@ export class Simulation {
       lastStart = Math.max(lastStart, at)
       this.q.push({ at, kind: 'call', fn: () => { this.start(n) } })
     }
-    if (o.faultMs > 0) {
+    if (o.faultMs > 0 && o.script === undefined) {
       let t = 2000
       while (t < o.faultMs) {
         this.q.push({ at: t, kind: 'call', fn: () => { this.randomFault() } })
