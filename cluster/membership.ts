@@ -96,6 +96,8 @@ export interface MembershipStatus {
   leaseRemainingMs: number
   quorum: { required: number, present: number, ok: boolean }
   suspected: string[]
+  /** Longest silence among the members this one watches (the coordinator watches all; a member its coordinator). */
+  heartbeatAgeMaxMs: number
 }
 
 type Purpose =
@@ -286,8 +288,20 @@ export class MembershipMachine {
       highestEpoch: this.highestEpoch,
       leaseRemainingMs: this.cfg.quorum === 'none' ? (this.lead !== undefined ? Number.POSITIVE_INFINITY : 0) : this.leaseRemaining(now),
       quorum: { required: this.cfg.quorum === 'none' ? 0 : required, present, ok: this.cfg.quorum === 'none' ? this.view !== undefined : primary },
-      suspected: [...this.health.values()].filter(h => h.suspectedSince !== undefined).map(h => h.member.name)
+      suspected: [...this.health.values()].filter(h => h.suspectedSince !== undefined).map(h => h.member.name),
+      heartbeatAgeMaxMs: this.heartbeatAgeMax(now)
     }
+  }
+
+  private heartbeatAgeMax (now: number): number {
+    if (this.view === undefined) return 0
+    const watched = this.isCoordinator() ? this.view.members.filter(m => memberKey(m) !== this.myKey) : [this.view.members[0]!]
+    let max = 0
+    for (const m of watched) {
+      const h = this.health.get(memberKey(m))
+      if (h !== undefined) max = Math.max(max, now - h.lastHeard)
+    }
+    return max
   }
 
   /** Internal state for diagnostics (simulation failures, debug logs); not a stable interface. */
