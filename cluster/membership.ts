@@ -19,8 +19,11 @@ import {
   type ReplyMessage, type ReplyReason, type ViewData, type ViewSummary
 } from './messages.js'
 import { resolveMembershipConfig, type MembershipConfig, type MembershipInit } from './membership-config.js'
+import { jointQuorum } from './quorum.js'
+import { byNameThenPeer, rankCompare, speaksForItsView } from './view.js'
 
 export type { MembershipInit, MembershipConfig } from './membership-config.js'
+export { rankCompare } from './view.js'
 
 /** What the driver persists (synchronously, before acting on later outputs). */
 export interface PersistedClusterState {
@@ -639,19 +642,11 @@ export class MembershipMachine {
 
   private quorumOk (configs: ConfigRef[], acks: Set<string>, replacedLeaderKey?: string): boolean {
     if (this.cfg.quorum === 'none') return true
-    const bootstrapNeed = Math.floor(this.cfg.clusterSize / 2) + 1
-    let needBootstrap = this.committed === undefined
-    for (const c of configs) {
-      const base = this.baseOf(c, replacedLeaderKey)
-      if (base.length === 0) { needBootstrap = true; continue }
-      const n = base.filter(m => acks.has(memberKey(m))).length
-      if (n * 2 <= base.length) return false
-    }
-    if (needBootstrap) {
-      // Bootstrap (or a configuration whose members are all gone): a majority of the expected cluster size.
-      if (acks.size < bootstrapNeed) return false
-    }
-    return true
+    return jointQuorum(configs, acks, {
+      clusterSize: this.cfg.clusterSize,
+      bootstrap: this.committed === undefined,
+      discounted: (k) => this.discounted(k, replacedLeaderKey)
+    })
   }
 
   private quorumConfigs (proposed: ViewData): ConfigRef[] {
@@ -734,7 +729,7 @@ export class MembershipMachine {
     let best: { view: ViewData, s: ViewSummary } | undefined
     for (const p of this.peers.values()) {
       if (p.summary?.view === undefined || this.now - p.lastHeard > recent) continue
-      if (!speaksForItsView(p)) continue
+      if (!speaksForItsView(p.member, p.summary)) continue
       if (best === undefined || rankCompare(p.summary, best.s) > 0) best = { view: p.summary.view, s: p.summary }
     }
     if (best !== undefined) {
@@ -1099,7 +1094,7 @@ export class MembershipMachine {
     for (const p of this.peers.values()) {
       const s = p.summary
       if (s?.view === undefined || this.now - p.lastHeard > this.cfg.failureTimeoutMs) continue
-      if (!speaksForItsView(p)) continue
+      if (!speaksForItsView(p.member, p.summary)) continue
       if (s.view.id.counter === this.view!.id.counter && s.view.id.coordinator === this.view!.id.coordinator) continue
       if (s.view.members[0] === undefined || memberKey(s.view.members[0]) === this.myKey) continue
       if (rankCompare(s, mine) <= 0) continue
@@ -1694,29 +1689,4 @@ export class MembershipMachine {
     this.send(successor.address, msg, { kind: 'handover', target: successor, leaving })
     this.log('info', 'handing over', { to: successor.name, epoch, leaving })
   }
-}
-
-/** View rank for merging: a leading view first, then the newest committed primary, then size, then the lowest coordinator. */
-export function rankCompare (a: ViewSummary, b: ViewSummary): number {
-  if (a.leading !== b.leading) return a.leading ? 1 : -1
-  if (a.committedCounter !== b.committedCounter) return a.committedCounter - b.committedCounter
-  const sa = a.view?.members.length ?? 0
-  const sb = b.view?.members.length ?? 0
-  if (sa !== sb) return sa - sb
-  const ca = a.view?.members[0]
-  const cb = b.view?.members[0]
-  if (ca === undefined || cb === undefined) return 0
-  return -byNameThenPeer(ca, cb)
-}
-
-/** Only a coordinator speaks for its view (what others report about it may be stale). */
-function speaksForItsView (p: PeerState): boolean {
-  const c = p.summary?.view?.members[0]
-  return c !== undefined && p.member !== undefined && memberKey(c) === memberKey(p.member)
-}
-
-function byNameThenPeer (a: MemberInfo, b: MemberInfo): number {
-  if (a.name !== b.name) return a.name < b.name ? -1 : 1
-  if (a.peerId !== b.peerId) return a.peerId < b.peerId ? -1 : 1
-  return a.incarnation < b.incarnation ? -1 : a.incarnation > b.incarnation ? 1 : 0
 }
