@@ -9,7 +9,8 @@
  * - that a `leader:elected` listener runs before the lease could end: leader-only effects must call `isLeader()`
  *   right before acting, and watch the event's abort signal;
  * - durability beyond what `ClusterStatePort.save` gives: it must be synchronous and durable when it returns.
- *   If it throws, the outputs that follow it in the same step are dropped (nothing acts on unsaved state).
+ *   If it throws, the outputs that follow it in the same step are dropped (nothing acts on unsaved state) and the
+ *   membership stops for good (`cluster:failed`): this member then never leads.
  */
 import { randomUUID } from 'node:crypto'
 import type { Startable } from '../daemon/lifecycle.js'
@@ -65,6 +66,8 @@ export type ClusterNodeEvents = LeadershipEvents & {
   'member:left': { member: MemberInfo, reason: 'left' | 'excluded' | 'dead' }
   /** This member finished its graceful leave. */
   'cluster:left': Record<string, never>
+  /** The state could not be persisted: membership stopped (this member no longer takes part). */
+  'cluster:failed': { error: Error }
 }
 
 function failureCode (err: unknown): SendFailure {
@@ -78,7 +81,7 @@ export class ClusterNode implements Startable, Leadership {
   private readonly log: Logger
   private readonly random: () => number
   private machine: MembershipMachine | undefined
-  private status_: 'idle' | 'started' | 'stopped' = 'idle'
+  private status_: 'idle' | 'started' | 'failed' | 'stopped' = 'idle'
   private timer: NodeJS.Timeout | undefined
   private unsubscribe: (() => void) | undefined
   private leadership: { epoch: Epoch, controller: AbortController, startNs: bigint } | undefined
@@ -111,6 +114,16 @@ export class ClusterNode implements Startable, Leadership {
     if (this.init.forceNewCluster === true) this.log.warn('VECTIS_FORCE_NEW_CLUSTER: starting a new primary view from this member alone, forgetting the old one')
     this.log.info({ member: me }, 'membership started')
     this.scheduleTick(this.tickMs * this.random())
+  }
+
+  private fail (err: unknown): void {
+    if (this.status_ !== 'started') return
+    this.status_ = 'failed'
+    if (this.timer !== undefined) clearTimeout(this.timer)
+    this.timer = undefined
+    this.unsubscribe?.()
+    this.endLeadership('shutdown')
+    this.events.emit('cluster:failed', { error: err instanceof Error ? err : new Error(String(err)) })
   }
 
   async stop (): Promise<void> {
@@ -148,9 +161,10 @@ export class ClusterNode implements Startable, Leadership {
     this.input(incarnation !== undefined ? { type: 'verified-dead', name, incarnation } : { type: 'verified-dead', name })
   }
 
-  isLeader (): boolean { return this.machine?.isLeader(this.clock.now()) ?? false }
+  isLeader (): boolean { return this.status_ === 'started' && (this.machine?.isLeader(this.clock.now()) ?? false) }
   currentEpoch (): Epoch | undefined { return this.machine?.currentEpoch() }
   leaseRemainingMs (): number {
+    if (this.status_ !== 'started') return 0
     const r = this.machine?.leaseRemaining(this.clock.now()) ?? 0
     return Number.isFinite(r) ? r : 0
   }
@@ -192,8 +206,10 @@ export class ClusterNode implements Startable, Leadership {
           try {
             this.components.state.save(o.state)
           } catch (err) {
-            // Never act on state that is not durable: drop the rest of this step (the machine retries later).
-            this.log.error({ err }, 'cannot persist the cluster state; outputs of this step dropped')
+            // Never act on state that is not durable: drop the rest of this step and leave the cluster part for
+            // good (the machine already moved on in memory). The daemon decides what to do (exit, restart).
+            this.log.error({ err }, 'cannot persist the cluster state: membership stopped')
+            this.fail(err)
             return
           }
           break

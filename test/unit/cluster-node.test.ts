@@ -6,7 +6,7 @@ import { ClusterNode, type ClusterStatePort } from '../../cluster/cluster-node.j
 import type { PersistedClusterState } from '../../cluster/membership.js'
 import { MemoryNetwork, MemoryTransport } from '../helpers/memory-transport.js'
 
-const TIMINGS = { heartbeatMs: 40, failureTimeoutMs: 120, clusterSize: 3, clusterName: 'unit' }
+const TIMINGS = { heartbeatMs: 100, failureTimeoutMs: 300, clusterSize: 3, clusterName: 'unit' }
 
 class MemoryState implements ClusterStatePort {
   state: PersistedClusterState | undefined
@@ -111,4 +111,45 @@ void test('a restarted member (same data, new incarnation) rejoins as the younge
     return v !== undefined && v.members.length === 3 && v.members[2]!.incarnation === node.incarnation
   })
   assert.deepEqual(leaders(members), ['vectis-0'])
+})
+
+void test('leadership intervals are logged with machine-wide monotonic timestamps', async (t) => {
+  const { Writable } = await import('node:stream')
+  const { createLogger } = await import('../../daemon/logger.js')
+  const lines: Array<Record<string, unknown>> = []
+  const sink = new Writable({ write (chunk: Buffer, _enc, cb) { for (const l of chunk.toString().split('\n')) if (l !== '') lines.push(JSON.parse(l) as Record<string, unknown>); cb() } })
+  const net = new MemoryNetwork()
+  const transport = new MemoryTransport(net, '127.0.0.30:7800', 'peer-solo')
+  await transport.start()
+  const node = new ClusterNode({ transport, state: new MemoryState(), logger: createLogger({ level: 'info', destination: sink }) },
+    { ...TIMINGS, clusterSize: 1, name: 'solo', address: transport.address })
+  t.after(async () => { await node.stop(); await transport.stop() })
+  await node.start()
+  await waitFor('it leads alone', () => node.isLeader())
+  node.transferLeadership() // nobody to hand over to: it stays leader
+  await node.stop()
+  const start = lines.find(l => l.msg === 'leader elected')
+  const end = lines.find(l => l.msg === 'leader demoted')
+  assert.ok(start !== undefined && end !== undefined, 'both edges logged')
+  assert.equal(start.component, 'cluster:membership')
+  assert.ok(BigInt(end.leadershipEndNs as string) >= BigInt(start.leadershipStartNs as string))
+  assert.equal(end.reason, 'shutdown')
+})
+
+void test('a failed persist drops the outputs that follow it: nothing acts on unsaved state', async (t) => {
+  const net = new MemoryNetwork()
+  const transport = new MemoryTransport(net, '127.0.0.31:7800', 'peer-nodisk')
+  await transport.start()
+  const failing: ClusterStatePort = { load: () => undefined, save: () => { throw new Error('disk full') } }
+  const node = new ClusterNode({ transport, state: failing }, { ...TIMINGS, clusterSize: 1, name: 'nodisk', address: transport.address })
+  t.after(async () => { await node.stop(); await transport.stop() })
+  let views = 0
+  let failed: Error | undefined
+  node.events.on('view:installed', () => { views++ })
+  node.events.on('cluster:failed', (e) => { failed = e.error })
+  await node.start()
+  await waitFor('the membership gives up', () => failed !== undefined)
+  assert.match(failed!.message, /disk full/)
+  assert.equal(views, 0, 'no view announced while its counter cannot be persisted')
+  assert.equal(node.isLeader(), false, 'never leader on state that is not durable')
 })
