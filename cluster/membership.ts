@@ -402,8 +402,18 @@ export class MembershipMachine {
     this.out.push({ type: 'send', id, to, msg, timeoutMs })
   }
 
-  private reply (_req: ClusterRequest, ok: boolean, reason?: ReplyReason, extra: Partial<ReplyMessage> = {}): void {
-    const msg: ReplyMessage = { ...this.envelope(), type: 'reply', ok, summary: this.summary(), ...extra }
+  private reply (req: ClusterRequest, ok: boolean, reason?: ReplyReason, extra: Partial<ReplyMessage> = {}): void {
+    // A heartbeat acknowledged in the sender's own view tells it nothing new: keep the most frequent message small
+    // (no member lists), which matters with 15 members every HB.
+    const light = ok && req.type === 'heartbeat'
+    const summary = this.summary()
+    if (light) {
+      delete summary.view
+      delete summary.committed
+      delete summary.pending
+      summary.light = true
+    }
+    const msg: ReplyMessage = { ...this.envelope(), type: 'reply', ok, summary, ...extra }
     if (reason !== undefined) msg.reason = reason
     this.out.push({ type: 'reply', msg })
   }
@@ -484,8 +494,10 @@ export class MembershipMachine {
       if (idx === 0 || (idx > 0 && idx < mine && coordSuspected)) this.dropView('excluded by my coordinator')
     }
     const p = this.peers.get(from.address) ?? { lastHeard: this.now, lastHello: -Infinity }
+    // A light summary (heartbeat acknowledgement) has no view: keep the view last reported by the same process.
+    const prev = p.member !== undefined && memberKey(p.member) === memberKey(from) ? p.summary : undefined
+    p.summary = s.light === true && prev !== undefined ? { ...prev, ...s } : s
     p.member = from
-    p.summary = s
     p.lastHeard = this.now
     this.peers.set(from.address, p)
   }
