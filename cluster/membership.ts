@@ -814,6 +814,12 @@ export class MembershipMachine {
       if (this.tryMerge()) return
     }
     if (this.handingOver !== undefined) return
+    if (this.cfg.quorum === 'none' && this.lead === undefined) {
+      // Quorum `none`: the coordinator leads (again, e.g. after a hand-over that did not happen).
+      const e = this.newEpoch()
+      this.raiseHighest(e)
+      this.becomeLeader(e, Number.POSITIVE_INFINITY)
+    }
     // Failure detection of the members.
     for (const m of view.members) {
       if (memberKey(m) === this.myKey) continue
