@@ -26,7 +26,7 @@ function runMany (profiles: string[], nodes: number[], seeds: number[], quorum: 
 const range = (from: number, count: number): number[] => Array.from({ length: count }, (_, k) => from + k)
 
 void test('majority: seeded fault schedules keep one lease at a time and converge after the faults', () => {
-  const { results, failures } = runMany(['mixed', 'crash-k8s', 'storm'], [3, 5], range(1, 240), 'majority')
+  const { results, failures } = runMany(['mixed', 'crash-k8s', 'storm', 'drift-edge'], [3, 5], range(1, 240), 'majority')
   assert.deepEqual(failures, [], failures.join('\n\n'))
   assert.equal(results.length, 240)
   // The schedules did exercise leadership changes (the checks are not vacuous).

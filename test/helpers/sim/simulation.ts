@@ -35,6 +35,8 @@ export interface SimOptions {
   settleBoundMs?: number
   /** Largest clock-rate error (each member gets a rate in [1 − d, 1 + d]). */
   drift?: number
+  /** Clock rates at the drift bound exactly (1 − d or 1 + d), the worst case of the lease arithmetic. */
+  driftAtBound?: boolean
   /** Members start within this spread (cold start). */
   startSpreadMs?: number
   /** Feed "verified dead" facts to the members some time after a crash (the Kubernetes watch). */
@@ -140,6 +142,7 @@ export class Simulation {
       faultEveryMs: 1500,
       settleBoundMs: 20_000,
       drift: DEFAULT_DRIFT,
+      driftAtBound: false,
       startSpreadMs: 300,
       outsideDeathFacts: false,
       permanentlyDead: 0,
@@ -154,7 +157,7 @@ export class Simulation {
         name: `m${i}`,
         address: `10.0.0.${10 + i}:7800`,
         peerId: `peer-${i}`,
-        rate: 1 + this.rng.range(-this.o.drift, this.o.drift),
+        rate: this.o.driftAtBound ? 1 + (this.rng.chance(0.5) ? -this.o.drift : this.o.drift) : 1 + this.rng.range(-this.o.drift, this.o.drift),
         offset: this.rng.range(0, 1e6),
         rng: this.rng.fork(),
         incarnations: 0,
@@ -672,8 +675,9 @@ export function profileOptions (profile: string, seed: number, nodes: number, qu
     case 'mixed': return { ...base, faultMs: 20_000, faultEveryMs: 1500, settleBoundMs: 12_000 }
     case 'crash-k8s': return { ...base, faultMs: 20_000, faultEveryMs: 1500, settleBoundMs: 12_000, outsideDeathFacts: true, permanentlyDead: 1 }
     case 'storm': return { ...base, faultMs: 30_000, faultEveryMs: 600, settleBoundMs: 15_000 }
-    default: throw new RangeError(`unknown simulation profile ${profile} (cold-start | mixed | crash-k8s | storm)`)
+    case 'drift-edge': return { ...base, faultMs: 20_000, faultEveryMs: 900, settleBoundMs: 12_000, driftAtBound: true }
+    default: throw new RangeError(`unknown simulation profile ${profile} (${PROFILES.join(' | ')})`)
   }
 }
 
-export const PROFILES = ['cold-start', 'mixed', 'crash-k8s', 'storm'] as const
+export const PROFILES = ['cold-start', 'mixed', 'crash-k8s', 'storm', 'drift-edge'] as const
