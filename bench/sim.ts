@@ -3,8 +3,9 @@
  *
  *   npx tsx bench/sim.ts [--count 2000] [--start 1] [--nodes 3,5] [--quorum majority] [--profile mixed,storm,...]
  *   npx tsx bench/sim.ts --replay --seed S --nodes N --quorum Q --profile P     (one schedule with its trace)
+ *   npx tsx bench/sim.ts --scenarios [--count 100]   (failover times of scripted leader faults, simulated time)
  */
-import { PROFILES, Simulation, SimulationFailure, profileOptions, type SimResult } from '../test/helpers/sim/simulation.js'
+import { PROFILES, Simulation, SimulationFailure, profileOptions, type ScriptedFault, type SimResult } from '../test/helpers/sim/simulation.js'
 
 function arg (name: string): string | undefined {
   const i = process.argv.indexOf(`--${name}`)
@@ -15,7 +16,42 @@ const replay = process.argv.includes('--replay')
 const quorum = (arg('quorum') ?? 'majority') as 'majority' | 'none'
 if (quorum !== 'majority' && quorum !== 'none') throw new RangeError('--quorum must be majority or none')
 
-if (replay) {
+if (process.argv.includes('--scenarios')) {
+  // Failover times in simulated time with the default constants (3 members): the fault hits the leader at 3 s.
+  const runs = Number(arg('count') ?? 100)
+  const scenarios: Array<{ name: string, script: ScriptedFault[], facts?: boolean }> = [
+    { name: 'crash, outside death fact', script: [{ at: 3000, action: 'crash-leader' }], facts: true },
+    { name: 'crash, refused connections', script: [{ at: 3000, action: 'crash-leader' }] },
+    { name: 'pause 8 s', script: [{ at: 3000, action: 'pause-leader', ms: 8000 }] },
+    { name: 'drop partition 8 s', script: [{ at: 3000, action: 'partition-leader', ms: 8000, kind: 'drop' }] },
+    { name: 'graceful leave', script: [{ at: 3000, action: 'leave-leader' }] },
+    { name: 'transfer', script: [{ at: 3000, action: 'transfer' }] }
+  ]
+  const out: Record<string, { p50: number, p99: number, max: number, runs: number }> = {}
+  for (const sc of scenarios) {
+    const times: number[] = []
+    for (let seed = 1; seed <= runs; seed++) {
+      const r = new Simulation({ seed, nodes: 3, faultMs: 0, settleBoundMs: 15_000, outsideDeathFacts: sc.facts ?? false, script: sc.script }).run()
+      const first = r.elections.find(e => e.at >= 3000)
+      if (first !== undefined) times.push(first.at - 3000)
+    }
+    times.sort((a, b) => a - b)
+    out[sc.name] = { p50: Math.round(times[Math.floor(times.length / 2)] ?? -1), p99: Math.round(times[Math.floor(times.length * 0.99)] ?? -1), max: Math.round(times[times.length - 1] ?? -1), runs: times.length }
+  }
+  // A member (not the leader) killed: time until one view of the live members (and the leader) again.
+  for (const facts of [true, false]) {
+    const times: number[] = []
+    for (let seed = 1; seed <= runs; seed++) {
+      const r = new Simulation({ seed, nodes: 3, faultMs: 3001, faultEveryMs: 1e9, permanentlyDead: 1, settleBoundMs: 15_000, outsideDeathFacts: facts, script: [{ at: 3000, action: 'crash-member' }] }).run()
+      times.push(r.convergeMs + 1)
+    }
+    times.sort((a, b) => a - b)
+    out[`member crash → excluded${facts ? ', death fact' : ', refused'}`] = { p50: Math.round(times[Math.floor(times.length / 2)]!), p99: Math.round(times[Math.floor(times.length * 0.99)]!), max: Math.round(times[times.length - 1]!), runs: times.length }
+  }
+  console.log(JSON.stringify({ failoverSimulatedMs: out }))
+  console.log('scenario (3 members, sim time)     p50 ms  p99 ms  max ms  runs')
+  for (const [k, v] of Object.entries(out)) console.log(`${k.padEnd(34)} ${String(v.p50).padStart(6)}  ${String(v.p99).padStart(6)}  ${String(v.max).padStart(6)}  ${v.runs}`)
+} else if (replay) {
   const seed = Number(arg('seed'))
   const nodes = Number(arg('nodes') ?? 3)
   const profile = arg('profile') ?? 'mixed'

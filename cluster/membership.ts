@@ -19,8 +19,11 @@ import {
   type ReplyMessage, type ReplyReason, type ViewData, type ViewSummary
 } from './messages.js'
 import { resolveMembershipConfig, type MembershipConfig, type MembershipInit } from './membership-config.js'
+import { jointQuorum } from './quorum.js'
+import { byNameThenPeer, rankCompare, speaksForItsView } from './view.js'
 
 export type { MembershipInit, MembershipConfig } from './membership-config.js'
+export { rankCompare } from './view.js'
 
 /** What the driver persists (synchronously, before acting on later outputs). */
 export interface PersistedClusterState {
@@ -48,7 +51,10 @@ export type MembershipInput =
   | { type: 'send-result', id: number, ok: false, error: SendFailure }
   /** The last connection to this peer closed. */
   | { type: 'disconnected', peerId: string }
-  /** An outside authority (Kubernetes) shows this member's process gone (pod deleted, container restarted). */
+  /**
+   * An outside authority (Kubernetes) shows this member's process gone (pod deleted, container restarted). Give the
+   * incarnation when known; without it, only an incarnation of that name not heard from in the last HB is meant.
+   */
   | { type: 'verified-dead', name: string, incarnation?: string }
   /** Graceful leave (SIGTERM): hands leadership over first when leading. */
   | { type: 'leave' }
@@ -62,7 +68,8 @@ export type MembershipEvent =
   | { type: 'member:suspected', member: MemberInfo, reason: string }
   | { type: 'member:left', member: MemberInfo, reason: 'left' | 'excluded' | 'dead' }
   | { type: 'leader:elected', epoch: Epoch }
-  | { type: 'leader:demoted', epoch: Epoch, reason: LeaderDemotedReason }
+  /** `leaseEnd`: when the lease really ended on this member's clock (≤ now: the expiry, when that came first). */
+  | { type: 'leader:demoted', epoch: Epoch, reason: LeaderDemotedReason, leaseEnd: number }
   /** This member finished its graceful leave: the driver may stop. */
   | { type: 'self:left' }
 
@@ -92,6 +99,8 @@ export interface MembershipStatus {
   leaseRemainingMs: number
   quorum: { required: number, present: number, ok: boolean }
   suspected: string[]
+  /** Longest silence among the members this one watches (the coordinator watches all; a member its coordinator). */
+  heartbeatAgeMaxMs: number
 }
 
 type Purpose =
@@ -165,20 +174,29 @@ export class MembershipMachine {
   private readonly random: () => number
   private readonly startedAt: number
 
+  /** The installed view (undefined before joining, or after learning I was excluded). */
   private view: ViewData | undefined
+  /** The last primary view known committed (persisted): quorums count against it. */
   private committed: ConfigRef | undefined
+  /** A claimed view applied here whose commit I have not heard of: quorums count against it too. */
   private pending: ConfigRef | undefined
+  /** Highest epoch I promised to or led (persisted); lower epochs are refused. */
   private highestEpoch: Epoch
+  /** Highest epoch heard of (failed claims included): new claims are numbered above it. */
   private seenEpoch: Epoch
   private maxCounter: number
   private maxApplied: number
+  /** My current promise (vote or lease acknowledgement). */
   private promise: Promise_ | undefined
+  /** My leadership, while I have one (the lease expiry is on my clock). */
   private lead: Lead | undefined
-  /** quorum `none`: the epoch of the current coordinator-leadership. */
 
   private discovered: string[] = []
+  /** What each address last told (identity, view summary), from hellos and replies. */
   private readonly peers = new Map<string, PeerState>()
+  /** Failure detection per member of my view (and probed configuration members). */
   private readonly health = new Map<string, Health>()
+  /** Verified deaths: member key → when verified (certain, or evidence when also in `onlyRefused`). */
   private readonly dead = new Map<string, number>()
   /** Deaths verified only by refused connections (revoked if the member speaks again). */
   private readonly onlyRefused = new Set<string>()
@@ -201,7 +219,6 @@ export class MembershipMachine {
   private readonly founderFailed = new Map<string, number>()
   private lastJoinSent = 0
   private handingOver: { until: number } | undefined
-  private handoverPending: { from: MemberInfo, epoch: Epoch, leaving: boolean } | undefined
   private leaving: 'no' | 'handover' | 'requested' | 'done' = 'no'
   private forced: boolean
   private readonly installResent = new Map<string, number>()
@@ -274,8 +291,20 @@ export class MembershipMachine {
       highestEpoch: this.highestEpoch,
       leaseRemainingMs: this.cfg.quorum === 'none' ? (this.lead !== undefined ? Number.POSITIVE_INFINITY : 0) : this.leaseRemaining(now),
       quorum: { required: this.cfg.quorum === 'none' ? 0 : required, present, ok: this.cfg.quorum === 'none' ? this.view !== undefined : primary },
-      suspected: [...this.health.values()].filter(h => h.suspectedSince !== undefined).map(h => h.member.name)
+      suspected: [...this.health.values()].filter(h => h.suspectedSince !== undefined).map(h => h.member.name),
+      heartbeatAgeMaxMs: this.heartbeatAgeMax(now)
     }
+  }
+
+  private heartbeatAgeMax (now: number): number {
+    if (this.view === undefined) return 0
+    const watched = this.isCoordinator() ? this.view.members.filter(m => memberKey(m) !== this.myKey) : [this.view.members[0]!]
+    let max = 0
+    for (const m of watched) {
+      const h = this.health.get(memberKey(m))
+      if (h !== undefined) max = Math.max(max, now - h.lastHeard)
+    }
+    return max
   }
 
   /** Internal state for diagnostics (simulation failures, debug logs); not a stable interface. */
@@ -374,9 +403,18 @@ export class MembershipMachine {
   }
 
   private reply (req: ClusterRequest, ok: boolean, reason?: ReplyReason, extra: Partial<ReplyMessage> = {}): void {
-    const msg: ReplyMessage = { ...this.envelope(), type: 'reply', ok, summary: this.summary(), ...extra }
+    // A heartbeat acknowledged in the sender's own view tells it nothing new: keep the most frequent message small
+    // (no member lists), which matters with 15 members every HB.
+    const light = ok && req.type === 'heartbeat'
+    const summary = this.summary()
+    if (light) {
+      delete summary.view
+      delete summary.committed
+      delete summary.pending
+      summary.light = true
+    }
+    const msg: ReplyMessage = { ...this.envelope(), type: 'reply', ok, summary, ...extra }
     if (reason !== undefined) msg.reason = reason
-    void req
     this.out.push({ type: 'reply', msg })
   }
 
@@ -456,8 +494,10 @@ export class MembershipMachine {
       if (idx === 0 || (idx > 0 && idx < mine && coordSuspected)) this.dropView('excluded by my coordinator')
     }
     const p = this.peers.get(from.address) ?? { lastHeard: this.now, lastHello: -Infinity }
+    // A light summary (heartbeat acknowledgement) has no view: keep the view last reported by the same process.
+    const prev = p.member !== undefined && memberKey(p.member) === memberKey(from) ? p.summary : undefined
+    p.summary = s.light === true && prev !== undefined ? { ...prev, ...s } : s
     p.member = from
-    p.summary = s
     p.lastHeard = this.now
     this.peers.set(from.address, p)
   }
@@ -614,19 +654,11 @@ export class MembershipMachine {
 
   private quorumOk (configs: ConfigRef[], acks: Set<string>, replacedLeaderKey?: string): boolean {
     if (this.cfg.quorum === 'none') return true
-    const bootstrapNeed = Math.floor(this.cfg.clusterSize / 2) + 1
-    let needBootstrap = this.committed === undefined
-    for (const c of configs) {
-      const base = this.baseOf(c, replacedLeaderKey)
-      if (base.length === 0) { needBootstrap = true; continue }
-      const n = base.filter(m => acks.has(memberKey(m))).length
-      if (n * 2 <= base.length) return false
-    }
-    if (needBootstrap) {
-      // Bootstrap (or a configuration whose members are all gone): a majority of the expected cluster size.
-      if (acks.size < bootstrapNeed) return false
-    }
-    return true
+    return jointQuorum(configs, acks, {
+      clusterSize: this.cfg.clusterSize,
+      bootstrap: this.committed === undefined,
+      discounted: (k) => this.discounted(k, replacedLeaderKey)
+    })
   }
 
   private quorumConfigs (proposed: ViewData): ConfigRef[] {
@@ -671,9 +703,10 @@ export class MembershipMachine {
   private demote (reason: LeaderDemotedReason): void {
     if (this.lead === undefined) return
     const epoch = this.lead.epoch
+    const leaseEnd = Math.min(this.now, this.lead.expiry)
     this.lead = undefined
     this.log('info', 'leadership ended', { epoch, reason })
-    this.emit({ type: 'leader:demoted', epoch, reason })
+    this.emit({ type: 'leader:demoted', epoch, reason, leaseEnd })
   }
 
   private becomeLeader (epoch: Epoch, expiry: number): void {
@@ -698,7 +731,9 @@ export class MembershipMachine {
   private tickViewless (): void {
     this.helloDiscovered(this.cfg.heartbeatMs)
     if (this.forced) {
-      this.install([this.me], {})
+      // Forced new cluster: after the settle time (the hellos tell the counters in use), this member alone forms a
+      // primary view numbered above every counter heard of, so the others accept it and join.
+      if (this.now - this.startedAt >= this.cfg.coldStartSettleMs) this.install([this.me], {})
       return
     }
     const recent = this.cfg.failureTimeoutMs
@@ -706,7 +741,7 @@ export class MembershipMachine {
     let best: { view: ViewData, s: ViewSummary } | undefined
     for (const p of this.peers.values()) {
       if (p.summary?.view === undefined || this.now - p.lastHeard > recent) continue
-      if (!speaksForItsView(p)) continue
+      if (!speaksForItsView(p.member, p.summary)) continue
       if (best === undefined || rankCompare(p.summary, best.s) > 0) best = { view: p.summary.view, s: p.summary }
     }
     if (best !== undefined) {
@@ -779,6 +814,12 @@ export class MembershipMachine {
       if (this.tryMerge()) return
     }
     if (this.handingOver !== undefined) return
+    if (this.cfg.quorum === 'none' && this.lead === undefined) {
+      // Quorum `none`: the coordinator leads (again, e.g. after a hand-over that did not happen).
+      const e = this.newEpoch()
+      this.raiseHighest(e)
+      this.becomeLeader(e, Number.POSITIVE_INFINITY)
+    }
     // Failure detection of the members.
     for (const m of view.members) {
       if (memberKey(m) === this.myKey) continue
@@ -1022,7 +1063,10 @@ export class MembershipMachine {
     } else if (this.lead !== undefined && sameEpoch(this.lead.epoch, r.epoch)) {
       if (expiry > this.lead.expiry) this.lead.expiry = expiry
     }
-    if (r.kind === 'install' && this.lead !== undefined && sameEpoch(this.lead.epoch, r.epoch) &&
+    // Commit: the round's quorums included the current view (its install, or a later heartbeat while it was
+    // pending, e.g. when the install's own acknowledgements were lost).
+    const coversView = r.configs.some(c => this.view !== undefined && c.id.counter === this.view.id.counter && c.id.coordinator === this.view.id.coordinator)
+    if (coversView && !this.isPrimaryView() && this.lead !== undefined && sameEpoch(this.lead.epoch, r.epoch) &&
       this.view !== undefined && this.view.id.counter === r.view.id.counter) {
       this.committed = { id: r.view.id, members: r.view.members }
       this.pending = undefined
@@ -1068,7 +1112,7 @@ export class MembershipMachine {
     for (const p of this.peers.values()) {
       const s = p.summary
       if (s?.view === undefined || this.now - p.lastHeard > this.cfg.failureTimeoutMs) continue
-      if (!speaksForItsView(p)) continue
+      if (!speaksForItsView(p.member, p.summary)) continue
       if (s.view.id.counter === this.view!.id.counter && s.view.id.coordinator === this.view!.id.coordinator) continue
       if (s.view.members[0] === undefined || memberKey(s.view.members[0]) === this.myKey) continue
       if (rankCompare(s, mine) <= 0) continue
@@ -1160,10 +1204,7 @@ export class MembershipMachine {
     this.log('info', 'leaving my view', { why, viewId: this.view?.id })
     if (this.lead !== undefined) this.demote('superseded')
     this.view = undefined
-    this.startedAtViewless = this.now
   }
-
-  private startedAtViewless = 0
 
   // ---------------------------------------------------------------------------------------------------------
   // Applying views
@@ -1388,7 +1429,6 @@ export class MembershipMachine {
     // The old leader consented: start at once (the promises it holds move to me through `handoverFrom`).
     const rest = view.members.filter(m => memberKey(m) !== this.myKey && memberKey(m) !== fromKey)
     const members = msg.leaving ? [this.me, ...rest] : [this.me, ...rest, msg.from]
-    this.handoverPending = { from: msg.from, epoch: msg.handedOver, leaving: msg.leaving }
     this.install(members, { handoverFrom: msg.handedOver })
   }
 
@@ -1605,9 +1645,16 @@ export class MembershipMachine {
   private onExternalDeath (name: string, incarnation: string | undefined): void {
     if (incarnation !== undefined) this.externalDead.add(`${name}/${incarnation}`)
     for (const m of this.knownMembers()) {
-      if (m.name === name && (incarnation === undefined || m.incarnation === incarnation) && memberKey(m) !== this.myKey) {
-        this.markDead(m, 'external')
+      if (m.name !== name || memberKey(m) === this.myKey) continue
+      if (incarnation !== undefined) {
+        if (m.incarnation === incarnation) this.markDead(m, 'external')
+        continue
       }
+      // Without an incarnation ("pod vectis-1 restarted"), only an incarnation that went quiet is meant: a new
+      // one of the same pod that already speaks must not be taken for the dead one.
+      const h = this.health.get(memberKey(m))
+      const heardLately = h !== undefined && this.now - h.lastHeard < this.cfg.heartbeatMs && h.suspectedSince === undefined
+      if (!heardLately) this.markDead(m, 'external')
     }
   }
 
@@ -1660,29 +1707,4 @@ export class MembershipMachine {
     this.send(successor.address, msg, { kind: 'handover', target: successor, leaving })
     this.log('info', 'handing over', { to: successor.name, epoch, leaving })
   }
-}
-
-/** View rank for merging: a leading view first, then the newest committed primary, then size, then the lowest coordinator. */
-export function rankCompare (a: ViewSummary, b: ViewSummary): number {
-  if (a.leading !== b.leading) return a.leading ? 1 : -1
-  if (a.committedCounter !== b.committedCounter) return a.committedCounter - b.committedCounter
-  const sa = a.view?.members.length ?? 0
-  const sb = b.view?.members.length ?? 0
-  if (sa !== sb) return sa - sb
-  const ca = a.view?.members[0]
-  const cb = b.view?.members[0]
-  if (ca === undefined || cb === undefined) return 0
-  return -byNameThenPeer(ca, cb)
-}
-
-/** Only a coordinator speaks for its view (what others report about it may be stale). */
-function speaksForItsView (p: PeerState): boolean {
-  const c = p.summary?.view?.members[0]
-  return c !== undefined && p.member !== undefined && memberKey(c) === memberKey(p.member)
-}
-
-function byNameThenPeer (a: MemberInfo, b: MemberInfo): number {
-  if (a.name !== b.name) return a.name < b.name ? -1 : 1
-  if (a.peerId !== b.peerId) return a.peerId < b.peerId ? -1 : 1
-  return a.incarnation < b.incarnation ? -1 : a.incarnation > b.incarnation ? 1 : 0
 }

@@ -52,6 +52,8 @@ export interface ViewSummary {
    * that knows less adopts them, so its quorums include every configuration a voter knows. */
   committed?: ConfigRef
   pending?: ConfigRef
+  /** A heartbeat acknowledgement leaves out the member lists (`view`, `committed`, `pending`): nothing changed. */
+  light?: boolean
 }
 
 interface Envelope {

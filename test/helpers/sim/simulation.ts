@@ -12,7 +12,7 @@
  * Invariants are checked after every event (see `checkInvariants`); a violation throws `SimulationFailure` whose
  * message carries the one-line replay command.
  */
-import { MembershipMachine, type MembershipInput, type MembershipOutput, type PersistedClusterState } from '../../../cluster/membership.js'
+import { MembershipMachine, type MembershipComponents, type MembershipInput, type MembershipOutput, type PersistedClusterState } from '../../../cluster/membership.js'
 import type { MembershipInit } from '../../../cluster/membership-config.js'
 import { compareEpochs, memberKey, type ClusterRequest, type MemberInfo, type ReplyMessage } from '../../../cluster/messages.js'
 import type { Epoch } from '../../../cluster/leadership-api.js'
@@ -35,6 +35,8 @@ export interface SimOptions {
   settleBoundMs?: number
   /** Largest clock-rate error (each member gets a rate in [1 − d, 1 + d]). */
   drift?: number
+  /** Clock rates at the drift bound exactly (1 − d or 1 + d), the worst case of the lease arithmetic. */
+  driftAtBound?: boolean
   /** Members start within this spread (cold start). */
   startSpreadMs?: number
   /** Feed "verified dead" facts to the members some time after a crash (the Kubernetes watch). */
@@ -45,6 +47,18 @@ export interface SimOptions {
   checkNoSplit?: boolean
   /** Record a trace of events (for a replay). */
   trace?: (line: string) => void
+  /** Faults at fixed times, aimed at the leader of that moment (instead of the random faults of the fault phase). */
+  script?: ScriptedFault[]
+  /** Builds each member's machine (tests substitute a deliberately broken one to prove the checks can fail). */
+  createMachine?: (components: MembershipComponents, init: MembershipInit, now: number) => MembershipMachine
+}
+
+export interface ScriptedFault {
+  at: number
+  action: 'pause-leader' | 'crash-leader' | 'leave-leader' | 'transfer' | 'partition-leader' | 'crash-member'
+  /** Pause or partition length. */
+  ms?: number
+  kind?: 'drop' | 'reset' | 'one-way'
 }
 
 export interface SimResult {
@@ -57,6 +71,8 @@ export interface SimResult {
   leaderChanges: number
   views: number
   faults: string[]
+  /** Every election, in true time (ms). */
+  elections: Array<{ at: number, name: string, epoch: number }>
 }
 
 export class SimulationFailure extends Error {
@@ -99,7 +115,7 @@ export function replayCommand (o: SimOptions, profile: string): string {
 }
 
 export class Simulation {
-  readonly o: Required<Omit<SimOptions, 'trace' | 'membership'>> & Pick<SimOptions, 'trace' | 'membership'>
+  readonly o: Required<Omit<SimOptions, 'trace' | 'membership' | 'createMachine' | 'script'>> & Pick<SimOptions, 'trace' | 'membership' | 'createMachine' | 'script'>
   private readonly rng: Prng
   private readonly q = new EventQueue<Ev>()
   private readonly nodes: SimNode[] = []
@@ -112,6 +128,7 @@ export class Simulation {
   private readonly faults: string[] = []
   private lastLeaderEpoch: Epoch | undefined
   private readonly electedEpochs = new Set<string>()
+  private readonly elections: SimResult['elections'] = []
   private readonly leaderEpochs = new Map<string, { epoch: Epoch, inc: number }>()
   private leaderChanges = 0
   private views = 0
@@ -125,6 +142,7 @@ export class Simulation {
       faultEveryMs: 1500,
       settleBoundMs: 20_000,
       drift: DEFAULT_DRIFT,
+      driftAtBound: false,
       startSpreadMs: 300,
       outsideDeathFacts: false,
       permanentlyDead: 0,
@@ -139,7 +157,7 @@ export class Simulation {
         name: `m${i}`,
         address: `10.0.0.${10 + i}:7800`,
         peerId: `peer-${i}`,
-        rate: 1 + this.rng.range(-this.o.drift, this.o.drift),
+        rate: this.o.driftAtBound ? 1 + (this.rng.chance(0.5) ? -this.o.drift : this.o.drift) : 1 + this.rng.range(-this.o.drift, this.o.drift),
         offset: this.rng.range(0, 1e6),
         rng: this.rng.fork(),
         incarnations: 0,
@@ -177,7 +195,10 @@ export class Simulation {
       quorum: this.o.quorum,
       ...this.o.membership
     }
-    const machine = new MembershipMachine({ me: member, ...(n.persisted !== undefined ? { persisted: n.persisted } : {}), random: n.rng.fn() }, init, this.local(n))
+    const components: MembershipComponents = { me: member, ...(n.persisted !== undefined ? { persisted: n.persisted } : {}), random: n.rng.fn() }
+    const machine = this.o.createMachine !== undefined
+      ? this.o.createMachine(components, init, this.local(n))
+      : new MembershipMachine(components, init, this.local(n))
     n.proc = { incarnation: n.incarnations, member, machine, pending: new Map(), paused: false, inbox: [] }
     this.trace(`${n.name} start ${member.incarnation}`)
     this.scheduleTick(n, n.rng.range(0, this.hb / 5))
@@ -276,6 +297,7 @@ export class Simulation {
         }
         this.lastLeaderEpoch = e.epoch
         this.leaderChanges++
+        this.elections.push({ at: this.t, name: n.name, epoch: e.epoch.number })
         break
       case 'leader:demoted': this.trace(`${n.name} demoted ${e.reason}`); break
       case 'member:suspected': this.trace(`${n.name} suspects ${e.member.name}/${e.member.incarnation} (${e.reason})`); break
@@ -475,6 +497,31 @@ export class Simulation {
     }
   }
 
+  private scripted (f: ScriptedFault): void {
+    const leader = this.nodes.find(n => n.proc !== undefined && n.proc.machine.isLeader(this.local(n)))
+    if (leader?.proc === undefined) { this.faults.push(`${this.t.toFixed(0)}:${f.action} (no leader)`); return }
+    switch (f.action) {
+      case 'pause-leader': this.pause(leader, f.ms ?? 5000); break
+      case 'crash-leader': this.crash(leader, 'crash'); break
+      case 'leave-leader': this.input(leader, leader.proc.incarnation, { type: 'leave' }); break
+      case 'transfer': this.input(leader, leader.proc.incarnation, { type: 'transfer' }); break
+      case 'partition-leader': this.partition([leader.index], f.kind ?? 'drop', f.ms ?? 5000); break
+      case 'crash-member': {
+        const victim = [...this.nodes].reverse().find(n => n.proc !== undefined && n !== leader)
+        if (victim !== undefined) this.crash(victim, 'crash')
+        this.faults.push(`${this.t.toFixed(0)}:${f.action} ${victim?.name ?? '-'}`)
+        return
+      }
+    }
+    this.faults.push(`${this.t.toFixed(0)}:${f.action} ${leader.name}`)
+    this.trace(`FAULT ${f.action} ${leader.name}`)
+  }
+
+  /** Name of the member holding a lease now, if any. */
+  leaderNow (): string | undefined {
+    return this.nodes.find(n => n.proc !== undefined && n.proc.machine.isLeader(this.local(n)))?.name
+  }
+
   // ---------------------------------------------------------------------------------------------------------
   // Invariants
 
@@ -534,13 +581,14 @@ export class Simulation {
       lastStart = Math.max(lastStart, at)
       this.q.push({ at, kind: 'call', fn: () => { this.start(n) } })
     }
-    if (o.faultMs > 0) {
+    if (o.faultMs > 0 && o.script === undefined) {
       let t = 2000
       while (t < o.faultMs) {
         this.q.push({ at: t, kind: 'call', fn: () => { this.randomFault() } })
         t += this.rng.range(0.3, 1.7) * o.faultEveryMs
       }
     }
+    for (const f of o.script ?? []) this.q.push({ at: f.at, kind: 'call', fn: () => { this.scripted(f) } })
     const faultEnd = o.faultMs
     let convergedSince: number | undefined
     let coldStartMs: number | undefined
@@ -611,7 +659,8 @@ export class Simulation {
       convergeMs: Math.max(0, convergedSince - faultEnd),
       leaderChanges: this.leaderChanges,
       views: this.views,
-      faults: this.faults
+      faults: this.faults,
+      elections: this.elections
     }
     if (coldStartMs !== undefined) res.coldStartMs = coldStartMs
     return res
@@ -623,11 +672,12 @@ export function profileOptions (profile: string, seed: number, nodes: number, qu
   const base: SimOptions = { seed, nodes, quorum }
   switch (profile) {
     case 'cold-start': return { ...base, faultMs: 0, settleBoundMs: 10_000, checkNoSplit: true, startSpreadMs: 200 }
-    case 'mixed': return { ...base, faultMs: 20_000, faultEveryMs: 1500, settleBoundMs: 20_000 }
-    case 'crash-k8s': return { ...base, faultMs: 20_000, faultEveryMs: 1500, outsideDeathFacts: true, permanentlyDead: 1 }
-    case 'storm': return { ...base, faultMs: 30_000, faultEveryMs: 600, settleBoundMs: 25_000 }
-    default: throw new RangeError(`unknown simulation profile ${profile} (cold-start | mixed | crash-k8s | storm)`)
+    case 'mixed': return { ...base, faultMs: 20_000, faultEveryMs: 1500, settleBoundMs: 12_000 }
+    case 'crash-k8s': return { ...base, faultMs: 20_000, faultEveryMs: 1500, settleBoundMs: 12_000, outsideDeathFacts: true, permanentlyDead: 1 }
+    case 'storm': return { ...base, faultMs: 30_000, faultEveryMs: 600, settleBoundMs: 15_000 }
+    case 'drift-edge': return { ...base, faultMs: 20_000, faultEveryMs: 900, settleBoundMs: 12_000, driftAtBound: true }
+    default: throw new RangeError(`unknown simulation profile ${profile} (${PROFILES.join(' | ')})`)
   }
 }
 
-export const PROFILES = ['cold-start', 'mixed', 'crash-k8s', 'storm'] as const
+export const PROFILES = ['cold-start', 'mixed', 'crash-k8s', 'storm', 'drift-edge'] as const

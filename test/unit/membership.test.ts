@@ -1,0 +1,336 @@
+// Unit tests of the membership/leadership state machine with a manual clock: table-driven rules, and small
+// scenarios over an instant in-memory network (the seeded fault simulation is in simulation.test.ts).
+import { test, describe } from 'node:test'
+import assert from 'node:assert/strict'
+import { MembershipMachine, type MembershipOutput, type PersistedClusterState } from '../../cluster/membership.js'
+import { resolveMembershipConfig, type MembershipInit } from '../../cluster/membership-config.js'
+import { MembershipConfigError } from '../../cluster/membership-errors.js'
+import {
+  PROTOCOL_VERSION, decodeMessage, memberKey, InvalidMessageError, UnsupportedVersionError,
+  type ClusterRequest, type InstallMessage, type MemberInfo, type ReplyMessage
+} from '../../cluster/messages.js'
+import { Prng } from '../helpers/sim/prng.js'
+
+const member = (i: number, inc = 'a'): MemberInfo => ({ name: `n${i}`, peerId: `p${i}`, incarnation: inc, address: `10.1.0.${i}:7800` })
+
+/** Members on an instant network: sends are delivered in FIFO order as soon as `run()` is called. */
+class Net {
+  now = 0
+  readonly machines = new Map<string, MembershipMachine>()
+  readonly persisted = new Map<string, PersistedClusterState>()
+  readonly events: Array<{ who: string, type: string, payload: unknown, at: number }> = []
+  private queue: Array<() => void> = []
+  readonly down = new Set<string>()
+
+  constructor (readonly init: MembershipInit = { clusterName: 'unit', clusterSize: 3 }) {}
+
+  add (m: MemberInfo, overrides: MembershipInit = {}): MembershipMachine {
+    const persisted = this.persisted.get(m.name)
+    const machine = new MembershipMachine({ me: m, ...(persisted !== undefined ? { persisted } : {}), random: new Prng(m.name.length + m.incarnation.length).fn() },
+      { ...this.init, ...overrides }, this.now)
+    this.machines.set(m.address, machine)
+    this.down.delete(m.address)
+    return machine
+  }
+
+  feed (m: MembershipMachine, input: Parameters<MembershipMachine['handle']>[0]): MembershipOutput[] {
+    const out = m.handle(input, this.now)
+    this.execute(m, out)
+    return out
+  }
+
+  private execute (m: MembershipMachine, out: MembershipOutput[]): void {
+    for (const o of out) {
+      if (o.type === 'persist') this.persisted.set(m.me.name, o.state)
+      if (o.type === 'event') this.events.push({ who: m.me.name, type: o.event.type, payload: o.event, at: this.now })
+      if (o.type === 'send') {
+        this.queue.push(() => {
+          const target = this.machines.get(o.to)
+          if (target === undefined || this.down.has(o.to)) {
+            this.feed(m, { type: 'send-result', id: o.id, ok: false, error: 'refused' })
+            return
+          }
+          const replyOut = target.handle({ type: 'message', msg: JSON.parse(JSON.stringify(o.msg)) as ClusterRequest }, this.now)
+          this.execute(target, replyOut)
+          const reply = replyOut.find(x => x.type === 'reply')
+          assert.ok(reply !== undefined && reply.type === 'reply', `a ${o.msg.type} got a reply`)
+          this.queue.push(() => { this.feed(m, { type: 'send-result', id: o.id, ok: true, reply: reply.msg }) })
+        })
+      }
+    }
+  }
+
+  run (): void {
+    for (let i = 0; i < 100_000 && this.queue.length > 0; i++) this.queue.shift()!()
+  }
+
+  /** Advances time in steps of `step` ms, ticking every live member and delivering. */
+  advance (ms: number, step = 100): void {
+    const end = this.now + ms
+    while (this.now < end) {
+      this.now = Math.min(end, this.now + step)
+      for (const [addr, m] of this.machines) {
+        if (!this.down.has(addr)) this.feed(m, { type: 'tick' })
+      }
+      this.run()
+    }
+  }
+
+  discoverAll (): void {
+    const all = [...this.machines.keys()]
+    for (const m of this.machines.values()) this.feed(m, { type: 'discovered', addresses: all })
+    this.run()
+  }
+
+  leaders (): string[] {
+    return [...this.machines.entries()].filter(([a, m]) => !this.down.has(a) && m.isLeader(this.now)).map(([, m]) => m.me.name)
+  }
+}
+
+function threeUp (): { net: Net, ms: MembershipMachine[] } {
+  const net = new Net()
+  const ms = [0, 1, 2].map(i => net.add(member(i)))
+  net.discoverAll()
+  net.advance(3000)
+  return { net, ms }
+}
+
+function reply (out: MembershipOutput[]): ReplyMessage {
+  const r = out.find(o => o.type === 'reply')
+  assert.ok(r !== undefined && r.type === 'reply', 'a reply')
+  return r.msg
+}
+
+void describe('configuration: defaults, derived timings and errors naming the fields', () => {
+  const cases: Array<{ name: string, init: MembershipInit, error?: RegExp, lease?: number, promise?: number }> = [
+    { name: 'defaults', init: { clusterSize: 3 }, lease: 1440, promise: 3500 },
+    { name: 'FT must exceed 2 × HB', init: { clusterSize: 3, heartbeatMs: 500, failureTimeoutMs: 1000 }, error: /VECTIS_FAILURE_TIMEOUT_MS \(1000\) must exceed 2 × VECTIS_HEARTBEAT_MS \(500\)/ },
+    { name: 'majority needs the cluster size', init: {}, error: /VECTIS_CLUSTER_SIZE must be a positive integer/ },
+    { name: 'quorum none needs no size', init: { quorum: 'none' }, lease: 1440 },
+    { name: 'margin at least 2 × HB', init: { clusterSize: 3, marginMs: 600 }, error: /marginMs \(600\) must be at least 2 × heartbeatMs/ },
+    { name: 'unknown quorum mode', init: { clusterSize: 3, quorum: 'most' as 'none' }, error: /quorum must be "majority" or "none"/ },
+    { name: 'lease bounded by FT', init: { clusterSize: 3, heartbeatMs: 100, failureTimeoutMs: 300, marginMs: 1000 }, lease: 299, promise: 1300 }
+  ]
+  for (const c of cases) {
+    void test(c.name, () => {
+      if (c.error !== undefined) {
+        assert.throws(() => resolveMembershipConfig(c.init), (e: unknown) => e instanceof MembershipConfigError && c.error!.test(e.message))
+        return
+      }
+      const cfg = resolveMembershipConfig(c.init)
+      if (c.lease !== undefined) assert.equal(cfg.leaseMs, c.lease)
+      if (c.promise !== undefined) assert.equal(cfg.promiseMs, c.promise)
+      // The lease is shorter than what a voter waits, with the clock drift allowed for.
+      assert.ok(cfg.leaseMs / (1 - cfg.maxClockDrift) <= cfg.refusedDeathMs / (1 + cfg.maxClockDrift))
+    })
+  }
+})
+
+void describe('wire messages: versions and validation', () => {
+  const base = { cluster: 'c', from: member(1), epoch: { number: 0, leader: '' } }
+  const summary = { committedCounter: 0, leading: false, maxCounter: 0 }
+  const cases: Array<{ name: string, msg: unknown, error?: new (...a: never[]) => Error, match?: RegExp }> = [
+    { name: 'current version', msg: { v: PROTOCOL_VERSION, type: 'hello', ...base, summary } },
+    { name: 'previous version is understood', msg: { v: PROTOCOL_VERSION - 1, type: 'hello', ...base, summary } },
+    { name: 'a newer version is refused', msg: { v: PROTOCOL_VERSION + 1, type: 'hello', ...base, summary }, error: UnsupportedVersionError, match: /not understood/ },
+    { name: 'an older version is refused', msg: { v: PROTOCOL_VERSION - 2, type: 'hello', ...base, summary }, error: UnsupportedVersionError },
+    { name: 'unknown type', msg: { v: PROTOCOL_VERSION, type: 'gossip', ...base }, error: InvalidMessageError, match: /unknown message type/ },
+    { name: 'sender without incarnation', msg: { v: PROTOCOL_VERSION, type: 'leave', ...base, from: { name: 'x', peerId: 'y', address: 'z' } }, error: InvalidMessageError, match: /^from:/ },
+    { name: 'install with an empty view', msg: { v: PROTOCOL_VERSION, type: 'install', ...base, claim: true, configCounter: 0, view: { id: { coordinator: 'a', counter: 1 }, members: [], epoch: { number: 1, leader: 'a' } } }, error: InvalidMessageError, match: /view.members/ },
+    { name: 'not an object', msg: 'hello', error: InvalidMessageError }
+  ]
+  for (const c of cases) {
+    void test(c.name, () => {
+      const round = JSON.parse(JSON.stringify(c.msg)) as unknown
+      if (c.error === undefined) { assert.equal(decodeMessage(round).type, (c.msg as { type: string }).type); return }
+      assert.throws(() => decodeMessage(round), (e: unknown) => e instanceof c.error! && (c.match === undefined || c.match.test((e).message)))
+    })
+  }
+})
+
+void test('cold start: the lowest name founds one view of all; it alone leads, with a lease', () => {
+  const { net, ms } = threeUp()
+  for (const m of ms) {
+    const v = m.currentView()
+    assert.ok(v !== undefined)
+    assert.deepEqual(v.members.map(x => x.name), ['n0', 'n1', 'n2'])
+  }
+  assert.deepEqual(net.leaders(), ['n0'])
+  // Only the founder installed a view: every view:installed names n0 as coordinator.
+  assert.ok(net.events.filter(e => e.type === 'view:installed').every(e => (e.payload as { view: { id: { coordinator: string } } }).view.id.coordinator === 'n0'))
+  assert.equal(ms[0]!.status(net.now).quorum.ok, true)
+})
+
+void test('a leader woken from a pause is not leader before any tick (the lease is checked against now)', () => {
+  const { net, ms } = threeUp()
+  const leader = ms[0]!
+  assert.equal(leader.isLeader(net.now), true)
+  const left = leader.leaseRemaining(net.now)
+  assert.ok(left > 0 && left <= leader.cfg.leaseMs)
+  assert.equal(leader.isLeader(net.now + left), false, 'no tick ran, yet the expired lease is not honoured')
+  assert.equal(leader.leaseRemaining(net.now + left + 1), 0)
+})
+
+void test('the driver persists before acting: persist is the first output of a step that changed the state', () => {
+  const net = new Net()
+  const m = net.add(member(0))
+  const out = m.handle({ type: 'tick' }, 2000) // founds its own view (alone), which raises the counter
+  assert.equal(out[0]?.type, 'persist')
+  const state = (out[0]).state
+  assert.equal(state.maxApplied, 1)
+  assert.deepEqual(state.member, member(0))
+})
+
+void describe('promises, epochs and views: how a member promised to a leader answers', () => {
+  type Case = { name: string, build: (ctx: { leaderEpoch: { number: number, leader: string }, view: InstallMessage['view'], n1: MemberInfo }) => ClusterRequest, advance?: number, ok: boolean, reason?: string }
+  const other = member(1) // n1 is the would-be usurper (a member of the view)
+  const env = (from: MemberInfo, epoch: { number: number, leader: string }) => ({ v: PROTOCOL_VERSION, cluster: 'unit', from, epoch })
+  const claim = (ctx: Parameters<Case['build']>[0], extra: Partial<InstallMessage> = {}, counterBump = 10, epochNumber = ctx.leaderEpoch.number + 1): InstallMessage => ({
+    ...env(other, { number: epochNumber, leader: other.name }),
+    type: 'install',
+    view: { id: { coordinator: other.name, counter: ctx.view.id.counter + counterBump }, members: [other, member(2)], epoch: { number: epochNumber, leader: other.name } },
+    claim: true,
+    configCounter: ctx.view.id.counter + 5,
+    ...extra
+  })
+  const cases: Case[] = [
+    { name: 'a claim from another member while promised: refused', build: (c) => claim(c), ok: false, reason: 'promised' },
+    { name: 'the same claim after the promise ran out (FT + margin): granted', build: (c) => claim(c), advance: 3600, ok: true },
+    { name: 'a claim the leader handed over to: granted at once', build: (c) => claim(c, { handoverFrom: c.leaderEpoch }), ok: true },
+    { name: 'a claim at a lower epoch (after the promise ran out): refused', build: (c) => claim(c, {}, 10, c.leaderEpoch.number - 1), advance: 3600, ok: false, reason: 'stale-epoch' },
+    { name: 'a claim from an installer that knows an older configuration: refused', build: (c) => claim(c, { configCounter: 0 }), advance: 3600, ok: false, reason: 'older-config' },
+    { name: 'an install numbered below the current view: refused', build: (c) => claim(c, { handoverFrom: c.leaderEpoch }, -1), ok: false, reason: 'stale-view' },
+    {
+      name: 'an install that does not hold me: refused',
+      build: (c) => { const m = claim(c, { handoverFrom: c.leaderEpoch }); m.view.members = [other]; return m },
+      ok: false,
+      reason: 'not-member'
+    },
+    {
+      name: 'a heartbeat of a lower epoch: refused',
+      build: (c) => ({ ...env(member(0), { number: 0, leader: 'n0' }), type: 'heartbeat', viewId: c.view.id, round: 99, claim: true }),
+      ok: false,
+      reason: 'stale-epoch'
+    },
+    {
+      name: 'a message of another cluster: refused',
+      build: (c) => ({ ...env(other, c.leaderEpoch), cluster: 'other', type: 'hello', summary: { committedCounter: 0, leading: false, maxCounter: 0 } }),
+      ok: false,
+      reason: 'wrong-cluster'
+    }
+  ]
+  for (const c of cases) {
+    void test(c.name, () => {
+      const { net, ms } = threeUp()
+      const voter = ms[2]!
+      const view = voter.currentView()!
+      const leaderEpoch = ms[0]!.currentEpoch()!
+      const msg = c.build({ leaderEpoch, view, n1: other })
+      const at = net.now + (c.advance ?? 0)
+      const r = reply(voter.handle({ type: 'message', msg }, at))
+      assert.equal(r.ok, c.ok, `reply ${JSON.stringify({ ok: r.ok, reason: r.reason })}`)
+      if (c.reason !== undefined) assert.equal(r.reason, c.reason)
+      if (c.ok && msg.type === 'install') {
+        assert.equal(r.promise, true)
+        assert.equal(voter.currentView()!.id.counter, msg.view.id.counter)
+      }
+    })
+  }
+})
+
+void test('a restarted member joins as the youngest; the coordinator and the leader do not change', () => {
+  const { net, ms } = threeUp()
+  const epoch = ms[0]!.currentEpoch()
+  // n1 restarts: same name and peer id, new incarnation, same address; its persisted state is kept.
+  net.down.add(member(1).address)
+  const n1b = net.add(member(1, 'b'))
+  net.feed(n1b, { type: 'discovered', addresses: [...net.machines.keys()] })
+  net.advance(4000)
+  const v = ms[0]!.currentView()!
+  assert.deepEqual(v.members.map(m => `${m.name}/${m.incarnation}`), ['n0/a', 'n2/a', 'n1/b'])
+  assert.deepEqual(n1b.currentView()!.id, v.id)
+  assert.deepEqual(net.leaders(), ['n0'])
+  assert.deepEqual(ms[0]!.currentEpoch(), epoch, 'no election happened')
+  assert.ok(net.events.some(e => e.who === 'n0' && e.type === 'member:left' && memberKey((e.payload as { member: MemberInfo }).member) === memberKey(member(1))))
+})
+
+void test('hand-over: the old leader is demoted first, the successor leads after one round trip', () => {
+  const { net, ms } = threeUp()
+  const before = net.events.length
+  net.feed(ms[0]!, { type: 'transfer' })
+  assert.deepEqual(net.leaders(), [], 'between demotion and the successor taking over, nobody leads')
+  net.run() // one round trip on the instant network, no time passes
+  assert.deepEqual(net.leaders(), ['n1'])
+  const order = net.events.slice(before).filter(e => e.type.startsWith('leader:')).map(e => `${e.who} ${e.type}`)
+  assert.deepEqual(order, ['n0 leader:demoted', 'n1 leader:elected'])
+  assert.deepEqual(ms[1]!.currentView()!.members.map(m => m.name), ['n1', 'n2', 'n0'])
+  const e0 = (net.events.find(e => e.who === 'n0' && e.type === 'leader:elected')!.payload as { epoch: { number: number } }).epoch.number
+  assert.ok(ms[1]!.currentEpoch()!.number > e0, 'the successor has a higher epoch')
+})
+
+void test('graceful leave of the leader: hand-over to the next oldest, then the leaver reports itself done', () => {
+  const { net, ms } = threeUp()
+  net.feed(ms[0]!, { type: 'leave' })
+  net.run()
+  assert.ok(net.events.some(e => e.who === 'n0' && e.type === 'self:left'))
+  net.down.add(member(0).address)
+  assert.deepEqual(net.leaders(), ['n1'])
+  net.advance(1000)
+  assert.deepEqual(ms[2]!.currentView()!.members.map(m => m.name), ['n1', 'n2'])
+  assert.equal(ms[1]!.status(net.now).quorum.ok, true)
+})
+
+void test('crash of the leader verified by Kubernetes: the next oldest leads without waiting FT + margin', () => {
+  const { net, ms } = threeUp()
+  net.down.add(member(0).address)
+  const crashAt = net.now
+  for (const m of [ms[1]!, ms[2]!]) {
+    net.feed(m, { type: 'disconnected', peerId: 'p0' })
+    net.feed(m, { type: 'verified-dead', name: 'n0', incarnation: 'a' })
+  }
+  net.run()
+  net.advance(1000)
+  assert.deepEqual(net.leaders(), ['n1'])
+  const elected = net.events.find(e => e.who === 'n1' && e.type === 'leader:elected')!
+  assert.ok(elected.at - crashAt < ms[1]!.cfg.promiseMs, `elected ${elected.at - crashAt} ms after the crash`)
+})
+
+void test('a leader whose connections are refused is replaced only after its lease ended', () => {
+  const { net, ms } = threeUp()
+  // n0 vanishes from the network: every request to it is refused (a killed process or a rejecting firewall). It
+  // keeps its state, as a frozen process would, and we ask it whether it leads at each instant.
+  const cut = ms[0]!
+  const lastLeaseEnd = net.now + cut.leaseRemaining(net.now)
+  net.machines.delete(member(0).address)
+  let firstOther: number | undefined
+  for (let t = 0; t < 8000 && firstOther === undefined; t += 100) {
+    net.advance(100)
+    if (net.leaders().length > 0) firstOther = net.now
+  }
+  assert.ok(firstOther !== undefined, 'someone else leads')
+  assert.ok(firstOther > lastLeaseEnd, 'after the cut-off leader\'s lease ended')
+  assert.equal(cut.isLeader(firstOther), false)
+})
+
+void test('majority lost for good: no leader; a forced new cluster leads alone and the others join it', () => {
+  const { net, ms } = threeUp()
+  // n0 and n1 are gone (their addresses refuse); n2 cannot prove they are dead and has no majority.
+  net.down.add(member(0).address)
+  net.down.add(member(1).address)
+  net.advance(8000)
+  assert.deepEqual(net.leaders(), [])
+  assert.equal(ms[2]!.status(net.now).quorum.ok, false)
+  // The operator restarts n2 with VECTIS_FORCE_NEW_CLUSTER.
+  net.down.add(member(2).address)
+  const forced = net.add(member(2, 'b'), { forceNewCluster: true })
+  net.feed(forced, { type: 'discovered', addresses: [...net.machines.keys()] })
+  net.advance(2000)
+  assert.deepEqual(net.leaders(), ['n2'])
+  // n0 comes back (new incarnation, its old persisted state): it joins the forced cluster, whose leader stays.
+  const n0b = net.add(member(0, 'b'))
+  net.feed(n0b, { type: 'discovered', addresses: [...net.machines.keys()] })
+  net.advance(4000)
+  assert.deepEqual(forced.currentView()!.members.map(m => `${m.name}/${m.incarnation}`), ['n2/b', 'n0/b'])
+  assert.deepEqual(net.leaders(), ['n2'])
+  assert.equal(forced.status(net.now).quorum.ok, true)
+})
