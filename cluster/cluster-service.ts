@@ -15,7 +15,7 @@ import { TypedEmitter } from '../daemon/typed-events.js'
 import type { ClusterEvents, ClusterService, ClusterStatus, MemberInfo as ApiMember, TransferResult } from './cluster-api.js'
 import { LeadershipTransferError } from './errors.js'
 import type { Epoch, HandoverHooks, Leadership } from './leadership-api.js'
-import { MembershipMachine, type MembershipEvent, type MembershipInput, type MembershipOutput, type PersistedClusterState } from './membership.js'
+import { MembershipMachine, type MembershipEvent, type MembershipInput, type MembershipOutput, type PersistedClusterState, type SendFailure } from './membership.js'
 import type { MembershipInit } from './membership-config.js'
 import { decodeMessage, InvalidMessageError, type ClusterRequest, type MemberInfo, type ReplyMessage } from './messages.js'
 import type { ClusterTransport } from './transport-types.js'
@@ -66,6 +66,14 @@ interface Leading {
   leaseEnd: number
 }
 
+const FAILURES = new Set<SendFailure>(['refused', 'timeout', 'closed', 'denied', 'invalid'])
+
+/** The transport's error code (TransportError or any error with a known `code`); anything else counts as closed. */
+function failureOf (err: unknown): SendFailure {
+  const code = err instanceof TransportError ? err.code : (err as { code?: unknown } | undefined)?.code
+  return typeof code === 'string' && FAILURES.has(code as SendFailure) ? code as SendFailure : 'closed'
+}
+
 function hostOf (address: string): string {
   const i = address.lastIndexOf(':')
   return (i < 0 ? address : address.slice(0, i)).replace(/^\[|\]$/g, '')
@@ -81,10 +89,10 @@ export class MembershipCluster implements ClusterService, Leadership {
   private offs: Array<() => void> = []
   private running = false
   private leading: Leading | undefined
-  private readonly lastHeard = new Map<string, number>()
   private readonly hooks: HandoverHooks[] = []
   private selfLeft: (() => void) | undefined
   private handingOver = false
+  private failed: Error | undefined
 
   constructor (private readonly components: ClusterServiceComponents, private readonly init: ClusterServiceInit) {
     this.log = components.logger.child({ component: 'cluster:member' })
@@ -168,7 +176,7 @@ export class MembershipCluster implements ClusterService, Leadership {
 
   private step (input: MembershipInput): ReplyMessage | undefined {
     const m = this.machine
-    if (m === undefined || (!this.running && input.type !== 'leave')) return undefined
+    if (m === undefined || this.failed !== undefined || (!this.running && input.type !== 'leave')) return undefined
     let outputs: MembershipOutput[]
     try {
       outputs = m.handle(input, this.clock.now())
@@ -187,7 +195,12 @@ export class MembershipCluster implements ClusterService, Leadership {
       switch (o.type) {
         case 'persist':
           // Durable before anything that follows is acted on (a promise or an epoch must survive a crash).
-          this.components.state.save(o.state)
+          try {
+            this.components.state.save(o.state)
+          } catch (err) {
+            this.fail(err)
+            return undefined
+          }
           break
         case 'send':
           this.send(o.id, o.to, o.msg, o.timeoutMs)
@@ -207,6 +220,23 @@ export class MembershipCluster implements ClusterService, Leadership {
     return reply
   }
 
+  /**
+   * The state could not be made durable (disk full, I/O error): the outputs that depended on it are dropped, this
+   * member stops taking part and never leads again in this process. `/healthz` reports it, so the orchestrator
+   * restarts the pod.
+   */
+  private fail (err: unknown): void {
+    this.log.fatal({ err }, 'cluster state could not be persisted: this member stops taking part in the cluster')
+    this.failed = err instanceof Error ? err : new Error(String(err))
+    this.running = false
+    if (this.timer !== undefined) clearTimeout(this.timer)
+    this.timer = undefined
+    this.endLeadership('lease-expired')
+  }
+
+  /** Why this member gave up (persisting its state failed), if it did. */
+  failure (): Error | undefined { return this.failed }
+
   private send (id: number, to: string, msg: ClusterRequest, timeoutMs: number): void {
     this.components.transport.request(to, msg, { timeoutMs }).then((res) => {
       let reply: ReplyMessage
@@ -219,11 +249,9 @@ export class MembershipCluster implements ClusterService, Leadership {
         this.step({ type: 'send-result', id, ok: false, error: 'invalid' })
         return
       }
-      this.lastHeard.set(reply.from.name, this.clock.now())
       this.step({ type: 'send-result', id, ok: true, reply })
     }, (err: unknown) => {
-      const code = err instanceof TransportError ? err.code : 'closed'
-      this.step({ type: 'send-result', id, ok: false, error: code })
+      this.step({ type: 'send-result', id, ok: false, error: failureOf(err) })
     })
   }
 
@@ -236,7 +264,6 @@ export class MembershipCluster implements ClusterService, Leadership {
       throw err
     }
     if (msg.type === 'reply') throw new InvalidMessageError('a reply is not a request')
-    this.lastHeard.set(msg.from.name, this.clock.now())
     const reply = this.step({ type: 'message', msg })
     if (reply === undefined) throw new InvalidMessageError('not running')
     return reply
@@ -277,6 +304,7 @@ export class MembershipCluster implements ClusterService, Leadership {
         break
       }
       case 'leader:demoted':
+        if (this.leading !== undefined) this.leading.leaseEnd = Math.min(this.leading.leaseEnd, e.leaseEnd)
         this.endLeadership(e.reason)
         break
       case 'self:left':
@@ -405,20 +433,12 @@ export class MembershipCluster implements ClusterService, Leadership {
   }
 
   readiness (): { ready: true } | { ready: false, reason: string } {
+    if (this.failed !== undefined) return { ready: false, reason: `cluster state could not be persisted: ${this.failed.message}` }
     if (!this.running) return { ready: false, reason: 'cluster member not started' }
     return this.machine?.currentView() === undefined ? { ready: false, reason: 'no view installed yet' } : { ready: true }
   }
 
   heartbeatAgeMaxSeconds (): number {
-    const view = this.machine?.currentView()
-    if (view === undefined) return 0
-    const now = this.clock.now()
-    let max = 0
-    for (const mem of view.members) {
-      if (mem.name === this.init.nodeName) continue
-      const t = this.lastHeard.get(mem.name)
-      if (t !== undefined) max = Math.max(max, now - t)
-    }
-    return max / 1000
+    return this.machine === undefined ? 0 : this.machine.status(this.clock.now()).heartbeatAgeMaxMs / 1000
   }
 }

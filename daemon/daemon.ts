@@ -125,6 +125,8 @@ export class Daemon implements Startable {
     ]
     this.lifecycle = new Lifecycle(parts, this.log)
     this.health.register('http', () => this.http.port === undefined ? 'not listening' : undefined)
+    const cluster = this.cluster
+    if (cluster instanceof MembershipCluster) this.health.register('cluster', () => cluster.failure()?.message)
   }
 
   get state (): string { return this.lifecycle.state }

@@ -3,7 +3,7 @@
  * (setImmediate) to the handler registered at an address, replies come back the same way; payloads are copied
  * through JSON like the real transport. Links can be blocked (requests then time out) or made to refuse.
  */
-import type { ClusterTransportLike } from '../../cluster/cluster-node.js'
+import type { ClusterTransport } from '../../cluster/transport-types.js'
 
 export class MemoryTransportError extends Error {
   override name = 'TransportError'
@@ -27,7 +27,7 @@ export class MemoryNetwork {
   }
 }
 
-export class MemoryTransport implements ClusterTransportLike {
+export class MemoryTransport implements ClusterTransport {
   private handler: ((from: { peerId: string, remoteAddress: string }, payload: unknown) => unknown) | undefined
   private readonly listeners = new Set<(peerId: string) => void>()
   private running = false
