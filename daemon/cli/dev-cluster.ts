@@ -117,7 +117,7 @@ export function formatDevTable (c: { members: DevMember[], labelled: string[], e
     : leaders.size === 0 ? 'leader: (none)' : `leader: SEVERAL ${[...leaders].join(',')}`
   const lines = [
     `${head}   views: ${views.size === 0 ? '-' : [...views].join(' ')}   label: ${c.labelled.length === 0 ? '(none)' : c.labelled.join(',')}   lb -> ${c.endpoint ?? '(no endpoint: refusing)'}`,
-    `${'NAME'.padEnd(10)} ${'ADDRESS'.padEnd(15)} ${'PID'.padEnd(8)} ${'PROCESS'.padEnd(26)} ${'ROLE'.padEnd(8)} ${'EPOCH'.padEnd(6)} ${'VIEW'.padEnd(16)} ${'QUORUM'.padEnd(8)} ${'PESIT'.padEnd(8)} ${'LABEL'.padEnd(6)} ROUTED`
+    `${'NAME'.padEnd(10)} ${'ADDRESS'.padEnd(15)} ${'PID'.padEnd(8)} ${'PROCESS'.padEnd(32)} ${'ROLE'.padEnd(8)} ${'EPOCH'.padEnd(6)} ${'VIEW'.padEnd(16)} ${'QUORUM'.padEnd(8)} ${'PESIT'.padEnd(8)} ${'LABEL'.padEnd(6)} ROUTED`
   ]
   for (const m of c.members) {
     const s = m.status
@@ -129,7 +129,7 @@ export function formatDevTable (c: { members: DevMember[], labelled: string[], e
     const quorum = s?.quorum === undefined ? '-' : `${s.quorum.present}/${s.quorum.required}${s.quorum.ok ? '' : '!'}`
     const pesit = s?.servers === undefined ? '-' : s.servers.some((x) => x.running) ? 'serving' : 'closed'
     lines.push([
-      m.name.padEnd(10), m.ip.padEnd(15), String(m.pid ?? '-').padEnd(8), proc.padEnd(26), role.padEnd(8), String(s?.epoch ?? '-').padEnd(6),
+      m.name.padEnd(10), m.ip.padEnd(15), String(m.pid ?? '-').padEnd(8), proc.padEnd(32), role.padEnd(8), String(s?.epoch ?? '-').padEnd(6),
       view.padEnd(16), quorum.padEnd(8), pesit.padEnd(8), (c.labelled.includes(m.name) ? 'yes' : '').padEnd(6), String(c.routed.get(m.name) ?? 0)
     ].join(' '))
   }
