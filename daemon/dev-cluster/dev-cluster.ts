@@ -287,7 +287,12 @@ export class DevCluster implements Startable {
         await this.api.writeKubeconfig(m.kubeconfig, { namespace: DEV_NAMESPACE, token: m.token, user: m.name })
       }
       this.offs.push(this.api.events.on('pod:changed', (e) => { if (e.labelsChanged) this.followLabels() }))
-      await this.lb.start()
+      try {
+        await this.lb.start()
+      } catch (err) {
+        const code = (err as NodeJS.ErrnoException).code
+        throw new Error(`load balancer ${this.init.lbHost}:${this.init.lbPort}: ${code === 'EADDRINUSE' ? 'address in use (choose another --lb-port)' : (err as Error).message}`, { cause: err })
+      }
       this.followLabels()
       for (const m of this.members) this.spawnMember(m)
       this.state = 'started'

@@ -149,3 +149,18 @@ test('vectis dev-cluster: a push through the load balancer, the leader killed, t
   const left = [...pids].filter(alive)
   assert.deepEqual(left, [], `member processes left running: ${left.join(', ')}`)
 })
+
+test('vectis dev-cluster: a bad --config is exit code 2 naming the key, before any member starts', async (t) => {
+  if (!existsSync(VECTIS)) throw new Error(`${VECTIS} does not exist: run \`npm run build\` first`)
+  const dir = await mkdtemp(join(tmpdir(), 'vectis-devcluster-bad-'))
+  t.after(async () => { await rm(dir, { recursive: true, force: true }) })
+  const config = join(dir, 'bad.yaml')
+  await writeFile(config, 'servers:\n  - id: lower\n    port: 5000\n')
+  const r = await run(['dev-cluster', '--config', config, '--data', join(dir, 'data'), '--base-ip', '127.0.57.20', '--lb-port', '0'], 20_000)
+  assert.equal(r.code, 2, r.stderr)
+  assert.match(r.stderr, /servers\[0\]\.id/)
+  assert.doesNotMatch(r.stdout, /started pid/)
+  const usage = await run(['dev-cluster', '--nodes', 'many'], 20_000)
+  assert.equal(usage.code, 2)
+  assert.match(usage.stderr, /--nodes expects an integer/)
+})
