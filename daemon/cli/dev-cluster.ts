@@ -147,13 +147,15 @@ export async function runDevCluster (argv: string[], out: NodeJS.WriteStream = p
   const tty = out.isTTY === true
   const eventsKept: string[] = []
   const stamp = (): string => new Date().toISOString().slice(11, 19)
+  // Once stopping, the table is no longer redrawn: events are printed as lines.
+  let stopping = false
   // Events before the header is printed wait for it.
   let early: string[] | undefined = []
   const event = (text: string): void => { deliver(`${stamp()} ${text}`) }
   const deliver = (line: string): void => {
     if (early !== undefined) {
       early.push(line)
-    } else if (tty) {
+    } else if (tty && !stopping) {
       eventsKept.push(line)
       if (eventsKept.length > 8) eventsKept.shift()
     } else {
@@ -226,13 +228,18 @@ export async function runDevCluster (argv: string[], out: NodeJS.WriteStream = p
   const refresh = setInterval(render, REFRESH_MS)
   const offPoll = cluster.events.on('status:polled', () => { if (!tty) render() })
 
-  let signals = 0
+  // A Ctrl-C under `npm run` arrives twice at once (from the terminal and forwarded by npm): a second signal
+  // means "kill now" only when it comes a moment after the first.
+  let firstSignalAt: number | undefined
   let requestStop!: () => void
   const stopRequested = new Promise<void>((resolve) => { requestStop = resolve })
   const onSignal = (): void => {
-    signals++
-    if (signals === 1) requestStop()
-    else cluster.killAll()
+    if (firstSignalAt === undefined) {
+      firstSignalAt = Date.now()
+      requestStop()
+    } else if (Date.now() - firstSignalAt > 1_000) {
+      cluster.killAll()
+    }
   }
   process.on('SIGINT', onSignal)
   process.on('SIGTERM', onSignal)
@@ -261,6 +268,7 @@ export async function runDevCluster (argv: string[], out: NodeJS.WriteStream = p
       stdin.pause()
     }
   }
+  stopping = true
   out.write(`${stamp()} stopping: SIGTERM to the members (standbys first), SIGKILL after the bound\n`)
   await cluster.stop()
   process.off('SIGINT', onSignal)
