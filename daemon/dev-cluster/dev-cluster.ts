@@ -5,7 +5,7 @@
  * - a DNS server answering for the headless Service name with every member's address (as a headless Service with
  *   `publishNotReadyAddresses: true` does);
  * - the Kubernetes API emulator holding one pod per member (`app=vectis`, its loopback IP) and a kubeconfig per
- *   member (each with its own bearer token, so the API's request log tells members apart);
+ *   member and one for the operator (any client of the pods API; kubectl needs discovery, which is not emulated);
  * - N `vectisd` processes, member i on `base + i` (127.0.0.10, .11, … by default) with the same ports, as pods
  *   have; their JSON logs go to `<data>/logs/<name>.log`;
  * - a TCP load balancer on 127.0.0.1 whose endpoint follows the pod labelled `vectis-leader=true`, driven by the
@@ -20,7 +20,6 @@
  * to the first PeSIT server of the configuration), node failures, network partitions. Not for production.
  */
 import { spawn, type ChildProcess } from 'node:child_process'
-import { randomBytes } from 'node:crypto'
 import { closeSync, existsSync, mkdirSync, openSync } from 'node:fs'
 import { writeFile } from 'node:fs/promises'
 import { isIPv4 } from 'node:net'
@@ -100,7 +99,6 @@ export interface DevMember {
   dataDir: string
   logFile: string
   kubeconfig: string
-  token: string
   pid: number | undefined
   state: MemberProcessState
   restarts: number
@@ -177,7 +175,7 @@ export class DevCluster implements Startable {
   readonly lb: TcpLoadBalancer
   readonly sharedDir: string
   readonly logDir: string
-  /** The operator's kubeconfig for the emulator (e.g. for kubectl). */
+  /** The operator's kubeconfig for the emulator (for a Kubernetes client or curl). */
   readonly kubeconfig: string
   readonly configFile: string
   /** The PeSIT servers of the configuration; the load balancer forwards to the first one's port. */
@@ -185,7 +183,6 @@ export class DevCluster implements Startable {
   private readonly members: MemberRuntime[]
   private readonly log: Logger
   private readonly command: string[]
-  private readonly operatorToken = `dev-operator-${randomBytes(12).toString('hex')}`
   private readonly offs: Array<() => void> = []
   private state: 'idle' | 'starting' | 'started' | 'stopping' | 'stopped' = 'idle'
   private pollTimer: NodeJS.Timeout | undefined
@@ -211,13 +208,14 @@ export class DevCluster implements Startable {
         dataDir: join(init.dataDir, 'members', name),
         logFile: join(init.dataDir, 'logs', `${name}.log`),
         kubeconfig: join(init.dataDir, 'kube', `${name}.kubeconfig`),
-        token: `dev-${name}-${randomBytes(12).toString('hex')}`,
         pid: undefined, state: 'stopped', restarts: 0, lastExit: undefined, restartAt: undefined,
         status: undefined, statusError: undefined, proc: undefined, startedAt: 0, restartTimer: undefined, exited: undefined
       }
     })
     this.dns = new HeadlessDnsServer({ host: '127.0.0.1', ttl: 5 })
-    this.api = new K8sApiEmulator({ host: '127.0.0.1', tokens: [...this.members.map((m) => m.token), this.operatorToken], logger: components.logger })
+    // No bearer tokens: kubectl will not send one over plain http, a curl one-liner should not need one, and the
+    // emulator listens on loopback only. Each member's kubeconfig still names its own user, for whoever reads them.
+    this.api = new K8sApiEmulator({ host: '127.0.0.1', logger: components.logger })
     this.lb = new TcpLoadBalancer({ logger: components.logger }, { host: init.lbHost, port: init.lbPort })
   }
 
@@ -277,14 +275,14 @@ export class DevCluster implements Startable {
       await this.dns.start()
       this.dns.setRecords(DEV_DNS_NAME, this.members.map((m) => ({ ip: m.ip, port: this.init.clusterPort, hostname: m.name })))
       await this.api.start()
-      await this.api.writeKubeconfig(this.kubeconfig, { namespace: DEV_NAMESPACE, token: this.operatorToken, user: 'operator' })
+      await this.api.writeKubeconfig(this.kubeconfig, { namespace: DEV_NAMESPACE, user: 'operator' })
       for (const m of this.members) {
         this.api.createPod(DEV_NAMESPACE, m.name, {
           labels: { app: 'vectis', 'statefulset.kubernetes.io/pod-name': m.name },
           podIP: m.ip,
           nodeName: 'dev-node'
         })
-        await this.api.writeKubeconfig(m.kubeconfig, { namespace: DEV_NAMESPACE, token: m.token, user: m.name })
+        await this.api.writeKubeconfig(m.kubeconfig, { namespace: DEV_NAMESPACE, user: m.name })
       }
       this.offs.push(this.api.events.on('pod:changed', (e) => { if (e.labelsChanged) this.followLabels() }))
       try {

@@ -50,7 +50,7 @@ test('the demo configuration is a valid VECTIS_CONFIG with partner DEMO and file
 
 test('the table shows one row per member, the leader, the label, the endpoint and dead members', () => {
   const member = (i: number, over: Partial<DevMember>): DevMember => ({
-    index: i, name: `vectis-${i}`, ip: `127.0.0.${10 + i}`, dataDir: '', logFile: '', kubeconfig: '', token: '', pid: 100 + i,
+    index: i, name: `vectis-${i}`, ip: `127.0.0.${10 + i}`, dataDir: '', logFile: '', kubeconfig: '', pid: 100 + i,
     state: 'running', restarts: 0, lastExit: undefined, restartAt: undefined, status: undefined, statusError: undefined, ...over
   })
   const status = (name: string, leader: boolean): DevMember['status'] => ({
