@@ -165,15 +165,33 @@ export async function runDevCluster (argv: string[], out: NodeJS.WriteStream = p
   cluster.events.on('member:started', (e) => { event(`${e.name} started pid ${e.pid}${e.restarts > 0 ? ` (restart ${e.restarts})` : ''}`) })
   cluster.events.on('member:exited', (e) => {
     const how = e.signal !== null ? `killed by ${e.signal}` : `exited with code ${e.code ?? '?'}`
-    event(`${e.name} pid ${e.pid ?? '?'} ${how}${e.restartInMs === undefined ? '' : `; restarting in ${e.restartInMs} ms`}`)
+    event(`${e.name} pid ${e.pid ?? '?'} ${how}${e.restartInMs === undefined ? '' : `; restarting in ${e.restartInMs} ms`}${e.reason === undefined ? '' : `: ${e.reason}`}`)
   })
   cluster.events.on('label:changed', (e) => { event(`label ${DEV_LEADER_LABEL}=true ${e.leader ? 'set on' : 'removed from'} ${e.pod}${e.leader && e.epoch !== undefined ? ` (epoch ${e.epoch})` : ''}`) })
   cluster.events.on('label:conflict', (e) => { event(`WARNING: ${e.pods.length} pods labelled at once: ${e.pods.join(', ')}`) })
   cluster.events.on('lb:endpoint', (e) => { event(e.name === undefined ? 'lb endpoint: none (new connections refused)' : `lb endpoint: ${e.name} ${e.host}:${e.port}`) })
 
+  // A Ctrl-C under `npm run` arrives twice at once (from the terminal and forwarded by npm): a second signal
+  // means "kill now" only when it comes a moment after the first.
+  let firstSignalAt: number | undefined
+  let requestStop!: () => void
+  const stopRequested = new Promise<void>((resolve) => { requestStop = resolve })
+  const onSignal = (): void => {
+    if (firstSignalAt === undefined) {
+      firstSignalAt = Date.now()
+      requestStop()
+    } else if (Date.now() - firstSignalAt > 1_000) {
+      cluster.killAll()
+    }
+  }
+  process.on('SIGINT', onSignal)
+  process.on('SIGTERM', onSignal)
+  // Installed before the start: a signal during start-up stops what started, once it has.
   try {
     await cluster.start()
   } catch (err) {
+    process.off('SIGINT', onSignal)
+    process.off('SIGTERM', onSignal)
     await cluster.stop()
     if (err instanceof ConfigError) throw new UsageError(`configuration error: ${err.message}`)
     throw err
@@ -228,21 +246,6 @@ export async function runDevCluster (argv: string[], out: NodeJS.WriteStream = p
   const refresh = setInterval(render, REFRESH_MS)
   const offPoll = cluster.events.on('status:polled', () => { if (!tty) render() })
 
-  // A Ctrl-C under `npm run` arrives twice at once (from the terminal and forwarded by npm): a second signal
-  // means "kill now" only when it comes a moment after the first.
-  let firstSignalAt: number | undefined
-  let requestStop!: () => void
-  const stopRequested = new Promise<void>((resolve) => { requestStop = resolve })
-  const onSignal = (): void => {
-    if (firstSignalAt === undefined) {
-      firstSignalAt = Date.now()
-      requestStop()
-    } else if (Date.now() - firstSignalAt > 1_000) {
-      cluster.killAll()
-    }
-  }
-  process.on('SIGINT', onSignal)
-  process.on('SIGTERM', onSignal)
   const stdin = process.stdin
   const onKey = (buf: Buffer): void => {
     const k = buf.toString('utf8')

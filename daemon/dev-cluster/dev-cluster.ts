@@ -20,7 +20,7 @@
  * to the first PeSIT server of the configuration), node failures, network partitions. Not for production.
  */
 import { spawn, type ChildProcess } from 'node:child_process'
-import { closeSync, existsSync, mkdirSync, openSync } from 'node:fs'
+import { closeSync, existsSync, fstatSync, mkdirSync, openSync, readSync } from 'node:fs'
 import { writeFile } from 'node:fs/promises'
 import { isIPv4 } from 'node:net'
 import { join } from 'node:path'
@@ -111,7 +111,8 @@ export interface DevMember {
 
 export type DevClusterEvents = {
   'member:started': { name: string, pid: number, restarts: number }
-  'member:exited': { name: string, pid: number | undefined, code: number | null, signal: NodeJS.Signals | null, restartInMs: number | undefined }
+  /** `reason`: the member's own one-line account on stderr (`vectisd: start failed: …`), when it left one. */
+  'member:exited': { name: string, pid: number | undefined, code: number | null, signal: NodeJS.Signals | null, restartInMs: number | undefined, reason: string | undefined }
   /** A label change on a pod of the selector, from the emulator's history. */
   'label:changed': { pod: string, leader: boolean, epoch: string | undefined }
   'lb:endpoint': { name: string, host: string, port: number } | { name: undefined }
@@ -156,6 +157,23 @@ export function demoConfigYaml (opts: { port: number, password: string }): strin
     '    filenamePattern: "${partner}_${file}_${transferId}"',
     ''
   ].join('\n')
+}
+
+/** The last `vectisd: …` line of a member's log (its stderr shares the file): why it exited, in its words. */
+function lastStderrLine (logFile: string): string | undefined {
+  let fd: number | undefined
+  try {
+    fd = openSync(logFile, 'r')
+    const size = fstatSync(fd).size
+    const len = Math.min(size, 16 * 1024)
+    const buf = Buffer.alloc(len)
+    readSync(fd, buf, 0, len, size - len)
+    return buf.toString('utf8').split('\n').filter((l) => l.startsWith('vectisd: ')).at(-1)
+  } catch {
+    return undefined
+  } finally {
+    if (fd !== undefined) closeSync(fd)
+  }
 }
 
 function defaultMemberCommand (): string[] {
@@ -404,8 +422,9 @@ export class DevCluster implements Startable {
         }, restartInMs)
       }
     }
-    this.log.info({ member: m.name, pid: proc.pid, code, signal, restartInMs }, 'member exited')
-    this.events.emit('member:exited', { name: m.name, pid: proc.pid, code, signal, restartInMs })
+    const reason = code !== 0 && code !== null ? lastStderrLine(m.logFile) : undefined
+    this.log.info({ member: m.name, pid: proc.pid, code, signal, restartInMs, reason }, 'member exited')
+    this.events.emit('member:exited', { name: m.name, pid: proc.pid, code, signal, restartInMs, reason })
   }
 
   /**

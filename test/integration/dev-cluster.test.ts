@@ -94,7 +94,7 @@ test('vectis dev-cluster: a push through the load balancer, the leader killed, t
   const hint = await waitFor(() => {
     if (child.exitCode !== null) throw new Error(`dev-cluster exited ${child.exitCode}${context()}`)
     return /^push a file: .* send (--host \S+ --port \d+ --partner DEMO --password \S+ --server PESITSRV --file DEMOFILE) PATH$/m.exec(out)?.[1]
-  }, { timeoutMs: 20_000, what: 'the push hint' }).catch((e: Error) => { throw new Error(`${e.message}${context()}`) })
+  }, { timeoutMs: 30_000, what: 'the push hint' }).catch((e: Error) => { throw new Error(`${e.message}${context()}`) })
   assert.match(out, /dns server\s+127\.0\.0\.1:\d+/)
   assert.match(out, /kubernetes api\s+http:\/\/127\.0\.0\.1:\d+/)
   for (let i = 0; i < 3; i++) assert.match(out, new RegExp(`member vectis-${i}\\s+127\\.0\\.57\\.${10 + i}\\s+http 127\\.0\\.57\\.${10 + i}:8080`))
