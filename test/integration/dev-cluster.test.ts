@@ -138,6 +138,11 @@ test('vectis dev-cluster: a push through the load balancer, the leader killed, t
   assert.ok(removed >= 0 && set >= 0, `label moves not printed${context()}`)
   assert.match(after, new RegExp(`lb endpoint: ${second} 127\\.0\\.57\\.\\d+:\\d+`))
   await push('two.bin')
+  // The load balancer's own count: the second push went to the new leader's pod.
+  await waitFor(() => {
+    const row = lastTable(out)?.rows.get(second)
+    return row !== undefined && Number(/(\d+)$/.exec(row)?.[1] ?? 0) >= 1
+  }, { timeoutMs: 10_000, intervalMs: 100, what: `a connection routed to ${second} in the table` }).catch((e: Error) => { throw new Error(`${e.message}${context()}`) })
 
   child.kill('SIGTERM')
   let timer: NodeJS.Timeout | undefined
