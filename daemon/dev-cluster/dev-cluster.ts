@@ -253,6 +253,8 @@ export class DevCluster implements Startable {
     for (const [k, v] of Object.entries({ ...process.env, ...this.init.env })) {
       // The parent's Kubernetes and pod identity must not leak into the members; its other VECTIS_* tuning may.
       if (v === undefined || k === 'KUBECONFIG' || k.startsWith('POD_') || k.startsWith('KUBERNETES_')) continue
+      // A secret file would compete with the value set below.
+      if (k === 'VECTIS_API_PASSWORD_FILE' || k === 'VECTIS_CLUSTER_SECRET_FILE') continue
       inherited[k] = v
     }
     return {
