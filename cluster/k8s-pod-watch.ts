@@ -94,6 +94,7 @@ export class K8sPodWatch implements Startable {
   private resyncTimer: NodeJS.Timeout | undefined
   private failures = 0
   private synced = false
+  private resyncing = false
   private abort = new AbortController()
 
   constructor (components: K8sPodWatchComponents, init: K8sPodWatchInit) {
@@ -173,7 +174,12 @@ export class K8sPodWatch implements Startable {
       this.failures = 0
       this.openWatch(list.metadata?.resourceVersion)
       clearTimeout(this.resyncTimer)
-      this.resyncTimer = setTimeout(() => { this.watch?.abort() }, jitter(this.cfg.resyncMs, 0.2))
+      this.resyncTimer = setTimeout(() => {
+        // Our own abort ends the watch with an "aborted" error: a planned re-list, not an API failure.
+        if (this.watch === undefined) return
+        this.resyncing = true
+        this.watch.abort()
+      }, jitter(this.cfg.resyncMs, 0.2))
     }, (err: unknown) => { this.retry(err) })
   }
 
@@ -202,9 +208,11 @@ export class K8sPodWatch implements Startable {
       else this.observe(inc)
     }, (err) => {
       this.watch = undefined
+      const planned = this.resyncing
+      this.resyncing = false
       if (this.state !== 'started') return
       // Every end of the watch goes through a fresh LIST: whatever happened during the gap shows up in the diff.
-      if (err !== undefined) this.retry(err)
+      if (err !== undefined && !planned) this.retry(err)
       else {
         if (needRelist) this.log.debug('watch reported an error event (resourceVersion expired?): listing again')
         this.relist()

@@ -2,6 +2,7 @@
 import '../polyfill.js'
 import { UsageError } from '../cli/args.js'
 import { runStatus } from '../cli/status.js'
+import { runDevCluster } from '../cli/dev-cluster.js'
 import { runSend } from '../../transfer/cli-send.js'
 
 /**
@@ -13,6 +14,8 @@ commands:
   send --host H --port P --partner ID --password PW --server SRVID --file FILEID [--restart] PATH
                                    push a file to a PeSIT server (sync points, restart)
   status [--watch] [--url URL]     the member table of a running cluster; --watch follows its events
+  dev-cluster [--nodes N] [--lb-port P] [--config FILE] [--data DIR]
+                                   an HA cluster on this machine (loopback, no Kubernetes) with a live status table
   help                             this text
 
 Run "vectis <command> --help" for a command's options.`
@@ -21,6 +24,7 @@ type Command = (argv: string[]) => Promise<number>
 
 const commands: Record<string, Command> = {
   status: runStatus,
+  'dev-cluster': async (argv) => await runDevCluster(argv),
   send: async (argv) => await runSend(argv)
 }
 
