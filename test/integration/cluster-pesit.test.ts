@@ -46,6 +46,9 @@ it('only the leader has a PeSIT port open, before and after a kill -9 of the lea
   }
 
   const first = await h.waitFor(async () => await leaderNow([0, 1, 2]), { timeoutMs: 60_000, what: 'a leader running its PeSIT server' })
+  // The three-member view must be the committed primary view before the crash: a crash inside the commit round of
+  // a view leaves the previous (two-member) primary view, which needs a verified death to fail over (no Kubernetes here).
+  await h.waitFor(async () => { const s = await h.status(first); return s.memberCount === 3 && (s.quorum as { ok: boolean }).ok }, { what: 'a committed primary view of three' })
   assert.deepEqual(await h.waitFor(async () => { const o = await openPorts([0, 1, 2]); return o.length === 1 ? o : undefined }, { what: 'one open PeSIT port' }), [first])
 
   await h.kill(first)
