@@ -132,6 +132,8 @@ export interface RequestRecord {
   contentType?: string
   status: number | 'reset'
   token?: string
+  /** Date.now() when the request arrived. */
+  at: number
 }
 
 export interface K8sApiEmulatorInit {
@@ -495,7 +497,7 @@ export class K8sApiEmulator implements Startable {
     const token = auth?.startsWith('Bearer ') === true ? auth.slice(7) : undefined
     const contentType = req.headers['content-type']?.split(';')[0]?.trim()
     const rec: RequestRecord = {
-      seq: this.requests.length + 1, method, path: url.pathname + url.search, verb: route.verb, status: 0,
+      seq: this.requests.length + 1, method, path: url.pathname + url.search, verb: route.verb, status: 0, at: Date.now(),
       ...(route.name !== undefined ? { pod: route.name } : {}),
       ...(contentType !== undefined ? { contentType } : {}),
       ...(token !== undefined ? { token } : {})

@@ -276,9 +276,14 @@ void test('a standby that finds its own pod labelled removes the label; 429 Retr
   await waitFor(() => m2.ctl.status().inSync, 5_000, 'standby in sync')
   c.em.inject({ status: 429, retryAfterSeconds: 1, times: 1, token: m2.token, verbs: ['patch'] })
   c.em.setLabels(NS, 'vectis-2', { [LABEL]: 'true' }) // e.g. left over from a previous run, or an operator's mistake
-  const t0 = Date.now()
   await waitFor(() => pod(c.em, 'vectis-2').labels[LABEL] === undefined, 5_000, 'standby removed its own label')
-  assert.ok(Date.now() - t0 >= 900, 'waited for Retry-After before retrying')
+  // The write that met the 429 and the write that succeeded after it, from the emulator's own request log.
+  const patches = c.em.requestLog().filter((r) => r.verb === 'patch' && r.pod === 'vectis-2' && r.token === m2.token)
+  const refused = patches.findIndex((r) => r.status === 429)
+  assert.ok(refused >= 0, 'a patch met the injected 429')
+  const retried = patches.slice(refused + 1).find((r) => r.status === 200)
+  assert.ok(retried !== undefined, 'a later patch succeeded')
+  assert.ok(retried.at - patches[refused]!.at >= 900, `waited for Retry-After before retrying (${retried.at - patches[refused]!.at} ms)`)
 })
 
 void test('timeouts, injected 409s and a 404 for its own pod are retried until the labels are right', { timeout: 60_000 }, async (t) => {
