@@ -17,6 +17,8 @@ export const LEADER_ELECTED = 'leader elected: this member leads'
 export const LEADER_DEMOTED = 'leader demoted: this member no longer leads'
 const EXITED = 'harness: process ended'
 const STARTING = 'cluster member starting'
+/** The machine dropped its view (excluded while frozen, cut off): it holds none until it joins again. */
+const DROPPED = 'leaving my view'
 
 export interface InstalledView {
   coordinator: string
@@ -70,11 +72,14 @@ export function viewsOf (h: ClusterHarness, i: number): InstalledView[] {
   return h.logs(i).map(viewOf).filter((v): v is InstalledView => v !== undefined)
 }
 
-/** The views member i installed, one list per start of the process (an incarnation starts with no view). */
+/**
+ * The views member i installed, one list per stretch in a cluster: a start of the process (a new incarnation) or a
+ * dropped view (the member then joins again as the youngest) begins a new list.
+ */
 export function viewsByIncarnation (h: ClusterHarness, i: number): InstalledView[][] {
   const out: InstalledView[][] = []
   for (const line of h.logs(i)) {
-    if (line.msg === STARTING || out.length === 0) out.push([])
+    if (line.msg === STARTING || line.msg === DROPPED || out.length === 0) out.push([])
     const v = viewOf(line)
     if (v !== undefined) out.at(-1)!.push(v)
   }
@@ -96,7 +101,7 @@ export function findSplit (h: ClusterHarness, from = 0): string | undefined {
   const names = h.members.map((m) => m.name)
   for (let k = 0; k < h.timeline.length; k++) {
     const e = h.timeline[k]!
-    if (e.line.msg === EXITED || e.line.msg === STARTING) { held.delete(e.member); continue }
+    if (e.line.msg === EXITED || e.line.msg === STARTING || e.line.msg === DROPPED) { held.delete(e.member); continue }
     const v = viewOf(e.line)
     if (v === undefined) continue
     held.set(e.member, v)
