@@ -129,12 +129,13 @@ export function ageOrderViolation (views: InstalledView[]): string | undefined {
     // From a view of one (a fresh start, or alone after a partition) a member joins an existing view: it is the
     // youngest there, after the members of that view, whatever its own order said.
     if (prev.length === 1) continue
+    // A merge into another view (its coordinator new to this member) puts that view's members first, then the
+    // absorbed ones in an order that view decides: only the same coordinator lineage is checked.
+    if (!prev.includes(cur[0]!)) continue
     const kept = cur.filter((n) => prev.includes(n))
     const keptPrevOrder = prev.filter((n) => cur.includes(n))
     if (kept.join() !== keptPrevOrder.join()) return `order changed from ${JSON.stringify(prev)} to ${JSON.stringify(cur)}`
-    // Joiners come last in a view of the same coordinator lineage; a merge into another view (its coordinator new
-    // to this member) puts that view's members first.
-    if (!prev.includes(cur[0]!)) continue
+    // Joiners come last.
     const firstNew = cur.findIndex((n) => !prev.includes(n))
     if (firstNew >= 0 && cur.slice(firstNew).some((n) => prev.includes(n))) return `a joiner is not last: ${JSON.stringify(prev)} -> ${JSON.stringify(cur)}`
   }
