@@ -1,7 +1,8 @@
 // Cluster timings with real vectisd processes (`npm run build` first), 3 members and the default timers unless told:
 //   npm run bench:cluster -- [--runs 20] [--runs15 N] [--only a,b] [--subnet 170]
 // Scenarios: cold start of 3 and of 15 members to one view, kill -9 of a member → removed from every view, kill -9 /
-// SIGTERM / SIGSTOP of the leader → another member leads, partition heal → one view (network namespaces, root), idle
+// SIGTERM / SIGSTOP of the leader → another member leads (and kill -9 followed at once by a restart, as a container
+// restart: the new incarnation answering at the address verifies the death), partition heal → one view (network namespaces, root), idle
 // RSS/CPU per member, and the overlap check of every logged leadership interval over all runs. Prints JSON, then a
 // table with p50/p99.
 //
@@ -176,6 +177,10 @@ async function failures (runs: number): Promise<void> {
     if (want('killLeader')) {
       await leaderScenario('killLeader.successorElected', async (l) => { h.member(l).proc!.kill('SIGKILL'); await h.member(l).waitExit(5000) }, async (l) => { await h.start(l) })
     }
+    if (want('killLeaderRestart')) {
+      // As a container restart does: the new incarnation at the same address proves the old one dead (dial-back).
+      await leaderScenario('killLeaderRestart.successorElected', async (l) => { h.member(l).proc!.kill('SIGKILL'); await h.member(l).waitExit(5000); await h.start(l) }, async () => {})
+    }
     if (want('termLeader')) {
       await leaderScenario('termLeader.successorElected', async (l) => { h.signal(l, 'SIGTERM') }, async (l) => { await h.member(l).waitExit(20_000); await h.start(l) })
     }
@@ -241,7 +246,7 @@ async function partitionHeal (runs: number): Promise<void> {
 
 if (want('coldStart3')) await coldStart(3, args.runs)
 if (want('coldStart15')) await coldStart(15, args.runs15)
-if (['killMember', 'killLeader', 'termLeader', 'stopLeader', 'idle'].some(want)) await failures(args.runs)
+if (['killMember', 'killLeader', 'killLeaderRestart', 'termLeader', 'stopLeader', 'idle'].some(want)) await failures(args.runs)
 if (want('partitionHeal')) await partitionHeal(args.runs)
 
 const summary = Object.fromEntries(Object.entries(results).map(([k, v]) => [k, {
