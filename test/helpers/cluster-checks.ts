@@ -1,0 +1,241 @@
+/**
+ * Checks over the logs of a `ClusterHarness` run of the real daemon: the views each member installed, in what order,
+ * whether two groups ever believed themselves the cluster at once, and the leadership intervals every member logged
+ * (`process.hrtime.bigint()` nanoseconds: one clock for every process of the machine, this one included).
+ *
+ * `track(h)` must be called before the members start: it notes when each process ended (its stdio closed), which
+ * closes the view it held and bounds a leadership interval that a kill -9 left open. That bound is the moment this
+ * process saw the end, so it is later than the real end: conservative for the overlap check.
+ *
+ * NOT checked here: anything about wall-clock times; lines are compared in the order this process received them.
+ */
+import { appendFileSync } from 'node:fs'
+import type { ClusterHarness, LogLine } from './cluster-harness.js'
+
+export const VIEW_INSTALLED = 'view installed'
+export const LEADER_ELECTED = 'leader elected: this member leads'
+export const LEADER_DEMOTED = 'leader demoted: this member no longer leads'
+const EXITED = 'harness: process ended'
+const STARTING = 'cluster member starting'
+/** The machine dropped its view (excluded while frozen, cut off): it holds none until it joins again. */
+const DROPPED = 'leaving my view'
+
+export interface InstalledView {
+  coordinator: string
+  counter: number
+  members: string[]
+}
+
+export interface LeadershipInterval {
+  member: string
+  epoch: unknown
+  startNs: bigint
+  /** undefined while it lasts (the member still leads) */
+  endNs: bigint | undefined
+  /** how the interval ended: the member's demotion line, or the process ending (kill -9) */
+  endedBy?: 'demoted' | 'process-end'
+}
+
+const tracked = new WeakSet<ClusterHarness>()
+
+/**
+ * Records process ends into the harness timeline (call before starting members). With `VECTIS_TEST_CLUSTER_LOG`
+ * set to a file name, the whole timeline is appended there when the process exits (to study a failure).
+ */
+export function track (h: ClusterHarness, label = 'cluster'): void {
+  if (tracked.has(h)) return
+  tracked.add(h)
+  const dump = process.env.VECTIS_TEST_CLUSTER_LOG
+  if (dump !== undefined && dump !== '') {
+    process.once('exit', () => {
+      appendFileSync(dump, `=== ${label}\n` + h.timeline.map(({ member, line }) => `${member} ${JSON.stringify(line)}`).join('\n') + '\n')
+    })
+  }
+  const start = h.start.bind(h)
+  h.start = async (i: number) => {
+    const m = await start(i)
+    // 'close' comes after the last stdout line: the process end follows everything it logged.
+    m.proc?.once('close', () => { h.timeline.push({ member: i, line: { msg: EXITED, endNs: process.hrtime.bigint().toString() } }) })
+    return m
+  }
+}
+
+export function viewOf (line: LogLine): InstalledView | undefined {
+  if (line.msg !== VIEW_INSTALLED) return undefined
+  const id = line.viewId as { coordinator?: unknown, counter?: unknown } | undefined
+  if (id === undefined || typeof id.coordinator !== 'string' || typeof id.counter !== 'number' || !Array.isArray(line.members)) return undefined
+  return { coordinator: id.coordinator, counter: id.counter, members: line.members as string[] }
+}
+
+/** The views member i installed, in order, across its restarts. */
+export function viewsOf (h: ClusterHarness, i: number): InstalledView[] {
+  return h.logs(i).map(viewOf).filter((v): v is InstalledView => v !== undefined)
+}
+
+/**
+ * The views member i installed, one list per stretch in a cluster: a start of the process (a new incarnation) or a
+ * dropped view (the member then joins again as the youngest) begins a new list.
+ */
+export function viewsByIncarnation (h: ClusterHarness, i: number): InstalledView[][] {
+  const out: InstalledView[][] = []
+  for (const line of h.logs(i)) {
+    if (line.msg === STARTING || line.msg === DROPPED || out.length === 0) out.push([])
+    const v = viewOf(line)
+    if (v !== undefined) out.at(-1)!.push(v)
+  }
+  return out
+}
+
+export function lastView (h: ClusterHarness, i: number): InstalledView | undefined {
+  return viewsOf(h, i).at(-1)
+}
+
+/**
+ * A split: members a and b, each in a view of more than one member, where a's view excludes b and b's view
+ * excludes a (two groups that each believe they are the cluster). A view change in progress (some members on the
+ * previous view of the same lineage, a frozen member on a stale view) is not one: there one view holds the other's
+ * member. Returns a description of the first split from timeline index `from`, or undefined.
+ */
+export function findSplit (h: ClusterHarness, from = 0): string | undefined {
+  const held = new Map<number, InstalledView>()
+  const names = h.members.map((m) => m.name)
+  for (let k = 0; k < h.timeline.length; k++) {
+    const e = h.timeline[k]!
+    if (e.line.msg === EXITED || e.line.msg === STARTING || e.line.msg === DROPPED) { held.delete(e.member); continue }
+    const v = viewOf(e.line)
+    if (v === undefined) continue
+    held.set(e.member, v)
+    if (k < from) continue
+    for (const [a, va] of held) {
+      for (const [b, vb] of held) {
+        if (a >= b || va.members.length < 2 || vb.members.length < 2) continue
+        if (!vb.members.includes(names[a]!) && !va.members.includes(names[b]!)) {
+          return `at timeline line ${k}: ${names[a]} holds ${JSON.stringify(va)} while ${names[b]} holds ${JSON.stringify(vb)}`
+        }
+      }
+    }
+  }
+  return undefined
+}
+
+/**
+ * Age order across the views one incarnation of a member installed: members present in two consecutive views keep their relative
+ * order, and members new in a view come after every member carried over (a joiner is the youngest).
+ */
+export function ageOrderViolation (views: InstalledView[]): string | undefined {
+  for (let k = 1; k < views.length; k++) {
+    const prev = views[k - 1]!.members
+    const cur = views[k]!.members
+    // From a view of one (a fresh start, or alone after a partition) a member joins an existing view: it is the
+    // youngest there, after the members of that view, whatever its own order said.
+    if (prev.length === 1) continue
+    // A merge into another view (its coordinator new to this member) puts that view's members first, then the
+    // absorbed ones in an order that view decides: only the same coordinator lineage is checked.
+    if (!prev.includes(cur[0]!)) continue
+    const kept = cur.filter((n) => prev.includes(n))
+    const keptPrevOrder = prev.filter((n) => cur.includes(n))
+    if (kept.join() !== keptPrevOrder.join()) return `order changed from ${JSON.stringify(prev)} to ${JSON.stringify(cur)}`
+    // Joiners come last.
+    const firstNew = cur.findIndex((n) => !prev.includes(n))
+    if (firstNew >= 0 && cur.slice(firstNew).some((n) => prev.includes(n))) return `a joiner is not last: ${JSON.stringify(prev)} -> ${JSON.stringify(cur)}`
+  }
+  return undefined
+}
+
+/** Every leadership interval of every member over the whole run (across restarts). */
+export function leadershipIntervals (h: ClusterHarness): LeadershipInterval[] {
+  const out: LeadershipInterval[] = []
+  const open = new Map<number, LeadershipInterval>()
+  for (const { member, line } of h.timeline) {
+    if (line.msg === LEADER_ELECTED) {
+      const prev = open.get(member)
+      if (prev !== undefined) throw new Error(`${h.member(member).name} logged a second election without a demotion`)
+      const iv: LeadershipInterval = { member: h.member(member).name, epoch: line.epoch, startNs: BigInt(String(line.leadershipStartNs)), endNs: undefined }
+      open.set(member, iv)
+      out.push(iv)
+    } else if (line.msg === LEADER_DEMOTED) {
+      const iv = open.get(member)
+      if (iv === undefined) continue
+      const li = line.leadershipInterval as { startNs: string, endNs: string }
+      if (BigInt(li.startNs) !== iv.startNs) throw new Error(`${iv.member}: demotion of an interval that did not start at ${iv.startNs}`)
+      iv.endNs = BigInt(li.endNs)
+      iv.endedBy = 'demoted'
+      open.delete(member)
+    } else if (line.msg === EXITED) {
+      const iv = open.get(member)
+      if (iv === undefined) continue
+      iv.endNs = BigInt(String(line.endNs))
+      iv.endedBy = 'process-end'
+      open.delete(member)
+    }
+  }
+  return out
+}
+
+/** Pairs of intervals of different members that overlap (an open interval lasts forever). */
+export function overlaps (intervals: LeadershipInterval[]): string[] {
+  const bad: string[] = []
+  const fmt = (x: LeadershipInterval): string => `${x.member} [${x.startNs}, ${x.endNs ?? '…'}) epoch ${JSON.stringify(x.epoch)}`
+  for (let a = 0; a < intervals.length; a++) {
+    for (let b = a + 1; b < intervals.length; b++) {
+      const x = intervals[a]!
+      const y = intervals[b]!
+      if (x.member === y.member) continue
+      const xEndsFirst = x.endNs !== undefined && x.endNs <= y.startNs
+      const yEndsFirst = y.endNs !== undefined && y.endNs <= x.startNs
+      if (!xEndsFirst && !yEndsFirst) bad.push(`${fmt(x)} overlaps ${fmt(y)}`)
+    }
+  }
+  return bad
+}
+
+/** Members (indexes) that are running and hold, in their status, a view with exactly `names` in this order. */
+export async function allSee (h: ClusterHarness, which: number[], names: string[]): Promise<boolean> {
+  for (const i of which) {
+    const s = await h.status(i)
+    const members = (s.members as Array<{ name: string }>).map((m) => m.name)
+    if (members.join() !== names.join()) return false
+  }
+  return true
+}
+
+/** Names in member i's current view (status API). */
+export async function viewNames (h: ClusterHarness, i: number): Promise<string[]> {
+  return ((await h.status(i)).members as Array<{ name: string }>).map((m) => m.name)
+}
+
+/** Waits until every listed member's status shows one same view holding exactly the set `names`; returns its order. */
+export async function waitOneView (h: ClusterHarness, which: number[], names: string[], timeoutMs = 30_000): Promise<string[]> {
+  const want = [...names].sort().join()
+  let seen: string[] = []
+  await h.waitFor(async () => {
+    const views = await Promise.all(which.map(async (i) => await viewNames(h, i)))
+    seen = views[0] ?? []
+    return views.every((v) => [...v].sort().join() === want && v.join() === seen.join())
+  }, { timeoutMs, what: `one view of ${names.join(',')} on members ${which.join(',')}` })
+  return seen
+}
+
+/** The member indexes whose status says isLeader, among `which` (unreachable members count as not leading). */
+export async function leadersAmong (h: ClusterHarness, which: number[]): Promise<number[]> {
+  const out: number[] = []
+  for (const i of which) {
+    const s = await h.status(i).catch(() => undefined)
+    if (s?.isLeader === true) out.push(i)
+  }
+  return out
+}
+
+/** Waits until exactly one of `which` leads and the others name it as their leader; returns its index. */
+export async function waitOneLeader (h: ClusterHarness, which: number[], timeoutMs = 30_000): Promise<number> {
+  let leader = -1
+  await h.waitFor(async () => {
+    const st = await Promise.all(which.map(async (i) => await h.status(i)))
+    const leading = which.filter((_, k) => st[k]!.isLeader === true)
+    if (leading.length !== 1) return false
+    leader = leading[0]!
+    const name = h.member(leader).name
+    return st.every((s) => s.leader === name)
+  }, { timeoutMs, what: `one leader among ${which.join(',')}` })
+  return leader
+}
