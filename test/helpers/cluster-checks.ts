@@ -55,7 +55,10 @@ export function track (h: ClusterHarness, label = 'cluster'): void {
   h.start = async (i: number) => {
     const m = await start(i)
     // 'close' comes after the last stdout line: the process end follows everything it logged.
-    m.proc?.once('close', () => { h.timeline.push({ member: i, line: { msg: EXITED, endNs: process.hrtime.bigint().toString() } }) })
+    m.proc?.once('close', () => {
+      const atNs = process.hrtime.bigint()
+      h.timeline.push({ member: i, line: { msg: EXITED, endNs: atNs.toString() }, atNs })
+    })
     return m
   }
 }
