@@ -269,9 +269,16 @@ export class MembershipCluster implements ClusterService, Leadership {
     return reply
   }
 
-  /** Feeds a death shown by an outside authority (the Kubernetes API: pod deleted or container restarted). */
+  /**
+   * Feeds a death shown by an outside authority (the Kubernetes API: pod deleted or container restarted). The API
+   * knows pods, not incarnations: the one that died is the incarnation of that name in my view when the report
+   * arrives (a restarted process takes far longer to start and join than the report takes to arrive). Without a
+   * view entry, the machine applies the fact only to an incarnation that went quiet.
+   */
   verifiedDead (name: string, incarnation?: string): void {
-    this.step({ type: 'verified-dead', name, incarnation })
+    if (name === this.init.nodeName) return
+    const inc = incarnation ?? this.machine?.currentView()?.members.find((m) => m.name === name)?.incarnation
+    this.step({ type: 'verified-dead', name, incarnation: inc })
   }
 
   // ---- events and leadership ------------------------------------------------------------------------------------
