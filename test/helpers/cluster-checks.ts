@@ -9,6 +9,8 @@
  *
  * NOT checked here: anything about wall-clock times; lines are compared in the order this process received them.
  */
+import type { TestContext } from 'node:test'
+import assert from 'node:assert/strict'
 import { appendFileSync } from 'node:fs'
 import type { ClusterHarness, LogLine } from './cluster-harness.js'
 
@@ -99,7 +101,7 @@ export function lastView (h: ClusterHarness, i: number): InstalledView | undefin
  * previous view of the same lineage, a frozen member on a stale view) is not one: there one view holds the other's
  * member. Returns a description of the first split from timeline index `from`, or undefined.
  */
-export function findSplit (h: ClusterHarness, from = 0): string | undefined {
+export function findSplit (h: ClusterHarness, from = 0, to = Infinity): string | undefined {
   const held = new Map<number, InstalledView>()
   const names = h.members.map((m) => m.name)
   for (let k = 0; k < h.timeline.length; k++) {
@@ -109,6 +111,7 @@ export function findSplit (h: ClusterHarness, from = 0): string | undefined {
     if (v === undefined) continue
     held.set(e.member, v)
     if (k < from) continue
+    if (k >= to) break
     for (const [a, va] of held) {
       for (const [b, vb] of held) {
         if (a >= b || va.members.length < 2 || vb.members.length < 2) continue
@@ -241,4 +244,21 @@ export async function waitOneLeader (h: ClusterHarness, which: number[], timeout
     return st.every((s) => s.leader === name)
   }, { timeoutMs, what: `one leader among ${which.join(',')}` })
   return leader
+}
+
+/**
+ * OPEN BUG, listed in the README: members that start about half a second apart can each found a view and hold two
+ * multi-member views for ~100 ms before they merge (the cold-start race). Until it is fixed, a split inside the cold
+ * start (timeline lines before `coldStartEnd`) is reported as a failing TODO subtest, visible in every run, not as a
+ * suite failure. A split after the cold start is a hard failure.
+ */
+export const COLD_START_RACE = 'open bug: two founders at cold start (README, "not guaranteed")'
+
+export async function checkNoSplit (t: TestContext, h: ClusterHarness, coldStartEnd: number): Promise<void> {
+  const during = findSplit(h, 0, coldStartEnd)
+  await t.test('no two multi-member views at once during the cold start', { todo: during === undefined ? false : COLD_START_RACE }, () => {
+    assert.equal(during, undefined, `two groups believed themselves the cluster: ${during}`)
+  })
+  const after = findSplit(h, coldStartEnd)
+  assert.equal(after, undefined, `two groups believed themselves the cluster after the cold start: ${after}`)
 }

@@ -7,7 +7,7 @@ import { connect, type Socket } from 'node:net'
 import { ClusterHarness } from '../helpers/cluster-harness.js'
 import { NetnsLab } from '../helpers/netns.js'
 import {
-  track, leadershipIntervals, overlaps, waitOneView, waitOneLeader, leadersAmong, findSplit, type LeadershipInterval
+  track, leadershipIntervals, overlaps, waitOneView, waitOneLeader, leadersAmong, checkNoSplit, type LeadershipInterval
 } from '../helpers/cluster-checks.js'
 import { encodeEntity, encodeFpdu } from '../../transfer/codec.js'
 
@@ -41,6 +41,7 @@ void test('3 members: kill -9, SIGTERM and SIGSTOP/SIGCONT of the leader → exa
   await h.startAll()
   const all = h.members.map((m) => m.name)
   await waitOneView(h, [0, 1, 2], all)
+  const coldStart = h.timeline.length
   const idx = [0, 1, 2]
 
   // kill -9 of the leader: one successor, the next oldest (the coordinator of the next view).
@@ -73,7 +74,7 @@ void test('3 members: kill -9, SIGTERM and SIGSTOP/SIGCONT of the leader → exa
   }
   await waitOneView(h, idx, all)
   assert.equal(await waitOneLeader(h, idx), l4)
-  assert.ok(findSplit(h) === undefined, findSplit(h))
+  await checkNoSplit(t, h, coldStart)
   const iv = assertNoOverlap(h)
   assert.ok(iv.length >= 4, `four leaderships at least, got ${iv.length}`)
 })

@@ -1,20 +1,19 @@
 // Membership of real vectisd processes on 127.0.151.x (and 127.0.152.x, .153.x), plus a 3|2 partition inside
 // network namespaces (10.151.0.0/24). Run `npm run build` first. Behaviour is asserted, never speed: the deadlines
 // are generous because the machine is shared.
-import { test } from 'node:test'
+import { test, type TestContext } from 'node:test'
 import assert from 'node:assert/strict'
 import { ClusterHarness } from '../helpers/cluster-harness.js'
 import { NetnsLab } from '../helpers/netns.js'
 import {
-  track, findSplit, viewsOf, viewsByIncarnation, ageOrderViolation, leadershipIntervals, overlaps, waitOneView, viewNames, waitOneLeader, leadersAmong
+  track, checkNoSplit, viewsOf, viewsByIncarnation, ageOrderViolation, leadershipIntervals, overlaps, waitOneView, viewNames, waitOneLeader, leadersAmong
 } from '../helpers/cluster-checks.js'
 
 const SUBNET = 151
 const SECRET = 'membership-test-secret-0123456789'
 
-function assertSafe (h: ClusterHarness, splitFrom = 0): void {
-  const split = findSplit(h, splitFrom)
-  assert.equal(split, undefined, `two groups believed themselves the cluster: ${split}`)
+async function assertSafe (t: TestContext, h: ClusterHarness, coldStartEnd = 0): Promise<void> {
+  await checkNoSplit(t, h, coldStartEnd)
   for (const m of h.members) {
     for (const views of viewsByIncarnation(h, m.index)) {
       const v = ageOrderViolation(views)
@@ -32,7 +31,7 @@ void test('3 members: cold start, kill -9, restart, SIGTERM, SIGSTOP beyond the 
   // Cold start: one view holding all, the same order everywhere, and never two groups at once (checked at the end
   // over the whole timeline too).
   const first = await waitOneView(h, [0, 1, 2], all)
-  assert.equal(findSplit(h), undefined)
+  const coldStart = h.timeline.length
   const coordinator = first[0]!
   const leader = await waitOneLeader(h, [0, 1, 2])
   assert.equal(h.member(leader).name, coordinator, 'the leader is the coordinator, the oldest member')
@@ -76,7 +75,7 @@ void test('3 members: cold start, kill -9, restart, SIGTERM, SIGSTOP beyond the 
   assert.equal(woke.at(-1), h.member(sleeper).name)
   assert.deepEqual(await leadersAmong(h, [0, 1, 2]), [leader], 'the coordinator still leads')
 
-  assertSafe(h)
+  await assertSafe(t, h, coldStart)
 })
 
 void test('a peer with a wrong VECTIS_CLUSTER_SECRET never appears in any view', async (t) => {
@@ -91,6 +90,7 @@ void test('a peer with a wrong VECTIS_CLUSTER_SECRET never appears in any view',
   await h.startAll()
   const names = ['vectis-0', 'vectis-1', 'vectis-2']
   await waitOneView(h, [0, 1, 2], names)
+  const coldStart = h.timeline.length
   // The intruder is in DNS and dials everyone: every member refuses it (and logs the refusal).
   const intruder = h.member(3).ip
   for (const i of [0, 1, 2]) {
@@ -102,7 +102,7 @@ void test('a peer with a wrong VECTIS_CLUSTER_SECRET never appears in any view',
   }
   for (const v of viewsOf(h, 3)) assert.deepEqual(v.members, ['vectis-3'], 'the intruder only ever sees itself')
   assert.ok(h.member(3).running)
-  assertSafe(h)
+  await assertSafe(t, h, coldStart)
 })
 
 void test('5 members: cold start to one view, kill -9 of the coordinator and of a member', async (t) => {
@@ -111,6 +111,7 @@ void test('5 members: cold start to one view, kill -9 of the coordinator and of 
   await h.startAll()
   const all = h.members.map((m) => m.name)
   const order = await waitOneView(h, [0, 1, 2, 3, 4], all)
+  const coldStart = h.timeline.length
   const coord = all.indexOf(order[0]!)
   await h.kill(coord)
   const rest = [0, 1, 2, 3, 4].filter((i) => i !== coord)
@@ -121,7 +122,7 @@ void test('5 members: cold start to one view, kill -9 of the coordinator and of 
   const left = rest.filter((i) => i !== victim)
   await waitOneView(h, left, all.filter((_, i) => i !== coord && i !== victim))
   assert.equal(h.member(await waitOneLeader(h, left)).name, v2[0])
-  assertSafe(h)
+  await assertSafe(t, h, coldStart)
 })
 
 void test('a 3|2 partition in network namespaces: the majority side has a leader, the minority none; heal → one view', async (t) => {
