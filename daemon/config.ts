@@ -10,6 +10,7 @@ import { isAbsolute, resolve, relative } from 'node:path'
 import { isIP } from 'node:net'
 import { parse as parseYaml, YAMLParseError } from 'yaml'
 import { ConfigError } from './errors.js'
+import type { PesitServerConfig, PesitPartnerConfig, PesitFileConfig, PesitConfig } from '../transfer/config-types.js'
 
 // ---- embedded defaults (SPEC §2) -------------------------------------------------------------------------------
 
@@ -44,43 +45,8 @@ export type LogLevel = typeof LOG_LEVELS[number]
 
 // ---- shapes ----------------------------------------------------------------------------------------------------
 
-export interface PesitServerConfig {
-  /** PeSIT server id (PI 4): 1..8 upper-case letters or digits. */
-  id: string
-  port: number
-  maxConnections: number
-  /** Sync-point interval proposed to requesters, in KiB; 0 disables sync points. */
-  syncIntervalKb: number
-  /** Largest data entity accepted (PI 25), bytes. */
-  maxEntitySize: number
-}
-
-export type PartnerAccess = 'read' | 'write' | 'both'
-
-export interface PartnerConfig {
-  /** Requester id (PI 3), 1..24 characters. */
-  id: string
-  /** At most 8 bytes: PeSIT carries 8 bytes of password (PI 5). */
-  password: string
-  access: PartnerAccess
-}
-
-export type FileDirection = 'receive' | 'send' | 'both'
-
-export interface VirtualFileConfig {
-  /** Virtual file name (PI 12). */
-  id: string
-  direction: FileDirection
-  /** Absolute: relative directories of the YAML are resolved against `sharedDir`. */
-  directory: string
-  filenamePattern: string
-}
-
-export interface PesitConfig {
-  servers: PesitServerConfig[]
-  partners: PartnerConfig[]
-  files: VirtualFileConfig[]
-}
+// The PeSIT part owns the shape of its configuration; this module parses the YAML into it.
+export type { PesitServerConfig, PartnerAccess, FileDirection, PesitConfig } from '../transfer/config-types.js'
 
 export type QuorumMode = 'majority' | 'none'
 export type K8sMode = 'on' | 'off' | 'auto'
@@ -305,7 +271,7 @@ export function parsePesitConfig (doc: unknown, sharedDir: string, readFile: (p:
     }
   })
 
-  const partners: PartnerConfig[] = yList('partners', doc.partners).map((x, i) => {
+  const partners: PesitPartnerConfig[] = yList('partners', doc.partners).map((x, i) => {
     const p = `partners[${i}]`
     if (!isObj(x)) throw new ConfigError(p, show(x), 'expected a mapping')
     checkKeys(p, x, ['id', 'password', 'passwordFile', 'access'])
@@ -334,7 +300,7 @@ export function parsePesitConfig (doc: unknown, sharedDir: string, readFile: (p:
     return { id, password, access: yEnum(`${p}.access`, x.access, ['read', 'write', 'both'] as const, 'both') }
   })
 
-  const files: VirtualFileConfig[] = yList('files', doc.files).map((f, i) => {
+  const files: PesitFileConfig[] = yList('files', doc.files).map((f, i) => {
     const p = `files[${i}]`
     if (!isObj(f)) throw new ConfigError(p, show(f), 'expected a mapping')
     checkKeys(p, f, ['id', 'direction', 'directory', 'filenamePattern'])
