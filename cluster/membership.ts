@@ -153,8 +153,6 @@ interface Round {
   hardFail: Set<string>
   resolved: boolean
   handoverFrom?: Epoch
-  /** The verified-dead leader this election replaces: not counted when the round is evaluated either. */
-  replacedLeaderKey?: string
 }
 
 interface Lead {
@@ -214,8 +212,6 @@ export class MembershipMachine {
   private nextRoundNo = 0
   private nextHeartbeatAt = 0
   private electionBackoffUntil = 0
-  /** The coordinator I took over from: once its death is verified it no longer counts, as if verified before. */
-  private tookOverFrom: string | undefined
   private reelect = false
   private forceReinstall = false
   private nextMergeScanAt = 0
@@ -845,13 +841,10 @@ export class MembershipMachine {
         return
       }
       this.reelect = false
-      // A takeover that happened before the old coordinator's death was verified could not discount it; once it is
-      // verified, the election counts it as the replaced leader, exactly as a takeover after the verification would.
-      const replaced = this.tookOverFrom !== undefined && this.dead.has(this.tookOverFrom) ? this.tookOverFrom : undefined
       if (this.cfg.quorum === 'majority' && this.lead === undefined && this.now >= this.electionBackoffUntil &&
-        this.potentialQuorum(view.members, replaced)) {
+        this.potentialQuorum(view.members, undefined)) {
         // Coordinator without a lease: run an election (re-install the same members under a new epoch).
-        this.install(view.members, replaced !== undefined ? { replacedLeaderKey: replaced } : {})
+        this.install(view.members, {})
         return
       }
     }
@@ -967,7 +960,6 @@ export class MembershipMachine {
     }
     const round = this.newRound('install', view, epoch, claim, election, configs)
     if (opts.handoverFrom !== undefined) round.handoverFrom = opts.handoverFrom
-    if (election && opts.replacedLeaderKey !== undefined) round.replacedLeaderKey = opts.replacedLeaderKey
     const msg: InstallMessage = {
       ...this.envelope(),
       type: 'install',
@@ -1030,7 +1022,7 @@ export class MembershipMachine {
       if (r.answered.size + r.hardFail.size >= r.targets.size) r.resolved = true
       return
     }
-    const replaced = r.replacedLeaderKey ?? (r.election && this.replacedBy !== undefined ? memberKey(this.replacedBy.dead) : undefined)
+    const replaced = r.election && this.replacedBy !== undefined ? memberKey(this.replacedBy.dead) : undefined
     if (this.quorumOk(r.configs, r.acks, replaced)) {
       r.resolved = true
       this.roundSucceeded(r)
@@ -1161,7 +1153,6 @@ export class MembershipMachine {
     const older = new Set(view.members.slice(0, myIndex).map(memberKey))
     const members = view.members.filter(m => !older.has(memberKey(m)))
     const replaced = this.dead.has(memberKey(coord)) ? memberKey(coord) : undefined
-    this.tookOverFrom = memberKey(coord)
     this.log('info', 'coordinator failed: taking over', { coordinator: coord.name })
     this.install(members, replaced !== undefined ? { replacedLeaderKey: replaced } : {})
     this.electionBackoffUntil = this.now + this.cfg.heartbeatMs
