@@ -6,6 +6,7 @@ import { Writable } from 'node:stream'
 import { TypedEmitter } from '../../daemon/typed-events.js'
 import { createLogger, type Logger } from '../../daemon/logger.js'
 import type { Epoch, Leadership, LeadershipEvents, LeaderDemotedEvent } from '../../cluster/leadership-api.js'
+import { waitFor as poll, WaitAborted } from './wait.js'
 
 /** A Leadership whose state the test sets: elect, demote, or let the lease lapse silently. */
 export class FakeLeadership implements Leadership {
@@ -42,12 +43,14 @@ export class FakeLeadership implements Leadership {
 }
 
 export async function waitFor (cond: () => boolean | Promise<boolean>, timeoutMs: number, what: string, everyMs = 20): Promise<void> {
-  const deadline = Date.now() + timeoutMs
-  for (;;) {
-    if (await cond()) return
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for: ${what}`)
-    await new Promise((resolve) => setTimeout(resolve, everyMs))
-  }
+  // A condition that throws fails the wait at once, as it always has here.
+  await poll(async () => {
+    try {
+      return await cond()
+    } catch (err) {
+      throw new WaitAborted(err instanceof Error ? err.message : String(err), { cause: err })
+    }
+  }, { timeoutMs, what, intervalMs: everyMs })
 }
 
 /** A logger whose JSON lines are kept for assertions. */
