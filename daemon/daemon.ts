@@ -256,10 +256,8 @@ export class Daemon implements Startable {
   private wireMetrics (): void {
     const m = this.metrics
     const c = this.cluster
-    this.unsubscribe.push(
-      c.events.on('view:installed', (v) => { m.clusterViewChanges.inc(); m.clusterMembers.set(v.members.length) }),
-      c.events.on('leader:elected', (e) => { m.clusterEpoch.set(e.epoch.number) })
-    )
+    // Gauges are read from the status at every scrape; only the view-change counter needs the event.
+    this.unsubscribe.push(c.events.on('view:installed', () => { m.clusterViewChanges.inc() }))
     m.onCollect(() => {
       const s = c.status()
       m.clusterMembers.set(s.memberCount)
