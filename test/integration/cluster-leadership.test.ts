@@ -7,7 +7,7 @@ import { connect, type Socket } from 'node:net'
 import { ClusterHarness } from '../helpers/cluster-harness.js'
 import { NetnsLab } from '../helpers/netns.js'
 import {
-  track, leadershipIntervals, overlaps, waitOneView, waitOneLeader, leadersAmong, checkNoSplit, type LeadershipInterval
+  track, leadershipIntervals, overlaps, waitOneView, waitOneLeader, leadersAmong, checkNoSplit, coldStartEnd, type LeadershipInterval
 } from '../helpers/cluster-checks.js'
 import { encodeEntity, encodeFpdu } from '../../transfer/codec.js'
 
@@ -41,7 +41,7 @@ void test('3 members: kill -9, SIGTERM and SIGSTOP/SIGCONT of the leader → exa
   await h.startAll()
   const all = h.members.map((m) => m.name)
   await waitOneView(h, [0, 1, 2], all)
-  const coldStart = h.timeline.length
+  const coldStart = coldStartEnd(h, all)
   const idx = [0, 1, 2]
 
   // kill -9 of the leader: one successor, the next oldest (the coordinator of the next view).

@@ -6,7 +6,7 @@ import assert from 'node:assert/strict'
 import { ClusterHarness } from '../helpers/cluster-harness.js'
 import { NetnsLab } from '../helpers/netns.js'
 import {
-  track, checkNoSplit, viewsOf, viewsByIncarnation, ageOrderViolation, leadershipIntervals, overlaps, waitOneView, viewNames, waitOneLeader, leadersAmong
+  track, checkNoSplit, coldStartEnd, viewsOf, viewsByIncarnation, ageOrderViolation, leadershipIntervals, overlaps, waitOneView, viewNames, waitOneLeader, leadersAmong
 } from '../helpers/cluster-checks.js'
 
 const SUBNET = 151
@@ -31,7 +31,7 @@ void test('3 members: cold start, kill -9, restart, SIGTERM, SIGSTOP beyond the 
   // Cold start: one view holding all, the same order everywhere, and never two groups at once (checked at the end
   // over the whole timeline too).
   const first = await waitOneView(h, [0, 1, 2], all)
-  const coldStart = h.timeline.length
+  const coldStart = coldStartEnd(h, all)
   const coordinator = first[0]!
   const leader = await waitOneLeader(h, [0, 1, 2])
   assert.equal(h.member(leader).name, coordinator, 'the leader is the coordinator, the oldest member')
@@ -90,7 +90,7 @@ void test('a peer with a wrong VECTIS_CLUSTER_SECRET never appears in any view',
   await h.startAll()
   const names = ['vectis-0', 'vectis-1', 'vectis-2']
   await waitOneView(h, [0, 1, 2], names)
-  const coldStart = h.timeline.length
+  const coldStart = coldStartEnd(h, names)
   // The intruder is in DNS and dials everyone: every member refuses it (and logs the refusal).
   const intruder = h.member(3).ip
   for (const i of [0, 1, 2]) {
@@ -111,7 +111,7 @@ void test('5 members: cold start to one view, kill -9 of the coordinator and of 
   await h.startAll()
   const all = h.members.map((m) => m.name)
   const order = await waitOneView(h, [0, 1, 2, 3, 4], all)
-  const coldStart = h.timeline.length
+  const coldStart = coldStartEnd(h, all)
   const coord = all.indexOf(order[0]!)
   await h.kill(coord)
   const rest = [0, 1, 2, 3, 4].filter((i) => i !== coord)
