@@ -2,7 +2,7 @@
  * Runs many seeded simulation schedules of the membership/leadership machine and prints JSON then a table.
  *
  *   npx tsx bench/sim.ts [--count 2000] [--start 1] [--nodes 3,5] [--quorum majority] [--profile mixed,storm,...]
- *   npx tsx bench/sim.ts --replay --seed S --nodes N --quorum Q --profile P     (one schedule with its trace)
+ *   npx tsx bench/sim.ts --replay --seed S --nodes N --quorum Q --profile P [--messages]   (one schedule with its trace)
  *   npx tsx bench/sim.ts --scenarios [--count 100]   (failover times of scripted leader faults, simulated time)
  */
 import { PROFILES, Simulation, SimulationFailure, profileOptions, type ScriptedFault, type SimResult } from '../test/helpers/sim/simulation.js'
@@ -55,7 +55,7 @@ if (process.argv.includes('--scenarios')) {
   const seed = Number(arg('seed'))
   const nodes = Number(arg('nodes') ?? 3)
   const profile = arg('profile') ?? 'mixed'
-  const sim = new Simulation({ ...profileOptions(profile, seed, nodes, quorum), trace: (l) => { console.log(l) } }).setProfile(profile)
+  const sim = new Simulation({ ...profileOptions(profile, seed, nodes, quorum), trace: (l) => { console.log(l) }, traceMessages: process.argv.includes('--messages') }).setProfile(profile)
   try {
     const r = sim.run()
     console.log(JSON.stringify(r))

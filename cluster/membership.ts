@@ -107,6 +107,7 @@ type Purpose =
   | { kind: 'hello', address: string, expect?: MemberInfo }
   | { kind: 'join', to: MemberInfo }
   | { kind: 'install', round?: number, target: MemberInfo }
+  | { kind: 'propose', proposal: number, target: MemberInfo }
   | { kind: 'heartbeat', round: number, target: MemberInfo }
   | { kind: 'release', target: MemberInfo }
   | { kind: 'leave' }
@@ -216,6 +217,19 @@ export class MembershipMachine {
   private forceReinstall = false
   private nextMergeScanAt = 0
   private founderSince: { key: string, since: number } | undefined
+  /** Cold start, as founder: the founding view proposed to the candidates, waiting for their answers. */
+  private proposal: { no: number, sentAt: number, waiting: Set<string>, accepted: Map<string, MemberInfo>, conflict: { who: MemberInfo, hasView: boolean } | undefined } | undefined
+  private nextProposalNo = 0
+  /** Cold start, as candidate: the founder whose proposal I accepted; I follow no one else until it runs out. */
+  private acceptedFounder: { founder: MemberInfo, until: number } | undefined
+  /** Cold start, as joiner: the coordinator (or founder) I asked to join lately. */
+  private joinedTo: { coord: MemberInfo, toView: boolean, until: number } | undefined
+  /** Cold start: the member count last logged as too few to found the first view. */
+  private waitingLogged = 0
+  /** Cold start: a founder whose proposal conflicted with mine; I found nothing until this runs out. */
+  private deferTo: { founder: MemberInfo, until: number } | undefined
+  /** A merge of my view into another one was asked lately: joiners go to that view's coordinator meanwhile. */
+  private mergingInto: { coord: MemberInfo, until: number } | undefined
   private readonly founderFailed = new Map<string, number>()
   private lastJoinSent = 0
   private handingOver: { until: number } | undefined
@@ -730,6 +744,13 @@ export class MembershipMachine {
 
   private tickViewless (): void {
     this.helloDiscovered(this.cfg.heartbeatMs)
+    if (this.proposal !== undefined) {
+      if (this.now - this.proposal.sentAt > this.cfg.requestTimeoutMs) this.decideProposal()
+      return
+    }
+    // Bound to a founder's proposal: wait for its install (or for the binding to run out) and follow no one else,
+    // so that the founder's view never holds a member that is in another view.
+    if (this.acceptedFounder !== undefined && this.acceptedFounder.until > this.now) return
     if (this.forced) {
       // Forced new cluster: after the settle time (the hellos tell the counters in use), this member alone forms a
       // primary view numbered above every counter heard of, so the others accept it and join.
@@ -748,7 +769,7 @@ export class MembershipMachine {
       const coord = best.view.members[0]
       if (coord !== undefined && this.now - this.lastJoinSent >= this.cfg.heartbeatMs) {
         this.lastJoinSent = this.now
-        this.sendJoin(coord, [this.me])
+        this.sendJoin(coord, [this.me], true)
       }
       return
     }
@@ -765,13 +786,29 @@ export class MembershipMachine {
     if (memberKey(founder) === this.myKey) {
       this.founderSince = undefined
       if (this.now - this.startedAt < this.cfg.coldStartSettleMs) return
+      // Not while a coordinator may be admitting me, or another founder I gave way to may propose to me.
+      if (this.joinedTo?.toView === true && this.joinedTo.until > this.now) return
+      if (this.deferTo !== undefined && this.deferTo.until > this.now) return
       const members = new Map<string, MemberInfo>()
       for (const m of candidates) members.set(memberKey(m), m)
       for (const m of this.joinRequests.values()) members.set(memberKey(m), m)
-      this.joinRequests.clear()
       const ordered = [...members.values()].filter(m => memberKey(m) !== this.myKey).sort(byNameThenPeer)
-      this.log('info', 'founding the first view', { members: ordered.length + 1 })
-      this.install([this.me, ...ordered], {})
+      // The first view needs a majority of the expected replicas: two such views would share a member, and a
+      // member accepts one proposal at a time, so one view forms even when founders do not hear of each other.
+      if (ordered.length + 1 < this.foundingQuorum()) {
+        if (this.waitingLogged !== ordered.length + 1) {
+          this.waitingLogged = ordered.length + 1
+          this.log('info', 'waiting for a majority of the cluster size to found the first view', { members: ordered.length + 1, need: this.foundingQuorum() })
+        }
+        return
+      }
+      this.joinRequests.clear()
+      if (ordered.length === 0) {
+        this.log('info', 'founding the first view', { members: 1 })
+        this.install([this.me], {})
+        return
+      }
+      this.propose(ordered)
       return
     }
     const fk = memberKey(founder)
@@ -784,7 +821,93 @@ export class MembershipMachine {
     }
     if (this.now - this.lastJoinSent >= this.cfg.heartbeatMs) {
       this.lastJoinSent = this.now
-      this.sendJoin(founder, [this.me])
+      this.sendJoin(founder, [this.me], false)
+    }
+  }
+
+  /**
+   * Cold start: propose the founding view to the candidates instead of installing it. Installing at once would
+   * make a view holding members that may already be in another view (an older answer said they had none), and two
+   * views of more than one member would coexist. The view is installed only with the candidates that accepted,
+   * and not at all when one of them answers that it is in a view (I join that view instead).
+   */
+  private propose (candidates: MemberInfo[]): void {
+    const no = ++this.nextProposalNo
+    this.proposal = { no, sentAt: this.now, waiting: new Set(candidates.map(memberKey)), accepted: new Map(), conflict: undefined }
+    const view: ViewData = { id: { coordinator: this.me.name, counter: Math.max(this.maxCounter, this.maxApplied) + 1 }, members: [this.me, ...candidates], epoch: this.highestEpoch }
+    const msg: InstallMessage = { ...this.envelope(), type: 'install', view, claim: false, configCounter: this.configCounter(), propose: true }
+    this.log('info', 'proposing the first view', { members: view.members.map(m => m.name) })
+    for (const m of candidates) this.send(m.address, msg, { kind: 'propose', proposal: no, target: m })
+  }
+
+  private onProposeResult (p: Extract<Purpose, { kind: 'propose' }>, r: Extract<MembershipInput, { type: 'send-result' }>): void {
+    const pr = this.proposal
+    if (pr?.no !== p.proposal) return
+    const k = memberKey(p.target)
+    pr.waiting.delete(k)
+    if (r.ok) {
+      const rep = r.reply
+      if (memberKey(rep.from) === k && rep.ok) pr.accepted.set(k, p.target)
+      else if (rep.summary.view?.members[0] !== undefined) pr.conflict = { who: rep.summary.view.members[0], hasView: true }
+      else if (rep.reason === 'promised' && rep.redirect !== undefined) {
+        // Bound to a coordinator it asked to join (redirect has a view) or to another founder.
+        const toView = this.peers.get(rep.redirect.address)?.summary?.view !== undefined || rep.joinedView === true
+        if (pr.conflict?.hasView !== true) pr.conflict = { who: rep.redirect, hasView: toView }
+      }
+    }
+    if (pr.waiting.size === 0) this.decideProposal()
+  }
+
+  private decideProposal (): void {
+    const pr = this.proposal!
+    this.proposal = undefined
+    if (this.view !== undefined) return
+    if (pr.conflict !== undefined) {
+      // A candidate is in a view already, or bound to another founder's proposal: a view of mine would be a rival.
+      // Join that view, or that founder when it is lower than me (it admits joiners while it proposes); a higher
+      // founder is left to finish: I found nothing for a while and join its view or accept its next proposal.
+      const c = pr.conflict
+      this.log('info', 'first view not founded: another one is forming', { other: c.who.name, hasView: c.hasView, accepted: pr.accepted.size })
+      this.releaseProposal(pr.accepted.values())
+      this.deferTo = { founder: c.who, until: this.now + this.bindingMs() }
+      if (memberKey(c.who) !== this.myKey && (c.hasView || byNameThenPeer(c.who, this.me) < 0)) {
+        this.lastJoinSent = this.now
+        this.sendJoin(c.who, [this.me], c.hasView)
+      }
+      return
+    }
+    if (pr.accepted.size === 0) {
+      this.log('info', 'first view not founded: no candidate accepted', { unanswered: pr.waiting.size })
+      return
+    }
+    if (pr.accepted.size + 1 < this.foundingQuorum()) {
+      this.log('info', 'first view not founded: too few accepted', { accepted: pr.accepted.size, unanswered: pr.waiting.size })
+      this.releaseProposal(pr.accepted.values())
+      return
+    }
+    // Only who accepted: members that asked to join meanwhile are admitted right after (they join my view).
+    const members = [...pr.accepted.values()].sort(byNameThenPeer)
+    this.log('info', 'founding the first view', { members: members.length + 1 })
+    this.install([this.me, ...members], {})
+  }
+
+  /**
+   * Members (founder included) a first view needs: a majority of `VECTIS_CLUSTER_SIZE` with quorum `majority`
+   * (the size a primary view needs anyway), 1 with quorum `none` (every view leads there; a split is the
+   * documented risk).
+   */
+  private foundingQuorum (): number {
+    return this.cfg.quorum === 'majority' ? Math.floor(this.cfg.clusterSize / 2) + 1 : 1
+  }
+
+  /** How long accepting a proposal (or asking a coordinator to join) binds a view-less member. */
+  private bindingMs (): number { return 2 * this.cfg.requestTimeoutMs + 2 * this.cfg.heartbeatMs }
+
+  /** My founding proposal is dropped: who accepted it is free again at once (else when its binding runs out). */
+  private releaseProposal (accepted: Iterable<MemberInfo>): void {
+    this.joinRequests.clear()
+    for (const m of accepted) {
+      this.send(m.address, { ...this.envelope(), type: 'release', released: this.highestEpoch, founding: true }, { kind: 'release', target: m })
     }
   }
 
@@ -799,7 +922,13 @@ export class MembershipMachine {
     }
   }
 
-  private sendJoin (to: MemberInfo, joiners: MemberInfo[]): void {
+  /**
+   * `toView`: `to` is (said to be) the coordinator of a view, not a view-less founder. A view-less member that asks
+   * to join is bound to that view (or founder) for a while: it accepts no other founder's proposal meanwhile, and
+   * founds no view of its own while a coordinator may be admitting it, or it could end up in two views.
+   */
+  private sendJoin (to: MemberInfo, joiners: MemberInfo[], toView: boolean): void {
+    if (this.view === undefined) this.joinedTo = { coord: to, toView, until: this.now + this.bindingMs() }
     this.send(to.address, { ...this.envelope(), type: 'join', joiners, summary: this.summary() }, { kind: 'join', to })
   }
 
@@ -1124,7 +1253,10 @@ export class MembershipMachine {
     if (this.cfg.quorum === 'majority' && this.isLeader(this.now)) return false
     const coord = best.view.members[0]!
     this.log('info', 'merging my view into a better one', { into: best.view.id, mine: this.view!.id })
-    this.sendJoin(coord, this.view!.members)
+    // Until that view takes mine in, joiners go there: admitting them here would grow a view that is going away
+    // while the other one exists.
+    this.mergingInto = { coord, until: this.now + 4 * this.cfg.heartbeatMs }
+    this.sendJoin(coord, this.view!.members, true)
     return true
   }
 
@@ -1233,6 +1365,16 @@ export class MembershipMachine {
     const c = view.members[0]!
     if (memberKey(c) !== this.myKey) this.clearSuspicion(this.healthOf(c))
     this.founderSince = undefined
+    this.acceptedFounder = undefined
+    this.joinedTo = undefined
+    this.deferTo = undefined
+    this.waitingLogged = 0
+    this.proposal = undefined
+    if (memberKey(c) !== this.myKey) {
+      this.mergingInto = undefined
+      // Joins I accepted while view-less (as a founder) are stale: who still wants in asks my coordinator.
+      this.joinRequests.clear()
+    }
     this.emit({ type: 'view:installed', view, primary: this.isPrimaryView() })
     if (this.cfg.quorum === 'none') {
       if (this.isCoordinator() && this.lead === undefined) {
@@ -1282,8 +1424,9 @@ export class MembershipMachine {
     this.learnSummary(msg.from, msg.summary)
     if (this.view === undefined) {
       // Cold start: a view-less member joins the founder it deferred to; accept if I would found, else redirect.
+      // While I propose the first view, I admit every joiner right after installing it.
       const lower = msg.joiners.some(j => byNameThenPeer(j, this.me) < 0)
-      if (!lower) {
+      if (!lower || this.proposal !== undefined) {
         for (const j of msg.joiners) this.joinRequests.set(memberKey(j), j)
         this.reply(msg, true)
       } else {
@@ -1297,6 +1440,10 @@ export class MembershipMachine {
     }
     if (this.leaving !== 'no' || this.handingOver !== undefined) {
       this.reply(msg, false, 'leaving')
+      return
+    }
+    if (this.mergingInto !== undefined && this.mergingInto.until > this.now) {
+      this.reply(msg, false, 'not-coordinator', { redirect: this.mergingInto.coord })
       return
     }
     for (const j of msg.joiners) {
@@ -1318,6 +1465,13 @@ export class MembershipMachine {
   private onInstall (msg: InstallMessage): void {
     const v = msg.view
     const fromKey = memberKey(msg.from)
+    if (msg.propose === true) { this.onProposal(msg); return }
+    if (this.view === undefined && this.acceptedFounder !== undefined && this.acceptedFounder.until > this.now &&
+      memberKey(this.acceptedFounder.founder) !== fromKey) {
+      // Bound to another founder's proposal: that founder may install a view holding me.
+      this.reply(msg, false, 'promised', { redirect: this.acceptedFounder.founder })
+      return
+    }
     this.noteCounter(v.id.counter)
     if (v.id.counter <= Math.max(this.view?.id.counter ?? 0, this.maxApplied)) {
       this.reply(msg, false, 'stale-view')
@@ -1366,6 +1520,47 @@ export class MembershipMachine {
     this.reply(msg, true, undefined, { promise: msg.claim && this.cfg.quorum === 'majority' })
   }
 
+  /**
+   * A founder's proposal (cold start). Accepted only by a view-less member that is not bound to another founder;
+   * a member proposing itself gives way only to a lower founder. A member in a view refuses: its answer (the reply
+   * carries its view summary) tells the founder that view, which the founder then joins.
+   */
+  private onProposal (msg: InstallMessage): void {
+    const fromKey = memberKey(msg.from)
+    if (this.view !== undefined || this.leaving !== 'no' || this.forced) {
+      this.reply(msg, false, 'stale-view')
+      return
+    }
+    if (!msg.view.members.some(m => memberKey(m) === this.myKey) || msg.view.members[0] === undefined ||
+      memberKey(msg.view.members[0]) !== fromKey) {
+      this.reply(msg, false, 'invalid')
+      return
+    }
+    if (this.acceptedFounder !== undefined && this.acceptedFounder.until > this.now && memberKey(this.acceptedFounder.founder) !== fromKey) {
+      // The proposer learns which founder I follow and joins it instead of founding a rival view.
+      this.reply(msg, false, 'promised', { redirect: this.acceptedFounder.founder })
+      return
+    }
+    if (this.joinedTo?.toView === true && this.joinedTo.until > this.now && memberKey(this.joinedTo.coord) !== fromKey) {
+      // I asked a coordinator to join its view: the proposer should join it too.
+      this.reply(msg, false, 'promised', { redirect: this.joinedTo.coord, joinedView: true })
+      return
+    }
+    if (this.proposal !== undefined) {
+      if (byNameThenPeer(msg.from, this.me) >= 0) {
+        this.reply(msg, false, 'promised', { redirect: this.me })
+        return
+      }
+      // A lower founder proposes to me while I propose: give way (my proposal is dropped, who accepted it is
+      // released and accepts the lower founder's next proposal).
+      this.log('info', 'first view proposal dropped for a lower founder', { founder: msg.from.name })
+      this.releaseProposal(this.proposal.accepted.values())
+      this.proposal = undefined
+    }
+    this.acceptedFounder = { founder: msg.from, until: this.now + this.bindingMs() }
+    this.reply(msg, true)
+  }
+
   private onHeartbeat (msg: HeartbeatMessage): void {
     const fromKey = memberKey(msg.from)
     const view = this.view
@@ -1397,6 +1592,11 @@ export class MembershipMachine {
   }
 
   private onRelease (msg: ReleaseMessage): void {
+    if (msg.founding === true) {
+      if (this.acceptedFounder !== undefined && memberKey(this.acceptedFounder.founder) === memberKey(msg.from)) this.acceptedFounder = undefined
+      this.reply(msg, true)
+      return
+    }
     if (this.promise !== undefined && sameEpoch(this.promise.epoch, msg.released) && this.promise.leaderKey === memberKey(msg.from)) {
       this.promise = undefined
       if (this.pending !== undefined && this.pending.id.coordinator === msg.from.name) this.pending = undefined
@@ -1466,6 +1666,7 @@ export class MembershipMachine {
     switch (purpose.kind) {
       case 'hello': this.onHelloResult(purpose, r); break
       case 'join': this.onJoinResult(purpose, r); break
+      case 'propose': this.onProposeResult(purpose, r); break
       case 'install':
       case 'heartbeat': this.onRoundResult(purpose, r); break
       case 'release': break
@@ -1532,7 +1733,9 @@ export class MembershipMachine {
     }
     if (!r.reply.ok && r.reply.redirect !== undefined && this.view === undefined) {
       this.lastJoinSent = this.now
-      this.sendJoin(r.reply.redirect, [this.me])
+      this.sendJoin(r.reply.redirect, [this.me], true)
+    } else if (!r.reply.ok && this.joinedTo !== undefined && memberKey(this.joinedTo.coord) === memberKey(p.to)) {
+      this.joinedTo = undefined
     }
   }
 

@@ -95,6 +95,11 @@ export interface InstallMessage extends Envelope {
   configCounter: number
   /** Set by a successor the old leader named: receivers promised to this epoch may move their promise. */
   handoverFrom?: Epoch
+  /**
+   * Cold start: a founding view proposed, not installed. A view-less receiver that accepts binds itself to this
+   * founder for a while; the founder then installs the view of the members that accepted.
+   */
+  propose?: boolean
   /** Objective evidence that the previous leader's process is gone: another incarnation answers at its address. */
   replacedBy?: { dead: MemberInfo, found: MemberInfo }
 }
@@ -110,7 +115,12 @@ export interface HeartbeatMessage extends Envelope {
 }
 
 /** An installer that failed to gather a quorum abandons its claim; receivers drop the promise it got. */
-export interface ReleaseMessage extends Envelope { type: 'release', released: Epoch }
+export interface ReleaseMessage extends Envelope {
+  type: 'release'
+  released: Epoch
+  /** Cold start: the sender dropped its founding proposal; who accepted it is free again (`released` is unused). */
+  founding?: boolean
+}
 
 /** Graceful leave of a member (sent to its coordinator). */
 export interface LeaveMessage extends Envelope { type: 'leave' }
@@ -134,6 +144,8 @@ export interface ReplyMessage extends Envelope {
   summary: ViewSummary
   /** For `join` sent to a non-coordinator: where to go instead. */
   redirect?: MemberInfo
+  /** With `promised` to a founding proposal: `redirect` is a coordinator the replier asked to join (it has a view). */
+  joinedView?: boolean
   /** For `ping-req`: the identity that answered at the target address. */
   found?: MemberInfo
 }
@@ -224,6 +236,7 @@ export function decodeMessage (x: unknown): ClusterMessage {
       if (typeof x.claim !== 'boolean') throw new InvalidMessageError('claim: expected a boolean')
       if (typeof x.configCounter !== 'number') throw new InvalidMessageError('configCounter: expected a number')
       if (x.handoverFrom !== undefined) checkEpoch(x.handoverFrom, 'handoverFrom')
+      if (x.propose !== undefined && typeof x.propose !== 'boolean') throw new InvalidMessageError('propose: expected a boolean')
       if (x.replacedBy !== undefined) {
         if (!isObject(x.replacedBy)) throw new InvalidMessageError('replacedBy: expected an object')
         checkMember(x.replacedBy.dead, 'replacedBy.dead')
@@ -235,7 +248,10 @@ export function decodeMessage (x: unknown): ClusterMessage {
       if (typeof x.round !== 'number' || typeof x.claim !== 'boolean') throw new InvalidMessageError('heartbeat: expected round (number) and claim (boolean)')
       if (x.committed !== undefined) checkViewId(x.committed, 'committed')
       break
-    case 'release': checkEpoch(x.released, 'released'); break
+    case 'release':
+      checkEpoch(x.released, 'released')
+      if (x.founding !== undefined && typeof x.founding !== 'boolean') throw new InvalidMessageError('founding: expected a boolean')
+      break
     case 'leave': break
     case 'handover':
       if (typeof x.leaving !== 'boolean') throw new InvalidMessageError('leaving: expected a boolean')
@@ -246,6 +262,7 @@ export function decodeMessage (x: unknown): ClusterMessage {
       if (typeof x.ok !== 'boolean') throw new InvalidMessageError('ok: expected a boolean')
       checkSummary(x.summary, 'summary')
       if (x.redirect !== undefined) checkMember(x.redirect, 'redirect')
+      if (x.joinedView !== undefined && typeof x.joinedView !== 'boolean') throw new InvalidMessageError('joinedView: expected a boolean')
       if (x.found !== undefined) checkMember(x.found, 'found')
       break
   }

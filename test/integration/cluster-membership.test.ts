@@ -13,7 +13,7 @@ const SUBNET = 151
 const SECRET = 'membership-test-secret-0123456789'
 
 async function assertSafe (t: TestContext, h: ClusterHarness, coldStartEnd = 0): Promise<void> {
-  await checkNoSplit(t, h, coldStartEnd)
+  checkNoSplit(h, coldStartEnd)
   for (const m of h.members) {
     for (const views of viewsByIncarnation(h, m.index)) {
       const v = ageOrderViolation(views)

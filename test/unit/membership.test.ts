@@ -173,8 +173,8 @@ void test('a leader woken from a pause is not leader before any tick (the lease 
 
 void test('the driver persists before acting: persist is the first output of a step that changed the state', () => {
   const net = new Net()
-  const m = net.add(member(0))
-  const out = m.handle({ type: 'tick' }, 2000) // founds its own view (alone), which raises the counter
+  const m = net.add(member(0), { clusterSize: 1 })
+  const out = m.handle({ type: 'tick' }, 2000) // founds its own view (alone: a cluster of one), which raises the counter
   assert.equal(out[0]?.type, 'persist')
   const state = (out[0]).state
   assert.equal(state.maxApplied, 1)

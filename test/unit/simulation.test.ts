@@ -46,6 +46,16 @@ void test('cold start of 3, 5 and 15 members: one view holding all, no two multi
   }
 })
 
+void test('cold start spread over 1.5 s on a slow, lossy network: still never two multi-member views', () => {
+  // Founders act on old or missing answers here; the founding quorum and the proposal binding keep one view.
+  // Seeds 11, 53, 83 and 151 (3 and 5 members) split before both were in place.
+  for (const n of [3, 5, 15]) {
+    const seeds = n === 15 ? range(20_101, 4) : [...range(20_101, 12), 11, 53, 83, 151]
+    const { failures } = runMany(['cold-start-spread'], [n], seeds, 'majority')
+    assert.deepEqual(failures, [], failures.join('\n\n'))
+  }
+})
+
 void test('a schedule replays exactly from its seed', () => {
   const a = new Simulation(profileOptions('storm', 77, 5, 'majority')).run()
   const b = new Simulation(profileOptions('storm', 77, 5, 'majority')).run()

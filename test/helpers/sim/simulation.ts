@@ -43,8 +43,15 @@ export interface SimOptions {
   outsideDeathFacts?: boolean
   /** Leave this many members crashed for good at the end of the faults (must stay a minority). */
   permanentlyDead?: number
+  /**
+   * A slow, lossy network during the cold start (first contacts time out, answers arrive late and out of date, as on
+   * a loaded machine): until `untilMs`, each message is lost with `lossProb` or delayed 20–800 ms with `slowProb`.
+   */
+  coldNetwork?: { untilMs: number, lossProb: number, slowProb: number }
   /** Check that no two multi-member views with different coordinators coexist (meaningful without faults). */
   checkNoSplit?: boolean
+  /** With `trace`: also every request and its outcome, heartbeats excepted (`bench/sim.ts --replay --messages`). */
+  traceMessages?: boolean
   /** Record a trace of events (for a replay). */
   trace?: (line: string) => void
   /** Faults at fixed times, aimed at the leader of that moment (instead of the random faults of the fault phase). */
@@ -115,7 +122,7 @@ export function replayCommand (o: SimOptions, profile: string): string {
 }
 
 export class Simulation {
-  readonly o: Required<Omit<SimOptions, 'trace' | 'membership' | 'createMachine' | 'script'>> & Pick<SimOptions, 'trace' | 'membership' | 'createMachine' | 'script'>
+  readonly o: Required<Omit<SimOptions, 'trace' | 'membership' | 'createMachine' | 'script' | 'coldNetwork' | 'traceMessages'>> & Pick<SimOptions, 'trace' | 'membership' | 'createMachine' | 'script' | 'coldNetwork' | 'traceMessages'>
   private readonly rng: Prng
   private readonly q = new EventQueue<Ev>()
   private readonly nodes: SimNode[] = []
@@ -125,6 +132,7 @@ export class Simulation {
   private lossProb = 0
   private dupProb = 0
   private slowProb = 0
+  private slowMaxMs = 400
   private readonly faults: string[] = []
   private lastLeaderEpoch: Epoch | undefined
   private readonly electedEpochs = new Set<string>()
@@ -317,7 +325,7 @@ export class Simulation {
   private link (a: number, b: number): LinkState { return this.links.get(`${a}>${b}`) ?? 'ok' }
 
   private delay (): number {
-    return this.rng.chance(this.slowProb) ? this.rng.range(20, 400) : this.rng.range(0.2, 3)
+    return this.rng.chance(this.slowProb) ? this.rng.range(20, this.slowMaxMs) : this.rng.range(0.2, 3)
   }
 
   private nodeAt (address: string): SimNode | undefined { return this.nodes.find(x => x.address === address) }
@@ -329,9 +337,11 @@ export class Simulation {
       if (entry.done) return
       entry.done = true
       p.pending.delete(id)
+      if (this.o.traceMessages === true && msg.type !== 'heartbeat') this.trace(`${n.name} <- ${to} ${msg.type} ${input.type === 'send-result' && input.ok ? `ok=${String(input.reply.ok)} ${input.reply.reason ?? ''} view=${input.reply.summary.view?.id.coordinator ?? '-'}` : (input as { error?: string }).error ?? ''}`)
       this.input(n, p.incarnation, { ...input, id } as MembershipInput)
     }
     this.at(this.trueDur(n, timeoutMs), () => { result({ type: 'send-result', id, ok: false, error: 'timeout' }) })
+    if (this.o.traceMessages === true && msg.type !== 'heartbeat') this.trace(`${n.name} -> ${to} ${msg.type}${msg.type === 'install' && (msg as { propose?: boolean }).propose === true ? ' (propose)' : ''}`)
     const target = this.nodeAt(to)
     if (target === undefined) { this.at(1, () => { result({ type: 'send-result', id, ok: false, error: 'refused' }) }); return }
     const fwd = this.link(n.index, target.index)
@@ -608,6 +618,11 @@ export class Simulation {
       this.trace('FAULTS END')
     }
     this.q.push({ at: faultEnd, kind: 'call', fn: heal })
+    const cold = o.coldNetwork
+    if (cold !== undefined) {
+      this.q.push({ at: faultEnd + 0.001, kind: 'call', fn: () => { this.lossProb = cold.lossProb; this.slowProb = cold.slowProb; this.slowMaxMs = 800 } })
+      this.q.push({ at: cold.untilMs, kind: 'call', fn: () => { this.lossProb = 0; this.slowProb = 0; this.slowMaxMs = 400 } })
+    }
     const MAX_EVENTS = 5_000_000
     while (this.q.size > 0) {
       const e = this.q.pop()!
@@ -672,6 +687,8 @@ export function profileOptions (profile: string, seed: number, nodes: number, qu
   const base: SimOptions = { seed, nodes, quorum }
   switch (profile) {
     case 'cold-start': return { ...base, faultMs: 0, settleBoundMs: 10_000, checkNoSplit: true, startSpreadMs: 200 }
+    // Members starting up to 1.5 s apart (a loaded machine, a slow image pull): founders act on older answers.
+    case 'cold-start-spread': return { ...base, faultMs: 0, settleBoundMs: 10_000, checkNoSplit: true, startSpreadMs: 1500, coldNetwork: { untilMs: 3000, lossProb: 0.05, slowProb: 0.3 } }
     case 'mixed': return { ...base, faultMs: 20_000, faultEveryMs: 1500, settleBoundMs: 12_000 }
     case 'crash-k8s': return { ...base, faultMs: 20_000, faultEveryMs: 1500, settleBoundMs: 12_000, outsideDeathFacts: true, permanentlyDead: 1 }
     case 'storm': return { ...base, faultMs: 30_000, faultEveryMs: 600, settleBoundMs: 15_000 }
@@ -680,4 +697,4 @@ export function profileOptions (profile: string, seed: number, nodes: number, qu
   }
 }
 
-export const PROFILES = ['cold-start', 'mixed', 'crash-k8s', 'storm', 'drift-edge'] as const
+export const PROFILES = ['cold-start', 'cold-start-spread', 'mixed', 'crash-k8s', 'storm', 'drift-edge'] as const
