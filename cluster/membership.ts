@@ -650,28 +650,45 @@ export class MembershipMachine {
   }
 
   private discounted (k: string, replacedLeaderKey: string | undefined): boolean {
-    if (this.left.has(k)) return true
+    return this.discountReason(k, replacedLeaderKey) !== undefined
+  }
+
+  /**
+   * Why a member no longer counts, if it does not: it left gracefully (`left`), it died while promised to my
+   * leadership (`promised-to-me`), or it died and nothing more is known (`died`: the replaced leader, or a death
+   * verified FT + margin ago). The last kind says nothing about what the dead process knew: see `quorumOk`.
+   */
+  private discountReason (k: string, replacedLeaderKey: string | undefined): 'left' | 'promised-to-me' | 'died' | undefined {
+    if (this.left.has(k)) return 'left'
     const deadAt = this.dead.get(k)
-    if (deadAt === undefined) return false
-    if (k === replacedLeaderKey) return true
+    if (deadAt === undefined) return undefined
+    if (k === replacedLeaderKey) return 'died'
     // Refused connections are evidence, not proof (a partition that resets connections looks the same): such a
     // member keeps counting, except as the leader being replaced, where the lease arithmetic covers it.
-    if (this.onlyRefused.has(k)) return false
-    // A dead member's last promise has run out FT + margin after its death was verified.
-    if (this.now - deadAt >= this.cfg.promiseMs) return true
+    if (this.onlyRefused.has(k)) return undefined
     // A leader may drop a dead member at once if that member was promised to it when it died: its last promise
     // supported this leadership only.
     const h = this.health.get(k)
-    if (this.lead !== undefined && h?.lastPromiseAck !== undefined && deadAt - h.lastPromiseAck < this.cfg.failureTimeoutMs) return true
-    return false
+    if (this.lead !== undefined && h?.lastPromiseAck !== undefined && deadAt - h.lastPromiseAck < this.cfg.failureTimeoutMs) return 'promised-to-me'
+    // A dead member's last promise has run out FT + margin after its death was verified.
+    if (this.now - deadAt >= this.cfg.promiseMs) return 'died'
+    return undefined
   }
 
+  /**
+   * Joint quorums over `configs`. A configuration of which more than one member is discounted for having died
+   * (`died` above) also needs promises from a majority of `VECTIS_CLUSTER_SIZE`, as when all its members are gone:
+   * the dead may have committed a newer configuration without me before dying, and their restarted processes carry
+   * it on (persisted); discounting one dead member keeps my quorum meeting every quorum of the same configuration
+   * (deaths are final), discounting two does not (docs/cluster-protocol.md, "Configurations and quorums").
+   */
   private quorumOk (configs: ConfigRef[], acks: Set<string>, replacedLeaderKey?: string): boolean {
     if (this.cfg.quorum === 'none') return true
     return jointQuorum(configs, acks, {
       clusterSize: this.cfg.clusterSize,
       bootstrap: this.committed === undefined,
-      discounted: (k) => this.discounted(k, replacedLeaderKey)
+      discounted: (k) => this.discounted(k, replacedLeaderKey),
+      discountedAsDead: (k) => this.discountReason(k, replacedLeaderKey) === 'died'
     })
   }
 

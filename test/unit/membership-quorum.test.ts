@@ -9,7 +9,8 @@ const m = (n: string): MemberInfo => ({ name: n, peerId: `p-${n}`, incarnation: 
 const cfg = (counter: number, ...names: string[]): ConfigRef => ({ id: { coordinator: names[0]!, counter }, members: names.map(m) })
 const keys = (...names: string[]): Set<string> => new Set(names.map(n => memberKey(m(n))))
 
-const cases: Array<{ name: string, configs: ConfigRef[], acks: string[], gone?: string[], bootstrap?: boolean, size?: number, ok: boolean }> = [
+// `gone`: discounted for having left (or died promised to the counting leader); `dead`: discounted for having died.
+const cases: Array<{ name: string, configs: ConfigRef[], acks: string[], gone?: string[], dead?: string[], bootstrap?: boolean, size?: number, ok: boolean }> = [
   { name: 'majority of one configuration', configs: [cfg(1, 'a', 'b', 'c')], acks: ['a', 'b'], ok: true },
   { name: 'half is not a majority', configs: [cfg(1, 'a', 'b', 'c', 'd')], acks: ['a', 'b'], ok: false },
   { name: 'joint: majority of the old but not of the new', configs: [cfg(1, 'a', 'b', 'c'), cfg(2, 'a', 'b', 'c', 'd', 'e')], acks: ['a', 'b'], ok: false },
@@ -19,12 +20,25 @@ const cases: Array<{ name: string, configs: ConfigRef[], acks: string[], gone?: 
   { name: 'bootstrap: a majority of the cluster size', configs: [cfg(1, 'a', 'b')], acks: ['a', 'b'], bootstrap: true, size: 5, ok: false },
   { name: 'bootstrap met', configs: [cfg(1, 'a', 'b', 'c')], acks: ['a', 'b', 'c'], bootstrap: true, size: 5, ok: true },
   { name: 'every member of a configuration gone: back to the cluster size', configs: [cfg(1, 'x', 'y'), cfg(2, 'a', 'b')], acks: ['a', 'b'], gone: ['x', 'y'], size: 3, ok: true },
-  { name: 'every member gone and too few for the cluster size', configs: [cfg(1, 'x', 'y'), cfg(2, 'a')], acks: ['a'], gone: ['x', 'y'], size: 3, ok: false }
+  { name: 'every member gone and too few for the cluster size', configs: [cfg(1, 'x', 'y'), cfg(2, 'a')], acks: ['a'], gone: ['x', 'y'], size: 3, ok: false },
+  { name: 'one member dead: the rest of the configuration decides', configs: [cfg(1, 'a', 'b', 'c')], acks: ['a', 'b'], dead: ['c'], ok: true },
+  { name: 'one member dead: half of the rest is not a majority', configs: [cfg(1, 'a', 'b', 'c', 'd', 'e')], acks: ['a', 'b'], dead: ['e'], size: 5, ok: false },
+  { name: 'two members dead: the survivor alone is no quorum', configs: [cfg(1, 'a', 'b', 'c')], acks: ['a'], dead: ['b', 'c'], ok: false },
+  { name: 'two members dead: the survivor and a returning member make the cluster-size majority', configs: [cfg(1, 'a', 'b', 'c'), cfg(2, 'a', 'd')], acks: ['a', 'd'], dead: ['b', 'c'], ok: true },
+  { name: 'two members dead: the cluster-size majority does not replace the configuration\'s own', configs: [cfg(1, 'a', 'b', 'c', 'd', 'e'), cfg(2, 'a', 'f', 'g')], acks: ['a', 'f', 'g'], dead: ['d', 'e'], size: 5, ok: false },
+  { name: 'one dead and one left: the configuration decides alone', configs: [cfg(1, 'a', 'b', 'c')], acks: ['a'], gone: ['b'], dead: ['c'], ok: true },
+  { name: 'every member dead: back to the cluster size', configs: [cfg(1, 'x', 'y'), cfg(2, 'a', 'b')], acks: ['a', 'b'], dead: ['x', 'y'], size: 3, ok: true }
 ]
 for (const c of cases) {
   void test(`quorum: ${c.name}`, () => {
     const gone = keys(...(c.gone ?? []))
-    assert.equal(jointQuorum(c.configs, keys(...c.acks), { clusterSize: c.size ?? 3, bootstrap: c.bootstrap ?? false, discounted: (k) => gone.has(k) }), c.ok)
+    const dead = keys(...(c.dead ?? []))
+    assert.equal(jointQuorum(c.configs, keys(...c.acks), {
+      clusterSize: c.size ?? 3,
+      bootstrap: c.bootstrap ?? false,
+      discounted: (k) => gone.has(k) || dead.has(k),
+      discountedAsDead: (k) => dead.has(k)
+    }), c.ok)
   })
 }
 

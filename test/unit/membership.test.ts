@@ -334,3 +334,30 @@ void test('majority lost for good: no leader; a forced new cluster leads alone a
   assert.deepEqual(net.leaders(), ['n2'])
   assert.equal(forced.status(net.now).quorum.ok, true)
 })
+
+void test('a member cut off from the primary view does not lead alone when the others die: they may have moved on without it', () => {
+  const { net, ms } = threeUp()
+  assert.deepEqual(net.leaders(), ['n0'])
+  // n2 is cut off (frozen and unreachable); n0 and n1 commit a view without it.
+  net.down.add(member(2).address)
+  net.advance(8000)
+  assert.deepEqual(ms[0]!.currentView()!.members.map(m => m.name), ['n0', 'n1'])
+  assert.equal(ms[0]!.status(net.now).primary, true)
+  // n0 and n1 die (Kubernetes says so); n2 comes back, still holding the configuration of three it last knew.
+  net.down.add(member(0).address)
+  net.down.add(member(1).address)
+  net.down.delete(member(2).address)
+  for (const i of [0, 1]) net.feed(ms[2]!, { type: 'verified-dead', name: `n${i}`, incarnation: 'a' })
+  net.advance(10_000, 50)
+  // Both deaths are long verified, but the dead knew a newer configuration: n2 alone is no quorum, whatever it knows.
+  assert.deepEqual(net.leaders(), [], 'the survivor of the stale configuration does not lead alone')
+  // Their restarted processes carry that configuration on (persisted): one of them leads, and n2 joins.
+  const restarted = [net.add(member(0, 'b')), net.add(member(1, 'b'))]
+  for (const m of [...restarted, ms[2]!]) net.feed(m, { type: 'discovered', addresses: [member(0).address, member(1).address, member(2).address] })
+  for (let t = 0; t < 15_000 && !(net.leaders().length === 1 && ms[2]!.currentView()?.members.length === 3); t += 500) {
+    net.advance(500, 50)
+    assert.ok(net.leaders().length <= 1, `one leader at most: ${net.leaders().join(', ')}`)
+  }
+  assert.equal(net.leaders().length, 1)
+  assert.deepEqual(new Set(ms[2]!.currentView()!.members.map(m => `${m.name}/${m.incarnation}`)), new Set(['n0/b', 'n1/b', 'n2/a']))
+})
