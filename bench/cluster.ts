@@ -2,18 +2,20 @@
 //   npm run bench:cluster -- [--runs 20] [--runs15 N] [--only a,b] [--subnet 170]
 // Scenarios: cold start of 3 and of 15 members to one view, kill -9 of a member → removed from every view, kill -9 /
 // SIGTERM / SIGSTOP of the leader → another member leads (and kill -9 followed at once by a restart, as a container
-// restart: the new incarnation answering at the address verifies the death), partition heal → one view (network namespaces, root), idle
-// RSS/CPU per member, and the overlap check of every logged leadership interval over all runs. Prints JSON, then a
-// table with p50/p99.
+// restart: the new incarnation answering at the address verifies the death), partition heal → one view (network
+// namespaces, root), kill -9 of the leader with the Kubernetes part on (`killLeaderK8s`: the deployed setting, where
+// the API reports the crashed container; bench/failover-k8s.ts), idle RSS/CPU per member, and the overlap check of
+// every logged leadership interval over all runs. Prints JSON, then a table with p50/p99.
 //
 // How times are taken: signals and heals are stamped with process.hrtime.bigint() (one clock for every process of the
 // machine) right before they are sent; a successor's start is its logged `leadershipStartNs`. View times come from the
 // members' log timestamps (wall clock, ms) against Date.now() of the action. Cold start is measured from the spawn of
 // the last process (`fromLastSpawn`) and from the last member's `cluster member starting` line (`fromLastReady`).
+import { spawn } from 'node:child_process'
 import { readFileSync } from 'node:fs'
-import { ClusterHarness, type LogLine } from '../test/helpers/cluster-harness.js'
+import { ClusterHarness, ROOT_DIR, type LogLine } from '../test/helpers/cluster-harness.js'
 import { NetnsLab } from '../test/helpers/netns.js'
-import { track, leadershipIntervals, overlaps, viewOf, LEADER_ELECTED } from '../test/helpers/cluster-checks.js'
+import { track, leadershipIntervals, overlaps, viewOf, findSplit, LEADER_ELECTED } from '../test/helpers/cluster-checks.js'
 
 interface Args { runs: number, runs15: number, only: Set<string> | undefined, subnet: number }
 
@@ -122,6 +124,9 @@ async function coldStart (n: number, runs: number): Promise<void> {
         const ready = Math.max(...h.members.map((m) => wallOf(m.logs.find((l) => l.msg === 'cluster member starting')!)))
         fromSpawn.samplesMs.push(done - spawned)
         fromReady.samplesMs.push(done - ready)
+        // The members' logs must never show two multi-member views at once.
+        const split = findSplit(h)
+        if (split !== undefined) fromSpawn.failures.push(`split: ${split}`)
       })
     } catch (err) {
       fromSpawn.failures.push((err as Error).message)
@@ -209,6 +214,28 @@ async function failures (runs: number): Promise<void> {
   })
 }
 const idle: Array<{ member: string, rssMiB: number, cpuPercent: number }> = []
+
+/**
+ * kill -9 of the leader as deployed: the Kubernetes part on, against the API emulator that reports the crashed
+ * container as a kubelet does (bench/failover-k8s.ts, run as a child so its cluster is its own). Elected, labelled
+ * and serving times from the kill.
+ */
+async function killLeaderK8s (runs: number): Promise<void> {
+  const child = spawn(process.execPath, ['--import', 'tsx', '--import', './daemon/polyfill.ts', 'bench/failover-k8s.ts', '--rounds', String(runs)], { cwd: ROOT_DIR, stdio: ['ignore', 'pipe', 'inherit'] })
+  let out = ''
+  child.stdout.setEncoding('utf8').on('data', (d: string) => { out += d })
+  const code = await new Promise<number | null>((resolve) => child.on('exit', resolve))
+  const line = out.split('\n').find((l) => l.startsWith('{'))
+  const names = ['elected', 'labelled', 'serving'] as const
+  if (line === undefined) {
+    for (const n of names) series(`killLeaderK8s.${n}`).failures.push(`bench/failover-k8s.ts exited ${String(code)} without a result`)
+    return
+  }
+  const r = JSON.parse(line) as { samplesMs: Record<(typeof names)[number], number[]>, intervalsChecked: number, overlaps: number }
+  for (const n of names) series(`killLeaderK8s.${n}`).samplesMs.push(...r.samplesMs[n])
+  intervalsChecked += r.intervalsChecked
+  if (r.overlaps > 0) overlapFindings.push(`killLeaderK8s: ${r.overlaps} overlapping leadership intervals`)
+}
 let partitionSkipped: string | undefined
 
 async function partitionHeal (runs: number): Promise<void> {
@@ -248,6 +275,7 @@ if (want('coldStart3')) await coldStart(3, args.runs)
 if (want('coldStart15')) await coldStart(15, args.runs15)
 if (['killMember', 'killLeader', 'killLeaderRestart', 'termLeader', 'stopLeader', 'idle'].some(want)) await failures(args.runs)
 if (want('partitionHeal')) await partitionHeal(args.runs)
+if (want('killLeaderK8s')) await killLeaderK8s(args.runs)
 
 const summary = Object.fromEntries(Object.entries(results).map(([k, v]) => [k, {
   runs: v.samplesMs.length,

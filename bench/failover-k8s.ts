@@ -89,6 +89,17 @@ try {
       return l.length > 0 ? Date.parse(String(l[l.length - 1]!.time)) : undefined
     })
     result.electedMs.push(Number(elected.ns - killNs) / 1e6)
+    if (result.electedMs.at(-1)! > 500) {
+      // A slow round: what the members logged between the kill and the election, to see which path was taken.
+      for (const m of others) {
+        for (const l of await logsOf(m.logFile)) {
+          const t = Date.parse(String(l.time))
+          if (t >= killWall - 5 && t <= killWall + result.electedMs.at(-1)! + 50 && l.component !== 'daemon:http') {
+            process.stderr.write(`  slow round, ${m.name} +${t - killWall} ms: ${String(l.component)} ${String(l.msg)} ${JSON.stringify(l.member ?? l.reason ?? l.epoch ?? '')}\n`)
+          }
+        }
+      }
+    }
     result.labelledMs.push(Number(labelled - killNs) / 1e6)
     // Log times are wall-clock ms: compared with the wall clock of the kill.
     result.servingMs.push(serving - killWall)
@@ -119,7 +130,8 @@ const summary = {
   labelledMs: { p50: pct(result.labelledMs, 50), p99: pct(result.labelledMs, 99), max: Math.max(...result.labelledMs) },
   servingMs: { p50: pct(result.servingMs, 50), p99: pct(result.servingMs, 99), max: Math.max(...result.servingMs) },
   intervalsChecked: result.intervals,
-  overlaps: result.overlaps / 2
+  overlaps: result.overlaps / 2,
+  samplesMs: { elected: result.electedMs, labelled: result.labelledMs, serving: result.servingMs }
 }
 console.log(JSON.stringify(summary))
 console.log(`kill -9 of the leader, Kubernetes on (${summary.rounds} rounds, ${nodes} members)`)

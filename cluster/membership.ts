@@ -762,7 +762,7 @@ export class MembershipMachine {
   private tickViewless (): void {
     this.helloDiscovered(this.cfg.heartbeatMs)
     if (this.proposal !== undefined) {
-      if (this.now - this.proposal.sentAt > this.cfg.requestTimeoutMs) this.decideProposal()
+      if (this.now - this.proposal.sentAt > this.proposalTimeoutMs()) this.decideProposal()
       return
     }
     // Bound to a founder's proposal: wait for its install (or for the binding to run out) and follow no one else,
@@ -854,7 +854,7 @@ export class MembershipMachine {
     const view: ViewData = { id: { coordinator: this.me.name, counter: Math.max(this.maxCounter, this.maxApplied) + 1 }, members: [this.me, ...candidates], epoch: this.highestEpoch }
     const msg: InstallMessage = { ...this.envelope(), type: 'install', view, claim: false, configCounter: this.configCounter(), propose: true }
     this.log('info', 'proposing the first view', { members: view.members.map(m => m.name) })
-    for (const m of candidates) this.send(m.address, msg, { kind: 'propose', proposal: no, target: m })
+    for (const m of candidates) this.send(m.address, msg, { kind: 'propose', proposal: no, target: m }, this.proposalTimeoutMs())
   }
 
   private onProposeResult (p: Extract<Purpose, { kind: 'propose' }>, r: Extract<MembershipInput, { type: 'send-result' }>): void {
@@ -881,15 +881,18 @@ export class MembershipMachine {
     if (this.view !== undefined) return
     if (pr.conflict !== undefined) {
       // A candidate is in a view already, or bound to another founder's proposal: a view of mine would be a rival.
-      // Join that view, or that founder when it is lower than me (it admits joiners while it proposes); a higher
-      // founder is left to finish: I found nothing for a while and join its view or accept its next proposal.
+      // Join that view, or that founder when it is lower than me (it admits joiners while it proposes), and found
+      // nothing for a while. A higher founder gives way in turn when it meets a member bound to me: I propose again
+      // after a heartbeat, when its acceptors are free.
       const c = pr.conflict
       this.log('info', 'first view not founded: another one is forming', { other: c.who.name, hasView: c.hasView, accepted: pr.accepted.size })
       this.releaseProposal(pr.accepted.values())
-      this.deferTo = { founder: c.who, until: this.now + this.bindingMs() }
       if (memberKey(c.who) !== this.myKey && (c.hasView || byNameThenPeer(c.who, this.me) < 0)) {
+        this.deferTo = { founder: c.who, until: this.now + this.bindingMs() }
         this.lastJoinSent = this.now
         this.sendJoin(c.who, [this.me], c.hasView)
+      } else {
+        this.deferTo = { founder: c.who, until: this.now + this.cfg.heartbeatMs }
       }
       return
     }
@@ -917,6 +920,13 @@ export class MembershipMachine {
     return this.cfg.quorum === 'majority' ? Math.floor(this.cfg.clusterSize / 2) + 1 : 1
   }
 
+  /**
+   * How long a founder waits for the answers to its proposal: 2 × request timeout, as a first contact at cold start
+   * (dial, handshake) on a machine busy starting many members is slow. Well inside the binding, so the install
+   * reaches who accepted while it is still bound.
+   */
+  private proposalTimeoutMs (): number { return 2 * this.cfg.requestTimeoutMs }
+
   /** How long accepting a proposal (or asking a coordinator to join) binds a view-less member. */
   private bindingMs (): number { return 2 * this.cfg.requestTimeoutMs + 2 * this.cfg.heartbeatMs }
 
@@ -933,9 +943,13 @@ export class MembershipMachine {
       if (skipMembers && this.view?.members.some(m => m.address === a) === true) continue
       const p = this.peers.get(a) ?? { lastHeard: -Infinity, lastHello: -Infinity }
       if (this.now - p.lastHello < every) continue
+      // View-less: a peer that spoke to me lately (its hello carried its summary) needs no hello back; on a machine
+      // starting many members at once this halves the discovery traffic. First contacts (dial, handshake) get
+      // longer than a request on an open connection.
+      if (this.view === undefined && this.now - p.lastHeard < every) continue
       p.lastHello = this.now
       this.peers.set(a, p)
-      this.send(a, { ...this.envelope(), type: 'hello', summary: this.summary() }, { kind: 'hello', address: a })
+      this.send(a, { ...this.envelope(), type: 'hello', summary: this.summary() }, { kind: 'hello', address: a }, this.view === undefined ? 2 * this.cfg.requestTimeoutMs : this.cfg.requestTimeoutMs)
     }
   }
 

@@ -310,7 +310,27 @@ export class ClusterHarness {
 
   /** Polls `predicate` until it holds (returns its truthy value) or the deadline (default 30 s) passes (the error names `what`). */
   async waitFor<T> (predicate: () => T | undefined | null | false | Promise<T | undefined | null | false>, opts: { timeoutMs?: number, intervalMs?: number, what?: string } = {}): Promise<T> {
-    return await waitFor(predicate, { timeoutMs: 30_000, ...opts })
+    try {
+      return await waitFor(predicate, { timeoutMs: 30_000, ...opts })
+    } catch (err) {
+      // A cluster that did not get there: the members' last membership lines say why (a failed CI run has nothing else).
+      if (err instanceof Error && err.message.startsWith('timed out')) err.message += `\n${this.recentClusterLines()}`
+      throw err
+    }
+  }
+
+  /** The last membership log lines of every member, compact, for failure messages. */
+  recentClusterLines (perMember = 12): string {
+    const out: string[] = []
+    for (const m of this.members) {
+      out.push(`--- ${m.name} (${m.running ? 'running' : `exited ${JSON.stringify(m.exit ?? null)}`}, ${m.starts} starts)`)
+      const lines = m.logs.filter((l) => l.component === 'cluster:member' && l.msg !== 'heartbeat').slice(-perMember)
+      for (const l of lines) {
+        const { level: _l, time, pid: _p, node: _n, component: _c, msg, ...rest } = l
+        out.push(`  ${String(time).slice(11, 23)} ${String(msg)} ${JSON.stringify(rest).slice(0, 240)}`)
+      }
+    }
+    return out.join('\n')
   }
 
   /** Waits for a log line of member i matching `pred` (also lines logged before the call). */
