@@ -1346,7 +1346,8 @@ export class MembershipMachine {
       for (let i = 0; i < 2 && helpers.length > 0; i++) {
         const idx = Math.floor(this.random() * helpers.length)
         const helper = helpers.splice(idx, 1)[0]!
-        const msg: PingReqMessage = { ...this.envelope(), type: 'ping-req', target: m.address }
+        const withinMs = Math.max(0, Math.min(2 * this.cfg.heartbeatMs, this.now - (h.suspectedSince ?? this.now)))
+        const msg: PingReqMessage = { ...this.envelope(), type: 'ping-req', target: m.address, withinMs }
         this.send(helper.address, msg, { kind: 'ping-req', helper, suspect: m })
       }
     }
@@ -1665,7 +1666,9 @@ export class MembershipMachine {
 
   private onPingReq (msg: PingReqMessage): void {
     const p = this.peers.get(msg.target)
-    const fresh = p?.member !== undefined && this.now - p.lastHeard < 2 * this.cfg.heartbeatMs
+    // Heard from it since the asker began to suspect it (not before: a process killed a moment ago spoke to all).
+    const window = Math.min(2 * this.cfg.heartbeatMs, msg.withinMs ?? 2 * this.cfg.heartbeatMs)
+    const fresh = p?.member !== undefined && this.now - p.lastHeard < window
     if (fresh) {
       this.reply(msg, true, undefined, { found: p.member! })
       return

@@ -129,7 +129,16 @@ export interface LeaveMessage extends Envelope { type: 'leave' }
 export interface HandoverMessage extends Envelope { type: 'handover', leaving: boolean, handedOver: Epoch }
 
 /** Indirect probe: "can you reach the member at `target`?" (the reply's `found` says whom it found). */
-export interface PingReqMessage extends Envelope { type: 'ping-req', target: string }
+export interface PingReqMessage extends Envelope {
+  type: 'ping-req'
+  target: string
+  /**
+   * "Have you heard from it within the last `withinMs`?": the time since the asker began to suspect it, so an answer
+   * from before the suspicion (a killed process spoke to everyone a moment earlier) does not count. Older members
+   * use 2 × HB.
+   */
+  withinMs?: number
+}
 
 export type ReplyReason =
   | 'wrong-cluster' | 'unsupported-version' | 'stale-view' | 'stale-epoch' | 'promised' | 'not-member'
@@ -257,7 +266,10 @@ export function decodeMessage (x: unknown): ClusterMessage {
       if (typeof x.leaving !== 'boolean') throw new InvalidMessageError('leaving: expected a boolean')
       checkEpoch(x.handedOver, 'handedOver')
       break
-    case 'ping-req': if (typeof x.target !== 'string') throw new InvalidMessageError('target: expected an address string'); break
+    case 'ping-req':
+      if (typeof x.target !== 'string') throw new InvalidMessageError('target: expected an address string')
+      if (x.withinMs !== undefined && (typeof x.withinMs !== 'number' || !(x.withinMs >= 0))) throw new InvalidMessageError('withinMs: expected a number ≥ 0')
+      break
     case 'reply':
       if (typeof x.ok !== 'boolean') throw new InvalidMessageError('ok: expected a boolean')
       checkSummary(x.summary, 'summary')
