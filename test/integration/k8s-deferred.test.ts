@@ -1,0 +1,153 @@
+// The daemon's Kubernetes parts loaded in the background (daemon/k8s-deferred.ts): the real label controller and pod
+// watch against the API emulator, with the load held back by the test to play a slow `import()`.
+import { test, type TestContext } from 'node:test'
+import assert from 'node:assert/strict'
+import { KubeConfig } from '@kubernetes/client-node'
+import { K8sApiEmulator } from '../../daemon/dev-cluster/k8s-api-emulator.js'
+import { K8sLabelController, EPOCH_ANNOTATION } from '../../cluster/k8s-labels.js'
+import { K8sPodWatch } from '../../cluster/k8s-pod-watch.js'
+import { K8sDeferred } from '../../daemon/k8s-deferred.js'
+import type { K8sParts } from '../../daemon/k8s-parts.js'
+import { ConfigError } from '../../daemon/errors.js'
+import { silentLogger } from '../../daemon/logger.js'
+import { FakeLeadership, waitFor } from '../helpers/k8s-fixtures.js'
+
+const NS = 'vectis-deferred'
+const LABEL = 'vectis-leader'
+const CONFIG = { kubeconfig: undefined, k8sMode: 'on' as const, podNamespace: NS, podName: 'vectis-0', podSelector: 'app=vectis', leaderLabel: LABEL }
+
+interface Setup {
+  em: K8sApiEmulator
+  leadership: FakeLeadership
+  /** Lets the held-back load finish (or fail). */
+  release (err?: Error): void
+  loads: () => number
+  deferred (opts?: { verifiedDead?: (name: string) => void }): K8sDeferred
+}
+
+async function setup (t: TestContext): Promise<Setup> {
+  const em = new K8sApiEmulator()
+  await em.start()
+  t.after(async () => { await em.stop() })
+  em.createPod(NS, 'vectis-0', { labels: { app: 'vectis' } })
+  em.createPod(NS, 'vectis-1', { labels: { app: 'vectis', [LABEL]: 'true' } })
+  const kubeConfig = new KubeConfig()
+  kubeConfig.loadFromString(em.kubeconfigYaml({ namespace: NS }))
+  const leadership = new FakeLeadership('vectis-0')
+  let release!: (err?: Error) => void
+  const gate = new Promise<void>((resolve, reject) => { release = (err) => { if (err === undefined) resolve(); else reject(err) } })
+  let loads = 0
+  const stops: Array<() => Promise<void>> = []
+  t.after(async () => { for (const s of stops) await s() })
+  return {
+    em,
+    leadership,
+    release: (err) => { release(err) },
+    loads: () => loads,
+    deferred: (opts = {}) => {
+      const d = new K8sDeferred({
+        logger: silentLogger(),
+        leadership,
+        metrics: {},
+        verifiedDead: opts.verifiedDead,
+        load: async (): Promise<K8sParts> => {
+          loads++
+          await gate
+          const labels = new K8sLabelController({ logger: silentLogger(), leadership }, {
+            namespace: NS, podName: 'vectis-0', selector: 'app=vectis', label: LABEL, kubeConfig, backoffBaseMs: 50, backoffMaxMs: 500, stopTimeoutMs: 1_000
+          })
+          const podWatch = opts.verifiedDead === undefined ? undefined : new K8sPodWatch({ logger: silentLogger() }, { namespace: NS, selector: 'app=vectis', kubeConfig, backoffBaseMs: 50 })
+          return { labels, podWatch }
+        }
+      }, { config: CONFIG })
+      stops.push(async () => {
+        await d.podWatchPart?.stop()
+        await d.labelsPart.stop()
+      })
+      return d
+    }
+  }
+}
+
+const labelsOf = (em: K8sApiEmulator, name: string): Record<string, string> => em.getPod(NS, name)?.metadata.labels ?? {}
+
+void test('a leadership won while the code loads: no label and no go for the servers until the controller runs, then both', { timeout: 30_000 }, async (t) => {
+  const s = await setup(t)
+  const d = s.deferred()
+  await d.labelsPart.start() // returns while the load is held back
+  assert.equal(s.loads(), 1)
+  s.leadership.elect(3)
+  let ready = false
+  const waiting = d.waitLabelsReady(AbortSignal.timeout(20_000)).then(() => { ready = true })
+  const loaded = d.loadedPart.start()
+  // Nothing can label while the code is not there; give it the time a wrong implementation would need to show.
+  await new Promise((resolve) => setTimeout(resolve, 100))
+  assert.equal(ready, false, 'the servers wait for the controller')
+  assert.equal(labelsOf(s.em, 'vectis-0')[LABEL], undefined)
+  s.release()
+  await loaded
+  await waiting
+  assert.equal(labelsOf(s.em, 'vectis-0')[LABEL], 'true', 'own pod labelled once the controller ran')
+  assert.equal(s.em.getPod(NS, 'vectis-0')?.metadata.annotations?.[EPOCH_ANNOTATION], '3')
+  assert.equal(labelsOf(s.em, 'vectis-1')[LABEL], undefined, 'the other pod fenced first')
+  // The leadership picked up at start ends as one the controller saw begin.
+  s.leadership.demote('handover')
+  await waitFor(() => labelsOf(s.em, 'vectis-0')[LABEL] === undefined, 5_000, 'label removed at demotion')
+})
+
+void test('the wait of the servers ends with their leadership, even while the code still loads', { timeout: 30_000 }, async (t) => {
+  const s = await setup(t)
+  const d = s.deferred()
+  await d.labelsPart.start()
+  const ac = new AbortController()
+  const waiting = d.waitLabelsReady(ac.signal)
+  ac.abort(new Error('leadership ended'))
+  await assert.rejects(waiting, /leadership ended/)
+  s.release()
+  await d.loadedPart.start()
+})
+
+void test('code that cannot be loaded or configured fails the start (configuration errors keep their class)', { timeout: 30_000 }, async (t) => {
+  const s = await setup(t)
+  const d = s.deferred({ verifiedDead: () => {} })
+  await d.labelsPart.start()
+  await d.podWatchPart!.start()
+  s.release(new ConfigError('KUBECONFIG', '/nowhere', 'no such file'))
+  await assert.rejects(d.loadedPart.start(), (err: unknown) => err instanceof ConfigError && /KUBECONFIG/.test(err.message))
+  await assert.rejects(d.waitLabelsReady(AbortSignal.timeout(5_000)), ConfigError)
+  assert.equal(s.loads(), 1, 'one load serves both parts')
+  await d.podWatchPart!.stop()
+  await d.labelsPart.stop()
+})
+
+void test('stopped before the code loaded: the controller never starts, and stop waits for the load', { timeout: 30_000 }, async (t) => {
+  const s = await setup(t)
+  s.em.setLabels(NS, 'vectis-0', { [LABEL]: 'true' }) // a started standby controller would remove it
+  const d = s.deferred()
+  await d.labelsPart.start()
+  let stopped = false
+  const stopping = d.labelsPart.stop().then(() => { stopped = true })
+  await new Promise((resolve) => setTimeout(resolve, 50))
+  assert.equal(stopped, false)
+  s.release()
+  await stopping
+  await assert.rejects(d.loadedPart.start(), /stopped before it started/)
+  // A started controller would have patched the pod by now (it removes a standby's own label at once).
+  await new Promise((resolve) => setTimeout(resolve, 200))
+  assert.equal(labelsOf(s.em, 'vectis-0')[LABEL], 'true')
+  assert.equal(s.em.requestLog().filter((r) => r.verb === 'patch').length, 0)
+})
+
+void test('the pod watch, once loaded, reports a restarted container as a verified death', { timeout: 30_000 }, async (t) => {
+  const s = await setup(t)
+  const dead: string[] = []
+  const d = s.deferred({ verifiedDead: (name) => { dead.push(name) } })
+  await d.labelsPart.start()
+  await d.podWatchPart!.start()
+  s.release()
+  await d.loadedPart.start()
+  // The watch's first list is its baseline; poll until it has one, then restart a container.
+  await waitFor(() => s.em.requestLog().some((r) => r.verb === 'watch'), 5_000, 'pod watch open')
+  s.em.restartContainer(NS, 'vectis-1')
+  await waitFor(() => dead.includes('vectis-1'), 5_000, 'restart reported')
+})
