@@ -13,7 +13,7 @@ import { HttpServer, HttpError, type Reply } from './http-server.js'
 import { ensureWritableDir } from './data-dirs.js'
 import { StandaloneCluster } from '../cluster/standalone.js'
 import { MembershipCluster } from '../cluster/cluster-service.js'
-import { Libp2pTransport } from '../cluster/transport.js'
+import { DeferredTransport } from '../cluster/deferred-transport.js'
 import { Discovery } from '../cluster/discovery.js'
 import type { PersistedClusterState } from '../cluster/membership.js'
 import { K8sDeferred } from './k8s-deferred.js'
@@ -124,13 +124,20 @@ export class Daemon implements Startable {
 
   private buildCluster (logger: Logger): MembershipCluster {
     const c = this.config
-    const transport = new Libp2pTransport({ logger }, {
-      dataDir: c.dataDir,
-      advertiseHost: c.podIp,
-      bindHost: c.bindHost,
-      port: c.clusterPort,
-      clusterName: c.clusterName,
-      secret: c.clusterSecret
+    // libp2p is loaded from now on, while the earlier parts start; the cluster part waits for it (a standalone daemon
+    // never loads it). Its failure is reported by the transport's start, not as an unhandled rejection.
+    const libp2p = import('../cluster/transport.js')
+    libp2p.catch(() => {})
+    const transport = new DeferredTransport(async () => {
+      const { Libp2pTransport } = await libp2p
+      return new Libp2pTransport({ logger }, {
+        dataDir: c.dataDir,
+        advertiseHost: c.podIp,
+        bindHost: c.bindHost,
+        port: c.clusterPort,
+        clusterName: c.clusterName,
+        secret: c.clusterSecret
+      })
     })
     const discovery = new Discovery({ logger }, {
       dnsName: c.discoveryDns,
