@@ -74,7 +74,7 @@ export class Daemon implements Startable {
     }, { config: config.pesit, host: config.bindHost })
     if (this.cluster instanceof MembershipCluster) this.cluster.registerHandoverHooks(this.pesit.handoverHooks())
     const membership = this.cluster instanceof MembershipCluster ? this.cluster : undefined
-    // Loaded in the background while the cluster starts (see k8s-deferred.ts for what that keeps and what not).
+    // Loaded once the cluster has started, not before it (see k8s-deferred.ts for what that keeps and what not).
     const k8s = this.k8s = !config.k8sEnabled
       ? undefined
       : new K8sDeferred({
@@ -111,7 +111,7 @@ export class Daemon implements Startable {
       ...(k8s === undefined ? [] : [{ name: 'k8s-labels', part: k8s.labelsPart }]),
       ...(k8s?.podWatchPart === undefined ? [] : [{ name: 'k8s-pod-watch', part: k8s.podWatchPart }]),
       { name: 'cluster', part: this.cluster },
-      // The two above start in the background: the daemon has started only once they run (or fails if they cannot).
+      // Loads the two above, which start in the background: the daemon has started only once they run (or fails).
       ...(k8s === undefined ? [] : [{ name: 'k8s-loaded', part: k8s.loadedPart }])
     ]
     this.lifecycle = new Lifecycle(parts, this.log)

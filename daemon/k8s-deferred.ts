@@ -1,19 +1,20 @@
 /**
  * The Kubernetes parts of the daemon (leader label controller, pod watch), loaded with `import()` only when the
- * Kubernetes part is on, and loaded while the cluster starts rather than before it: `@kubernetes/client-node` takes
- * longer to load than the rest of the daemon, and a member must answer on its cluster port as soon as it can (a
- * container restarted in place proves its predecessor dead only by answering).
+ * Kubernetes part is on, and only once the cluster has started: `@kubernetes/client-node` takes longer to load than
+ * the rest of the daemon, and a member must answer on its cluster port as soon as it can (a container restarted in
+ * place proves its predecessor dead only by answering). Loading it alongside libp2p would not help: both compete for
+ * the one thread that compiles modules, so the transport would listen later by about the client's load time.
  *
  * The parts keep their places in the start order (labels and pod watch before the cluster) but their `start()`
- * returns at once: the real controller starts as soon as its code is loaded. What still holds:
+ * returns at once; `loadedPart`, right after the cluster, begins the load, and the real parts start as soon as
+ * their code is there. What still holds:
  *   - No leader-only effect happens before the label controller runs: the PeSIT servers start only after
  *     `waitLabelsReady()`, which waits for the controller to be started and then for its labels; label writes are
  *     the controller's own.
  *   - A leadership won before the controller started is picked up by its `start()`, with that leadership's signal
  *     (a controller always did this for a leadership that began before it subscribed).
  *   - The daemon's start fails as a whole, stopping what was started, when this code cannot be loaded or configured
- *     (`loadedPart`, placed after the cluster, waits for both parts): a bad KUBECONFIG still exits with code 2
- *     before `vectisd started`.
+ *     (`loadedPart` waits for both parts): a bad KUBECONFIG still exits with code 2 before `vectisd started`.
  * NOT guaranteed: that the pod watch reports deaths from the first moment the cluster runs; it starts once loaded
  * (the membership's own failure detection is the primary path; the watch only makes it faster).
  */
@@ -35,6 +36,15 @@ export interface K8sDeferredComponents {
 }
 
 export type K8sDeferredInit = Omit<K8sPartsInit, 'podWatch'>
+
+function gate (): { promise: Promise<void>, resolve: () => void, reject: (err: Error) => void } {
+  let resolve!: () => void
+  let reject!: (err: Error) => void
+  const promise = new Promise<void>((res, rej) => { resolve = res; reject = rej })
+  // A closed gate is reported through the parts' started(); it is never an unhandled rejection.
+  promise.catch(() => {})
+  return { promise, resolve, reject }
+}
 
 /** Resolves as `promise`, or rejects when `signal` aborts first. */
 async function untilAborted<T> (promise: Promise<T>, signal: AbortSignal): Promise<T> {
@@ -98,6 +108,8 @@ export class K8sDeferred {
   private readonly podWatch: BackgroundPart | undefined
   private controller: K8sLabelController | undefined
   private loading: Promise<K8sParts> | undefined
+  /** Opened by `loadedPart` (the cluster has started); closed with an error if a part stops before that. */
+  private readonly gate = gate()
 
   constructor (private readonly components: K8sDeferredComponents, private readonly init: K8sDeferredInit) {
     const leadership = components.leadership
@@ -119,7 +131,10 @@ export class K8sDeferred {
         },
         stop: async () => { await labels.stop() }
       }
-    }, () => { offElected?.() })
+    }, () => {
+      offElected?.()
+      this.closeGate()
+    })
     this.labelsPart = this.labels
     const verifiedDead = components.verifiedDead
     this.podWatch = verifiedDead === undefined
@@ -128,10 +143,11 @@ export class K8sDeferred {
         const { podWatch } = await this.load()
         if (podWatch === undefined) throw new Error('the Kubernetes parts were built without a pod watch')
         return reportingDeaths(podWatch, verifiedDead)
-      })
+      }, () => { this.closeGate() })
     this.podWatchPart = this.podWatch
     this.loadedPart = {
       start: async () => {
+        this.gate.resolve()
         await this.labels.started()
         await this.podWatch?.started()
       },
@@ -147,10 +163,19 @@ export class K8sDeferred {
   }
 
   private async load (): Promise<K8sParts> {
-    this.loading ??= this.components.load?.() ?? import('./k8s-parts.js').then((m) => m.createK8sParts(
-      { logger: this.components.logger, leadership: this.components.leadership, metrics: this.components.metrics },
-      { ...this.init, podWatch: this.components.verifiedDead !== undefined }))
+    this.loading ??= this.gate.promise.then(async () => {
+      if (this.components.load !== undefined) return await this.components.load()
+      const { createK8sParts } = await import('./k8s-parts.js')
+      return createK8sParts(
+        { logger: this.components.logger, leadership: this.components.leadership, metrics: this.components.metrics },
+        { ...this.init, podWatch: this.components.verifiedDead !== undefined })
+    })
     return await this.loading
+  }
+
+  private closeGate (): void {
+    // No effect once opened. A part stopped before the cluster started must not wait for a load that never begins.
+    this.gate.reject(new Error('stopped before the Kubernetes parts were loaded'))
   }
 }
 

@@ -1,5 +1,6 @@
-// The daemon's Kubernetes parts loaded in the background (daemon/k8s-deferred.ts): the real label controller and pod
-// watch against the API emulator, with the load held back by the test to play a slow `import()`.
+// The daemon's Kubernetes parts loaded in the background once the cluster has started (daemon/k8s-deferred.ts): the
+// real label controller and pod watch against the API emulator, with the load held back by the test to play a slow
+// `import()`.
 import { test, type TestContext } from 'node:test'
 import assert from 'node:assert/strict'
 import { KubeConfig } from '@kubernetes/client-node'
@@ -28,7 +29,6 @@ interface Setup {
 async function setup (t: TestContext): Promise<Setup> {
   const em = new K8sApiEmulator()
   await em.start()
-  t.after(async () => { await em.stop() })
   em.createPod(NS, 'vectis-0', { labels: { app: 'vectis' } })
   em.createPod(NS, 'vectis-1', { labels: { app: 'vectis', [LABEL]: 'true' } })
   const kubeConfig = new KubeConfig()
@@ -38,7 +38,11 @@ async function setup (t: TestContext): Promise<Setup> {
   const gate = new Promise<void>((resolve, reject) => { release = (err) => { if (err === undefined) resolve(); else reject(err) } })
   let loads = 0
   const stops: Array<() => Promise<void>> = []
-  t.after(async () => { for (const s of stops) await s() })
+  t.after(async () => {
+    release() // a test that failed early may have left the load held back: the stops below would wait for it
+    for (const s of stops) await s()
+    await em.stop()
+  })
   return {
     em,
     leadership,
@@ -74,12 +78,13 @@ const labelsOf = (em: K8sApiEmulator, name: string): Record<string, string> => e
 void test('a leadership won while the code loads: no label and no go for the servers until the controller runs, then both', { timeout: 30_000 }, async (t) => {
   const s = await setup(t)
   const d = s.deferred()
-  await d.labelsPart.start() // returns while the load is held back
-  assert.equal(s.loads(), 1)
-  s.leadership.elect(3)
+  await d.labelsPart.start()
+  assert.equal(s.loads(), 0, 'nothing is loaded before the cluster has started')
+  s.leadership.elect(3) // a leadership won as soon as the cluster starts (a single member, standalone)
   let ready = false
   const waiting = d.waitLabelsReady(AbortSignal.timeout(20_000)).then(() => { ready = true })
-  const loaded = d.loadedPart.start()
+  const loaded = d.loadedPart.start() // the cluster has started: the load begins, held back by the test
+  await waitFor(() => s.loads() === 1, 5_000, 'load begun')
   // Nothing can label while the code is not there; give it the time a wrong implementation would need to show.
   await new Promise((resolve) => setTimeout(resolve, 100))
   assert.equal(ready, false, 'the servers wait for the controller')
@@ -101,10 +106,11 @@ void test('the wait of the servers ends with their leadership, even while the co
   await d.labelsPart.start()
   const ac = new AbortController()
   const waiting = d.waitLabelsReady(ac.signal)
+  const loaded = d.loadedPart.start()
   ac.abort(new Error('leadership ended'))
   await assert.rejects(waiting, /leadership ended/)
   s.release()
-  await d.loadedPart.start()
+  await loaded
 })
 
 void test('code that cannot be loaded or configured fails the start (configuration errors keep their class)', { timeout: 30_000 }, async (t) => {
@@ -112,26 +118,38 @@ void test('code that cannot be loaded or configured fails the start (configurati
   const d = s.deferred({ verifiedDead: () => {} })
   await d.labelsPart.start()
   await d.podWatchPart!.start()
+  const loaded = d.loadedPart.start()
   s.release(new ConfigError('KUBECONFIG', '/nowhere', 'no such file'))
-  await assert.rejects(d.loadedPart.start(), (err: unknown) => err instanceof ConfigError && /KUBECONFIG/.test(err.message))
+  await assert.rejects(loaded, (err: unknown) => err instanceof ConfigError && /KUBECONFIG/.test(err.message))
   await assert.rejects(d.waitLabelsReady(AbortSignal.timeout(5_000)), ConfigError)
   assert.equal(s.loads(), 1, 'one load serves both parts')
   await d.podWatchPart!.stop()
   await d.labelsPart.stop()
 })
 
-void test('stopped before the code loaded: the controller never starts, and stop waits for the load', { timeout: 30_000 }, async (t) => {
+void test('stopped before the cluster started (its start failed): nothing is loaded, nothing waits', { timeout: 30_000 }, async (t) => {
+  const s = await setup(t)
+  const d = s.deferred({ verifiedDead: () => {} })
+  await d.labelsPart.start()
+  await d.podWatchPart!.start()
+  await d.podWatchPart!.stop()
+  await d.labelsPart.stop() // resolves although the test never releases the load
+  assert.equal(s.loads(), 0)
+})
+
+void test('stopped while the code loads: the controller never starts, and stop waits for the load', { timeout: 30_000 }, async (t) => {
   const s = await setup(t)
   s.em.setLabels(NS, 'vectis-0', { [LABEL]: 'true' }) // a started standby controller would remove it
   const d = s.deferred()
   await d.labelsPart.start()
+  const loaded = d.loadedPart.start()
   let stopped = false
   const stopping = d.labelsPart.stop().then(() => { stopped = true })
   await new Promise((resolve) => setTimeout(resolve, 50))
   assert.equal(stopped, false)
   s.release()
   await stopping
-  await assert.rejects(d.loadedPart.start(), /stopped before it started/)
+  await assert.rejects(loaded, /stopped before it started/)
   // A started controller would have patched the pod by now (it removes a standby's own label at once).
   await new Promise((resolve) => setTimeout(resolve, 200))
   assert.equal(labelsOf(s.em, 'vectis-0')[LABEL], 'true')
@@ -144,8 +162,9 @@ void test('the pod watch, once loaded, reports a restarted container as a verifi
   const d = s.deferred({ verifiedDead: (name) => { dead.push(name) } })
   await d.labelsPart.start()
   await d.podWatchPart!.start()
+  const loaded = d.loadedPart.start()
   s.release()
-  await d.loadedPart.start()
+  await loaded
   // The watch's first list is its baseline; poll until it has one, then restart a container.
   await waitFor(() => s.em.requestLog().some((r) => r.verb === 'watch'), 5_000, 'pod watch open')
   s.em.restartContainer(NS, 'vectis-1')
