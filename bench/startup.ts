@@ -13,7 +13,7 @@
  *   npm run bench:startup -- [--runs 7] [--only standalone,cluster,k8s] [--dist dist,/path/to/other/dist]
  *
  * A `--dist` folder outside this checkout finds no `node_modules`: copy it inside (e.g. `dist-before/`).
- * Extra `node` flags for the daemon go in `--node-args "--cpu-prof --cpu-prof-dir=/tmp/prof"`.
+ * Extra `node` flags for the daemon go in `--node-args="--enable-source-maps --cpu-prof"` (with `=`).
  * Prints JSON, then a table of medians (and min/max).
  */
 import '../daemon/polyfill.js'
