@@ -117,6 +117,8 @@ export class K8sDeferred {
     let elected: LeaderElectedEvent | undefined
     let offElected: (() => void) | undefined
     this.labels = new BackgroundPart(async () => {
+      // What the controller's own start does, at the time it did it (a scrape must not read "in sync" meanwhile).
+      components.metrics.labelsInSync?.set(0)
       offElected = leadership.events.on('leader:elected', (e) => { elected = e })
       const { labels } = await this.load()
       return {

@@ -11,7 +11,7 @@ import { K8sDeferred } from '../../daemon/k8s-deferred.js'
 import type { K8sParts } from '../../daemon/k8s-parts.js'
 import { ConfigError } from '../../daemon/errors.js'
 import { silentLogger } from '../../daemon/logger.js'
-import { FakeLeadership, waitFor } from '../helpers/k8s-fixtures.js'
+import { FakeLeadership, GaugeProbe, waitFor } from '../helpers/k8s-fixtures.js'
 
 const NS = 'vectis-deferred'
 const LABEL = 'vectis-leader'
@@ -23,6 +23,8 @@ interface Setup {
   /** Lets the held-back load finish (or fail). */
   release (err?: Error): void
   loads: () => number
+  /** `vectis_k8s_labels_in_sync`; 1 before anything runs, as the daemon's metrics start. */
+  inSync: GaugeProbe
   deferred (opts?: { verifiedDead?: (name: string) => void }): K8sDeferred
 }
 
@@ -37,6 +39,8 @@ async function setup (t: TestContext): Promise<Setup> {
   let release!: (err?: Error) => void
   const gate = new Promise<void>((resolve, reject) => { release = (err) => { if (err === undefined) resolve(); else reject(err) } })
   let loads = 0
+  const inSync = new GaugeProbe()
+  inSync.set(1)
   const stops: Array<() => Promise<void>> = []
   t.after(async () => {
     release() // a test that failed early may have left the load held back: the stops below would wait for it
@@ -48,11 +52,12 @@ async function setup (t: TestContext): Promise<Setup> {
     leadership,
     release: (err) => { release(err) },
     loads: () => loads,
+    inSync,
     deferred: (opts = {}) => {
       const d = new K8sDeferred({
         logger: silentLogger(),
         leadership,
-        metrics: {},
+        metrics: { labelsInSync: inSync },
         verifiedDead: opts.verifiedDead,
         load: async (): Promise<K8sParts> => {
           loads++
@@ -80,6 +85,7 @@ void test('a leadership won while the code loads: no label and no go for the ser
   const d = s.deferred()
   await d.labelsPart.start()
   assert.equal(s.loads(), 0, 'nothing is loaded before the cluster has started')
+  assert.equal(s.inSync.value, 0, 'labels are not in sync before the controller made them so')
   s.leadership.elect(3) // a leadership won as soon as the cluster starts (a single member, standalone)
   let ready = false
   const waiting = d.waitLabelsReady(AbortSignal.timeout(20_000)).then(() => { ready = true })
