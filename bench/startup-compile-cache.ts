@@ -12,7 +12,7 @@
  * TMPDIR, as in production (`os.tmpdir()/node-compile-cache`). Prints JSON, then medians.
  */
 import { spawnSync } from 'node:child_process'
-import { mkdtempSync, rmSync, readdirSync, statSync } from 'node:fs'
+import { existsSync, mkdtempSync, rmSync, readdirSync, statSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { pathToFileURL } from 'node:url'
@@ -38,6 +38,7 @@ process.stdout.write(JSON.stringify({ ms: performance.now(), cache: cache.status
 type Mode = 'off' | 'cold' | 'warm'
 
 function dirSize (dir: string): number {
+  if (!existsSync(dir)) return 0 // Node 20: no cache was written
   let n = 0
   for (const e of readdirSync(dir, { withFileTypes: true })) {
     const p = join(dir, e.name)
