@@ -2,6 +2,10 @@
  * The one place that builds the parts and connects them. Start order: data directories, health, HTTP (probes
  * answer from the first second), cluster; stop runs the reverse. Later parts (store, Kubernetes labels, PeSIT
  * servers) slot into `parts` at their place in that order.
+ *
+ * Start-up time is mostly module loading, so what only some configurations use is imported when needed: libp2p
+ * (clustered members; from construction on, while the earlier parts start: `cluster/deferred-transport.ts`) and the
+ * Kubernetes client (once the cluster has started: `k8s-deferred.ts`, which says what that keeps).
  */
 import type { WebSocket } from 'ws'
 import type { Logger } from './logger.js'
