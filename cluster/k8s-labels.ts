@@ -33,7 +33,7 @@ import { monotonicClock, jitter, type Clock } from '../daemon/clock.js'
 import type { Logger } from '../daemon/logger.js'
 import type { Startable } from '../daemon/lifecycle.js'
 import { TypedEmitter } from '../daemon/typed-events.js'
-import type { Epoch, Leadership } from './leadership-api.js'
+import type { Epoch, LeaderElectedEvent, Leadership } from './leadership-api.js'
 import { K8sPodClient, pointerToken, type JsonPatchOp, type PatchOptions } from './k8s-client.js'
 import { FencedError, K8sApiError, K8sConfigError, type K8sVerb } from './k8s-errors.js'
 import { labelKeyError, parseLabelSelector, matchesSelector, LabelSelectorError, type Requirement } from './label-selector.js'
@@ -212,7 +212,11 @@ export class K8sLabelController implements Startable {
 
   // ---------------------------------------------------------------- lifecycle
 
-  async start (): Promise<void> {
+  /**
+   * `elected`: the event of a leadership won before this start (when the daemon started the controller late), so
+   * that the pickup below ends with that leadership's signal; without it the pickup relies on `leader:demoted`.
+   */
+  async start (elected?: LeaderElectedEvent): Promise<void> {
     if (this.state !== 'idle') return
     this.state = 'started'
     this.runAbort = new AbortController()
@@ -225,7 +229,10 @@ export class K8sLabelController implements Startable {
     this.openWatch()
     // A leadership that began before we subscribed (the parts start in order) is picked up here.
     const epoch = this.leadership.currentEpoch()
-    if (epoch !== undefined && this.leadership.isLeader()) this.onElected(epoch, new AbortController().signal)
+    if (epoch !== undefined && this.leadership.isLeader()) {
+      const same = elected !== undefined && !elected.signal.aborted && elected.epoch.number === epoch.number && elected.epoch.leader === epoch.leader
+      this.onElected(epoch, same ? elected.signal : new AbortController().signal)
+    }
     else this.wake(true)
     this.log.info({ namespace: this.namespace, pod: this.podName, selector: this.selector, label: this.label }, 'label controller started')
   }

@@ -2,6 +2,10 @@
  * The one place that builds the parts and connects them. Start order: data directories, health, HTTP (probes
  * answer from the first second), cluster; stop runs the reverse. Later parts (store, Kubernetes labels, PeSIT
  * servers) slot into `parts` at their place in that order.
+ *
+ * Start-up time is mostly module loading, so what only some configurations use is imported when needed: libp2p
+ * (clustered members; from construction on, while the earlier parts start: `cluster/deferred-transport.ts`) and the
+ * Kubernetes client (once the cluster has started: `k8s-deferred.ts`, which says what that keeps).
  */
 import type { WebSocket } from 'ws'
 import type { Logger } from './logger.js'
@@ -13,19 +17,15 @@ import { HttpServer, HttpError, type Reply } from './http-server.js'
 import { ensureWritableDir } from './data-dirs.js'
 import { StandaloneCluster } from '../cluster/standalone.js'
 import { MembershipCluster } from '../cluster/cluster-service.js'
-import { Libp2pTransport } from '../cluster/transport.js'
+import { DeferredTransport } from '../cluster/deferred-transport.js'
 import { Discovery } from '../cluster/discovery.js'
 import type { PersistedClusterState } from '../cluster/membership.js'
-import { K8sLabelController } from '../cluster/k8s-labels.js'
-import { K8sPodWatch } from '../cluster/k8s-pod-watch.js'
-import { loadKubeConfig } from '../cluster/k8s-env.js'
+import { K8sDeferred } from './k8s-deferred.js'
 import { PesitServer } from '../transfer/pesit-server.js'
 import { PesitLeaderBinding } from '../transfer/pesit-leader-binding.js'
 import type { PesitMetrics } from '../transfer/ports.js'
 import { NodeDurableFs } from '../store/durable-fs.js'
 import { journalPortFromStore } from '../transfer/journal-adapter.js'
-import { ConfigError } from './errors.js'
-import type { KubeConfig } from '@kubernetes/client-node'
 import type { ClusterEvents, ClusterService } from '../cluster/cluster-api.js'
 import { LeadershipTransferError } from '../cluster/errors.js'
 import { Store } from '../store/store.js'
@@ -44,7 +44,8 @@ export class Daemon implements Startable {
   readonly cluster: ClusterService
   readonly store: Store
   readonly pesit: PesitServer
-  readonly labels: K8sLabelController | undefined
+  /** The Kubernetes parts (label controller, pod watch), loaded only when the Kubernetes part is on. */
+  readonly k8s: K8sDeferred | undefined
   private readonly lifecycle: Lifecycle
   private readonly log: Logger
   private readonly unsubscribe: Array<() => void> = []
@@ -65,14 +66,6 @@ export class Daemon implements Startable {
         // Every start is a new leadership: a new epoch, higher than any this member has seen, persisted first.
         nextEpoch: (leader) => this.store.clusterState.raiseEpoch(leader)
       })
-    let kubeConfig: KubeConfig | undefined
-    if (config.k8sEnabled) {
-      try {
-        kubeConfig = loadKubeConfig(process.env, () => process.env.KUBERNETES_SERVICE_HOST !== undefined)
-      } catch (err) {
-        throw new ConfigError(config.kubeconfig !== undefined ? 'KUBECONFIG' : 'VECTIS_K8S', config.kubeconfig ?? config.k8sMode, (err as Error).message, { cause: err })
-      }
-    }
     const leadership = this.cluster.leadership
     // The store opens its database in start(): the journal is read lazily. A restart continues its interrupted row.
     const journal = journalPortFromStore(() => this.store.journal, { member: config.podName, epoch: () => leadership.currentEpoch()?.number ?? 0 })
@@ -84,20 +77,20 @@ export class Daemon implements Startable {
       metrics: this.pesitMetrics()
     }, { config: config.pesit, host: config.bindHost })
     if (this.cluster instanceof MembershipCluster) this.cluster.registerHandoverHooks(this.pesit.handoverHooks())
-    this.labels = kubeConfig === undefined
+    const membership = this.cluster instanceof MembershipCluster ? this.cluster : undefined
+    // Loaded once the cluster has started, not before it (see k8s-deferred.ts for what that keeps and what not).
+    const k8s = this.k8s = !config.k8sEnabled
       ? undefined
-      : new K8sLabelController({
+      : new K8sDeferred({
         logger: components.logger,
         leadership,
-        metrics: { labelErrorsTotal: this.metrics.k8sLabelErrors, labelsInSync: this.metrics.k8sLabelsInSync }
-      }, { namespace: config.podNamespace, podName: config.podName, selector: config.podSelector, label: config.leaderLabel, kubeConfig })
-    const podWatch = kubeConfig === undefined || !(this.cluster instanceof MembershipCluster)
-      ? undefined
-      : new K8sPodWatch({ logger: components.logger }, { namespace: config.podNamespace, selector: config.podSelector, kubeConfig })
-    const labels = this.labels
+        metrics: { labelErrorsTotal: this.metrics.k8sLabelErrors, labelsInSync: this.metrics.k8sLabelsInSync },
+        // The Kubernetes API's word that a member's process is gone is a verified death (the fast failover path).
+        verifiedDead: membership === undefined ? undefined : (name) => { membership.verifiedDead(name) }
+      }, { config })
     // Only the leader runs the servers, and only once its pod carries the label (when Kubernetes is on).
     const binding = new PesitLeaderBinding({ logger: components.logger, leadership, servers: this.pesit }, {
-      beforeStart: labels === undefined ? undefined : async (signal) => { await labels.waitReady(signal) }
+      beforeStart: k8s === undefined ? undefined : async (signal) => { await k8s.waitLabelsReady(signal) }
     })
     this.registerRoutes()
     this.wireMetrics()
@@ -119,9 +112,11 @@ export class Daemon implements Startable {
       // Listeners of leadership events subscribe before the cluster starts; at stop, the cluster goes first, so a
       // leader hands over (its PeSIT hooks run inside) before the servers and labels are torn down.
       { name: 'pesit', part: binding },
-      ...(labels === undefined ? [] : [{ name: 'k8s-labels', part: labels }]),
-      ...(podWatch === undefined ? [] : [{ name: 'k8s-pod-watch', part: this.podWatchPart(podWatch) }]),
-      { name: 'cluster', part: this.cluster }
+      ...(k8s === undefined ? [] : [{ name: 'k8s-labels', part: k8s.labelsPart }]),
+      ...(k8s?.podWatchPart === undefined ? [] : [{ name: 'k8s-pod-watch', part: k8s.podWatchPart }]),
+      { name: 'cluster', part: this.cluster },
+      // Loads the two above, which start in the background: the daemon has started only once they run (or fails).
+      ...(k8s === undefined ? [] : [{ name: 'k8s-loaded', part: k8s.loadedPart }])
     ]
     this.lifecycle = new Lifecycle(parts, this.log)
     this.health.register('http', () => this.http.port === undefined ? 'not listening' : undefined)
@@ -133,13 +128,20 @@ export class Daemon implements Startable {
 
   private buildCluster (logger: Logger): MembershipCluster {
     const c = this.config
-    const transport = new Libp2pTransport({ logger }, {
-      dataDir: c.dataDir,
-      advertiseHost: c.podIp,
-      bindHost: c.bindHost,
-      port: c.clusterPort,
-      clusterName: c.clusterName,
-      secret: c.clusterSecret
+    // libp2p is loaded from now on, while the earlier parts start; the cluster part waits for it (a standalone daemon
+    // never loads it). Its failure is reported by the transport's start, not as an unhandled rejection.
+    const libp2p = import('../cluster/transport.js')
+    libp2p.catch(() => {})
+    const transport = new DeferredTransport(async () => {
+      const { Libp2pTransport } = await libp2p
+      return new Libp2pTransport({ logger }, {
+        dataDir: c.dataDir,
+        advertiseHost: c.podIp,
+        bindHost: c.bindHost,
+        port: c.clusterPort,
+        clusterName: c.clusterName,
+        secret: c.clusterSecret
+      })
     })
     const discovery = new Discovery({ logger }, {
       dnsName: c.discoveryDns,
@@ -186,26 +188,6 @@ export class Daemon implements Startable {
 
   servers (): ServerStatus[] {
     return this.pesit.serversStatus().map((s) => ({ id: s.id, port: s.port, running: s.running }))
-  }
-
-  /** The Kubernetes API's word that a member's process is gone is a verified death (the fast failover path). */
-  private podWatchPart (watch: K8sPodWatch): Startable {
-    const offs: Array<() => void> = []
-    return {
-      start: async () => {
-        const cluster = this.cluster
-        if (!(cluster instanceof MembershipCluster)) return
-        offs.push(
-          watch.events.on('pod:deleted', (e) => { cluster.verifiedDead(e.name) }),
-          watch.events.on('pod:restarted', (e) => { cluster.verifiedDead(e.name) })
-        )
-        await watch.start()
-      },
-      stop: async () => {
-        for (const off of offs.splice(0)) off()
-        await watch.stop()
-      }
-    }
   }
 
   private pesitMetrics (): PesitMetrics {

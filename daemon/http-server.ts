@@ -7,7 +7,7 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import { createHash, timingSafeEqual } from 'node:crypto'
 import type { Duplex } from 'node:stream'
-import { WebSocketServer, type WebSocket } from 'ws'
+import type { WebSocket, WebSocketServer } from 'ws'
 import type { Logger } from './logger.js'
 import type { Startable } from './lifecycle.js'
 
@@ -59,7 +59,9 @@ function digest (s: string | Buffer): Buffer {
 
 export class HttpServer implements Startable {
   private server: Server | undefined
-  private readonly wss = new WebSocketServer({ noServer: true, maxPayload: 64 * 1024 })
+  // `ws` is loaded at the first upgrade request, not at start-up: few clients ever open the event stream.
+  private wss: WebSocketServer | undefined
+  private wssLoading: Promise<WebSocketServer> | undefined
   private readonly routes = new Map<string, Route>()
   private readonly sockets = new Map<string, { auth: boolean, onConnection: (ws: WebSocket, req: IncomingMessage) => void }>()
   private readonly userDigest: Buffer
@@ -120,12 +122,13 @@ export class HttpServer implements Startable {
     const server = this.server
     if (server === undefined) return
     this.server = undefined
-    for (const ws of this.wss.clients) ws.close(1001, 'server shutting down')
+    const clients = (): Iterable<WebSocket> => this.wss?.clients ?? []
+    for (const ws of clients()) ws.close(1001, 'server shutting down')
     await new Promise<void>((resolve) => {
       server.close(() => { resolve() })
       server.closeIdleConnections()
       // In-flight requests get a moment; then every connection goes, so stop() is bounded.
-      setTimeout(() => { server.closeAllConnections(); for (const ws of this.wss.clients) ws.terminate() }, 1000).unref()
+      setTimeout(() => { server.closeAllConnections(); for (const ws of clients()) ws.terminate() }, 1000).unref()
     })
   }
 
@@ -238,9 +241,18 @@ export class HttpServer implements Startable {
     const ep = this.sockets.get(path)
     if (ep === undefined) { refuse(404, 'Not Found'); return }
     if (ep.auth && !this.authorized(req)) { refuse(401, 'Unauthorized', `www-authenticate: ${REALM}\r\n`); return }
-    this.wss.handleUpgrade(req, socket, head, (ws) => {
-      ws.on('error', (err) => { this.log.debug({ err }, 'websocket error') })
-      ep.onConnection(ws, req)
+    // A WebSocket client sends nothing before it has the 101 answer, so nothing is lost while `ws` loads.
+    this.wssLoading ??= import('ws').then(({ WebSocketServer }) => (this.wss = new WebSocketServer({ noServer: true, maxPayload: 64 * 1024 })))
+    this.wssLoading.then((wss) => {
+      if (this.server === undefined || socket.destroyed) { socket.destroy(); return }
+      wss.handleUpgrade(req, socket, head, (ws) => {
+        ws.on('error', (err) => { this.log.debug({ err }, 'websocket error') })
+        ep.onConnection(ws, req)
+      })
+    }, (err: unknown) => {
+      this.wssLoading = undefined
+      this.log.error({ err }, 'cannot load the WebSocket server')
+      refuse(500, 'Internal Server Error')
     })
   }
 }

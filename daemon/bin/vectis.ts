@@ -1,57 +1,7 @@
 #!/usr/bin/env node
-import '../polyfill.js'
-import { UsageError } from '../cli/args.js'
-import { runStatus } from '../cli/status.js'
-import { runDevCluster } from '../cli/dev-cluster.js'
-import { runSend } from '../../transfer/cli-send.js'
+// Entry point of `vectis` (SPEC §1; the program is daemon/cli/vectis.ts). The compile cache comes first, before
+// the program's modules are compiled (see daemon/bin/vectisd.ts).
+import { enableCompileCache } from '../compile-cache.js'
 
-/**
- * `vectis`: the command-line tool (SPEC §1). Exit codes: 0 success, 2 bad usage, 1 any other failure.
- */
-const USAGE = `usage: vectis <command> [options]
-
-commands:
-  send --host H --port P --partner ID --password PW --server SRVID --file FILEID [--restart] PATH
-                                   push a file to a PeSIT server (sync points, restart)
-  status [--watch] [--url URL]     the member table of a running cluster; --watch follows its events
-  dev-cluster [--nodes N] [--lb-port P] [--config FILE] [--data DIR]
-                                   an HA cluster on this machine (loopback, no Kubernetes) with a live status table
-  help                             this text
-
-Run "vectis <command> --help" for a command's options.`
-
-type Command = (argv: string[]) => Promise<number>
-
-const commands: Record<string, Command> = {
-  status: runStatus,
-  'dev-cluster': async (argv) => await runDevCluster(argv),
-  send: async (argv) => await runSend(argv)
-}
-
-async function main (argv: string[]): Promise<number> {
-  const [name, ...rest] = argv
-  if (name === undefined || name === 'help' || name === '--help' || name === '-h') {
-    process.stdout.write(`${USAGE}\n`)
-    return name === undefined ? 2 : 0
-  }
-  const cmd = commands[name]
-  if (cmd === undefined) {
-    process.stderr.write(`vectis: unknown command "${name}"\n${USAGE}\n`)
-    return 2
-  }
-  try {
-    return await cmd(rest)
-  } catch (err) {
-    if (err instanceof UsageError) {
-      process.stderr.write(`vectis ${name}: ${err.message}\n`)
-      return 2
-    }
-    process.stderr.write(`vectis ${name}: ${(err as Error).message}\n`)
-    return 1
-  }
-}
-
-main(process.argv.slice(2)).then((code) => { process.exitCode = code }, (err: unknown) => {
-  process.stderr.write(`vectis: fatal: ${String(err)}\n`)
-  process.exitCode = 1
-})
+enableCompileCache()
+await import('../cli/vectis.js')

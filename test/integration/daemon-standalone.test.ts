@@ -219,6 +219,23 @@ describe('vectisd exit codes and signals', () => {
     }
   })
 
+  it('a KUBECONFIG that cannot be loaded exits 2 naming it, with no stack trace', async () => {
+    // The Kubernetes client is loaded once the cluster has started; its configuration error still fails the start.
+    const dir = await tempDir()
+    try {
+      const d = new DaemonProcess({
+        KUBECONFIG: join(dir.path, 'missing-kubeconfig'), VECTIS_DATA_DIR: join(dir.path, 'data'),
+        VECTIS_HTTP_PORT: String(await freePort()), VECTIS_BIND_HOST: '127.0.0.1', VECTIS_API_PASSWORD: 'pw'
+      }).start()
+      assert.equal((await d.waitExit()).code, 2)
+      assert.match(d.stderr, /^vectisd: configuration error: KUBECONFIG=".*missing-kubeconfig"/)
+      noStackTrace(d)
+      assert.equal(d.logs.some((l) => l.msg === 'vectisd started'), false)
+    } finally {
+      await dir.remove()
+    }
+  })
+
   it('an unwritable data directory exits 2 naming VECTIS_DATA_DIR', async () => {
     const dir = await tempDir()
     try {

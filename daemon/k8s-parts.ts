@@ -1,0 +1,48 @@
+/**
+ * Builds the Kubernetes parts of the daemon: the API connection, the leader label controller and (clustered) the
+ * pod watch. This module is the one that pulls in `@kubernetes/client-node` (about 800 modules, most of the
+ * daemon's load time): `k8s-deferred.ts` imports it with `import()` only when the Kubernetes part is on.
+ */
+import { loadKubeConfig } from '../cluster/k8s-env.js'
+import { K8sLabelController, type K8sLabelMetrics } from '../cluster/k8s-labels.js'
+import { K8sPodWatch } from '../cluster/k8s-pod-watch.js'
+import type { Leadership } from '../cluster/leadership-api.js'
+import type { VectisConfig } from './config.js'
+import { ConfigError } from './errors.js'
+import type { Logger } from './logger.js'
+
+export interface K8sPartsComponents {
+  logger: Logger
+  leadership: Leadership
+  metrics: K8sLabelMetrics
+}
+
+export interface K8sPartsInit {
+  config: Pick<VectisConfig, 'kubeconfig' | 'k8sMode' | 'podNamespace' | 'podName' | 'podSelector' | 'leaderLabel'>
+  /** The pod watch feeds the membership's verified deaths: only a clustered member has one. */
+  podWatch: boolean
+  env?: Record<string, string | undefined>
+}
+
+export interface K8sParts {
+  labels: K8sLabelController
+  podWatch: K8sPodWatch | undefined
+}
+
+/** Throws ConfigError for a KUBECONFIG (or in-cluster account) that cannot be loaded; K8sConfigError for bad selectors. */
+export function createK8sParts (components: K8sPartsComponents, init: K8sPartsInit): K8sParts {
+  const c = init.config
+  const env = init.env ?? process.env
+  let kubeConfig
+  try {
+    kubeConfig = loadKubeConfig(env, () => env.KUBERNETES_SERVICE_HOST !== undefined)
+  } catch (err) {
+    throw new ConfigError(c.kubeconfig !== undefined ? 'KUBECONFIG' : 'VECTIS_K8S', c.kubeconfig ?? c.k8sMode, (err as Error).message, { cause: err })
+  }
+  const labels = new K8sLabelController({ logger: components.logger, leadership: components.leadership, metrics: components.metrics },
+    { namespace: c.podNamespace, podName: c.podName, selector: c.podSelector, label: c.leaderLabel, kubeConfig })
+  const podWatch = init.podWatch
+    ? new K8sPodWatch({ logger: components.logger }, { namespace: c.podNamespace, selector: c.podSelector, kubeConfig })
+    : undefined
+  return { labels, podWatch }
+}
