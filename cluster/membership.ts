@@ -1321,13 +1321,18 @@ export class MembershipMachine {
     this.electionBackoffUntil = this.now + this.cfg.heartbeatMs
   }
 
-  /** `m` said lately that it is in another view than mine: it will not take over mine. */
+  /** `m` said lately that it is in another view than mine, without me: it will not take over mine. */
   private followsAnotherView (m: MemberInfo): boolean {
     const p = this.peers.get(m.address)
     const v = p?.summary?.view
     if (p?.member === undefined || memberKey(p.member) !== memberKey(m) || v === undefined || this.view === undefined) return false
     if (this.now - p.lastHeard > this.cfg.failureTimeoutMs) return false
-    return v.id.counter !== this.view.id.counter || v.id.coordinator !== this.view.id.coordinator
+    // Same coordinator, another counter: the same line of views, one of us a view ahead (a join was being
+    // installed when the coordinator died). It is older than me in it and takes over: not "another view".
+    if (v.id.coordinator === this.view.id.coordinator) return false
+    // A newer view that holds me (it took over and its install is on its way to me) is mine to come, not another
+    // one; an older one it is stuck in is.
+    return !(v.id.counter > this.view.id.counter && v.members.some(x => memberKey(x) === this.myKey))
   }
 
   /** Verification before exclusion: a direct probe (dial-back) and indirect probes through other members. */

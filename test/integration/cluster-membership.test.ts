@@ -6,7 +6,7 @@ import assert from 'node:assert/strict'
 import { ClusterHarness } from '../helpers/cluster-harness.js'
 import { NetnsLab } from '../helpers/netns.js'
 import {
-  track, checkNoSplit, coldStartEnd, viewsOf, viewsByIncarnation, ageOrderViolation, leadershipIntervals, overlaps, waitOneView, viewNames, waitOneLeader, leadersAmong
+  track, checkNoSplit, coldStartEnd, waitCommittedView, viewsOf, viewsByIncarnation, ageOrderViolation, leadershipIntervals, overlaps, waitOneView, viewNames, waitOneLeader, leadersAmong
 } from '../helpers/cluster-checks.js'
 
 const SUBNET = 151
@@ -112,6 +112,7 @@ void test('5 members: cold start to one view, kill -9 of the coordinator and of 
   const all = h.members.map((m) => m.name)
   const order = await waitOneView(h, [0, 1, 2, 3, 4], all)
   const coldStart = coldStartEnd(h, all)
+  await waitCommittedView(h, [0, 1, 2, 3, 4], all)
   const coord = all.indexOf(order[0]!)
   await h.kill(coord)
   const rest = [0, 1, 2, 3, 4].filter((i) => i !== coord)
