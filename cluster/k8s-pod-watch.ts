@@ -170,6 +170,8 @@ export class K8sPodWatch implements Startable {
       for (const [name, prev] of this.pods) {
         if (!seen.has(name)) this.gone(prev)
       }
+      // The baseline is taken: from now on a crash of any of these pods is reported (the fast failover path).
+      if (!this.synced) this.log.info({ pods: seen.size }, 'pod watch synced')
       this.synced = true
       this.failures = 0
       this.openWatch(list.metadata?.resourceVersion)
