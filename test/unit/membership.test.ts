@@ -361,3 +361,76 @@ void test('a member cut off from the primary view does not lead alone when the o
   assert.equal(net.leaders().length, 1)
   assert.deepEqual(new Set(ms[2]!.currentView()!.members.map(m => `${m.name}/${m.incarnation}`)), new Set(['n0/b', 'n1/b', 'n2/a']))
 })
+
+void describe('cold start: the first view', () => {
+  const env = (from: MemberInfo): { v: number, cluster: string, from: MemberInfo, epoch: { number: number, leader: string } } =>
+    ({ v: PROTOCOL_VERSION, cluster: 'unit', from, epoch: { number: 0, leader: '' } })
+  const proposal = (from: MemberInfo, to: MemberInfo[]): InstallMessage => ({
+    ...env(from),
+    type: 'install',
+    view: { id: { coordinator: from.name, counter: 1 }, members: [from, ...to], epoch: { number: 0, leader: '' } },
+    claim: false,
+    configCounter: 0,
+    propose: true
+  })
+
+  void test('a lone member of a 3-member cluster founds no view; with a cluster size of 1 it does', () => {
+    const net = new Net()
+    const lone = net.add(member(0))
+    net.discoverAll()
+    net.advance(10_000)
+    assert.equal(lone.currentView(), undefined)
+    assert.ok(net.events.every(e => e.type !== 'view:installed'))
+    const single = new Net({ clusterName: 'unit', clusterSize: 1 })
+    const m = single.add(member(0))
+    single.discoverAll()
+    single.advance(2000)
+    assert.deepEqual(m.currentView()?.members.map(x => x.name), ['n0'])
+  })
+
+  void test('a member that accepted one founder\'s proposal refuses another\'s and names the first', () => {
+    const net = new Net()
+    const m = net.add(member(5))
+    const first = reply(m.handle({ type: 'message', msg: proposal(member(3), [member(5)]) }, 0))
+    assert.equal(first.ok, true)
+    const second = reply(m.handle({ type: 'message', msg: proposal(member(1), [member(5)]) }, 10))
+    assert.equal(second.ok, false)
+    assert.equal(second.reason, 'promised')
+    assert.equal(second.redirect?.name, 'n3')
+    // The first founder drops its proposal: the member is free again and accepts the other one.
+    m.handle({ type: 'message', msg: { ...env(member(3)), type: 'release', released: { number: 0, leader: '' }, founding: true } }, 20)
+    assert.equal(reply(m.handle({ type: 'message', msg: proposal(member(1), [member(5)]) }, 30)).ok, true)
+  })
+
+  void test('a member in a view refuses a proposal, and its reply carries its view', () => {
+    const { net, ms } = threeUp()
+    const r = reply(ms[2]!.handle({ type: 'message', msg: proposal(member(9), [member(2)]) }, net.now))
+    assert.equal(r.ok, false)
+    assert.equal(r.summary.view?.members[0]?.name, 'n0')
+  })
+
+  void test('a founder that cannot gather a founding quorum installs nothing', () => {
+    // Five expected members, three up: n0 proposes to n1 and n2, who are bound to another founder (n7).
+    const net = new Net({ clusterName: 'unit', clusterSize: 5 })
+    const ms = [0, 1, 2].map(i => net.add(member(i)))
+    for (const i of [1, 2]) assert.equal(reply(ms[i]!.handle({ type: 'message', msg: proposal(member(7), [member(i)]) }, 0)).ok, true)
+    net.discoverAll()
+    net.advance(1500)
+    assert.ok(ms.every(m => m.currentView() === undefined), 'no view while the candidates are bound elsewhere')
+    assert.ok(net.events.every(e => e.type !== 'view:installed'))
+  })
+})
+
+void test('indirect probes: a helper that heard from the suspect only before the suspicion began does not vouch for it', () => {
+  const { net, ms } = threeUp()
+  const helper = ms[1]!
+  // n1 heard from n2 at net.now (n2's hello); n0 began to suspect n2 300 ms later.
+  helper.handle({ type: 'message', msg: { v: PROTOCOL_VERSION, cluster: 'unit', from: member(2), epoch: { number: 0, leader: '' }, type: 'hello', summary: { committedCounter: 0, leading: false, maxCounter: 0 } } }, net.now)
+  const ask = (withinMs: number | undefined, at: number): ReplyMessage => reply(helper.handle({
+    type: 'message',
+    msg: { v: PROTOCOL_VERSION, cluster: 'unit', from: member(0), epoch: { number: 0, leader: '' }, type: 'ping-req', target: member(2).address, ...(withinMs !== undefined ? { withinMs } : {}) }
+  }, at))
+  assert.equal(ask(200, net.now + 300).reason, 'unreachable', 'heard 300 ms ago, asked about the last 200 ms')
+  assert.equal(ask(500, net.now + 300).found?.name, 'n2', 'heard 300 ms ago, asked about the last 500 ms')
+  assert.equal(ask(undefined, net.now + 300).found?.name, 'n2', 'an older member asks about the last 2 × HB')
+})
