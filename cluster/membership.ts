@@ -35,6 +35,8 @@ export interface PersistedClusterState {
   maxApplied: number
   /** The last primary view known committed. */
   committed?: ConfigRef
+  /** A newer claimed view promised for (or claimed), not known committed. */
+  pending?: ConfigRef
   /** The incarnation that wrote this state. */
   member?: MemberInfo
 }
@@ -179,8 +181,17 @@ export class MembershipMachine {
   private view: ViewData | undefined
   /** The last primary view known committed (persisted): quorums count against it. */
   private committed: ConfigRef | undefined
-  /** A claimed view applied here whose commit I have not heard of: quorums count against it too. */
-  private pending: ConfigRef | undefined
+  private pendingConfig: ConfigRef | undefined
+  /**
+   * A claimed view I applied (and promised for, or claimed myself) whose commit I have not heard of. Persisted: a
+   * restarted voter still counts it, or it could vote for a candidate that knows only an older configuration.
+   */
+  private get pending (): ConfigRef | undefined { return this.pendingConfig }
+  private set pending (c: ConfigRef | undefined) {
+    if (c === this.pendingConfig) return
+    this.pendingConfig = c
+    this.dirty = true
+  }
   /** Highest epoch I promised to or led (persisted); lower epochs are refused. */
   private highestEpoch: Epoch
   /** Highest epoch heard of (failed claims included): new claims are numbered above it. */
@@ -254,15 +265,18 @@ export class MembershipMachine {
     this.maxCounter = p?.maxCounter ?? 0
     this.maxApplied = p?.maxApplied ?? 0
     this.committed = p?.committed
+    if (p?.pending !== undefined && p.pending.id.counter > (this.committed?.id.counter ?? 0)) this.pendingConfig = p.pending
     this.forced = this.cfg.forceNewCluster
     // My previous incarnation (the one that persisted this state) is certainly gone: a verified death, so it stops
     // counting in the persisted configuration once its last promise has run out.
     if (p?.member !== undefined && memberKey(p.member) !== this.myKey) this.dead.set(memberKey(p.member), now)
     this.markOldSelves(this.committed)
+    this.markOldSelves(this.pendingConfig)
     if (this.forced) {
       // The operator's way out: this member alone is the new primary configuration; the old one is forgotten.
       this.maxCounter += 1
       this.committed = { id: { coordinator: this.me.name, counter: this.maxCounter }, members: [this.me] }
+      this.pendingConfig = undefined
       this.dirty = true
     }
     // Jittered start of the periodic work, so members do not act in lockstep.
@@ -381,6 +395,7 @@ export class MembershipMachine {
       maxCounter: this.maxCounter,
       maxApplied: this.maxApplied,
       ...(this.committed !== undefined ? { committed: this.committed } : {}),
+      ...(this.pendingConfig !== undefined ? { pending: this.pendingConfig } : {}),
       member: this.me
     }
   }

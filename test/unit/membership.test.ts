@@ -434,3 +434,18 @@ void test('indirect probes: a helper that heard from the suspect only before the
   assert.equal(ask(500, net.now + 300).found?.name, 'n2', 'heard 300 ms ago, asked about the last 500 ms')
   assert.equal(ask(undefined, net.now + 300).found?.name, 'n2', 'an older member asks about the last 2 × HB')
 })
+
+void test('a claimed view promised for survives a restart of the voter (persisted pending configuration)', () => {
+  const { net, ms } = threeUp()
+  const voter = ms[2]!
+  const before = voter.persistedState()
+  // The leader claims a new view (a joiner n3); the voter promises for it; no commit follows (the leader dies).
+  const view = { id: { coordinator: 'n0', counter: before.maxCounter + 1 }, members: [member(0), member(1), member(2), member(3)], epoch: before.highestEpoch }
+  const out = voter.handle({ type: 'message', msg: { v: PROTOCOL_VERSION, cluster: 'unit', from: member(0), epoch: before.highestEpoch, type: 'install', view, claim: true, configCounter: before.committed?.id.counter ?? 0 } }, net.now + 10)
+  assert.equal(reply(out).promise, true)
+  assert.equal(out[0]?.type, 'persist', 'persisted before the promise is sent')
+  const saved = voter.persistedState()
+  assert.equal(saved.pending?.id.counter, view.id.counter)
+  const restarted = new MembershipMachine({ me: member(2, 'b'), persisted: saved, random: new Prng(7).fn() }, { clusterName: 'unit', clusterSize: 3 }, net.now + 20)
+  assert.deepEqual(restarted.persistedState().pending?.members.map(m => m.name), ['n0', 'n1', 'n2', 'n3'])
+})
