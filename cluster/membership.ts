@@ -154,6 +154,8 @@ interface Round {
   acks: Set<string>
   answered: Set<string>
   hardFail: Set<string>
+  /** Members that refused because they are still promised to the previous leader (not yet verified dead by them). */
+  promised: Set<string>
   resolved: boolean
   handoverFrom?: Epoch
 }
@@ -612,6 +614,9 @@ export class MembershipMachine {
     }
     this.dead.set(k, this.now)
     this.log('info', 'member verified dead', { member: m.name, incarnation: m.incarnation, how })
+    // The leader I am promised to is dead: as a coordinator without a lease, elect at the next tick (a takeover
+    // install made before this proof could not be a claim).
+    if (this.promise?.leaderKey === k && this.lead === undefined && this.isCoordinator()) this.electionBackoffUntil = Math.min(this.electionBackoffUntil, this.now)
   }
 
   private suspect (m: MemberInfo, reason: string): void {
@@ -733,8 +738,29 @@ export class MembershipMachine {
       this.dropView('not a member of my view')
       return
     }
+    this.probeRefusing()
     if (this.isCoordinator()) this.tickCoordinator()
     else this.tickMember()
+  }
+
+  /**
+   * A member that left my view while its connections were being refused (the killed leader, excluded by the
+   * takeover) is still probed until the refusals verify its death: the election after a crash needs that proof
+   * from its voters, and they would otherwise stop probing it with the view that no longer holds it.
+   */
+  private probeRefusing (): void {
+    for (const [k, h] of this.health) {
+      if (h.refusedSince === undefined || this.dead.has(k) || this.inViewKey(k)) continue
+      if (this.now - (h.lastRefused ?? h.refusedSince) > this.cfg.refusedDeathMs) {
+        // No refusal for a while (it times out instead, or moved): nothing to prove by probing on.
+        this.health.delete(k)
+        continue
+      }
+      if (h.probeInFlight === true || (h.lastProbe !== undefined && this.now - h.lastProbe < this.cfg.heartbeatMs / 5)) continue
+      h.lastProbe = this.now
+      h.probeInFlight = true
+      this.send(h.member.address, { ...this.envelope(), type: 'hello', summary: this.summary() }, { kind: 'hello', address: h.member.address, expect: h.member })
+    }
   }
 
   private checkLease (): void {
@@ -1167,6 +1193,7 @@ export class MembershipMachine {
       acks: new Set(claim ? [this.myKey] : []),
       answered: new Set(),
       hardFail: new Set(),
+      promised: new Set(),
       resolved: false
     }
     this.rounds.set(r.no, r)
@@ -1264,7 +1291,10 @@ export class MembershipMachine {
       }
       if (this.promise !== undefined && sameEpoch(this.promise.epoch, r.epoch) && this.lead === undefined) this.promise = undefined
       if (this.pending !== undefined && this.pending.id.counter === r.view.id.counter) this.pending = undefined
-      this.electionBackoffUntil = this.now + this.cfg.heartbeatMs * (1 + this.random())
+      // Refused only by members still promised to the old leader: they are proving its death as I did (a crash
+      // seen by all at once), so try again soon. Any other refusal may be a rival candidate: back off.
+      const onlyPromised = r.hardFail.size > 0 && [...r.hardFail].every(k => r.promised.has(k))
+      this.electionBackoffUntil = this.now + (onlyPromised ? this.cfg.heartbeatMs / 5 : this.cfg.heartbeatMs) * (1 + this.random())
       return
     }
     // A leader that cannot reach a majority at all (refusals, closed connections, refusing members) steps down
@@ -1406,7 +1436,12 @@ export class MembershipMachine {
       const k = memberKey(m)
       if (keys.has(k)) continue
       this.emit({ type: 'member:left', member: m, reason: this.left.has(k) ? 'left' : this.dead.has(k) ? 'dead' : 'excluded' })
+      const h = this.health.get(k)
       this.health.delete(k)
+      // Excluded while its connections are refused: the streak goes on (probeRefusing) until it proves the death.
+      if (h?.refusedSince !== undefined && !this.dead.has(k)) {
+        this.health.set(k, { member: h.member, lastHeard: h.lastHeard, refusedSince: h.refusedSince, ...(h.lastRefused !== undefined ? { lastRefused: h.lastRefused } : {}) })
+      }
     }
     for (const m of view.members) {
       const h = this.healthOf(m)
@@ -1813,6 +1848,7 @@ export class MembershipMachine {
       } else {
         round?.answered.add(k)
         round?.hardFail.add(k)
+        if (rep.reason === 'promised') round?.promised.add(k)
         if (h !== undefined) h.lastHeard = this.now
         this.onNack(p.target, rep)
       }
