@@ -160,6 +160,10 @@ export class K8sLabelController implements Startable {
   private timer: NodeJS.Timeout | undefined
   private timerDue = Infinity
   private inBackoff = false
+  /** No API write before this (monotonic ms): the server's Retry-After. */
+  private notBefore = 0
+  /** A leadership change woke the loop since the current pass began. */
+  private urgentPending = false
   private failures = 0
   private conflicts = 0
   private inSync = false
@@ -331,11 +335,16 @@ export class K8sLabelController implements Startable {
   private wake (urgent = false): void {
     if (this.state !== 'started') return
     if (this.inBackoff && !urgent) return
-    if (urgent) { this.inBackoff = false; this.failures = 0; this.conflicts = 0 }
+    if (urgent) { this.inBackoff = false; this.failures = 0; this.conflicts = 0; this.urgentPending = true }
+    // The API server asked us to wait (429/503 Retry-After): not even a leadership change writes before then,
+    // it would only be refused again and add to the overload.
+    const wait = this.notBefore - this.clock.now()
+    if (wait > 0) { this.schedule(wait, true); return }
     this.kick.resolve()
   }
 
   private schedule (ms: number, backoff: boolean): void {
+    ms = Math.max(ms, this.notBefore - this.clock.now())
     const due = this.clock.now() + ms
     if (!backoff && !this.inBackoff && due >= this.timerDue) return // an earlier wake-up is already set
     clearTimeout(this.timer)
@@ -353,6 +362,10 @@ export class K8sLabelController implements Startable {
       await this.kick.promise
       if (this.state !== 'started') break
       this.kick = deferred()
+      // A wake-up that arrived while the previous pass ran may predate its Retry-After.
+      const wait = this.notBefore - this.clock.now()
+      if (wait > 0) { this.schedule(wait, true); continue }
+      this.urgentPending = false
       try {
         const lead = this.lead
         if (lead !== undefined && !lead.fenced && !lead.signal.aborted && this.leadership.isLeader()) {
@@ -403,7 +416,12 @@ export class K8sLabelController implements Startable {
     this.recordError(e)
     let delay = Math.min(this.cfg.backoffMaxMs, this.cfg.backoffBaseMs * 2 ** Math.min(this.failures - 1, 20))
     delay = jitter(delay, 0.2, this.cfg.random)
-    if (e instanceof K8sApiError && e.retryAfterMs !== undefined) delay = Math.max(delay, e.retryAfterMs)
+    if (e instanceof K8sApiError && e.retryAfterMs !== undefined) {
+      delay = Math.max(delay, e.retryAfterMs)
+      this.notBefore = this.clock.now() + e.retryAfterMs
+    }
+    // Watch events during the failed pass do not cut the backoff short; a leadership change does.
+    if (!this.urgentPending) this.kick = deferred()
     this.schedule(delay, true)
   }
 
