@@ -19,7 +19,7 @@ import {
   type ReplyMessage, type ReplyReason, type ViewData, type ViewSummary
 } from './messages.js'
 import { resolveMembershipConfig, type MembershipConfig, type MembershipInit } from './membership-config.js'
-import { jointQuorum } from './quorum.js'
+import { jointQuorum, majorityOf } from './quorum.js'
 import { byNameThenPeer, rankCompare, speaksForItsView } from './view.js'
 
 export type { MembershipInit, MembershipConfig } from './membership-config.js'
@@ -309,7 +309,7 @@ export class MembershipMachine {
   status (now: number): MembershipStatus {
     const primary = this.isPrimaryView()
     const base = this.committed !== undefined ? this.baseOf(this.committed, undefined) : []
-    const required = this.committed !== undefined && base.length > 0 ? Math.floor(base.length / 2) + 1 : Math.floor(this.cfg.clusterSize / 2) + 1
+    const required = majorityOf(this.committed !== undefined && base.length > 0 ? base.length : this.cfg.clusterSize)
     const present = this.view === undefined ? 0 : this.view.members.filter(m => this.health.get(memberKey(m))?.suspectedSince === undefined).length
     return {
       me: this.me,
@@ -421,7 +421,7 @@ export class MembershipMachine {
       maxCounter: this.maxCounter
     }
     if (this.view !== undefined) s.view = this.view
-    if (this.promise !== undefined && this.promise.until > this.now) s.promisedTo = this.promise.epoch
+    if (this.holds(this.promise)) s.promisedTo = this.promise.epoch
     if (this.committed !== undefined) s.committed = this.committed
     if (this.pending !== undefined) s.pending = this.pending
     return s
@@ -756,11 +756,16 @@ export class MembershipMachine {
         this.health.delete(k)
         continue
       }
-      if (h.probeInFlight === true || (h.lastProbe !== undefined && this.now - h.lastProbe < this.cfg.heartbeatMs / 5)) continue
-      h.lastProbe = this.now
-      h.probeInFlight = true
-      this.send(h.member.address, { ...this.envelope(), type: 'hello', summary: this.summary() }, { kind: 'hello', address: h.member.address, expect: h.member })
+      this.probe(h)
     }
+  }
+
+  /** Direct probe (dial-back): a `hello` to the member's address, one at a time, at most every HB/5. */
+  private probe (h: Health): void {
+    if (h.probeInFlight === true || (h.lastProbe !== undefined && this.now - h.lastProbe < this.cfg.heartbeatMs / 5)) return
+    h.lastProbe = this.now
+    h.probeInFlight = true
+    this.send(h.member.address, { ...this.envelope(), type: 'hello', summary: this.summary() }, { kind: 'hello', address: h.member.address, expect: h.member })
   }
 
   private checkLease (): void {
@@ -803,12 +808,12 @@ export class MembershipMachine {
   private tickViewless (): void {
     this.helloDiscovered(this.cfg.heartbeatMs)
     if (this.proposal !== undefined) {
-      if (this.now - this.proposal.sentAt > this.proposalTimeoutMs()) this.decideProposal()
+      if (this.now - this.proposal.sentAt > this.firstContactMs()) this.decideProposal()
       return
     }
     // Bound to a founder's proposal: wait for its install (or for the binding to run out) and follow no one else,
     // so that the founder's view never holds a member that is in another view.
-    if (this.acceptedFounder !== undefined && this.acceptedFounder.until > this.now) return
+    if (this.holds(this.acceptedFounder)) return
     if (this.forced) {
       // Forced new cluster: after the settle time (the hellos tell the counters in use), this member alone forms a
       // primary view numbered above every counter heard of, so the others accept it and join.
@@ -845,8 +850,8 @@ export class MembershipMachine {
       this.founderSince = undefined
       if (this.now - this.startedAt < this.cfg.coldStartSettleMs) return
       // Not while a coordinator may be admitting me, or another founder I gave way to may propose to me.
-      if (this.joinedTo?.toView === true && this.joinedTo.until > this.now) return
-      if (this.deferTo !== undefined && this.deferTo.until > this.now) return
+      if (this.holds(this.joinedTo) && this.joinedTo.toView) return
+      if (this.holds(this.deferTo)) return
       const members = new Map<string, MemberInfo>()
       for (const m of candidates) members.set(memberKey(m), m)
       for (const m of this.joinRequests.values()) members.set(memberKey(m), m)
@@ -895,7 +900,7 @@ export class MembershipMachine {
     const view: ViewData = { id: { coordinator: this.me.name, counter: Math.max(this.maxCounter, this.maxApplied) + 1 }, members: [this.me, ...candidates], epoch: this.highestEpoch }
     const msg: InstallMessage = { ...this.envelope(), type: 'install', view, claim: false, configCounter: this.configCounter(), propose: true }
     this.log('info', 'proposing the first view', { members: view.members.map(m => m.name) })
-    for (const m of candidates) this.send(m.address, msg, { kind: 'propose', proposal: no, target: m }, this.proposalTimeoutMs())
+    for (const m of candidates) this.send(m.address, msg, { kind: 'propose', proposal: no, target: m }, this.firstContactMs())
   }
 
   private onProposeResult (p: Extract<Purpose, { kind: 'propose' }>, r: Extract<MembershipInput, { type: 'send-result' }>): void {
@@ -958,15 +963,18 @@ export class MembershipMachine {
    * documented risk).
    */
   private foundingQuorum (): number {
-    return this.cfg.quorum === 'majority' ? Math.floor(this.cfg.clusterSize / 2) + 1 : 1
+    return this.cfg.quorum === 'majority' ? majorityOf(this.cfg.clusterSize) : 1
   }
 
   /**
-   * How long a founder waits for the answers to its proposal: 2 × request timeout, as a first contact at cold start
-   * (dial, handshake) on a machine busy starting many members is slow. Well inside the binding, so the install
-   * reaches who accepted while it is still bound.
+   * Deadline of a view-less member's requests (hellos, proposals): 2 × request timeout, as a first contact at cold
+   * start (dial, handshake) on a machine busy starting many members is slow. Well inside the binding, so a
+   * founder's install reaches who accepted while it is still bound.
    */
-  private proposalTimeoutMs (): number { return 2 * this.cfg.requestTimeoutMs }
+  private firstContactMs (): number { return 2 * this.cfg.requestTimeoutMs }
+
+  /** A time-bound state (binding, deferral, redirection) still in force. */
+  private holds<T extends { until: number }> (b: T | undefined): b is T { return b !== undefined && b.until > this.now }
 
   /** How long accepting a proposal (or asking a coordinator to join) binds a view-less member. */
   private bindingMs (): number { return 2 * this.cfg.requestTimeoutMs + 2 * this.cfg.heartbeatMs }
@@ -990,7 +998,7 @@ export class MembershipMachine {
       if (this.view === undefined && this.now - p.lastHeard < every) continue
       p.lastHello = this.now
       this.peers.set(a, p)
-      this.send(a, { ...this.envelope(), type: 'hello', summary: this.summary() }, { kind: 'hello', address: a }, this.view === undefined ? 2 * this.cfg.requestTimeoutMs : this.cfg.requestTimeoutMs)
+      this.send(a, { ...this.envelope(), type: 'hello', summary: this.summary() }, { kind: 'hello', address: a }, this.view === undefined ? this.firstContactMs() : this.cfg.requestTimeoutMs)
     }
   }
 
@@ -1383,11 +1391,7 @@ export class MembershipMachine {
   /** Verification before exclusion: a direct probe (dial-back) and indirect probes through other members. */
   private verify (m: MemberInfo, h: Health): void {
     if (this.dead.has(memberKey(m)) && !this.onlyRefused.has(memberKey(m))) return
-    if (h.probeInFlight !== true && (h.lastProbe === undefined || this.now - h.lastProbe >= this.cfg.heartbeatMs / 5)) {
-      h.lastProbe = this.now
-      h.probeInFlight = true
-      this.send(m.address, { ...this.envelope(), type: 'hello', summary: this.summary() }, { kind: 'hello', address: m.address, expect: m })
-    }
+    this.probe(h)
     if (h.lastPing === undefined || this.now - h.lastPing >= this.cfg.heartbeatMs) {
       h.lastPing = this.now
       const helpers = this.view!.members.filter(x => memberKey(x) !== this.myKey && memberKey(x) !== memberKey(m) &&
@@ -1529,7 +1533,7 @@ export class MembershipMachine {
       this.reply(msg, false, 'leaving')
       return
     }
-    if (this.mergingInto !== undefined && this.mergingInto.until > this.now) {
+    if (this.holds(this.mergingInto)) {
       this.reply(msg, false, 'not-coordinator', { redirect: this.mergingInto.coord })
       return
     }
@@ -1553,7 +1557,7 @@ export class MembershipMachine {
     const v = msg.view
     const fromKey = memberKey(msg.from)
     if (msg.propose === true) { this.onProposal(msg); return }
-    if (this.view === undefined && this.acceptedFounder !== undefined && this.acceptedFounder.until > this.now &&
+    if (this.view === undefined && this.holds(this.acceptedFounder) &&
       memberKey(this.acceptedFounder.founder) !== fromKey) {
       // Bound to another founder's proposal: that founder may install a view holding me.
       this.reply(msg, false, 'promised', { redirect: this.acceptedFounder.founder })
@@ -1591,7 +1595,7 @@ export class MembershipMachine {
           this.reply(msg, false, 'older-config')
           return
         }
-      } else if (this.promise !== undefined && this.promise.until > this.now && this.promise.leaderKey !== fromKey &&
+      } else if (this.holds(this.promise) && this.promise.leaderKey !== fromKey &&
         !this.dead.has(this.promise.leaderKey)) {
         // Promised to a live leader: do not follow a coordinator that cannot lead.
         this.reply(msg, false, 'promised')
@@ -1623,12 +1627,12 @@ export class MembershipMachine {
       this.reply(msg, false, 'invalid')
       return
     }
-    if (this.acceptedFounder !== undefined && this.acceptedFounder.until > this.now && memberKey(this.acceptedFounder.founder) !== fromKey) {
+    if (this.holds(this.acceptedFounder) && memberKey(this.acceptedFounder.founder) !== fromKey) {
       // The proposer learns which founder I follow and joins it instead of founding a rival view.
       this.reply(msg, false, 'promised', { redirect: this.acceptedFounder.founder })
       return
     }
-    if (this.joinedTo?.toView === true && this.joinedTo.until > this.now && memberKey(this.joinedTo.coord) !== fromKey) {
+    if (this.holds(this.joinedTo) && this.joinedTo.toView && memberKey(this.joinedTo.coord) !== fromKey) {
       // I asked a coordinator to join its view: the proposer should join it too.
       this.reply(msg, false, 'promised', { redirect: this.joinedTo.coord, joinedView: true })
       return

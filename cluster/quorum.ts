@@ -21,6 +21,9 @@ export interface QuorumContext {
   discountedAsDead?: (key: string) => boolean
 }
 
+/** The smallest majority of `n` members. */
+export function majorityOf (n: number): number { return Math.floor(n / 2) + 1 }
+
 export function jointQuorum (configs: readonly ConfigRef[], acks: ReadonlySet<string>, ctx: QuorumContext): boolean {
   let needBootstrap = ctx.bootstrap
   for (const c of configs) {
@@ -36,6 +39,6 @@ export function jointQuorum (configs: readonly ConfigRef[], acks: ReadonlySet<st
     const n = base.filter(m => acks.has(memberKey(m))).length
     if (n * 2 <= base.length) return false
   }
-  if (needBootstrap && acks.size < Math.floor(ctx.clusterSize / 2) + 1) return false
+  if (needBootstrap && acks.size < majorityOf(ctx.clusterSize)) return false
   return true
 }
