@@ -336,15 +336,10 @@ export class K8sLabelController implements Startable {
     if (this.state !== 'started') return
     if (this.inBackoff && !urgent) return
     if (urgent) { this.inBackoff = false; this.failures = 0; this.conflicts = 0; this.urgentPending = true }
-    // The API server asked us to wait (429/503 Retry-After): not even a leadership change writes before then,
-    // it would only be refused again and add to the overload.
-    const wait = this.notBefore - this.clock.now()
-    if (wait > 0) { this.schedule(wait, true); return }
     this.kick.resolve()
   }
 
   private schedule (ms: number, backoff: boolean): void {
-    ms = Math.max(ms, this.notBefore - this.clock.now())
     const due = this.clock.now() + ms
     if (!backoff && !this.inBackoff && due >= this.timerDue) return // an earlier wake-up is already set
     clearTimeout(this.timer)
@@ -362,7 +357,9 @@ export class K8sLabelController implements Startable {
       await this.kick.promise
       if (this.state !== 'started') break
       this.kick = deferred()
-      // A wake-up that arrived while the previous pass ran may predate its Retry-After.
+      // The API server asked us to wait (429/503 Retry-After): no pass writes before then, whatever woke the loop
+      // (a leadership change, a watch event, one that arrived while the refused pass ran); it would only be
+      // refused again and add to the overload.
       const wait = this.notBefore - this.clock.now()
       if (wait > 0) { this.schedule(wait, true); continue }
       this.urgentPending = false
