@@ -21,6 +21,7 @@ import type { ComponentLogger, Connection, Logger as Libp2pLogger, MultiaddrConn
 import { isIPv4, isIPv6 } from 'node:net'
 import type { Logger } from '../daemon/logger.js'
 import { monotonicClock, type Clock } from '../daemon/clock.js'
+import { raceAbort } from '../daemon/abortable.js'
 import { TransportError, ClusterConfigError } from './errors.js'
 import {
   DEFAULT_MAX_FRAME_BYTES, MIN_PROTOCOL_VERSION, PROTOCOL_VERSION, FrameDecoder, commonVersion, decodeEnvelope,
@@ -705,18 +706,5 @@ class Deadline {
     clearTimeout(this.timer)
     for (const u of this.unlinks) u()
     this.unlinks.length = 0
-  }
-}
-
-async function raceAbort<T> (p: Promise<T>, signal: AbortSignal): Promise<T> {
-  if (signal.aborted) throw signal.reason
-  let reject!: (err: unknown) => void
-  const promise = new Promise<never>((_res, rej) => { reject = rej })
-  const onAbort = (): void => { reject(signal.reason) }
-  signal.addEventListener('abort', onAbort, { once: true })
-  try {
-    return await Promise.race([p, promise])
-  } finally {
-    signal.removeEventListener('abort', onAbort)
   }
 }

@@ -19,6 +19,7 @@
  * (the membership's own failure detection is the primary path; the watch only makes it faster).
  */
 import type { Startable } from './lifecycle.js'
+import { raceAbort } from './abortable.js'
 import type { Logger } from './logger.js'
 import type { K8sLabelController, K8sLabelMetrics } from '../cluster/k8s-labels.js'
 import type { K8sPodWatch } from '../cluster/k8s-pod-watch.js'
@@ -44,20 +45,6 @@ function gate (): { promise: Promise<void>, resolve: () => void, reject: (err: E
   // A closed gate is reported through the parts' started(); it is never an unhandled rejection.
   promise.catch(() => {})
   return { promise, resolve, reject }
-}
-
-/** Resolves as `promise`, or rejects when `signal` aborts first. */
-async function untilAborted<T> (promise: Promise<T>, signal: AbortSignal): Promise<T> {
-  signal.throwIfAborted()
-  let onAbort: (() => void) | undefined
-  try {
-    return await Promise.race([promise, new Promise<never>((_resolve, reject) => {
-      onAbort = () => { reject(signal.reason instanceof Error ? signal.reason : new Error('aborted')) }
-      signal.addEventListener('abort', onAbort, { once: true })
-    })])
-  } finally {
-    if (onAbort !== undefined) signal.removeEventListener('abort', onAbort)
-  }
 }
 
 /**
@@ -159,7 +146,7 @@ export class K8sDeferred {
 
   /** For the PeSIT servers' `beforeStart`: the controller is running, and this leadership's labels are right. */
   async waitLabelsReady (signal: AbortSignal): Promise<void> {
-    await untilAborted(this.labels.started(), signal)
+    await raceAbort(this.labels.started(), signal)
     if (this.controller === undefined) throw new Error('the label controller is not running')
     await this.controller.waitReady(signal)
   }
