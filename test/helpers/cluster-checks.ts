@@ -229,9 +229,9 @@ export async function waitOneView (h: ClusterHarness, which: number[], names: st
 export async function waitCommittedView (h: ClusterHarness, which: number[], names: string[], timeoutMs = 30_000): Promise<void> {
   const want = [...names].sort().join()
   await h.waitFor(() => which.every((i) => {
-    const last = h.logs(i).findLast((l) => l.msg === 'view installed')
-    const members = last?.members as string[] | undefined
-    return last?.primary === true && members !== undefined && [...members].sort().join() === want
+    const last = h.logs(i).findLast((l) => viewOf(l) !== undefined)
+    const v = last === undefined ? undefined : viewOf(last)
+    return last?.primary === true && v !== undefined && [...v.members].sort().join() === want
   }), { timeoutMs, what: `the committed view of ${names.join(',')} on members ${which.join(',')}` })
 }
 

@@ -13,6 +13,10 @@ import { Prng } from '../helpers/sim/prng.js'
 
 const member = (i: number, inc = 'a'): MemberInfo => ({ name: `n${i}`, peerId: `p${i}`, incarnation: inc, address: `10.1.0.${i}:7800` })
 
+/** The envelope of a request from `from` in the unit cluster, at epoch `epoch`. */
+const env = (from: MemberInfo, epoch = { number: 0, leader: '' }): { v: number, cluster: string, from: MemberInfo, epoch: { number: number, leader: string } } =>
+  ({ v: PROTOCOL_VERSION, cluster: 'unit', from, epoch })
+
 /** Members on an instant network: sends are delivered in FIFO order as soon as `run()` is called. */
 class Net {
   now = 0
@@ -184,7 +188,6 @@ void test('the driver persists before acting: persist is the first output of a s
 void describe('promises, epochs and views: how a member promised to a leader answers', () => {
   type Case = { name: string, build: (ctx: { leaderEpoch: { number: number, leader: string }, view: InstallMessage['view'], n1: MemberInfo }) => ClusterRequest, advance?: number, ok: boolean, reason?: string }
   const other = member(1) // n1 is the would-be usurper (a member of the view)
-  const env = (from: MemberInfo, epoch: { number: number, leader: string }) => ({ v: PROTOCOL_VERSION, cluster: 'unit', from, epoch })
   const claim = (ctx: Parameters<Case['build']>[0], extra: Partial<InstallMessage> = {}, counterBump = 10, epochNumber = ctx.leaderEpoch.number + 1): InstallMessage => ({
     ...env(other, { number: epochNumber, leader: other.name }),
     type: 'install',
@@ -363,8 +366,6 @@ void test('a member cut off from the primary view does not lead alone when the o
 })
 
 void describe('cold start: the first view', () => {
-  const env = (from: MemberInfo): { v: number, cluster: string, from: MemberInfo, epoch: { number: number, leader: string } } =>
-    ({ v: PROTOCOL_VERSION, cluster: 'unit', from, epoch: { number: 0, leader: '' } })
   const proposal = (from: MemberInfo, to: MemberInfo[]): InstallMessage => ({
     ...env(from),
     type: 'install',
@@ -425,10 +426,10 @@ void test('indirect probes: a helper that heard from the suspect only before the
   const { net, ms } = threeUp()
   const helper = ms[1]!
   // n1 heard from n2 at net.now (n2's hello); n0 began to suspect n2 300 ms later.
-  helper.handle({ type: 'message', msg: { v: PROTOCOL_VERSION, cluster: 'unit', from: member(2), epoch: { number: 0, leader: '' }, type: 'hello', summary: { committedCounter: 0, leading: false, maxCounter: 0 } } }, net.now)
+  helper.handle({ type: 'message', msg: { ...env(member(2)), type: 'hello', summary: { committedCounter: 0, leading: false, maxCounter: 0 } } }, net.now)
   const ask = (withinMs: number | undefined, at: number): ReplyMessage => reply(helper.handle({
     type: 'message',
-    msg: { v: PROTOCOL_VERSION, cluster: 'unit', from: member(0), epoch: { number: 0, leader: '' }, type: 'ping-req', target: member(2).address, ...(withinMs !== undefined ? { withinMs } : {}) }
+    msg: { ...env(member(0)), type: 'ping-req', target: member(2).address, ...(withinMs !== undefined ? { withinMs } : {}) }
   }, at))
   assert.equal(ask(200, net.now + 300).reason, 'unreachable', 'heard 300 ms ago, asked about the last 200 ms')
   assert.equal(ask(500, net.now + 300).found?.name, 'n2', 'heard 300 ms ago, asked about the last 500 ms')
@@ -441,7 +442,7 @@ void test('a claimed view promised for survives a restart of the voter (persiste
   const before = voter.persistedState()
   // The leader claims a new view (a joiner n3); the voter promises for it; no commit follows (the leader dies).
   const view = { id: { coordinator: 'n0', counter: before.maxCounter + 1 }, members: [member(0), member(1), member(2), member(3)], epoch: before.highestEpoch }
-  const out = voter.handle({ type: 'message', msg: { v: PROTOCOL_VERSION, cluster: 'unit', from: member(0), epoch: before.highestEpoch, type: 'install', view, claim: true, configCounter: before.committed?.id.counter ?? 0 } }, net.now + 10)
+  const out = voter.handle({ type: 'message', msg: { ...env(member(0), before.highestEpoch), type: 'install', view, claim: true, configCounter: before.committed?.id.counter ?? 0 } }, net.now + 10)
   assert.equal(reply(out).promise, true)
   assert.equal(out[0]?.type, 'persist', 'persisted before the promise is sent')
   const saved = voter.persistedState()
