@@ -1,6 +1,6 @@
 /**
- * The recorded Connect:Express push (`shared/pesit/vectors/cx-push-1mb.raw`) as test input: the file format
- * parser, and the reconstruction of what the recorder dropped (PROTOCOL.md §9, §6.3):
+ * The recorded Connect:Express push (`test/fixtures/pesit/cx-push-1mb.raw`, described in its README) as test input:
+ * the file format parser, and the reconstruction of what the recorder dropped (docs/pesit.md):
  *  - the CREATE's PGIs 9/30/40/50 were recorded empty (LI 0): they get a virtual file id, 1024-byte variable
  *    articles, 1024 KB reservation and a creation date;
  *  - every DTF/DTFDA/DTFFA was recorded without payload: C:X packed per 4 articles `DTF(N=3)`, `DTFDA`, `DTFFA`,
@@ -21,10 +21,10 @@ export interface VectorFrame {
   type: FpduType
 }
 
-const SHARED = process.env.VECTIS_PESIT_VECTORS ?? fileURLToPath(new URL('../../../shared/pesit/vectors/', import.meta.url))
+const FIXTURES = fileURLToPath(new URL('../fixtures/pesit/', import.meta.url))
 
 export function vectorPath (name: string): string {
-  return SHARED.endsWith('/') ? SHARED + name : `${SHARED}/${name}`
+  return FIXTURES + name
 }
 
 /** `dir(1) len(2 BE) FPDU(len)` records; every FPDU's own length must equal its record length. */
