@@ -4,8 +4,11 @@
  *   npx tsx bench/sim.ts [--count 2000] [--start 1] [--nodes 3,5] [--quorum majority] [--profile mixed,storm,...]
  *   npx tsx bench/sim.ts --replay --seed S --nodes N --quorum Q --profile P [--messages]   (one schedule with its trace)
  *   npx tsx bench/sim.ts --scenarios [--count 100]   (failover times of scripted leader faults, simulated time)
+ *   npx tsx bench/sim.ts --digests --check|--write [--count 1200]   (trace digests against test/fixtures/sim-digests.json)
  */
+import { readFileSync, writeFileSync } from 'node:fs'
 import { PROFILES, Simulation, SimulationFailure, profileOptions, type ScriptedFault, type SimResult } from '../test/helpers/sim/simulation.js'
+import { DIGESTS_FILE, digestSchedule, runDigest } from '../test/helpers/sim/digest-schedule.js'
 
 function arg (name: string): string | undefined {
   const i = process.argv.indexOf(`--${name}`)
@@ -16,7 +19,26 @@ const replay = process.argv.includes('--replay')
 const quorum = (arg('quorum') ?? 'majority') as 'majority' | 'none'
 if (quorum !== 'majority' && quorum !== 'none') throw new RangeError('--quorum must be majority or none')
 
-if (process.argv.includes('--scenarios')) {
+if (process.argv.includes('--digests')) {
+  // The behaviour of the machine, seed by seed: a refactoring must keep every digest (docs/cluster-protocol.md,
+  // "Changing the machine"); a change of behaviour rewrites the file and says in its commit which seeds changed and why.
+  const schedule = digestSchedule(Number(arg('count') ?? 1200))
+  const t0 = performance.now()
+  const got: Record<string, string> = {}
+  for (const entry of schedule) got[entry.key] = runDigest(entry)
+  const ms = Math.round(performance.now() - t0)
+  if (process.argv.includes('--write')) {
+    writeFileSync(DIGESTS_FILE, `{\n${Object.entries(got).map(([k, v]) => `  ${JSON.stringify(k)}: ${JSON.stringify(v)}`).join(',\n')}\n}\n`)
+    console.log(JSON.stringify({ written: DIGESTS_FILE, runs: schedule.length, wallMs: ms }))
+  } else {
+    const want = JSON.parse(readFileSync(DIGESTS_FILE, 'utf8')) as Record<string, string>
+    const changed = Object.keys(got).filter((k) => want[k] !== got[k])
+    console.log(JSON.stringify({ runs: schedule.length, changed: changed.length, wallMs: ms, firstChanged: changed.slice(0, 20) }))
+    for (const k of changed.slice(0, 20)) console.log(`${k.padEnd(32)} want ${want[k] ?? '-'}  got ${got[k]}`)
+    console.log(`${schedule.length} runs, ${changed.length} changed, ${(ms / 1000).toFixed(1)} s`)
+    if (changed.length > 0) process.exitCode = 1
+  }
+} else if (process.argv.includes('--scenarios')) {
   // Failover times in simulated time with the default constants (3 members): the fault hits the leader at 3 s.
   const runs = Number(arg('count') ?? 100)
   const scenarios: Array<{ name: string, script: ScriptedFault[], facts?: boolean }> = [

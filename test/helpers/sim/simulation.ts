@@ -17,6 +17,7 @@ import type { MembershipInit } from '../../../cluster/membership-config.js'
 import { compareEpochs, memberKey, type ClusterRequest, type MemberInfo, type ReplyMessage } from '../../../cluster/messages.js'
 import type { Epoch } from '../../../cluster/leadership-api.js'
 import { EventQueue } from './event-queue.js'
+import { TraceDigest } from './trace-digest.js'
 import { Prng } from './prng.js'
 
 export type LinkState = 'ok' | 'drop' | 'reset'
@@ -80,6 +81,8 @@ export interface SimResult {
   faults: string[]
   /** Every election, in true time (ms). */
   elections: Array<{ at: number, name: string, epoch: number }>
+  /** Digest of every machine input and output of the run (`trace-digest.ts`). */
+  digest: string
 }
 
 export class SimulationFailure extends Error {
@@ -142,6 +145,7 @@ export class Simulation {
   private views = 0
   private readonly hb: number
   private profile = 'custom'
+  private readonly digest = new TraceDigest()
 
   constructor (opts: SimOptions) {
     this.o = {
@@ -241,14 +245,21 @@ export class Simulation {
     })
   }
 
+  /** One step of a member's machine, recorded in the run's digest. */
+  private handle (n: SimNode, p: Proc, input: MembershipInput): MembershipOutput[] {
+    const now = this.local(n)
+    const out = p.machine.handle(input, now)
+    this.digest.step(n.name, p.member.incarnation, now, input, out)
+    return out
+  }
+
   /** Feeds an input to a member's current process (queued while paused; dropped if that process is gone). */
   private input (n: SimNode, inc: number | undefined, input: MembershipInput): void {
     const p = n.proc
     if (p === undefined || p.incarnation !== inc) return
     const run = (): void => {
       if (n.proc !== p) return
-      const out = p.machine.handle(input, this.local(n))
-      this.execute(n, p, out)
+      this.execute(n, p, this.handle(n, p, input))
     }
     if (p.paused) p.inbox.push(run)
     else run()
@@ -364,8 +375,7 @@ export class Simulation {
     if (tp === undefined) { result({ type: 'send-result', id: -1, ok: false, error: 'closed' }); return }
     const run = (): void => {
       if (target.proc !== tp) return
-      const out = tp.machine.handle({ type: 'message', msg }, this.local(target))
-      const reply = this.execute(target, tp, out)
+      const reply = this.execute(target, tp, this.handle(target, tp, { type: 'message', msg }))
       if (reply === undefined) this.fail(`${target.name} produced no reply to ${msg.type}`)
       const back = this.link(target.index, from.index)
       if (back === 'reset') { this.at(this.rng.range(0.2, 2), () => { result({ type: 'send-result', id: -1, ok: false, error: 'closed' }) }); return }
@@ -634,14 +644,13 @@ export class Simulation {
         if (n.proc === undefined || n.proc.incarnation !== e.inc) continue
         const p = n.proc
         if (!p.paused) {
-          const out = p.machine.handle({ type: 'tick' }, this.local(n))
-          this.execute(n, p, out)
+          this.execute(n, p, this.handle(n, p, { type: 'tick' }))
           this.scheduleTick(n, (this.hb / 5) * n.rng.range(0.9, 1.1))
         } else {
           // A paused process's timers fire after it resumes.
           p.inbox.push(() => {
             if (n.proc !== p) return
-            this.execute(n, p, p.machine.handle({ type: 'tick' }, this.local(n)))
+            this.execute(n, p, this.handle(n, p, { type: 'tick' }))
             this.scheduleTick(n, (this.hb / 5) * n.rng.range(0.9, 1.1))
           })
         }
@@ -675,7 +684,8 @@ export class Simulation {
       leaderChanges: this.leaderChanges,
       views: this.views,
       faults: this.faults,
-      elections: this.elections
+      elections: this.elections,
+      digest: this.digest.value()
     }
     if (coldStartMs !== undefined) res.coldStartMs = coldStartMs
     return res
