@@ -18,6 +18,7 @@ COPY package.json package-lock.json ./
 RUN npm ci --ignore-scripts --no-audit --no-fund \
  && npm rebuild better-sqlite3 --build-from-source
 COPY tsconfig.json tsconfig.build.json ./
+COPY common ./common
 COPY daemon ./daemon
 COPY cluster ./cluster
 COPY transfer ./transfer

@@ -221,7 +221,7 @@ const idle: Array<{ member: string, rssMiB: number, cpuPercent: number }> = []
  * and serving times from the kill.
  */
 async function killLeaderK8s (runs: number): Promise<void> {
-  const child = spawn(process.execPath, ['--import', 'tsx', '--import', './daemon/polyfill.ts', 'bench/failover-k8s.ts', '--rounds', String(runs)], { cwd: ROOT_DIR, stdio: ['ignore', 'pipe', 'inherit'] })
+  const child = spawn(process.execPath, ['--import', 'tsx', '--import', './common/polyfill.ts', 'bench/failover-k8s.ts', '--rounds', String(runs)], { cwd: ROOT_DIR, stdio: ['ignore', 'pipe', 'inherit'] })
   let out = ''
   child.stdout.setEncoding('utf8').on('data', (d: string) => { out += d })
   const code = await new Promise<number | null>((resolve) => child.on('exit', resolve))

@@ -12,13 +12,13 @@
  *
  * Usage: npm run bench:failover-k8s -- [--rounds 20] [--nodes 3] [--base-ip 127.0.97.10]
  */
-import '../daemon/polyfill.js'
+import '../common/polyfill.js'
 import { mkdtemp, readFile, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { parseArgs } from 'node:util'
 import { DevCluster } from '../daemon/dev-cluster/dev-cluster.js'
-import { silentLogger } from '../daemon/logger.js'
+import { silentLogger } from '../common/logger.js'
 
 const { values } = parseArgs({ options: { rounds: { type: 'string', default: '20' }, nodes: { type: 'string', default: '3' }, 'base-ip': { type: 'string', default: '127.0.97.10' } } })
 const rounds = Number(values.rounds)

@@ -4,10 +4,10 @@
  * on the first case where the server sends a malformed FPDU or does not close in time, or if the healthy push
  * fails; an uncaught exception in the server would end the process.
  *
- * Usage: node --import tsx --import ./daemon/polyfill.ts bench/fuzz.ts [--cases 100000] [--parallel 16] [--seed N]
+ * Usage: node --import tsx --import ./common/polyfill.ts bench/fuzz.ts [--cases 100000] [--parallel 16] [--seed N]
  * Prints one JSON object, then a short table.
  */
-import '../daemon/polyfill.js'
+import '../common/polyfill.js'
 import { parseArgs } from 'node:util'
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'

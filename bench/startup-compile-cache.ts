@@ -30,7 +30,7 @@ const MODULES = ['daemon/daemon.js', 'daemon/config.js', 'cluster/transport.js',
 const child = `
 const { enableCompileCache } = await import(${JSON.stringify(url('daemon/compile-cache.js'))})
 const cache = enableCompileCache()
-await import(${JSON.stringify(url('daemon/polyfill.js'))})
+await import(${JSON.stringify(url('common/polyfill.js'))})
 await Promise.all([${MODULES.map((p) => `import(${JSON.stringify(url(p))})`).join(', ')}])
 process.stdout.write(JSON.stringify({ ms: performance.now(), cache: cache.status }))
 `

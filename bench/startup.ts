@@ -16,7 +16,7 @@
  * Extra `node` flags for the daemon go in `--node-args="--enable-source-maps --cpu-prof"` (with `=`).
  * Prints JSON, then a table of medians (and min/max).
  */
-import '../daemon/polyfill.js'
+import '../common/polyfill.js'
 import { spawn } from 'node:child_process'
 import { get } from 'node:http'
 import { mkdtemp, rm } from 'node:fs/promises'

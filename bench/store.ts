@@ -10,7 +10,7 @@
 import { closeSync, fsyncSync, mkdirSync, mkdtempSync, openSync, rmSync, writeSync } from 'node:fs'
 import { join, resolve } from 'node:path'
 import { parseArgs } from 'node:util'
-import { silentLogger } from '../daemon/logger.js'
+import { silentLogger } from '../common/logger.js'
 import { Store } from '../store/store.js'
 
 const { values } = parseArgs({

@@ -5,12 +5,12 @@
  *  2. `--concurrent` (default 100) simultaneous pushes of `--each-mib` (default 10): all must complete; wall time,
  *     aggregate MiB/s, peak RSS of the server process and of the requester process.
  *
- * Usage: node --import tsx --import ./daemon/polyfill.ts bench/transfer.ts [--size-mib 1024] [--concurrent 100]
+ * Usage: node --import tsx --import ./common/polyfill.ts bench/transfer.ts [--size-mib 1024] [--concurrent 100]
  *        [--each-mib 10] [--sync-kb 1024] [--article-size 8192] [--dir DIR] [--no-verify]
  * DIR defaults to ./.tmp (on the project's disk: /tmp may be a tmpfs, where fsync costs nothing).
  * Prints one JSON object, then a short table.
  */
-import '../daemon/polyfill.js'
+import '../common/polyfill.js'
 import { parseArgs } from 'node:util'
 import { spawn } from 'node:child_process'
 import { createHash } from 'node:crypto'
@@ -92,7 +92,7 @@ async function sha (path: string): Promise<string> {
 async function child (job: ChildJob): Promise<ChildResult> {
   const script = fileURLToPath(import.meta.url)
   const root = resolve(fileURLToPath(new URL('..', import.meta.url)))
-  const p = spawn(process.execPath, ['--import', 'tsx', '--import', './daemon/polyfill.ts', script, '--child', JSON.stringify(job)], { cwd: root, stdio: ['ignore', 'pipe', 'inherit'] })
+  const p = spawn(process.execPath, ['--import', 'tsx', '--import', './common/polyfill.ts', script, '--child', JSON.stringify(job)], { cwd: root, stdio: ['ignore', 'pipe', 'inherit'] })
   let out = ''
   p.stdout.on('data', (c: Buffer) => { out += c.toString() })
   const code = await new Promise<number | null>((resolve) => { p.on('close', resolve) })

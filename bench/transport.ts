@@ -3,10 +3,10 @@
  * reply), a request on the established connection, the time from kill -9 of a peer process to `onDisconnect`,
  * the time until its address refuses, and the idle memory of one transport process.
  *
- * Usage: node --import tsx --import ./daemon/polyfill.ts bench/transport.ts [--requests 500] [--dials 20] [--kills 10]
+ * Usage: node --import tsx --import ./common/polyfill.ts bench/transport.ts [--requests 500] [--dials 20] [--kills 10]
  * Prints one JSON object, then a short table. Loopback addresses 127.0.9.x.
  */
-import '../daemon/polyfill.js'
+import '../common/polyfill.js'
 import { spawn } from 'node:child_process'
 import { createInterface } from 'node:readline'
 import { once } from 'node:events'
@@ -15,7 +15,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { parseArgs } from 'node:util'
 import { Libp2pTransport, type Libp2pTransportInit } from '../cluster/transport.js'
-import { silentLogger } from '../daemon/logger.js'
+import { silentLogger } from '../common/logger.js'
 
 const { values } = parseArgs({
   options: {

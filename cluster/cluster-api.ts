@@ -3,8 +3,8 @@
  * leader) or the libp2p membership. The HTTP status, the events WebSocket, the metrics and the leader-only parts
  * all read this interface.
  */
-import type { Startable } from '../daemon/lifecycle.js'
-import type { TypedEmitter } from '../daemon/typed-events.js'
+import type { Startable } from '../common/lifecycle.js'
+import type { TypedEmitter } from '../common/typed-events.js'
 import type { Epoch, Leadership, LeadershipEvents } from './leadership-api.js'
 
 export interface MemberInfo {

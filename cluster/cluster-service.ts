@@ -9,9 +9,9 @@
  * monotonic clock synchronously, and why every leader-only effect calls it right before acting.
  */
 import { randomBytes } from 'node:crypto'
-import { monotonicClock, hrtimeNs, jitter, type Clock } from '../daemon/clock.js'
-import type { Logger } from '../daemon/logger.js'
-import { TypedEmitter } from '../daemon/typed-events.js'
+import { monotonicClock, hrtimeNs, jitter, type Clock } from '../common/clock.js'
+import type { Logger } from '../common/logger.js'
+import { TypedEmitter } from '../common/typed-events.js'
 import type { ClusterEvents, ClusterService, ClusterStatus, MemberInfo as ApiMember, TransferResult } from './cluster-api.js'
 import { LeadershipTransferError } from './errors.js'
 import type { Epoch, HandoverHooks, Leadership } from './leadership-api.js'

@@ -14,10 +14,10 @@
  */
 import { Resolver, promises as dnsPromises, type SrvRecord } from 'node:dns'
 import { isIP } from 'node:net'
-import type { Logger } from '../daemon/logger.js'
-import type { Startable } from '../daemon/lifecycle.js'
-import { TypedEmitter } from '../daemon/typed-events.js'
-import { jitter } from '../daemon/clock.js'
+import type { Logger } from '../common/logger.js'
+import type { Startable } from '../common/lifecycle.js'
+import { TypedEmitter } from '../common/typed-events.js'
+import { jitter } from '../common/clock.js'
 import { ClusterConfigError } from './errors.js'
 
 export const DEFAULT_FAST_INTERVAL_MS = 300

@@ -7,7 +7,7 @@ import { open, readFile, rename, mkdir, stat, chmod, unlink } from 'node:fs/prom
 import { join, dirname } from 'node:path'
 import { generateKeyPair, privateKeyFromProtobuf, privateKeyToProtobuf } from '@libp2p/crypto/keys'
 import type { PrivateKey } from '@libp2p/interface'
-import type { Logger } from '../daemon/logger.js'
+import type { Logger } from '../common/logger.js'
 import { IdentityKeyError } from './errors.js'
 
 export const IDENTITY_KEY_FILE = 'cluster-identity.key'

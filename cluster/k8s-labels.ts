@@ -29,10 +29,11 @@
  * being fenced; the `test` operations still keep it from re-labelling itself after the fence has landed.
  */
 import type { KubeConfig, V1Pod } from '@kubernetes/client-node'
-import { monotonicClock, jitter, type Clock } from '../daemon/clock.js'
-import type { Logger } from '../daemon/logger.js'
-import type { Startable } from '../daemon/lifecycle.js'
-import { TypedEmitter } from '../daemon/typed-events.js'
+import { monotonicClock, jitter, type Clock } from '../common/clock.js'
+import type { Logger } from '../common/logger.js'
+import type { Startable } from '../common/lifecycle.js'
+import { TypedEmitter } from '../common/typed-events.js'
+import { deferred, type Deferred } from '../common/deferred.js'
 import type { Epoch, LeaderElectedEvent, Leadership } from './leadership-api.js'
 import { K8sPodClient, pointerToken, type JsonPatchOp, type PatchOptions } from './k8s-client.js'
 import { FencedError, K8sApiError, K8sConfigError, type K8sVerb } from './k8s-errors.js'
@@ -122,13 +123,6 @@ interface Lead {
   fenced: boolean
   fencedBy?: number
   waiters: Array<{ resolve: (e: Epoch) => void, reject: (err: Error) => void }>
-}
-
-interface Deferred { promise: Promise<void>, resolve: () => void }
-function deferred (): Deferred {
-  let resolve!: () => void
-  const promise = new Promise<void>((r) => { resolve = r })
-  return { promise, resolve }
 }
 
 function annotation (pod: V1Pod, key: string): string | undefined { return pod.metadata?.annotations?.[key] }

@@ -12,10 +12,10 @@
  * primary path. The first snapshot is a baseline: restarts that happened before `start()` are not reported.
  */
 import type { KubeConfig, V1Pod } from '@kubernetes/client-node'
-import { jitter } from '../daemon/clock.js'
-import type { Logger } from '../daemon/logger.js'
-import type { Startable } from '../daemon/lifecycle.js'
-import { TypedEmitter } from '../daemon/typed-events.js'
+import { jitter } from '../common/clock.js'
+import type { Logger } from '../common/logger.js'
+import type { Startable } from '../common/lifecycle.js'
+import { TypedEmitter } from '../common/typed-events.js'
 import { K8sPodClient, type PodWatchHandle } from './k8s-client.js'
 import { K8sApiError, K8sConfigError } from './k8s-errors.js'
 import { parseLabelSelector } from './label-selector.js'

@@ -4,8 +4,8 @@
  * NOT guaranteed: anything about other processes. Two standalone daemons sharing a `VECTIS_SHARED_DIR` would both
  * lead; standalone mode is for one replica only.
  */
-import { TypedEmitter } from '../daemon/typed-events.js'
-import type { Logger } from '../daemon/logger.js'
+import { TypedEmitter } from '../common/typed-events.js'
+import type { Logger } from '../common/logger.js'
 import type { ClusterEvents, ClusterService, ClusterStatus, TransferResult } from './cluster-api.js'
 import type { Epoch, Leadership } from './leadership-api.js'
 import { LeadershipTransferError } from './errors.js'

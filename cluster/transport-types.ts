@@ -6,7 +6,7 @@
  * NOT guaranteed: delivery. A rejected `request()` does not mean the peer did not process the payload (the reply may
  * have been lost after the handler ran), so payloads the driver sends must be idempotent or carry their own ids.
  */
-import type { Startable } from '../daemon/lifecycle.js'
+import type { Startable } from '../common/lifecycle.js'
 
 /** Why a request failed; see `TransportError` in `errors.ts`. */
 export type TransportErrorCode =

@@ -19,9 +19,9 @@ import { multiaddr, type Multiaddr } from '@multiformats/multiaddr'
 import { peerIdFromString } from '@libp2p/peer-id'
 import type { ComponentLogger, Connection, Logger as Libp2pLogger, MultiaddrConnection, PeerId, Stream } from '@libp2p/interface'
 import { isIPv4, isIPv6 } from 'node:net'
-import type { Logger } from '../daemon/logger.js'
-import { monotonicClock, type Clock } from '../daemon/clock.js'
-import { raceAbort } from '../daemon/abortable.js'
+import type { Logger } from '../common/logger.js'
+import { monotonicClock, type Clock } from '../common/clock.js'
+import { Deadline, raceAbort } from '../common/abortable.js'
 import { TransportError, ClusterConfigError } from './errors.js'
 import {
   DEFAULT_MAX_FRAME_BYTES, MIN_PROTOCOL_VERSION, PROTOCOL_VERSION, FrameDecoder, commonVersion, decodeEnvelope,
@@ -668,43 +668,5 @@ function resolveInit (init: Libp2pTransportInit): Resolved {
     recycleAfterTimeouts: Math.floor(positive('recycleAfterTimeouts', init.recycleAfterTimeouts, 2)),
     version,
     minVersion
-  }
-}
-
-/**
- * A deadline plus linked cancellations as one signal, released by `dispose()`. Hand-made rather than
- * `AbortSignal.any([AbortSignal.timeout(…), …])`: that allocates a timer and a composite signal the runtime keeps
- * track of for every request, on the heartbeat path of a process that runs for months. The abort reason says
- * what happened (a `TransportError` with the right code).
- */
-class Deadline {
-  private readonly controller = new AbortController()
-  private readonly timer: NodeJS.Timeout
-  private readonly unlinks: Array<() => void> = []
-
-  constructor (ms: number, reason: () => Error) {
-    this.timer = setTimeout(() => { this.abort(reason()) }, ms)
-  }
-
-  get signal (): AbortSignal { return this.controller.signal }
-
-  link (other: AbortSignal, reason: () => Error): void {
-    if (other.aborted) {
-      this.abort(reason())
-      return
-    }
-    const onAbort = (): void => { this.abort(reason()) }
-    other.addEventListener('abort', onAbort, { once: true })
-    this.unlinks.push(() => { other.removeEventListener('abort', onAbort) })
-  }
-
-  private abort (reason: Error): void {
-    if (!this.controller.signal.aborted) this.controller.abort(reason)
-  }
-
-  dispose (): void {
-    clearTimeout(this.timer)
-    for (const u of this.unlinks) u()
-    this.unlinks.length = 0
   }
 }

@@ -9,7 +9,7 @@ import { hostname, networkInterfaces } from 'node:os'
 import { isAbsolute, resolve, relative } from 'node:path'
 import { isIP } from 'node:net'
 import { parse as parseYaml, YAMLParseError } from 'yaml'
-import { ConfigError } from './errors.js'
+import { ConfigError } from '../common/config-error.js'
 import type { PesitServerConfig, PesitPartnerConfig, PesitFileConfig, PesitConfig } from '../transfer/config-types.js'
 
 // ---- embedded defaults (SPEC §2) -------------------------------------------------------------------------------

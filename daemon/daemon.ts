@@ -8,9 +8,9 @@
  * Kubernetes client (once the cluster has started: `k8s-deferred.ts`, which says what that keeps).
  */
 import type { WebSocket } from 'ws'
-import type { Logger } from './logger.js'
+import type { Logger } from '../common/logger.js'
 import type { VectisConfig } from './config.js'
-import { Lifecycle, type NamedPart, type Startable } from './lifecycle.js'
+import { Lifecycle, type NamedPart, type Startable } from '../common/lifecycle.js'
 import { Metrics } from './metrics.js'
 import { Health } from './health.js'
 import { HttpServer, HttpError, type Reply } from './http-server.js'

@@ -1,6 +1,6 @@
 import { mkdirSync, accessSync, constants, writeFileSync, unlinkSync, statSync } from 'node:fs'
 import { join } from 'node:path'
-import { ConfigError } from './errors.js'
+import { ConfigError } from '../common/config-error.js'
 
 /**
  * Creates `dir` if missing and proves it writable by creating and removing a probe file (an access() check alone

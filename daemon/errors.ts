@@ -1,18 +1,4 @@
-/** Errors of the daemon's own area (configuration, start-up). Other areas have their own `errors.ts`. */
-
-/** Bad configuration: the daemon exits with code 2 and prints this message, one line. */
-export class ConfigError extends Error {
-  static readonly code = 'ERR_CONFIG'
-  override name = 'ConfigError'
-  /**
-   * @param key the environment variable or YAML key path (`servers[0].port`)
-   * @param value what was given (omitted for secrets)
-   * @param expected what would have been accepted
-   */
-  constructor (readonly key: string, readonly value: string | undefined, readonly expected: string, options?: ErrorOptions) {
-    super(`${key}${value === undefined ? '' : `=${JSON.stringify(value)}`}: ${expected}`, options)
-  }
-}
+/** Errors of the daemon's own area (start-up). Other areas have their own `errors.ts`; bad configuration is common/config-error.ts. */
 
 /** A start-up step failed for a reason that is not configuration (port in use, disk full). Exit code 1. */
 export class StartupError extends Error {

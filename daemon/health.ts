@@ -1,5 +1,5 @@
 import { monitorEventLoopDelay, type IntervalHistogram } from 'node:perf_hooks'
-import type { Startable } from './lifecycle.js'
+import type { Startable } from '../common/lifecycle.js'
 
 /**
  * `/healthz`: the process is healthy while its event loop keeps up and every registered check (listeners up)

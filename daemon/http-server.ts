@@ -8,8 +8,8 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import { createHash, timingSafeEqual } from 'node:crypto'
 import type { Duplex } from 'node:stream'
 import type { WebSocket, WebSocketServer } from 'ws'
-import type { Logger } from './logger.js'
-import type { Startable } from './lifecycle.js'
+import type { Logger } from '../common/logger.js'
+import type { Startable } from '../common/lifecycle.js'
 
 export class HttpError extends Error {
   override name = 'HttpError'

@@ -18,9 +18,10 @@
  * NOT guaranteed: that the pod watch reports deaths from the first moment the cluster runs; it starts once loaded
  * (the membership's own failure detection is the primary path; the watch only makes it faster).
  */
-import type { Startable } from './lifecycle.js'
-import { raceAbort } from './abortable.js'
-import type { Logger } from './logger.js'
+import type { Startable } from '../common/lifecycle.js'
+import { raceAbort } from '../common/abortable.js'
+import type { Logger } from '../common/logger.js'
+import { deferred, type Deferred } from '../common/deferred.js'
 import type { K8sLabelController, K8sLabelMetrics } from '../cluster/k8s-labels.js'
 import type { K8sPodWatch } from '../cluster/k8s-pod-watch.js'
 import type { Leadership, LeaderElectedEvent } from '../cluster/leadership-api.js'
@@ -38,13 +39,12 @@ export interface K8sDeferredComponents {
 
 export type K8sDeferredInit = Omit<K8sPartsInit, 'podWatch'>
 
-function gate (): { promise: Promise<void>, resolve: () => void, reject: (err: Error) => void } {
-  let resolve!: () => void
-  let reject!: (err: Error) => void
-  const promise = new Promise<void>((res, rej) => { resolve = res; reject = rej })
+/** Opened once the cluster has started; closed (rejected) by a stop before that. */
+function gate (): Deferred {
+  const g = deferred()
   // A closed gate is reported through the parts' started(); it is never an unhandled rejection.
-  promise.catch(() => {})
-  return { promise, resolve, reject }
+  g.promise.catch(() => {})
+  return g
 }
 
 /**

@@ -8,8 +8,8 @@ import { K8sLabelController, type K8sLabelMetrics } from '../cluster/k8s-labels.
 import { K8sPodWatch } from '../cluster/k8s-pod-watch.js'
 import type { Leadership } from '../cluster/leadership-api.js'
 import type { VectisConfig } from './config.js'
-import { ConfigError } from './errors.js'
-import type { Logger } from './logger.js'
+import { ConfigError } from '../common/config-error.js'
+import type { Logger } from '../common/logger.js'
 
 export interface K8sPartsComponents {
   logger: Logger

@@ -1,8 +1,8 @@
 // The polyfill must be the first import: libp2p reads Promise.withResolvers at load time on Node 20.
-import './polyfill.js'
+import '../common/polyfill.js'
 import { loadConfig } from './config.js'
-import { ConfigError } from './errors.js'
-import { createLogger } from './logger.js'
+import { ConfigError } from '../common/config-error.js'
+import { createLogger } from '../common/logger.js'
 import { Daemon } from './daemon.js'
 import { compileCacheDir, flushCompileCache } from './compile-cache.js'
 

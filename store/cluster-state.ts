@@ -9,7 +9,7 @@
  */
 import type { Database, Statement } from 'better-sqlite3'
 import type { Epoch } from '../cluster/leadership-api.js'
-import type { Clock } from '../daemon/clock.js'
+import type { Clock } from '../common/clock.js'
 import { StoreError } from './errors.js'
 import type { ClusterEvent } from './journal.js'
 

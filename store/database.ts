@@ -28,7 +28,7 @@
 import { mkdirSync, statSync } from 'node:fs'
 import { join, resolve } from 'node:path'
 import DatabaseConstructor, { type Database } from 'better-sqlite3'
-import type { Logger } from '../daemon/logger.js'
+import type { Logger } from '../common/logger.js'
 import { DatabaseCorruptError, DatabaseOpenError, DatabaseTooNewError, MigrationError } from './errors.js'
 import { applyMigrations, schemaVersion, SCHEMA_VERSION } from './migrations.js'
 

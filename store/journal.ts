@@ -16,7 +16,7 @@
  * local to each member and not logged.
  */
 import type { Database, Statement } from 'better-sqlite3'
-import type { Clock } from '../daemon/clock.js'
+import type { Clock } from '../common/clock.js'
 import { InvalidTransferError, NotLeaderError, ReplicationConflictError, TransferNotFoundError } from './errors.js'
 import { MAX_TRANSFER_ID, type TransferIds } from './transfer-id.js'
 

@@ -6,10 +6,10 @@
  *
  * NOT pruned: in-progress and interrupted transfers, whatever their age: they hold what a restart needs.
  */
-import type { Clock } from '../daemon/clock.js'
-import { jitter } from '../daemon/clock.js'
-import type { Startable } from '../daemon/lifecycle.js'
-import type { Logger } from '../daemon/logger.js'
+import type { Clock } from '../common/clock.js'
+import { jitter } from '../common/clock.js'
+import type { Startable } from '../common/lifecycle.js'
+import type { Logger } from '../common/logger.js'
 import { StoreConfigError } from './errors.js'
 import type { Journal, PruneResult } from './journal.js'
 

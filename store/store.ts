@@ -7,9 +7,9 @@
  * database.ts for why, and for what is NOT guaranteed (storage that lies about fsync, NFS).
  */
 import type { Database } from 'better-sqlite3'
-import { monotonicClock, type Clock } from '../daemon/clock.js'
-import type { Startable } from '../daemon/lifecycle.js'
-import type { Logger } from '../daemon/logger.js'
+import { monotonicClock, type Clock } from '../common/clock.js'
+import type { Startable } from '../common/lifecycle.js'
+import type { Logger } from '../common/logger.js'
 import { ClusterState } from './cluster-state.js'
 import { closeDatabase, databasePath, openDatabase } from './database.js'
 import { StoreConfigError, StoreNotStartedError } from './errors.js'

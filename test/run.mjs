@@ -29,7 +29,7 @@ if (files.length === 0) {
 const concurrency = process.env.VECTIS_TEST_CONCURRENCY ?? '2'
 const args = [
   '--import', 'tsx',
-  '--import', './daemon/polyfill.ts',
+  '--import', './common/polyfill.ts',
   '--test',
   `--test-concurrency=${concurrency}`,
   '--test-timeout=300000',

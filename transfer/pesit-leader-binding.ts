@@ -7,8 +7,8 @@
  * NOT guaranteed by this binding: that no connection is served after the lease expired but before the demotion
  * event; the servers check the lease synchronously on every accept and before every acknowledgement for that.
  */
-import type { Logger } from '../daemon/logger.js'
-import type { Startable } from '../daemon/lifecycle.js'
+import type { Logger } from '../common/logger.js'
+import type { Startable } from '../common/lifecycle.js'
 import type { Leadership, LeaderElectedEvent, LeaderDemotedEvent } from '../cluster/leadership-api.js'
 import type { StopOptions } from './pesit-server.js'
 

@@ -12,8 +12,8 @@
  * before ACK(SYN), the rename and ACK(TRANS.END) are what keep a deposed leader from acknowledging data.
  */
 import { connect as netConnect, createServer, type Server, type Socket } from 'node:net'
-import type { Logger } from '../daemon/logger.js'
-import type { Startable } from '../daemon/lifecycle.js'
+import type { Logger } from '../common/logger.js'
+import type { Startable } from '../common/lifecycle.js'
 import type { HandoverHooks, Leadership } from '../cluster/leadership-api.js'
 import type { DurableFs } from '../store/durable-fs.js'
 import type { Framing } from './codec.js'

@@ -14,8 +14,8 @@ import { connect as netConnect } from 'node:net'
 import { open } from 'node:fs/promises'
 import { randomInt } from 'node:crypto'
 import type { Duplex } from 'node:stream'
-import type { Logger } from '../daemon/logger.js'
-import { silentLogger } from '../daemon/logger.js'
+import type { Logger } from '../common/logger.js'
+import { silentLogger } from '../common/logger.js'
 import {
   HEADER_SIZE, MAX_ARTICLES_PER_DTF, decodeSyncOption, encodeAccessControl, encodeEntity, encodeFpdu,
   encodePreconnection, encodeSyncOption, getDiagnostic, getNumber, pesitDate, writeHeader,

@@ -13,7 +13,7 @@
  * compression (ACK(ORF) answers "none").
  */
 import { timingSafeEqual, createHash } from 'node:crypto'
-import type { Logger } from '../daemon/logger.js'
+import type { Logger } from '../common/logger.js'
 import type { DurableFs } from '../store/durable-fs.js'
 import {
   decodeAccessControl, decodePreconnection, decodeSyncOption, encodeSyncOption, getDiagnostic, getGroup,

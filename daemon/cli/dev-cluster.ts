@@ -11,8 +11,8 @@ import { resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { pino } from 'pino'
 import { DEFAULT_CLUSTER_PORT, DEFAULT_HTTP_PORT, DEFAULT_PESIT_PORT } from '../config.js'
-import { ConfigError } from '../errors.js'
-import { createLogger } from '../logger.js'
+import { ConfigError } from '../../common/config-error.js'
+import { createLogger } from '../../common/logger.js'
 import {
   DEMO_DIRECTORY, DEMO_FILE, DEMO_PARTNER, DEMO_SERVER, DEV_API_USER, DEV_DNS_NAME, DEV_LEADER_LABEL, DEV_NAMESPACE, DevCluster,
   memberIps, type DevClusterInit, type DevMember

@@ -1,4 +1,4 @@
-import '../polyfill.js'
+import '../../common/polyfill.js'
 import { UsageError } from './args.js'
 import { runStatus } from './status.js'
 import { runDevCluster } from './dev-cluster.js'

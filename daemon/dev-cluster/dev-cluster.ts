@@ -26,9 +26,9 @@ import { isIPv4 } from 'node:net'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { loadConfig, type PesitServerConfig } from '../config.js'
-import type { Logger } from '../logger.js'
-import type { Startable } from '../lifecycle.js'
-import { TypedEmitter } from '../typed-events.js'
+import type { Logger } from '../../common/logger.js'
+import type { Startable } from '../../common/lifecycle.js'
+import { TypedEmitter } from '../../common/typed-events.js'
 import { HeadlessDnsServer } from './dns-server.js'
 import { K8sApiEmulator, type PodObject } from './k8s-api-emulator.js'
 import { TcpLoadBalancer } from './load-balancer.js'
@@ -181,7 +181,7 @@ function defaultMemberCommand (): string[] {
   if (here.endsWith('.ts')) {
     // Running from source (tsx): the member runs from source too.
     const root = fileURLToPath(new URL('../..', import.meta.url))
-    return [process.execPath, '--import', 'tsx', '--import', join(root, 'daemon', 'polyfill.ts'), join(root, 'daemon', 'bin', 'vectisd.ts')]
+    return [process.execPath, '--import', 'tsx', '--import', join(root, 'common', 'polyfill.ts'), join(root, 'daemon', 'bin', 'vectisd.ts')]
   }
   return [process.execPath, fileURLToPath(new URL('../bin/vectisd.js', import.meta.url))]
 }

@@ -24,7 +24,7 @@ export const VECTISD = join(ROOT_DIR, 'dist', 'daemon', 'bin', 'vectisd.js')
 /** The real daemon (build it first: `npm run build`). */
 export const VECTISD_COMMAND = [process.execPath, VECTISD]
 /** The stand-in used to test the harness itself (same environment, JSON logs, status endpoint). */
-export const STAND_IN_COMMAND = [process.execPath, '--import', 'tsx', '--import', join(ROOT_DIR, 'daemon', 'polyfill.ts'), join(ROOT_DIR, 'test', 'helpers', 'stand-in-vectisd.ts')]
+export const STAND_IN_COMMAND = [process.execPath, '--import', 'tsx', '--import', join(ROOT_DIR, 'common', 'polyfill.ts'), join(ROOT_DIR, 'test', 'helpers', 'stand-in-vectisd.ts')]
 export const DEFAULT_DNS_NAME = 'vectis-headless.vectis.svc.cluster.local'
 
 export type LogLine = Record<string, unknown> & { level?: string, msg?: string, component?: string, time?: string }

@@ -3,8 +3,8 @@
  * and counters/gauges that record what the label controller reports.
  */
 import { Writable } from 'node:stream'
-import { TypedEmitter } from '../../daemon/typed-events.js'
-import { createLogger, type Logger } from '../../daemon/logger.js'
+import { TypedEmitter } from '../../common/typed-events.js'
+import { createLogger, type Logger } from '../../common/logger.js'
 import type { Epoch, Leadership, LeadershipEvents, LeaderDemotedEvent } from '../../cluster/leadership-api.js'
 import { waitFor as poll, WaitAborted } from './wait.js'
 

@@ -1,4 +1,4 @@
-import { createLogger, type Logger } from '../../daemon/logger.js'
+import { createLogger, type Logger } from '../../common/logger.js'
 import { waitFor } from './wait-for.js'
 
 export type LogLine = Record<string, unknown> & { level?: string, msg?: string, component?: string }

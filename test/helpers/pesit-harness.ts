@@ -2,7 +2,7 @@
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { silentLogger, type Logger } from '../../daemon/logger.js'
+import { silentLogger, type Logger } from '../../common/logger.js'
 import { NodeDurableFs, type DurableFs } from '../../store/durable-fs.js'
 import type { PesitConfig } from '../../transfer/config-types.js'
 import { PesitServer, type PesitServerInit } from '../../transfer/pesit-server.js'

@@ -2,9 +2,9 @@
  * A PeSIT server alone in its own process, for kill -9 tests: `node --import tsx pesit-server-process.ts
  * '{"dir": "...", "syncIntervalKb": 64}'` prints `{"port": N}` once listening and runs until killed.
  */
-import '../../daemon/polyfill.js'
+import '../../common/polyfill.js'
 import { join } from 'node:path'
-import { silentLogger } from '../../daemon/logger.js'
+import { silentLogger } from '../../common/logger.js'
 import { NodeDurableFs } from '../../store/durable-fs.js'
 import { PesitServer } from '../../transfer/pesit-server.js'
 import { nullJournal } from '../../transfer/ports.js'

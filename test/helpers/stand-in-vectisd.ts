@@ -4,10 +4,10 @@
  * and the peers that answered it. The harness tests use it so they do not depend on the daemon build; it has no
  * views, no leader and no quorum.
  */
-import '../../daemon/polyfill.js'
+import '../../common/polyfill.js'
 import { createServer } from 'node:http'
 import { timingSafeEqual } from 'node:crypto'
-import { createLogger } from '../../daemon/logger.js'
+import { createLogger } from '../../common/logger.js'
 import { Libp2pTransport } from '../../cluster/transport.js'
 import { Discovery } from '../../cluster/discovery.js'
 

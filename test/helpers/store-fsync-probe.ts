@@ -3,7 +3,7 @@
  * runs it under strace and checks that each operation fsynced the WAL before it returned.
  * Usage: store-fsync-probe.ts <dataDir>
  */
-import { silentLogger } from '../../daemon/logger.js'
+import { silentLogger } from '../../common/logger.js'
 import { Store } from '../../store/store.js'
 
 const dataDir = process.argv[2]

@@ -14,7 +14,7 @@
  *   seq <n> <id> <syncPoint> <status>   a journal change was committed with sequence number n
  * It runs until killed, or stops by itself after a bounded number of changes or seconds.
  */
-import { silentLogger } from '../../daemon/logger.js'
+import { silentLogger } from '../../common/logger.js'
 import { Store } from '../../store/store.js'
 
 const args = process.argv.slice(2)

@@ -5,8 +5,8 @@
  * `{ reply }` or `{ error: code }` (so a test can drive member-to-member traffic). Prints one JSON line
  * `{ ready: true, peerId, address }` once listening.
  */
-import '../../daemon/polyfill.js'
-import { createLogger } from '../../daemon/logger.js'
+import '../../common/polyfill.js'
+import { createLogger } from '../../common/logger.js'
 import { Libp2pTransport, type Libp2pTransportInit } from '../../cluster/transport.js'
 import { TransportError } from '../../cluster/errors.js'
 

@@ -5,7 +5,7 @@ import { connect } from 'node:net'
 import { once } from 'node:events'
 import dnsPacket from 'dns-packet'
 import { Discovery } from '../../cluster/discovery.js'
-import { silentLogger } from '../../daemon/logger.js'
+import { silentLogger } from '../../common/logger.js'
 import { TestDnsServer } from '../helpers/dns-server.js'
 import { waitFor } from '../helpers/wait-for.js'
 

@@ -9,8 +9,8 @@ import { K8sLabelController, EPOCH_ANNOTATION } from '../../cluster/k8s-labels.j
 import { K8sPodWatch } from '../../cluster/k8s-pod-watch.js'
 import { K8sDeferred } from '../../daemon/k8s-deferred.js'
 import type { K8sParts } from '../../daemon/k8s-parts.js'
-import { ConfigError } from '../../daemon/errors.js'
-import { silentLogger } from '../../daemon/logger.js'
+import { ConfigError } from '../../common/config-error.js'
+import { silentLogger } from '../../common/logger.js'
 import { FakeLeadership, GaugeProbe, waitFor } from '../helpers/k8s-fixtures.js'
 
 const NS = 'vectis-deferred'

@@ -8,7 +8,7 @@ import { K8sLabelController, EPOCH_ANNOTATION, FENCED_EPOCH_ANNOTATION } from '.
 import { K8sPodWatch } from '../../cluster/k8s-pod-watch.js'
 import { K8sPodClient } from '../../cluster/k8s-client.js'
 import { K8sApiError } from '../../cluster/k8s-errors.js'
-import { silentLogger, type Logger } from '../../daemon/logger.js'
+import { silentLogger, type Logger } from '../../common/logger.js'
 import { FakeLeadership, waitFor, captureLogger, CounterProbe, GaugeProbe } from '../helpers/k8s-fixtures.js'
 
 const NS = 'vectis-test'

@@ -9,7 +9,7 @@ import { createInterface } from 'node:readline'
 import { once } from 'node:events'
 import { NetnsLab } from '../helpers/netns.js'
 import { Libp2pTransport } from '../../cluster/transport.js'
-import { silentLogger } from '../../daemon/logger.js'
+import { silentLogger } from '../../common/logger.js'
 import { waitFor } from '../helpers/wait-for.js'
 import { ClusterHarness, ROOT_DIR, STAND_IN_COMMAND } from '../helpers/cluster-harness.js'
 

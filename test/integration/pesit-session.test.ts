@@ -5,7 +5,7 @@ import { startHarness, type Harness } from '../helpers/pesit-harness.js'
 import { ScriptClient, createParams } from '../helpers/pesit-script.js'
 import { encodePreconnection, getDiagnostic, type Fpdu } from '../../transfer/codec.js'
 import { formatDiagnostic } from '../../transfer/diagnostics.js'
-import { createLogger } from '../../daemon/logger.js'
+import { createLogger } from '../../common/logger.js'
 import { Writable } from 'node:stream'
 
 function diag (f: Fpdu): string {

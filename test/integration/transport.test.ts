@@ -11,7 +11,7 @@ import { createInterface } from 'node:readline'
 import { Libp2pTransport, type Libp2pTransportInit } from '../../cluster/transport.js'
 import { TransportError } from '../../cluster/errors.js'
 import { IDENTITY_KEY_FILE } from '../../cluster/identity-key.js'
-import { silentLogger } from '../../daemon/logger.js'
+import { silentLogger } from '../../common/logger.js'
 import { LogSink } from '../helpers/log-sink.js'
 import { waitFor } from '../helpers/wait-for.js'
 

@@ -6,7 +6,7 @@ import assert from 'node:assert/strict'
 import { Writable } from 'node:stream'
 import { MembershipCluster, type ClusterStatePort, type PeerSource } from '../../cluster/cluster-service.js'
 import type { PersistedClusterState } from '../../cluster/membership.js'
-import { createLogger, silentLogger, type Logger } from '../../daemon/logger.js'
+import { createLogger, silentLogger, type Logger } from '../../common/logger.js'
 import { MemoryNetwork, MemoryTransport } from '../helpers/memory-transport.js'
 import { waitFor } from '../helpers/wait.js'
 

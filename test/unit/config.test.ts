@@ -4,7 +4,7 @@ import { writeFileSync, mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { loadConfig, DEFAULT_HTTP_PORT, DEFAULT_CLUSTER_PORT, DEFAULT_PESIT_PORT } from '../../daemon/config.js'
-import { ConfigError } from '../../daemon/errors.js'
+import { ConfigError } from '../../common/config-error.js'
 
 const gen = (): string => 'generated-password'
 const load = (env: Record<string, string>, files: Record<string, string> = {}) => loadConfig(env, {

@@ -1,7 +1,7 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { ManualClock } from '../../daemon/clock.js'
-import { silentLogger } from '../../daemon/logger.js'
+import { ManualClock } from '../helpers/manual-clock.js'
+import { silentLogger } from '../../common/logger.js'
 import { JournalRetention } from '../../store/retention.js'
 import { startStore, tempDataDir, transfer } from '../helpers/store-fixtures.js'
 

@@ -30,7 +30,7 @@ export function digestSchedule (count: number): DigestEntry[] {
   }
   for (let i = 0; i < Math.ceil(count / 10); i++) {
     const seed = 10_001 + i
-    const profile = (['mixed', 'crash-k8s'] as const)[i % 2]
+    const profile = i % 2 === 0 ? 'mixed' : 'crash-k8s'
     const nodes = [3, 5][Math.floor(i / 2) % 2]!
     out.push({ key: `${seed}/${nodes}/${profile}/none`, options: profileOptions(profile, seed, nodes, 'none'), profile })
   }

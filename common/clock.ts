@@ -10,8 +10,6 @@ export interface Clock {
   wallNow(): number
 }
 
-const NS_PER_MS = 1_000_000n
-
 export const monotonicClock: Clock = {
   now: () => Number(process.hrtime.bigint() / 1000n) / 1000,
   wallNow: () => Date.now()
@@ -20,21 +18,6 @@ export const monotonicClock: Clock = {
 /** `process.hrtime.bigint()` in nanoseconds: one clock for every process of a machine (used in interval logs). */
 export function hrtimeNs (): bigint {
   return process.hrtime.bigint()
-}
-
-export function nsToMs (ns: bigint): number {
-  return Number(ns / NS_PER_MS)
-}
-
-/** A clock moved by hand, for unit tests. */
-export class ManualClock implements Clock {
-  constructor (private t = 0, private wallBase = Date.UTC(2026, 0, 1)) {}
-  now (): number { return this.t }
-  wallNow (): number { return this.wallBase + this.t }
-  advance (ms: number): void {
-    if (ms < 0) throw new RangeError('a monotonic clock cannot go back')
-    this.t += ms
-  }
 }
 
 /** Adds ±`fraction` uniform jitter to `ms` (client-go JitterFactor style: only upwards when `upOnly`). */
