@@ -18,11 +18,16 @@ COPY package.json package-lock.json ./
 RUN npm ci --ignore-scripts --no-audit --no-fund \
  && npm rebuild better-sqlite3 --build-from-source
 COPY tsconfig.json tsconfig.build.json ./
+# The source folders, in layer order (README, "Layout"): each may import only the ones above it here.
 COPY common ./common
-COPY daemon ./daemon
-COPY cluster ./cluster
-COPY transfer ./transfer
 COPY store ./store
+COPY cluster ./cluster
+COPY k8s ./k8s
+COPY transfer ./transfer
+COPY daemon ./daemon
+COPY dev-cluster ./dev-cluster
+COPY cli ./cli
+COPY bin ./bin
 RUN npx tsc -p tsconfig.build.json \
  && npm prune --omit=dev --ignore-scripts --no-audit --no-fund
 
@@ -46,4 +51,4 @@ HEALTHCHECK --interval=10s --timeout=3s --start-period=20s \
 STOPSIGNAL SIGTERM
 # Exec form, no shell and no wrapper: node is PID 1 and gets SIGTERM itself, so the daemon's hand-over runs on
 # `kubectl delete pod` / rolling updates. vectisd spawns no children, so there are no zombies to reap.
-ENTRYPOINT ["node", "--enable-source-maps", "/app/dist/daemon/bin/vectisd.js"]
+ENTRYPOINT ["node", "--enable-source-maps", "/app/dist/bin/vectisd.js"]

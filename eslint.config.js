@@ -3,6 +3,7 @@
 import js from '@eslint/js'
 import tseslint from 'typescript-eslint'
 import globals from 'globals'
+import { LAYERS, layersPlugin } from './eslint-layers.js'
 
 export default tseslint.config(
   { ignores: ['dist/**', 'node_modules/**', 'data/**', 'coverage/**', '.tmp/**'] },
@@ -28,5 +29,11 @@ export default tseslint.config(
   {
     files: ['**/*.js', '**/*.mjs'],
     ...tseslint.configs.disableTypeChecked
+  },
+  {
+    // The folders' dependency order (eslint-layers.js, README "Layout"): a wrong-way import fails `npm test`.
+    files: LAYERS.map((l) => `${l}/**/*.ts`),
+    plugins: { layers: layersPlugin },
+    rules: { 'layers/order': 'error' }
   }
 )

@@ -17,7 +17,7 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { parseArgs } from 'node:util'
-import { DevCluster } from '../daemon/dev-cluster/dev-cluster.js'
+import { DevCluster } from '../dev-cluster/dev-cluster.js'
 import { silentLogger } from '../common/logger.js'
 
 const { values } = parseArgs({ options: { rounds: { type: 'string', default: '20' }, nodes: { type: 'string', default: '3' }, 'base-ip': { type: 'string', default: '127.0.97.10' } } })

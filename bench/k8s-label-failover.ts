@@ -2,8 +2,8 @@
 // pod labelled), with the real client against the API emulator, 3 members, the previous leader crashed (its label
 // left behind). Run: node --import tsx --import ./common/polyfill.ts bench/k8s-label-failover.ts [rounds]
 import { KubeConfig } from '@kubernetes/client-node'
-import { K8sApiEmulator } from '../daemon/dev-cluster/k8s-api-emulator.js'
-import { K8sLabelController } from '../cluster/k8s-labels.js'
+import { K8sApiEmulator } from '../dev-cluster/k8s-api-emulator.js'
+import { K8sLabelController } from '../k8s/label-controller.js'
 import { silentLogger } from '../common/logger.js'
 import { FakeLeadership } from '../test/helpers/k8s-fixtures.js'
 

@@ -1,5 +1,5 @@
 /**
- * What Node's compile cache (daemon/compile-cache.ts, Node >= 22.1) saves at start-up: the time a fresh process
+ * What Node's compile cache (common/compile-cache.ts, Node >= 22.1) saves at start-up: the time a fresh process
  * takes to enable it the way the entry points do and load every module a clustered member with the Kubernetes part
  * on loads (daemon, store, metrics, HTTP, libp2p, the Kubernetes client), without running anything. Loading is
  * most of the start-up; measuring imports instead of the whole daemon also works where the native SQLite module
@@ -25,10 +25,10 @@ const dist = resolve(values.dist)
 const url = (p: string): string => pathToFileURL(join(dist, p)).href
 
 // Not daemon/vectisd.js: importing it runs the daemon. What it adds to these is itself.
-const MODULES = ['daemon/daemon.js', 'daemon/config.js', 'cluster/transport.js', 'daemon/k8s-parts.js']
-// The child: what daemon/bin/vectisd.ts does first, then every module of the clustered, Kubernetes-on daemon.
+const MODULES = ['daemon/daemon.js', 'daemon/config.js', 'cluster/transport.js', 'k8s/parts.js']
+// The child: what bin/vectisd.ts does first, then every module of the clustered, Kubernetes-on daemon.
 const child = `
-const { enableCompileCache } = await import(${JSON.stringify(url('daemon/compile-cache.js'))})
+const { enableCompileCache } = await import(${JSON.stringify(url('common/compile-cache.js'))})
 const cache = enableCompileCache()
 await import(${JSON.stringify(url('common/polyfill.js'))})
 await Promise.all([${MODULES.map((p) => `import(${JSON.stringify(url(p))})`).join(', ')}])

@@ -25,7 +25,7 @@ import { join, resolve } from 'node:path'
 import { parseArgs } from 'node:util'
 import { performance } from 'node:perf_hooks'
 import { freePort } from '../test/helpers/daemon-process.js'
-import { K8sApiEmulator } from '../daemon/dev-cluster/k8s-api-emulator.js'
+import { K8sApiEmulator } from '../dev-cluster/k8s-api-emulator.js'
 
 const SCENARIOS = ['standalone', 'cluster', 'k8s'] as const
 type Scenario = typeof SCENARIOS[number]
@@ -88,7 +88,7 @@ async function oneRun (dist: string, scenario: Scenario, emulator: K8sApiEmulato
     if (e.name === podName && e.pod?.metadata.labels?.['vectis-leader'] === 'true') marks.labelled ??= performance.now() - t0
   })
   const t0 = performance.now()
-  const child = spawn(process.execPath, [...nodeArgs, join(dist, 'daemon', 'bin', 'vectisd.js')], { env, stdio: ['ignore', 'pipe', 'pipe'] })
+  const child = spawn(process.execPath, [...nodeArgs, join(dist, 'bin', 'vectisd.js')], { env, stdio: ['ignore', 'pipe', 'pipe'] })
   let stderr = ''
   child.stderr.setEncoding('utf8').on('data', (d: string) => { stderr += d })
   let partial = ''

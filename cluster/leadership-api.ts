@@ -6,13 +6,10 @@
  * does guarantee is that `isLeader()` is false as soon as this member's lease has expired on the monotonic clock,
  * even if no timer has fired yet (after SIGSTOP, a GC pause or a stalled event loop).
  */
+import type { Epoch } from '../common/epoch.js'
 import type { TypedEmitter } from '../common/typed-events.js'
 
-/** `(number, leader)`: the number is the highest ever seen + 1 at each election, persisted, never reused. */
-export interface Epoch {
-  number: number
-  leader: string
-}
+export type { Epoch }
 
 export interface LeaderElectedEvent {
   epoch: Epoch

@@ -11,9 +11,9 @@
  *   side only combined with a false "verified dead" from outside (see the protocol document);
  * - that `persist` outputs are durable: the driver must write them before executing the outputs that follow.
  */
-import type { Epoch } from './leadership-api.js'
+import { ZERO_EPOCH, compareEpochs, sameEpoch, type Epoch } from '../common/epoch.js'
 import {
-  PROTOCOL_VERSION, ZERO_EPOCH, compareEpochs, memberKey, sameEpoch,
+  PROTOCOL_VERSION, memberKey,
   type ClusterRequest, type ConfigRef, type HandoverMessage, type HeartbeatMessage, type HelloMessage,
   type InstallMessage, type JoinMessage, type MemberInfo, type PingReqMessage, type ReleaseMessage,
   type ReplyMessage, type ReplyReason, type ViewData, type ViewSummary

@@ -288,18 +288,6 @@ export class UnsupportedVersionError extends InvalidMessageError {
   }
 }
 
-/** Total order on epochs: number first, then the leader's name. */
-export function compareEpochs (a: Epoch, b: Epoch): number {
-  if (a.number !== b.number) return a.number - b.number
-  return a.leader < b.leader ? -1 : a.leader > b.leader ? 1 : 0
-}
-
-export function sameEpoch (a: Epoch | undefined, b: Epoch | undefined): boolean {
-  return a !== undefined && b !== undefined && compareEpochs(a, b) === 0
-}
-
 export function memberKey (m: MemberInfo): string {
   return `${m.name}/${m.peerId}/${m.incarnation}`
 }
-
-export const ZERO_EPOCH: Epoch = Object.freeze({ number: 0, leader: '' })

@@ -11,6 +11,7 @@ import { isIP } from 'node:net'
 import { parse as parseYaml, YAMLParseError } from 'yaml'
 import { ConfigError } from '../common/config-error.js'
 import type { PesitServerConfig, PesitPartnerConfig, PesitFileConfig, PesitConfig } from '../transfer/config-types.js'
+import type { K8sMode } from '../k8s/parts.js'
 
 // ---- embedded defaults (SPEC §2) -------------------------------------------------------------------------------
 
@@ -49,7 +50,6 @@ export type LogLevel = typeof LOG_LEVELS[number]
 export type { PesitServerConfig, PartnerAccess, FileDirection, PesitConfig } from '../transfer/config-types.js'
 
 export type QuorumMode = 'majority' | 'none'
-export type K8sMode = 'on' | 'off' | 'auto'
 
 export interface VectisConfig {
   clusterEnabled: boolean

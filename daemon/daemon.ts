@@ -5,7 +5,7 @@
  *
  * Start-up time is mostly module loading, so what only some configurations use is imported when needed: libp2p
  * (clustered members; from construction on, while the earlier parts start: `cluster/deferred-transport.ts`) and the
- * Kubernetes client (once the cluster has started: `k8s-deferred.ts`, which says what that keeps).
+ * Kubernetes client (once the cluster has started: `k8s/deferred-parts.ts`, which says what that keeps).
  */
 import type { WebSocket } from 'ws'
 import type { Logger } from '../common/logger.js'
@@ -20,7 +20,7 @@ import { MembershipCluster } from '../cluster/cluster-service.js'
 import { DeferredTransport } from '../cluster/deferred-transport.js'
 import { Discovery } from '../cluster/discovery.js'
 import type { PersistedClusterState } from '../cluster/membership.js'
-import { K8sDeferred } from './k8s-deferred.js'
+import { K8sDeferred } from '../k8s/deferred-parts.js'
 import { PesitServer } from '../transfer/pesit-server.js'
 import { PesitLeaderBinding } from '../transfer/pesit-leader-binding.js'
 import type { PesitMetrics } from '../transfer/ports.js'
@@ -78,7 +78,7 @@ export class Daemon implements Startable {
     }, { config: config.pesit, host: config.bindHost })
     if (this.cluster instanceof MembershipCluster) this.cluster.registerHandoverHooks(this.pesit.handoverHooks())
     const membership = this.cluster instanceof MembershipCluster ? this.cluster : undefined
-    // Loaded once the cluster has started, not before it (see k8s-deferred.ts for what that keeps and what not).
+    // Loaded once the cluster has started, not before it (see k8s/deferred-parts.ts for what that keeps and what not).
     const k8s = this.k8s = !config.k8sEnabled
       ? undefined
       : new K8sDeferred({

@@ -4,7 +4,7 @@ import { loadConfig } from './config.js'
 import { ConfigError } from '../common/config-error.js'
 import { createLogger } from '../common/logger.js'
 import { Daemon } from './daemon.js'
-import { compileCacheDir, flushCompileCache } from './compile-cache.js'
+import { compileCacheDir, flushCompileCache } from '../common/compile-cache.js'
 
 /**
  * `vectisd`: reads the configuration (SPEC §2), starts the parts, and stops them on SIGTERM/SIGINT.

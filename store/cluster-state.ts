@@ -8,7 +8,7 @@
  * other member's comes from the election, which passes the highest epoch a majority has seen as `atLeast`.
  */
 import type { Database, Statement } from 'better-sqlite3'
-import type { Epoch } from '../cluster/leadership-api.js'
+import type { Epoch } from '../common/epoch.js'
 import type { Clock } from '../common/clock.js'
 import { StoreError } from './errors.js'
 import type { ClusterEvent } from './journal.js'

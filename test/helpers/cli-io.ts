@@ -1,5 +1,5 @@
 import { PassThrough } from 'node:stream'
-import type { CliIo } from '../../transfer/cli-send.js'
+import type { CliIo } from '../../cli/send.js'
 
 /** Captures what a CLI command writes. */
 export function captureIo (env: NodeJS.ProcessEnv = {}): CliIo & { out: () => string, err: () => string } {

@@ -20,7 +20,7 @@ import type { NetnsLab } from './netns.js'
 import { waitFor } from './wait-for.js'
 
 export const ROOT_DIR = fileURLToPath(new URL('../..', import.meta.url))
-export const VECTISD = join(ROOT_DIR, 'dist', 'daemon', 'bin', 'vectisd.js')
+export const VECTISD = join(ROOT_DIR, 'dist', 'bin', 'vectisd.js')
 /** The real daemon (build it first: `npm run build`). */
 export const VECTISD_COMMAND = [process.execPath, VECTISD]
 /** The stand-in used to test the harness itself (same environment, JSON logs, status endpoint). */

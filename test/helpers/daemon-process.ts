@@ -11,7 +11,7 @@ import { fileURLToPath } from 'node:url'
 import { waitFor, WaitAborted } from './wait.js'
 
 export const ROOT = fileURLToPath(new URL('../..', import.meta.url))
-export const VECTISD = join(ROOT, 'dist', 'daemon', 'bin', 'vectisd.js')
+export const VECTISD = join(ROOT, 'dist', 'bin', 'vectisd.js')
 
 export type LogLine = Record<string, unknown> & { level?: string, msg?: string, component?: string }
 

@@ -67,7 +67,7 @@ it('only the leader has a PeSIT port open, before and after a kill -9 of the lea
 
   const payload = randomBytes(300 * 1024)
   writeFileSync(join(shared, 'payload.bin'), payload)
-  const send = spawnSync(process.execPath, [join(ROOT, 'dist', 'daemon', 'bin', 'vectis.js'), 'send', '--host', h.member(second).ip, '--port', String(PESIT_PORT),
+  const send = spawnSync(process.execPath, [join(ROOT, 'dist', 'bin', 'vectis.js'), 'send', '--host', h.member(second).ip, '--port', String(PESIT_PORT),
     '--partner', 'CXCLIENT', '--password', 'test123', '--server', 'PESITSRV', '--file', 'PAYMENTS', '--quiet', '--state-dir', join(shared, 'state'),
     join(shared, 'payload.bin')], { encoding: 'utf8', timeout: 60_000 })
   assert.equal(send.status, 0, send.stderr)

@@ -7,7 +7,7 @@ import { join } from 'node:path'
 import { DaemonProcess, freePort, tempDir, ROOT } from '../helpers/daemon-process.js'
 import { parsePrometheusText } from '../helpers/prometheus-text.js'
 
-const CLI = join(ROOT, 'dist', 'daemon', 'bin', 'vectis.js')
+const CLI = join(ROOT, 'dist', 'bin', 'vectis.js')
 
 describe('standalone vectisd serving PeSIT', () => {
   it('receives a pushed file under its final name, journals it with its SHA-256, counts it', async () => {

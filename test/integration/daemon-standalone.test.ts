@@ -175,7 +175,7 @@ describe('standalone vectisd with its embedded defaults', () => {
   })
 
   it('vectis status prints the member table; bad usage exits 2', () => {
-    const cli = join(ROOT, 'dist', 'daemon', 'bin', 'vectis.js')
+    const cli = join(ROOT, 'dist', 'bin', 'vectis.js')
     const ok = spawnSync(process.execPath, [cli, 'status', '--url', `http://127.0.0.1:${port}`], { encoding: 'utf8', env: { ...process.env, VECTIS_API_PASSWORD: auth.slice('vectis:'.length) } })
     assert.equal(ok.status, 0, ok.stderr)
     assert.match(ok.stdout, /epoch 1 {2}leader \S+/)

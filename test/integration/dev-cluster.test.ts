@@ -13,7 +13,7 @@ import { fileURLToPath } from 'node:url'
 import { waitFor } from '../helpers/wait-for.js'
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url))
-const VECTIS = join(ROOT, 'dist', 'daemon', 'bin', 'vectis.js')
+const VECTIS = join(ROOT, 'dist', 'bin', 'vectis.js')
 const BASE_IP = '127.0.57.10'
 
 const sha = (b: Uint8Array): string => createHash('sha256').update(b).digest('hex')

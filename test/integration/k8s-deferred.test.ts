@@ -1,14 +1,14 @@
-// The daemon's Kubernetes parts loaded in the background once the cluster has started (daemon/k8s-deferred.ts): the
+// The daemon's Kubernetes parts loaded in the background once the cluster has started (k8s/deferred-parts.ts): the
 // real label controller and pod watch against the API emulator, with the load held back by the test to play a slow
 // `import()`.
 import { test, type TestContext } from 'node:test'
 import assert from 'node:assert/strict'
 import { KubeConfig } from '@kubernetes/client-node'
-import { K8sApiEmulator } from '../../daemon/dev-cluster/k8s-api-emulator.js'
-import { K8sLabelController, EPOCH_ANNOTATION } from '../../cluster/k8s-labels.js'
-import { K8sPodWatch } from '../../cluster/k8s-pod-watch.js'
-import { K8sDeferred } from '../../daemon/k8s-deferred.js'
-import type { K8sParts } from '../../daemon/k8s-parts.js'
+import { K8sApiEmulator } from '../../dev-cluster/k8s-api-emulator.js'
+import { K8sLabelController, EPOCH_ANNOTATION } from '../../k8s/label-controller.js'
+import { K8sPodWatch } from '../../k8s/pod-watch.js'
+import { K8sDeferred } from '../../k8s/deferred-parts.js'
+import type { K8sParts } from '../../k8s/parts.js'
 import { ConfigError } from '../../common/config-error.js'
 import { silentLogger } from '../../common/logger.js'
 import { FakeLeadership, GaugeProbe, waitFor } from '../helpers/k8s-fixtures.js'

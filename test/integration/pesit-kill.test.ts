@@ -8,7 +8,7 @@ import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { patternBytes } from '../helpers/pesit-vectors.js'
 import { captureIo } from '../helpers/cli-io.js'
-import { runSend } from '../../transfer/cli-send.js'
+import { runSend } from '../../cli/send.js'
 import { transferStem } from '../../transfer/config-types.js'
 
 const root = fileURLToPath(new URL('../..', import.meta.url))

@@ -7,7 +7,7 @@ import { join } from 'node:path'
 import { startHarness, type Harness } from '../helpers/pesit-harness.js'
 import { patternBytes } from '../helpers/pesit-vectors.js'
 import { captureIo } from '../helpers/cli-io.js'
-import { runSend } from '../../transfer/cli-send.js'
+import { runSend } from '../../cli/send.js'
 import { pushFile } from '../../transfer/requester.js'
 
 const sha = (b: Uint8Array): string => createHash('sha256').update(b).digest('hex')

@@ -9,8 +9,8 @@ import { spawnSync } from 'node:child_process'
 import { readdirSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
 import { parseAllDocuments, parse as parseYaml } from 'yaml'
-import { DEFAULT_LEADER_LABEL, DEFAULT_POD_SELECTOR } from '../../cluster/k8s-labels.js'
-import { matchesSelector, parseLabelSelector } from '../../cluster/label-selector.js'
+import { DEFAULT_LEADER_LABEL, DEFAULT_POD_SELECTOR } from '../../k8s/label-controller.js'
+import { matchesSelector, parseLabelSelector } from '../../k8s/label-selector.js'
 
 const root = fileURLToPath(new URL('../..', import.meta.url))
 

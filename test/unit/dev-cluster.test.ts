@@ -2,9 +2,9 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { parse as parseYaml } from 'yaml'
-import { parseDevClusterArgs, formatDevTable } from '../../daemon/cli/dev-cluster.js'
-import { UsageError } from '../../daemon/cli/args.js'
-import { demoConfigYaml, memberIps, type DevMember } from '../../daemon/dev-cluster/dev-cluster.js'
+import { parseDevClusterArgs, formatDevTable } from '../../cli/dev-cluster.js'
+import { UsageError } from '../../cli/args.js'
+import { demoConfigYaml, memberIps, type DevMember } from '../../dev-cluster/dev-cluster.js'
 import { parsePesitConfig } from '../../daemon/config.js'
 
 test('member addresses count up from the base, stay on loopback and inside the /24', () => {

@@ -1,6 +1,6 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { parseLabelSelector, matchesSelector, labelKeyError, labelValueError, LabelSelectorError } from '../../cluster/label-selector.js'
+import { parseLabelSelector, matchesSelector, labelKeyError, labelValueError, LabelSelectorError } from '../../k8s/label-selector.js'
 
 const m = (sel: string, labels: Record<string, string>): boolean => matchesSelector(parseLabelSelector(sel), labels)
 

@@ -1,7 +1,7 @@
 import { describe, it } from 'node:test'
 import assert from 'node:assert/strict'
 import { createServer, connect, type Server } from 'node:net'
-import { TcpLoadBalancer } from '../../daemon/dev-cluster/load-balancer.js'
+import { TcpLoadBalancer } from '../../dev-cluster/load-balancer.js'
 import { silentLogger } from '../../common/logger.js'
 
 async function backend (tag: string): Promise<{ server: Server, port: number }> {

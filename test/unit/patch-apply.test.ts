@@ -2,7 +2,7 @@ import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import {
   applyJsonPatch, applyMergePatch, applyStrategicMergePatch, parsePointer, escapePointerToken, PatchApplyError, PatchFormatError, type Json
-} from '../../daemon/dev-cluster/patch-apply.js'
+} from '../../dev-cluster/patch-apply.js'
 
 const pod = (): Json => ({ metadata: { name: 'p', labels: { app: 'vectis' }, annotations: { 'vectis.io/fenced-epoch': '3' }, resourceVersion: '7' }, list: [1, 2, 3] })
 

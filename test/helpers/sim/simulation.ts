@@ -14,7 +14,8 @@
  */
 import { MembershipMachine, type MembershipComponents, type MembershipInput, type MembershipOutput, type PersistedClusterState } from '../../../cluster/membership.js'
 import type { MembershipInit } from '../../../cluster/membership-config.js'
-import { compareEpochs, memberKey, type ClusterRequest, type MemberInfo, type ReplyMessage } from '../../../cluster/messages.js'
+import { compareEpochs } from '../../../common/epoch.js'
+import { memberKey, type ClusterRequest, type MemberInfo, type ReplyMessage } from '../../../cluster/messages.js'
 import type { Epoch } from '../../../cluster/leadership-api.js'
 import { EventQueue } from './event-queue.js'
 import { TraceDigest } from './trace-digest.js'

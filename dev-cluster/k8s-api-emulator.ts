@@ -23,11 +23,11 @@ import type { Socket } from 'node:net'
 import { randomBytes, randomUUID } from 'node:crypto'
 import { writeFile } from 'node:fs/promises'
 import { stringify as yamlStringify } from 'yaml'
-import { hrtimeNs } from '../../common/clock.js'
-import type { Startable } from '../../common/lifecycle.js'
-import type { Logger } from '../../common/logger.js'
-import { TypedEmitter } from '../../common/typed-events.js'
-import { labelKeyError, labelValueError, matchesSelector, parseLabelSelector, LabelSelectorError, type Requirement } from '../../cluster/label-selector.js'
+import { hrtimeNs } from '../common/clock.js'
+import type { Startable } from '../common/lifecycle.js'
+import type { Logger } from '../common/logger.js'
+import { TypedEmitter } from '../common/typed-events.js'
+import { labelKeyError, labelValueError, matchesSelector, parseLabelSelector, LabelSelectorError, type Requirement } from '../k8s/label-selector.js'
 import {
   applyJsonPatch, applyMergePatch, applyStrategicMergePatch, deepClone, deepEqual, PatchApplyError, PatchFormatError,
   type Json

@@ -22,10 +22,10 @@ import type { Startable } from '../common/lifecycle.js'
 import { raceAbort } from '../common/abortable.js'
 import type { Logger } from '../common/logger.js'
 import { deferred, type Deferred } from '../common/deferred.js'
-import type { K8sLabelController, K8sLabelMetrics } from '../cluster/k8s-labels.js'
-import type { K8sPodWatch } from '../cluster/k8s-pod-watch.js'
+import type { K8sLabelController, K8sLabelMetrics } from './label-controller.js'
+import type { K8sPodWatch } from './pod-watch.js'
 import type { Leadership, LeaderElectedEvent } from '../cluster/leadership-api.js'
-import type { K8sParts, K8sPartsInit } from './k8s-parts.js'
+import type { K8sParts, K8sPartsInit } from './parts.js'
 
 export interface K8sDeferredComponents {
   logger: Logger
@@ -33,7 +33,7 @@ export interface K8sDeferredComponents {
   metrics: K8sLabelMetrics
   /** Where the pod watch reports a member's process gone (a clustered member only). */
   verifiedDead?: (member: string) => void
-  /** Test seam: how the parts are built. Default: `import('./k8s-parts.js')`. */
+  /** Test seam: how the parts are built. Default: `import('./parts.js')`. */
   load?: () => Promise<K8sParts>
 }
 
@@ -154,7 +154,7 @@ export class K8sDeferred {
   private async load (): Promise<K8sParts> {
     this.loading ??= this.gate.promise.then(async () => {
       if (this.components.load !== undefined) return await this.components.load()
-      const { createK8sParts } = await import('./k8s-parts.js')
+      const { createK8sParts } = await import('./parts.js')
       return createK8sParts(
         { logger: this.components.logger, leadership: this.components.leadership, metrics: this.components.metrics },
         { ...this.init, podWatch: this.components.verifiedDead !== undefined })

@@ -25,10 +25,10 @@ import { writeFile } from 'node:fs/promises'
 import { isIPv4 } from 'node:net'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { loadConfig, type PesitServerConfig } from '../config.js'
-import type { Logger } from '../../common/logger.js'
-import type { Startable } from '../../common/lifecycle.js'
-import { TypedEmitter } from '../../common/typed-events.js'
+import { loadConfig, type PesitServerConfig } from '../daemon/config.js'
+import type { Logger } from '../common/logger.js'
+import type { Startable } from '../common/lifecycle.js'
+import { TypedEmitter } from '../common/typed-events.js'
 import { HeadlessDnsServer } from './dns-server.js'
 import { K8sApiEmulator, type PodObject } from './k8s-api-emulator.js'
 import { TcpLoadBalancer } from './load-balancer.js'
@@ -180,8 +180,8 @@ function defaultMemberCommand (): string[] {
   const here = fileURLToPath(import.meta.url)
   if (here.endsWith('.ts')) {
     // Running from source (tsx): the member runs from source too.
-    const root = fileURLToPath(new URL('../..', import.meta.url))
-    return [process.execPath, '--import', 'tsx', '--import', join(root, 'common', 'polyfill.ts'), join(root, 'daemon', 'bin', 'vectisd.ts')]
+    const root = fileURLToPath(new URL('..', import.meta.url))
+    return [process.execPath, '--import', 'tsx', '--import', join(root, 'common', 'polyfill.ts'), join(root, 'bin', 'vectisd.ts')]
   }
   return [process.execPath, fileURLToPath(new URL('../bin/vectisd.js', import.meta.url))]
 }

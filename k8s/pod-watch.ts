@@ -16,10 +16,10 @@ import { jitter } from '../common/clock.js'
 import type { Logger } from '../common/logger.js'
 import type { Startable } from '../common/lifecycle.js'
 import { TypedEmitter } from '../common/typed-events.js'
-import { K8sPodClient, type PodWatchHandle } from './k8s-client.js'
-import { K8sApiError, K8sConfigError } from './k8s-errors.js'
+import { K8sPodClient, type PodWatchHandle } from './client.js'
+import { K8sApiError, K8sConfigError } from './errors.js'
 import { parseLabelSelector } from './label-selector.js'
-import { DEFAULT_POD_SELECTOR } from './k8s-labels.js'
+import { DEFAULT_POD_SELECTOR } from './label-controller.js'
 
 export interface ContainerIncarnation { restartCount: number, containerID?: string }
 

@@ -1,8 +1,8 @@
-import '../../common/polyfill.js'
+import '../common/polyfill.js'
 import { UsageError } from './args.js'
 import { runStatus } from './status.js'
 import { runDevCluster } from './dev-cluster.js'
-import { runSend } from '../../transfer/cli-send.js'
+import { runSend } from './send.js'
 
 /**
  * `vectis`: the command-line tool (SPEC §1). Exit codes: 0 success, 2 bad usage, 1 any other failure.

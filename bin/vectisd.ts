@@ -2,7 +2,7 @@
 // Entry point of `vectisd` (SPEC §1; the program is daemon/vectisd.ts). Only the compile cache comes before the
 // program is imported: it must be on before the modules it caches are compiled, and static imports would be
 // compiled before this line runs.
-import { enableCompileCache } from '../compile-cache.js'
+import { enableCompileCache } from '../common/compile-cache.js'
 
 enableCompileCache()
-await import('../vectisd.js')
+await import('../daemon/vectisd.js')

@@ -13,7 +13,7 @@ import {
   ApiException, CoreV1Api, Observable, PatchStrategy, Watch, setHeaderOptions,
   type KubeConfig, type ObservableMiddleware, type RequestContext, type ResponseContext, type V1Pod, type V1PodList
 } from '@kubernetes/client-node'
-import { K8sApiError, type K8sVerb } from './k8s-errors.js'
+import { K8sApiError, type K8sVerb } from './errors.js'
 
 export type PatchDialect = 'merge' | 'json'
 

@@ -7,8 +7,8 @@
  * NOT a production component: it exists for `vectis dev-cluster` and tests.
  */
 import { createServer, connect, type Server, type Socket } from 'node:net'
-import type { Logger } from '../../common/logger.js'
-import type { Startable } from '../../common/lifecycle.js'
+import type { Logger } from '../common/logger.js'
+import type { Startable } from '../common/lifecycle.js'
 
 export interface Endpoint {
   host: string

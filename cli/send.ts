@@ -18,9 +18,9 @@ import { createHash } from 'node:crypto'
 import { mkdir, readFile, rename, stat, unlink, writeFile } from 'node:fs/promises'
 import { homedir } from 'node:os'
 import { join, resolve } from 'node:path'
-import { describeDiagnostic } from './diagnostics.js'
-import { PesitConfigError, PesitError } from './errors.js'
-import { pushFile, PushInterruptedError, type PushOptions, type PushProgress } from './requester.js'
+import { describeDiagnostic } from '../transfer/diagnostics.js'
+import { PesitConfigError, PesitError } from '../transfer/errors.js'
+import { pushFile, PushInterruptedError, type PushOptions, type PushProgress } from '../transfer/requester.js'
 
 export interface CliIo {
   stdout: NodeJS.WritableStream & { isTTY?: boolean }

@@ -1,6 +1,6 @@
 /**
  * `vectis dev-cluster`: runs a whole HA cluster on this machine (SPEC §1; the parts are in
- * `daemon/dev-cluster/dev-cluster.ts`), prints where each part listens and the credentials, then a live status
+ * `dev-cluster/dev-cluster.ts`), prints where each part listens and the credentials, then a live status
  * table: redrawn in place on a terminal, printed again on every change otherwise (logs, CI). Ctrl-C or SIGTERM
  * stops everything and exits 0.
  */
@@ -10,9 +10,9 @@ import { tmpdir } from 'node:os'
 import { resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { pino } from 'pino'
-import { DEFAULT_CLUSTER_PORT, DEFAULT_HTTP_PORT, DEFAULT_PESIT_PORT } from '../config.js'
-import { ConfigError } from '../../common/config-error.js'
-import { createLogger } from '../../common/logger.js'
+import { DEFAULT_CLUSTER_PORT, DEFAULT_HTTP_PORT, DEFAULT_PESIT_PORT } from '../daemon/config.js'
+import { ConfigError } from '../common/config-error.js'
+import { createLogger } from '../common/logger.js'
 import {
   DEMO_DIRECTORY, DEMO_FILE, DEMO_PARTNER, DEMO_SERVER, DEV_API_USER, DEV_DNS_NAME, DEV_LEADER_LABEL, DEV_NAMESPACE, DevCluster,
   memberIps, type DevClusterInit, type DevMember

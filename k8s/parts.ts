@@ -1,13 +1,12 @@
 /**
  * Builds the Kubernetes parts of the daemon: the API connection, the leader label controller and (clustered) the
  * pod watch. This module is the one that pulls in `@kubernetes/client-node` (about 800 modules, most of the
- * daemon's load time): `k8s-deferred.ts` imports it with `import()` only when the Kubernetes part is on.
+ * daemon's load time): `deferred-parts.ts` imports it with `import()` only when the Kubernetes part is on.
  */
-import { loadKubeConfig } from '../cluster/k8s-env.js'
-import { K8sLabelController, type K8sLabelMetrics } from '../cluster/k8s-labels.js'
-import { K8sPodWatch } from '../cluster/k8s-pod-watch.js'
+import { loadKubeConfig } from './env.js'
+import { K8sLabelController, type K8sLabelMetrics } from './label-controller.js'
+import { K8sPodWatch } from './pod-watch.js'
 import type { Leadership } from '../cluster/leadership-api.js'
-import type { VectisConfig } from './config.js'
 import { ConfigError } from '../common/config-error.js'
 import type { Logger } from '../common/logger.js'
 
@@ -17,8 +16,22 @@ export interface K8sPartsComponents {
   metrics: K8sLabelMetrics
 }
 
+/** `VECTIS_K8S`: on in a pod or with a `KUBECONFIG` when `auto`. */
+export type K8sMode = 'on' | 'off' | 'auto'
+
+/** What the parts need of the daemon's configuration (the variables of the same names, docs/contract.md §2). */
+export interface K8sSettings {
+  /** `KUBECONFIG`, when set. */
+  kubeconfig: string | undefined
+  k8sMode: K8sMode
+  podNamespace: string
+  podName: string
+  podSelector: string
+  leaderLabel: string
+}
+
 export interface K8sPartsInit {
-  config: Pick<VectisConfig, 'kubeconfig' | 'k8sMode' | 'podNamespace' | 'podName' | 'podSelector' | 'leaderLabel'>
+  config: K8sSettings
   /** The pod watch feeds the membership's verified deaths: only a clustered member has one. */
   podWatch: boolean
   env?: Record<string, string | undefined>

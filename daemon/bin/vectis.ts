@@ -1,7 +1,0 @@
-#!/usr/bin/env node
-// Entry point of `vectis` (SPEC §1; the program is daemon/cli/vectis.ts). The compile cache comes first, before
-// the program's modules are compiled (see daemon/bin/vectisd.ts).
-import { enableCompileCache } from '../compile-cache.js'
-
-enableCompileCache()
-await import('../cli/vectis.js')
