@@ -22,16 +22,12 @@ export class IdentityKeyError extends Error {
   }
 }
 
-/** A cluster option is missing or wrong (named in the message). */
+/** A cluster option (transport, membership timings, quorum) is missing or inconsistent; the message names the fields. */
 export class ClusterConfigError extends Error {
   override name = 'ClusterConfigError'
   constructor (message = 'invalid cluster configuration', options: { cause?: unknown } = {}) {
     super(message, options)
   }
-}
-
-export function isTransportError (err: unknown): err is TransportError {
-  return err instanceof TransportError
 }
 
 /** A leadership transfer that cannot happen (not leader, unknown target, no other member). HTTP 409. */

@@ -17,9 +17,12 @@ export interface LeaderElectedEvent {
   signal: AbortSignal
 }
 
+/** Why a leadership ended. */
+export type DemotionReason = 'lease-expired' | 'lost-quorum' | 'handover' | 'shutdown' | 'superseded' | 'view-change'
+
 export interface LeaderDemotedEvent {
   epoch: Epoch
-  reason: 'lease-expired' | 'lost-quorum' | 'handover' | 'shutdown' | 'superseded' | 'view-change'
+  reason: DemotionReason
 }
 
 export type LeadershipEvents = {

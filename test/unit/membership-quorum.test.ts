@@ -1,8 +1,8 @@
 // Joint quorums of dynamic voting and the merge rank, table-driven.
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { jointQuorum } from '../../cluster/quorum.js'
-import { rankCompare } from '../../cluster/view.js'
+import { jointQuorum } from '../../cluster/membership/quorum.js'
+import { rankCompare } from '../../cluster/membership/view.js'
 import { memberKey, type ConfigRef, type MemberInfo, type ViewSummary } from '../../cluster/messages.js'
 
 const m = (n: string): MemberInfo => ({ name: n, peerId: `p-${n}`, incarnation: 'i', address: `${n}:1` })

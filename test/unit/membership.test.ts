@@ -2,9 +2,10 @@
 // scenarios over an instant in-memory network (the seeded fault simulation is in simulation.test.ts).
 import { test, describe } from 'node:test'
 import assert from 'node:assert/strict'
-import { MembershipMachine, type MembershipOutput, type PersistedClusterState } from '../../cluster/membership.js'
-import { resolveMembershipConfig, type MembershipInit } from '../../cluster/membership-config.js'
-import { MembershipConfigError } from '../../cluster/membership-errors.js'
+import { MembershipMachine } from '../../cluster/membership/machine.js'
+import type { MembershipOutput, PersistedClusterState } from '../../cluster/membership/types.js'
+import { resolveMembershipConfig, type MembershipInit } from '../../cluster/membership/config.js'
+import { ClusterConfigError } from '../../cluster/errors.js'
 import {
   PROTOCOL_VERSION, decodeMessage, memberKey, InvalidMessageError, UnsupportedVersionError,
   type ClusterRequest, type InstallMessage, type MemberInfo, type ReplyMessage
@@ -118,7 +119,7 @@ void describe('configuration: defaults, derived timings and errors naming the fi
   for (const c of cases) {
     void test(c.name, () => {
       if (c.error !== undefined) {
-        assert.throws(() => resolveMembershipConfig(c.init), (e: unknown) => e instanceof MembershipConfigError && c.error!.test(e.message))
+        assert.throws(() => resolveMembershipConfig(c.init), (e: unknown) => e instanceof ClusterConfigError && c.error!.test(e.message))
         return
       }
       const cfg = resolveMembershipConfig(c.init)

@@ -3,7 +3,7 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { Simulation, SimulationFailure, profileOptions, type SimResult } from '../helpers/sim/simulation.js'
-import { MembershipMachine } from '../../cluster/membership.js'
+import { MembershipMachine } from '../../cluster/membership/machine.js'
 
 function runMany (profiles: string[], nodes: number[], seeds: number[], quorum: 'majority' | 'none'): { results: SimResult[], failures: string[] } {
   const results: SimResult[] = []

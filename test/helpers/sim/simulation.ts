@@ -12,8 +12,9 @@
  * Invariants are checked after every event (see `checkInvariants`); a violation throws `SimulationFailure` whose
  * message carries the one-line replay command.
  */
-import { MembershipMachine, type MembershipComponents, type MembershipInput, type MembershipOutput, type PersistedClusterState } from '../../../cluster/membership.js'
-import type { MembershipInit } from '../../../cluster/membership-config.js'
+import { MembershipMachine } from '../../../cluster/membership/machine.js'
+import type { MembershipComponents, MembershipInput, MembershipOutput, PersistedClusterState } from '../../../cluster/membership/types.js'
+import type { MembershipInit } from '../../../cluster/membership/config.js'
 import { compareEpochs } from '../../../common/epoch.js'
 import { memberKey, type ClusterRequest, type MemberInfo, type ReplyMessage } from '../../../cluster/messages.js'
 import type { Epoch } from '../../../cluster/leadership-api.js'

@@ -5,7 +5,7 @@
  * their fields in another order keeps the digest. Two builds with the same digests for a seed behaved identically.
  */
 import { createHash, type Hash } from 'node:crypto'
-import type { MembershipInput, MembershipOutput } from '../../../cluster/membership.js'
+import type { MembershipInput, MembershipOutput } from '../../../cluster/membership/types.js'
 
 export function canonicalJson (v: unknown): string {
   if (v === null || typeof v !== 'object') return JSON.stringify(v) ?? 'null'

@@ -2,7 +2,7 @@
  * Options of the membership/leadership state machine, their defaults and the derived timings. Inconsistent timings
  * are rejected with a message naming the fields.
  */
-import { MembershipConfigError } from './membership-errors.js'
+import { ClusterConfigError } from '../errors.js'
 
 export const DEFAULT_HEARTBEAT_MS = 500
 export const DEFAULT_FAILURE_TIMEOUT_MS = 2500
@@ -65,33 +65,33 @@ export interface MembershipConfig {
 
 function positive (name: string, v: number | undefined, dflt: number): number {
   const x = v ?? dflt
-  if (!Number.isFinite(x) || x <= 0) throw new MembershipConfigError(`${name} must be a positive number (got ${String(v)})`)
+  if (!Number.isFinite(x) || x <= 0) throw new ClusterConfigError(`${name} must be a positive number (got ${String(v)})`)
   return x
 }
 
 export function resolveMembershipConfig (init: MembershipInit = {}): MembershipConfig {
   const quorum = init.quorum ?? 'majority'
-  if (quorum !== 'majority' && quorum !== 'none') throw new MembershipConfigError(`quorum must be "majority" or "none" (got ${String(quorum)})`)
+  if (quorum !== 'majority' && quorum !== 'none') throw new ClusterConfigError(`quorum must be "majority" or "none" (got ${String(quorum)})`)
   const heartbeatMs = positive('heartbeatMs (VECTIS_HEARTBEAT_MS)', init.heartbeatMs, DEFAULT_HEARTBEAT_MS)
   const failureTimeoutMs = positive('failureTimeoutMs (VECTIS_FAILURE_TIMEOUT_MS)', init.failureTimeoutMs, DEFAULT_FAILURE_TIMEOUT_MS)
   if (failureTimeoutMs <= 2 * heartbeatMs) {
-    throw new MembershipConfigError(`VECTIS_FAILURE_TIMEOUT_MS (${failureTimeoutMs}) must exceed 2 × VECTIS_HEARTBEAT_MS (${heartbeatMs})`)
+    throw new ClusterConfigError(`VECTIS_FAILURE_TIMEOUT_MS (${failureTimeoutMs}) must exceed 2 × VECTIS_HEARTBEAT_MS (${heartbeatMs})`)
   }
   const marginMs = positive('marginMs', init.marginMs, 2 * heartbeatMs)
-  if (marginMs < 2 * heartbeatMs) throw new MembershipConfigError(`marginMs (${marginMs}) must be at least 2 × heartbeatMs (${heartbeatMs})`)
+  if (marginMs < 2 * heartbeatMs) throw new ClusterConfigError(`marginMs (${marginMs}) must be at least 2 × heartbeatMs (${heartbeatMs})`)
   const maxClockDrift = init.maxClockDrift ?? DEFAULT_MAX_CLOCK_DRIFT
-  if (!(maxClockDrift >= 0 && maxClockDrift < 0.2)) throw new MembershipConfigError(`maxClockDrift must be in [0, 0.2) (got ${maxClockDrift})`)
+  if (!(maxClockDrift >= 0 && maxClockDrift < 0.2)) throw new ClusterConfigError(`maxClockDrift must be in [0, 0.2) (got ${maxClockDrift})`)
   let clusterSize = init.clusterSize ?? 0
   if (quorum === 'majority') {
     if (!Number.isInteger(clusterSize) || clusterSize < 1) {
-      throw new MembershipConfigError(`VECTIS_CLUSTER_SIZE must be a positive integer with VECTIS_QUORUM=majority (got ${String(init.clusterSize)})`)
+      throw new ClusterConfigError(`VECTIS_CLUSTER_SIZE must be a positive integer with VECTIS_QUORUM=majority (got ${String(init.clusterSize)})`)
     }
   } else if (!Number.isInteger(clusterSize) || clusterSize < 0) {
     clusterSize = 0
   }
   const ratio = (1 - maxClockDrift) / (1 + maxClockDrift)
   const leaseMs = Math.floor(Math.min(failureTimeoutMs, (heartbeatMs + marginMs) * ratio)) - 1
-  if (leaseMs <= heartbeatMs) throw new MembershipConfigError(`the lease (${leaseMs} ms) would not outlast one heartbeat: raise marginMs`)
+  if (leaseMs <= heartbeatMs) throw new ClusterConfigError(`the lease (${leaseMs} ms) would not outlast one heartbeat: raise marginMs`)
   return {
     clusterName: init.clusterName ?? 'vectis-cluster',
     clusterSize,

@@ -4,7 +4,7 @@
  * view was ever committed, every member of a configuration is gone, or more than one is gone only by dying, also a
  * majority of the expected cluster size.
  */
-import { memberKey, type ConfigRef } from './messages.js'
+import { memberKey, type ConfigRef } from '../messages.js'
 
 export interface QuorumContext {
   /** Expected replicas (`VECTIS_CLUSTER_SIZE`). */

@@ -11,99 +11,20 @@
  *   side only combined with a false "verified dead" from outside (see the protocol document);
  * - that `persist` outputs are durable: the driver must write them before executing the outputs that follow.
  */
-import { ZERO_EPOCH, compareEpochs, sameEpoch, type Epoch } from '../common/epoch.js'
+import { ZERO_EPOCH, compareEpochs, sameEpoch, type Epoch } from '../../common/epoch.js'
 import {
   PROTOCOL_VERSION, memberKey,
   type ClusterRequest, type ConfigRef, type HandoverMessage, type HeartbeatMessage, type HelloMessage,
   type InstallMessage, type JoinMessage, type MemberInfo, type PingReqMessage, type ReleaseMessage,
   type ReplyMessage, type ReplyReason, type ViewData, type ViewSummary
-} from './messages.js'
-import { resolveMembershipConfig, type MembershipConfig, type MembershipInit } from './membership-config.js'
+} from '../messages.js'
+import { resolveMembershipConfig, type MembershipConfig, type MembershipInit } from './config.js'
 import { jointQuorum, majorityOf } from './quorum.js'
 import { byNameThenPeer, rankCompare, speaksForItsView } from './view.js'
-
-export type { MembershipInit, MembershipConfig } from './membership-config.js'
-export { rankCompare } from './view.js'
-
-/** What the driver persists (synchronously, before acting on later outputs). */
-export interface PersistedClusterState {
-  /** Highest epoch this member promised to or led. */
-  highestEpoch: Epoch
-  /** Highest view counter seen: a new view is numbered above it, so a counter is never reused. */
-  maxCounter: number
-  /** Highest view counter applied: a member (any incarnation) never applies an older view. */
-  maxApplied: number
-  /** The last primary view known committed. */
-  committed?: ConfigRef
-  /** A newer claimed view promised for (or claimed), not known committed. */
-  pending?: ConfigRef
-  /** The incarnation that wrote this state. */
-  member?: MemberInfo
-}
-
-export type SendFailure = 'refused' | 'timeout' | 'closed' | 'denied' | 'invalid'
-
-export type MembershipInput =
-  | { type: 'tick' }
-  /** Addresses found by DNS / seeds ("ip:port"); replaces the previous list. */
-  | { type: 'discovered', addresses: string[] }
-  /** A request received from another member; the outputs contain exactly one `reply`. */
-  | { type: 'message', msg: ClusterRequest }
-  | { type: 'send-result', id: number, ok: true, reply: ReplyMessage }
-  | { type: 'send-result', id: number, ok: false, error: SendFailure }
-  /** The last connection to this peer closed. */
-  | { type: 'disconnected', peerId: string }
-  /**
-   * An outside authority (Kubernetes) shows this member's process gone (pod deleted, container restarted). Give the
-   * incarnation when known; without it, only an incarnation of that name not heard from in the last HB is meant.
-   */
-  | { type: 'verified-dead', name: string, incarnation?: string }
-  /** Graceful leave (SIGTERM): hands leadership over first when leading. */
-  | { type: 'leave' }
-  /** Leadership hand-over to `to` (a member name) or the next oldest. */
-  | { type: 'transfer', to?: string }
-
-export type LeaderDemotedReason = 'lease-expired' | 'lost-quorum' | 'handover' | 'shutdown' | 'superseded' | 'view-change'
-
-export type MembershipEvent =
-  | { type: 'view:installed', view: ViewData, primary: boolean }
-  | { type: 'member:suspected', member: MemberInfo, reason: string }
-  | { type: 'member:left', member: MemberInfo, reason: 'left' | 'excluded' | 'dead' }
-  | { type: 'leader:elected', epoch: Epoch }
-  /** `leaseEnd`: when the lease really ended on this member's clock (≤ now: the expiry, when that came first). */
-  | { type: 'leader:demoted', epoch: Epoch, reason: LeaderDemotedReason, leaseEnd: number }
-  /** This member finished its graceful leave: the driver may stop. */
-  | { type: 'self:left' }
-
-export type MembershipOutput =
-  | { type: 'send', id: number, to: string, msg: ClusterRequest, timeoutMs: number }
-  | { type: 'reply', msg: ReplyMessage }
-  | { type: 'persist', state: PersistedClusterState }
-  | { type: 'event', event: MembershipEvent }
-  | { type: 'log', level: 'debug' | 'info' | 'warn', msg: string, fields?: Record<string, unknown> }
-
-export interface MembershipComponents {
-  me: MemberInfo
-  /** What the previous incarnation persisted, if any. */
-  persisted?: PersistedClusterState
-  /** Seeded in the simulation; jitter only. */
-  random: () => number
-}
-
-export interface MembershipStatus {
-  me: MemberInfo
-  view?: ViewData
-  primary: boolean
-  isLeader: boolean
-  leader?: string
-  epoch?: Epoch
-  highestEpoch: Epoch
-  leaseRemainingMs: number
-  quorum: { required: number, present: number, ok: boolean }
-  suspected: string[]
-  /** Longest silence among the members this one watches (the coordinator watches all; a member its coordinator). */
-  heartbeatAgeMaxMs: number
-}
+import type {
+  MembershipComponents, MembershipEvent, MembershipInput, MembershipOutput, MembershipStatus, PersistedClusterState
+} from './types.js'
+import type { DemotionReason } from '../leadership-api.js'
 
 type Purpose =
   | { kind: 'hello', address: string, expect?: MemberInfo }
@@ -777,7 +698,7 @@ export class MembershipMachine {
     if (this.now >= this.lead.expiry) this.demote('lease-expired')
   }
 
-  private demote (reason: LeaderDemotedReason): void {
+  private demote (reason: DemotionReason): void {
     if (this.lead === undefined) return
     const epoch = this.lead.epoch
     const leaseEnd = Math.min(this.now, this.lead.expiry)

@@ -2,7 +2,7 @@
  * Pure helpers about views: member order, view identity, and the rank that decides which view absorbs another
  * when they meet (merge). See docs/cluster-protocol.md.
  */
-import { memberKey, type MemberInfo, type ViewId, type ViewSummary } from './messages.js'
+import { memberKey, type MemberInfo, type ViewId, type ViewSummary } from '../messages.js'
 
 /** Deterministic order of members that are equally old (cold start): name, then peer id, then incarnation. */
 export function byNameThenPeer (a: MemberInfo, b: MemberInfo): number {
