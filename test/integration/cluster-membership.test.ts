@@ -91,10 +91,12 @@ void test('a peer with a wrong VECTIS_CLUSTER_SECRET never appears in any view',
   const names = ['vectis-0', 'vectis-1', 'vectis-2']
   await waitOneView(h, [0, 1, 2], names)
   const coldStart = coldStartEnd(h, names)
-  // The intruder is in DNS and dials everyone: every member refuses it (and logs the refusal).
-  const intruder = h.member(3).ip
+  // The intruder is in DNS and dials everyone: every member refuses it (and logs the refusal). Told by the key check's
+  // line, not by address: only a peer with another secret fails that check, and on loopback a connection comes from
+  // 127.0.0.1 whoever dials, so only a member that dialled the intruder itself would name its address; a member in a
+  // view that is not its coordinator never dials a non-member, and may have had its view before the intruder listened.
   for (const i of [0, 1, 2]) {
-    await h.waitForLog(i, (l) => typeof l.msg === 'string' && l.msg.startsWith('refused a') && String(l.remoteAddress).startsWith(`${intruder}:`), { what: 'the refusal of the intruder' })
+    await h.waitForLog(i, (l) => typeof l.msg === 'string' && l.msg.startsWith('refused a peer without the cluster secret'), { what: 'the refusal of the intruder' })
   }
   for (const i of [0, 1, 2]) {
     assert.deepEqual((await viewNames(h, i)).sort(), names)
