@@ -1,5 +1,5 @@
 /**
- * `vectis dev-cluster`: runs a whole HA cluster on this machine (SPEC §1; the parts are in
+ * `vectis dev-cluster`: runs a whole HA cluster on this machine (docs/contract.md §1.5; the parts are in
  * `dev-cluster/dev-cluster.ts`), prints where each part listens and the credentials, then a live status
  * table: redrawn in place on a terminal, printed again on every change otherwise (logs, CI). Ctrl-C or SIGTERM
  * stops everything and exits 0.

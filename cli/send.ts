@@ -1,5 +1,5 @@
 /**
- * `vectis send`: push a file to a PeSIT server (SPEC §5).
+ * `vectis send`: push a file to a PeSIT server (docs/contract.md §1.3).
  *
  *   vectis send --host H --port P --partner ID --password PW --server SRVID --file FILEID [--restart]
  *               [--sync-kb N] [--window N] [--article-size N] [--entity-size N] [--transfer-id N]

@@ -5,7 +5,7 @@ import { runDevCluster } from './dev-cluster.js'
 import { runSend } from './send.js'
 
 /**
- * `vectis`: the command-line tool (SPEC §1). Exit codes: 0 success, 2 bad usage, 1 any other failure.
+ * `vectis`: the command-line tool (docs/contract.md §1.2). Exit codes: 0 success, 2 bad usage, 1 any other failure.
  */
 const USAGE = `usage: vectis <command> [options]
 

@@ -25,7 +25,7 @@ export interface QuorumInfo {
   ok: boolean
 }
 
-/** SPEC §3 `GET /api/cluster/status`, less `servers`, which the daemon adds. */
+/** docs/contract.md §3.5 `GET /api/cluster/status`, less `servers`, which the daemon adds. */
 export interface ClusterStatus {
   clusterName: string
   nodeName: string
@@ -66,7 +66,10 @@ export interface ClusterService extends Startable {
   /** Emits everything in ClusterEvents (leadership events included). */
   readonly events: TypedEmitter<ClusterEvents>
   status(): ClusterStatus
-  /** `/readyz`: standalone, or a member of an installed view. Independent of leadership and quorum (SPEC §6). */
+  /**
+   * `/readyz`: standalone, or a member of an installed view. Independent of leadership and quorum
+   * (docs/contract.md §6.3).
+   */
   readiness(): { ready: true } | { ready: false, reason: string }
   /** Largest time since any other member's last heartbeat, seconds (0 when alone). */
   heartbeatAgeMaxSeconds(): number

@@ -1,8 +1,8 @@
 /**
- * The one typed configuration of `vectisd`: every environment variable of SPEC §2 and the YAML file of SPEC §5,
- * parsed and validated before anything starts. A bad value throws `ConfigError` naming the variable or key, the
- * value and what was expected; `vectisd` turns it into one line on stderr and exit code 2. Nothing here has side
- * effects except reading the files that variables point at (`VECTIS_CONFIG`, `*_FILE`).
+ * The one typed configuration of `vectisd`: every environment variable of docs/contract.md §2 and the YAML file of
+ * docs/contract.md §5, parsed and validated before anything starts. A bad value throws `ConfigError` naming the
+ * variable or key, the value and what was expected; `vectisd` turns it into one line on stderr and exit code 2.
+ * Nothing here has side effects except reading the files that variables point at (`VECTIS_CONFIG`, `*_FILE`).
  */
 import { readFileSync } from 'node:fs'
 import { hostname, networkInterfaces } from 'node:os'
@@ -13,7 +13,7 @@ import { ConfigError } from '../common/config-error.js'
 import type { PesitServerConfig, PesitPartnerConfig, PesitFileConfig, PesitConfig } from '../transfer/config-types.js'
 import type { K8sMode } from '../k8s/parts.js'
 
-// ---- embedded defaults (SPEC §2) -------------------------------------------------------------------------------
+// ---- embedded defaults (docs/contract.md §2.2) -----------------------------------------------------------------
 
 export const DEFAULT_CLUSTER_NAME = 'vectis-cluster'
 export const DEFAULT_CLUSTER_PORT = 7800
@@ -201,7 +201,7 @@ function inKubernetesPod (env: Env): boolean {
   return present(env, 'KUBERNETES_SERVICE_HOST') !== undefined
 }
 
-// ---- YAML (SPEC §5) --------------------------------------------------------------------------------------------
+// ---- YAML (docs/contract.md §5) --------------------------------------------------------------------------------
 
 type Obj = Record<string, unknown>
 
@@ -252,7 +252,7 @@ function yList (path: string, v: unknown): unknown[] {
 
 const PATTERN_VARS = ['partner', 'file', 'transferId']
 
-/** Parses and validates the YAML document of SPEC §5. `sharedDir` anchors relative directories. */
+/** Parses and validates the YAML document of docs/contract.md §5. `sharedDir` anchors relative directories. */
 export function parsePesitConfig (doc: unknown, sharedDir: string, readFile: (p: string) => string = (p) => readFileSync(p, 'utf8')): PesitConfig {
   if (doc === null || doc === undefined) doc = {}
   if (!isObj(doc)) throw new ConfigError('VECTIS_CONFIG', undefined, 'expected a YAML mapping with servers, partners and files')

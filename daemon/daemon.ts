@@ -307,7 +307,7 @@ export class Daemon implements Startable {
     h.websocket('/api/cluster/events', (ws) => { this.streamEvents(ws) }, { auth: true })
   }
 
-  /** SPEC §3 events: `{type, at, epoch, viewId, members, leader}`, the current state first. */
+  /** docs/contract.md §3.8 events: `{type, at, epoch, viewId, members, leader}`, the current state first. */
   private streamEvents (ws: WebSocket): void {
     const send = (type: string): void => {
       if (ws.readyState !== ws.OPEN) return

@@ -1,8 +1,8 @@
 /**
- * The HTTP side of SPEC §3: probes, metrics and the basic-auth API, on plain `node:http` (a handful of routes do
- * not justify a framework). Other parts plug routes in with `route()` and WebSocket endpoints with `websocket()`
- * before `start()`. Every error answer is JSON `{"error": "..."}`; credentials are compared in constant time and
- * never logged.
+ * The HTTP side of the contract (docs/contract.md §3): probes, metrics and the basic-auth API, on plain
+ * `node:http` (a handful of routes do not justify a framework). Other parts plug routes in with `route()` and
+ * WebSocket endpoints with `websocket()` before `start()`. Every error answer is JSON `{"error": "..."}`;
+ * credentials are compared in constant time and never logged.
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import { createHash, timingSafeEqual } from 'node:crypto'

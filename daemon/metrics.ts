@@ -1,7 +1,7 @@
 /**
  * The Prometheus registry of one daemon (no global default registry, so tests can run several daemons in one
- * process). Names are SPEC §4's. Cluster gauges carry no per-member labels, so `sum(vectis_cluster_is_leader)`
- * over all pods counts leaders.
+ * process). Names are those of docs/contract.md §4. Cluster gauges carry no per-member labels, so
+ * `sum(vectis_cluster_is_leader)` over all pods counts leaders.
  */
 import { Registry, Gauge, Counter, collectDefaultMetrics } from 'prom-client'
 

@@ -7,7 +7,7 @@ import { Daemon } from './daemon.js'
 import { compileCacheDir, flushCompileCache } from '../common/compile-cache.js'
 
 /**
- * `vectisd`: reads the configuration (SPEC §2), starts the parts, and stops them on SIGTERM/SIGINT.
+ * `vectisd`: reads the configuration (docs/contract.md §2), starts the parts, and stops them on SIGTERM/SIGINT.
  * Exit codes: 0 after a graceful stop, 2 bad configuration (one line on stderr), 1 any other failure.
  */
 async function main (): Promise<number> {

@@ -1,6 +1,6 @@
 /**
- * The local HA cluster (`vectis dev-cluster`, SPEC §1): everything Kubernetes would give the daemons, on one
- * machine and on loopback.
+ * The local HA cluster (`vectis dev-cluster`, docs/contract.md §1.5): everything Kubernetes would give the
+ * daemons, on one machine and on loopback.
  *
  * - a DNS server answering for the headless Service name with every member's address (as a headless Service with
  *   `publishNotReadyAddresses: true` does);
@@ -137,7 +137,10 @@ export function memberIps (baseIp: string, nodes: number): string[] {
   return Array.from({ length: nodes }, (_, i) => `${parts[0]}.${parts[1]}.${parts[2]}.${parts[3] + i}`)
 }
 
-/** The demo configuration (SPEC §5): one server, partner DEMO, file DEMOFILE received into `inbox/demo`. */
+/**
+ * The demo configuration (docs/contract.md §1.5, YAML of §5): one server, partner DEMO, file DEMOFILE received
+ * into `inbox/demo`.
+ */
 export function demoConfigYaml (opts: { port: number, password: string }): string {
   return [
     '# Written by vectis dev-cluster: the demo partner and file.',

@@ -1,6 +1,7 @@
 /**
  * The label controller: makes the Kubernetes API say which pod is the leader, so the `LoadBalancer` Service whose
- * selector includes `vectis-leader: "true"` routes new connections to it (SPEC §6, DESIGN "Label fencing").
+ * selector includes `vectis-leader: "true"` routes new connections to it (docs/contract.md §6.1,
+ * docs/design.md §3.10).
  *
  * As leader of epoch E, one pass of the reconcile loop does, in this order:
  *   1. LIST the pods of the selector (`VECTIS_POD_SELECTOR`).

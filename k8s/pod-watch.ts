@@ -1,5 +1,5 @@
 /**
- * Verified death through the Kubernetes API, for the leadership part (DESIGN "Verified dead"): watches the pods of
+ * Verified death through the Kubernetes API, for the leadership part (docs/design.md §3.5): watches the pods of
  * the selector and reports, by pod name, a pod deleted (or replaced by a new pod of the same name: another uid)
  * and a container restarted (restartCount went up, or the containerID changed).
  *

@@ -232,10 +232,11 @@ export class Journal {
   }
 
   /**
-   * Installs the lease check every transfer change runs synchronously right before its transaction (DESIGN:
-   * a journal append is a leader-only effect): with it, a member whose lease has expired, even one whose timers
-   * have not fired yet, gets NotLeaderError instead of writing. Cluster events and replicated entries are not
-   * leader-only and are not checked. `undefined` removes it (standalone daemons may not install one).
+   * Installs the lease check every transfer change runs synchronously right before its transaction
+   * (docs/design.md §3.6: a journal append is a leader-only effect): with it, a member whose lease has expired,
+   * even one whose timers have not fired yet, gets NotLeaderError instead of writing. Cluster events and
+   * replicated entries are not leader-only and are not checked. `undefined` removes it (standalone daemons may not
+   * install one).
    */
   setLeaderCheck (check: (() => boolean) | undefined): void {
     this.leaderCheck = check
@@ -369,7 +370,7 @@ export class Journal {
     return row === undefined ? undefined : toRecord(row)
   }
 
-  /** The newest in-progress or interrupted transfer matching a restart request (PROTOCOL.md §7.6 key). */
+  /** The newest in-progress or interrupted transfer matching a restart request (the key of docs/pesit.md §9.3). */
   findRestartable (key: { server: string, partner: string, virtualFile: string, direction: TransferDirection,
     transferId: number }): TransferRecord | undefined {
     const row = this.s.restartable.get(key.server, key.partner, key.virtualFile, key.direction, key.transferId)

@@ -13,12 +13,12 @@
  * asynchronous). The split trades how many leader changes pass before a range comes back (256; elections are
  * rare) against how many transfers one leadership can start before its counter wraps (65,536).
  *
- * Wrap-around: when the counter passes 65,535 it continues at 0 within the same range (the epoch is the
- * leadership protocol's, never raised for this). Every candidate is skipped if it is 0 or if a transfer with that
- * PI 13 is still in progress or interrupted in the local journal, since those are the ids a partner may present
- * again to restart (PROTOCOL.md §7.4). So an id is reused only after at least 65,535 other transfers of the same
- * leadership, or 256 elections, and never while it can be restarted here. If every id of the range is held by a
- * restartable transfer, allocation fails with TransferIdsExhaustedError rather than loop or collide.
+ * Wrap-around: when the counter passes 65,535 it continues at 0 within the same range (the epoch is the leadership
+ * protocol's, never raised for this). Every candidate is skipped if it is 0 or if a transfer with that PI 13 is
+ * still in progress or interrupted in the local journal, since those are the ids a partner may present again to
+ * restart (docs/pesit.md §9.3, docs/design.md §5.5). So an id is reused only after at least 65,535 other transfers
+ * of the same leadership, or 256 elections, and never while it can be restarted here. If every id of the range is
+ * held by a restartable transfer, allocation fails with TransferIdsExhaustedError rather than loop or collide.
  *
  * NOT guaranteed: uniqueness between two leaders of the same epoch number, which only `VECTIS_QUORUM=none` (split
  * brain) allows; and restart matching of transfers 256 elections old whose rows this member never received.

@@ -1,6 +1,7 @@
 /**
- * `GET /api/transfers` (SPEC §3) as a pure function: the HTTP layer authenticates, passes the query string, and
- * answers 200 with the returned body as JSON, or 400 `{"error": err.message}` on a TransfersQueryError.
+ * `GET /api/transfers` (docs/contract.md §3.7) as a pure function: the HTTP layer authenticates, passes the query
+ * string, and answers 200 with the returned body as JSON, or 400 `{"error": err.message}` on a
+ * TransfersQueryError.
  *
  * Parameters: `limit` (1..1000, default 100), `status` (in-progress | interrupted | completed | failed), `partner`
  * (exact requester id). Unknown or repeated parameters are refused rather than ignored, so a typo (`?stauts=`)

@@ -1,13 +1,13 @@
 /**
- * PeSIT E Hors-SIT codec: TCP stream → entities → FPDUs → parameters, and back (PROTOCOL.md §1-§4, §6.2).
+ * PeSIT E Hors-SIT codec: TCP stream → entities → FPDUs → parameters, and back (docs/pesit.md §2–§4, §8.4).
  *
  * Every length is bounded before anything is allocated: entities by the caller's maximum (≤ 65535), FPDUs by
  * their entity, parameters by their FPDU and by the per-PI maximum of the catalogue. Decoding failures throw
  * `ProtocolError` carrying the diagnostic to send: D3-311 for structure (lengths, unknown type, truncated unit),
  * D3-318 for parameters (LI = 0, missing mandatory PI, unknown or repeated PI, illegal value).
  *
- * Choices where the protocol leaves room (PROTOCOL.md §3.3): parameters are always EMITTED in canonical order;
- * on receipt, out-of-order units are accepted (more partners work, nothing is ambiguous since repetition is
+ * Choices where the protocol leaves room (docs/pesit.md §4.3, §12): parameters are always EMITTED in canonical
+ * order; on receipt, out-of-order units are accepted (more partners work, nothing is ambiguous since repetition is
  * refused). The CRC option (PI 1 = 1) is not implemented: sessions refuse it at CONNECT.
  */
 import { decodeDiagnostic, encodeDiagnostic, type Diagnostic } from './diagnostics.js'
@@ -361,7 +361,10 @@ export function splitEntity (entity: Uint8Array): Uint8Array[] {
   return out
 }
 
-/** Checks the concatenation rule (§1.1): several FPDUs in one entity only if they are all DTF*, SYN, DTF.END. */
+/**
+ * Checks the concatenation rule (docs/pesit.md §2.1): several FPDUs in one entity only if they are all DTF*, SYN,
+ * DTF.END.
+ */
 export function checkConcatenation (fpdus: readonly Uint8Array[]): void {
   if (fpdus.length < 2) return
   for (const f of fpdus) {
@@ -383,7 +386,7 @@ export type StreamUnit =
  * Incremental reader for a TCP stream: `push()` chunks as they arrive, then `next()` until undefined. Never
  * assumes one chunk = one entity. `prefixed` framing is the 2-byte entity prefix; `raw` (TLS without
  * TCPIP_HEADER) delimits by each FPDU's own length, one FPDU per unit. A raw 24-byte pre-connection message
- * (starting `D7 C5`, §8.4) is recognised only at the very start of the stream.
+ * (starting `D7 C5`, docs/pesit.md §7.1) is recognised only at the very start of the stream.
  *
  * Memory is bounded by the caller: it stops pushing (pauses the socket) while `buffered` is high; an entity
  * larger than `maxEntitySize` is refused from its prefix alone, before it is buffered.
@@ -482,7 +485,7 @@ export class EntityReader {
 }
 
 // ---------------------------------------------------------------------------------------------------------
-// Articles (§6.2)
+// Articles (docs/pesit.md §8.4)
 
 /**
  * Splits a multi-article DTF payload (ID.SRC = n ≥ 1) into its articles, prefixes stripped; exactly n articles
@@ -520,7 +523,7 @@ export function packArticles (articles: readonly Uint8Array[]): Uint8Array {
 }
 
 // ---------------------------------------------------------------------------------------------------------
-// Pre-connection (§8.4): 24 EBCDIC bytes "PESIT   " + id(8) + password(8); answer ACK0 / NAK0.
+// Pre-connection (docs/pesit.md §7.1): 24 EBCDIC bytes "PESIT   " + id(8) + password(8); answer ACK0 / NAK0.
 
 export const PRECONNECTION_SIZE = 24
 export const PRECONNECTION_ACK = Uint8Array.of(0xc1, 0xc3, 0xd2, 0xf0)

@@ -1,7 +1,8 @@
 /**
- * The PeSIT part of the configuration (SPEC §5), as the daemon's loader hands it over: already validated for
- * shape, with every `directory` resolved to an absolute path under VECTIS_SHARED_DIR. `validatePesitConfig`
- * re-checks what the PeSIT code relies on, so a bad object fails at start-up with a message naming the key.
+ * The PeSIT part of the configuration (docs/contract.md §5), as the daemon's loader hands it over: already
+ * validated for shape, with every `directory` resolved to an absolute path under VECTIS_SHARED_DIR.
+ * `validatePesitConfig` re-checks what the PeSIT code relies on, so a bad object fails at start-up with a message
+ * naming the key.
  */
 import { isAbsolute } from 'node:path'
 import { PesitConfigError } from './errors.js'

@@ -1,5 +1,5 @@
 /**
- * PI 2 diagnostics (PROTOCOL.md §4.3): `[type][reason hi][reason lo]`, written `Dt-rrr`.
+ * PI 2 diagnostics (docs/pesit.md §5): `[type][reason hi][reason lo]`, written `Dt-rrr`.
  *
  * The catalogue below is the 1989 annex plus the few codes partners are known to send; a code missing from it is
  * still carried and logged, only without a description.

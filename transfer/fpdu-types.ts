@@ -1,6 +1,6 @@
 /**
- * The Hors-SIT FPDU catalogue (PROTOCOL.md §2), the PI definitions (§4.1) and the per-FPDU parameter templates
- * (§4.2), as data: the codec encodes in template order and validates received FPDUs against the same table.
+ * The Hors-SIT FPDU catalogue (docs/pesit.md §3), the PI definitions (§4.5) and the per-FPDU parameter templates
+ * (§4.6), as data: the codec encodes in template order and validates received FPDUs against the same table.
  */
 
 export const PHASE_CONNECTION = 0x40
@@ -62,7 +62,7 @@ export function isDataFpdu (t: FpduType): t is 'DTF' | 'DTFDA' | 'DTFMA' | 'DTFF
   return t === 'DTF' || t === 'DTFDA' || t === 'DTFMA' || t === 'DTFFA'
 }
 
-/** FPDUs allowed to share an entity (PROTOCOL.md §1.1). */
+/** FPDUs allowed to share an entity (docs/pesit.md §2.1). */
 export function isConcatenable (t: FpduType): boolean {
   return isDataFpdu(t) || t === 'DTF_END' || t === 'SYN'
 }
@@ -74,7 +74,7 @@ export function fpduDisplayName (t: FpduType): string {
 }
 
 /**
- * Value kinds (PROTOCOL.md §3.4). `C` and `D` decode to strings, `N`/`S`/`M` to numbers, `A` stays bytes,
+ * Value kinds (docs/pesit.md §4.4). `C` and `D` decode to strings, `N`/`S`/`M` to numbers, `A` stays bytes,
  * `DIAG` (PI 2) decodes to a Diagnostic.
  */
 export type PiKind = 'C' | 'N' | 'S' | 'M' | 'D' | 'A' | 'DIAG'
@@ -138,7 +138,7 @@ export const PI_DEFINITIONS: ReadonlyMap<number, PiDefinition> = new Map([
   pi(99, 'freeMessage', 'C', 254)
 ].map((p) => [p.code, p] as const))
 
-/** PGI codes and their names (PROTOCOL.md §3.2). */
+/** PGI codes and their names (docs/pesit.md §4.2). */
 export const PGI_CODES: ReadonlyMap<number, string> = new Map([
   [9, 'fileIdentifier'],
   [30, 'logicalAttributes'],
@@ -159,7 +159,10 @@ export interface TemplateItem {
   readonly members?: readonly TemplateItem[]
 }
 
-/** Parses the §4.2 notation: `PGI9{[3] [4] 11 12} 13 [15] ...`, `[x]` optional, `[PGI50{51 [52]}]`. */
+/**
+ * Parses the notation of docs/pesit.md §4.6: `PGI9{[3] [4] 11 12} 13 [15] ...`, `[x]` optional,
+ * `[PGI50{51 [52]}]`.
+ */
 function parseTemplate (spec: string): TemplateItem[] {
   const items: TemplateItem[] = []
   const re = /(\[)?(?:PGI(\d+)\{([^}]*)\}|(\d+))\]?/g
@@ -181,7 +184,7 @@ const PGI30 = 'PGI30{[31] 32 [33] [37] [38] [39]}'
 const PGI40 = 'PGI40{[41] 42}'
 const PGI9 = 'PGI9{[3] [4] 11 12}'
 
-/** PROTOCOL.md §4.2, canonical order. */
+/** docs/pesit.md §4.6, canonical order. */
 const TEMPLATE_SPECS: Record<FpduType, string> = {
   CONNECT: '[1] 3 4 [5] 6 [7] 22 [23] [26] [99]',
   ACONNECT: '[5] 6 [7] [23] [99]',
@@ -229,7 +232,7 @@ export const TEMPLATES: Readonly<Record<FpduType, readonly TemplateItem[]>> = Ob
 
 /**
  * Mandatory parameters that a receiver tolerates when absent, because known partners omit them
- * (PROTOCOL.md §4.1: ACK(CREATE) PI 25, "RS tolerates absence"). They are still always emitted.
+ * (docs/pesit.md §4.3: a requester accepts an ACK(CREATE) without PI 25). They are still always emitted.
  */
 export const TOLERATED_MISSING: Partial<Record<FpduType, ReadonlySet<number>>> = {
   ACK_CREATE: new Set([25])

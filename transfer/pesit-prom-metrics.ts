@@ -1,5 +1,5 @@
 /**
- * Adapts the daemon's prom-client metrics (SPEC §4: `vectis_pesit_servers_running`,
+ * Adapts the daemon's prom-client metrics (docs/contract.md §4: `vectis_pesit_servers_running`,
  * `vectis_pesit_connections_active`, `vectis_transfers_total{direction,status}`,
  * `vectis_transfer_bytes_total{direction}`) to the narrow `PesitMetrics` callbacks. Takes the metric objects, not
  * a registry, so each name is registered once, by their owner.

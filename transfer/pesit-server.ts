@@ -1,8 +1,8 @@
 /**
- * The PeSIT servers of the configuration (SPEC §5): one TCP listener per configured server, one ServerSession per
- * connection. Only a leader runs them: the daemon starts this part after `leader:elected` and stops it on
- * `leader:demoted` and at shutdown; on top of that every accepted connection checks the lease synchronously
- * (a connection reaching a member that is no longer leader is dropped before a byte is read).
+ * The PeSIT servers of the configuration (docs/contract.md §5.2): one TCP listener per configured server, one
+ * ServerSession per connection. Only a leader runs them: the daemon starts this part after `leader:elected` and
+ * stops it on `leader:demoted` and at shutdown; on top of that every accepted connection checks the lease
+ * synchronously (a connection reaching a member that is no longer leader is dropped before a byte is read).
  *
  * `stop()` closes the listeners and ends live sessions with ABORT; `stop({ handover: true })` lets each live
  * transfer reach its next sync point and interrupts it there with IDT (restartable), aborting what is still

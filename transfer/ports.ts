@@ -55,7 +55,7 @@ export interface TransferJournalPort {
   end(id: string, e: TransferEnd): void | Promise<void>
 }
 
-/** Counters behind `vectis_pesit_*` and `vectis_transfer*` (SPEC §4); every callback optional. */
+/** Counters behind `vectis_pesit_*` and `vectis_transfer*` (docs/contract.md §4); every callback optional. */
 export interface PesitMetrics {
   /** vectis_pesit_servers_running: +1 when a listener starts, -1 when it stops */
   serverRunning?(serverId: string, running: boolean): void

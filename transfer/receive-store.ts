@@ -2,7 +2,7 @@
  * Durable storage of one incoming file: a hidden partial file and its checkpoint in the virtual file's
  * directory (under VECTIS_SHARED_DIR, so a new leader that mounts it can resume).
  *
- * Order of effects (DESIGN.md "Data"):
+ * Order of effects (docs/design.md §5.3; docs/pesit.md §9.1, §8.5):
  *  - checkpoint (before ACK(SYN)): buffered data written, data fsync, checkpoint JSON written to a temporary
  *    name, fsync, rename, directory fsync (DurableFs.writeFileAtomic);
  *  - commit (before ACK(TRANS.END)): data fsync, `beforeRename()` (the lease check), atomic rename to the final

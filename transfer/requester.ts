@@ -1,7 +1,7 @@
 /**
- * The requester side of a push (PROTOCOL.md §5.3 seen from the client): CONNECT, CREATE, ORF, WRITE, the file as
- * articles in multi-article DTFs (segmented with DTFDA/DTFMA/DTFFA when an article does not fit an entity),
- * SYN every interval within the acknowledgement window, DTF.END, TRANS.END, CRF, DESELECT, RELEASE.
+ * The requester side of a push (docs/pesit.md §11; §8 is the server's side): CONNECT, CREATE, ORF, WRITE, the file
+ * as articles in multi-article DTFs (segmented with DTFDA/DTFMA/DTFFA when an article does not fit an entity), SYN
+ * every interval within the acknowledgement window, DTF.END, TRANS.END, CRF, DESELECT, RELEASE.
  *
  * Restart: the receiver fixes the restart point (ACK(WRITE) PI 18). Sync points are placed deterministically,
  * every `articlesPerSync` articles, so point p is byte `p × articlesPerSync × articleSize` of the source: a
@@ -426,9 +426,9 @@ function log (l: Logger, obj: Record<string, unknown>, msg: string): void {
 }
 
 /**
- * Packs articles into entities (PROTOCOL.md §6.4): as many whole articles as fit in one multi-article DTF, a
- * lone article as a mono-article DTF, an article longer than the entity cut into DTFDA/DTFMA/DTFFA. Entities are
- * batched into large socket writes.
+ * Packs articles into entities (docs/pesit.md §11, "Packing"): as many whole articles as fit in one multi-article
+ * DTF, a lone article as a mono-article DTF, an article longer than the entity cut into DTFDA/DTFMA/DTFFA.
+ * Entities are batched into large socket writes.
  */
 class DtfPacker {
   private batch = Buffer.allocUnsafe(BATCH)

@@ -1,5 +1,5 @@
 /**
- * One PeSIT connection on the server side (PROTOCOL.md §5): CONNECT, then for a push CREATE, ORF, WRITE,
+ * One PeSIT connection on the server side (docs/pesit.md §6–§8): CONNECT, then for a push CREATE, ORF, WRITE,
  * DTF* / SYN, DTF.END, TRANS.END, CRF, DESELECT, RELEASE. Every received FPDU is checked against the state table
  * (`session-table.ts`) before anything else; an FPDU not valid in the current state, a malformed one, a timer
  * expiry or a local failure ends the session with ABORT and the matching diagnostic. A session never throws to

@@ -1,5 +1,5 @@
 /**
- * The PeSIT session state machine as data (PROTOCOL.md §5), one table per role, both transfer directions: for
+ * The PeSIT session state machine as data (docs/pesit.md §6), one table per role, both transfer directions: for
  * each state, the FPDU types the peer may send and the state that follows when the FPDU is handled
  * successfully. Handlers may stay in the current state on a refusal (negative ACK). Anything absent from the
  * table is a protocol error: ABORT D3-311.

@@ -82,7 +82,7 @@ export interface ReconstructedSession {
 
 /**
  * Fills the gaps of the recorded push. Only requester frames change; server frames are kept byte for byte.
- * Throws if the recording does not have the shape described in PROTOCOL.md §6.3 (so a different vector is not
+ * Throws if the recording does not have the shape described in docs/pesit.md §14.6 (so a different vector is not
  * silently mis-reconstructed).
  */
 export function reconstructPush (frames: readonly VectorFrame[], opts: ReconstructOptions): ReconstructedSession {

@@ -63,7 +63,7 @@ describe('standalone vectisd with its embedded defaults', () => {
     assert.equal((await http(port, 'GET', '/readyz')).status, 200)
   })
 
-  it('/api/cluster/status has the SPEC shape: one member, itself, leader, epoch 1', async () => {
+  it('/api/cluster/status has the shape of docs/contract.md §3.5: one member, itself, leader, epoch 1', async () => {
     const r = await http(port, 'GET', '/api/cluster/status', { auth })
     assert.equal(r.status, 200)
     assert.match(String(r.headers['content-type']), /application\/json/)

@@ -129,7 +129,7 @@ describe('configuration errors name the variable, the value and what was expecte
   })
 })
 
-describe('YAML configuration (SPEC §5)', () => {
+describe('YAML configuration (docs/contract.md §5)', () => {
   const cfg = (yaml: string, extra: Record<string, string> = {}) => load({ VECTIS_CONFIG: 'vectis.yaml', ...extra }, { '/srv/vectis/vectis.yaml': yaml, '/run/secrets/pw': 'fromfile\n' })
   const good = `
 servers:
@@ -151,7 +151,7 @@ files:
     filenamePattern: "\${partner}_\${file}_\${transferId}"
 `
 
-  it('parses the SPEC example, resolving directories against the shared dir', () => {
+  it('parses a configuration shaped like docs/contract.md §5.6, resolving directories against the shared dir', () => {
     const { config } = cfg(good)
     assert.deepEqual(config.pesit.servers, [{ id: 'PESITSRV', port: 5000, maxConnections: 10, syncIntervalKb: 32, maxEntitySize: 4096 }])
     assert.deepEqual(config.pesit.partners, [{ id: 'CXCLIENT', password: 'test123', access: 'write' }, { id: 'OTHER', password: 'fromfile', access: 'both' }])

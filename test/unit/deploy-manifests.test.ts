@@ -14,9 +14,9 @@ import { matchesSelector, parseLabelSelector } from '../../k8s/label-selector.js
 
 const root = fileURLToPath(new URL('../..', import.meta.url))
 
-// The daemon's defaults (SPEC §2/§3): the manifests must use the same numbers and paths.
+// The daemon's defaults (docs/contract.md §2.2, §3.1, §5.1): the manifests must use the same numbers and paths.
 const DEFAULTS = { clusterPort: 7800, httpPort: 8080, pesitPort: 5000, healthz: '/healthz', readyz: '/readyz', handoverDrainMs: 3000 }
-// The metrics SPEC §4 defines: alert expressions may only use these (plus kube-state-metrics' replicas).
+// The metrics docs/contract.md §4 defines: alert expressions may only use these (plus kube-state-metrics' replicas).
 const METRICS = ['vectis_cluster_members', 'vectis_cluster_is_leader', 'vectis_cluster_quorum', 'vectis_cluster_epoch',
   'vectis_cluster_leader_changes_total', 'vectis_cluster_view_changes_total', 'vectis_k8s_label_errors_total', 'vectis_k8s_labels_in_sync',
   'vectis_pesit_servers_running', 'vectis_transfers_total']

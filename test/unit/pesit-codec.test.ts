@@ -40,8 +40,8 @@ function rejects (bytes: Uint8Array, diag: string, re?: RegExp): void {
   })
 }
 
-describe('PeSIT codec: PROTOCOL.md §9 byte-exact', () => {
-  it('§9.1 CONNECT with its entity prefix', () => {
+describe('PeSIT codec: docs/pesit.md §14 byte-exact', () => {
+  it('§14.1 CONNECT with its entity prefix', () => {
     const fpdu: Fpdu = {
       type: 'CONNECT', idDst: 0, idSrc: 0x62,
       params: { 3: 'CXCLIENT', 4: 'PESITSRV', 5: hex('74 65 73 74 31 32 33 20'), 6: 2, 7: hex('00 20 02'), 22: 2 }
@@ -55,11 +55,11 @@ describe('PeSIT codec: PROTOCOL.md §9 byte-exact', () => {
     assert.equal(toHex(encodeSyncOption({ intervalKb: 32, window: 2 })), '002002')
   })
 
-  it('§9.2 ACONNECT', () => {
+  it('§14.2 ACONNECT', () => {
     roundTrip('00 0E 40 21 62 E2 06 01 02 07 03 00 20 02', { type: 'ACONNECT', idDst: 0x62, idSrc: 0xe2, params: { 6: 2, 7: hex('00 20 02') } })
   })
 
-  it('§9.3 CREATE (reconstructed, 70 bytes) and its non-minimal PI 13', () => {
+  it('§14.3 CREATE (reconstructed, 70 bytes) and its non-minimal PI 13', () => {
     const wire = '00 46 C0 11 E2 00 09 0D 0B 01 00 0C 08 54 45 53 54 46 49 4C 45 0D 03 00 24 C9 10 01 02 11 01 00 19 02 FF FF ' +
       '1E 07 1F 01 80 20 02 04 00 28 07 29 01 00 2A 02 04 00 32 0E 33 0C 32 36 30 31 31 39 30 31 32 35 30 35'
     const decoded = decodeFpdu(hex(wire))
@@ -67,19 +67,20 @@ describe('PeSIT codec: PROTOCOL.md §9 byte-exact', () => {
       type: 'CREATE', idDst: 0xe2, idSrc: 0,
       params: { 9: { 11: 0, 12: 'TESTFILE' }, 13: 9417, 16: 2, 17: 0, 25: 65535, 30: { 31: 0x80, 32: 1024 }, 40: { 41: 0, 42: 1024 }, 50: { 51: '260119012505' } }
     })
-    // Encoding emits the minimal PI 13 (`0D 02 24 C9`), one byte shorter than C:X's form: what §3.4 asks senders to do.
+    // Encoding emits the minimal PI 13 (`0D 02 24 C9`), one byte shorter than C:X's form: what docs/pesit.md §4.4
+    // asks senders to do.
     const re = encodeFpdu(decoded)
     assert.equal(re.length, 69)
     assert.equal(toHex(re), toHex(hex(wire.replace('0D 03 00 24 C9', '0D 02 24 C9').replace('00 46', '00 45'))))
   })
 
-  it('§9.4 ACK(CREATE) and a refusal', () => {
+  it('§14.4 ACK(CREATE) and a refusal', () => {
     roundTrip('00 0F C0 30 62 00 02 03 00 00 00 19 02 10 00', { type: 'ACK_CREATE', idDst: 0x62, idSrc: 0, params: { 2: DIAG.OK, 25: 4096 } })
     const refused = decodeFpdu(hex('00 0F C0 30 62 00 02 03 02 00 CC 19 02 10 00'))
     assert.equal(formatDiagnostic(getDiagnostic(refused.params)!), 'D2-204')
   })
 
-  it('§9.5 the rest of the recorded push', () => {
+  it('§14.5–§14.7 the rest of the recorded push', () => {
     const cases: Array<[string, Fpdu]> = [
       ['00 0A C0 14 E2 00 15 02 00 00', { type: 'ORF', idDst: 0xe2, idSrc: 0, params: { 21: hex('00 00') } }],
       ['00 0B C0 33 62 00 02 03 00 00 00', { type: 'ACK_ORF', idDst: 0x62, idSrc: 0, params: { 2: DIAG.OK } }],
@@ -100,7 +101,7 @@ describe('PeSIT codec: PROTOCOL.md §9 byte-exact', () => {
     for (const [wire, fpdu] of cases) roundTrip(wire, fpdu)
   })
 
-  it('§9.5 multi-article DTF "AB" "CDE"', () => {
+  it('§14.8 multi-article DTF "AB" "CDE"', () => {
     const wire = hex('00 0F 00 00 E2 02 00 02 41 42 00 03 43 44 45')
     const payload = packArticles([Buffer.from('AB'), Buffer.from('CDE')])
     const fpdu: Fpdu = { type: 'DTF', idDst: 0xe2, idSrc: 2, params: {}, data: payload }

@@ -4,7 +4,7 @@ import { Counter, Gauge, Registry } from 'prom-client'
 import { pesitMetricsFromProm } from '../../transfer/pesit-prom-metrics.js'
 
 describe('PeSIT metrics on prom-client', () => {
-  it('drives the SPEC metrics with their labels', async () => {
+  it('drives the metrics of docs/contract.md §4 with their labels', async () => {
     const registers = [new Registry()]
     const m = pesitMetricsFromProm({
       pesitServersRunning: new Gauge({ name: 'vectis_pesit_servers_running', help: 'h', registers }),

@@ -50,7 +50,7 @@ describe('PeSIT configuration', () => {
     files: [{ id: 'PAYMENTS', direction: 'receive', directory: '/shared/inbox', filenamePattern: '${partner}_${file}_${transferId}' }]
   })
 
-  it('accepts the SPEC example and names the key of each problem', () => {
+  it('accepts a configuration shaped like docs/contract.md §5.6 and names the key of each problem', () => {
     validatePesitConfig(good())
     const bad: Array<[(c: PesitConfig) => void, RegExp]> = [
       [(c) => { c.servers[0]!.id = 'pesit srv' }, /servers\[0\]\.id/],
