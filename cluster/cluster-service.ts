@@ -16,7 +16,7 @@ import type { ClusterEvents, ClusterService, ClusterStatus, MemberInfo as ApiMem
 import { LeadershipTransferError } from './errors.js'
 import type { Epoch, HandoverHooks, Leadership } from './leadership-api.js'
 import { MembershipMachine } from './membership/machine.js'
-import type { MembershipEvent, MembershipInput, MembershipOutput, PersistedClusterState, SendFailure } from './membership/types.js'
+import type { MembershipComponents, MembershipEvent, MembershipInput, MembershipOutput, PersistedClusterState, SendFailure } from './membership/types.js'
 import type { MembershipInit } from './membership/config.js'
 import { decodeMessage, InvalidMessageError, type ClusterRequest, type MemberInfo, type ReplyMessage } from './messages.js'
 import type { ClusterTransport } from './transport-types.js'
@@ -43,6 +43,8 @@ export interface ClusterServiceComponents {
   state: ClusterStatePort
   clock?: Clock
   random?: () => number
+  /** Builds the machine (tests substitute one that fails, to prove what a failure does). */
+  createMachine?: (components: MembershipComponents, init: MembershipInit, now: number) => MembershipMachine
 }
 
 export interface ClusterServiceInit extends MembershipInit {
@@ -121,7 +123,8 @@ export class MembershipCluster implements ClusterService, Leadership {
         address: `${this.init.advertiseHost.includes(':') ? `[${this.init.advertiseHost}]` : this.init.advertiseHost}:${this.init.clusterPort}`
       }
       const persisted = state.load()
-      this.machine = new MembershipMachine({ me, persisted, random: this.random }, this.init, this.clock.now())
+      const create = this.components.createMachine ?? ((c, i, now) => new MembershipMachine(c, i, now))
+      this.machine = create({ me, persisted, random: this.random }, this.init, this.clock.now())
       if (this.init.forceNewCluster === true) {
         this.log.warn({ member: me.name }, 'VECTIS_FORCE_NEW_CLUSTER: starting a new primary view from this member alone, forgetting the old one')
       }
