@@ -15,8 +15,9 @@ import { TypedEmitter } from '../common/typed-events.js'
 import type { ClusterEvents, ClusterService, ClusterStatus, MemberInfo as ApiMember, TransferResult } from './cluster-api.js'
 import { LeadershipTransferError } from './errors.js'
 import type { Epoch, HandoverHooks, Leadership } from './leadership-api.js'
+import { MembershipDriver } from './membership/driver.js'
 import { MembershipMachine } from './membership/machine.js'
-import type { MembershipComponents, MembershipEvent, MembershipInput, MembershipOutput, PersistedClusterState, SendFailure } from './membership/types.js'
+import type { MembershipComponents, MembershipEvent, MembershipInput, PersistedClusterState, SendFailure } from './membership/types.js'
 import type { MembershipInit } from './membership/config.js'
 import { decodeMessage, InvalidMessageError, type ClusterRequest, type MemberInfo, type ReplyMessage } from './messages.js'
 import type { ClusterTransport } from './transport-types.js'
@@ -87,7 +88,7 @@ export class MembershipCluster implements ClusterService, Leadership {
   private readonly log: Logger
   private readonly clock: Clock
   private readonly random: () => number
-  private machine: MembershipMachine | undefined
+  private driver: MembershipDriver | undefined
   private timer: NodeJS.Timeout | undefined
   private offs: Array<() => void> = []
   private running = false
@@ -95,7 +96,7 @@ export class MembershipCluster implements ClusterService, Leadership {
   private readonly hooks: HandoverHooks[] = []
   private selfLeft: (() => void) | undefined
   private handingOver = false
-  private failed: Error | undefined
+  private failedCause: 'persist' | 'machine' | undefined
 
   constructor (private readonly components: ClusterServiceComponents, private readonly init: ClusterServiceInit) {
     this.log = components.logger.child({ component: 'cluster:member' })
@@ -124,7 +125,14 @@ export class MembershipCluster implements ClusterService, Leadership {
       }
       const persisted = state.load()
       const create = this.components.createMachine ?? ((c, i, now) => new MembershipMachine(c, i, now))
-      this.machine = create({ me, persisted, random: this.random }, this.init, this.clock.now())
+      this.driver = new MembershipDriver(create({ me, persisted, random: this.random }, this.init, this.clock.now()), {
+        // Durable before anything that follows is acted on (a promise or an epoch must survive a crash).
+        persist: (state) => { this.components.state.save(state) },
+        send: (o) => { this.send(o.id, o.to, o.msg, o.timeoutMs) },
+        event: (e) => { this.onEvent(e) },
+        log: (o) => { this.log[o.level](o.fields ?? {}, o.msg) },
+        failed: (err, cause) => { this.fail(err, cause) }
+      })
       if (this.init.forceNewCluster === true) {
         this.log.warn({ member: me.name }, 'VECTIS_FORCE_NEW_CLUSTER: starting a new primary view from this member alone, forgetting the old one')
       }
@@ -179,67 +187,31 @@ export class MembershipCluster implements ClusterService, Leadership {
   // ---- driving the machine --------------------------------------------------------------------------------------
 
   private step (input: MembershipInput): ReplyMessage | undefined {
-    const m = this.machine
-    if (m === undefined || this.failed !== undefined || (!this.running && input.type !== 'leave')) return undefined
-    let outputs: MembershipOutput[]
-    try {
-      outputs = m.handle(input, this.clock.now())
-    } catch (err) {
-      // A bug in the machine must not leave a member that believes it leads: log loudly, step down, go on.
-      this.log.error({ err, input: input.type }, 'membership machine failed on an input')
-      this.endLeadership('lease-expired')
-      return undefined
-    }
-    return this.execute(outputs)
-  }
-
-  private execute (outputs: MembershipOutput[]): ReplyMessage | undefined {
-    let reply: ReplyMessage | undefined
-    for (const o of outputs) {
-      switch (o.type) {
-        case 'persist':
-          // Durable before anything that follows is acted on (a promise or an epoch must survive a crash).
-          try {
-            this.components.state.save(o.state)
-          } catch (err) {
-            this.fail(err)
-            return undefined
-          }
-          break
-        case 'send':
-          this.send(o.id, o.to, o.msg, o.timeoutMs)
-          break
-        case 'reply':
-          reply = o.msg
-          break
-        case 'event':
-          this.onEvent(o.event)
-          break
-        case 'log':
-          this.log[o.level](o.fields ?? {}, o.msg)
-          break
-      }
-    }
+    const d = this.driver
+    if (d === undefined || (!this.running && input.type !== 'leave')) return undefined
+    const reply = d.step(input, this.clock.now())
     this.trackLease()
     return reply
   }
 
   /**
-   * The state could not be made durable (disk full, I/O error): the outputs that depended on it are dropped, this
-   * member stops taking part and never leads again in this process. `/healthz` reports it, so the orchestrator
-   * restarts the pod.
+   * The state could not be made durable (disk full, I/O error), or the machine threw (a bug): the driver stopped,
+   * and with it this member's part in the cluster; it never leads again in this process. `/healthz` reports it, so
+   * the orchestrator restarts the pod.
    */
-  private fail (err: unknown): void {
-    this.log.fatal({ err }, 'cluster state could not be persisted: this member stops taking part in the cluster')
-    this.failed = err instanceof Error ? err : new Error(String(err))
+  private fail (err: Error, cause: 'persist' | 'machine'): void {
+    this.failedCause = cause
+    this.log.fatal({ err }, cause === 'persist'
+      ? 'cluster state could not be persisted: this member stops taking part in the cluster'
+      : 'membership machine failed on an input: this member stops taking part in the cluster')
     this.running = false
     if (this.timer !== undefined) clearTimeout(this.timer)
     this.timer = undefined
     this.endLeadership('lease-expired')
   }
 
-  /** Why this member gave up (persisting its state failed), if it did. */
-  failure (): Error | undefined { return this.failed }
+  /** Why this member gave up (its state could not be persisted, or its machine failed), if it did. */
+  failure (): Error | undefined { return this.driver?.failed }
 
   private send (id: number, to: string, msg: ClusterRequest, timeoutMs: number): void {
     this.components.transport.request(to, msg, { timeoutMs }).then((res) => {
@@ -281,7 +253,7 @@ export class MembershipCluster implements ClusterService, Leadership {
    */
   verifiedDead (name: string, incarnation?: string): void {
     if (name === this.init.nodeName) return
-    const inc = incarnation ?? this.machine?.currentView()?.members.find((m) => m.name === name)?.incarnation
+    const inc = incarnation ?? this.driver?.machine.currentView()?.members.find((m) => m.name === name)?.incarnation
     this.step({ type: 'verified-dead', name, incarnation: inc })
   }
 
@@ -290,7 +262,7 @@ export class MembershipCluster implements ClusterService, Leadership {
   private onEvent (e: MembershipEvent): void {
     switch (e.type) {
       case 'view:installed': {
-        const leader = this.machine?.status(this.clock.now()).leader
+        const leader = this.driver?.machine.status(this.clock.now()).leader
         const members = e.view.members.map((m) => this.apiMember(m, leader))
         this.log.info({ viewId: e.view.id, members: e.view.members.map((m) => m.name), primary: e.primary }, 'view installed')
         this.components.discovery.setJoined(e.view.members.length > 1)
@@ -309,7 +281,7 @@ export class MembershipCluster implements ClusterService, Leadership {
         this.endLeadership('superseded')
         const abort = new AbortController()
         const now = this.clock.now()
-        this.leading = { epoch: e.epoch, abort, startNs: hrtimeNs(), leaseEnd: now + (this.machine?.leaseRemaining(now) ?? 0) }
+        this.leading = { epoch: e.epoch, abort, startNs: hrtimeNs(), leaseEnd: now + (this.driver?.leaseRemaining(now) ?? 0) }
         this.log.info({ epoch: e.epoch, leadershipStartNs: this.leading.startNs.toString() }, 'leader elected: this member leads')
         this.events.emit('leader:elected', { epoch: e.epoch, signal: abort.signal })
         break
@@ -328,9 +300,9 @@ export class MembershipCluster implements ClusterService, Leadership {
   /** Keeps the last known lease end current: leases are renewed by acknowledged rounds inside any step. */
   private trackLease (): void {
     const l = this.leading
-    if (l === undefined || this.machine === undefined) return
+    if (l === undefined || this.driver === undefined) return
     const now = this.clock.now()
-    const remaining = this.machine.leaseRemaining(now)
+    const remaining = this.driver.leaseRemaining(now)
     if (remaining > 0) l.leaseEnd = now + remaining
   }
 
@@ -352,13 +324,13 @@ export class MembershipCluster implements ClusterService, Leadership {
   }
 
   isLeader (): boolean {
-    return this.running && this.machine !== undefined && this.machine.isLeader(this.clock.now())
+    return this.running && this.driver !== undefined && this.driver.isLeader(this.clock.now())
   }
 
-  currentEpoch (): Epoch | undefined { return this.machine?.currentEpoch() }
+  currentEpoch (): Epoch | undefined { return this.driver?.machine.currentEpoch() }
 
   leaseRemainingMs (): number {
-    return this.machine === undefined ? 0 : this.machine.leaseRemaining(this.clock.now())
+    return this.driver === undefined ? 0 : this.driver.leaseRemaining(this.clock.now())
   }
 
   // ---- hand-over ------------------------------------------------------------------------------------------------
@@ -368,7 +340,7 @@ export class MembershipCluster implements ClusterService, Leadership {
   }
 
   private async handOver (to: string | undefined, leaving: boolean): Promise<TransferResult> {
-    const m = this.machine
+    const m = this.driver?.machine
     if (m === undefined || !this.isLeader()) throw new LeadershipTransferError('this member is not the leader')
     if (this.handingOver) throw new LeadershipTransferError('a hand-over is already in progress')
     const view = m.currentView()
@@ -414,7 +386,7 @@ export class MembershipCluster implements ClusterService, Leadership {
   }
 
   status (): ClusterStatus {
-    const m = this.machine
+    const m = this.driver?.machine
     if (m === undefined) {
       return {
         clusterName: this.init.clusterName,
@@ -444,12 +416,15 @@ export class MembershipCluster implements ClusterService, Leadership {
   }
 
   readiness (): { ready: true } | { ready: false, reason: string } {
-    if (this.failed !== undefined) return { ready: false, reason: `cluster state could not be persisted: ${this.failed.message}` }
+    const failed = this.driver?.failed
+    if (failed !== undefined) {
+      return { ready: false, reason: `${this.failedCause === 'persist' ? 'cluster state could not be persisted' : 'the membership machine failed'}: ${failed.message}` }
+    }
     if (!this.running) return { ready: false, reason: 'cluster member not started' }
-    return this.machine?.currentView() === undefined ? { ready: false, reason: 'no view installed yet' } : { ready: true }
+    return this.driver?.machine.currentView() === undefined ? { ready: false, reason: 'no view installed yet' } : { ready: true }
   }
 
   heartbeatAgeMaxSeconds (): number {
-    return this.machine === undefined ? 0 : this.machine.status(this.clock.now()).heartbeatAgeMaxMs / 1000
+    return this.driver === undefined ? 0 : this.driver.machine.status(this.clock.now()).heartbeatAgeMaxMs / 1000
   }
 }

@@ -5,6 +5,7 @@ import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { Writable } from 'node:stream'
 import { MembershipCluster, type ClusterStatePort, type PeerSource } from '../../cluster/cluster-service.js'
+import { MembershipMachine } from '../../cluster/membership/machine.js'
 import type { PersistedClusterState } from '../../cluster/membership/types.js'
 import { createLogger, silentLogger, type Logger } from '../../common/logger.js'
 import { MemoryNetwork, MemoryTransport } from '../helpers/memory-transport.js'
@@ -163,4 +164,38 @@ void test('a failed persist drops the outputs that follow it: nothing acts on un
   assert.equal(node.isLeader(), false, 'never leader on state that is not durable')
   const r = node.readiness()
   assert.ok(!r.ready && /persisted/.test(r.reason))
+})
+
+// ---- Findings of the architecture review (each failed before its fix)
+
+void test('after an exception inside the machine the member no longer leads, by any measure', async (t) => {
+  const net = new MemoryNetwork()
+  let explode = false
+  const transport = new MemoryTransport(net, '127.0.0.32:7800', 'peer-broken')
+  const node = new MembershipCluster({
+    logger: silentLogger(),
+    transport,
+    discovery: new StaticPeers([]),
+    state: new MemoryState(),
+    createMachine: (c, i, now) => {
+      const m = new MembershipMachine(c, i, now)
+      const handle = m.handle.bind(m)
+      m.handle = (input, at) => {
+        if (explode && input.type === 'tick') throw new Error('a bug in the machine')
+        return handle(input, at)
+      }
+      return m
+    }
+  }, { ...TIMINGS, clusterSize: 1, clusterName: 'unit', nodeName: 'broken', advertiseHost: '127.0.0.32', clusterPort: 7800 })
+  t.after(async () => { await node.stop() })
+  const demoted: string[] = []
+  node.events.on('leader:demoted', (e) => { demoted.push(e.reason) })
+  await node.start()
+  await waitFor(() => node.isLeader(), { what: 'it leads alone' })
+  explode = true
+  await waitFor(() => demoted.length > 0, { what: 'the leadership ends' })
+  assert.equal(node.isLeader(), false, 'isLeader() agrees with the demotion')
+  assert.equal(node.leaseRemainingMs(), 0)
+  assert.equal(node.status().isLeader, false)
+  assert.match(node.failure()?.message ?? '', /a bug in the machine/, 'the failure is reported (the health check fails, the pod restarts)')
 })

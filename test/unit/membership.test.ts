@@ -3,7 +3,8 @@
 import { test, describe } from 'node:test'
 import assert from 'node:assert/strict'
 import { MembershipMachine } from '../../cluster/membership/machine.js'
-import type { MembershipOutput, PersistedClusterState } from '../../cluster/membership/types.js'
+import { MembershipDriver } from '../../cluster/membership/driver.js'
+import type { MembershipInput, MembershipOutput, PersistedClusterState } from '../../cluster/membership/types.js'
 import { resolveMembershipConfig, type MembershipInit } from '../../cluster/membership/config.js'
 import { ClusterConfigError } from '../../cluster/errors.js'
 import {
@@ -24,6 +25,7 @@ class Net {
   readonly machines = new Map<string, MembershipMachine>()
   readonly persisted = new Map<string, PersistedClusterState>()
   readonly events: Array<{ who: string, type: string, payload: unknown, at: number }> = []
+  private readonly drivers = new Map<MembershipMachine, MembershipDriver>()
   private queue: Array<() => void> = []
   readonly down = new Set<string>()
 
@@ -33,36 +35,32 @@ class Net {
     const persisted = this.persisted.get(m.name)
     const machine = new MembershipMachine({ me: m, ...(persisted !== undefined ? { persisted } : {}), random: new Prng(m.name.length + m.incarnation.length).fn() },
       { ...this.init, ...overrides }, this.now)
+    this.drivers.set(machine, new MembershipDriver(machine, {
+      persist: (state) => { this.persisted.set(m.name, state) },
+      event: (e) => { this.events.push({ who: m.name, type: e.type, payload: e, at: this.now }) },
+      log: () => {},
+      send: (o) => {
+        this.queue.push(() => {
+          const target = this.machines.get(o.to)
+          if (target === undefined || this.down.has(o.to)) {
+            this.feed(machine, { type: 'send-result', id: o.id, ok: false, error: 'refused' })
+            return
+          }
+          const reply = this.feed(target, { type: 'message', msg: JSON.parse(JSON.stringify(o.msg)) as ClusterRequest })
+          assert.ok(reply !== undefined, `a ${o.msg.type} got a reply`)
+          this.queue.push(() => { this.feed(machine, { type: 'send-result', id: o.id, ok: true, reply }) })
+        })
+      },
+      failed: (err) => { throw err }
+    }))
     this.machines.set(m.address, machine)
     this.down.delete(m.address)
     return machine
   }
 
-  feed (m: MembershipMachine, input: Parameters<MembershipMachine['handle']>[0]): MembershipOutput[] {
-    const out = m.handle(input, this.now)
-    this.execute(m, out)
-    return out
-  }
-
-  private execute (m: MembershipMachine, out: MembershipOutput[]): void {
-    for (const o of out) {
-      if (o.type === 'persist') this.persisted.set(m.me.name, o.state)
-      if (o.type === 'event') this.events.push({ who: m.me.name, type: o.event.type, payload: o.event, at: this.now })
-      if (o.type === 'send') {
-        this.queue.push(() => {
-          const target = this.machines.get(o.to)
-          if (target === undefined || this.down.has(o.to)) {
-            this.feed(m, { type: 'send-result', id: o.id, ok: false, error: 'refused' })
-            return
-          }
-          const replyOut = target.handle({ type: 'message', msg: JSON.parse(JSON.stringify(o.msg)) as ClusterRequest }, this.now)
-          this.execute(target, replyOut)
-          const reply = replyOut.find(x => x.type === 'reply')
-          assert.ok(reply !== undefined && reply.type === 'reply', `a ${o.msg.type} got a reply`)
-          this.queue.push(() => { this.feed(m, { type: 'send-result', id: o.id, ok: true, reply: reply.msg }) })
-        })
-      }
-    }
+  /** Feeds one input to a member through its driver; the reply when the input was a request. */
+  feed (m: MembershipMachine, input: MembershipInput): ReplyMessage | undefined {
+    return this.drivers.get(m)!.step(input, this.now)
   }
 
   run (): void {

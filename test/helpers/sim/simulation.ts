@@ -12,6 +12,7 @@
  * Invariants are checked after every event (see `checkInvariants`); a violation throws `SimulationFailure` whose
  * message carries the one-line replay command.
  */
+import { MembershipDriver } from '../../../cluster/membership/driver.js'
 import { MembershipMachine } from '../../../cluster/membership/machine.js'
 import type { MembershipComponents, MembershipInput, MembershipOutput, PersistedClusterState } from '../../../cluster/membership/types.js'
 import type { MembershipInit } from '../../../cluster/membership/config.js'
@@ -95,6 +96,7 @@ interface Proc {
   incarnation: number
   member: MemberInfo
   machine: MembershipMachine
+  driver: MembershipDriver
   pending: Map<number, { done: boolean }>
   paused: boolean
   inbox: Array<() => void>
@@ -213,7 +215,19 @@ export class Simulation {
     const machine = this.o.createMachine !== undefined
       ? this.o.createMachine(components, init, this.local(n))
       : new MembershipMachine(components, init, this.local(n))
-    n.proc = { incarnation: n.incarnations, member, machine, pending: new Map(), paused: false, inbox: [] }
+    const driver = new MembershipDriver(machine, {
+      observe: (input, now, out) => { this.observe(n, proc, input, now, out) },
+      persist: (state) => {
+        n.highestEpoch = state.highestEpoch
+        n.persisted = structuredClone(state)
+      },
+      send: (o) => { this.send(n, proc, o.id, o.to, o.msg, o.timeoutMs) },
+      event: (e) => { this.onEvent(n, e) },
+      log: (o) => { this.trace(`${n.name} ${o.msg} ${JSON.stringify(o.fields ?? {})}`) },
+      failed: (err, cause) => { this.fail(`${n.name}: the driver failed (${cause}): ${err.stack ?? err.message}`) }
+    })
+    const proc: Proc = { incarnation: n.incarnations, member, machine, driver, pending: new Map(), paused: false, inbox: [] }
+    n.proc = proc
     this.trace(`${n.name} start ${member.incarnation}`)
     this.scheduleTick(n, n.rng.range(0, this.hb / 5))
     this.deliverDiscovery(n, true)
@@ -247,12 +261,14 @@ export class Simulation {
     })
   }
 
-  /** One step of a member's machine, recorded in the run's digest. */
-  private handle (n: SimNode, p: Proc, input: MembershipInput): MembershipOutput[] {
-    const now = this.local(n)
-    const out = p.machine.handle(input, now)
+  /** Every step of a member's machine: recorded in the run's digest, and its persisted epoch checked. */
+  private observe (n: SimNode, p: Proc, input: MembershipInput, now: number, out: MembershipOutput[]): void {
     this.digest.step(n.name, p.member.incarnation, now, input, out)
-    return out
+    for (const o of out) {
+      if (o.type === 'persist' && compareEpochs(o.state.highestEpoch, n.highestEpoch) < 0) {
+        this.fail(`${n.name} persisted epoch ${JSON.stringify(o.state.highestEpoch)} below ${JSON.stringify(n.highestEpoch)}`)
+      }
+    }
   }
 
   /** Feeds an input to a member's current process (queued while paused; dropped if that process is gone). */
@@ -261,30 +277,10 @@ export class Simulation {
     if (p === undefined || p.incarnation !== inc) return
     const run = (): void => {
       if (n.proc !== p) return
-      this.execute(n, p, this.handle(n, p, input))
+      p.driver.step(input, this.local(n))
     }
     if (p.paused) p.inbox.push(run)
     else run()
-  }
-
-  private execute (n: SimNode, p: Proc, out: MembershipOutput[]): ReplyMessage | undefined {
-    let reply: ReplyMessage | undefined
-    for (const o of out) {
-      switch (o.type) {
-        case 'persist':
-          if (compareEpochs(o.state.highestEpoch, n.highestEpoch) < 0) {
-            this.fail(`${n.name} persisted epoch ${JSON.stringify(o.state.highestEpoch)} below ${JSON.stringify(n.highestEpoch)}`)
-          }
-          n.highestEpoch = o.state.highestEpoch
-          n.persisted = structuredClone(o.state)
-          break
-        case 'send': this.send(n, p, o.id, o.to, o.msg, o.timeoutMs); break
-        case 'reply': reply = o.msg; break
-        case 'event': this.onEvent(n, o.event); break
-        case 'log': this.trace(`${n.name} ${o.msg} ${JSON.stringify(o.fields ?? {})}`); break
-      }
-    }
-    return reply
   }
 
   private onEvent (n: SimNode, e: Extract<MembershipOutput, { type: 'event' }>['event']): void {
@@ -377,7 +373,7 @@ export class Simulation {
     if (tp === undefined) { result({ type: 'send-result', id: -1, ok: false, error: 'closed' }); return }
     const run = (): void => {
       if (target.proc !== tp) return
-      const reply = this.execute(target, tp, this.handle(target, tp, { type: 'message', msg }))
+      const reply = tp.driver.step({ type: 'message', msg }, this.local(target))
       if (reply === undefined) this.fail(`${target.name} produced no reply to ${msg.type}`)
       const back = this.link(target.index, from.index)
       if (back === 'reset') { this.at(this.rng.range(0.2, 2), () => { result({ type: 'send-result', id: -1, ok: false, error: 'closed' }) }); return }
@@ -646,13 +642,13 @@ export class Simulation {
         if (n.proc === undefined || n.proc.incarnation !== e.inc) continue
         const p = n.proc
         if (!p.paused) {
-          this.execute(n, p, this.handle(n, p, { type: 'tick' }))
+          p.driver.step({ type: 'tick' }, this.local(n))
           this.scheduleTick(n, (this.hb / 5) * n.rng.range(0.9, 1.1))
         } else {
           // A paused process's timers fire after it resumes.
           p.inbox.push(() => {
             if (n.proc !== p) return
-            this.execute(n, p, this.handle(n, p, { type: 'tick' }))
+            p.driver.step({ type: 'tick' }, this.local(n))
             this.scheduleTick(n, (this.hb / 5) * n.rng.range(0.9, 1.1))
           })
         }
