@@ -8,7 +8,6 @@
  * runs out. A process that was frozen learns it at its next tick; that is why `isLeader()` reads the lease from the
  * monotonic clock synchronously, and why every leader-only effect calls it right before acting.
  */
-import { randomBytes } from 'node:crypto'
 import { monotonicClock, hrtimeNs, jitter, type Clock } from '../common/clock.js'
 import type { Logger } from '../common/logger.js'
 import { TypedEmitter } from '../common/typed-events.js'
@@ -17,7 +16,7 @@ import { LeadershipTransferError } from './errors.js'
 import type { Epoch, HandoverHooks, Leadership } from './leadership-api.js'
 import { MembershipDriver } from './membership/driver.js'
 import { MembershipMachine } from './membership/machine.js'
-import type { MembershipComponents, MembershipEvent, MembershipInput, PersistedClusterState, SendFailure } from './membership/types.js'
+import type { MemberIdentity, MembershipComponents, MembershipEvent, MembershipInput, PersistedClusterState, SendFailure } from './membership/types.js'
 import type { MembershipInit } from './membership/config.js'
 import { decodeMessage, InvalidMessageError, type ClusterRequest, type MemberInfo, type ReplyMessage } from './messages.js'
 import type { ClusterTransport } from './transport-types.js'
@@ -116,11 +115,9 @@ export class MembershipCluster implements ClusterService, Leadership {
     const { transport, discovery, state } = this.components
     await transport.start()
     try {
-      const me: MemberInfo = {
+      const me: MemberIdentity = {
         name: this.init.nodeName,
         peerId: transport.peerId,
-        // New at every start: a restarted process is a new member and joins as the youngest.
-        incarnation: `${Date.now().toString(36)}-${randomBytes(4).toString('hex')}`,
         address: `${this.init.advertiseHost.includes(':') ? `[${this.init.advertiseHost}]` : this.init.advertiseHost}:${this.init.clusterPort}`
       }
       const persisted = state.load()
@@ -136,7 +133,7 @@ export class MembershipCluster implements ClusterService, Leadership {
       if (this.init.forceNewCluster === true) {
         this.log.warn({ member: me.name }, 'VECTIS_FORCE_NEW_CLUSTER: starting a new primary view from this member alone, forgetting the old one')
       }
-      this.log.info({ member: me, persistedEpoch: persisted?.highestEpoch }, 'cluster member starting')
+      this.log.info({ member: this.driver.machine.me, persistedEpoch: persisted?.highestEpoch }, 'cluster member starting')
       this.running = true
       transport.handle((from, payload) => this.onRequest(from.peerId, payload))
       this.offs.push(transport.onDisconnect((peerId) => { this.step({ type: 'disconnected', peerId }) }))

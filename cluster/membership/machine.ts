@@ -25,6 +25,7 @@ import {
 import { resolveMembershipConfig, type MembershipConfig, type MembershipInit } from './config.js'
 import { MemberContext, type Purpose } from './context.js'
 import { Coordinator } from './coordinator.js'
+import { nextIncarnation } from './incarnation.js'
 import type { FoundingIntent } from './founding.js'
 import type { MembershipComponents, MembershipInput, MembershipOutput, MembershipStatus, PersistedClusterState } from './types.js'
 import { sameViewId } from './view.js'
@@ -39,7 +40,7 @@ export class MembershipMachine {
 
   constructor (components: MembershipComponents, init: MembershipInit = {}, now = 0) {
     this.cfg = resolveMembershipConfig(init)
-    this.me = { ...components.me }
+    this.me = { ...components.me, incarnation: nextIncarnation(components.persisted?.member?.incarnation, components.random) }
     this.c = new MemberContext(this.cfg, this.me, components.random, components.persisted, now)
     this.coordinating = new Coordinator(this.c)
   }

@@ -61,11 +61,14 @@ export type MembershipOutput =
   | { type: 'event', event: MembershipEvent }
   | { type: 'log', level: 'debug' | 'info' | 'warn', msg: string, fields?: Record<string, unknown> }
 
+/** A member as known before its process starts: the machine chooses the incarnation (`incarnation.ts`). */
+export type MemberIdentity = Omit<MemberInfo, 'incarnation'>
+
 export interface MembershipComponents {
-  me: MemberInfo
+  me: MemberIdentity
   /** What the previous incarnation persisted, if any. */
   persisted?: PersistedClusterState
-  /** Seeded in the simulation; jitter only. */
+  /** Seeded in the simulation: jitter, probe helpers, the incarnation's random part. */
   random: () => number
 }
 

@@ -9,7 +9,7 @@ import { resolveMembershipConfig, type MembershipInit } from '../../cluster/memb
 import { ClusterConfigError } from '../../cluster/errors.js'
 import {
   PROTOCOL_VERSION, decodeMessage, memberKey, InvalidMessageError, UnsupportedVersionError,
-  type ClusterRequest, type InstallMessage, type MemberInfo, type ReplyMessage
+  type ClusterRequest, type InstallMessage, type MemberInfo, type ReplyMessage, type ViewData
 } from '../../cluster/messages.js'
 import { Prng } from '../helpers/sim/prng.js'
 
@@ -89,6 +89,9 @@ class Net {
     return [...this.machines.entries()].filter(([a, m]) => !this.down.has(a) && m.isLeader(this.now)).map(([, m]) => m.me.name)
   }
 }
+
+/** `name/generation` of each member of a view (the machine chooses incarnations `<generation>-<random>`). */
+const gens = (v: ViewData | undefined): string[] => (v?.members ?? []).map(m => `${m.name}/${m.incarnation.split('-')[0]!}`)
 
 function threeUp (): { net: Net, ms: MembershipMachine[] } {
   const net = new Net()
@@ -181,16 +184,16 @@ void test('the driver persists before acting: persist is the first output of a s
   assert.equal(out[0]?.type, 'persist')
   const state = (out[0]).state
   assert.equal(state.maxApplied, 1)
-  assert.deepEqual(state.member, member(0))
+  assert.deepEqual(state.member, m.me)
 })
 
 void describe('promises, epochs and views: how a member promised to a leader answers', () => {
-  type Case = { name: string, build: (ctx: { leaderEpoch: { number: number, leader: string }, view: InstallMessage['view'], n1: MemberInfo }) => ClusterRequest, advance?: number, ok: boolean, reason?: string }
-  const other = member(1) // n1 is the would-be usurper (a member of the view)
+  // n1 is the would-be usurper (a member of the view), n2 the voter.
+  type Case = { name: string, build: (ctx: { leaderEpoch: { number: number, leader: string }, view: InstallMessage['view'], n0: MemberInfo, n1: MemberInfo, n2: MemberInfo }) => ClusterRequest, advance?: number, ok: boolean, reason?: string }
   const claim = (ctx: Parameters<Case['build']>[0], extra: Partial<InstallMessage> = {}, counterBump = 10, epochNumber = ctx.leaderEpoch.number + 1): InstallMessage => ({
-    ...env(other, { number: epochNumber, leader: other.name }),
+    ...env(ctx.n1, { number: epochNumber, leader: ctx.n1.name }),
     type: 'install',
-    view: { id: { coordinator: other.name, counter: ctx.view.id.counter + counterBump }, members: [other, member(2)], epoch: { number: epochNumber, leader: other.name } },
+    view: { id: { coordinator: ctx.n1.name, counter: ctx.view.id.counter + counterBump }, members: [ctx.n1, ctx.n2], epoch: { number: epochNumber, leader: ctx.n1.name } },
     claim: true,
     configCounter: ctx.view.id.counter + 5,
     ...extra
@@ -204,19 +207,19 @@ void describe('promises, epochs and views: how a member promised to a leader ans
     { name: 'an install numbered below the current view: refused', build: (c) => claim(c, { handoverFrom: c.leaderEpoch }, -1), ok: false, reason: 'stale-view' },
     {
       name: 'an install that does not hold me: refused',
-      build: (c) => { const m = claim(c, { handoverFrom: c.leaderEpoch }); m.view.members = [other]; return m },
+      build: (c) => { const m = claim(c, { handoverFrom: c.leaderEpoch }); m.view.members = [c.n1]; return m },
       ok: false,
       reason: 'not-member'
     },
     {
       name: 'a heartbeat of a lower epoch: refused',
-      build: (c) => ({ ...env(member(0), { number: 0, leader: 'n0' }), type: 'heartbeat', viewId: c.view.id, round: 99, claim: true }),
+      build: (c) => ({ ...env(c.n0, { number: 0, leader: 'n0' }), type: 'heartbeat', viewId: c.view.id, round: 99, claim: true }),
       ok: false,
       reason: 'stale-epoch'
     },
     {
       name: 'a message of another cluster: refused',
-      build: (c) => ({ ...env(other, c.leaderEpoch), cluster: 'other', type: 'hello', summary: { committedCounter: 0, leading: false, maxCounter: 0 } }),
+      build: (c) => ({ ...env(c.n1, c.leaderEpoch), cluster: 'other', type: 'hello', summary: { committedCounter: 0, leading: false, maxCounter: 0 } }),
       ok: false,
       reason: 'wrong-cluster'
     }
@@ -227,7 +230,7 @@ void describe('promises, epochs and views: how a member promised to a leader ans
       const voter = ms[2]!
       const view = voter.currentView()!
       const leaderEpoch = ms[0]!.currentEpoch()!
-      const msg = c.build({ leaderEpoch, view, n1: other })
+      const msg = c.build({ leaderEpoch, view, n0: ms[0]!.me, n1: ms[1]!.me, n2: voter.me })
       const at = net.now + (c.advance ?? 0)
       const r = reply(voter.handle({ type: 'message', msg }, at))
       assert.equal(r.ok, c.ok, `reply ${JSON.stringify({ ok: r.ok, reason: r.reason })}`)
@@ -245,15 +248,15 @@ void test('a restarted member joins as the youngest; the coordinator and the lea
   const epoch = ms[0]!.currentEpoch()
   // n1 restarts: same name and peer id, new incarnation, same address; its persisted state is kept.
   net.down.add(member(1).address)
-  const n1b = net.add(member(1, 'b'))
+  const n1b = net.add(member(1))
   net.feed(n1b, { type: 'discovered', addresses: [...net.machines.keys()] })
   net.advance(4000)
   const v = ms[0]!.currentView()!
-  assert.deepEqual(v.members.map(m => `${m.name}/${m.incarnation}`), ['n0/a', 'n2/a', 'n1/b'])
+  assert.deepEqual(gens(v), ['n0/1', 'n2/1', 'n1/2'])
   assert.deepEqual(n1b.currentView()!.id, v.id)
   assert.deepEqual(net.leaders(), ['n0'])
   assert.deepEqual(ms[0]!.currentEpoch(), epoch, 'no election happened')
-  assert.ok(net.events.some(e => e.who === 'n0' && e.type === 'member:left' && memberKey((e.payload as { member: MemberInfo }).member) === memberKey(member(1))))
+  assert.ok(net.events.some(e => e.who === 'n0' && e.type === 'member:left' && memberKey((e.payload as { member: MemberInfo }).member) === memberKey(ms[1]!.me)))
 })
 
 void test('hand-over: the old leader is demoted first, the successor leads after one round trip', () => {
@@ -288,7 +291,7 @@ void test('crash of the leader verified by Kubernetes: the next oldest leads wit
   const crashAt = net.now
   for (const m of [ms[1]!, ms[2]!]) {
     net.feed(m, { type: 'disconnected', peerId: 'p0' })
-    net.feed(m, { type: 'verified-dead', name: 'n0', incarnation: 'a' })
+    net.feed(m, { type: 'verified-dead', name: 'n0', incarnation: ms[0]!.me.incarnation })
   }
   net.run()
   net.advance(1000)
@@ -324,15 +327,15 @@ void test('majority lost for good: no leader; a forced new cluster leads alone a
   assert.equal(ms[2]!.status(net.now).quorum.ok, false)
   // The operator restarts n2 with VECTIS_FORCE_NEW_CLUSTER.
   net.down.add(member(2).address)
-  const forced = net.add(member(2, 'b'), { forceNewCluster: true })
+  const forced = net.add(member(2), { forceNewCluster: true })
   net.feed(forced, { type: 'discovered', addresses: [...net.machines.keys()] })
   net.advance(2000)
   assert.deepEqual(net.leaders(), ['n2'])
   // n0 comes back (new incarnation, its old persisted state): it joins the forced cluster, whose leader stays.
-  const n0b = net.add(member(0, 'b'))
+  const n0b = net.add(member(0))
   net.feed(n0b, { type: 'discovered', addresses: [...net.machines.keys()] })
   net.advance(4000)
-  assert.deepEqual(forced.currentView()!.members.map(m => `${m.name}/${m.incarnation}`), ['n2/b', 'n0/b'])
+  assert.deepEqual(gens(forced.currentView()), ['n2/2', 'n0/2'])
   assert.deepEqual(net.leaders(), ['n2'])
   assert.equal(forced.status(net.now).quorum.ok, true)
 })
@@ -349,19 +352,19 @@ void test('a member cut off from the primary view does not lead alone when the o
   net.down.add(member(0).address)
   net.down.add(member(1).address)
   net.down.delete(member(2).address)
-  for (const i of [0, 1]) net.feed(ms[2]!, { type: 'verified-dead', name: `n${i}`, incarnation: 'a' })
+  for (const i of [0, 1]) net.feed(ms[2]!, { type: 'verified-dead', name: `n${i}`, incarnation: ms[i]!.me.incarnation })
   net.advance(10_000, 50)
   // Both deaths are long verified, but the dead knew a newer configuration: n2 alone is no quorum, whatever it knows.
   assert.deepEqual(net.leaders(), [], 'the survivor of the stale configuration does not lead alone')
   // Their restarted processes carry that configuration on (persisted): one of them leads, and n2 joins.
-  const restarted = [net.add(member(0, 'b')), net.add(member(1, 'b'))]
+  const restarted = [net.add(member(0)), net.add(member(1))]
   for (const m of [...restarted, ms[2]!]) net.feed(m, { type: 'discovered', addresses: [member(0).address, member(1).address, member(2).address] })
   for (let t = 0; t < 15_000 && !(net.leaders().length === 1 && ms[2]!.currentView()?.members.length === 3); t += 500) {
     net.advance(500, 50)
     assert.ok(net.leaders().length <= 1, `one leader at most: ${net.leaders().join(', ')}`)
   }
   assert.equal(net.leaders().length, 1)
-  assert.deepEqual(new Set(ms[2]!.currentView()!.members.map(m => `${m.name}/${m.incarnation}`)), new Set(['n0/b', 'n1/b', 'n2/a']))
+  assert.deepEqual(new Set(gens(ms[2]!.currentView())), new Set(['n0/2', 'n1/2', 'n2/1']))
 })
 
 void describe('cold start: the first view', () => {
@@ -391,20 +394,20 @@ void describe('cold start: the first view', () => {
   void test('a member that accepted one founder\'s proposal refuses another\'s and names the first', () => {
     const net = new Net()
     const m = net.add(member(5))
-    const first = reply(m.handle({ type: 'message', msg: proposal(member(3), [member(5)]) }, 0))
+    const first = reply(m.handle({ type: 'message', msg: proposal(member(3), [m.me]) }, 0))
     assert.equal(first.ok, true)
-    const second = reply(m.handle({ type: 'message', msg: proposal(member(1), [member(5)]) }, 10))
+    const second = reply(m.handle({ type: 'message', msg: proposal(member(1), [m.me]) }, 10))
     assert.equal(second.ok, false)
     assert.equal(second.reason, 'promised')
     assert.equal(second.redirect?.name, 'n3')
     // The first founder drops its proposal: the member is free again and accepts the other one.
     m.handle({ type: 'message', msg: { ...env(member(3)), type: 'release', released: { number: 0, leader: '' }, founding: true } }, 20)
-    assert.equal(reply(m.handle({ type: 'message', msg: proposal(member(1), [member(5)]) }, 30)).ok, true)
+    assert.equal(reply(m.handle({ type: 'message', msg: proposal(member(1), [m.me]) }, 30)).ok, true)
   })
 
   void test('a member in a view refuses a proposal, and its reply carries its view', () => {
     const { net, ms } = threeUp()
-    const r = reply(ms[2]!.handle({ type: 'message', msg: proposal(member(9), [member(2)]) }, net.now))
+    const r = reply(ms[2]!.handle({ type: 'message', msg: proposal(member(9), [ms[2]!.me]) }, net.now))
     assert.equal(r.ok, false)
     assert.equal(r.summary.view?.members[0]?.name, 'n0')
   })
@@ -413,7 +416,7 @@ void describe('cold start: the first view', () => {
     // Five expected members, three up: n0 proposes to n1 and n2, who are bound to another founder (n7).
     const net = new Net({ clusterName: 'unit', clusterSize: 5 })
     const ms = [0, 1, 2].map(i => net.add(member(i)))
-    for (const i of [1, 2]) assert.equal(reply(ms[i]!.handle({ type: 'message', msg: proposal(member(7), [member(i)]) }, 0)).ok, true)
+    for (const i of [1, 2]) assert.equal(reply(ms[i]!.handle({ type: 'message', msg: proposal(member(7), [ms[i]!.me]) }, 0)).ok, true)
     net.discoverAll()
     net.advance(1500)
     assert.ok(ms.every(m => m.currentView() === undefined), 'no view while the candidates are bound elsewhere')
@@ -425,10 +428,10 @@ void test('indirect probes: a helper that heard from the suspect only before the
   const { net, ms } = threeUp()
   const helper = ms[1]!
   // n1 heard from n2 at net.now (n2's hello); n0 began to suspect n2 300 ms later.
-  helper.handle({ type: 'message', msg: { ...env(member(2)), type: 'hello', summary: { committedCounter: 0, leading: false, maxCounter: 0 } } }, net.now)
+  helper.handle({ type: 'message', msg: { ...env(ms[2]!.me), type: 'hello', summary: { committedCounter: 0, leading: false, maxCounter: 0 } } }, net.now)
   const ask = (withinMs: number | undefined, at: number): ReplyMessage => reply(helper.handle({
     type: 'message',
-    msg: { ...env(member(0)), type: 'ping-req', target: member(2).address, ...(withinMs !== undefined ? { withinMs } : {}) }
+    msg: { ...env(ms[0]!.me), type: 'ping-req', target: member(2).address, ...(withinMs !== undefined ? { withinMs } : {}) }
   }, at))
   assert.equal(ask(200, net.now + 300).reason, 'unreachable', 'heard 300 ms ago, asked about the last 200 ms')
   assert.equal(ask(500, net.now + 300).found?.name, 'n2', 'heard 300 ms ago, asked about the last 500 ms')
@@ -440,12 +443,24 @@ void test('a claimed view promised for survives a restart of the voter (persiste
   const voter = ms[2]!
   const before = voter.persistedState()
   // The leader claims a new view (a joiner n3); the voter promises for it; no commit follows (the leader dies).
-  const view = { id: { coordinator: 'n0', counter: before.maxCounter + 1 }, members: [member(0), member(1), member(2), member(3)], epoch: before.highestEpoch }
-  const out = voter.handle({ type: 'message', msg: { ...env(member(0), before.highestEpoch), type: 'install', view, claim: true, configCounter: before.committed?.id.counter ?? 0 } }, net.now + 10)
+  const view = { id: { coordinator: 'n0', counter: before.maxCounter + 1 }, members: [ms[0]!.me, ms[1]!.me, voter.me, member(3)], epoch: before.highestEpoch }
+  const out = voter.handle({ type: 'message', msg: { ...env(ms[0]!.me, before.highestEpoch), type: 'install', view, claim: true, configCounter: before.committed?.id.counter ?? 0 } }, net.now + 10)
   assert.equal(reply(out).promise, true)
   assert.equal(out[0]?.type, 'persist', 'persisted before the promise is sent')
   const saved = voter.persistedState()
   assert.equal(saved.pending?.id.counter, view.id.counter)
-  const restarted = new MembershipMachine({ me: member(2, 'b'), persisted: saved, random: new Prng(7).fn() }, { clusterName: 'unit', clusterSize: 3 }, net.now + 20)
+  const restarted = new MembershipMachine({ me: member(2), persisted: saved, random: new Prng(7).fn() }, { clusterName: 'unit', clusterSize: 3 }, net.now + 20)
   assert.deepEqual(restarted.persistedState().pending?.members.map(m => m.name), ['n0', 'n1', 'n2', 'n3'])
+})
+
+void test('the machine chooses its incarnation: the persisted one\'s generation plus one, and random bits', () => {
+  const fresh = new MembershipMachine({ me: member(0), random: () => 0.5 }, { clusterName: 'unit', clusterSize: 1 })
+  assert.equal(fresh.me.incarnation, '1-80000000')
+  const persisted = { ...fresh.persistedState(), member: fresh.me }
+  const next = new MembershipMachine({ me: member(0), persisted, random: () => 0.25 }, { clusterName: 'unit', clusterSize: 1 })
+  assert.equal(next.me.incarnation, '2-40000000')
+  // State from a version that chose incarnations otherwise (or a lost volume: no state): generation 1 again, and
+  // only the random bits tell it from an earlier one.
+  const foreign = new MembershipMachine({ me: member(0), persisted: { ...persisted, member: { ...fresh.me, incarnation: 'mxcvu9be-6819bd8d' } }, random: () => 0 }, { clusterName: 'unit', clusterSize: 1 })
+  assert.equal(foreign.me.incarnation, '1-00000000')
 })

@@ -113,6 +113,8 @@ interface SimNode {
   persisted?: PersistedClusterState
   proc?: Proc
   incarnations: number
+  /** The incarnation of each of its processes, in start order. */
+  incarnationNames: string[]
   lastViewCounter: number
   lastViewKey: string
   highestEpoch: Epoch
@@ -177,6 +179,7 @@ export class Simulation {
         offset: this.rng.range(0, 1e6),
         rng: this.rng.fork(),
         incarnations: 0,
+        incarnationNames: [],
         lastViewCounter: 0,
         lastViewKey: '',
         highestEpoch: { number: 0, leader: '' }
@@ -204,14 +207,13 @@ export class Simulation {
 
   private start (n: SimNode): void {
     n.incarnations++
-    const member: MemberInfo = { name: n.name, peerId: n.peerId, incarnation: `i${n.incarnations}`, address: n.address }
     const init: MembershipInit = {
       clusterName: 'sim',
       clusterSize: this.o.nodes,
       quorum: this.o.quorum,
       ...this.o.membership
     }
-    const components: MembershipComponents = { me: member, ...(n.persisted !== undefined ? { persisted: n.persisted } : {}), random: n.rng.fn() }
+    const components: MembershipComponents = { me: { name: n.name, peerId: n.peerId, address: n.address }, ...(n.persisted !== undefined ? { persisted: n.persisted } : {}), random: n.rng.fn() }
     const machine = this.o.createMachine !== undefined
       ? this.o.createMachine(components, init, this.local(n))
       : new MembershipMachine(components, init, this.local(n))
@@ -226,6 +228,9 @@ export class Simulation {
       log: (o) => { this.trace(`${n.name} ${o.msg} ${JSON.stringify(o.fields ?? {})}`) },
       failed: (err, cause) => { this.fail(`${n.name}: the driver failed (${cause}): ${err.stack ?? err.message}`) }
     })
+    // The machine chose the incarnation; the simulation remembers every one (the death facts name them).
+    const member = machine.me
+    n.incarnationNames.push(member.incarnation)
     const proc: Proc = { incarnation: n.incarnations, member, machine, driver, pending: new Map(), paused: false, inbox: [] }
     n.proc = proc
     this.trace(`${n.name} start ${member.incarnation}`)
@@ -237,9 +242,9 @@ export class Simulation {
       this.at(this.rng.range(50, 300), () => {
         for (const o of this.nodes) {
           const running = o.proc?.incarnation
-          for (let i = 1; i <= o.incarnations; i++) {
-            if (i !== running) this.input(n, inc, { type: 'verified-dead', name: o.name, incarnation: `i${i}` })
-          }
+          o.incarnationNames.forEach((incarnation, i) => {
+            if (i + 1 !== running) this.input(n, inc, { type: 'verified-dead', name: o.name, incarnation })
+          })
         }
       })
     }
