@@ -10,6 +10,7 @@
  */
 import { monotonicClock, hrtimeNs, jitter, type Clock } from '../common/clock.js'
 import type { Logger } from '../common/logger.js'
+import { deferred, type Deferred } from '../common/deferred.js'
 import { TypedEmitter } from '../common/typed-events.js'
 import type { ClusterEvents, ClusterService, ClusterStatus, MemberInfo as ApiMember, TransferResult } from './cluster-api.js'
 import { LeadershipTransferError } from './errors.js'
@@ -61,6 +62,8 @@ export interface ClusterServiceInit extends MembershipInit {
   leaveTimeoutMs?: number
 }
 
+type HandoverOutcome = { ok: true, epoch: Epoch } | { ok: false, reason: string }
+
 interface Leading {
   epoch: Epoch
   abort: AbortController
@@ -94,7 +97,8 @@ export class MembershipCluster implements ClusterService, Leadership {
   private leading: Leading | undefined
   private readonly hooks: HandoverHooks[] = []
   private selfLeft: (() => void) | undefined
-  private handingOver = false
+  /** The outcome of the hand-over in progress, settled by the machine's `handover:completed` or `handover:failed`. */
+  private handoverOutcome: Deferred<HandoverOutcome> | undefined
   private failedCause: 'persist' | 'machine' | undefined
 
   constructor (private readonly components: ClusterServiceComponents, private readonly init: ClusterServiceInit) {
@@ -167,6 +171,7 @@ export class MembershipCluster implements ClusterService, Leadership {
     this.timer = undefined
     for (const off of this.offs.splice(0)) off()
     this.endLeadership('shutdown')
+    this.settleHandover({ ok: false, reason: 'this member stopped' })
     await this.components.discovery.stop().catch((err: unknown) => { this.log.warn({ err }, 'discovery stop failed') })
     await this.components.transport.stop().catch((err: unknown) => { this.log.warn({ err }, 'transport stop failed') })
   }
@@ -205,6 +210,7 @@ export class MembershipCluster implements ClusterService, Leadership {
     if (this.timer !== undefined) clearTimeout(this.timer)
     this.timer = undefined
     this.endLeadership('lease-expired')
+    this.settleHandover({ ok: false, reason: `this member stopped taking part in the cluster (${err.message})` })
   }
 
   /** Why this member gave up (its state could not be persisted, or its machine failed), if it did. */
@@ -291,6 +297,13 @@ export class MembershipCluster implements ClusterService, Leadership {
         this.log.info('left the cluster')
         this.selfLeft?.()
         break
+      case 'handover:completed':
+        this.settleHandover({ ok: true, epoch: e.epoch })
+        break
+      case 'handover:failed':
+        this.log.warn({ to: e.to?.name, reason: e.reason }, 'hand-over failed')
+        this.settleHandover({ ok: false, reason: e.reason })
+        break
     }
   }
 
@@ -336,44 +349,46 @@ export class MembershipCluster implements ClusterService, Leadership {
     return await this.handOver(to, false)
   }
 
+  /**
+   * Hands leadership over to `to` (or the machine's choice: the oldest member not suspected). The hooks stop
+   * accepting and interrupt live transfers while this member still leads; the machine then passes the lease, and the
+   * hand-over is done only once the successor's claim reaches this member: then the drain forwards new connections
+   * to it. If the successor refuses, cannot be reached or does not lead within FT + margin, the hooks are cancelled
+   * (accepting again) and this fails; this member leads again once re-elected.
+   */
   private async handOver (to: string | undefined, leaving: boolean): Promise<TransferResult> {
     const m = this.driver?.machine
     if (m === undefined || !this.isLeader()) throw new LeadershipTransferError('this member is not the leader')
-    if (this.handingOver) throw new LeadershipTransferError('a hand-over is already in progress')
-    const view = m.currentView()
-    const me = this.init.nodeName
-    const candidates = (view?.members ?? []).filter((x) => x.name !== me)
-    const target = to === undefined ? candidates[0] : candidates.find((x) => x.name === to)
-    if (target === undefined) {
-      throw new LeadershipTransferError(to === undefined ? 'there is no other member to hand over to' : `no member named ${to} in the current view`)
-    }
-    this.handingOver = true
+    if (this.handoverOutcome !== undefined) throw new LeadershipTransferError('a hand-over is already in progress')
+    const target = m.handoverTarget(to)
+    if (typeof target === 'string') throw new LeadershipTransferError(target)
+    const outcome = this.handoverOutcome = deferred<HandoverOutcome>()
     const started = this.clock.now()
     try {
       for (const h of this.hooks) await h.stopAccepting?.()
       const interruptMs = this.init.handoverInterruptMs ?? 2000
       await Promise.all(this.hooks.map(async (h) => { await h.interrupt?.(interruptMs) }))
       const from = this.leading?.epoch
-      const demoted = new Promise<void>((resolve) => {
-        const off = this.events.on('leader:demoted', () => { off(); resolve() })
-      })
       this.step({ type: 'transfer', to: target.name })
-      // The machine passes the lease (the successor starts at once); wait until it confirms we no longer lead.
-      const deadline = (this.init.failureTimeoutMs ?? 2500) * 2
-      const ok = await Promise.race([demoted.then(() => true), new Promise<boolean>((resolve) => { setTimeout(() => { resolve(false) }, deadline).unref() })])
-      if (!ok && this.isLeader()) throw new LeadershipTransferError(`${target.name} did not take over within ${deadline} ms`)
-      this.log.info({ to: target.name, ms: Math.round(this.clock.now() - started), leaving }, 'leadership handed over')
+      const result = await outcome.promise
+      if (!result.ok) throw new LeadershipTransferError(`${target.name} did not take over: ${result.reason}`)
+      this.log.info({ to: target.name, epoch: result.epoch, ms: Math.round(this.clock.now() - started), leaving }, 'leadership handed over')
       const drainMs = this.init.handoverDrainMs ?? 3000
       const drains = this.hooks.map(async (h) => { await h.drain?.(hostOf(target.address), drainMs) })
       if (leaving) await Promise.all(drains)
       else void Promise.all(drains).catch((err: unknown) => { this.log.warn({ err }, 'hand-over drain failed') })
-      return { from: me, to: target.name, epoch: from }
+      return { from: this.init.nodeName, to: target.name, epoch: from }
     } catch (err) {
       for (const h of this.hooks) await h.cancel?.().catch((e: unknown) => { this.log.warn({ err: e }, 'hand-over cancel failed') })
       throw err
     } finally {
-      this.handingOver = false
+      this.handoverOutcome = undefined
     }
+  }
+
+  /** Settles a hand-over in progress (the machine's outcome, or this member stopping). */
+  private settleHandover (o: HandoverOutcome): void {
+    this.handoverOutcome?.resolve(o)
   }
 
   // ---- status ---------------------------------------------------------------------------------------------------

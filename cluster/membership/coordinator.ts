@@ -217,7 +217,10 @@ export class Coordinator {
     if (coversView && !this.c.isPrimaryView() && sameEpoch(this.c.votes.leaderEpoch, r.epoch) && view.id.counter === r.view.id.counter) {
       this.c.configs.commit(r.view)
       this.c.emit({ type: 'view:installed', view, primary: true })
-      this.nextHeartbeatAt = this.c.now // tell the members at once that their view is primary
+      // Tell the members at once that their view is primary: at the next tick, or now when this round took over a
+      // hand-over, whose old leader waits for my claim to report the hand-over done.
+      if (r.handoverFrom !== undefined) this.heartbeatRound(view)
+      else this.nextHeartbeatAt = this.c.now
     }
   }
 
@@ -337,19 +340,28 @@ export class Coordinator {
     }
   }
 
+  /** Whom to hand over to: `to`, or the oldest member after me; never a suspected one. Else why there is none. */
+  successor (view: ViewData, to: string | undefined): MemberInfo | string {
+    const others = view.members.filter(m => memberKey(m) !== this.c.myKey)
+    const candidates = others.filter(m => !this.c.fd.isSuspected(memberKey(m)))
+    if (to === undefined) return candidates[0] ?? (others.length === 0 ? 'there is no other member to hand over to' : 'every other member is suspected')
+    const named = candidates.find(m => m.name === to)
+    if (named !== undefined) return named
+    return others.some(m => m.name === to) ? `${to} is suspected (not heard from lately)` : `no member named ${to} in the current view`
+  }
+
   handOver (view: ViewData, to: string | undefined, leaving: boolean): void {
-    const candidates = view.members.filter(m => memberKey(m) !== this.c.myKey && !this.c.fd.isSuspected(memberKey(m)))
-    const successor = to !== undefined ? candidates.find(m => m.name === to) : candidates[0]
-    if (successor === undefined) {
-      this.c.log('warn', 'no successor to hand over to', { to })
+    const successor = this.successor(view, to)
+    if (typeof successor === 'string') {
+      this.c.log('warn', 'no successor to hand over to', { to, reason: successor })
       if (leaving) this.c.finishLeave()
       return
     }
     const epoch = this.c.votes.leaderEpoch ?? this.c.configs.highestEpoch
     if (this.c.votes.leading) this.c.demote('handover')
     this.c.votes.resolveAll()
-    // Until the successor installs its view, do not lead or install again.
-    this.c.votes.startHandover(this.c.now)
+    // Until the successor leads (or the hand-over runs out), do not lead or install again.
+    this.c.votes.startHandover(successor, epoch, this.c.now)
     const msg: HandoverMessage = { ...this.c.envelope(), type: 'handover', leaving, handedOver: epoch }
     this.c.send(successor.address, msg, { kind: 'handover', target: successor, leaving })
     this.c.log('info', 'handing over', { to: successor.name, epoch, leaving })

@@ -88,7 +88,10 @@ export class MembershipMachine {
   private onTick (): void {
     for (const r of this.c.votes.expire(this.c.now)) this.coordinating.failRound(r)
     this.c.founding.expire(this.c.now)
-    this.c.votes.expireHandover(this.c.now)
+    const lapsed = this.c.votes.expireHandover(this.c.now)
+    if (lapsed !== undefined && this.c.leaving === 'no') {
+      this.c.emit({ type: 'handover:failed', to: lapsed, reason: `${lapsed.name} did not lead within ${this.cfg.promiseMs} ms` })
+    }
     if (this.c.leaving === 'requested' || this.c.leaving === 'handover') return
     const role = this.c.role
     if (role.kind === 'joining') {
@@ -343,6 +346,8 @@ export class MembershipMachine {
       }
       this.c.givePromise(msg.epoch, fromKey)
       promised = true
+      const done = this.c.votes.handoverDone(msg.from, msg.epoch)
+      if (done !== undefined) this.c.emit({ type: 'handover:completed', to: done.to, epoch: done.epoch })
       if (sameViewId(msg.committed, view.id) && !this.c.isPrimaryView()) {
         this.c.configs.commit(view)
         this.c.emit({ type: 'view:installed', view, primary: true })
@@ -435,6 +440,11 @@ export class MembershipMachine {
         if (purpose.leaving) {
           if (!r.ok || !r.reply.ok) this.farewell(undefined)
           this.c.finishLeave()
+        } else if ((r.ok && !r.reply.ok) || (!r.ok && r.error === 'refused')) {
+          // Refused, or not delivered at all: the successor will not take over. (A timeout may hide a delivered
+          // request: then the outcome waits for the successor's claim, or for the hand-over's time to run out.)
+          const to = this.c.votes.handoverFailed()
+          this.c.emit({ type: 'handover:failed', to, reason: r.ok ? `${purpose.target.name} refused: ${r.reply.reason ?? 'no reason'}` : `${purpose.target.name} is not reachable` })
         }
         break
       case 'ping-req': this.onPingResult(purpose, r); break
@@ -531,13 +541,25 @@ export class MembershipMachine {
     this.c.send(this.c.coordinator()!.address, { ...this.c.envelope(), type: 'leave' }, { kind: 'leave' })
   }
 
+  /**
+   * The member a hand-over (to `to`, or to the next oldest) would go to now: a member of my view other than me that
+   * is not suspected; or why there is none. Only a coordinator hands over.
+   */
+  handoverTarget (to?: string): MemberInfo | string {
+    const r = this.c.role
+    if (r.kind !== 'coordinator' || this.c.leaving !== 'no') return 'this member is not the coordinator of its view'
+    return this.coordinating.successor(r.view, to)
+  }
+
   private onTransfer (to: string | undefined): void {
     const r = this.c.role
-    if (r.kind !== 'coordinator' || this.c.leaving !== 'no') {
-      this.c.log('warn', 'leadership transfer ignored: not the coordinator', { to })
+    const target = this.handoverTarget(to)
+    if (r.kind !== 'coordinator' || typeof target === 'string') {
+      this.c.log('warn', 'leadership transfer refused', { to, reason: target })
+      this.c.emit({ type: 'handover:failed', to: undefined, reason: typeof target === 'string' ? target : 'not the coordinator' })
       return
     }
-    this.coordinating.handOver(r.view, to, false)
+    this.coordinating.handOver(r.view, target.name, false)
   }
 
 }

@@ -53,6 +53,13 @@ export type MembershipEvent =
   | { type: 'leader:demoted', epoch: Epoch, reason: DemotionReason, leaseEnd: number }
   /** This member finished its graceful leave: the driver may stop. */
   | { type: 'self:left' }
+  /** The member I handed my leadership to leads now (its claim of a higher epoch reached me). */
+  | { type: 'handover:completed', to: MemberInfo, epoch: Epoch }
+  /**
+   * A hand-over I was asked for did not happen: no suitable member, the successor refused or could not be reached,
+   * or it did not lead within FT + margin. I lead again once elected (the others are still promised to me).
+   */
+  | { type: 'handover:failed', to: MemberInfo | undefined, reason: string }
 
 export type MembershipOutput =
   | { type: 'send', id: number, to: string, msg: ClusterRequest, timeoutMs: number }

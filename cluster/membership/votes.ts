@@ -58,8 +58,8 @@ export class Votes {
   private backoffUntil = 0
   /** A member of my view knows a higher epoch: lead on under a higher one at the next tick. */
   private reelectWanted = false
-  /** Handing my leadership over: until the successor installs its view, I neither lead nor install. */
-  private handover: { until: number } | undefined
+  /** Handing my leadership (at `epoch`) over to `to`: until it leads, or `until`, I neither lead nor install. */
+  private handover: { until: number, to: MemberInfo, epoch: Epoch } | undefined
 
   constructor (private readonly cfg: MembershipConfig, private readonly myKey: string) {}
 
@@ -264,11 +264,33 @@ export class Votes {
     return r
   }
 
-  startHandover (now: number): void { this.handover = { until: now + this.cfg.promiseMs } }
+  startHandover (to: MemberInfo, epoch: Epoch, now: number): void { this.handover = { until: now + this.cfg.promiseMs, to, epoch } }
   get handingOver (): boolean { return this.handover !== undefined }
-  /** At each tick: a hand-over whose successor never installed its view is over after FT + margin. */
-  expireHandover (now: number): void {
-    if (this.handover !== undefined && now >= this.handover.until) this.handover = undefined
+  /** The member I am handing over to, if I am. */
+  get handoverTarget (): MemberInfo | undefined { return this.handover?.to }
+
+  /**
+   * `from` claimed a lease at `epoch` (only a leader does): if it is my successor, with an epoch above the one I
+   * handed over, the hand-over is complete. Returns the completed hand-over.
+   */
+  handoverDone (from: MemberInfo, epoch: Epoch): { to: MemberInfo, epoch: Epoch } | undefined {
+    const h = this.handover
+    if (h === undefined || memberKey(h.to) !== memberKey(from) || compareEpochs(epoch, h.epoch) <= 0) return undefined
+    this.handover = undefined
+    return { to: h.to, epoch }
+  }
+
+  /** The hand-over failed for good (the successor refused, or could not be reached): it is over. */
+  handoverFailed (): MemberInfo | undefined {
+    const to = this.handover?.to
+    this.handover = undefined
+    return to
+  }
+
+  /** At each tick: a hand-over whose successor did not lead within FT + margin is over; returns its target then. */
+  expireHandover (now: number): MemberInfo | undefined {
+    if (this.handover === undefined || now < this.handover.until) return undefined
+    return this.handoverFailed()
   }
 
   /** For diagnostics. */

@@ -199,3 +199,38 @@ void test('after an exception inside the machine the member no longer leads, by 
   assert.equal(node.status().isLeader, false)
   assert.match(node.failure()?.message ?? '', /a bug in the machine/, 'the failure is reported (the health check fails, the pod restarts)')
 })
+
+void test('a hand-over whose successor never takes over fails, and the old leader does not drain towards it', async (t) => {
+  const { net, members } = await cluster(3)
+  t.after(async () => { for (const m of members) await m.node.stop() })
+  await waitFor(() => leaders(members).length === 1 && members.every((m) => viewOf(m).length === 3), { what: 'a leader and a full view' })
+  const old = members.find((m) => m.node.isLeader())!
+  const target = members.find((m) => m !== old)!
+  const steps: string[] = []
+  old.node.registerHandoverHooks({
+    stopAccepting: async () => { steps.push('stop') },
+    drain: async () => { steps.push('drain') },
+    cancel: async () => { steps.push('cancel') }
+  })
+  // The successor never hears of it: the link drops everything (a cut network, a frozen target).
+  net.dropped.add(`${old.transport.address}>${target.transport.address}`)
+  await assert.rejects(old.node.transferLeadership(target.name), /did not take over/)
+  assert.deepEqual(steps, ['stop', 'cancel'], 'accepting again, nothing drained towards a member that does not lead')
+  net.dropped.clear()
+  await waitFor(() => leaders(members).length === 1, { what: 'a leader again' })
+})
+
+void test('a hand-over picks the oldest standby that is not suspected, as the machine does', async (t) => {
+  const { members } = await cluster(3)
+  t.after(async () => { for (const m of members) await m.node.stop() })
+  await waitFor(() => leaders(members).length === 1 && members.every((m) => viewOf(m).length === 3), { what: 'a leader and a full view' })
+  const old = members.find((m) => m.node.isLeader())!
+  const [oldest, next] = old.node.status().members.slice(1).map((x) => members.find((m) => m.name === x.name)!)
+  const steps: string[] = []
+  old.node.registerHandoverHooks({ stopAccepting: async () => { steps.push('stop') } })
+  // The oldest standby's connection just closed: the leader suspects it until a probe answers.
+  old.transport.fireDisconnect(oldest!.transport.peerId)
+  const result = await old.node.transferLeadership()
+  assert.equal(result.to, next!.name)
+  await waitFor(() => leaders(members).join() === next!.name, { what: `${next!.name} leads` })
+})

@@ -28,6 +28,8 @@ class Net {
   private readonly drivers = new Map<MembershipMachine, MembershipDriver>()
   private queue: Array<() => void> = []
   readonly down = new Set<string>()
+  /** Addresses that never answer (requests to them time out). */
+  readonly silent = new Set<string>()
 
   constructor (readonly init: MembershipInit = { clusterName: 'unit', clusterSize: 3 }) {}
 
@@ -42,6 +44,10 @@ class Net {
       send: (o) => {
         this.queue.push(() => {
           const target = this.machines.get(o.to)
+          if (this.silent.has(o.to)) {
+            this.feed(machine, { type: 'send-result', id: o.id, ok: false, error: 'timeout' })
+            return
+          }
           if (target === undefined || this.down.has(o.to)) {
             this.feed(machine, { type: 'send-result', id: o.id, ok: false, error: 'refused' })
             return
@@ -266,8 +272,8 @@ void test('hand-over: the old leader is demoted first, the successor leads after
   assert.deepEqual(net.leaders(), [], 'between demotion and the successor taking over, nobody leads')
   net.run() // one round trip on the instant network, no time passes
   assert.deepEqual(net.leaders(), ['n1'])
-  const order = net.events.slice(before).filter(e => e.type.startsWith('leader:')).map(e => `${e.who} ${e.type}`)
-  assert.deepEqual(order, ['n0 leader:demoted', 'n1 leader:elected'])
+  const order = net.events.slice(before).filter(e => e.type.startsWith('leader:') || e.type.startsWith('handover:')).map(e => `${e.who} ${e.type}`)
+  assert.deepEqual(order, ['n0 leader:demoted', 'n1 leader:elected', 'n0 handover:completed'], 'done only once the successor leads')
   assert.deepEqual(ms[1]!.currentView()!.members.map(m => m.name), ['n1', 'n2', 'n0'])
   const e0 = (net.events.find(e => e.who === 'n0' && e.type === 'leader:elected')!.payload as { epoch: { number: number } }).epoch.number
   assert.ok(ms[1]!.currentEpoch()!.number > e0, 'the successor has a higher epoch')
@@ -463,4 +469,45 @@ void test('the machine chooses its incarnation: the persisted one\'s generation 
   // only the random bits tell it from an earlier one.
   const foreign = new MembershipMachine({ me: member(0), persisted: { ...persisted, member: { ...fresh.me, incarnation: 'mxcvu9be-6819bd8d' } }, random: () => 0 }, { clusterName: 'unit', clusterSize: 1 })
   assert.equal(foreign.me.incarnation, '1-00000000')
+})
+
+void describe('hand-over outcomes', () => {
+  void test('the successor is the oldest member that is not suspected; a named suspected one is refused', () => {
+    const { net, ms } = threeUp()
+    net.feed(ms[0]!, { type: 'disconnected', peerId: 'p1' }) // n1 suspected until a probe answers
+    assert.equal((ms[0]!.handoverTarget() as MemberInfo).name, 'n2')
+    assert.match(ms[0]!.handoverTarget('n1') as string, /n1 is suspected/)
+    assert.match(ms[0]!.handoverTarget('n9') as string, /no member named n9/)
+    assert.match(ms[1]!.handoverTarget() as string, /not the coordinator/)
+  })
+
+  void test('a successor that refuses: the hand-over fails at once and the old coordinator leads again', () => {
+    const { net, ms } = threeUp()
+    const n1 = ms[1]!
+    const handle = n1.handle.bind(n1)
+    n1.handle = (input, now) => input.type === 'message' && input.msg.type === 'handover'
+      ? [{ type: 'reply', msg: { ...env(n1.me), type: 'reply', ok: false, reason: 'not-member', summary: { committedCounter: 0, leading: false, maxCounter: 0 } } }]
+      : handle(input, now)
+    const before = net.events.length
+    net.feed(ms[0]!, { type: 'transfer', to: 'n1' })
+    net.run()
+    const failed = net.events.slice(before).find(e => e.type === 'handover:failed')
+    assert.ok(failed !== undefined && failed.who === 'n0', 'the old leader reports the failure')
+    assert.match((failed.payload as { reason: string }).reason, /n1 refused: not-member/)
+    net.advance(3000)
+    assert.deepEqual(net.leaders(), ['n0'])
+  })
+
+  void test('a successor that never answers: the hand-over fails once FT + margin ran out', () => {
+    const { net, ms } = threeUp()
+    net.silent.add(ms[1]!.me.address) // its requests time out: it may or may not have them
+    const before = net.events.length
+    const at = net.now
+    net.feed(ms[0]!, { type: 'transfer', to: 'n1' })
+    net.run()
+    assert.ok(!net.events.slice(before).some(e => e.type.startsWith('handover:')), 'no outcome while it may still take over')
+    net.advance(ms[0]!.cfg.promiseMs + 200)
+    const failed = net.events.slice(before).find(e => e.type === 'handover:failed')
+    assert.ok(failed !== undefined && failed.at - at >= ms[0]!.cfg.promiseMs, `failed after ${String(failed?.at)} - ${at}`)
+  })
 })

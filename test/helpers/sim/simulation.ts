@@ -84,6 +84,8 @@ export interface SimResult {
   faults: string[]
   /** Every election, in true time (ms). */
   elections: Array<{ at: number, name: string, epoch: number }>
+  /** Hand-overs asked of a leader that its successor completed, or that failed. */
+  handovers: { completed: number, failed: number }
   /** Digest of every machine input and output of the run (`trace-digest.ts`). */
   digest: string
 }
@@ -152,6 +154,7 @@ export class Simulation {
   private readonly hb: number
   private profile = 'custom'
   private readonly digest = new TraceDigest()
+  private readonly handovers = { completed: 0, failed: 0 }
 
   constructor (opts: SimOptions) {
     this.o = {
@@ -329,6 +332,19 @@ export class Simulation {
         this.crash(n, 'left')
         // A leave that completes after the faults ended (it was queued in a paused member) is a rolling restart.
         if (this.t >= this.o.faultMs) this.at(500, () => { if (n.proc === undefined) this.start(n) })
+        break
+      case 'handover:completed': {
+        // Reported only once the successor leads: it was elected under the epoch its claim carried.
+        this.trace(`${n.name} handed over to ${e.to.name} (epoch ${e.epoch.number})`)
+        if (this.o.quorum === 'majority' && !this.electedEpochs.has(`${e.epoch.number}/${e.epoch.leader}`)) {
+          this.fail(`${n.name} reports its hand-over to ${e.to.name} done at epoch ${e.epoch.number}, for which nobody was elected`)
+        }
+        this.handovers.completed++
+        break
+      }
+      case 'handover:failed':
+        this.trace(`${n.name} hand-over to ${e.to?.name ?? '-'} failed: ${e.reason}`)
+        this.handovers.failed++
         break
     }
   }
@@ -688,6 +704,7 @@ export class Simulation {
       views: this.views,
       faults: this.faults,
       elections: this.elections,
+      handovers: this.handovers,
       digest: this.digest.value()
     }
     if (coldStartMs !== undefined) res.coldStartMs = coldStartMs
