@@ -249,16 +249,18 @@ export class MembershipCluster implements ClusterService, Leadership {
   }
 
   /**
-   * Feeds a death shown by an outside authority (the Kubernetes API: pod deleted or container restarted). The API
-   * knows pods, not incarnations: the one that died is the incarnation of that name in my view when the report
-   * arrives (a restarted process takes far longer to start and join than the report takes to arrive). Without a
-   * view entry, the machine applies the fact only to an incarnation that went quiet.
+   * Feeds a death shown by an outside authority (the Kubernetes API: pod deleted or container restarted), with the
+   * incarnation the pod's annotation named. The report can come late (a re-list after a gap in the watch), when the
+   * process that replaced the dead one is already a member: the machine takes it as proof for the incarnation it
+   * names only, and probes the others of that name it sees (`FailureDetector.externalDeath`).
    */
   verifiedDead (name: string, incarnation?: string): void {
     if (name === this.init.nodeName) return
-    const inc = incarnation ?? this.driver?.machine.currentView()?.members.find((m) => m.name === name)?.incarnation
-    this.step({ type: 'verified-dead', name, incarnation: inc })
+    this.step({ type: 'verified-dead', name, ...(incarnation !== undefined ? { incarnation } : {}) })
   }
+
+  /** This process's incarnation (once started). */
+  get incarnation (): string | undefined { return this.driver?.machine.me.incarnation }
 
   // ---- events and leadership ------------------------------------------------------------------------------------
 

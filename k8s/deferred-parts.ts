@@ -31,8 +31,13 @@ export interface K8sDeferredComponents {
   logger: Logger
   leadership: Leadership
   metrics: K8sLabelMetrics
-  /** Where the pod watch reports a member's process gone (a clustered member only). */
-  verifiedDead?: (member: string) => void
+  /**
+   * Where the pod watch reports a member's process gone, with its incarnation when its pod was annotated (a
+   * clustered member only).
+   */
+  verifiedDead?: (member: string, incarnation?: string) => void
+  /** This process's incarnation, written on its pod for the other members' pod watches (a clustered member only). */
+  incarnation?: () => string | undefined
   /** Test seam: how the parts are built. Default: `import('./parts.js')`. */
   load?: () => Promise<K8sParts>
 }
@@ -157,7 +162,7 @@ export class K8sDeferred {
       const { createK8sParts } = await import('./parts.js')
       return createK8sParts(
         { logger: this.components.logger, leadership: this.components.leadership, metrics: this.components.metrics },
-        { ...this.init, podWatch: this.components.verifiedDead !== undefined })
+        { ...this.init, podWatch: this.components.verifiedDead !== undefined, incarnation: this.components.incarnation?.() })
     })
     return await this.loading
   }
@@ -169,13 +174,13 @@ export class K8sDeferred {
 }
 
 /** The Kubernetes API's word that a member's process is gone is a verified death (the fast failover path). */
-function reportingDeaths (watch: K8sPodWatch, verifiedDead: (member: string) => void): Startable {
+function reportingDeaths (watch: K8sPodWatch, verifiedDead: (member: string, incarnation?: string) => void): Startable {
   const offs: Array<() => void> = []
   return {
     start: async () => {
       offs.push(
-        watch.events.on('pod:deleted', (e) => { verifiedDead(e.name) }),
-        watch.events.on('pod:restarted', (e) => { verifiedDead(e.name) })
+        watch.events.on('pod:deleted', (e) => { verifiedDead(e.name, e.incarnation) }),
+        watch.events.on('pod:restarted', (e) => { verifiedDead(e.name, e.incarnation) })
       )
       await watch.start()
     },

@@ -34,6 +34,8 @@ export interface K8sPartsInit {
   config: K8sSettings
   /** The pod watch feeds the membership's verified deaths: only a clustered member has one. */
   podWatch: boolean
+  /** This process's incarnation, which the pod watch writes on its own pod. */
+  incarnation?: string | undefined
   env?: Record<string, string | undefined>
 }
 
@@ -55,7 +57,12 @@ export function createK8sParts (components: K8sPartsComponents, init: K8sPartsIn
   const labels = new K8sLabelController({ logger: components.logger, leadership: components.leadership, metrics: components.metrics },
     { namespace: c.podNamespace, podName: c.podName, selector: c.podSelector, label: c.leaderLabel, kubeConfig })
   const podWatch = init.podWatch
-    ? new K8sPodWatch({ logger: components.logger }, { namespace: c.podNamespace, selector: c.podSelector, kubeConfig })
+    ? new K8sPodWatch({ logger: components.logger }, {
+      namespace: c.podNamespace,
+      selector: c.podSelector,
+      kubeConfig,
+      ...(init.incarnation !== undefined ? { annotate: { podName: c.podName, incarnation: init.incarnation } } : {})
+    })
     : undefined
   return { labels, podWatch }
 }

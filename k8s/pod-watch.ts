@@ -7,6 +7,14 @@
  * a new process (a new incarnation of the member). A pod that is merely terminating (`deletionTimestamp` set) is
  * NOT reported: its process still runs through its grace period and may still be leader.
  *
+ * Each member writes its incarnation on its own pod (annotation `vectis.io/incarnation`, `annotate`), so that a
+ * report names the process that died, not only the pod: a report can come late (a re-list after a gap in the
+ * watch), when the process that replaced the dead one is already a member, and must not be taken for its death.
+ * The annotation a report names is the one the pod carried before the change, with one race handled: a new process
+ * may write its annotation before the kubelet reports the restart; a changed annotation itself reports the process
+ * that wrote the previous one dead, and the restart that follows is counted as that same death
+ * (`IncarnationTracker`).
+ *
  * NOT guaranteed: timeliness. Events arrive when the kubelet and the API report them (a node that dies silently
  * shows nothing until the node controller acts, minutes later); the membership's own failure detection stays the
  * primary path. The first snapshot is a baseline: restarts that happened before `start()` are not reported.
@@ -21,6 +29,9 @@ import { K8sApiError, K8sConfigError } from './errors.js'
 import { parseLabelSelector } from './label-selector.js'
 import { DEFAULT_POD_SELECTOR } from './label-controller.js'
 
+/** The annotation on which each member writes its incarnation (`<generation>-<8 hex>`). */
+export const INCARNATION_ANNOTATION = 'vectis.io/incarnation'
+
 export interface ContainerIncarnation { restartCount: number, containerID?: string }
 
 /** What identifies the process(es) of a pod at one moment. */
@@ -30,13 +41,18 @@ export interface PodIncarnation {
   podIP?: string
   terminating: boolean
   containers: Record<string, ContainerIncarnation>
+  /** The incarnation its last process wrote (`INCARNATION_ANNOTATION`), if any. */
+  incarnation?: string
 }
 
 export type K8sPodWatchEvents = {
-  /** The pod (this uid) no longer exists. */
-  'pod:deleted': { name: string, uid: string }
-  /** A container of the pod was restarted: the process there is a new one. */
-  'pod:restarted': { name: string, uid: string, container: string, restartCount: number, containerID?: string }
+  /** The pod (this uid) no longer exists; `incarnation`: the process it last ran, when it wrote its annotation. */
+  'pod:deleted': { name: string, uid: string, incarnation?: string }
+  /**
+   * The process of the pod is a new one (a container restarted, or a new incarnation annotated); `incarnation`: the
+   * one that died, when known.
+   */
+  'pod:restarted': { name: string, uid: string, container?: string, restartCount?: number, containerID?: string, incarnation?: string }
 }
 
 export interface K8sPodWatchComponents {
@@ -53,6 +69,8 @@ export interface K8sPodWatchInit {
   backoffBaseMs?: number
   backoffMaxMs?: number
   watchTimeoutSeconds?: number
+  /** Write this process's incarnation on its own pod (a clustered member). */
+  annotate?: { podName: string, incarnation: string }
 }
 
 export function podIncarnation (pod: V1Pod): PodIncarnation | undefined {
@@ -63,9 +81,11 @@ export function podIncarnation (pod: V1Pod): PodIncarnation | undefined {
   for (const c of pod.status?.containerStatuses ?? []) {
     containers[c.name] = { restartCount: c.restartCount, ...(c.containerID !== undefined && c.containerID !== '' ? { containerID: c.containerID } : {}) }
   }
+  const incarnation = pod.metadata?.annotations?.[INCARNATION_ANNOTATION]
   return {
     name, uid, terminating: pod.metadata?.deletionTimestamp !== undefined && pod.metadata.deletionTimestamp !== null, containers,
-    ...(pod.status?.podIP !== undefined ? { podIP: pod.status.podIP } : {})
+    ...(pod.status?.podIP !== undefined ? { podIP: pod.status.podIP } : {}),
+    ...(incarnation !== undefined && incarnation !== '' ? { incarnation } : {})
   }
 }
 
@@ -81,6 +101,42 @@ export function restartedContainers (before: PodIncarnation, now: PodIncarnation
   return out
 }
 
+/**
+ * Which processes of one pod (one uid) died between two snapshots, by the incarnation they annotated. Only one
+ * process of a pod runs at a time, so a new annotation reports the previous one's writer dead, and counts as one
+ * restart not yet seen; a restart seen later is matched against those first. A restart beyond them reports the
+ * current annotation's writer dead, unless the annotation changed in the same snapshot (the restarts then belong
+ * to processes before it: which of them, if any, was its writer is unknown, and an unknown is not a death).
+ */
+export class IncarnationTracker {
+  private unmatched = 0
+  private readonly reported = new Set<string>()
+
+  /**
+   * The incarnations that died from `before` to `now` (same uid, `restarts` restarts apart), each reported once, and
+   * whether a restart is left that none of them accounts for (a process that died without annotating, or whose
+   * death was reported already: the report can then name the pod only).
+   */
+  diff (before: PodIncarnation, now: PodIncarnation, restarts: number): { dead: string[], unaccounted: boolean } {
+    const dead: string[] = []
+    const changed = before.incarnation !== now.incarnation
+    if (changed && before.incarnation !== undefined && !this.reported.has(before.incarnation)) {
+      this.reported.add(before.incarnation)
+      dead.push(before.incarnation)
+      this.unmatched++
+    }
+    const matched = Math.min(restarts, this.unmatched)
+    this.unmatched -= matched
+    const left = restarts - matched
+    if (left > 0 && !changed && now.incarnation !== undefined && !this.reported.has(now.incarnation)) {
+      this.reported.add(now.incarnation)
+      dead.push(now.incarnation)
+      return { dead, unaccounted: false }
+    }
+    return { dead, unaccounted: left > 0 && dead.length === 0 }
+  }
+}
+
 export class K8sPodWatch implements Startable {
   readonly events = new TypedEmitter<K8sPodWatchEvents>()
   private readonly log: Logger
@@ -88,6 +144,10 @@ export class K8sPodWatch implements Startable {
   private readonly selector: string
   private readonly cfg: { resyncMs: number, backoffBaseMs: number, backoffMaxMs: number, watchTimeoutSeconds: number }
   private readonly pods = new Map<string, PodIncarnation>()
+  private readonly trackers = new Map<string, IncarnationTracker>()
+  private readonly annotate: { podName: string, incarnation: string } | undefined
+  private annotating = false
+  private annotateFailed = false
   private state: 'idle' | 'started' | 'stopped' = 'idle'
   private watch: PodWatchHandle | undefined
   private timer: NodeJS.Timeout | undefined
@@ -112,6 +172,7 @@ export class K8sPodWatch implements Startable {
       watchTimeoutSeconds: init.watchTimeoutSeconds ?? 300
     }
     this.client = new K8sPodClient(init.kubeConfig, { namespace: init.namespace, requestTimeoutMs: init.requestTimeoutMs ?? 5_000 })
+    this.annotate = init.annotate
   }
 
   /** Never fails for API trouble: the first list is retried in the background. */
@@ -228,26 +289,60 @@ export class K8sPodWatch implements Startable {
   private observe (now: PodIncarnation): void {
     const prev = this.pods.get(now.name)
     this.pods.set(now.name, now)
+    this.annotateOwn(now)
     if (prev === undefined) return
     if (prev.uid !== now.uid) {
       this.log.info({ pod: now.name, uid: prev.uid }, 'pod replaced (old one deleted)')
-      this.events.emit('pod:deleted', { name: prev.name, uid: prev.uid })
+      this.trackers.delete(prev.uid)
+      this.events.emit('pod:deleted', { name: prev.name, uid: prev.uid, ...incarnationOf(prev) })
       return
     }
-    for (const r of restartedContainers(prev, now)) {
+    const restarted = restartedContainers(prev, now)
+    const restarts = restarted.reduce((n, r) => n + Math.max(1, r.restartCount - (prev.containers[r.container]?.restartCount ?? 0)), 0)
+    let tracker = this.trackers.get(now.uid)
+    if (tracker === undefined) this.trackers.set(now.uid, tracker = new IncarnationTracker())
+    const { dead, unaccounted } = tracker.diff(prev, now, restarts)
+    for (const r of restarted) {
       this.log.info({ pod: now.name, container: r.container, restartCount: r.restartCount }, 'container restarted')
-      this.events.emit('pod:restarted', {
-        name: now.name, uid: now.uid, container: r.container, restartCount: r.restartCount,
-        ...(r.containerID !== undefined ? { containerID: r.containerID } : {})
-      })
     }
+    const first = restarted[0]
+    const container = first === undefined
+      ? {}
+      : { container: first.container, restartCount: first.restartCount, ...(first.containerID !== undefined ? { containerID: first.containerID } : {}) }
+    if (unaccounted) this.events.emit('pod:restarted', { name: now.name, uid: now.uid, ...container })
+    for (const incarnation of dead) {
+      this.log.info({ pod: now.name, incarnation }, 'process of the pod gone')
+      this.events.emit('pod:restarted', { name: now.name, uid: now.uid, ...container, incarnation })
+    }
+  }
+
+  /** Writes this process's incarnation on its own pod when the pod does not carry it (again after a failure). */
+  private annotateOwn (pod: PodIncarnation): void {
+    const a = this.annotate
+    if (a === undefined || pod.name !== a.podName || pod.incarnation === a.incarnation || this.annotating) return
+    this.annotating = true
+    const body = { metadata: { annotations: { [INCARNATION_ANNOTATION]: a.incarnation } } }
+    this.client.patchPod(a.podName, 'merge', body, { signal: this.abort.signal }).then(() => {
+      if (this.annotateFailed) this.log.info({ incarnation: a.incarnation }, 'own pod annotated with this incarnation')
+      this.annotateFailed = false
+    }, (err: unknown) => {
+      if (this.state !== 'started') return
+      // Retried at the next event of the pod or the next re-list; meanwhile reports of this member name no incarnation.
+      if (!this.annotateFailed) this.log.warn({ err }, `could not write ${INCARNATION_ANNOTATION} on the own pod; retrying`)
+      this.annotateFailed = true
+    }).finally(() => { this.annotating = false })
   }
 
   private gone (prev: PodIncarnation): void {
     const cur = this.pods.get(prev.name)
     if (cur === undefined || cur.uid !== prev.uid) return
     this.pods.delete(prev.name)
+    this.trackers.delete(prev.uid)
     this.log.info({ pod: prev.name, uid: prev.uid }, 'pod deleted')
-    this.events.emit('pod:deleted', { name: prev.name, uid: prev.uid })
+    this.events.emit('pod:deleted', { name: prev.name, uid: prev.uid, ...incarnationOf(prev) })
   }
+}
+
+function incarnationOf (p: PodIncarnation): { incarnation?: string } {
+  return p.incarnation !== undefined ? { incarnation: p.incarnation } : {}
 }

@@ -10,7 +10,10 @@ import { memberKey, type MemberInfo } from '../messages.js'
 
 interface Health {
   member: MemberInfo
+  /** When its silence started: when it last spoke, or when I started watching it. */
   lastHeard: number
+  /** When it last spoke to me (never, if undefined). */
+  spokeAt?: number
   /** Last acknowledgement that carried a promise to my leadership. */
   lastPromiseAck?: number
   suspectedSince?: number
@@ -74,7 +77,11 @@ export class FailureDetector {
   silence (m: MemberInfo, now: number): number { return now - this.watch(m, now).lastHeard }
 
   /** `m` spoke to me (a heartbeat, an install): its silence starts again. */
-  touch (m: MemberInfo, now: number): void { this.watch(m, now).lastHeard = now }
+  touch (m: MemberInfo, now: number): void {
+    const h = this.watch(m, now)
+    h.lastHeard = now
+    h.spokeAt = now
+  }
 
   isSuspected (k: string): boolean { return this.health.get(k)?.suspectedSince !== undefined }
 
@@ -121,6 +128,7 @@ export class FailureDetector {
 
   private clear (h: Health, now: number): void {
     h.lastHeard = now
+    h.spokeAt = now
     h.refusedSince = undefined
     h.lastRefused = undefined
     h.suspectedSince = undefined
@@ -299,24 +307,31 @@ export class FailureDetector {
   reportedDead (m: MemberInfo): boolean { return this.externalDead.has(`${m.name}/${m.incarnation}`) }
 
   /**
-   * An outside authority (Kubernetes) shows `name`'s process gone: which of `known` it means. With the incarnation,
-   * that one (remembered, it may become known later). Without, only an incarnation that went quiet: a new one of
-   * the same pod that already speaks must not be taken for the dead one.
+   * An outside authority (Kubernetes) shows the process of pod `name` gone (deleted, or its container restarted), and
+   * names its `incarnation` when the pod's annotation did: that one is dead (remembered: it may become known later).
+   * A report can come late (a re-list after a gap in the watch), when a new process of the pod already speaks, so
+   * for the other incarnations of the name (or all, without an incarnation) it is only evidence: one outside my view
+   * that has not spoken lately is dead (an earlier process, e.g. in a configuration I restarted with); one in my view,
+   * or that spoke lately, is returned in `probe`: the answer at its address tells (another incarnation proves it
+   * replaced, refusals start the usual streak, the same one is alive).
    */
-  externalDeath (name: string, incarnation: string | undefined, known: MemberInfo[], now: number): MemberInfo[] {
+  externalDeath (name: string, incarnation: string | undefined, known: MemberInfo[], inView: (k: string) => boolean, now: number): { dead: MemberInfo[], probe: MemberInfo[] } {
     if (incarnation !== undefined) this.externalDead.add(`${name}/${incarnation}`)
-    const out: MemberInfo[] = []
+    const dead: MemberInfo[] = []
+    const probe: MemberInfo[] = []
     for (const m of known) {
-      if (m.name !== name || memberKey(m) === this.myKey) continue
-      if (incarnation !== undefined) {
-        if (m.incarnation === incarnation) out.push(m)
+      const k = memberKey(m)
+      if (m.name !== name || k === this.myKey) continue
+      if (m.incarnation === incarnation) {
+        dead.push(m)
         continue
       }
-      const h = this.health.get(memberKey(m))
-      const heardLately = h !== undefined && now - h.lastHeard < this.t.heartbeatMs && h.suspectedSince === undefined
-      if (!heardLately) out.push(m)
+      const h = this.health.get(k)
+      const spokeLately = h?.spokeAt !== undefined && now - h.spokeAt < this.t.heartbeatMs && h.suspectedSince === undefined
+      if (inView(k) || spokeLately) probe.push(m)
+      else dead.push(m)
     }
-    return out
+    return { dead, probe }
   }
 
   /** `k` left gracefully. */

@@ -74,7 +74,7 @@ export class MembershipMachine {
       case 'message': this.onMessage(input.msg); break
       case 'send-result': this.onSendResult(input); break
       case 'disconnected': this.onDisconnected(input.peerId); break
-      case 'verified-dead': for (const m of this.c.fd.externalDeath(input.name, input.incarnation, this.c.knownMembers(), this.c.now)) this.c.markDead(m, 'external'); break
+      case 'verified-dead': this.onExternalDeath(input.name, input.incarnation); break
       case 'leave': this.onLeave(); break
       case 'transfer': this.onTransfer(input.to); break
     }
@@ -191,8 +191,11 @@ export class MembershipMachine {
   private followsAnotherView (m: MemberInfo, view: ViewData): boolean {
     const p = this.c.peers.get(m.address)
     const v = p?.summary?.view
-    if (p?.member === undefined || memberKey(p.member) !== memberKey(m) || v === undefined) return false
+    if (p?.member === undefined || memberKey(p.member) !== memberKey(m)) return false
     if (this.c.now - p.lastHeard > this.c.cfg.failureTimeoutMs) return false
+    // Without a view (it lost mine while cut off, and is joining again) it cannot take over: it joins the view
+    // of whoever does.
+    if (v === undefined) return p.summary !== undefined
     // Same coordinator, another counter: the same line of views, one of us a view ahead (a join was being
     // installed when the coordinator died). It is older than me in it and takes over: not "another view".
     if (v.id.coordinator === view.id.coordinator) return false
@@ -522,6 +525,12 @@ export class MembershipMachine {
         this.c.verify(m, view)
       }
     }
+  }
+
+  private onExternalDeath (name: string, incarnation: string | undefined): void {
+    const { dead, probe } = this.c.fd.externalDeath(name, incarnation, this.c.knownMembers(), (k) => this.c.inViewKey(k), this.c.now)
+    for (const m of dead) this.c.markDead(m, 'external')
+    for (const m of probe) if (this.c.fd.directProbeDue(m, this.c.now)) this.c.sendProbe(m)
   }
 
   private onLeave (): void {

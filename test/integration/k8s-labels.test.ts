@@ -5,7 +5,7 @@ import assert from 'node:assert/strict'
 import { KubeConfig } from '@kubernetes/client-node'
 import { K8sApiEmulator } from '../../dev-cluster/k8s-api-emulator.js'
 import { K8sLabelController, EPOCH_ANNOTATION, FENCED_EPOCH_ANNOTATION } from '../../k8s/label-controller.js'
-import { K8sPodWatch } from '../../k8s/pod-watch.js'
+import { K8sPodWatch, INCARNATION_ANNOTATION } from '../../k8s/pod-watch.js'
 import { K8sPodClient } from '../../k8s/client.js'
 import { K8sApiError } from '../../k8s/errors.js'
 import { silentLogger, type Logger } from '../../common/logger.js'
@@ -373,4 +373,46 @@ void test('pod watch reports a deleted pod and a restarted container by name', {
   await waitFor(() => seen.includes('deleted vectis-2'), 5_000, 're-created pod reported as the old one deleted')
   assert.equal(await watch.verifyDead(old2), true)
   assert.ok(!seen.some((s) => s.includes('unrelated')))
+})
+
+void test('pod watch names the process that died by the incarnation its pod was annotated with, never the live one', { timeout: 60_000 }, async (t) => {
+  const em = new K8sApiEmulator()
+  await em.start()
+  for (const n of NAMES) em.createPod(NS, n, { labels: { app: 'vectis' } })
+  const watches: K8sPodWatch[] = []
+  const newWatch = (annotate?: { podName: string, incarnation: string }): K8sPodWatch => {
+    const w = new K8sPodWatch({ logger: silentLogger() }, { namespace: NS, selector: 'app=vectis', kubeConfig: kubeConfigFor(em, 'x'), backoffMaxMs: 300, ...(annotate !== undefined ? { annotate } : {}) })
+    watches.push(w)
+    return w
+  }
+  t.after(async () => { for (const w of watches) await w.stop(); await em.stop() })
+  const observer = newWatch()
+  const seen: string[] = []
+  observer.events.on('pod:restarted', (e) => seen.push(`restarted ${e.name} ${e.incarnation ?? '?'}`))
+  observer.events.on('pod:deleted', (e) => seen.push(`deleted ${e.name} ${e.incarnation ?? '?'}`))
+  await observer.start()
+  await waitFor(() => observer.isSynced, 5_000, 'first list')
+  const annotation = (): string | undefined => pod(em, 'vectis-1').annotations[INCARNATION_ANNOTATION]
+  const member = async (incarnation: string): Promise<K8sPodWatch> => {
+    const w = newWatch({ podName: 'vectis-1', incarnation })
+    await w.start()
+    await waitFor(() => annotation() === incarnation && observer.pod('vectis-1')?.incarnation === incarnation, 5_000, `vectis-1 annotated ${incarnation}`)
+    return w
+  }
+
+  // A process annotates its pod; its container restarts: the report names it.
+  await (await member('1-aaaaaaaa')).stop()
+  em.restartContainer(NS, 'vectis-1')
+  await waitFor(() => seen.includes('restarted vectis-1 1-aaaaaaaa'), 5_000, 'the restart of 1-aaaaaaaa reported')
+  await (await member('2-bbbbbbbb')).stop()
+
+  // The race: the next process annotates before the kubelet reports the restart. The new annotation reports
+  // 2-bbbbbbbb dead; the restart that follows is that death, not the death of the live 3-cccccccc.
+  await member('3-cccccccc')
+  em.restartContainer(NS, 'vectis-1')
+  await waitFor(() => observer.pod('vectis-1')?.containers.vectisd?.restartCount === 2, 5_000, 'the second restart seen')
+  assert.deepEqual(seen, ['restarted vectis-1 1-aaaaaaaa', 'restarted vectis-1 2-bbbbbbbb'])
+
+  em.deletePod(NS, 'vectis-1')
+  await waitFor(() => seen.includes('deleted vectis-1 3-cccccccc'), 5_000, 'the deletion names the last process')
 })

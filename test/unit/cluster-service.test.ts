@@ -168,6 +168,44 @@ void test('a failed persist drops the outputs that follow it: nothing acts on un
 
 // ---- Findings of the architecture review (each failed before its fix)
 
+/** Counts the heartbeats a member receives, to know its coordinator went on including it. */
+function countHeartbeats (m: Member): () => number {
+  let n = 0
+  const original = m.transport.handle.bind(m.transport)
+  m.transport.handle = (handler) => {
+    original((from, payload) => {
+      if ((payload as { type?: string }).type === 'heartbeat') n++
+      return handler(from, payload)
+    })
+  }
+  return () => n
+}
+
+void test('a late "pod restarted" report without an incarnation does not kill the live incarnation that replaced it', async (t) => {
+  const net = new MemoryNetwork()
+  const all = Array.from({ length: 3 }, (_, i) => `127.0.0.${10 + i}:7800`)
+  const members = all.map((_, i) => member(net, i, all))
+  t.after(async () => { for (const m of members) await m.node.stop() })
+  for (const m of members) await m.node.start()
+  await waitFor(() => leaders(members).length === 1 && members.every((m) => viewOf(m).length === 3), { what: 'a leader and a full view' })
+  const i = members.findIndex((m) => !m.node.isLeader())
+  const old = members[i]!
+  await old.node.stop()
+  members[i] = member(net, i, all, old.state)
+  const heartbeats = countHeartbeats(members[i])
+  await members[i].node.start()
+  const restarted = members[i]
+  await waitFor(() => members.every((m) => viewOf(m).length === 3 && m.node.status().members.at(-1)!.name === restarted.name), { what: 'the new incarnation in every view' })
+  // The pod watch, after a gap, re-lists and reports the container restart now, by pod name only.
+  const left: string[] = []
+  for (const m of members) m.node.events.on('member:left', (e) => { left.push(`${m.name} saw ${e.name} leave`) })
+  for (const m of members) if (m !== restarted) m.node.verifiedDead(restarted.name)
+  const seen = heartbeats()
+  await waitFor(() => heartbeats() >= seen + 5, { what: 'five more heartbeats of its coordinator to the live incarnation' })
+  assert.deepEqual(left, [], 'the live incarnation stayed in the view')
+  assert.ok(members.every((m) => viewOf(m).includes(restarted.name)))
+})
+
 void test('after an exception inside the machine the member no longer leads, by any measure', async (t) => {
   const net = new MemoryNetwork()
   let explode = false

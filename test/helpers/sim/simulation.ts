@@ -43,7 +43,7 @@ export interface SimOptions {
   driftAtBound?: boolean
   /** Members start within this spread (cold start). */
   startSpreadMs?: number
-  /** Feed "verified dead" facts to the members some time after a crash (the Kubernetes watch). */
+  /** Feed "verified dead" facts by pod name to the members some time after a crash (the Kubernetes pod watch). */
   outsideDeathFacts?: boolean
   /** Leave this many members crashed for good at the end of the faults (must stay a minority). */
   permanentlyDead?: number
@@ -115,8 +115,8 @@ interface SimNode {
   persisted?: PersistedClusterState
   proc?: Proc
   incarnations: number
-  /** The incarnation of each of its processes, in start order. */
-  incarnationNames: string[]
+  /** The pod's `vectis.io/incarnation` annotation: written by each process shortly after it starts. */
+  annotation?: string
   lastViewCounter: number
   lastViewKey: string
   highestEpoch: Epoch
@@ -182,7 +182,6 @@ export class Simulation {
         offset: this.rng.range(0, 1e6),
         rng: this.rng.fork(),
         incarnations: 0,
-        incarnationNames: [],
         lastViewCounter: 0,
         lastViewKey: '',
         highestEpoch: { number: 0, leader: '' }
@@ -231,26 +230,13 @@ export class Simulation {
       log: (o) => { this.trace(`${n.name} ${o.msg} ${JSON.stringify(o.fields ?? {})}`) },
       failed: (err, cause) => { this.fail(`${n.name}: the driver failed (${cause}): ${err.stack ?? err.message}`) }
     })
-    // The machine chose the incarnation; the simulation remembers every one (the death facts name them).
-    const member = machine.me
-    n.incarnationNames.push(member.incarnation)
+    const member = machine.me // the machine chose the incarnation
     const proc: Proc = { incarnation: n.incarnations, member, machine, driver, pending: new Map(), paused: false, inbox: [] }
     n.proc = proc
     this.trace(`${n.name} start ${member.incarnation}`)
+    if (this.o.outsideDeathFacts) this.at(this.rng.range(20, 200), () => { if (n.proc === proc) n.annotation = member.incarnation })
     this.scheduleTick(n, n.rng.range(0, this.hb / 5))
     this.deliverDiscovery(n, true)
-    if (this.o.outsideDeathFacts) {
-      // The Kubernetes watch lists the pods at start: every earlier container of a pod is gone.
-      const inc = n.proc.incarnation
-      this.at(this.rng.range(50, 300), () => {
-        for (const o of this.nodes) {
-          const running = o.proc?.incarnation
-          o.incarnationNames.forEach((incarnation, i) => {
-            if (i + 1 !== running) this.input(n, inc, { type: 'verified-dead', name: o.name, incarnation })
-          })
-        }
-      })
-    }
   }
 
   private scheduleTick (n: SimNode, localDelay: number): void {
@@ -425,11 +411,23 @@ export class Simulation {
       this.at(this.rng.range(0.5, 5), () => { this.input(o, inc, { type: 'disconnected', peerId: n.peerId }) })
     }
     if (notify && this.o.outsideDeathFacts) {
-      const incName = p.member.incarnation
-      this.at(this.rng.range(100, 800), () => {
-        for (const o of this.nodes) if (o.proc !== undefined) this.input(o, o.proc.incarnation, { type: 'verified-dead', name: n.name, incarnation: incName })
-      })
+      // The pod watch reports a pod by name ("container restarted", "pod deleted"), not an incarnation; 100–800 ms
+      // after the crash, or, after a gap in its watch, only at the next re-list, seconds later: by then the restarted
+      // process may be back in the view, and the report must not be taken as its death.
+      this.reportPodDown(n, this.rng.chance(0.25) ? this.rng.range(2000, 8000) : this.rng.range(100, 800))
     }
+  }
+
+  /**
+   * In `ms`, every running member's pod watch reports `n`'s pod down, with the incarnation its annotation names now
+   * (an earlier, also dead, one if the process died before writing it; by name only if none ever did).
+   */
+  private reportPodDown (n: SimNode, ms: number): void {
+    const incarnation = n.annotation
+    this.at(ms, () => {
+      const fact: MembershipInput = { type: 'verified-dead', name: n.name, ...(incarnation !== undefined ? { incarnation } : {}) }
+      for (const o of this.nodes) if (o.proc !== undefined) this.input(o, o.proc.incarnation, fact)
+    })
   }
 
   private pause (n: SimNode, ms: number): void {
@@ -644,6 +642,8 @@ export class Simulation {
       const keepDead = Math.min(o.permanentlyDead, Math.floor((this.nodes.length - 1) / 2))
       // Up to `permanentlyDead` crashed members stay down (their address refuses: they must be verified and dropped).
       dead.slice(keepDead).forEach(n => { this.start(n) })
+      // The pods that stay down are deleted (their node is gone): the running members' pod watches see it.
+      if (o.outsideDeathFacts) for (const n of dead.slice(0, keepDead)) this.reportPodDown(n, this.rng.range(100, 800))
       this.trace('FAULTS END')
     }
     this.q.push({ at: faultEnd, kind: 'call', fn: heal })
