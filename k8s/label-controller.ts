@@ -120,8 +120,8 @@ interface Lead {
   epoch: Epoch
   signal: AbortSignal
   ready: boolean
-  fenced: boolean
-  fencedBy?: number
+  /** The newer epoch that fenced this leadership's pod, once seen: it never labels itself again. */
+  fencedBy: number | undefined
   waiters: Array<{ resolve: (e: Epoch) => void, reject: (err: Error) => void }>
 }
 
@@ -276,7 +276,7 @@ export class K8sLabelController implements Startable {
     const lead = this.lead
     if (lead === undefined) throw new Error('not leader: no labels to wait for')
     if (lead.ready) return lead.epoch
-    if (lead.fenced) throw new FencedError(lead.epoch.number, lead.fencedBy ?? lead.epoch.number + 1)
+    if (lead.fencedBy !== undefined) throw new FencedError(lead.epoch.number, lead.fencedBy)
     signal?.throwIfAborted()
     return await new Promise<Epoch>((resolve, reject) => {
       const onAbort = (): void => { reject(signal?.reason instanceof Error ? signal.reason : new Error('aborted')) }
@@ -294,7 +294,7 @@ export class K8sLabelController implements Startable {
     if (this.state !== 'started') return
     this.endLead(new Error(`superseded by epoch ${epoch.number}`))
     const abort = new AbortController()
-    const lead: Lead = { epoch, signal: AbortSignal.any([signal, abort.signal]), ready: false, fenced: false, waiters: [] }
+    const lead: Lead = { epoch, signal: AbortSignal.any([signal, abort.signal]), ready: false, fencedBy: undefined, waiters: [] }
     this.lead = lead
     this.leadAbort = abort
     signal.addEventListener('abort', () => { if (this.lead === lead) this.onDemoted(epoch, 'shutdown') }, { once: true })
@@ -359,7 +359,7 @@ export class K8sLabelController implements Startable {
       this.urgentPending = false
       try {
         const lead = this.lead
-        if (lead !== undefined && !lead.fenced && !lead.signal.aborted && this.leadership.isLeader()) {
+        if (lead !== undefined && lead.fencedBy === undefined && !lead.signal.aborted && this.leadership.isLeader()) {
           await this.reconcileLeader(lead)
         } else {
           await this.reconcileStandby()
@@ -483,12 +483,17 @@ export class K8sLabelController implements Startable {
     }
 
     // A newer leader already fenced us, or labelled itself with a newer epoch: we must not take the label.
+    // The epoch reported is the one that did it: our pod's fence if newer than E, else the labelled pod's epoch.
     const ownFenced = epochValue(annotation(own, FENCED_EPOCH_ANNOTATION))
-    const newer = list.items.find((p) => p.metadata?.name !== this.podName && p.metadata?.labels?.[this.label] !== undefined &&
-      (epochValue(annotation(p, EPOCH_ANNOTATION)) ?? 0) > E)
-    if ((ownFenced !== undefined && ownFenced > E) || newer !== undefined) {
-      this.onFenced(lead, ownFenced !== undefined && ownFenced > E ? ownFenced : epochValue(annotation(newer!, EPOCH_ANNOTATION))!)
-      throw new FencedError(E, ownFenced ?? E + 1)
+    const newerLabelled = list.items.flatMap((p) => {
+      if (p.metadata?.name === this.podName || p.metadata?.labels?.[this.label] === undefined) return []
+      const epoch = epochValue(annotation(p, EPOCH_ANNOTATION))
+      return epoch !== undefined && epoch > E ? [epoch] : []
+    })[0]
+    const fencedBy = ownFenced !== undefined && ownFenced > E ? ownFenced : newerLabelled
+    if (fencedBy !== undefined) {
+      this.onFenced(lead, fencedBy)
+      throw new FencedError(E, fencedBy)
     }
 
     // 1. Fence every other pod of the selector, in parallel (the hand-over waits for the slowest one only).
@@ -537,8 +542,7 @@ export class K8sLabelController implements Startable {
   }
 
   private onFenced (lead: Lead, fencedEpoch: number): void {
-    if (lead.fenced) return
-    lead.fenced = true
+    if (lead.fencedBy !== undefined) return
     lead.fencedBy = fencedEpoch
     const err = new FencedError(lead.epoch.number, fencedEpoch)
     this.log.error({ epoch: lead.epoch.number, fencedEpoch }, 'this pod was fenced by a newer leader: not labelling it')
