@@ -23,7 +23,7 @@ import type { PersistedClusterState } from '../cluster/membership/types.js'
 import { K8sDeferred } from '../k8s/deferred-parts.js'
 import { PesitServer } from '../transfer/pesit-server.js'
 import { PesitLeaderBinding } from '../transfer/pesit-leader-binding.js'
-import type { PesitMetrics } from '../transfer/ports.js'
+import { pesitMetricsFromProm } from '../transfer/pesit-prom-metrics.js'
 import { NodeDurableFs } from '../store/durable-fs.js'
 import { journalPortFromStore } from '../transfer/journal-adapter.js'
 import type { ClusterEvents, ClusterService } from '../cluster/cluster-api.js'
@@ -74,7 +74,7 @@ export class Daemon implements Startable {
       leadership,
       fs: new NodeDurableFs(),
       journal,
-      metrics: this.pesitMetrics()
+      metrics: pesitMetricsFromProm(this.metrics)
     }, { config: config.pesit, host: config.bindHost })
     if (this.cluster instanceof MembershipCluster) this.cluster.registerHandoverHooks(this.pesit.handoverHooks())
     const membership = this.cluster instanceof MembershipCluster ? this.cluster : undefined
@@ -188,17 +188,6 @@ export class Daemon implements Startable {
 
   servers (): ServerStatus[] {
     return this.pesit.serversStatus().map((s) => ({ id: s.id, port: s.port, running: s.running }))
-  }
-
-  private pesitMetrics (): PesitMetrics {
-    const m = this.metrics
-    return {
-      serverRunning: (_id, running) => { if (running) m.pesitServersRunning.inc(); else m.pesitServersRunning.dec() },
-      connectionOpened: () => { m.pesitConnectionsActive.inc() },
-      connectionClosed: () => { m.pesitConnectionsActive.dec() },
-      transferEnded: (direction, status) => { m.transfers.inc({ direction, status }) },
-      transferBytes: (direction, n) => { m.transferBytes.inc({ direction }, n) }
-    }
   }
 
   /**
