@@ -104,8 +104,6 @@ export interface K8sLabelStatus {
   missingPermission?: string
 }
 
-export const K8S_LABELS_DISABLED_STATUS: K8sLabelStatus = Object.freeze({ enabled: false, inSync: false })
-
 export type K8sLabelEvents = {
   /** This leadership's own pod is labelled and every other pod fenced: the servers may start. */
   'labels:ready': { epoch: Epoch }

@@ -119,10 +119,3 @@ export function matchesSelector (reqs: readonly Requirement[], labels: Readonly<
   }
   return true
 }
-
-/** Equality requirements as a label map (what a pod must carry to match), e.g. for checking manifests. */
-export function equalityLabels (reqs: readonly Requirement[]): Record<string, string> {
-  const out: Record<string, string> = {}
-  for (const r of reqs) if (r.op === '=') out[r.key] = r.value
-  return out
-}
