@@ -86,7 +86,9 @@ export class Daemon implements Startable {
         leadership,
         metrics: { labelErrorsTotal: this.metrics.k8sLabelErrors, labelsInSync: this.metrics.k8sLabelsInSync },
         // The Kubernetes API's word that a member's process is gone is a verified death (the fast failover path).
-        verifiedDead: membership === undefined ? undefined : (name) => { membership.verifiedDead(name) }
+        verifiedDead: membership === undefined ? undefined : (name) => { membership.verifiedDead(name) },
+        // A newer leader fenced this pod: whatever our lease says, this leadership stops serving PeSIT.
+        fenced: (e) => { binding.standDown(e.epoch, `pod fenced by epoch ${e.fencedEpoch}`) }
       }, { config })
     // Only the leader runs the servers, and only once its pod carries the label (when Kubernetes is on).
     const binding = new PesitLeaderBinding({ logger: components.logger, leadership, servers: this.pesit }, {

@@ -109,9 +109,11 @@ export type K8sLabelEvents = {
   'labels:ready': { epoch: Epoch }
   /** In-sync state changed. */
   'labels:sync': { inSync: boolean }
-  /** Our pod was fenced by a newer epoch: this leadership must not serve (the leadership part should step down). */
+  /**
+   * Our pod was fenced by a newer epoch: this leadership must not serve, even while its lease runs (the daemon
+   * stops its PeSIT servers). Errors have no event: they are logged, counted and shown in `status()`.
+   */
   'labels:fenced': { epoch: Epoch, fencedEpoch: number }
-  'labels:error': { error: K8sApiError | K8sConfigError }
 }
 
 interface Lead {
@@ -417,7 +419,6 @@ export class K8sLabelController implements Startable {
   private recordError (e: K8sApiError | K8sConfigError): void {
     this.metrics.labelErrorsTotal?.inc()
     this.lastError = { message: e.message, at: new Date(this.clock.wallNow()).toISOString() }
-    this.events.emit('labels:error', { error: e })
     if (e instanceof K8sApiError && e.isAuth) {
       const perm = `${e.verb} pods`
       this.missingPermission = perm
