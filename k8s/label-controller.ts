@@ -116,7 +116,7 @@ export type K8sLabelEvents = {
   'labels:fenced': { epoch: Epoch, fencedEpoch: number }
 }
 
-interface Lead {
+interface LabelledLeadership {
   epoch: Epoch
   signal: AbortSignal
   ready: boolean
@@ -146,7 +146,7 @@ export class K8sLabelController implements Startable {
   private readonly cfg: Required<Omit<K8sLabelInit, 'namespace' | 'podName' | 'selector' | 'label' | 'kubeConfig'>>
 
   private state: 'idle' | 'started' | 'stopping' | 'stopped' = 'idle'
-  private lead: Lead | undefined
+  private lead: LabelledLeadership | undefined
   private leadAbort: AbortController | undefined
   private runAbort = new AbortController()
   private kick: Deferred = deferred()
@@ -294,7 +294,7 @@ export class K8sLabelController implements Startable {
     if (this.state !== 'started') return
     this.endLead(new Error(`superseded by epoch ${epoch.number}`))
     const abort = new AbortController()
-    const lead: Lead = { epoch, signal: AbortSignal.any([signal, abort.signal]), ready: false, fencedBy: undefined, waiters: [] }
+    const lead: LabelledLeadership = { epoch, signal: AbortSignal.any([signal, abort.signal]), ready: false, fencedBy: undefined, waiters: [] }
     this.lead = lead
     this.leadAbort = abort
     signal.addEventListener('abort', () => { if (this.lead === lead) this.onDemoted(epoch, 'shutdown') }, { once: true })
@@ -464,11 +464,11 @@ export class K8sLabelController implements Startable {
     }, { signal })
   }
 
-  private guarded (lead: Lead): PatchOptions {
+  private guarded (lead: LabelledLeadership): PatchOptions {
     return { signal: AbortSignal.any([lead.signal, this.runAbort.signal]), guard: () => this.leadership.isLeader() && !lead.signal.aborted }
   }
 
-  private async reconcileLeader (lead: Lead): Promise<void> {
+  private async reconcileLeader (lead: LabelledLeadership): Promise<void> {
     const E = lead.epoch.number
     const signal = AbortSignal.any([lead.signal, this.runAbort.signal])
     const list = await this.client.listPods(this.selector, { signal })
@@ -540,7 +540,7 @@ export class K8sLabelController implements Startable {
     }
   }
 
-  private onFenced (lead: Lead, fencedEpoch: number): void {
+  private onFenced (lead: LabelledLeadership, fencedEpoch: number): void {
     if (lead.fencedBy !== undefined) return
     lead.fencedBy = fencedEpoch
     const err = new FencedError(lead.epoch.number, fencedEpoch)
