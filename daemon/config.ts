@@ -12,6 +12,7 @@ import { parse as parseYaml, YAMLParseError } from 'yaml'
 import { ConfigError } from '../common/config-error.js'
 import type { PesitServerConfig, PesitPartnerConfig, PesitFileConfig, PesitConfig } from '../transfer/config-types.js'
 import type { K8sMode } from '../k8s/parts.js'
+import type { QuorumMode } from '../cluster/membership/config.js'
 
 // ---- embedded defaults (SPEC §2) -------------------------------------------------------------------------------
 
@@ -48,8 +49,6 @@ export type LogLevel = typeof LOG_LEVELS[number]
 
 // The PeSIT part owns the shape of its configuration; this module parses the YAML into it.
 export type { PesitServerConfig, PartnerAccess, FileDirection, PesitConfig } from '../transfer/config-types.js'
-
-export type QuorumMode = 'majority' | 'none'
 
 export interface VectisConfig {
   clusterEnabled: boolean
