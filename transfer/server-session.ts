@@ -26,7 +26,7 @@ import {
 import type { FpduChannel } from './fpdu-channel.js'
 import { fpduDisplayName, type FpduType } from './fpdu-types.js'
 import { finalFileName, transferStem, type PesitFileConfig, type PesitPartnerConfig, type PesitServerConfig } from './config-types.js'
-import type { PesitMetrics, TransferJournalPort, TransferStatus } from './ports.js'
+import type { PesitMetrics, TransferJournalPort, TransferOutcome } from './ports.js'
 import { IncomingFile } from './receive-store.js'
 import { transition, expectedIn, isDataPhase, type SessionState } from './session-table.js'
 
@@ -649,7 +649,7 @@ export class ServerSession {
   }
 
   /** Closes an unfinished transfer, keeping its partial file and checkpoint for a restart. */
-  private async releaseTransfer (status: TransferStatus, diag: Diagnostic, message: string): Promise<void> {
+  private async releaseTransfer (status: TransferOutcome, diag: Diagnostic, message: string): Promise<void> {
     const t = this.transfer
     if (t === undefined) return
     this.transfer = undefined
