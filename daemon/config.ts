@@ -12,6 +12,7 @@ import { parse as parseYaml, YAMLParseError } from 'yaml'
 import { ConfigError } from '../common/config-error.js'
 import type { PesitServerConfig, PesitPartnerConfig, PesitFileConfig, PesitConfig } from '../transfer/config-types.js'
 import type { K8sMode } from '../k8s/parts.js'
+import { DEFAULT_LEADER_LABEL, DEFAULT_POD_SELECTOR } from '../k8s/defaults.js'
 import type { QuorumMode } from '../cluster/membership/config.js'
 
 // ---- embedded defaults (SPEC §2) -------------------------------------------------------------------------------
@@ -29,8 +30,6 @@ export const DEFAULT_HEARTBEAT_MS = 500
 export const DEFAULT_FAILURE_TIMEOUT_MS = 2500
 /** How long an old leader forwards new PeSIT connections after a hand-over (load-balancer propagation ≈ 1 s). */
 export const DEFAULT_HANDOVER_DRAIN_MS = 3000
-export const DEFAULT_LEADER_LABEL = 'vectis-leader'
-export const DEFAULT_POD_SELECTOR = 'app=vectis'
 export const DEFAULT_API_USER = 'vectis'
 export const DEFAULT_DATA_DIR = './data'
 export const DEFAULT_JOURNAL_RETENTION_DAYS = 30

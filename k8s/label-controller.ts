@@ -37,10 +37,9 @@ import { deferred, type Deferred } from '../common/deferred.js'
 import type { Epoch, LeaderElectedEvent, Leadership } from '../cluster/leadership-api.js'
 import { K8sPodClient, pointerToken, type JsonPatchOp, type PatchOptions } from './client.js'
 import { FencedError, K8sApiError, K8sConfigError, type K8sVerb } from './errors.js'
+import { DEFAULT_LEADER_LABEL, DEFAULT_POD_SELECTOR } from './defaults.js'
 import { labelKeyError, parseLabelSelector, matchesSelector, LabelSelectorError, type Requirement } from './label-selector.js'
 
-export const DEFAULT_POD_SELECTOR = 'app=vectis'
-export const DEFAULT_LEADER_LABEL = 'vectis-leader'
 export const EPOCH_ANNOTATION = 'vectis.io/epoch'
 export const FENCED_EPOCH_ANNOTATION = 'vectis.io/fenced-epoch'
 
