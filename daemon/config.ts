@@ -13,6 +13,7 @@ import { ConfigError } from '../common/config-error.js'
 import type { PesitServerConfig, PesitPartnerConfig, PesitFileConfig, PesitConfig } from '../transfer/config-types.js'
 import type { K8sMode } from '../k8s/parts.js'
 import { DEFAULT_LEADER_LABEL, DEFAULT_POD_SELECTOR } from '../k8s/defaults.js'
+import { validatePodSelector } from '../k8s/label-selector.js'
 import type { QuorumMode } from '../cluster/membership/config.js'
 
 // ---- embedded defaults (SPEC §2) -------------------------------------------------------------------------------
@@ -423,7 +424,11 @@ export function loadConfig (env: Env = process.env, opts: LoadOptions = {}): Loa
     throw new ConfigError('VECTIS_LEADER_LABEL', leaderLabel, 'expected a Kubernetes label key')
   }
   const podSelector = present(env, 'VECTIS_POD_SELECTOR') ?? DEFAULT_POD_SELECTOR
-  if (!/^[^\s,]+(,[^\s,]+)*$/.test(podSelector)) throw new ConfigError('VECTIS_POD_SELECTOR', podSelector, 'expected a label selector such as app=vectis')
+  try {
+    validatePodSelector(podSelector, leaderLabel)
+  } catch (err) {
+    throw new ConfigError('VECTIS_POD_SELECTOR', podSelector, (err as Error).message, { cause: err })
+  }
 
   const apiUser = present(env, 'VECTIS_API_USER') ?? DEFAULT_API_USER
   if (apiUser.includes(':')) throw new ConfigError('VECTIS_API_USER', apiUser, 'expected a user name without ":"')

@@ -38,7 +38,7 @@ import type { Epoch, LeaderElectedEvent, Leadership } from '../cluster/leadershi
 import { K8sPodClient, pointerToken, type JsonPatchOp, type PatchOptions } from './client.js'
 import { FencedError, K8sApiError, K8sConfigError, type K8sVerb } from './errors.js'
 import { DEFAULT_LEADER_LABEL, DEFAULT_POD_SELECTOR } from './defaults.js'
-import { labelKeyError, parseLabelSelector, matchesSelector, LabelSelectorError, type Requirement } from './label-selector.js'
+import { labelKeyError, matchesSelector, validatePodSelector, type Requirement } from './label-selector.js'
 
 export const EPOCH_ANNOTATION = 'vectis.io/epoch'
 export const FENCED_EPOCH_ANNOTATION = 'vectis.io/fenced-epoch'
@@ -180,17 +180,14 @@ export class K8sLabelController implements Startable {
     this.namespace = init.namespace
     this.podName = init.podName
     this.selector = init.selector ?? DEFAULT_POD_SELECTOR
-    try {
-      this.selectorReqs = parseLabelSelector(this.selector)
-    } catch (err) {
-      throw new K8sConfigError(`VECTIS_POD_SELECTOR: ${(err as Error).message}`, { cause: err })
-    }
-    if (this.selectorReqs.length === 0) throw new K8sConfigError('VECTIS_POD_SELECTOR must not be empty: it bounds the pods whose labels are changed')
     this.label = init.label ?? DEFAULT_LEADER_LABEL
     const keyErr = labelKeyError(this.label)
     if (keyErr !== undefined) throw new K8sConfigError(`VECTIS_LEADER_LABEL: ${keyErr}`)
-    if (this.selectorReqs.some((r) => r.key === this.label)) {
-      throw new K8sConfigError(`VECTIS_POD_SELECTOR must not use the leader label "${this.label}": standbys would fall out of it`)
+    // The daemon's configuration already ran the same check (exit code 2 before anything starts).
+    try {
+      this.selectorReqs = validatePodSelector(this.selector, this.label)
+    } catch (err) {
+      throw new K8sConfigError(`VECTIS_POD_SELECTOR: ${(err as Error).message}`, { cause: err })
     }
     this.cfg = {
       resyncMs: init.resyncMs ?? LABEL_DEFAULTS.resyncMs,
@@ -587,15 +584,6 @@ export class K8sLabelController implements Startable {
       this.log.warn({ err }, 'pod watch could not be opened')
       this.watchTimer = setTimeout(() => { this.openWatch() }, this.cfg.backoffMaxMs)
     })
-  }
-}
-
-/** Converts the parse error of a selector string into a configuration error naming the variable. */
-export function validatePodSelector (selector: string): void {
-  try {
-    if (parseLabelSelector(selector).length === 0) throw new LabelSelectorError('must not be empty')
-  } catch (err) {
-    throw new K8sConfigError(`VECTIS_POD_SELECTOR: ${(err as Error).message}`, { cause: err })
   }
 }
 

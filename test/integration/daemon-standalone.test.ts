@@ -204,6 +204,19 @@ describe('vectisd exit codes and signals', () => {
     noStackTrace(d)
   })
 
+  it('a pod selector the label controller would refuse exits 2 at once, naming VECTIS_POD_SELECTOR', async () => {
+    const d = new DaemonProcess({ VECTIS_POD_SELECTOR: 'app=vectis,vectis-leader=true' }).start()
+    try {
+      const { code } = await d.waitExit()
+      assert.equal(code, 2)
+      assert.equal(d.stderr.trim().split('\n').length, 1)
+      assert.match(d.stderr, /VECTIS_POD_SELECTOR="app=vectis,vectis-leader=true": must not use the leader label/)
+      noStackTrace(d)
+    } finally {
+      await d.kill() // a daemon that accepted the selector would run on
+    }
+  })
+
   it('an unreadable VECTIS_CONFIG and a bad YAML key exit 2', async () => {
     const dir = await tempDir()
     try {

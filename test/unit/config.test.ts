@@ -117,12 +117,23 @@ describe('configuration errors name the variable, the value and what was expecte
     ['unreadable secret file', { VECTIS_CLUSTER_SECRET_FILE: '/nope/secret' }, 'VECTIS_CLUSTER_SECRET_FILE', '/nope/secret', /readable file/],
     ['password and password file', { VECTIS_API_PASSWORD: 'x', VECTIS_API_PASSWORD_FILE: '/p' }, 'VECTIS_API_PASSWORD', undefined, /not both/],
     ['label key', { VECTIS_LEADER_LABEL: 'bad label' }, 'VECTIS_LEADER_LABEL', '"bad label"', /label key/],
+    // Selectors that look plausible (no blank, no empty item) but that the API server's syntax rejects.
+    ['pod selector with a bad label value', { VECTIS_POD_SELECTOR: 'app=-vectis' }, 'VECTIS_POD_SELECTOR', '"app=-vectis"', /label value "-vectis"/],
+    ['pod selector with a bad label key', { VECTIS_POD_SELECTOR: 'app=vectis,-tier=ft' }, 'VECTIS_POD_SELECTOR', '"app=vectis,-tier=ft"', /name part of "-tier"/],
+    ['pod selector with an unbalanced parenthesis', { VECTIS_POD_SELECTOR: 'tier in (ft' }, 'VECTIS_POD_SELECTOR', '"tier in (ft"', /unbalanced/],
+    // The label controller refuses these at its start, after the cluster has started: too late for exit code 2.
+    ['pod selector on the leader label', { VECTIS_POD_SELECTOR: 'app=vectis,vectis-leader=true' }, 'VECTIS_POD_SELECTOR', '"app=vectis,vectis-leader=true"', /leader label "vectis-leader"/],
+    ['pod selector on a custom leader label', { VECTIS_LEADER_LABEL: 'example.com/leader', VECTIS_POD_SELECTOR: 'app=vectis,!example.com/leader' }, 'VECTIS_POD_SELECTOR', undefined, /leader label "example.com\/leader"/],
     ['retention', { VECTIS_JOURNAL_RETENTION_DAYS: '-1' }, 'VECTIS_JOURNAL_RETENTION_DAYS', '"-1"', /days/],
     ['unreadable VECTIS_CONFIG', { VECTIS_CONFIG: '/etc/vectis/missing.yaml' }, 'VECTIS_CONFIG', 'missing.yaml', /readable YAML file.*ENOENT/]
   ]
   for (const [name, env, key, value, expected] of cases) {
     it(name, () => { expectError(env, key, value, expected) })
   }
+
+  it('accepts set-based pod selectors (blanks and commas inside parentheses)', () => {
+    assert.equal(load({ VECTIS_POD_SELECTOR: 'app=vectis, tier in (ft,edge), !canary' }).config.podSelector, 'app=vectis, tier in (ft,edge), !canary')
+  })
 
   it('the secret never appears in an error message', () => {
     assert.throws(() => load({ VECTIS_CLUSTER_SECRET: 'tiny' }), (err: Error) => !err.message.includes('tiny'))
