@@ -13,7 +13,7 @@ import { ConfigError } from '../common/config-error.js'
 import type { PesitServerConfig, PesitPartnerConfig, PesitFileConfig, PesitConfig } from '../transfer/config-types.js'
 import type { K8sMode } from '../k8s/parts.js'
 import { DEFAULT_LEADER_LABEL, DEFAULT_POD_SELECTOR } from '../k8s/defaults.js'
-import { validatePodSelector } from '../k8s/label-selector.js'
+import { labelKeyError, validatePodSelector } from '../k8s/label-selector.js'
 import type { QuorumMode } from '../cluster/membership/config.js'
 
 // ---- embedded defaults (SPEC §2) -------------------------------------------------------------------------------
@@ -420,9 +420,8 @@ export function loadConfig (env: Env = process.env, opts: LoadOptions = {}): Loa
   const kubeconfig = present(env, 'KUBECONFIG')
   const k8sEnabled = k8sMode === 'on' || (k8sMode === 'auto' && (inKubernetesPod(env) || kubeconfig !== undefined))
   const leaderLabel = present(env, 'VECTIS_LEADER_LABEL') ?? DEFAULT_LEADER_LABEL
-  if (!/^([a-z0-9]([a-z0-9.-]*[a-z0-9])?\/)?[A-Za-z0-9]([A-Za-z0-9_.-]{0,61}[A-Za-z0-9])?$/.test(leaderLabel)) {
-    throw new ConfigError('VECTIS_LEADER_LABEL', leaderLabel, 'expected a Kubernetes label key')
-  }
+  const leaderLabelError = labelKeyError(leaderLabel)
+  if (leaderLabelError !== undefined) throw new ConfigError('VECTIS_LEADER_LABEL', leaderLabel, `expected a Kubernetes label key: ${leaderLabelError}`)
   const podSelector = present(env, 'VECTIS_POD_SELECTOR') ?? DEFAULT_POD_SELECTOR
   try {
     validatePodSelector(podSelector, leaderLabel)

@@ -117,6 +117,8 @@ describe('configuration errors name the variable, the value and what was expecte
     ['unreadable secret file', { VECTIS_CLUSTER_SECRET_FILE: '/nope/secret' }, 'VECTIS_CLUSTER_SECRET_FILE', '/nope/secret', /readable file/],
     ['password and password file', { VECTIS_API_PASSWORD: 'x', VECTIS_API_PASSWORD_FILE: '/p' }, 'VECTIS_API_PASSWORD', undefined, /not both/],
     ['label key', { VECTIS_LEADER_LABEL: 'bad label' }, 'VECTIS_LEADER_LABEL', '"bad label"', /label key/],
+    // The API server's rule, which the label controller applies: a prefix is a DNS subdomain (no empty label).
+    ['label key with an empty prefix label', { VECTIS_LEADER_LABEL: 'example..com/leader' }, 'VECTIS_LEADER_LABEL', '"example..com/leader"', /DNS subdomain/],
     // Selectors that look plausible (no blank, no empty item) but that the API server's syntax rejects.
     ['pod selector with a bad label value', { VECTIS_POD_SELECTOR: 'app=-vectis' }, 'VECTIS_POD_SELECTOR', '"app=-vectis"', /label value "-vectis"/],
     ['pod selector with a bad label key', { VECTIS_POD_SELECTOR: 'app=vectis,-tier=ft' }, 'VECTIS_POD_SELECTOR', '"app=vectis,-tier=ft"', /name part of "-tier"/],
