@@ -10,7 +10,7 @@ import { isAbsolute, resolve, relative } from 'node:path'
 import { isIP } from 'node:net'
 import { parse as parseYaml, YAMLParseError } from 'yaml'
 import { ConfigError } from '../common/config-error.js'
-import type { PesitServerConfig, PesitPartnerConfig, PesitFileConfig, PesitConfig } from '../transfer/config-types.js'
+import { filenamePatternError, partnerIdError, type PesitServerConfig, type PesitPartnerConfig, type PesitFileConfig, type PesitConfig } from '../transfer/config-types.js'
 import type { K8sMode } from '../k8s/parts.js'
 import { DEFAULT_LEADER_LABEL, DEFAULT_POD_SELECTOR } from '../k8s/defaults.js'
 import { labelKeyError, validatePodSelector } from '../k8s/label-selector.js'
@@ -249,8 +249,6 @@ function yList (path: string, v: unknown): unknown[] {
   return v
 }
 
-const PATTERN_VARS = ['partner', 'file', 'transferId']
-
 /** Parses and validates the YAML document of SPEC §5. `sharedDir` anchors relative directories. */
 export function parsePesitConfig (doc: unknown, sharedDir: string, readFile: (p: string) => string = (p) => readFileSync(p, 'utf8')): PesitConfig {
   if (doc === null || doc === undefined) doc = {}
@@ -274,7 +272,9 @@ export function parsePesitConfig (doc: unknown, sharedDir: string, readFile: (p:
     const p = `partners[${i}]`
     if (!isObj(x)) throw new ConfigError(p, show(x), 'expected a mapping')
     checkKeys(p, x, ['id', 'password', 'passwordFile', 'access'])
-    const id = yStr(`${p}.id`, x.id, /^[\x21-\x7e][\x20-\x7e]{0,23}$/, '1 to 24 printable ASCII characters')
+    const id = yStr(`${p}.id`, x.id)
+    const idError = partnerIdError(id)
+    if (idError !== undefined) throw new ConfigError(`${p}.id`, id, idError)
     let password: string
     if (x.password !== undefined && x.passwordFile !== undefined) {
       throw new ConfigError(`${p}.password`, undefined, 'set either password or passwordFile, not both')
@@ -310,14 +310,8 @@ export function parsePesitConfig (doc: unknown, sharedDir: string, readFile: (p:
       if (rel.startsWith('..')) throw new ConfigError(`${p}.directory`, dirRaw, 'a relative directory must stay inside VECTIS_SHARED_DIR')
     }
     const pattern = f.filenamePattern === undefined ? DEFAULT_FILENAME_PATTERN : yStr(`${p}.filenamePattern`, f.filenamePattern)
-    for (const m of pattern.matchAll(/\$\{([^}]*)\}/g)) {
-      if (!PATTERN_VARS.includes(m[1]!)) {
-        throw new ConfigError(`${p}.filenamePattern`, pattern, `unknown placeholder \${${m[1]}}; expected ${PATTERN_VARS.map((v) => `\${${v}}`).join(', ')}`)
-      }
-    }
-    if (/[/\\]/.test(pattern.replace(/\$\{[^}]*\}/g, '')) || pattern.includes('..')) {
-      throw new ConfigError(`${p}.filenamePattern`, pattern, 'expected a file name without / \\ or ..')
-    }
+    const patternError = filenamePatternError(pattern)
+    if (patternError !== undefined) throw new ConfigError(`${p}.filenamePattern`, pattern, patternError)
     return {
       id: yStr(`${p}.id`, f.id, /^[\x21-\x7e][\x20-\x7e]{0,75}$/, '1 to 76 printable ASCII characters'),
       direction: yEnum(`${p}.direction`, f.direction, ['receive', 'send', 'both'] as const, 'receive'),

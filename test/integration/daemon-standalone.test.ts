@@ -227,6 +227,11 @@ describe('vectisd exit codes and signals', () => {
       const bad = new DaemonProcess({ VECTIS_CONFIG: join(dir.path, 'bad.yaml') }).start()
       assert.equal((await bad.waitExit()).code, 2)
       assert.match(bad.stderr, /servers\[0\]\.port="fifty": expected an integer from 1 to 65535/)
+      // Refused by the PeSIT servers' own check too, which used to be the first to see it (exit 1, after start-up).
+      writeFileSync(join(dir.path, 'blank.yaml'), 'partners:\n  - id: CX CLIENT\n    password: pw\n')
+      const blank = new DaemonProcess({ VECTIS_CONFIG: join(dir.path, 'blank.yaml') }).start()
+      assert.equal((await blank.waitExit()).code, 2)
+      assert.match(blank.stderr, /partners\[0\]\.id="CX CLIENT": expected 1 to 24 printable ASCII characters without blanks/)
     } finally {
       await dir.remove()
     }

@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { loadConfig, DEFAULT_HTTP_PORT, DEFAULT_CLUSTER_PORT, DEFAULT_PESIT_PORT } from '../../daemon/config.js'
 import { ConfigError } from '../../common/config-error.js'
+import { validatePesitConfig } from '../../transfer/config-types.js'
 
 const gen = (): string => 'generated-password'
 const load = (env: Record<string, string>, files: Record<string, string> = {}) => loadConfig(env, {
@@ -169,6 +170,7 @@ files:
     assert.deepEqual(config.pesit.servers, [{ id: 'PESITSRV', port: 5000, maxConnections: 10, syncIntervalKb: 32, maxEntitySize: 4096 }])
     assert.deepEqual(config.pesit.partners, [{ id: 'CXCLIENT', password: 'test123', access: 'write' }, { id: 'OTHER', password: 'fromfile', access: 'both' }])
     assert.deepEqual(config.pesit.files, [{ id: 'PAYMENTS', direction: 'receive', directory: '/srv/vectis/data/shared/inbox/payments', filenamePattern: '${partner}_${file}_${transferId}' }])
+    validatePesitConfig(config.pesit) // what the loader accepts, the PeSIT servers accept at their start
   })
 
   const bad: Array<[string, string, string, RegExp]> = [
@@ -184,6 +186,9 @@ files:
     ['directory escaping the shared dir', good.replace('inbox/payments', '../../etc'), 'files[0].directory', /inside VECTIS_SHARED_DIR/],
     ['unknown placeholder', good.replace('${transferId}', '${id}'), 'files[0].filenamePattern', /unknown placeholder/],
     ['slash in pattern', good.replace('${partner}_', '${partner}/'), 'files[0].filenamePattern', /without \//],
+    // Both were accepted here and refused by the PeSIT servers' own check once the daemon started (exit 1).
+    ['pattern starting with a dot', good.replace('"${partner}_${file}_${transferId}"', '".${partner}_${file}_${transferId}"'), 'files[0].filenamePattern', /start with a dot/],
+    ['partner id with a blank', good.replace('id: CXCLIENT', 'id: CX CLIENT'), 'partners[0].id', /without blanks/],
     ['duplicate partner', good.replace('id: OTHER', 'id: CXCLIENT'), 'partners[1]', /duplicate/],
     ['server port equal to the HTTP port', good.replace('port: 5000', 'port: 8080'), 'servers[0].port', /differ/],
     ['unreadable password file', good.replace('/run/secrets/pw', '/run/secrets/none'), 'partners[1].passwordFile', /readable file/],
