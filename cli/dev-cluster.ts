@@ -12,9 +12,10 @@ import { fileURLToPath } from 'node:url'
 import { pino } from 'pino'
 import { DEFAULT_CLUSTER_PORT, DEFAULT_HTTP_PORT, DEFAULT_PESIT_PORT } from '../daemon/config.js'
 import { ConfigError } from '../common/config-error.js'
+import { DEFAULT_LEADER_LABEL } from '../k8s/defaults.js'
 import { createLogger } from '../common/logger.js'
 import {
-  DEMO_DIRECTORY, DEMO_FILE, DEMO_PARTNER, DEMO_SERVER, DEV_API_USER, DEV_DNS_NAME, DEV_LEADER_LABEL, DEV_NAMESPACE, DevCluster,
+  DEMO_DIRECTORY, DEMO_FILE, DEMO_PARTNER, DEMO_SERVER, DEV_API_USER, DEV_DNS_NAME, DEV_NAMESPACE, DevCluster,
   memberIps, type DevClusterInit, type DevMember
 } from '../dev-cluster/dev-cluster.js'
 import { intOption, parseArgs, UsageError } from './args.js'
@@ -24,7 +25,7 @@ const USAGE = `usage: vectis dev-cluster [options]
 Runs an HA cluster on this machine, on loopback, without Kubernetes: a DNS server for the headless Service, a
 Kubernetes API emulator holding the pods and their labels, N vectisd members on their own loopback addresses
 (same ports, as pods), and a TCP load balancer that routes each new connection to the pod labelled
-${DEV_LEADER_LABEL}=true. Ctrl-C stops everything.
+${DEFAULT_LEADER_LABEL}=true. Ctrl-C stops everything.
 
 options:
   --nodes N          members (default 3)
@@ -167,7 +168,7 @@ export async function runDevCluster (argv: string[], out: NodeJS.WriteStream = p
     const how = e.signal !== null ? `killed by ${e.signal}` : `exited with code ${e.code ?? '?'}`
     event(`${e.name} pid ${e.pid ?? '?'} ${how}${e.restartInMs === undefined ? '' : `; restarting in ${e.restartInMs} ms`}${e.reason === undefined ? '' : `: ${e.reason}`}`)
   })
-  cluster.events.on('label:changed', (e) => { event(`label ${DEV_LEADER_LABEL}=true ${e.leader ? 'set on' : 'removed from'} ${e.pod}${e.leader && e.epoch !== undefined ? ` (epoch ${e.epoch})` : ''}`) })
+  cluster.events.on('label:changed', (e) => { event(`label ${DEFAULT_LEADER_LABEL}=true ${e.leader ? 'set on' : 'removed from'} ${e.pod}${e.leader && e.epoch !== undefined ? ` (epoch ${e.epoch})` : ''}`) })
   cluster.events.on('label:conflict', (e) => { event(`WARNING: ${e.pods.length} pods labelled at once: ${e.pods.join(', ')}`) })
   cluster.events.on('lb:endpoint', (e) => { event(e.name === undefined ? 'lb endpoint: none (new connections refused)' : `lb endpoint: ${e.name} ${e.host}:${e.port}`) })
 
@@ -205,7 +206,7 @@ export async function runDevCluster (argv: string[], out: NodeJS.WriteStream = p
     `  dns server       ${cluster.dns.address}  answers ${DEV_DNS_NAME}`,
     `  kubernetes api   ${cluster.api.url}  namespace ${DEV_NAMESPACE}; kubeconfig ${cluster.kubeconfig}`,
     ...cluster.snapshot().map((m) => `  member ${m.name.padEnd(9)} ${m.ip}  http ${m.ip}:${init.httpPort}  cluster ${m.ip}:${init.clusterPort}  pesit ${m.ip}:${target ?? '-'}  log ${m.logFile}`),
-    `  load balancer    ${lbAddr} -> pod labelled ${DEV_LEADER_LABEL}=true, port ${target ?? '(no PeSIT server configured)'}`,
+    `  load balancer    ${lbAddr} -> pod labelled ${DEFAULT_LEADER_LABEL}=true, port ${target ?? '(no PeSIT server configured)'}`,
     `  shared dir       ${cluster.sharedDir}`,
     `  api credentials  user ${init.apiUser} password ${init.apiPassword}   (vectis status --url http://${cluster.snapshot()[0]!.ip}:${init.httpPort} --user ${init.apiUser} --password ${init.apiPassword})`,
     init.configFile === undefined
@@ -226,7 +227,7 @@ export async function runDevCluster (argv: string[], out: NodeJS.WriteStream = p
   const render = (): void => {
     const table = formatDevTable({
       members: cluster.snapshot(),
-      labelled: cluster.api.holders(DEV_LEADER_LABEL, 'true', DEV_NAMESPACE),
+      labelled: cluster.api.holders(DEFAULT_LEADER_LABEL, 'true', DEV_NAMESPACE),
       endpoint: ((): string | undefined => { const e = cluster.lb.current(); return e === undefined ? undefined : `${e.name ?? '?'} ${e.host}:${e.port}` })(),
       routed: cluster.lb.routed,
       refused: cluster.lb.refused,

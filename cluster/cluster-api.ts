@@ -7,7 +7,8 @@ import type { Startable } from '../common/lifecycle.js'
 import type { TypedEmitter } from '../common/typed-events.js'
 import type { Epoch, Leadership, LeadershipEvents } from './leadership-api.js'
 
-export interface MemberInfo {
+/** A member as the status and the events show it (the wire's member, with peer id and incarnation, is messages.ts's MemberInfo). */
+export interface StatusMember {
   name: string
   /** Address advertised to peers (POD_IP). */
   address: string
@@ -35,13 +36,13 @@ export interface ClusterStatus {
   viewId: ViewIdInfo | null
   quorum: QuorumInfo
   /** View order: the first is the coordinator, the oldest member. */
-  members: MemberInfo[]
+  members: StatusMember[]
   memberCount: number
 }
 
 export interface ViewInstalledEvent {
   viewId: ViewIdInfo
-  members: MemberInfo[]
+  members: StatusMember[]
 }
 
 export interface MemberEvent {

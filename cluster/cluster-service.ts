@@ -12,7 +12,7 @@ import { monotonicClock, hrtimeNs, jitter, type Clock } from '../common/clock.js
 import type { Logger } from '../common/logger.js'
 import { deferred, type Deferred } from '../common/deferred.js'
 import { TypedEmitter } from '../common/typed-events.js'
-import type { ClusterEvents, ClusterService, ClusterStatus, MemberInfo as ApiMember, TransferResult } from './cluster-api.js'
+import type { ClusterEvents, ClusterService, ClusterStatus, StatusMember, TransferResult } from './cluster-api.js'
 import { LeadershipTransferError } from './errors.js'
 import type { Epoch, HandoverHooks, Leadership } from './leadership-api.js'
 import { MembershipDriver } from './membership/driver.js'
@@ -395,7 +395,7 @@ export class MembershipCluster implements ClusterService, Leadership {
 
   // ---- status ---------------------------------------------------------------------------------------------------
 
-  private apiMember (m: MemberInfo, leader: string | undefined): ApiMember {
+  private apiMember (m: MemberInfo, leader: string | undefined): StatusMember {
     return { name: m.name, address: hostOf(m.address), isLeader: m.name === leader }
   }
 

@@ -10,8 +10,11 @@ import { isAbsolute, resolve, relative } from 'node:path'
 import { isIP } from 'node:net'
 import { parse as parseYaml, YAMLParseError } from 'yaml'
 import { ConfigError } from '../common/config-error.js'
-import type { PesitServerConfig, PesitPartnerConfig, PesitFileConfig, PesitConfig } from '../transfer/config-types.js'
+import { filenamePatternError, partnerIdError, type PesitServerConfig, type PesitPartnerConfig, type PesitFileConfig, type PesitConfig } from '../transfer/config-types.js'
 import type { K8sMode } from '../k8s/parts.js'
+import { DEFAULT_LEADER_LABEL, DEFAULT_POD_SELECTOR } from '../k8s/defaults.js'
+import { labelKeyError, validatePodSelector } from '../k8s/label-selector.js'
+import type { QuorumMode } from '../cluster/membership/config.js'
 
 // ---- embedded defaults (docs/contract.md §2.2) -----------------------------------------------------------------
 
@@ -28,8 +31,6 @@ export const DEFAULT_HEARTBEAT_MS = 500
 export const DEFAULT_FAILURE_TIMEOUT_MS = 2500
 /** How long an old leader forwards new PeSIT connections after a hand-over (load-balancer propagation ≈ 1 s). */
 export const DEFAULT_HANDOVER_DRAIN_MS = 3000
-export const DEFAULT_LEADER_LABEL = 'vectis-leader'
-export const DEFAULT_POD_SELECTOR = 'app=vectis'
 export const DEFAULT_API_USER = 'vectis'
 export const DEFAULT_DATA_DIR = './data'
 export const DEFAULT_JOURNAL_RETENTION_DAYS = 30
@@ -48,8 +49,6 @@ export type LogLevel = typeof LOG_LEVELS[number]
 
 // The PeSIT part owns the shape of its configuration; this module parses the YAML into it.
 export type { PesitServerConfig, PartnerAccess, FileDirection, PesitConfig } from '../transfer/config-types.js'
-
-export type QuorumMode = 'majority' | 'none'
 
 export interface VectisConfig {
   clusterEnabled: boolean
@@ -250,8 +249,6 @@ function yList (path: string, v: unknown): unknown[] {
   return v
 }
 
-const PATTERN_VARS = ['partner', 'file', 'transferId']
-
 /** Parses and validates the YAML document of docs/contract.md §5. `sharedDir` anchors relative directories. */
 export function parsePesitConfig (doc: unknown, sharedDir: string, readFile: (p: string) => string = (p) => readFileSync(p, 'utf8')): PesitConfig {
   if (doc === null || doc === undefined) doc = {}
@@ -275,7 +272,9 @@ export function parsePesitConfig (doc: unknown, sharedDir: string, readFile: (p:
     const p = `partners[${i}]`
     if (!isObj(x)) throw new ConfigError(p, show(x), 'expected a mapping')
     checkKeys(p, x, ['id', 'password', 'passwordFile', 'access'])
-    const id = yStr(`${p}.id`, x.id, /^[\x21-\x7e][\x20-\x7e]{0,23}$/, '1 to 24 printable ASCII characters')
+    const id = yStr(`${p}.id`, x.id)
+    const idError = partnerIdError(id)
+    if (idError !== undefined) throw new ConfigError(`${p}.id`, id, idError)
     let password: string
     if (x.password !== undefined && x.passwordFile !== undefined) {
       throw new ConfigError(`${p}.password`, undefined, 'set either password or passwordFile, not both')
@@ -311,14 +310,8 @@ export function parsePesitConfig (doc: unknown, sharedDir: string, readFile: (p:
       if (rel.startsWith('..')) throw new ConfigError(`${p}.directory`, dirRaw, 'a relative directory must stay inside VECTIS_SHARED_DIR')
     }
     const pattern = f.filenamePattern === undefined ? DEFAULT_FILENAME_PATTERN : yStr(`${p}.filenamePattern`, f.filenamePattern)
-    for (const m of pattern.matchAll(/\$\{([^}]*)\}/g)) {
-      if (!PATTERN_VARS.includes(m[1]!)) {
-        throw new ConfigError(`${p}.filenamePattern`, pattern, `unknown placeholder \${${m[1]}}; expected ${PATTERN_VARS.map((v) => `\${${v}}`).join(', ')}`)
-      }
-    }
-    if (/[/\\]/.test(pattern.replace(/\$\{[^}]*\}/g, '')) || pattern.includes('..')) {
-      throw new ConfigError(`${p}.filenamePattern`, pattern, 'expected a file name without / \\ or ..')
-    }
+    const patternError = filenamePatternError(pattern)
+    if (patternError !== undefined) throw new ConfigError(`${p}.filenamePattern`, pattern, patternError)
     return {
       id: yStr(`${p}.id`, f.id, /^[\x21-\x7e][\x20-\x7e]{0,75}$/, '1 to 76 printable ASCII characters'),
       direction: yEnum(`${p}.direction`, f.direction, ['receive', 'send', 'both'] as const, 'receive'),
@@ -421,11 +414,14 @@ export function loadConfig (env: Env = process.env, opts: LoadOptions = {}): Loa
   const kubeconfig = present(env, 'KUBECONFIG')
   const k8sEnabled = k8sMode === 'on' || (k8sMode === 'auto' && (inKubernetesPod(env) || kubeconfig !== undefined))
   const leaderLabel = present(env, 'VECTIS_LEADER_LABEL') ?? DEFAULT_LEADER_LABEL
-  if (!/^([a-z0-9]([a-z0-9.-]*[a-z0-9])?\/)?[A-Za-z0-9]([A-Za-z0-9_.-]{0,61}[A-Za-z0-9])?$/.test(leaderLabel)) {
-    throw new ConfigError('VECTIS_LEADER_LABEL', leaderLabel, 'expected a Kubernetes label key')
-  }
+  const leaderLabelError = labelKeyError(leaderLabel)
+  if (leaderLabelError !== undefined) throw new ConfigError('VECTIS_LEADER_LABEL', leaderLabel, `expected a Kubernetes label key: ${leaderLabelError}`)
   const podSelector = present(env, 'VECTIS_POD_SELECTOR') ?? DEFAULT_POD_SELECTOR
-  if (!/^[^\s,]+(,[^\s,]+)*$/.test(podSelector)) throw new ConfigError('VECTIS_POD_SELECTOR', podSelector, 'expected a label selector such as app=vectis')
+  try {
+    validatePodSelector(podSelector, leaderLabel)
+  } catch (err) {
+    throw new ConfigError('VECTIS_POD_SELECTOR', podSelector, (err as Error).message, { cause: err })
+  }
 
   const apiUser = present(env, 'VECTIS_API_USER') ?? DEFAULT_API_USER
   if (apiUser.includes(':')) throw new ConfigError('VECTIS_API_USER', apiUser, 'expected a user name without ":"')

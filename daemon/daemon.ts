@@ -23,7 +23,7 @@ import type { PersistedClusterState } from '../cluster/membership/types.js'
 import { K8sDeferred } from '../k8s/deferred-parts.js'
 import { PesitServer } from '../transfer/pesit-server.js'
 import { PesitLeaderBinding } from '../transfer/pesit-leader-binding.js'
-import type { PesitMetrics } from '../transfer/ports.js'
+import { pesitMetricsFromProm } from '../transfer/pesit-prom-metrics.js'
 import { NodeDurableFs } from '../store/durable-fs.js'
 import { journalPortFromStore } from '../transfer/journal-adapter.js'
 import type { ClusterEvents, ClusterService } from '../cluster/cluster-api.js'
@@ -74,7 +74,7 @@ export class Daemon implements Startable {
       leadership,
       fs: new NodeDurableFs(),
       journal,
-      metrics: this.pesitMetrics()
+      metrics: pesitMetricsFromProm(this.metrics)
     }, { config: config.pesit, host: config.bindHost })
     if (this.cluster instanceof MembershipCluster) this.cluster.registerHandoverHooks(this.pesit.handoverHooks())
     const membership = this.cluster instanceof MembershipCluster ? this.cluster : undefined
@@ -87,7 +87,9 @@ export class Daemon implements Startable {
         metrics: { labelErrorsTotal: this.metrics.k8sLabelErrors, labelsInSync: this.metrics.k8sLabelsInSync },
         // The Kubernetes API's word that a member's process is gone is a verified death (the fast failover path).
         verifiedDead: membership === undefined ? undefined : (name, incarnation) => { membership.verifiedDead(name, incarnation) },
-        incarnation: membership === undefined ? undefined : () => membership.incarnation
+        incarnation: membership === undefined ? undefined : () => membership.incarnation,
+        // A newer leader fenced this pod: whatever our lease says, this leadership stops serving PeSIT.
+        fenced: (e) => { binding.standDown(e.epoch, `pod fenced by epoch ${e.fencedEpoch}`) }
       }, { config })
     // Only the leader runs the servers, and only once its pod carries the label (when Kubernetes is on).
     const binding = new PesitLeaderBinding({ logger: components.logger, leadership, servers: this.pesit }, {
@@ -189,17 +191,6 @@ export class Daemon implements Startable {
 
   servers (): ServerStatus[] {
     return this.pesit.serversStatus().map((s) => ({ id: s.id, port: s.port, running: s.running }))
-  }
-
-  private pesitMetrics (): PesitMetrics {
-    const m = this.metrics
-    return {
-      serverRunning: (_id, running) => { if (running) m.pesitServersRunning.inc(); else m.pesitServersRunning.dec() },
-      connectionOpened: () => { m.pesitConnectionsActive.inc() },
-      connectionClosed: () => { m.pesitConnectionsActive.dec() },
-      transferEnded: (direction, status) => { m.transfers.inc({ direction, status }) },
-      transferBytes: (direction, n) => { m.transferBytes.inc({ direction }, n) }
-    }
   }
 
   /**

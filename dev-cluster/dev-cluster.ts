@@ -29,14 +29,13 @@ import { loadConfig, type PesitServerConfig } from '../daemon/config.js'
 import type { Logger } from '../common/logger.js'
 import type { Startable } from '../common/lifecycle.js'
 import { TypedEmitter } from '../common/typed-events.js'
+import { DEFAULT_LEADER_LABEL, DEFAULT_POD_SELECTOR } from '../k8s/defaults.js'
 import { HeadlessDnsServer } from './dns-server.js'
 import { K8sApiEmulator, type PodObject } from './k8s-api-emulator.js'
 import { TcpLoadBalancer } from './load-balancer.js'
 
 export const DEV_NAMESPACE = 'vectis'
 export const DEV_DNS_NAME = 'vectis-headless.vectis.svc.cluster.local'
-export const DEV_POD_SELECTOR = 'app=vectis'
-export const DEV_LEADER_LABEL = 'vectis-leader'
 export const DEV_API_USER = 'vectis'
 export const DEMO_PARTNER = 'DEMO'
 export const DEMO_SERVER = 'PESITSRV'
@@ -275,8 +274,8 @@ export class DevCluster implements Startable {
       VECTIS_DNS_SERVERS: this.dns.address,
       VECTIS_K8S: 'on',
       KUBECONFIG: m.kubeconfig,
-      VECTIS_POD_SELECTOR: DEV_POD_SELECTOR,
-      VECTIS_LEADER_LABEL: DEV_LEADER_LABEL,
+      VECTIS_POD_SELECTOR: DEFAULT_POD_SELECTOR,
+      VECTIS_LEADER_LABEL: DEFAULT_LEADER_LABEL,
       VECTIS_DATA_DIR: m.dataDir,
       VECTIS_SHARED_DIR: this.sharedDir,
       VECTIS_CONFIG: this.configFile,
@@ -475,15 +474,15 @@ export class DevCluster implements Startable {
     const history = this.api.labelHistory()
     for (const h of history.slice(this.historySeen)) {
       if (h.namespace !== DEV_NAMESPACE) continue
-      const was = h.before?.[DEV_LEADER_LABEL] === 'true'
-      const is = h.after?.[DEV_LEADER_LABEL] === 'true'
+      const was = h.before?.[DEFAULT_LEADER_LABEL] === 'true'
+      const is = h.after?.[DEFAULT_LEADER_LABEL] === 'true'
       if (was !== is) {
         const pod = this.api.getPod(DEV_NAMESPACE, h.pod)
         this.events.emit('label:changed', { pod: h.pod, leader: is, epoch: pod?.metadata.annotations?.['vectis.io/epoch'] })
       }
     }
     this.historySeen = history.length
-    const labelled = this.api.listPods(DEV_NAMESPACE, `${DEV_POD_SELECTOR},${DEV_LEADER_LABEL}=true`)
+    const labelled = this.api.listPods(DEV_NAMESPACE, `${DEFAULT_POD_SELECTOR},${DEFAULT_LEADER_LABEL}=true`)
       .filter((p): p is PodObject & { status: { podIP: string } } => p.status.podIP !== undefined)
       .sort((a, b) => a.metadata.name.localeCompare(b.metadata.name))
     if (labelled.length > 1) this.events.emit('label:conflict', { pods: labelled.map((p) => p.metadata.name) })

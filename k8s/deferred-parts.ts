@@ -22,7 +22,7 @@ import type { Startable } from '../common/lifecycle.js'
 import { raceAbort } from '../common/abortable.js'
 import type { Logger } from '../common/logger.js'
 import { deferred, type Deferred } from '../common/deferred.js'
-import type { K8sLabelController, K8sLabelMetrics } from './label-controller.js'
+import type { K8sLabelController, K8sLabelEvents, K8sLabelMetrics } from './label-controller.js'
 import type { K8sPodWatch } from './pod-watch.js'
 import type { Leadership, LeaderElectedEvent } from '../cluster/leadership-api.js'
 import type { K8sParts, K8sPartsInit } from './parts.js'
@@ -38,6 +38,8 @@ export interface K8sDeferredComponents {
   verifiedDead?: (member: string, incarnation?: string) => void
   /** This process's incarnation, written on its pod for the other members' pod watches (a clustered member only). */
   incarnation?: () => string | undefined
+  /** Where the label controller reports this member's pod fenced by a newer epoch: that leadership must not serve. */
+  fenced?: (e: K8sLabelEvents['labels:fenced']) => void
   /** Test seam: how the parts are built. Default: `import('./parts.js')`. */
   load?: () => Promise<K8sParts>
 }
@@ -113,17 +115,26 @@ export class K8sDeferred {
       components.metrics.labelsInSync?.set(0)
       offElected = leadership.events.on('leader:elected', (e) => { elected = e })
       const { labels } = await this.load()
+      const onFenced = components.fenced
+      let offFenced: (() => void) | undefined
       return {
         start: async () => {
+          if (onFenced !== undefined) offFenced = labels.events.on('labels:fenced', (e) => { onFenced(e) })
           try {
             await labels.start(elected)
             this.controller = labels
+          } catch (err) {
+            offFenced?.()
+            throw err
           } finally {
             offElected?.()
             elected = undefined
           }
         },
-        stop: async () => { await labels.stop() }
+        stop: async () => {
+          offFenced?.()
+          await labels.stop()
+        }
       }
     }, () => {
       offElected?.()

@@ -38,10 +38,9 @@ import { deferred, type Deferred } from '../common/deferred.js'
 import type { Epoch, LeaderElectedEvent, Leadership } from '../cluster/leadership-api.js'
 import { K8sPodClient, pointerToken, type JsonPatchOp, type PatchOptions } from './client.js'
 import { FencedError, K8sApiError, K8sConfigError, type K8sVerb } from './errors.js'
-import { labelKeyError, parseLabelSelector, matchesSelector, LabelSelectorError, type Requirement } from './label-selector.js'
+import { DEFAULT_LEADER_LABEL, DEFAULT_POD_SELECTOR } from './defaults.js'
+import { labelKeyError, matchesSelector, validatePodSelector, type Requirement } from './label-selector.js'
 
-export const DEFAULT_POD_SELECTOR = 'app=vectis'
-export const DEFAULT_LEADER_LABEL = 'vectis-leader'
 export const EPOCH_ANNOTATION = 'vectis.io/epoch'
 export const FENCED_EPOCH_ANNOTATION = 'vectis.io/fenced-epoch'
 
@@ -105,24 +104,24 @@ export interface K8sLabelStatus {
   missingPermission?: string
 }
 
-export const K8S_LABELS_DISABLED_STATUS: K8sLabelStatus = Object.freeze({ enabled: false, inSync: false })
-
 export type K8sLabelEvents = {
   /** This leadership's own pod is labelled and every other pod fenced: the servers may start. */
   'labels:ready': { epoch: Epoch }
   /** In-sync state changed. */
   'labels:sync': { inSync: boolean }
-  /** Our pod was fenced by a newer epoch: this leadership must not serve (the leadership part should step down). */
+  /**
+   * Our pod was fenced by a newer epoch: this leadership must not serve, even while its lease runs (the daemon
+   * stops its PeSIT servers). Errors have no event: they are logged, counted and shown in `status()`.
+   */
   'labels:fenced': { epoch: Epoch, fencedEpoch: number }
-  'labels:error': { error: K8sApiError | K8sConfigError }
 }
 
-interface Lead {
+interface LabelledLeadership {
   epoch: Epoch
   signal: AbortSignal
   ready: boolean
-  fenced: boolean
-  fencedBy?: number
+  /** The newer epoch that fenced this leadership's pod, once seen: it never labels itself again. */
+  fencedBy: number | undefined
   waiters: Array<{ resolve: (e: Epoch) => void, reject: (err: Error) => void }>
 }
 
@@ -147,7 +146,7 @@ export class K8sLabelController implements Startable {
   private readonly cfg: Required<Omit<K8sLabelInit, 'namespace' | 'podName' | 'selector' | 'label' | 'kubeConfig'>>
 
   private state: 'idle' | 'started' | 'stopping' | 'stopped' = 'idle'
-  private lead: Lead | undefined
+  private lead: LabelledLeadership | undefined
   private leadAbort: AbortController | undefined
   private runAbort = new AbortController()
   private kick: Deferred = deferred()
@@ -182,17 +181,14 @@ export class K8sLabelController implements Startable {
     this.namespace = init.namespace
     this.podName = init.podName
     this.selector = init.selector ?? DEFAULT_POD_SELECTOR
-    try {
-      this.selectorReqs = parseLabelSelector(this.selector)
-    } catch (err) {
-      throw new K8sConfigError(`VECTIS_POD_SELECTOR: ${(err as Error).message}`, { cause: err })
-    }
-    if (this.selectorReqs.length === 0) throw new K8sConfigError('VECTIS_POD_SELECTOR must not be empty: it bounds the pods whose labels are changed')
     this.label = init.label ?? DEFAULT_LEADER_LABEL
     const keyErr = labelKeyError(this.label)
     if (keyErr !== undefined) throw new K8sConfigError(`VECTIS_LEADER_LABEL: ${keyErr}`)
-    if (this.selectorReqs.some((r) => r.key === this.label)) {
-      throw new K8sConfigError(`VECTIS_POD_SELECTOR must not use the leader label "${this.label}": standbys would fall out of it`)
+    // The daemon's configuration already ran the same check (exit code 2 before anything starts).
+    try {
+      this.selectorReqs = validatePodSelector(this.selector, this.label)
+    } catch (err) {
+      throw new K8sConfigError(`VECTIS_POD_SELECTOR: ${(err as Error).message}`, { cause: err })
     }
     this.cfg = {
       resyncMs: init.resyncMs ?? LABEL_DEFAULTS.resyncMs,
@@ -277,7 +273,7 @@ export class K8sLabelController implements Startable {
     const lead = this.lead
     if (lead === undefined) throw new Error('not leader: no labels to wait for')
     if (lead.ready) return lead.epoch
-    if (lead.fenced) throw new FencedError(lead.epoch.number, lead.fencedBy ?? lead.epoch.number + 1)
+    if (lead.fencedBy !== undefined) throw new FencedError(lead.epoch.number, lead.fencedBy)
     signal?.throwIfAborted()
     return await new Promise<Epoch>((resolve, reject) => {
       const onAbort = (): void => { reject(signal?.reason instanceof Error ? signal.reason : new Error('aborted')) }
@@ -295,7 +291,7 @@ export class K8sLabelController implements Startable {
     if (this.state !== 'started') return
     this.endLead(new Error(`superseded by epoch ${epoch.number}`))
     const abort = new AbortController()
-    const lead: Lead = { epoch, signal: AbortSignal.any([signal, abort.signal]), ready: false, fenced: false, waiters: [] }
+    const lead: LabelledLeadership = { epoch, signal: AbortSignal.any([signal, abort.signal]), ready: false, fencedBy: undefined, waiters: [] }
     this.lead = lead
     this.leadAbort = abort
     signal.addEventListener('abort', () => { if (this.lead === lead) this.onDemoted(epoch, 'shutdown') }, { once: true })
@@ -360,7 +356,7 @@ export class K8sLabelController implements Startable {
       this.urgentPending = false
       try {
         const lead = this.lead
-        if (lead !== undefined && !lead.fenced && !lead.signal.aborted && this.leadership.isLeader()) {
+        if (lead !== undefined && lead.fencedBy === undefined && !lead.signal.aborted && this.leadership.isLeader()) {
           await this.reconcileLeader(lead)
         } else {
           await this.reconcileStandby()
@@ -420,7 +416,6 @@ export class K8sLabelController implements Startable {
   private recordError (e: K8sApiError | K8sConfigError): void {
     this.metrics.labelErrorsTotal?.inc()
     this.lastError = { message: e.message, at: new Date(this.clock.wallNow()).toISOString() }
-    this.events.emit('labels:error', { error: e })
     if (e instanceof K8sApiError && e.isAuth) {
       const perm = `${e.verb} pods`
       this.missingPermission = perm
@@ -466,11 +461,11 @@ export class K8sLabelController implements Startable {
     }, { signal })
   }
 
-  private guarded (lead: Lead): PatchOptions {
+  private guarded (lead: LabelledLeadership): PatchOptions {
     return { signal: AbortSignal.any([lead.signal, this.runAbort.signal]), guard: () => this.leadership.isLeader() && !lead.signal.aborted }
   }
 
-  private async reconcileLeader (lead: Lead): Promise<void> {
+  private async reconcileLeader (lead: LabelledLeadership): Promise<void> {
     const E = lead.epoch.number
     const signal = AbortSignal.any([lead.signal, this.runAbort.signal])
     const list = await this.client.listPods(this.selector, { signal })
@@ -484,12 +479,17 @@ export class K8sLabelController implements Startable {
     }
 
     // A newer leader already fenced us, or labelled itself with a newer epoch: we must not take the label.
+    // The epoch reported is the one that did it: our pod's fence if newer than E, else the labelled pod's epoch.
     const ownFenced = epochValue(annotation(own, FENCED_EPOCH_ANNOTATION))
-    const newer = list.items.find((p) => p.metadata?.name !== this.podName && p.metadata?.labels?.[this.label] !== undefined &&
-      (epochValue(annotation(p, EPOCH_ANNOTATION)) ?? 0) > E)
-    if ((ownFenced !== undefined && ownFenced > E) || newer !== undefined) {
-      this.onFenced(lead, ownFenced !== undefined && ownFenced > E ? ownFenced : epochValue(annotation(newer!, EPOCH_ANNOTATION))!)
-      throw new FencedError(E, ownFenced ?? E + 1)
+    const newerLabelled = list.items.flatMap((p) => {
+      if (p.metadata?.name === this.podName || p.metadata?.labels?.[this.label] === undefined) return []
+      const epoch = epochValue(annotation(p, EPOCH_ANNOTATION))
+      return epoch !== undefined && epoch > E ? [epoch] : []
+    })[0]
+    const fencedBy = ownFenced !== undefined && ownFenced > E ? ownFenced : newerLabelled
+    if (fencedBy !== undefined) {
+      this.onFenced(lead, fencedBy)
+      throw new FencedError(E, fencedBy)
     }
 
     // 1. Fence every other pod of the selector, in parallel (the hand-over waits for the slowest one only).
@@ -537,9 +537,8 @@ export class K8sLabelController implements Startable {
     }
   }
 
-  private onFenced (lead: Lead, fencedEpoch: number): void {
-    if (lead.fenced) return
-    lead.fenced = true
+  private onFenced (lead: LabelledLeadership, fencedEpoch: number): void {
+    if (lead.fencedBy !== undefined) return
     lead.fencedBy = fencedEpoch
     const err = new FencedError(lead.epoch.number, fencedEpoch)
     this.log.error({ epoch: lead.epoch.number, fencedEpoch }, 'this pod was fenced by a newer leader: not labelling it')
@@ -586,15 +585,6 @@ export class K8sLabelController implements Startable {
       this.log.warn({ err }, 'pod watch could not be opened')
       this.watchTimer = setTimeout(() => { this.openWatch() }, this.cfg.backoffMaxMs)
     })
-  }
-}
-
-/** Converts the parse error of a selector string into a configuration error naming the variable. */
-export function validatePodSelector (selector: string): void {
-  try {
-    if (parseLabelSelector(selector).length === 0) throw new LabelSelectorError('must not be empty')
-  } catch (err) {
-    throw new K8sConfigError(`VECTIS_POD_SELECTOR: ${(err as Error).message}`, { cause: err })
   }
 }
 

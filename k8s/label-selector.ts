@@ -102,6 +102,21 @@ export function parseLabelSelector (selector: string): Requirement[] {
   return reqs
 }
 
+/**
+ * Parses `VECTIS_POD_SELECTOR` and checks what the label controller needs of it besides the syntax: it must not be
+ * empty (it bounds the pods whose labels are changed) nor select on the leader label (standbys would fall out of
+ * it). Throws LabelSelectorError with the reason. The daemon's configuration runs it at start-up; the controller
+ * runs it again on what it is given.
+ */
+export function validatePodSelector (selector: string, leaderLabel: string): Requirement[] {
+  const reqs = parseLabelSelector(selector)
+  if (reqs.length === 0) throw new LabelSelectorError('must not be empty: it bounds the pods whose labels are changed')
+  if (reqs.some((r) => r.key === leaderLabel)) {
+    throw new LabelSelectorError(`must not use the leader label "${leaderLabel}" (VECTIS_LEADER_LABEL): standbys would fall out of it`)
+  }
+  return reqs
+}
+
 export function matchesSelector (reqs: readonly Requirement[], labels: Readonly<Record<string, string>> | undefined): boolean {
   const l = labels ?? {}
   for (const r of reqs) {
@@ -118,11 +133,4 @@ export function matchesSelector (reqs: readonly Requirement[], labels: Readonly<
     }
   }
   return true
-}
-
-/** Equality requirements as a label map (what a pod must carry to match), e.g. for checking manifests. */
-export function equalityLabels (reqs: readonly Requirement[]): Record<string, string> {
-  const out: Record<string, string> = {}
-  for (const r of reqs) if (r.op === '=') out[r.key] = r.value
-  return out
 }

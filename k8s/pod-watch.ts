@@ -27,7 +27,7 @@ import { TypedEmitter } from '../common/typed-events.js'
 import { K8sPodClient, type PodWatchHandle } from './client.js'
 import { K8sApiError, K8sConfigError } from './errors.js'
 import { parseLabelSelector } from './label-selector.js'
-import { DEFAULT_POD_SELECTOR } from './label-controller.js'
+import { DEFAULT_POD_SELECTOR } from './defaults.js'
 
 /** The annotation on which each member writes its incarnation (`<generation>-<8 hex>`). */
 export const INCARNATION_ANNOTATION = 'vectis.io/incarnation'

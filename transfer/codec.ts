@@ -15,7 +15,7 @@ import { ProtocolError } from './errors.js'
 import { DIAG } from './diagnostics.js'
 import {
   FPDU_TYPES, PI_DEFINITIONS, PGI_CODES, TEMPLATES, TOLERATED_MISSING, TOLERATED_UNUSED_PIS,
-  fpduDisplayName, fpduTypeOf, isDataFpdu, type FpduType, type TemplateItem
+  fpduDisplayName, fpduTypeOf, isConcatenable, isDataFpdu, type FpduType, type TemplateItem
 } from './fpdu-types.js'
 
 export const HEADER_SIZE = 6
@@ -370,7 +370,7 @@ export function checkConcatenation (fpdus: readonly Uint8Array[]): void {
   for (const f of fpdus) {
     const t = peekFpduType(f)
     if (t === undefined) continue // decodeFpdu reports it
-    if (!(isDataFpdu(t) || t === 'SYN' || t === 'DTF_END')) {
+    if (!isConcatenable(t)) {
       throw new ProtocolError(`${fpduDisplayName(t)} may not share an entity`)
     }
   }

@@ -49,7 +49,29 @@ export interface PesitConfig {
 }
 
 const ID_RE = /^[A-Z0-9]{1,8}$/
-const PATTERN_VARS = new Set(['partner', 'file', 'transferId'])
+const PATTERN_VARS = ['partner', 'file', 'transferId']
+
+/**
+ * Why `id` cannot be a partner id, or undefined when it can. The daemon's configuration and the servers' own check
+ * both apply it: PI 3 carries at most 24 characters, and decoding drops trailing blanks (docs/pesit.md), so an id
+ * takes none at all.
+ */
+export function partnerIdError (id: string): string | undefined {
+  return /^[\x21-\x7e]{1,24}$/.test(id) ? undefined : 'expected 1 to 24 printable ASCII characters without blanks'
+}
+
+/**
+ * Why `pattern` cannot be a `filenamePattern`, or undefined when it can: known placeholders only; one file name in
+ * the file's directory (no / \ or ..); not empty and not starting with a dot, the mark of the partial files.
+ */
+export function filenamePatternError (pattern: string): string | undefined {
+  for (const m of pattern.matchAll(/\$\{([^}]*)\}/g)) {
+    if (!PATTERN_VARS.includes(m[1]!)) return `unknown placeholder \${${m[1]}}; expected ${PATTERN_VARS.map((v) => `\${${v}}`).join(', ')}`
+  }
+  if (/[/\\]/.test(pattern) || pattern.includes('..')) return 'expected a file name without / \\ or ..'
+  if (pattern.trim() === '' || pattern.startsWith('.')) return 'expected a file name that is not empty and does not start with a dot (partial files do)'
+  return undefined
+}
 
 export function validatePesitConfig (c: PesitConfig): void {
   const ids = new Set<string>()
@@ -66,7 +88,8 @@ export function validatePesitConfig (c: PesitConfig): void {
   const partners = new Set<string>()
   c.partners.forEach((p, i) => {
     const k = `partners[${i}]`
-    if (p.id.length < 1 || p.id.length > 24 || /\s/.test(p.id)) throw new PesitConfigError(`${k}.id: 1-24 characters without blanks`)
+    const idError = partnerIdError(p.id)
+    if (idError !== undefined) throw new PesitConfigError(`${k}.id: ${idError}`)
     if (partners.has(p.id)) throw new PesitConfigError(`${k}.id: duplicate partner ${p.id}`)
     partners.add(p.id)
     if (p.password.length > 8) throw new PesitConfigError(`${k}.password: PeSIT passwords are at most 8 characters`)
@@ -80,11 +103,8 @@ export function validatePesitConfig (c: PesitConfig): void {
     files.add(f.id)
     if (!['receive', 'send', 'both'].includes(f.direction)) throw new PesitConfigError(`${k}.direction: receive | send | both`)
     if (!isAbsolute(f.directory)) throw new PesitConfigError(`${k}.directory: must be absolute once resolved (got ${f.directory})`)
-    if (f.filenamePattern.includes('/') || f.filenamePattern.includes('\\')) throw new PesitConfigError(`${k}.filenamePattern: a file name, not a path`)
-    for (const m of f.filenamePattern.matchAll(/\$\{([^}]*)\}/g)) {
-      if (!PATTERN_VARS.has(m[1] ?? '')) throw new PesitConfigError(`${k}.filenamePattern: unknown variable \${${m[1]}}`)
-    }
-    if (f.filenamePattern.trim() === '' || f.filenamePattern.startsWith('.')) throw new PesitConfigError(`${k}.filenamePattern: must not be empty or start with a dot`)
+    const patternError = filenamePatternError(f.filenamePattern)
+    if (patternError !== undefined) throw new PesitConfigError(`${k}.filenamePattern: ${patternError}`)
   })
 }
 

@@ -142,10 +142,6 @@ export function isSuccess (diag: Diagnostic): boolean {
   return diag.type === 0 && diag.reason === 0
 }
 
-export function sameDiagnostic (a: Diagnostic, b: Diagnostic): boolean {
-  return a.type === b.type && a.reason === b.reason
-}
-
 export function encodeDiagnostic (diag: Diagnostic): Uint8Array {
   if (!Number.isInteger(diag.type) || diag.type < 0 || diag.type > 255) throw new RangeError(`diagnostic type ${diag.type} out of range`)
   if (!Number.isInteger(diag.reason) || diag.reason < 0 || diag.reason > 0xffff) throw new RangeError(`diagnostic reason ${diag.reason} out of range`)

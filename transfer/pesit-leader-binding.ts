@@ -9,7 +9,7 @@
  */
 import type { Logger } from '../common/logger.js'
 import type { Startable } from '../common/lifecycle.js'
-import type { Leadership, LeaderElectedEvent, LeaderDemotedEvent } from '../cluster/leadership-api.js'
+import type { Epoch, Leadership, LeaderElectedEvent, LeaderDemotedEvent } from '../cluster/leadership-api.js'
 import type { StopOptions } from './pesit-server.js'
 
 export interface LeaderRunnable {
@@ -36,7 +36,8 @@ export class PesitLeaderBinding implements Startable {
   private readonly log: Logger
   private chain: Promise<void> = Promise.resolve()
   private offs: Array<() => void> = []
-  private running = false
+  /** The epoch of the leadership whose servers run, while they do. */
+  private running: number | undefined
   private started = false
 
   constructor (private readonly components: PesitLeaderBindingComponents, private readonly init: PesitLeaderBindingInit = {}) {
@@ -67,14 +68,14 @@ export class PesitLeaderBinding implements Startable {
   }
 
   private async onElected (e: LeaderElectedEvent): Promise<void> {
-    if (e.signal.aborted || this.running) return
+    if (e.signal.aborted || this.running !== undefined) return
     await this.init.beforeStart?.(e.signal)
     if (e.signal.aborted || !this.components.leadership.isLeader()) {
       this.log.info('leadership ended before the PeSIT servers started')
       return
     }
     await this.components.servers.start()
-    this.running = true
+    this.running = e.epoch.number
     this.log.info({ epoch: e.epoch.number }, 'PeSIT servers started (leader)')
     // A demotion normally arrives as an event; the signal covers an end of leadership without one.
     e.signal.addEventListener('abort', () => { this.enqueue(async () => { await this.stopServers({}) }) }, { once: true })
@@ -85,9 +86,22 @@ export class PesitLeaderBinding implements Startable {
     this.log.info({ reason: e.reason }, 'PeSIT servers stopped (no longer leader)')
   }
 
+  /**
+   * A leadership that must not serve although its lease still runs (the label controller found its pod fenced by
+   * a newer epoch): its servers stop (ABORT, no hand-over) and start again only with a later leadership. A call
+   * about another epoch than the one serving does nothing.
+   */
+  standDown (epoch: Epoch, reason: string): void {
+    this.enqueue(async () => {
+      if (this.running !== epoch.number) return
+      await this.stopServers({})
+      this.log.warn({ epoch: epoch.number, reason }, 'PeSIT servers stopped: this leadership must not serve')
+    })
+  }
+
   private async stopServers (opts: StopOptions): Promise<void> {
-    if (!this.running) return
-    this.running = false
+    if (this.running === undefined) return
+    this.running = undefined
     if (this.components.servers.handingOver?.() === true) {
       this.log.info('hand-over in progress: it forwards new connections, then stops the servers')
       return

@@ -4,7 +4,7 @@
  * `vectis_transfer_bytes_total{direction}`) to the narrow `PesitMetrics` callbacks. Takes the metric objects, not
  * a registry, so each name is registered once, by their owner.
  */
-import type { PesitMetrics, TransferDirection, TransferStatus } from './ports.js'
+import type { PesitMetrics, TransferDirection, TransferOutcome } from './ports.js'
 
 interface GaugeLike { inc(): void, dec(): void }
 interface LabelledCounterLike<L extends string> { inc(labels: Partial<Record<L, string>>, value?: number): void }
@@ -22,7 +22,7 @@ export function pesitMetricsFromProm (m: PesitPromObjects): PesitMetrics {
     serverRunning: (_id: string, running: boolean) => { if (running) m.pesitServersRunning?.inc(); else m.pesitServersRunning?.dec() },
     connectionOpened: () => { m.pesitConnectionsActive.inc() },
     connectionClosed: () => { m.pesitConnectionsActive.dec() },
-    transferEnded: (direction: TransferDirection, status: TransferStatus) => { m.transfers.inc({ direction, status }) },
+    transferEnded: (direction: TransferDirection, status: TransferOutcome) => { m.transfers.inc({ direction, status }) },
     transferBytes: (direction: TransferDirection, n: number) => { m.transferBytes.inc({ direction }, n) }
   }
 }

@@ -4,7 +4,8 @@
  */
 
 export type TransferDirection = 'receive' | 'send'
-export type TransferStatus = 'completed' | 'failed' | 'interrupted'
+/** How one attempt of a transfer ended (the journal's `TransferStatus` also has `in-progress`). */
+export type TransferOutcome = 'completed' | 'failed' | 'interrupted'
 
 export interface TransferBegin {
   /** PeSIT transfer id (PI 13) chosen by the requester for a push */
@@ -30,7 +31,7 @@ export interface TransferSyncPoint {
 }
 
 export interface TransferEnd {
-  status: TransferStatus
+  status: TransferOutcome
   bytes: number
   articles: number
   /** completed: final path and SHA-256 (lower-case hex) of the whole file */
@@ -63,7 +64,7 @@ export interface PesitMetrics {
   connectionOpened?(serverId: string): void
   connectionClosed?(serverId: string): void
   /** vectis_transfers_total{direction,status} */
-  transferEnded?(direction: TransferDirection, status: TransferStatus): void
+  transferEnded?(direction: TransferDirection, status: TransferOutcome): void
   /** vectis_transfer_bytes_total{direction}: file bytes, counted as they are stored or sent */
   transferBytes?(direction: TransferDirection, bytes: number): void
 }

@@ -18,7 +18,7 @@ import type { Logger } from '../common/logger.js'
 import { silentLogger } from '../common/logger.js'
 import {
   HEADER_SIZE, MAX_ARTICLES_PER_DTF, decodeSyncOption, encodeAccessControl, encodeEntity, encodeFpdu,
-  encodePreconnection, encodeSyncOption, getDiagnostic, getNumber, pesitDate, writeHeader,
+  encodePreconnection, encodeSyncOption, getBytes, getDiagnostic, getNumber, pesitDate, writeHeader,
   PRECONNECTION_ACK, type Fpdu, type Params
 } from './codec.js'
 import { DIAG, describeDiagnostic, isSuccess, type Diagnostic } from './diagnostics.js'
@@ -245,7 +245,7 @@ class PushSession {
       await this.abort(DIAG.VERSION_NOT_SUPPORTED)
       throw new PeerRefusalError('server answered another PeSIT version', DIAG.VERSION_NOT_SUPPORTED)
     }
-    const sync = decodeSyncOption(ac.params[7] as Uint8Array | undefined) ?? { intervalKb: 0, window: 0 }
+    const sync = decodeSyncOption(getBytes(ac.params, 7)) ?? { intervalKb: 0, window: 0 }
     const intervalKb = syncKb === 0 || sync.intervalKb === 0 || sync.intervalKb === 0xffff ? (syncKb === 0 || sync.intervalKb === 0 ? 0 : syncKb) : Math.min(sync.intervalKb, syncKb)
     const window = intervalKb === 0 ? 0 : sync.window
     this.state = 'CN03'

@@ -16,8 +16,8 @@ import { timingSafeEqual, createHash } from 'node:crypto'
 import type { Logger } from '../common/logger.js'
 import type { DurableFs } from '../store/durable-fs.js'
 import {
-  decodeAccessControl, decodePreconnection, decodeSyncOption, encodeSyncOption, getDiagnostic, getGroup,
-  getNumber, getString, splitArticles, PRECONNECTION_ACK, PRECONNECTION_NAK, type Fpdu, type Params
+  decodeAccessControl, decodePreconnection, decodeSyncOption, encodeSyncOption, getBytes, getDiagnostic,
+  getGroup, getNumber, getString, splitArticles, PRECONNECTION_ACK, PRECONNECTION_NAK, type Fpdu, type Params
 } from './codec.js'
 import { DIAG, describeDiagnostic, isSuccess, type Diagnostic } from './diagnostics.js'
 import {
@@ -26,7 +26,7 @@ import {
 import type { FpduChannel } from './fpdu-channel.js'
 import { fpduDisplayName, type FpduType } from './fpdu-types.js'
 import { finalFileName, transferStem, type PesitFileConfig, type PesitPartnerConfig, type PesitServerConfig } from './config-types.js'
-import type { PesitMetrics, TransferJournalPort, TransferStatus } from './ports.js'
+import type { PesitMetrics, TransferJournalPort, TransferOutcome } from './ports.js'
 import { IncomingFile } from './receive-store.js'
 import { transition, expectedIn, isDataPhase, type SessionState } from './session-table.js'
 
@@ -269,7 +269,7 @@ export class ServerSession {
     const serverId = getString(f.params, 4) ?? ''
     if (serverId.toUpperCase() !== this.ctx.server.id.toUpperCase()) return await refuse(DIAG.CALLED_UNKNOWN, `server id ${serverId}`)
     const partner = this.ctx.partners.get(getString(f.params, 3) ?? '')
-    const ac = decodeAccessControl(f.params[5] as Uint8Array | undefined)
+    const ac = decodeAccessControl(getBytes(f.params, 5))
     // Unknown partner and wrong password get the same answer, so the answer does not reveal which ids exist.
     if (partner === undefined) return await refuse(DIAG.REQUESTER_NOT_AUTHORISED, 'unknown partner')
     if (!passwordEquals(partner.password, ac?.password ?? '')) return await refuse(DIAG.REQUESTER_NOT_AUTHORISED, 'bad password')
@@ -283,7 +283,7 @@ export class ServerSession {
     this.partner = partner
     this.accessType = access
     // Sync points: active only if both sides want them; smallest interval and window win; FFFF = undefined.
-    const proposed = decodeSyncOption(f.params[7] as Uint8Array | undefined)
+    const proposed = decodeSyncOption(getBytes(f.params, 7))
     const mine = this.ctx.server.syncIntervalKb
     if (proposed === undefined || proposed.intervalKb === 0 || mine === 0) {
       this.sync = { intervalKb: 0, window: 0 }
@@ -418,7 +418,7 @@ export class ServerSession {
     // Compression is not implemented: a request for it is answered explicitly "none" (never silently accepted);
     // an ORF that asks for none gets the plain answer the recorded sessions show.
     const params: Params = { 2: DIAG.OK }
-    const asked = f.params[21] as Uint8Array | undefined
+    const asked = getBytes(f.params, 21)
     if (asked !== undefined && asked[0] !== 0) params[21] = Uint8Array.of(0, 0)
     await this.send('ACK_ORF', params)
     this.state = 'OF02'
@@ -649,7 +649,7 @@ export class ServerSession {
   }
 
   /** Closes an unfinished transfer, keeping its partial file and checkpoint for a restart. */
-  private async releaseTransfer (status: TransferStatus, diag: Diagnostic, message: string): Promise<void> {
+  private async releaseTransfer (status: TransferOutcome, diag: Diagnostic, message: string): Promise<void> {
     const t = this.transfer
     if (t === undefined) return
     this.transfer = undefined

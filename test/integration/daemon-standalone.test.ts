@@ -204,6 +204,19 @@ describe('vectisd exit codes and signals', () => {
     noStackTrace(d)
   })
 
+  it('a pod selector the label controller would refuse exits 2 at once, naming VECTIS_POD_SELECTOR', async () => {
+    const d = new DaemonProcess({ VECTIS_POD_SELECTOR: 'app=vectis,vectis-leader=true' }).start()
+    try {
+      const { code } = await d.waitExit()
+      assert.equal(code, 2)
+      assert.equal(d.stderr.trim().split('\n').length, 1)
+      assert.match(d.stderr, /VECTIS_POD_SELECTOR="app=vectis,vectis-leader=true": must not use the leader label/)
+      noStackTrace(d)
+    } finally {
+      await d.kill() // a daemon that accepted the selector would run on
+    }
+  })
+
   it('an unreadable VECTIS_CONFIG and a bad YAML key exit 2', async () => {
     const dir = await tempDir()
     try {
@@ -214,6 +227,11 @@ describe('vectisd exit codes and signals', () => {
       const bad = new DaemonProcess({ VECTIS_CONFIG: join(dir.path, 'bad.yaml') }).start()
       assert.equal((await bad.waitExit()).code, 2)
       assert.match(bad.stderr, /servers\[0\]\.port="fifty": expected an integer from 1 to 65535/)
+      // Refused by the PeSIT servers' own check too, which used to be the first to see it (exit 1, after start-up).
+      writeFileSync(join(dir.path, 'blank.yaml'), 'partners:\n  - id: CX CLIENT\n    password: pw\n')
+      const blank = new DaemonProcess({ VECTIS_CONFIG: join(dir.path, 'blank.yaml') }).start()
+      assert.equal((await blank.waitExit()).code, 2)
+      assert.match(blank.stderr, /partners\[0\]\.id="CX CLIENT": expected 1 to 24 printable ASCII characters without blanks/)
     } finally {
       await dir.remove()
     }

@@ -5,9 +5,10 @@ import { test, type TestContext } from 'node:test'
 import assert from 'node:assert/strict'
 import { KubeConfig } from '@kubernetes/client-node'
 import { K8sApiEmulator } from '../../dev-cluster/k8s-api-emulator.js'
-import { K8sLabelController, EPOCH_ANNOTATION } from '../../k8s/label-controller.js'
+import { K8sLabelController, EPOCH_ANNOTATION, FENCED_EPOCH_ANNOTATION } from '../../k8s/label-controller.js'
 import { K8sPodWatch } from '../../k8s/pod-watch.js'
-import { K8sDeferred } from '../../k8s/deferred-parts.js'
+import { K8sDeferred, type K8sDeferredComponents } from '../../k8s/deferred-parts.js'
+import { K8sPodClient } from '../../k8s/client.js'
 import type { K8sParts } from '../../k8s/parts.js'
 import { ConfigError } from '../../common/config-error.js'
 import { silentLogger } from '../../common/logger.js'
@@ -25,7 +26,7 @@ interface Setup {
   loads: () => number
   /** `vectis_k8s_labels_in_sync`; 1 before anything runs, as the daemon's metrics start. */
   inSync: GaugeProbe
-  deferred (opts?: { verifiedDead?: (name: string) => void }): K8sDeferred
+  deferred (opts?: { verifiedDead?: (name: string) => void, fenced?: K8sDeferredComponents['fenced'] }): K8sDeferred
 }
 
 async function setup (t: TestContext): Promise<Setup> {
@@ -59,6 +60,7 @@ async function setup (t: TestContext): Promise<Setup> {
         leadership,
         metrics: { labelsInSync: inSync },
         verifiedDead: opts.verifiedDead,
+        fenced: opts.fenced,
         load: async (): Promise<K8sParts> => {
           loads++
           await gate
@@ -175,4 +177,25 @@ void test('the pod watch, once loaded, reports a restarted container as a verifi
   await waitFor(() => s.em.requestLog().some((r) => r.verb === 'watch'), 5_000, 'pod watch open')
   s.em.restartContainer(NS, 'vectis-1')
   await waitFor(() => dead.includes('vectis-1'), 5_000, 'restart reported')
+})
+
+void test('a leader whose pod a newer epoch fences, after its labels were ready, is reported so that it stops serving', { timeout: 30_000 }, async (t) => {
+  const s = await setup(t)
+  const fenced: Array<{ epoch: number, fencedEpoch: number }> = []
+  const d = s.deferred({ fenced: (e) => { fenced.push({ epoch: e.epoch.number, fencedEpoch: e.fencedEpoch }) } })
+  await d.labelsPart.start()
+  const loaded = d.loadedPart.start()
+  s.release()
+  await loaded
+  s.leadership.elect(3)
+  await d.waitLabelsReady(AbortSignal.timeout(5_000))
+  assert.deepEqual(fenced, [])
+  // A newer leader (epoch 4, e.g. elected on the other side of a partition) fences vectis-0; vectis-0's lease runs on.
+  const kubeConfig = new KubeConfig()
+  kubeConfig.loadFromString(s.em.kubeconfigYaml({ namespace: NS }))
+  await new K8sPodClient(kubeConfig, { namespace: NS }).patchPod('vectis-0', 'merge',
+    { metadata: { labels: { [LABEL]: null }, annotations: { [EPOCH_ANNOTATION]: null, [FENCED_EPOCH_ANNOTATION]: '4' } } })
+  await waitFor(() => fenced.length > 0, 5_000, 'fence reported')
+  assert.deepEqual(fenced, [{ epoch: 3, fencedEpoch: 4 }])
+  assert.equal(labelsOf(s.em, 'vectis-0')[LABEL], undefined, 'vectis-0 did not label itself again')
 })

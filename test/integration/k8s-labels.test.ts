@@ -7,7 +7,7 @@ import { K8sApiEmulator } from '../../dev-cluster/k8s-api-emulator.js'
 import { K8sLabelController, EPOCH_ANNOTATION, FENCED_EPOCH_ANNOTATION } from '../../k8s/label-controller.js'
 import { K8sPodWatch, INCARNATION_ANNOTATION } from '../../k8s/pod-watch.js'
 import { K8sPodClient } from '../../k8s/client.js'
-import { K8sApiError } from '../../k8s/errors.js'
+import { K8sApiError, FencedError } from '../../k8s/errors.js'
 import { silentLogger, type Logger } from '../../common/logger.js'
 import { FakeLeadership, waitFor, captureLogger, CounterProbe, GaugeProbe } from '../helpers/k8s-fixtures.js'
 
@@ -232,6 +232,29 @@ void test('a stale leader fenced by a newer epoch cannot re-label itself: its JS
   await new Promise((resolve) => setTimeout(resolve, 300))
   assert.deepEqual(vectisHolders(c.em), ['vectis-1'])
   assertNeverTwoLabelled(c.em)
+})
+
+void test('a leader that finds a newer pod labelled is fenced by that pod\'s epoch, not a made-up one', { timeout: 60_000 }, async (t) => {
+  const c = await cluster(t)
+  // A newer leader (epoch 5) labelled vectis-1; vectis-0 still carries the fence of an older leadership (epoch 1),
+  // e.g. the newer leader's fence of vectis-0 has not landed yet. vectis-1's own controller is not running here.
+  // Epoch 5 is neither that older fence nor our epoch + 1, the two values a wrong report would show.
+  const admin = new K8sPodClient(kubeConfigFor(c.em, 'token-test'), { namespace: NS })
+  await admin.patchPod('vectis-1', 'merge', { metadata: { labels: { [LABEL]: 'true' }, annotations: { [EPOCH_ANNOTATION]: '5' } } })
+  await admin.patchPod('vectis-0', 'merge', { metadata: { annotations: { [FENCED_EPOCH_ANNOTATION]: '1' } } })
+  const { logger, lines } = captureLogger()
+  const m0 = await c.boot('vectis-0', logger)
+  const fenced: number[] = []
+  m0.ctl.events.on('labels:fenced', (e) => fenced.push(e.fencedEpoch))
+
+  m0.leadership.elect(2)
+  await assert.rejects(m0.ctl.waitReady(AbortSignal.timeout(5_000)),
+    (e: unknown) => e instanceof FencedError && e.ownEpoch === 2 && e.fencedEpoch === 5 && /fenced by epoch 5/.test(e.message))
+  assert.deepEqual(fenced, [5], 'the event names the epoch of the labelled pod')
+  const logged = lines.filter((l) => l.msg === 'this pod was fenced by a newer leader: not labelling it')
+  assert.deepEqual(logged.map((l) => l.fencedEpoch), [5])
+  assert.equal(pod(c.em, 'vectis-0').labels[LABEL], undefined, 'vectis-0 did not label itself')
+  assert.deepEqual(vectisHolders(c.em), ['vectis-1'])
 })
 
 void test('RBAC 403 gives one clear log line naming the verb and resource, a status field and the error metric', { timeout: 60_000 }, async (t) => {

@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { loadConfig, DEFAULT_HTTP_PORT, DEFAULT_CLUSTER_PORT, DEFAULT_PESIT_PORT } from '../../daemon/config.js'
 import { ConfigError } from '../../common/config-error.js'
+import { validatePesitConfig } from '../../transfer/config-types.js'
 
 const gen = (): string => 'generated-password'
 const load = (env: Record<string, string>, files: Record<string, string> = {}) => loadConfig(env, {
@@ -117,12 +118,25 @@ describe('configuration errors name the variable, the value and what was expecte
     ['unreadable secret file', { VECTIS_CLUSTER_SECRET_FILE: '/nope/secret' }, 'VECTIS_CLUSTER_SECRET_FILE', '/nope/secret', /readable file/],
     ['password and password file', { VECTIS_API_PASSWORD: 'x', VECTIS_API_PASSWORD_FILE: '/p' }, 'VECTIS_API_PASSWORD', undefined, /not both/],
     ['label key', { VECTIS_LEADER_LABEL: 'bad label' }, 'VECTIS_LEADER_LABEL', '"bad label"', /label key/],
+    // The API server's rule, which the label controller applies: a prefix is a DNS subdomain (no empty label).
+    ['label key with an empty prefix label', { VECTIS_LEADER_LABEL: 'example..com/leader' }, 'VECTIS_LEADER_LABEL', '"example..com/leader"', /DNS subdomain/],
+    // Selectors that look plausible (no blank, no empty item) but that the API server's syntax rejects.
+    ['pod selector with a bad label value', { VECTIS_POD_SELECTOR: 'app=-vectis' }, 'VECTIS_POD_SELECTOR', '"app=-vectis"', /label value "-vectis"/],
+    ['pod selector with a bad label key', { VECTIS_POD_SELECTOR: 'app=vectis,-tier=ft' }, 'VECTIS_POD_SELECTOR', '"app=vectis,-tier=ft"', /name part of "-tier"/],
+    ['pod selector with an unbalanced parenthesis', { VECTIS_POD_SELECTOR: 'tier in (ft' }, 'VECTIS_POD_SELECTOR', '"tier in (ft"', /unbalanced/],
+    // The label controller refuses these at its start, after the cluster has started: too late for exit code 2.
+    ['pod selector on the leader label', { VECTIS_POD_SELECTOR: 'app=vectis,vectis-leader=true' }, 'VECTIS_POD_SELECTOR', '"app=vectis,vectis-leader=true"', /leader label "vectis-leader"/],
+    ['pod selector on a custom leader label', { VECTIS_LEADER_LABEL: 'example.com/leader', VECTIS_POD_SELECTOR: 'app=vectis,!example.com/leader' }, 'VECTIS_POD_SELECTOR', undefined, /leader label "example.com\/leader"/],
     ['retention', { VECTIS_JOURNAL_RETENTION_DAYS: '-1' }, 'VECTIS_JOURNAL_RETENTION_DAYS', '"-1"', /days/],
     ['unreadable VECTIS_CONFIG', { VECTIS_CONFIG: '/etc/vectis/missing.yaml' }, 'VECTIS_CONFIG', 'missing.yaml', /readable YAML file.*ENOENT/]
   ]
   for (const [name, env, key, value, expected] of cases) {
     it(name, () => { expectError(env, key, value, expected) })
   }
+
+  it('accepts set-based pod selectors (blanks and commas inside parentheses)', () => {
+    assert.equal(load({ VECTIS_POD_SELECTOR: 'app=vectis, tier in (ft,edge), !canary' }).config.podSelector, 'app=vectis, tier in (ft,edge), !canary')
+  })
 
   it('the secret never appears in an error message', () => {
     assert.throws(() => load({ VECTIS_CLUSTER_SECRET: 'tiny' }), (err: Error) => !err.message.includes('tiny'))
@@ -156,6 +170,7 @@ files:
     assert.deepEqual(config.pesit.servers, [{ id: 'PESITSRV', port: 5000, maxConnections: 10, syncIntervalKb: 32, maxEntitySize: 4096 }])
     assert.deepEqual(config.pesit.partners, [{ id: 'CXCLIENT', password: 'test123', access: 'write' }, { id: 'OTHER', password: 'fromfile', access: 'both' }])
     assert.deepEqual(config.pesit.files, [{ id: 'PAYMENTS', direction: 'receive', directory: '/srv/vectis/data/shared/inbox/payments', filenamePattern: '${partner}_${file}_${transferId}' }])
+    validatePesitConfig(config.pesit) // what the loader accepts, the PeSIT servers accept at their start
   })
 
   const bad: Array<[string, string, string, RegExp]> = [
@@ -171,6 +186,9 @@ files:
     ['directory escaping the shared dir', good.replace('inbox/payments', '../../etc'), 'files[0].directory', /inside VECTIS_SHARED_DIR/],
     ['unknown placeholder', good.replace('${transferId}', '${id}'), 'files[0].filenamePattern', /unknown placeholder/],
     ['slash in pattern', good.replace('${partner}_', '${partner}/'), 'files[0].filenamePattern', /without \//],
+    // Both were accepted here and refused by the PeSIT servers' own check once the daemon started (exit 1).
+    ['pattern starting with a dot', good.replace('"${partner}_${file}_${transferId}"', '".${partner}_${file}_${transferId}"'), 'files[0].filenamePattern', /start with a dot/],
+    ['partner id with a blank', good.replace('id: CXCLIENT', 'id: CX CLIENT'), 'partners[0].id', /without blanks/],
     ['duplicate partner', good.replace('id: OTHER', 'id: CXCLIENT'), 'partners[1]', /duplicate/],
     ['server port equal to the HTTP port', good.replace('port: 5000', 'port: 8080'), 'servers[0].port', /differ/],
     ['unreadable password file', good.replace('/run/secrets/pw', '/run/secrets/none'), 'partners[1].passwordFile', /readable file/],

@@ -9,7 +9,7 @@ import { spawnSync } from 'node:child_process'
 import { readdirSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
 import { parseAllDocuments, parse as parseYaml } from 'yaml'
-import { DEFAULT_LEADER_LABEL, DEFAULT_POD_SELECTOR } from '../../k8s/label-controller.js'
+import { DEFAULT_LEADER_LABEL, DEFAULT_POD_SELECTOR } from '../../k8s/defaults.js'
 import { matchesSelector, parseLabelSelector } from '../../k8s/label-selector.js'
 
 const root = fileURLToPath(new URL('../..', import.meta.url))

@@ -45,6 +45,27 @@ describe('PeSIT servers follow leadership', () => {
     await b.stop()
   })
 
+  it('a leadership told to stand down (its pod fenced) stops its servers; a stand-down of another epoch does nothing', async () => {
+    const events = new TypedEmitter<LeadershipEvents>()
+    const servers = new FakeServers()
+    const b = new PesitLeaderBinding({ logger: silentLogger(), leadership: { events, isLeader: () => true }, servers })
+    await b.start()
+    const ac = new AbortController()
+    events.emit('leader:elected', { epoch: { number: 4, leader: 'a' }, signal: ac.signal })
+    await b.settled()
+    b.standDown({ number: 3, leader: 'a' }, 'a stale report')
+    await b.settled()
+    assert.deepEqual(servers.log, ['start'])
+    b.standDown({ number: 4, leader: 'a' }, 'pod fenced by epoch 5')
+    await b.settled()
+    assert.deepEqual(servers.log, ['start', 'stop'])
+    // The lease still runs: nothing restarts them for this leadership; its end stops nothing more.
+    ac.abort()
+    await b.settled()
+    await b.stop()
+    assert.deepEqual(servers.log, ['start', 'stop'])
+  })
+
   it('never starts when leadership ended before the start completed', async () => {
     const events = new TypedEmitter<LeadershipEvents>()
     const servers = new FakeServers()

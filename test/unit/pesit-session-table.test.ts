@@ -59,8 +59,10 @@ describe('PeSIT configuration', () => {
       [(c) => { c.servers.push({ ...c.servers[0]! }) }, /duplicate server/],
       [(c) => { c.partners[0]!.password = 'way too long' }, /partners\[0\]\.password/],
       [(c) => { c.files[0]!.directory = 'inbox' }, /files\[0\]\.directory/],
-      [(c) => { c.files[0]!.filenamePattern = '${user}' }, /unknown variable/],
-      [(c) => { c.files[0]!.filenamePattern = 'a/b' }, /not a path/]
+      [(c) => { c.partners[0]!.id = 'CX CLIENT' }, /partners\[0\]\.id: .*without blanks/],
+      [(c) => { c.files[0]!.filenamePattern = '${user}' }, /unknown placeholder/],
+      [(c) => { c.files[0]!.filenamePattern = 'a/b' }, /without \//],
+      [(c) => { c.files[0]!.filenamePattern = '.${file}' }, /start with a dot/]
     ]
     for (const [mut, re] of bad) {
       const c = good()
