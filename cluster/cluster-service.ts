@@ -22,6 +22,7 @@ import type { MembershipInit } from './membership/config.js'
 import { decodeMessage, InvalidMessageError, type ClusterRequest, type MemberInfo, type ReplyMessage } from './messages.js'
 import type { ClusterTransport } from './transport-types.js'
 import { TransportError } from './errors.js'
+import { DEFAULT_FAILURE_TIMEOUT_MS, DEFAULT_HEARTBEAT_MS } from './defaults.js'
 
 /** Where the machine's persisted state lives (the store in the daemon; memory in tests). Synchronous and durable. */
 export interface ClusterStatePort {
@@ -158,7 +159,7 @@ export class MembershipCluster implements ClusterService, Leadership {
       if (this.isLeader() && this.hooks.length > 0) await this.handOver(undefined, true).catch((err: unknown) => { this.log.warn({ err }, 'hand-over at shutdown failed; leaving anyway') })
       const left = new Promise<void>((resolve) => { this.selfLeft = resolve })
       this.step({ type: 'leave' })
-      const timeout = this.init.leaveTimeoutMs ?? 2 * (this.init.failureTimeoutMs ?? 2500)
+      const timeout = this.init.leaveTimeoutMs ?? 2 * (this.init.failureTimeoutMs ?? DEFAULT_FAILURE_TIMEOUT_MS)
       await Promise.race([left, new Promise<void>((resolve) => { setTimeout(resolve, timeout).unref() })])
     } finally {
       await this.halt()
@@ -179,7 +180,7 @@ export class MembershipCluster implements ClusterService, Leadership {
   private scheduleTick (): void {
     if (!this.running) return
     // A fifth of the heartbeat, jittered: fine enough for lease and failure timing, no lockstep between members.
-    const base = (this.init.heartbeatMs ?? 500) / 5
+    const base = (this.init.heartbeatMs ?? DEFAULT_HEARTBEAT_MS) / 5
     this.timer = setTimeout(() => {
       this.step({ type: 'tick' })
       this.scheduleTick()

@@ -28,6 +28,7 @@ import {
   encodeFrame, type Envelope
 } from './envelope.js'
 import { loadOrCreateIdentityKey } from './identity-key.js'
+import { DEFAULT_CLUSTER_NAME, DEFAULT_CLUSTER_PORT } from './defaults.js'
 import { RequestChannel } from './request-channel.js'
 import type {
   ClusterTransport, RequestHandler, RequestOptions, RequestResult, TransportErrorCode
@@ -35,8 +36,6 @@ import type {
 
 /** libp2p protocol id of cluster requests; the envelope carries the finer-grained version. */
 export const CLUSTER_PROTOCOL = '/vectis/cluster/1.0.0'
-export const DEFAULT_CLUSTER_PORT = 7800
-export const DEFAULT_CLUSTER_NAME = 'vectis-cluster'
 /**
  * Failover must take well under a second, so a peer that does not answer the TCP + pnet + noise + yamux
  * handshake within a second is as good as gone for this round; the next heartbeat tries again.

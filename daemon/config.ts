@@ -13,22 +13,14 @@ import { ConfigError } from '../common/config-error.js'
 import { filenamePatternError, partnerIdError, type PesitServerConfig, type PesitPartnerConfig, type PesitFileConfig, type PesitConfig } from '../transfer/config-types.js'
 import type { K8sMode } from '../k8s/parts.js'
 import { DEFAULT_LEADER_LABEL, DEFAULT_POD_SELECTOR } from '../k8s/defaults.js'
+import { DEFAULT_CLUSTER_NAME, DEFAULT_CLUSTER_PORT, DEFAULT_FAILURE_TIMEOUT_MS, DEFAULT_HEARTBEAT_MS, timingsError } from '../cluster/defaults.js'
 import { labelKeyError, validatePodSelector } from '../k8s/label-selector.js'
 import type { QuorumMode } from '../cluster/membership/config.js'
 
 // ---- embedded defaults (docs/contract.md §2.2) -----------------------------------------------------------------
 
-export const DEFAULT_CLUSTER_NAME = 'vectis-cluster'
-export const DEFAULT_CLUSTER_PORT = 7800
 export const DEFAULT_HTTP_PORT = 8080
 export const DEFAULT_PESIT_PORT = 5000
-/** Heartbeat interval. Shorter detects silence sooner but costs CPU and packets on every member. */
-export const DEFAULT_HEARTBEAT_MS = 500
-/**
- * Silence after which a member is suspected, and the leader's lease. Shorter fails over faster from a frozen or
- * cut-off leader, but a GC pause or a slow link longer than this costs a needless failover.
- */
-export const DEFAULT_FAILURE_TIMEOUT_MS = 2500
 /** How long an old leader forwards new PeSIT connections after a hand-over (load-balancer propagation ≈ 1 s). */
 export const DEFAULT_HANDOVER_DRAIN_MS = 3000
 export const DEFAULT_API_USER = 'vectis'
@@ -401,9 +393,8 @@ export function loadConfig (env: Env = process.env, opts: LoadOptions = {}): Loa
 
   const heartbeatMs = envInt(env, 'VECTIS_HEARTBEAT_MS', DEFAULT_HEARTBEAT_MS, 10, 60_000, 'milliseconds')
   const failureTimeoutMs = envInt(env, 'VECTIS_FAILURE_TIMEOUT_MS', DEFAULT_FAILURE_TIMEOUT_MS, 30, 600_000, 'milliseconds')
-  if (failureTimeoutMs <= 2 * heartbeatMs) {
-    throw new ConfigError('VECTIS_FAILURE_TIMEOUT_MS', String(failureTimeoutMs), `must exceed twice VECTIS_HEARTBEAT_MS (${heartbeatMs} ms), i.e. be above ${2 * heartbeatMs}`)
-  }
+  const timings = timingsError(heartbeatMs, failureTimeoutMs)
+  if (timings !== undefined) throw new ConfigError('VECTIS_FAILURE_TIMEOUT_MS', String(failureTimeoutMs), timings)
   const handoverDrainMs = envInt(env, 'VECTIS_HANDOVER_DRAIN_MS', DEFAULT_HANDOVER_DRAIN_MS, 0, 600_000, 'milliseconds')
   const clusterSecret = readSecret(env, 'VECTIS_CLUSTER_SECRET')
   if (clusterSecret !== undefined && clusterSecret.length < 16) {

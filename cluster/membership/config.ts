@@ -3,11 +3,7 @@
  * are rejected with a message naming the fields.
  */
 import { ClusterConfigError } from '../errors.js'
-
-export const DEFAULT_HEARTBEAT_MS = 500
-export const DEFAULT_FAILURE_TIMEOUT_MS = 2500
-/** Largest clock-rate error assumed between members (2 %: far above what NTP-disciplined or free-running quartz does). */
-export const DEFAULT_MAX_CLOCK_DRIFT = 0.02
+import { DEFAULT_CLUSTER_NAME, DEFAULT_FAILURE_TIMEOUT_MS, DEFAULT_HEARTBEAT_MS, DEFAULT_MAX_CLOCK_DRIFT, timingsError } from '../defaults.js'
 
 export type QuorumMode = 'majority' | 'none'
 
@@ -74,9 +70,8 @@ export function resolveMembershipConfig (init: MembershipInit = {}): MembershipC
   if (quorum !== 'majority' && quorum !== 'none') throw new ClusterConfigError(`quorum must be "majority" or "none" (got ${String(quorum)})`)
   const heartbeatMs = positive('heartbeatMs (VECTIS_HEARTBEAT_MS)', init.heartbeatMs, DEFAULT_HEARTBEAT_MS)
   const failureTimeoutMs = positive('failureTimeoutMs (VECTIS_FAILURE_TIMEOUT_MS)', init.failureTimeoutMs, DEFAULT_FAILURE_TIMEOUT_MS)
-  if (failureTimeoutMs <= 2 * heartbeatMs) {
-    throw new ClusterConfigError(`VECTIS_FAILURE_TIMEOUT_MS (${failureTimeoutMs}) must exceed 2 × VECTIS_HEARTBEAT_MS (${heartbeatMs})`)
-  }
+  const timings = timingsError(heartbeatMs, failureTimeoutMs)
+  if (timings !== undefined) throw new ClusterConfigError(`VECTIS_FAILURE_TIMEOUT_MS (${failureTimeoutMs}) ${timings}`)
   const marginMs = positive('marginMs', init.marginMs, 2 * heartbeatMs)
   if (marginMs < 2 * heartbeatMs) throw new ClusterConfigError(`marginMs (${marginMs}) must be at least 2 × heartbeatMs (${heartbeatMs})`)
   const maxClockDrift = init.maxClockDrift ?? DEFAULT_MAX_CLOCK_DRIFT
@@ -93,7 +88,7 @@ export function resolveMembershipConfig (init: MembershipInit = {}): MembershipC
   const leaseMs = Math.floor(Math.min(failureTimeoutMs, (heartbeatMs + marginMs) * ratio)) - 1
   if (leaseMs <= heartbeatMs) throw new ClusterConfigError(`the lease (${leaseMs} ms) would not outlast one heartbeat: raise marginMs`)
   return {
-    clusterName: init.clusterName ?? 'vectis-cluster',
+    clusterName: init.clusterName ?? DEFAULT_CLUSTER_NAME,
     clusterSize,
     quorum,
     heartbeatMs,

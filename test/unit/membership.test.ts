@@ -116,7 +116,7 @@ function reply (out: MembershipOutput[]): ReplyMessage {
 void describe('configuration: defaults, derived timings and errors naming the fields', () => {
   const cases: Array<{ name: string, init: MembershipInit, error?: RegExp, lease?: number, promise?: number }> = [
     { name: 'defaults', init: { clusterSize: 3 }, lease: 1440, promise: 3500 },
-    { name: 'FT must exceed 2 × HB', init: { clusterSize: 3, heartbeatMs: 500, failureTimeoutMs: 1000 }, error: /VECTIS_FAILURE_TIMEOUT_MS \(1000\) must exceed 2 × VECTIS_HEARTBEAT_MS \(500\)/ },
+    { name: 'FT must exceed 2 × HB', init: { clusterSize: 3, heartbeatMs: 500, failureTimeoutMs: 1000 }, error: /VECTIS_FAILURE_TIMEOUT_MS \(1000\) must exceed twice VECTIS_HEARTBEAT_MS \(500 ms\)/ },
     { name: 'majority needs the cluster size', init: {}, error: /VECTIS_CLUSTER_SIZE must be a positive integer/ },
     { name: 'quorum none needs no size', init: { quorum: 'none' }, lease: 1440 },
     { name: 'margin at least 2 × HB', init: { clusterSize: 3, marginMs: 600 }, error: /marginMs \(600\) must be at least 2 × heartbeatMs/ },
