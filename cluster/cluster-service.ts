@@ -23,10 +23,14 @@ import { decodeMessage, InvalidMessageError, type ClusterRequest, type MemberInf
 import type { ClusterTransport } from './transport-types.js'
 import { TransportError } from './errors.js'
 import { DEFAULT_FAILURE_TIMEOUT_MS, DEFAULT_HEARTBEAT_MS } from './defaults.js'
+import { decodePersistedState } from './membership/persisted-state.js'
 
-/** Where the machine's persisted state lives (the store in the daemon; memory in tests). Synchronous and durable. */
+/**
+ * Where the machine's persisted state lives (the store in the daemon; memory in tests). Synchronous and durable.
+ * `load` returns what was saved as the store read it; the member validates it (`decodePersistedState`).
+ */
 export interface ClusterStatePort {
-  load(): PersistedClusterState | undefined
+  load(): unknown
   save(state: PersistedClusterState): void
 }
 
@@ -125,7 +129,7 @@ export class MembershipCluster implements ClusterService, Leadership {
         peerId: transport.peerId,
         address: `${this.init.advertiseHost.includes(':') ? `[${this.init.advertiseHost}]` : this.init.advertiseHost}:${this.init.clusterPort}`
       }
-      const persisted = state.load()
+      const persisted = decodePersistedState(state.load())
       const create = this.components.createMachine ?? ((c, i, now) => new MembershipMachine(c, i, now))
       this.driver = new MembershipDriver(create({ me, persisted, random: this.random }, this.init, this.clock.now()), {
         // Durable before anything that follows is acted on (a promise or an epoch must survive a crash).

@@ -64,7 +64,7 @@ interface Envelope {
   epoch: Epoch
 }
 
-function checkConfig (x: unknown, where: string): void {
+export function checkConfig (x: unknown, where: string): void {
   if (!isObject(x)) throw new InvalidMessageError(`${where}: expected {id, members}`)
   checkViewId(x.id, `${where}.id`)
   if (!Array.isArray(x.members)) throw new InvalidMessageError(`${where}.members: expected an array`)
@@ -176,18 +176,18 @@ export class InvalidMessageError extends Error {
   constructor (message = 'invalid cluster message', options?: ErrorOptions) { super(message, options) }
 }
 
-function isObject (x: unknown): x is Record<string, unknown> {
+export function isObject (x: unknown): x is Record<string, unknown> {
   return typeof x === 'object' && x !== null && !Array.isArray(x)
 }
 
-function checkMember (x: unknown, where: string): void {
+export function checkMember (x: unknown, where: string): void {
   if (!isObject(x) || typeof x.name !== 'string' || typeof x.peerId !== 'string' ||
     typeof x.incarnation !== 'string' || typeof x.address !== 'string') {
     throw new InvalidMessageError(`${where}: expected {name, peerId, incarnation, address} strings`)
   }
 }
 
-function checkEpoch (x: unknown, where: string): void {
+export function checkEpoch (x: unknown, where: string): void {
   if (!isObject(x) || typeof x.number !== 'number' || !Number.isInteger(x.number) || x.number < 0 ||
     typeof x.leader !== 'string') {
     throw new InvalidMessageError(`${where}: expected {number (integer >= 0), leader (string)}`)

@@ -19,7 +19,6 @@ import { StandaloneCluster } from '../cluster/standalone.js'
 import { MembershipCluster } from '../cluster/cluster-service.js'
 import { DeferredTransport } from '../cluster/deferred-transport.js'
 import { Discovery } from '../cluster/discovery.js'
-import type { PersistedClusterState } from '../cluster/membership/types.js'
 import { K8sDeferred } from '../k8s/deferred-parts.js'
 import { PesitServer } from '../transfer/pesit-server.js'
 import { PesitLeaderBinding } from '../transfer/pesit-leader-binding.js'
@@ -165,7 +164,7 @@ export class Daemon implements Startable {
         setJoined: (joined) => { discovery.setJoined(joined) }
       },
       state: {
-        load: () => store.clusterState.lastPrimaryView<PersistedClusterState>(),
+        load: () => store.clusterState.membershipState(),
         save: (s) => { store.clusterState.saveMembershipState(s, s.highestEpoch, s.maxCounter) }
       }
     }, {

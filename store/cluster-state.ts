@@ -119,31 +119,30 @@ export class ClusterState {
     })
   }
 
-  /** The last primary view saved (any JSON value the cluster part chose), undefined if none. */
-  lastPrimaryView<T = unknown> (): T | undefined {
+  /**
+   * The membership machine's persisted state as saved (a JSON value the store does not interpret: the cluster part
+   * validates it when it decodes it), undefined if none.
+   */
+  membershipState (): unknown {
     const v = this.cached.primary_view
-    return v === null ? undefined : JSON.parse(v) as T
-  }
-
-  /** Saves the primary view (JSON-serialisable), or forgets it with `undefined` (VECTIS_FORCE_NEW_CLUSTER). */
-  savePrimaryView (view: unknown): void {
-    let json: string | null = null
-    if (view !== undefined) {
-      json = JSON.stringify(view)
-      if (json === undefined) throw new StoreError('the primary view is not JSON-serialisable')
-    }
-    this.commit(() => { this.writePrimary.run(json, this.clock.wallNow()) })
+    return v === null ? undefined : JSON.parse(v) as unknown
   }
 
   /**
-   * The membership machine's whole persisted state (kept as the "primary view" JSON), with the epoch and view
-   * counter it carries, in ONE durable commit: the machine persists before it acts, on the heartbeat path.
+   * The membership machine's whole persisted state (JSON-serialisable; kept in the `primary_view` column), with the
+   * epoch and view counter it carries, in ONE durable commit: the machine persists before it acts, on the heartbeat
+   * path. `undefined` forgets it.
    */
   saveMembershipState (state: unknown, epoch: Epoch, viewCounter: number): void {
+    let json: string | null = null
+    if (state !== undefined) {
+      json = JSON.stringify(state)
+      if (json === undefined) throw new StoreError('the membership state is not JSON-serialisable')
+    }
     this.commit(() => {
       if (epoch.number > 0) this.noteEpochSeen(epoch)
       if (viewCounter > 0) this.noteViewCounterSeen(viewCounter)
-      this.savePrimaryView(state)
+      this.writePrimary.run(json, this.clock.wallNow())
     })
   }
 

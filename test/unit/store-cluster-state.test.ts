@@ -68,19 +68,21 @@ test('the view counter is never reused, across restarts and with counters seen f
   assert.equal(store.clusterState.viewCounter(), 102)
 })
 
-test('the last primary view round-trips as JSON, survives a restart, and can be forgotten', async (t) => {
+test('the membership state round-trips as JSON with its epoch and counter, survives a restart, and can be forgotten', async (t) => {
   const dir = tempDataDir(t)
-  const view = { viewId: { coordinator: 'vectis-0', id: 7 }, members: ['vectis-0', 'vectis-1', 'vectis-2'] }
+  const state = { highestEpoch: { number: 3, leader: 'vectis-0' }, maxCounter: 7, members: ['vectis-0', 'vectis-1'] }
+  const epoch = { number: 3, leader: 'vectis-0' }
   {
     const { store } = await startStore(t, dir)
-    assert.equal(store.clusterState.lastPrimaryView(), undefined)
-    store.clusterState.savePrimaryView(view)
-    assert.deepEqual(store.clusterState.lastPrimaryView(), view)
+    assert.equal(store.clusterState.membershipState(), undefined)
+    store.clusterState.saveMembershipState(state, epoch, 7)
+    assert.deepEqual(store.clusterState.membershipState(), state)
     await store.stop()
   }
   const { store } = await startStore(t, dir)
-  assert.deepEqual(store.clusterState.lastPrimaryView<typeof view>(), view)
-  store.clusterState.savePrimaryView(undefined)
-  assert.equal(store.clusterState.lastPrimaryView(), undefined)
-  assert.throws(() => { store.clusterState.savePrimaryView(() => 1) }, /JSON/)
+  assert.deepEqual(store.clusterState.membershipState(), state)
+  assert.equal(store.clusterState.viewCounter(), 7)
+  store.clusterState.saveMembershipState(undefined, epoch, 0)
+  assert.equal(store.clusterState.membershipState(), undefined)
+  assert.throws(() => { store.clusterState.saveMembershipState(() => 1, epoch, 0) }, /JSON/)
 })
