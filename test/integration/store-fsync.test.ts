@@ -21,7 +21,7 @@ function straceWorks (): boolean {
   return r.status === 0
 }
 
-test('each durable store operation fsyncs the WAL before it returns', { skip: !straceWorks() && 'strace unavailable' }, (t) => {
+test('each durable store operation fsyncs the WAL before it returns', { skip: !straceWorks() && 'strace is not installed or cannot trace here (Debian package strace; .ci/run installs it)' }, (t) => {
   const dir = tempDataDir(t, 'vectis-fsync-')
   const trace = join(dir, 'trace.txt')
   const r = spawnSync('strace', ['-f', '-y', '-e', 'trace=fsync,fdatasync,write', '-o', trace,
