@@ -4,7 +4,8 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { request } from 'node:http'
-import { K8sApiEmulator, JSON_PATCH, MERGE_PATCH, STRATEGIC_MERGE_PATCH } from '../../dev-cluster/k8s-api-emulator.js'
+import { K8sApiEmulator } from '../../dev-cluster/k8s-api-emulator.js'
+import { JSON_PATCH, MERGE_PATCH, STRATEGIC_MERGE_PATCH } from '../../dev-cluster/k8s-api-objects.js'
 
 interface Reply { status: number, headers: Record<string, string | string[] | undefined>, body: any }
 
