@@ -270,12 +270,13 @@ export class Votes {
   get handoverTarget (): MemberInfo | undefined { return this.handover?.to }
 
   /**
-   * `from` claimed a lease at `epoch` (only a leader does): if it is my successor, with an epoch above the one I
-   * handed over, the hand-over is complete. Returns the completed hand-over.
+   * My successor `from` leads, if it is my successor: with quorum `majority` it claimed a lease at `epoch`, which must
+   * be above the one I handed over; with quorum `none` (`claimed` false) it coordinates a view, and that is leading.
+   * Returns the completed hand-over.
    */
-  handoverDone (from: MemberInfo, epoch: Epoch): { to: MemberInfo, epoch: Epoch } | undefined {
+  handoverDone (from: MemberInfo, epoch: Epoch, claimed: boolean): { to: MemberInfo, epoch: Epoch } | undefined {
     const h = this.handover
-    if (h === undefined || memberKey(h.to) !== memberKey(from) || compareEpochs(epoch, h.epoch) <= 0) return undefined
+    if (h === undefined || memberKey(h.to) !== memberKey(from) || (claimed && compareEpochs(epoch, h.epoch) <= 0)) return undefined
     this.handover = undefined
     return { to: h.to, epoch }
   }

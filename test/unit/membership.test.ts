@@ -498,6 +498,21 @@ void describe('hand-over outcomes', () => {
     assert.deepEqual(net.leaders(), ['n0'])
   })
 
+  void test('with quorum none, a hand-over completes once the successor coordinates (it leads without a claim)', () => {
+    const net = new Net({ clusterName: 'unit', quorum: 'none' })
+    const ms = [0, 1, 2].map(i => net.add(member(i)))
+    net.discoverAll()
+    net.advance(3000)
+    assert.deepEqual(net.leaders(), ['n0'])
+    const before = net.events.length
+    net.feed(ms[0]!, { type: 'transfer', to: 'n1' })
+    net.run()
+    assert.deepEqual(net.leaders(), ['n1'])
+    net.advance(ms[0]!.cfg.promiseMs + 200)
+    const outcomes = net.events.slice(before).filter(e => e.type.startsWith('handover:')).map(e => `${e.who} ${e.type}`)
+    assert.deepEqual(outcomes, ['n0 handover:completed'])
+  })
+
   void test('a successor that never answers: the hand-over fails once FT + margin ran out', () => {
     const { net, ms } = threeUp()
     net.silent.add(ms[1]!.me.address) // its requests time out: it may or may not have them
