@@ -1,8 +1,8 @@
 /**
- * The cluster member: the deterministic membership/leadership machine (`membership.ts`) driven by real I/O. It
- * owns the tick timer, feeds the machine with received requests, send results, disconnections and discovered
- * addresses, executes its outputs (persist first, then sends, events, logs), and exposes the result as the
- * daemon's `ClusterService` and `Leadership`.
+ * The cluster member: the deterministic membership/leadership machine (`membership/machine.ts`) driven by real I/O.
+ * It owns the tick timer, feeds the machine with received requests, send results, disconnections and discovered
+ * addresses through the driver (`membership/driver.ts`, which executes the outputs: persist first, then sends,
+ * events, logs), does the sends, and exposes the result as the daemon's `ClusterService` and `Leadership`.
  *
  * NOT guaranteed here (see also the machine's own list): that a `leader:demoted` event fires the instant a lease
  * runs out. A process that was frozen learns it at its next tick; that is why `isLeader()` reads the lease from the

@@ -101,7 +101,15 @@ export interface InstallMessage extends Envelope {
    */
   propose?: boolean
   /** Objective evidence that the previous leader's process is gone: another incarnation answers at its address. */
-  replacedBy?: { dead: MemberInfo, found: MemberInfo }
+  replacedBy?: Replacement
+}
+
+/** Evidence that `dead`'s process is gone: `found`, another incarnation, answered at its address. */
+export interface Replacement { dead: MemberInfo, found: MemberInfo }
+
+/** Whether `r` proves `r.dead` gone: another incarnation than it, at its very address. */
+export function provesReplacement (r: Replacement): boolean {
+  return r.found.address === r.dead.address && memberKey(r.found) !== memberKey(r.dead)
 }
 
 /** The coordinator's heartbeat round; with `claim`, an acknowledgement renews the promise (the leader's lease). */

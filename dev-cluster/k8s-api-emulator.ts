@@ -70,8 +70,6 @@ const MAX_BODY = 1024 * 1024
 
 function podKey (namespace: string, name: string): string { return `${namespace}/${name}` }
 
-
-
 export type K8sApiEmulatorEvents = {
   /** Any change of a pod (create, patch, delete: `pod` is null), after it is stored; e.g. for a local load balancer. */
   'pod:changed': { namespace: string, name: string, pod: PodObject | null, labelsChanged: boolean }
@@ -669,7 +667,6 @@ export class K8sApiEmulator implements Startable {
     res.end(text)
   }
 }
-
 
 function writeEvent (res: ServerResponse, type: WatchType | 'ERROR', object: unknown): void {
   if (!res.writableEnded && !res.destroyed) res.write(JSON.stringify({ type, object }) + '\n')

@@ -110,7 +110,6 @@ export interface RequestRecord {
   at: number
 }
 
-
 export function statusBody (code: number, reason: string, message: string, details?: Record<string, unknown>): Record<string, unknown> {
   return { kind: 'Status', apiVersion: 'v1', metadata: {}, status: 'Failure', message, reason, details: details ?? {}, code }
 }

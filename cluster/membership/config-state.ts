@@ -8,6 +8,7 @@
 import { ZERO_EPOCH, compareEpochs, type Epoch } from '../../common/epoch.js'
 import type { ConfigRef, MemberInfo, ViewData, ViewSummary } from '../messages.js'
 import type { PersistedClusterState } from './types.js'
+import { sameViewId } from './view.js'
 
 const copyConfig = (c: ConfigRef): ConfigRef => ({ id: { ...c.id }, members: c.members.map(m => ({ ...m })) })
 
@@ -150,15 +151,14 @@ export class ConfigState {
   }
 
   isPrimary (view: ViewData | undefined): boolean {
-    return view !== undefined && this.committedRef !== undefined && this.committedRef.id.counter === view.id.counter &&
-      this.committedRef.id.coordinator === view.id.coordinator
+    return sameViewId(this.committedRef?.id, view?.id)
   }
 
   /** The configurations a claim for `proposed` needs quorums of: the committed, the pending and the proposed one. */
   quorumConfigs (proposed: ViewData): ConfigRef[] {
     const list: ConfigRef[] = []
     const add = (c: ConfigRef | undefined): void => {
-      if (c !== undefined && !list.some(x => x.id.counter === c.id.counter && x.id.coordinator === c.id.coordinator)) list.push(c)
+      if (c !== undefined && !list.some(x => sameViewId(x.id, c.id))) list.push(c)
     }
     add(this.committedRef)
     add(this.pendingRef)

@@ -49,8 +49,9 @@ export interface MembershipConfig {
   requestTimeoutMs: number
   /**
    * The leader's lease: it holds from the send time of the last round a quorum acknowledged, for this long on the
-   * leader's clock. `min(FT, (HB + margin)·(1 − drift)/(1 + drift))`: short enough that a member which saw the leader's
-   * connections refused for HB + margin on its own clock (a death verification) is sure the lease has run out.
+   * leader's clock. `floor(min(FT, (HB + margin)·(1 − drift)/(1 + drift))) − 1` (1,440 ms with the defaults): short
+   * enough that a member which saw the leader's connections refused for HB + margin on its own clock (a death
+   * verification) is sure the lease has run out.
    */
   leaseMs: number
   /** A promise (a vote or a lease acknowledgement) binds its giver for FT + margin on its own clock. */

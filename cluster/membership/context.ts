@@ -9,7 +9,7 @@ import type { DemotionReason } from '../leadership-api.js'
 import {
   PROTOCOL_VERSION, memberKey,
   type ClusterRequest, type ConfigRef, type MemberInfo, type PingReqMessage, type ReplyMessage, type ReplyReason,
-  type ViewData, type ViewSummary
+  type Replacement, type ViewData, type ViewSummary
 } from '../messages.js'
 import type { MembershipConfig } from './config.js'
 import { ConfigState } from './config-state.js'
@@ -121,9 +121,9 @@ export class MemberContext {
       primary,
       isLeader: this.isLeader(now),
       leader: this.leaderName(now),
-      epoch: this.votes.leaderEpoch ?? this.knownEpoch(),
+      epoch: this.currentEpoch(),
       highestEpoch: this.configs.highestEpoch,
-      leaseRemainingMs: none ? (this.votes.leading ? Number.POSITIVE_INFINITY : 0) : this.leaseRemaining(now),
+      leaseRemainingMs: this.leaseRemaining(now),
       quorum: { required: none ? 0 : required, present, ok: none ? view !== undefined : primary },
       suspected: this.fd.suspected().map(m => m.name),
       heartbeatAgeMaxMs: this.heartbeatAgeMax(now)
@@ -316,7 +316,7 @@ export class MemberContext {
   }
 
   suspect (m: MemberInfo, reason: string): void {
-    if (this.fd.suspect(m, reason, this.now)) this.emit({ type: 'member:suspected', member: m, reason })
+    if (this.fd.suspect(m, this.now)) this.emit({ type: 'member:suspected', member: m, reason })
   }
 
   refused (m: MemberInfo): void {
@@ -324,7 +324,7 @@ export class MemberContext {
   }
 
   /** Whether this member may promise its support to `leaderKey` for `epoch` (see `Votes.canPromise`). */
-  canPromise (epoch: Epoch, leaderKey: string, handoverFrom?: Epoch, evidence?: { dead: MemberInfo, found: MemberInfo }): boolean {
+  canPromise (epoch: Epoch, leaderKey: string, handoverFrom?: Epoch, evidence?: Replacement): boolean {
     return this.votes.canPromise(epoch, leaderKey, this.configs.highestEpoch, this.now, k => this.fd.isDead(k), handoverFrom, evidence)
   }
 
@@ -382,7 +382,7 @@ export class MemberContext {
   }
 
   becomeLeader (epoch: Epoch, expiry: number): void {
-    const e = this.votes.become(epoch, expiry, this.now)
+    const e = this.votes.become(epoch, expiry)
     this.configs.raiseHighest(epoch)
     this.log('info', 'leadership started', { epoch, leaseMs: expiry - this.now })
     this.emit(e)

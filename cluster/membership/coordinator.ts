@@ -73,7 +73,7 @@ export class Coordinator {
     for (const m of this.c.configs.configMembers()) {
       const k = memberKey(m)
       if (k === this.c.myKey || this.c.inViewKey(k) || this.c.fd.certainlyDead(k)) continue
-      if (this.c.fd.configProbeDue(m, this.c.now)) this.c.send(m.address, this.c.hello(), { kind: 'hello', address: m.address, expect: m })
+      if (this.c.fd.configProbeDue(m, this.c.now)) this.c.sendProbe(m)
     }
   }
 
@@ -85,7 +85,7 @@ export class Coordinator {
     for (const m of view.members) {
       const k = memberKey(m)
       if (k === this.c.myKey) { keep.push(m); continue }
-      if (this.c.fd.gone(k, this.c.now, this.c.fd.helpers(view.members, k).length)) {
+      if (this.c.fd.gone(k, this.c.now, view.members)) {
         changed = true
         continue
       }
@@ -350,10 +350,10 @@ export class Coordinator {
     return others.some(m => m.name === to) ? `${to} is suspected (not heard from lately)` : `no member named ${to} in the current view`
   }
 
-  handOver (view: ViewData, to: string | undefined, leaving: boolean): void {
-    const successor = this.successor(view, to)
+  /** Hands over to `successor` (from `successor()`: a member, or why there is none). */
+  handOver (successor: MemberInfo | string, leaving: boolean): void {
     if (typeof successor === 'string') {
-      this.c.log('warn', 'no successor to hand over to', { to, reason: successor })
+      this.c.log('warn', 'no successor to hand over to', { reason: successor })
       if (leaving) this.c.finishLeave()
       return
     }

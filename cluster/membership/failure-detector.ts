@@ -6,18 +6,20 @@
  * The machine decides when to watch, suspect and probe, and sends the probes; this part keeps the evidence and
  * answers what it proves (docs/cluster-protocol.md, "Failure detection" and "Verified death").
  */
-import { memberKey, type MemberInfo } from '../messages.js'
+import { memberKey, type MemberInfo, type Replacement } from '../messages.js'
 
 interface Health {
   member: MemberInfo
   /** When its silence started: when it last spoke, or when I started watching it. */
   lastHeard: number
-  /** When it last spoke to me (never, if undefined). */
+  /**
+   * When it last spoke to me, or its clocks were (re)started as a member of my view (`clear`); undefined when only
+   * watched (e.g. a configuration member probed, never heard).
+   */
   spokeAt?: number
   /** Last acknowledgement that carried a promise to my leadership. */
   lastPromiseAck?: number
   suspectedSince?: number
-  suspectReason?: string
   refusedSince?: number
   lastRefused?: number
   directFailedAt?: number
@@ -53,7 +55,7 @@ export class FailureDetector {
   /** Members that left gracefully. */
   private readonly left = new Set<string>()
   /** The last proof that a member's process was replaced: another incarnation answered at its address. */
-  private replaced: { dead: MemberInfo, found: MemberInfo } | undefined
+  private replaced: Replacement | undefined
 
   constructor (private readonly t: FailureDetectorTimings, private readonly myKey: string) {}
 
@@ -100,12 +102,11 @@ export class FailureDetector {
   }
 
   /** True when `m` newly became suspected (the machine reports it). */
-  suspect (m: MemberInfo, reason: string, now: number): boolean {
+  suspect (m: MemberInfo, now: number): boolean {
     if (memberKey(m) === this.myKey) return false
     const h = this.watch(m, now)
     if (h.suspectedSince !== undefined) return false
     h.suspectedSince = now
-    h.suspectReason = reason
     return true
   }
 
@@ -132,7 +133,6 @@ export class FailureDetector {
     h.refusedSince = undefined
     h.lastRefused = undefined
     h.suspectedSince = undefined
-    h.suspectReason = undefined
     h.directFailedAt = undefined
     h.indirectUnreachableAt = undefined
   }
@@ -223,22 +223,23 @@ export class FailureDetector {
 
   /**
    * A suspicion confirmed by probes: the direct probe failed, the suspicion is at least HB old, no helper heard from
-   * it within FT, and (when there are `helpers`) one helper could not reach it for HB/2 of the suspicion.
+   * it within FT, and (when `members` holds helpers: members other than me and it, not suspected) one helper could
+   * not reach it for HB/2 of the suspicion.
    */
-  verifiedUnreachable (k: string, now: number, helpers: number): boolean {
+  verifiedUnreachable (k: string, now: number, members: MemberInfo[]): boolean {
     if (this.dead.has(k)) return true
     const h = this.health.get(k)
     if (h?.suspectedSince === undefined || h.directFailedAt === undefined) return false
     if (now - h.suspectedSince < this.t.heartbeatMs) return false
     if (h.indirectFoundAt !== undefined && now - h.indirectFoundAt < this.t.failureTimeoutMs) return false
-    if (helpers === 0) return true
+    if (this.helpers(members, k).length === 0) return true
     return h.indirectUnreachableAt !== undefined && h.indirectUnreachableAt - h.suspectedSince >= this.t.heartbeatMs / 2
   }
 
   /** Whether a coordinator drops `k` from its next view: it left, died, departed, or is verified unreachable. */
-  gone (k: string, now: number, helpers: number): boolean {
+  gone (k: string, now: number, members: MemberInfo[]): boolean {
     const h = this.health.get(k)
-    return this.left.has(k) || this.dead.has(k) || h?.departed === true || (h !== undefined && this.verifiedUnreachable(k, now, helpers))
+    return this.left.has(k) || this.dead.has(k) || h?.departed === true || (h !== undefined && this.verifiedUnreachable(k, now, members))
   }
 
   /** Of `members`, those not me, not `except` and not suspected: who can probe `except` for me. */
@@ -343,7 +344,7 @@ export class FailureDetector {
     this.left.delete(k)
   }
 
-  get replacedBy (): { dead: MemberInfo, found: MemberInfo } | undefined { return this.replaced }
+  get replacedBy (): Replacement | undefined { return this.replaced }
   /** Another incarnation (`found`) answered at `dead`'s address: objective evidence, passed on to voters. */
   noteReplaced (dead: MemberInfo, found: MemberInfo): void { this.replaced = { dead, found } }
 

@@ -98,9 +98,6 @@ export class Founding {
     for (const [k, t] of this.founderFailed) if (t <= now) this.founderFailed.delete(k)
   }
 
-  /** A proposal of mine is waiting for answers (joiners are admitted right after it installs). */
-  get proposing (): boolean { return this.proposal !== undefined }
-
   /**
    * One tick without a view. `forced`: a forced new cluster founds alone once the settle time has passed (the hellos
    * tell the counters in use, so its view is numbered above them). `joinRequests`: who asked me to join meanwhile.
@@ -315,10 +312,5 @@ export class Founding {
     }
     if (this.joinedTo !== undefined && memberKey(this.joinedTo.coord) === memberKey(to)) this.joinedTo = undefined
     return []
-  }
-
-  /** For diagnostics. */
-  debugState (): Record<string, unknown> {
-    return { proposing: this.proposal !== undefined, founderFailed: [...this.founderFailed.keys()] }
   }
 }

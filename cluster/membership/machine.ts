@@ -19,7 +19,7 @@
  */
 import { compareEpochs, type Epoch } from '../../common/epoch.js'
 import {
-  memberKey, type ClusterRequest, type HandoverMessage, type HeartbeatMessage, type InstallMessage, type JoinMessage,
+  memberKey, provesReplacement, type ClusterRequest, type HandoverMessage, type HeartbeatMessage, type InstallMessage, type JoinMessage,
   type MemberInfo, type PingReqMessage, type ReleaseMessage, type ViewData
 } from '../messages.js'
 import { resolveMembershipConfig, type MembershipConfig, type MembershipInit } from './config.js'
@@ -155,8 +155,6 @@ export class MembershipMachine {
     }
   }
 
-  // --- coordinator
-
   // --- member (not coordinator)
 
   private tickMember (view: ViewData): void {
@@ -172,7 +170,7 @@ export class MembershipMachine {
       this.c.fd.ensureWatched(m, this.c.now)
       if (i > 0 && !this.c.fd.isSuspected(k)) this.c.suspect(m, 'coordinator failed')
       this.c.verify(m, view)
-      if (!this.c.fd.isDead(k) && !this.c.fd.verifiedUnreachable(k, this.c.now, this.c.fd.helpers(view.members, k).length) &&
+      if (!this.c.fd.isDead(k) && !this.c.fd.verifiedUnreachable(k, this.c.now, view.members) &&
         !(i > 0 && this.followsAnotherView(m, view))) allOlderFailed = false
     }
     if (!allOlderFailed || this.c.votes.handingOver) return
@@ -251,7 +249,6 @@ export class MembershipMachine {
     this.coordinating.admit(msg)
   }
 
-
   private onInstall (msg: InstallMessage): void {
     const v = msg.view
     const fromKey = memberKey(msg.from)
@@ -281,8 +278,7 @@ export class MembershipMachine {
       this.c.reply(msg, false, 'leaving')
       return
     }
-    if (msg.replacedBy !== undefined && msg.replacedBy.found.address === msg.replacedBy.dead.address &&
-      memberKey(msg.replacedBy.found) !== memberKey(msg.replacedBy.dead)) {
+    if (msg.replacedBy !== undefined && provesReplacement(msg.replacedBy)) {
       // Objective evidence (another incarnation answers at the old address): the old process is gone.
       this.c.markDead(msg.replacedBy.dead, 'replaced (reported)')
     }
@@ -477,13 +473,7 @@ export class MembershipMachine {
         this.c.markDead(expected, 'dial-back found another incarnation')
         this.c.fd.noteReplaced(expected, found)
       }
-      // My own view moved on without me? (I was excluded while cut off or paused.)
-      const s = r.reply.summary
-      const view = this.c.view
-      if (view !== undefined && expected !== undefined && memberKey(found) === memberKey(view.members[0]!) &&
-        s.view !== undefined && s.view.id.counter > view.id.counter && !s.view.members.some(m => memberKey(m) === this.c.myKey)) {
-        this.c.dropView('excluded by my coordinator')
-      }
+      // (A view that moved on without me was dropped already: onSendResult's learnSummary.)
       return
     }
     if (expected === undefined) return
@@ -548,7 +538,7 @@ export class MembershipMachine {
     }
     if (this.c.isCoordinator()) {
       this.c.leaving = 'handover'
-      this.coordinating.handOver(view, undefined, true)
+      this.coordinating.handOver(this.coordinating.successor(view, undefined), true)
       return
     }
     this.c.leaving = 'requested'
@@ -566,14 +556,12 @@ export class MembershipMachine {
   }
 
   private onTransfer (to: string | undefined): void {
-    const r = this.c.role
     const target = this.handoverTarget(to)
-    if (r.kind !== 'coordinator' || typeof target === 'string') {
+    if (typeof target === 'string') {
       this.c.log('warn', 'leadership transfer refused', { to, reason: target })
-      this.c.emit({ type: 'handover:failed', to: undefined, reason: typeof target === 'string' ? target : 'not the coordinator' })
+      this.c.emit({ type: 'handover:failed', to: undefined, reason: target })
       return
     }
-    this.coordinating.handOver(r.view, target.name, false)
+    this.coordinating.handOver(target, false)
   }
-
 }

@@ -6,7 +6,7 @@
  */
 import { compareEpochs, sameEpoch, type Epoch } from '../../common/epoch.js'
 import type { DemotionReason } from '../leadership-api.js'
-import { memberKey, type ConfigRef, type MemberInfo, type ViewData } from '../messages.js'
+import { memberKey, provesReplacement, type ConfigRef, type MemberInfo, type Replacement, type ViewData } from '../messages.js'
 import type { MembershipConfig } from './config.js'
 import type { MembershipEvent } from './types.js'
 
@@ -43,11 +43,7 @@ interface PromiseGiven {
 interface Leadership {
   epoch: Epoch
   expiry: number
-  since: number
 }
-
-/** Evidence that the leader I am promised to is gone: another incarnation answered at its address. */
-export interface Replacement { dead: MemberInfo, found: MemberInfo }
 
 export class Votes {
   private promise: PromiseGiven | undefined
@@ -84,8 +80,8 @@ export class Votes {
   /** When the lease of my leadership runs out, if I have one. */
   get leaseExpiry (): number | undefined { return this.lead?.expiry }
 
-  become (epoch: Epoch, expiry: number, now: number): MembershipEvent {
-    this.lead = { epoch, expiry, since: now }
+  become (epoch: Epoch, expiry: number): MembershipEvent {
+    this.lead = { epoch, expiry }
     return { type: 'leader:elected', epoch }
   }
 
@@ -124,8 +120,7 @@ export class Votes {
     if (p !== undefined && p.until > now && p.leaderKey !== leaderKey) {
       const handedOver = handoverFrom !== undefined && sameEpoch(handoverFrom, p.epoch)
       const leaderDead = isDead(p.leaderKey) ||
-        (evidence !== undefined && memberKey(evidence.dead) === p.leaderKey && evidence.found.address === evidence.dead.address &&
-          memberKey(evidence.found) !== p.leaderKey)
+        (evidence !== undefined && memberKey(evidence.dead) === p.leaderKey && provesReplacement(evidence))
       if (!handedOver && !leaderDead) return false
     }
     // Lower epochs are ignored; a new leader needs a strictly higher epoch than any this member supported.
@@ -266,8 +261,6 @@ export class Votes {
 
   startHandover (to: MemberInfo, epoch: Epoch, now: number): void { this.handover = { until: now + this.cfg.promiseMs, to, epoch } }
   get handingOver (): boolean { return this.handover !== undefined }
-  /** The member I am handing over to, if I am. */
-  get handoverTarget (): MemberInfo | undefined { return this.handover?.to }
 
   /**
    * My successor `from` leads, if it is my successor: with quorum `majority` it claimed a lease at `epoch`, which must
