@@ -22,7 +22,7 @@ import type { MembershipInit } from './membership/config.js'
 import { decodeMessage, InvalidMessageError, type ClusterRequest, type MemberInfo, type ReplyMessage } from './messages.js'
 import type { ClusterTransport } from './transport-types.js'
 import { TransportError } from './errors.js'
-import { DEFAULT_FAILURE_TIMEOUT_MS, DEFAULT_HEARTBEAT_MS } from './defaults.js'
+import { DEFAULT_HANDOVER_DRAIN_MS } from './defaults.js'
 import { decodePersistedState } from './membership/persisted-state.js'
 
 /**
@@ -163,7 +163,7 @@ export class MembershipCluster implements ClusterService, Leadership {
       if (this.isLeader() && this.hooks.length > 0) await this.handOver(undefined, true).catch((err: unknown) => { this.log.warn({ err }, 'hand-over at shutdown failed; leaving anyway') })
       const left = new Promise<void>((resolve) => { this.selfLeft = resolve })
       this.step({ type: 'leave' })
-      const timeout = this.init.leaveTimeoutMs ?? 2 * (this.init.failureTimeoutMs ?? DEFAULT_FAILURE_TIMEOUT_MS)
+      const timeout = this.init.leaveTimeoutMs ?? 2 * (this.driver?.machine.cfg.failureTimeoutMs ?? 0)
       await Promise.race([left, new Promise<void>((resolve) => { setTimeout(resolve, timeout).unref() })])
     } finally {
       await this.halt()
@@ -171,20 +171,17 @@ export class MembershipCluster implements ClusterService, Leadership {
   }
 
   private async halt (): Promise<void> {
-    this.running = false
-    if (this.timer !== undefined) clearTimeout(this.timer)
-    this.timer = undefined
+    this.quiesce('shutdown', 'this member stopped')
     for (const off of this.offs.splice(0)) off()
-    this.endLeadership('shutdown')
-    this.settleHandover({ ok: false, reason: 'this member stopped' })
     await this.components.discovery.stop().catch((err: unknown) => { this.log.warn({ err }, 'discovery stop failed') })
     await this.components.transport.stop().catch((err: unknown) => { this.log.warn({ err }, 'transport stop failed') })
   }
 
   private scheduleTick (): void {
-    if (!this.running) return
+    const cfg = this.driver?.machine.cfg
+    if (!this.running || cfg === undefined) return
     // A fifth of the heartbeat, jittered: fine enough for lease and failure timing, no lockstep between members.
-    const base = (this.init.heartbeatMs ?? DEFAULT_HEARTBEAT_MS) / 5
+    const base = cfg.heartbeatMs / 5
     this.timer = setTimeout(() => {
       this.step({ type: 'tick' })
       this.scheduleTick()
@@ -211,11 +208,16 @@ export class MembershipCluster implements ClusterService, Leadership {
     this.log.fatal({ err }, cause === 'persist'
       ? 'cluster state could not be persisted: this member stops taking part in the cluster'
       : 'membership machine failed on an input: this member stops taking part in the cluster')
+    this.quiesce('lease-expired', `this member stopped taking part in the cluster (${err.message})`)
+  }
+
+  /** No more ticks or inputs: the leadership (if any) ends for `demotion`, a hand-over in progress fails. */
+  private quiesce (demotion: Parameters<typeof this.endLeadership>[0], handoverFailure: string): void {
     this.running = false
     if (this.timer !== undefined) clearTimeout(this.timer)
     this.timer = undefined
-    this.endLeadership('lease-expired')
-    this.settleHandover({ ok: false, reason: `this member stopped taking part in the cluster (${err.message})` })
+    this.endLeadership(demotion)
+    this.settleHandover({ ok: false, reason: handoverFailure })
   }
 
   /** Why this member gave up (its state could not be persisted, or its machine failed), if it did. */
@@ -380,7 +382,7 @@ export class MembershipCluster implements ClusterService, Leadership {
       const result = await outcome.promise
       if (!result.ok) throw new LeadershipTransferError(`${target.name} did not take over: ${result.reason}`)
       this.log.info({ to: target.name, epoch: result.epoch, ms: Math.round(this.clock.now() - started), leaving }, 'leadership handed over')
-      const drainMs = this.init.handoverDrainMs ?? 3000
+      const drainMs = this.init.handoverDrainMs ?? DEFAULT_HANDOVER_DRAIN_MS
       const drains = this.hooks.map(async (h) => { await h.drain?.(hostOf(target.address), drainMs) })
       if (leaving) await Promise.all(drains)
       else void Promise.all(drains).catch((err: unknown) => { this.log.warn({ err }, 'hand-over drain failed') })

@@ -13,6 +13,8 @@ export const DEFAULT_HEARTBEAT_MS = 500
  * HB (`MembershipConfig.leaseMs`: 1,440 ms with the defaults).
  */
 export const DEFAULT_FAILURE_TIMEOUT_MS = 2500
+/** How long an old leader forwards new PeSIT connections after a hand-over (load-balancer propagation ≈ 1 s). */
+export const DEFAULT_HANDOVER_DRAIN_MS = 3000
 /** Largest clock-rate error assumed between members (2 %: far above what NTP-disciplined or free-running quartz does). */
 export const DEFAULT_MAX_CLOCK_DRIFT = 0.02
 

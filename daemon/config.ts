@@ -13,16 +13,16 @@ import { ConfigError } from '../common/config-error.js'
 import { filenamePatternError, partnerIdError, type PesitServerConfig, type PesitPartnerConfig, type PesitFileConfig, type PesitConfig } from '../transfer/config-types.js'
 import type { K8sMode } from '../k8s/parts.js'
 import { DEFAULT_LEADER_LABEL, DEFAULT_POD_SELECTOR } from '../k8s/defaults.js'
-import { DEFAULT_CLUSTER_NAME, DEFAULT_CLUSTER_PORT, DEFAULT_FAILURE_TIMEOUT_MS, DEFAULT_HEARTBEAT_MS, timingsError } from '../cluster/defaults.js'
+import { DEFAULT_CLUSTER_NAME, DEFAULT_CLUSTER_PORT, DEFAULT_FAILURE_TIMEOUT_MS, DEFAULT_HANDOVER_DRAIN_MS, DEFAULT_HEARTBEAT_MS, timingsError } from '../cluster/defaults.js'
 import { labelKeyError, validatePodSelector } from '../k8s/label-selector.js'
 import type { QuorumMode } from '../cluster/membership/config.js'
 
 // ---- embedded defaults (docs/contract.md §2.2) -----------------------------------------------------------------
+// The cluster's own (name, port, heartbeat, failure timeout, hand-over drain) are in cluster/defaults.ts, the
+// Kubernetes ones (selector, leader label) in k8s/defaults.ts.
 
 export const DEFAULT_HTTP_PORT = 8080
 export const DEFAULT_PESIT_PORT = 5000
-/** How long an old leader forwards new PeSIT connections after a hand-over (load-balancer propagation ≈ 1 s). */
-export const DEFAULT_HANDOVER_DRAIN_MS = 3000
 export const DEFAULT_API_USER = 'vectis'
 export const DEFAULT_DATA_DIR = './data'
 export const DEFAULT_JOURNAL_RETENTION_DAYS = 30
