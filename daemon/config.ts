@@ -10,7 +10,7 @@ import { isAbsolute, resolve, relative } from 'node:path'
 import { isIP } from 'node:net'
 import { parse as parseYaml, YAMLParseError } from 'yaml'
 import { ConfigError } from '../common/config-error.js'
-import { filenamePatternError, partnerIdError, type PesitServerConfig, type PesitPartnerConfig, type PesitFileConfig, type PesitConfig } from '../transfer/config-types.js'
+import { fileIdError, filenamePatternError, partnerIdError, serverIdError, MAX_ENTITY_SIZE, MIN_ENTITY_SIZE, type PesitServerConfig, type PesitPartnerConfig, type PesitFileConfig, type PesitConfig } from '../transfer/config-types.js'
 import type { K8sMode } from '../k8s/parts.js'
 import { DEFAULT_LEADER_LABEL, DEFAULT_POD_SELECTOR } from '../k8s/defaults.js'
 import { DEFAULT_CLUSTER_NAME, DEFAULT_CLUSTER_PORT, DEFAULT_FAILURE_TIMEOUT_MS, DEFAULT_HANDOVER_DRAIN_MS, DEFAULT_HEARTBEAT_MS, timingsError } from '../cluster/defaults.js'
@@ -216,6 +216,14 @@ function yStr (path: string, v: unknown, re?: RegExp, what?: string): string {
   return v
 }
 
+/** A non-empty string that `error` (a rule of transfer/config-types.ts) accepts. */
+function yId (path: string, v: unknown, error: (id: string) => string | undefined): string {
+  const id = yStr(path, v)
+  const why = error(id)
+  if (why !== undefined) throw new ConfigError(path, id, why)
+  return id
+}
+
 function yInt (path: string, v: unknown, def: number | undefined, min: number, max: number): number {
   if (v === undefined) {
     if (def === undefined) throw new ConfigError(path, undefined, `required: an integer from ${min} to ${max}`)
@@ -252,11 +260,11 @@ export function parsePesitConfig (doc: unknown, sharedDir: string, readFile: (p:
     if (!isObj(s)) throw new ConfigError(p, show(s), 'expected a mapping')
     checkKeys(p, s, ['id', 'port', 'maxConnections', 'syncIntervalKb', 'maxEntitySize'])
     return {
-      id: yStr(`${p}.id`, s.id, /^[A-Z0-9]{1,8}$/, '1 to 8 upper-case letters or digits'),
+      id: yId(`${p}.id`, s.id, serverIdError),
       port: yInt(`${p}.port`, s.port, undefined, 1, 65535),
       maxConnections: yInt(`${p}.maxConnections`, s.maxConnections, DEFAULT_MAX_CONNECTIONS, 1, 100_000),
       syncIntervalKb: yInt(`${p}.syncIntervalKb`, s.syncIntervalKb, DEFAULT_SYNC_INTERVAL_KB, 0, 65534),
-      maxEntitySize: yInt(`${p}.maxEntitySize`, s.maxEntitySize, DEFAULT_MAX_ENTITY_SIZE, 256, 65535)
+      maxEntitySize: yInt(`${p}.maxEntitySize`, s.maxEntitySize, DEFAULT_MAX_ENTITY_SIZE, MIN_ENTITY_SIZE, MAX_ENTITY_SIZE)
     }
   })
 
@@ -264,9 +272,7 @@ export function parsePesitConfig (doc: unknown, sharedDir: string, readFile: (p:
     const p = `partners[${i}]`
     if (!isObj(x)) throw new ConfigError(p, show(x), 'expected a mapping')
     checkKeys(p, x, ['id', 'password', 'passwordFile', 'access'])
-    const id = yStr(`${p}.id`, x.id)
-    const idError = partnerIdError(id)
-    if (idError !== undefined) throw new ConfigError(`${p}.id`, id, idError)
+    const id = yId(`${p}.id`, x.id, partnerIdError)
     let password: string
     if (x.password !== undefined && x.passwordFile !== undefined) {
       throw new ConfigError(`${p}.password`, undefined, 'set either password or passwordFile, not both')
@@ -305,7 +311,7 @@ export function parsePesitConfig (doc: unknown, sharedDir: string, readFile: (p:
     const patternError = filenamePatternError(pattern)
     if (patternError !== undefined) throw new ConfigError(`${p}.filenamePattern`, pattern, patternError)
     return {
-      id: yStr(`${p}.id`, f.id, /^[\x21-\x7e][\x20-\x7e]{0,75}$/, '1 to 76 printable ASCII characters'),
+      id: yId(`${p}.id`, f.id, fileIdError),
       direction: yEnum(`${p}.direction`, f.direction, ['receive', 'send', 'both'] as const, 'receive'),
       directory,
       filenamePattern: pattern

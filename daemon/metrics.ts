@@ -4,6 +4,7 @@
  * `sum(vectis_cluster_is_leader)` over all pods counts leaders.
  */
 import { Registry, Gauge, Counter, collectDefaultMetrics } from 'prom-client'
+import { TRANSFER_OUTCOMES } from '../transfer/ports.js'
 
 export class Metrics {
   readonly registry = new Registry()
@@ -32,7 +33,7 @@ export class Metrics {
     // Every series exists from the first scrape, so rates and absence alerts work at once.
     for (const direction of ['receive', 'send'] as const) {
       this.transferBytes.inc({ direction }, 0)
-      for (const status of ['completed', 'failed', 'interrupted'] as const) this.transfers.inc({ direction, status }, 0)
+      for (const status of TRANSFER_OUTCOMES) this.transfers.inc({ direction, status }, 0)
     }
   }
 

@@ -29,7 +29,8 @@ import { loadConfig, type PesitServerConfig } from '../daemon/config.js'
 import type { Logger } from '../common/logger.js'
 import type { Startable } from '../common/lifecycle.js'
 import { TypedEmitter } from '../common/typed-events.js'
-import { DEFAULT_LEADER_LABEL, DEFAULT_POD_SELECTOR } from '../k8s/defaults.js'
+import { DEFAULT_LEADER_LABEL, DEFAULT_POD_SELECTOR, EPOCH_ANNOTATION } from '../k8s/defaults.js'
+import { equalityLabels, parseLabelSelector } from '../k8s/label-selector.js'
 import { HeadlessDnsServer } from './dns-server.js'
 import { K8sApiEmulator } from './k8s-api-emulator.js'
 import type { PodObject } from './k8s-api-objects.js'
@@ -301,7 +302,7 @@ export class DevCluster implements Startable {
       await this.api.writeKubeconfig(this.kubeconfig, { namespace: DEV_NAMESPACE, user: 'operator' })
       for (const m of this.members) {
         this.api.createPod(DEV_NAMESPACE, m.name, {
-          labels: { app: 'vectis', 'statefulset.kubernetes.io/pod-name': m.name },
+          labels: { ...equalityLabels(parseLabelSelector(DEFAULT_POD_SELECTOR)), 'statefulset.kubernetes.io/pod-name': m.name },
           podIP: m.ip,
           nodeName: 'dev-node'
         })
@@ -479,7 +480,7 @@ export class DevCluster implements Startable {
       const is = h.after?.[DEFAULT_LEADER_LABEL] === 'true'
       if (was !== is) {
         const pod = this.api.getPod(DEV_NAMESPACE, h.pod)
-        this.events.emit('label:changed', { pod: h.pod, leader: is, epoch: pod?.metadata.annotations?.['vectis.io/epoch'] })
+        this.events.emit('label:changed', { pod: h.pod, leader: is, epoch: pod?.metadata.annotations?.[EPOCH_ANNOTATION] })
       }
     }
     this.historySeen = history.length

@@ -38,11 +38,8 @@ import { deferred, type Deferred } from '../common/deferred.js'
 import type { Epoch, LeaderElectedEvent, Leadership } from '../cluster/leadership-api.js'
 import { K8sPodClient, pointerToken, type JsonPatchOp, type PatchOptions } from './client.js'
 import { FencedError, K8sApiError, K8sConfigError, type K8sVerb } from './errors.js'
-import { DEFAULT_LEADER_LABEL, DEFAULT_POD_SELECTOR } from './defaults.js'
+import { DEFAULT_LEADER_LABEL, DEFAULT_POD_SELECTOR, EPOCH_ANNOTATION, FENCED_EPOCH_ANNOTATION } from './defaults.js'
 import { labelKeyError, matchesSelector, validatePodSelector, type Requirement } from './label-selector.js'
-
-export const EPOCH_ANNOTATION = 'vectis.io/epoch'
-export const FENCED_EPOCH_ANNOTATION = 'vectis.io/fenced-epoch'
 
 /** Defaults; each trades reaction time against API load. */
 export const LABEL_DEFAULTS = {

@@ -134,3 +134,10 @@ export function matchesSelector (reqs: readonly Requirement[], labels: Readonly<
   }
   return true
 }
+
+/** The `key=value` requirements of a selector as the labels a pod needs to match them (the dev cluster's pods). */
+export function equalityLabels (reqs: readonly Requirement[]): Record<string, string> {
+  const out: Record<string, string> = {}
+  for (const r of reqs) if (r.op === '=') out[r.key] = r.value
+  return out
+}

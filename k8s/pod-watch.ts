@@ -27,10 +27,8 @@ import { TypedEmitter } from '../common/typed-events.js'
 import { K8sPodClient, type PodWatchHandle } from './client.js'
 import { K8sApiError, K8sConfigError } from './errors.js'
 import { parseLabelSelector } from './label-selector.js'
-import { DEFAULT_POD_SELECTOR } from './defaults.js'
+import { DEFAULT_POD_SELECTOR, INCARNATION_ANNOTATION } from './defaults.js'
 
-/** The annotation on which each member writes its incarnation (`<generation>-<8 hex>`). */
-export const INCARNATION_ANNOTATION = 'vectis.io/incarnation'
 
 export interface ContainerIncarnation { restartCount: number, containerID?: string }
 

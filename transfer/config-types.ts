@@ -48,8 +48,20 @@ export interface PesitConfig {
   files: PesitFileConfig[]
 }
 
-const ID_RE = /^[A-Z0-9]{1,8}$/
 const PATTERN_VARS = ['partner', 'file', 'transferId']
+/** The bounds of a server's `maxEntitySize` (docs/contract.md §5). */
+export const MIN_ENTITY_SIZE = 256
+export const MAX_ENTITY_SIZE = 65535
+
+/** Why `id` cannot be a server id, or undefined when it can (the daemon's configuration and the servers apply it). */
+export function serverIdError (id: string): string | undefined {
+  return /^[A-Z0-9]{1,8}$/.test(id) ? undefined : 'expected 1 to 8 upper-case letters or digits'
+}
+
+/** Why `id` cannot be a file id (PI 12, at most 76 characters), or undefined when it can. */
+export function fileIdError (id: string): string | undefined {
+  return /^[\x21-\x7e][\x20-\x7e]{0,75}$/.test(id) ? undefined : 'expected 1 to 76 printable ASCII characters'
+}
 
 /**
  * Why `id` cannot be a partner id, or undefined when it can. The daemon's configuration and the servers' own check
@@ -77,13 +89,16 @@ export function validatePesitConfig (c: PesitConfig): void {
   const ids = new Set<string>()
   c.servers.forEach((s, i) => {
     const k = `servers[${i}]`
-    if (!ID_RE.test(s.id)) throw new PesitConfigError(`${k}.id: "${s.id}" must be 1-8 upper-case letters or digits`)
+    const idError = serverIdError(s.id)
+    if (idError !== undefined) throw new PesitConfigError(`${k}.id: "${s.id}": ${idError}`)
     if (ids.has(s.id)) throw new PesitConfigError(`${k}.id: duplicate server id ${s.id}`)
     ids.add(s.id)
     if (!Number.isInteger(s.port) || s.port < 0 || s.port > 65535) throw new PesitConfigError(`${k}.port: ${s.port} is not a TCP port`)
     if (!Number.isInteger(s.maxConnections) || s.maxConnections < 1) throw new PesitConfigError(`${k}.maxConnections: must be ≥ 1`)
     if (!Number.isInteger(s.syncIntervalKb) || s.syncIntervalKb < 0 || s.syncIntervalKb > 0xfffe) throw new PesitConfigError(`${k}.syncIntervalKb: 0..65534`)
-    if (!Number.isInteger(s.maxEntitySize) || s.maxEntitySize < 128 || s.maxEntitySize > 65535) throw new PesitConfigError(`${k}.maxEntitySize: 128..65535`)
+    if (!Number.isInteger(s.maxEntitySize) || s.maxEntitySize < MIN_ENTITY_SIZE || s.maxEntitySize > MAX_ENTITY_SIZE) {
+      throw new PesitConfigError(`${k}.maxEntitySize: ${MIN_ENTITY_SIZE}..${MAX_ENTITY_SIZE}`)
+    }
   })
   const partners = new Set<string>()
   c.partners.forEach((p, i) => {
@@ -98,7 +113,8 @@ export function validatePesitConfig (c: PesitConfig): void {
   const files = new Set<string>()
   c.files.forEach((f, i) => {
     const k = `files[${i}]`
-    if (f.id.length < 1 || f.id.length > 76) throw new PesitConfigError(`${k}.id: 1-76 characters`)
+    const idError = fileIdError(f.id)
+    if (idError !== undefined) throw new PesitConfigError(`${k}.id: ${idError}`)
     if (files.has(f.id)) throw new PesitConfigError(`${k}.id: duplicate file ${f.id}`)
     files.add(f.id)
     if (!['receive', 'send', 'both'].includes(f.direction)) throw new PesitConfigError(`${k}.direction: receive | send | both`)
@@ -108,13 +124,15 @@ export function validatePesitConfig (c: PesitConfig): void {
   })
 }
 
+const PLACEHOLDER_RE = new RegExp(`\\$\\{(${PATTERN_VARS.join('|')})\\}`, 'g')
+
 /** Keeps a substituted value inside one file name. */
 function safePart (s: string): string {
   return s.replace(/[^A-Za-z0-9._-]/g, '_').replace(/^\.+/, '_')
 }
 
 export function finalFileName (pattern: string, vars: { partner: string, file: string, transferId: number }): string {
-  return pattern.replace(/\$\{(partner|file|transferId)\}/g, (_m, k: string) =>
+  return pattern.replace(PLACEHOLDER_RE, (_m, k: string) =>
     safePart(k === 'partner' ? vars.partner : k === 'file' ? vars.file : String(vars.transferId)))
 }
 

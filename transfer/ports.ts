@@ -5,7 +5,8 @@
 
 export type TransferDirection = 'receive' | 'send'
 /** How one attempt of a transfer ended (the journal's `TransferStatus` also has `in-progress`). */
-export type TransferOutcome = 'completed' | 'failed' | 'interrupted'
+export const TRANSFER_OUTCOMES = ['completed', 'failed', 'interrupted'] as const
+export type TransferOutcome = typeof TRANSFER_OUTCOMES[number]
 
 export interface TransferBegin {
   /** PeSIT transfer id (PI 13) chosen by the requester for a push */

@@ -10,7 +10,7 @@ import { readdirSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
 import { parseAllDocuments, parse as parseYaml } from 'yaml'
 import { DEFAULT_LEADER_LABEL, DEFAULT_POD_SELECTOR } from '../../k8s/defaults.js'
-import { matchesSelector, parseLabelSelector } from '../../k8s/label-selector.js'
+import { equalityLabels, matchesSelector, parseLabelSelector } from '../../k8s/label-selector.js'
 
 const root = fileURLToPath(new URL('../..', import.meta.url))
 
@@ -219,5 +219,5 @@ for (const overlay of overlays) {
 }
 
 function equalitySelector (): Record<string, string> {
-  return Object.fromEntries(parseLabelSelector(DEFAULT_POD_SELECTOR).flatMap((r) => r.op === '=' ? [[r.key, r.value]] : []))
+  return equalityLabels(parseLabelSelector(DEFAULT_POD_SELECTOR))
 }

@@ -17,6 +17,7 @@ import { MembershipMachine } from '../../../cluster/membership/machine.js'
 import type { MembershipComponents, MembershipInput, MembershipOutput, PersistedClusterState } from '../../../cluster/membership/types.js'
 import type { MembershipInit } from '../../../cluster/membership/config.js'
 import { compareEpochs } from '../../../common/epoch.js'
+import { DEFAULT_HEARTBEAT_MS, DEFAULT_MAX_CLOCK_DRIFT } from '../../../cluster/defaults.js'
 import { memberKey, type ClusterRequest, type MemberInfo, type ReplyMessage } from '../../../cluster/messages.js'
 import type { Epoch } from '../../../cluster/leadership-api.js'
 import { EventQueue } from './event-queue.js'
@@ -84,8 +85,6 @@ export interface SimResult {
   faults: string[]
   /** Every election, in true time (ms). */
   elections: Array<{ at: number, name: string, epoch: number }>
-  /** Hand-overs asked of a leader that its successor completed, or that failed. */
-  handovers: { completed: number, failed: number }
   /** Digest of every machine input and output of the run (`trace-digest.ts`). */
   digest: string
 }
@@ -126,7 +125,6 @@ type Ev =
   | { at: number, seq: number, kind: 'tick', node: number, inc: number }
   | { at: number, seq: number, kind: 'call', fn: () => void }
 
-const DEFAULT_DRIFT = 0.02
 
 export function replayCommand (o: SimOptions, profile: string): string {
   return `npx tsx bench/sim.ts --replay --seed ${o.seed} --nodes ${o.nodes} --quorum ${o.quorum ?? 'majority'} --profile ${profile}`
@@ -154,7 +152,6 @@ export class Simulation {
   private readonly hb: number
   private profile = 'custom'
   private readonly digest = new TraceDigest()
-  private readonly handovers = { completed: 0, failed: 0 }
 
   constructor (opts: SimOptions) {
     this.o = {
@@ -162,7 +159,7 @@ export class Simulation {
       faultMs: 20_000,
       faultEveryMs: 1500,
       settleBoundMs: 20_000,
-      drift: DEFAULT_DRIFT,
+      drift: DEFAULT_MAX_CLOCK_DRIFT,
       driftAtBound: false,
       startSpreadMs: 300,
       outsideDeathFacts: false,
@@ -171,7 +168,7 @@ export class Simulation {
       ...opts
     }
     this.rng = new Prng(opts.seed)
-    this.hb = opts.membership?.heartbeatMs ?? 500
+    this.hb = opts.membership?.heartbeatMs ?? DEFAULT_HEARTBEAT_MS
     for (let i = 0; i < opts.nodes; i++) {
       this.nodes.push({
         index: i,
@@ -325,12 +322,10 @@ export class Simulation {
         if (this.o.quorum === 'majority' && !this.electedEpochs.has(`${e.epoch.number}/${e.epoch.leader}`)) {
           this.fail(`${n.name} reports its hand-over to ${e.to.name} done at epoch ${e.epoch.number}, for which nobody was elected`)
         }
-        this.handovers.completed++
         break
       }
       case 'handover:failed':
         this.trace(`${n.name} hand-over to ${e.to?.name ?? '-'} failed: ${e.reason}`)
-        this.handovers.failed++
         break
     }
   }
@@ -704,7 +699,6 @@ export class Simulation {
       views: this.views,
       faults: this.faults,
       elections: this.elections,
-      handovers: this.handovers,
       digest: this.digest.value()
     }
     if (coldStartMs !== undefined) res.coldStartMs = coldStartMs
