@@ -85,14 +85,18 @@ export function filenamePatternError (pattern: string): string | undefined {
   return undefined
 }
 
+/** `id` at `${k}.id` satisfies its rule (`error`) and is not in `seen` (ids of the same kind); it is added. */
+function checkId (k: string, id: string, error: string | undefined, seen: Set<string>, kind: string): void {
+  if (error !== undefined) throw new PesitConfigError(`${k}.id: "${id}": ${error}`)
+  if (seen.has(id)) throw new PesitConfigError(`${k}.id: duplicate ${kind} ${id}`)
+  seen.add(id)
+}
+
 export function validatePesitConfig (c: PesitConfig): void {
   const ids = new Set<string>()
   c.servers.forEach((s, i) => {
     const k = `servers[${i}]`
-    const idError = serverIdError(s.id)
-    if (idError !== undefined) throw new PesitConfigError(`${k}.id: "${s.id}": ${idError}`)
-    if (ids.has(s.id)) throw new PesitConfigError(`${k}.id: duplicate server id ${s.id}`)
-    ids.add(s.id)
+    checkId(k, s.id, serverIdError(s.id), ids, 'server id')
     if (!Number.isInteger(s.port) || s.port < 0 || s.port > 65535) throw new PesitConfigError(`${k}.port: ${s.port} is not a TCP port`)
     if (!Number.isInteger(s.maxConnections) || s.maxConnections < 1) throw new PesitConfigError(`${k}.maxConnections: must be ≥ 1`)
     if (!Number.isInteger(s.syncIntervalKb) || s.syncIntervalKb < 0 || s.syncIntervalKb > 0xfffe) throw new PesitConfigError(`${k}.syncIntervalKb: 0..65534`)
@@ -103,20 +107,14 @@ export function validatePesitConfig (c: PesitConfig): void {
   const partners = new Set<string>()
   c.partners.forEach((p, i) => {
     const k = `partners[${i}]`
-    const idError = partnerIdError(p.id)
-    if (idError !== undefined) throw new PesitConfigError(`${k}.id: ${idError}`)
-    if (partners.has(p.id)) throw new PesitConfigError(`${k}.id: duplicate partner ${p.id}`)
-    partners.add(p.id)
+    checkId(k, p.id, partnerIdError(p.id), partners, 'partner')
     if (p.password.length > 8) throw new PesitConfigError(`${k}.password: PeSIT passwords are at most 8 characters`)
     if (!['read', 'write', 'both'].includes(p.access)) throw new PesitConfigError(`${k}.access: read | write | both`)
   })
   const files = new Set<string>()
   c.files.forEach((f, i) => {
     const k = `files[${i}]`
-    const idError = fileIdError(f.id)
-    if (idError !== undefined) throw new PesitConfigError(`${k}.id: ${idError}`)
-    if (files.has(f.id)) throw new PesitConfigError(`${k}.id: duplicate file ${f.id}`)
-    files.add(f.id)
+    checkId(k, f.id, fileIdError(f.id), files, 'file')
     if (!['receive', 'send', 'both'].includes(f.direction)) throw new PesitConfigError(`${k}.direction: receive | send | both`)
     if (!isAbsolute(f.directory)) throw new PesitConfigError(`${k}.directory: must be absolute once resolved (got ${f.directory})`)
     const patternError = filenamePatternError(f.filenamePattern)
