@@ -305,7 +305,7 @@ export class MembershipMachine {
     this.c.applyView(v)
     this.c.fd.touch(msg.from, this.c.now)
     // Without a quorum every view's coordinator leads: my successor installing its view has taken over.
-    if (this.c.cfg.quorum === 'none') this.handoverDone(this.c.votes.handoverDone(msg.from, v.epoch, false))
+    if (this.c.cfg.quorum === 'none') this.reportHandover(this.c.votes.handoverDone(msg.from, v.epoch, false))
     if (msg.claim && this.c.cfg.quorum === 'majority') {
       this.c.givePromise(v.epoch, fromKey)
       this.c.configs.setPending({ id: v.id, members: v.members })
@@ -328,7 +328,8 @@ export class MembershipMachine {
     this.c.reply(msg, true)
   }
 
-  private handoverDone (done: { to: MemberInfo, epoch: Epoch } | undefined): void {
+  /** A hand-over of mine that `Votes.handoverDone` found complete is reported. */
+  private reportHandover (done: { to: MemberInfo, epoch: Epoch } | undefined): void {
     if (done !== undefined) this.c.emit({ type: 'handover:completed', to: done.to, epoch: done.epoch })
   }
 
@@ -351,7 +352,7 @@ export class MembershipMachine {
       }
       this.c.givePromise(msg.epoch, fromKey)
       promised = true
-      this.handoverDone(this.c.votes.handoverDone(msg.from, msg.epoch, true))
+      this.reportHandover(this.c.votes.handoverDone(msg.from, msg.epoch, true))
       if (sameViewId(msg.committed, view.id) && !this.c.isPrimaryView()) {
         this.c.configs.commit(view)
         this.c.emit({ type: 'view:installed', view, primary: true })
