@@ -15,7 +15,7 @@ import { join } from 'node:path'
 import { startHarness } from '../test/helpers/pesit-harness.js'
 import { runFuzzCase, MUTATIONS, fuzzScratchDir, sweepOldFiles } from '../test/helpers/pesit-fuzz.js'
 import { patternBytes } from '../test/helpers/pesit-vectors.js'
-import { pushFile } from '../transfer/requester.js'
+import { pushFile } from '../transfer/push.js'
 
 const { values } = parseArgs({ options: { cases: { type: 'string', default: '100000' }, parallel: { type: 'string', default: '16' }, seed: { type: 'string', default: '1' } } })
 const cases = Number(values.cases)

@@ -20,7 +20,7 @@ import { join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { startHarness } from '../test/helpers/pesit-harness.js'
 import { patternBytes } from '../test/helpers/pesit-vectors.js'
-import { pushFile } from '../transfer/requester.js'
+import { pushFile } from '../transfer/push.js'
 
 const { values } = parseArgs({
   options: {

@@ -20,7 +20,7 @@ import { homedir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { describeDiagnostic } from '../transfer/diagnostics.js'
 import { PesitConfigError, PesitError } from '../transfer/errors.js'
-import { pushFile, PushInterruptedError, type PushOptions, type PushProgress } from '../transfer/requester.js'
+import { pushFile, PushInterruptedError, type PushOptions, type PushProgress } from '../transfer/push.js'
 
 export interface CliIo {
   stdout: NodeJS.WritableStream & { isTTY?: boolean }
@@ -169,6 +169,7 @@ export async function runSend (argv: string[], io: CliIo = { stdout: process.std
       io.stdout.write(`sent ${opts.source}: ${r.bytes} bytes, ${r.articles} articles, transfer id ${r.transferId}` +
         (r.startOffset > 0 ? `, resumed at sync point ${r.restartPoint} (byte ${r.startOffset})` : '') +
         `, ${rate.toFixed(1)} MiB/s\n`)
+      if (r.closeWarning !== undefined) io.stderr.write(`vectis send: warning: ${r.closeWarning}\n`)
       return 0
     } catch (err) {
       if (tty) io.stderr.write('\n')

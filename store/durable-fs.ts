@@ -46,7 +46,15 @@ export interface DurableFs {
   /** mkdir -p; each directory created is made durable in its parent. */
   mkdirp(dir: string): Promise<void>
   readdir(dir: string): Promise<string[]>
-  stat(path: string): Promise<{ size: number } | undefined>
+  /** undefined when nothing exists at `path` */
+  stat(path: string): Promise<FileStat | undefined>
+}
+
+export interface FileStat {
+  size: number
+  mtimeMs: number
+  ino: number
+  isFile: boolean
 }
 
 /** A temporary name in the same directory (so a rename stays on one file system), hidden and unique. */
@@ -156,10 +164,10 @@ export class NodeDurableFs implements DurableFs {
 
   async readdir (dir: string): Promise<string[]> { return await readdir(dir) }
 
-  async stat (path: string): Promise<{ size: number } | undefined> {
+  async stat (path: string): Promise<FileStat | undefined> {
     try {
       const s = await stat(path)
-      return { size: s.size }
+      return { size: s.size, mtimeMs: s.mtimeMs, ino: s.ino, isFile: s.isFile() }
     } catch (err) {
       if (isErrno(err, 'ENOENT')) return undefined
       throw err

@@ -44,6 +44,8 @@ export interface TransferRecord {
   /** SHA-256 (lower-case hex) of a completed file. */
   sha256: string | null
   filePath: string | null
+  /** A send's source identity (`<size>:<mtimeMs>:<inode>`), null for receives. */
+  source: string | null
   diagnostic: string | null
   /** Member that last ran the transfer, and the epoch of the leadership under which it last changed. */
   member: string
@@ -85,6 +87,8 @@ export interface BeginTransfer {
   /** PI 13 chosen by the requester (CREATE); omitted: allocated from the epoch (SELECT of a new transfer). */
   transferId?: number
   filePath?: string
+  /** A send: the identity of the source file (see TransferRecord.source). */
+  source?: string
 }
 
 export interface SyncPointUpdate {
@@ -138,6 +142,7 @@ interface TransferRow {
   sync_offset: number
   sha256: string | null
   file_path: string | null
+  source: string | null
   diagnostic: string | null
   member: string
   epoch: number
@@ -150,7 +155,7 @@ interface TransferRow {
 interface LogRow { seq: number, at: number, epoch: number, kind: string, transfer_key: string | null, data: string }
 
 const COLUMNS = 'id, transfer_id, server, partner, virtual_file, direction, status, bytes, sync_point, sync_offset, ' +
-  'sha256, file_path, diagnostic, member, epoch, created_at, updated_at, finished_at, seq'
+  'sha256, file_path, source, diagnostic, member, epoch, created_at, updated_at, finished_at, seq'
 const VALUES = COLUMNS.split(', ').map((c) => `@${c}`).join(', ')
 const SET_ALL = COLUMNS.split(', ').filter((c) => c !== 'id').map((c) => `${c} = excluded.${c}`).join(', ')
 const SHA256 = /^[0-9a-f]{64}$/
@@ -171,6 +176,7 @@ export class Journal {
     since: Statement<[number, number], LogRow>
     lastSeq: Statement<[], { seq: number }>
     restartable: Statement<[string, string, string, string, number], TransferRow>
+    sent: Statement<[string, string, string, string], { n: number }>
     pruneTransfers: Statement<[number, number]>
     pruneLog: Statement<[number, number]>
   }
@@ -202,6 +208,8 @@ export class Journal {
       restartable: db.prepare(`SELECT ${COLUMNS} FROM transfers WHERE server = ? AND partner = ? AND virtual_file = ? ` +
         "AND direction = ? AND transfer_id = ? AND status IN ('in-progress', 'interrupted') " +
         'ORDER BY created_at DESC, rowid DESC LIMIT 1'),
+      sent: db.prepare("SELECT 1 AS n FROM transfers WHERE partner = ? AND virtual_file = ? AND file_path = ? AND source = ? " +
+        "AND direction = 'send' AND status = 'completed' LIMIT 1"),
       pruneTransfers: db.prepare('DELETE FROM transfers WHERE id IN (SELECT id FROM transfers WHERE finished_at IS NOT NULL ' +
         "AND finished_at < ? AND status IN ('completed', 'failed') ORDER BY finished_at LIMIT ?)"),
       // Keeps the newest entry of every row still present, so a member catching up from the start of the log
@@ -261,6 +269,7 @@ export class Journal {
       throw new InvalidTransferError(`transferId must be 1..${MAX_TRANSFER_ID}, got ${input.transferId}`)
     }
     if (input.filePath !== undefined) checkText('filePath', input.filePath)
+    if (input.source !== undefined) checkText('source', input.source)
     this.checkLeader()
     return this.db.transaction(() => {
       const a = this.ids.allocate(input.epoch)
@@ -278,6 +287,7 @@ export class Journal {
         syncOffset: 0,
         sha256: null,
         filePath: input.filePath ?? null,
+        source: input.source ?? null,
         diagnostic: null,
         member: input.member,
         epoch: Math.max(input.epoch, this.currentEpoch()),
@@ -375,6 +385,14 @@ export class Journal {
     transferId: number }): TransferRecord | undefined {
     const row = this.s.restartable.get(key.server, key.partner, key.virtualFile, key.direction, key.transferId)
     return row === undefined ? undefined : toRecord(row)
+  }
+
+  /**
+   * Whether `filePath`, with exactly this source identity, was already sent completely to `partner` under
+   * `virtualFile` (a send virtual file then offers it no more). Rows pruned by retention no longer count.
+   */
+  wasSent (q: { partner: string, virtualFile: string, filePath: string, source: string }): boolean {
+    return this.s.sent.get(q.partner, q.virtualFile, q.filePath, q.source) !== undefined
   }
 
   /** Newest first (creation time). */
@@ -507,6 +525,7 @@ function toRecord (r: TransferRow): TransferRecord {
     syncOffset: r.sync_offset,
     sha256: r.sha256,
     filePath: r.file_path,
+    source: r.source,
     diagnostic: r.diagnostic,
     member: r.member,
     epoch: r.epoch,
@@ -531,6 +550,8 @@ function toRow (r: TransferRecord): TransferRow {
     sync_offset: r.syncOffset,
     sha256: r.sha256,
     file_path: r.filePath,
+    // Entries shipped by a release before schema 3 have no source.
+    source: r.source ?? null,
     diagnostic: r.diagnostic,
     member: r.member,
     epoch: r.epoch,

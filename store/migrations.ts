@@ -89,6 +89,17 @@ export const MIGRATIONS: readonly Migration[] = [
         CREATE INDEX journal_log_at ON journal_log (at);
       `)
     }
+  },
+  {
+    version: 3,
+    description: 'the identity of the source file a send transferred, so a file sent completely is not offered again',
+    up (db) {
+      db.exec(`
+        ALTER TABLE transfers ADD COLUMN source TEXT; -- send: '<size>:<mtimeMs>:<inode>' of the file read
+        CREATE INDEX transfers_sent ON transfers (partner, virtual_file, file_path)
+          WHERE direction = 'send' AND status = 'completed';
+      `)
+    }
   }
 ]
 

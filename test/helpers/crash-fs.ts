@@ -5,11 +5,13 @@
  * legal outcome: unsynced writes are all lost, not partially kept).
  */
 import { posix } from 'node:path'
-import type { DurableFile, DurableFs, OpenMode } from '../../store/durable-fs.js'
+import type { DurableFile, DurableFs, FileStat, OpenMode } from '../../store/durable-fs.js'
 import { tempNameFor } from '../../store/durable-fs.js'
 
 interface Inode {
   id: number
+  /** last change of the content, as a real file system keeps it */
+  mtimeMs: number
   current: Buffer
   durable: Buffer
 }
@@ -99,10 +101,11 @@ export class CrashFs implements DurableFs {
     if (e?.kind === 'dir') throw new Error(`EISDIR: '${p}'`)
     if (mode === 'create') {
       if (e === undefined) {
-        e = { kind: 'file', inode: { id: this.nextInode++, current: Buffer.alloc(0), durable: Buffer.alloc(0) } }
+        e = { kind: 'file', inode: { id: this.nextInode++, mtimeMs: Date.now(), current: Buffer.alloc(0), durable: Buffer.alloc(0) } }
         dir.current.set(posix.basename(p), e)
       } else {
         e.inode.current = Buffer.alloc(0)
+        e.inode.mtimeMs = Date.now()
       }
     } else if (e === undefined) {
       throw enoent(p)
@@ -131,6 +134,7 @@ export class CrashFs implements DurableFs {
           inode.current = grown
         }
         Buffer.from(data.buffer, data.byteOffset, data.byteLength).copy(inode.current, position)
+        inode.mtimeMs = Date.now()
       },
       read: async (buf: Uint8Array, position: number): Promise<number> => {
         check()
@@ -146,6 +150,7 @@ export class CrashFs implements DurableFs {
         const b = Buffer.alloc(len)
         inode.current.copy(b, 0, 0, Math.min(len, inode.current.length))
         inode.current = b
+        inode.mtimeMs = Date.now()
       },
       sync: async (): Promise<void> => {
         check()
@@ -215,9 +220,10 @@ export class CrashFs implements DurableFs {
     return [...this.dirOf(this.norm(dir)).current.keys()].sort()
   }
 
-  async stat (path: string): Promise<{ size: number } | undefined> {
+  async stat (path: string): Promise<FileStat | undefined> {
     const e = this.lookup(path)
     if (e === undefined) return undefined
-    return { size: e.kind === 'file' ? e.inode.current.length : 0 }
+    if (e.kind === 'dir') return { size: 0, mtimeMs: 0, ino: 0, isFile: false }
+    return { size: e.inode.current.length, mtimeMs: e.inode.mtimeMs, ino: e.inode.id, isFile: true }
   }
 }

@@ -7,7 +7,7 @@ import { join } from 'node:path'
 import { startHarness } from '../helpers/pesit-harness.js'
 import { runFuzzCase, fuzzScratchDir, type FuzzOutcome } from '../helpers/pesit-fuzz.js'
 import { patternBytes } from '../helpers/pesit-vectors.js'
-import { pushFile } from '../../transfer/requester.js'
+import { pushFile } from '../../transfer/push.js'
 
 const CASES = Number(process.env.VECTIS_FUZZ_CASES ?? 3000)
 const PARALLEL = 8

@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { startHarness } from '../helpers/pesit-harness.js'
 import { patternBytes } from '../helpers/pesit-vectors.js'
-import { pushFile } from '../../transfer/requester.js'
+import { pushFile } from '../../transfer/push.js'
 
 describe('hand-over hooks', () => {
   it('held connections and new ones are forwarded to the successor during the drain, then the listener stops', async (t) => {

@@ -9,7 +9,7 @@ import { Store } from '../../store/store.js'
 import { journalPortFromStore } from '../../transfer/journal-adapter.js'
 import { startHarness } from '../helpers/pesit-harness.js'
 import { patternBytes } from '../helpers/pesit-vectors.js'
-import { pushFile, PushInterruptedError } from '../../transfer/requester.js'
+import { pushFile, PushInterruptedError } from '../../transfer/push.js'
 
 describe('PeSIT server on the store journal', () => {
   it('a push, an interruption and its resume are one journal row; completed with the SHA-256', async (t) => {

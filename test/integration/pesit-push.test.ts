@@ -8,7 +8,7 @@ import { startHarness, type Harness } from '../helpers/pesit-harness.js'
 import { patternBytes } from '../helpers/pesit-vectors.js'
 import { captureIo } from '../helpers/cli-io.js'
 import { runSend } from '../../cli/send.js'
-import { pushFile } from '../../transfer/requester.js'
+import { pushFile } from '../../transfer/push.js'
 
 const sha = (b: Uint8Array): string => createHash('sha256').update(b).digest('hex')
 

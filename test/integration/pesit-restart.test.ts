@@ -9,7 +9,7 @@ import { patternBytes } from '../helpers/pesit-vectors.js'
 import { captureIo } from '../helpers/cli-io.js'
 import { CrashFs } from '../helpers/crash-fs.js'
 import { runSend } from '../../cli/send.js'
-import { pushFile, PushInterruptedError, type PushOptions } from '../../transfer/requester.js'
+import { pushFile, PushInterruptedError, type PushOptions } from '../../transfer/push.js'
 import { IncomingFile, readCheckpoint } from '../../transfer/receive-store.js'
 import { transferStem } from '../../transfer/config-types.js'
 

@@ -50,9 +50,12 @@ function contract (name: string, make: () => Promise<{ fs: DurableFs, root: stri
         await fs.mkdirp(d)
         await fs.mkdirp(d)
         await fs.writeFileAtomic(join(d, 'f'), enc('1'))
+        const before = await fs.stat(join(d, 'f'))
         await fs.rename(join(d, 'f'), join(d, 'g'))
         assert.equal(await fs.exists(join(d, 'f')), false)
-        assert.deepEqual(await fs.stat(join(d, 'g')), { size: 1 })
+        const st = await fs.stat(join(d, 'g'))
+        assert.deepEqual(st, { ...before, size: 1, isFile: true }, 'a rename keeps the identity (size, mtime, inode)')
+        assert.equal((await fs.stat(d))?.isFile, false)
         await fs.unlink(join(d, 'g'))
         await fs.unlink(join(d, 'g')) // absent: no error
         assert.equal(await fs.stat(join(d, 'g')), undefined)

@@ -57,6 +57,24 @@ const fixtures: Record<number, { populate (db: Database): void, verify (store: S
       assert.equal(t.id, '4-0')
       assert.ok(t.seq > 2)
     }
+  },
+  2: {
+    // Version 2: a completed send written before sends recorded the identity of their source.
+    populate (db) {
+      db.prepare(`INSERT INTO transfers (id, transfer_id, server, partner, virtual_file, direction, status, bytes,
+        sync_point, sync_offset, sha256, file_path, diagnostic, member, epoch, created_at, updated_at, finished_at, seq)
+        VALUES ('5-0', 327680, 'PESITSRV', 'CXCLIENT', 'OUTBOX', 'send', 'completed', 10, 0, 0, ?, '/shared/out/a', NULL,
+        'vectis-1', 5, 1000, 2000, 2000, 1)`).run('b'.repeat(64))
+    },
+    verify (store) {
+      assert.equal(store.journal.get('5-0')?.source, null)
+      const q = { partner: 'CXCLIENT', virtualFile: 'OUTBOX', filePath: '/shared/out/a', source: '10:1:2' }
+      assert.equal(store.journal.wasSent(q), false, 'a send without a recorded source never matches one')
+      const t = store.journal.begin(transfer(6, { direction: 'send', virtualFile: 'OUTBOX', filePath: q.filePath, source: q.source }))
+      store.journal.complete(t.id, { bytes: 10, sha256: 'c'.repeat(64) })
+      assert.equal(store.journal.wasSent(q), true)
+      assert.equal(store.journal.wasSent({ ...q, source: '10:1:3' }), false, 'another file under the same name is new')
+    }
   }
 }
 

@@ -1,0 +1,279 @@
+/**
+ * The requester side of a push (docs/pesit.md §11; §8 is the server's side): CONNECT, CREATE, ORF, WRITE, the file
+ * as articles in multi-article DTFs (segmented with DTFDA/DTFMA/DTFFA when an article does not fit an entity), SYN
+ * every interval within the acknowledgement window, DTF.END, TRANS.END, CRF, DESELECT, RELEASE.
+ *
+ * Restart: the receiver fixes the restart point (ACK(WRITE) PI 18). Sync points are placed deterministically,
+ * every `articlesPerSync` articles, so point p is byte `p × articlesPerSync × articleSize` of the source: a
+ * restart needs only the transfer id and `articlesPerSync` of the first attempt (`PushResult` and
+ * `PushInterruptedError` carry them; the CLI keeps them in a small state file).
+ *
+ * NOT guaranteed: that the source file did not change between attempts (the CLI compares size and mtime).
+ */
+import { open, type FileHandle } from 'node:fs/promises'
+import { randomInt } from 'node:crypto'
+import type { Logger } from '../common/logger.js'
+import { silentLogger } from '../common/logger.js'
+import { encodeFpdu, getDiagnostic, getNumber, pesitDate, type Fpdu, type Params } from './codec.js'
+import { DIAG, describeDiagnostic, type Diagnostic } from './diagnostics.js'
+import { PeerRefusalError, PesitConfigError, PesitError, ProtocolError, UnexpectedFpduError } from './errors.js'
+import { DtfPacker } from './dtf-packer.js'
+import { fpduDisplayName } from './fpdu-types.js'
+import { RequesterSession, checkRequesterOptions, withChannel, type RequesterOptions } from './requester-session.js'
+
+export interface PushProgress {
+  /** bytes of the file sent so far (from the start of the file) */
+  bytes: number
+  total: number
+  /** last sync point acknowledged by the server */
+  acknowledgedSyncPoint: number
+  /** file offset that sync point stands for */
+  acknowledgedBytes: number
+}
+
+export interface PushOptions extends RequesterOptions {
+  /** path of the file to send */
+  source: string
+  /** PI 13: required for a restart, random for a new transfer */
+  transferId?: number
+  /** resume: CREATE with PI 15 = 1; needs the `articlesPerSync` of the first attempt */
+  restart?: { articlesPerSync: number }
+  /** article length (PI 32), variable format. Default 4096 */
+  articleSize?: number
+  onProgress?: (p: PushProgress) => void
+}
+
+export interface PushResult {
+  transferId: number
+  bytes: number
+  articles: number
+  syncPoints: number
+  /** restart point granted by the server (0 for a new transfer) */
+  restartPoint: number
+  /** file offset this attempt started from */
+  startOffset: number
+  articlesPerSync: number
+  /**
+   * Set when the server confirmed the file (ACK(TRANS.END) with matching counts) but the closing exchange (CRF,
+   * DESELECT, RELEASE) failed: the transfer succeeded, the connection did not end cleanly.
+   */
+  closeWarning?: string
+}
+
+/** The transfer stopped in a restartable way (IDT, ABORT, lost connection after WRITE). */
+export class PushInterruptedError extends PesitError {
+  override name = 'PushInterruptedError'
+  constructor (message: string, diagnostic: Diagnostic, readonly transferId: number, readonly articlesPerSync: number, readonly acknowledgedBytes: number, options?: ErrorOptions) {
+    super(message, diagnostic, options)
+  }
+}
+
+const READ_CHUNK = 1024 * 1024
+
+export async function pushFile (o: PushOptions): Promise<PushResult> {
+  const log = (o.logger ?? silentLogger()).child({ component: 'transfer:push' })
+  checkRequesterOptions(o)
+  const articleSize = o.articleSize ?? 4096
+  if (!Number.isInteger(articleSize) || articleSize < 1 || articleSize > 65535) throw new PesitConfigError('article size: 1..65535')
+  if (o.restart !== undefined && o.transferId === undefined) throw new PesitConfigError('a restart needs the transfer id of the first attempt')
+  const transferId = o.transferId ?? randomInt(1, 0x1000000)
+  if (!Number.isInteger(transferId) || transferId < 1 || transferId > 0xffffff) throw new PesitConfigError('transfer id: 1..16777215')
+
+  const fh = await open(o.source, 'r')
+  try {
+    const size = (await fh.stat()).size
+    let s: PushSession | undefined
+    try {
+      return await withChannel(o, async (ch) => {
+        s = new PushSession(ch, o, log, transferId)
+        return await s.run(fh, size, articleSize)
+      })
+    } catch (err) {
+      // Anything that stops the transfer once WRITE was acknowledged leaves a restartable transfer behind.
+      if (s?.inDataPhase === true && !(err instanceof PushInterruptedError) && (err instanceof PesitError || (err as Error).name === 'Error')) {
+        const e = err as Error
+        throw new PushInterruptedError(`${e.message}; resume with --restart`, err instanceof PesitError ? err.diagnostic : DIAG.NETWORK_INCIDENT,
+          transferId, s.articlesPerSyncUsed, s.acknowledged, { cause: err })
+      }
+      throw err
+    }
+  } finally {
+    await fh.close()
+  }
+}
+
+class PushSession extends RequesterSession {
+  private lastAcked = 0
+  private articlesPerSync = 0
+  private articleSize = 0
+  private acknowledgedBytes = 0
+  inDataPhase = false
+
+  constructor (ch: ConstructorParameters<typeof RequesterSession>[0], private readonly push: PushOptions, log: Logger, private readonly transferId: number) {
+    super(ch, push, log)
+  }
+
+  get articlesPerSyncUsed (): number { return this.articlesPerSync }
+  get acknowledged (): number { return this.acknowledgedBytes }
+
+  async run (fh: FileHandle, size: number, articleSize: number): Promise<PushResult> {
+    const o = this.push
+    const proposedEntity = o.maxEntitySize ?? 65535
+    this.articleSize = articleSize
+    const { intervalKb, window } = await this.connect(0)
+    // Sync points every k whole articles: k × articleSize ≤ interval (one article per point at least).
+    const fresh = intervalKb === 0 ? 0 : Math.max(1, Math.floor(intervalKb * 1024 / articleSize))
+    if (o.restart !== undefined) {
+      if (o.restart.articlesPerSync !== fresh && (fresh === 0 || o.restart.articlesPerSync * articleSize > Math.max(intervalKb * 1024, articleSize))) {
+        await this.release()
+        throw new PesitConfigError(`cannot resume: sync spacing of the first attempt (${o.restart.articlesPerSync} articles) does not fit the interval now negotiated (${intervalKb} KB)`)
+      }
+      this.articlesPerSync = o.restart.articlesPerSync
+    } else {
+      this.articlesPerSync = fresh
+    }
+    // --- CREATE, ORF, WRITE
+    const createParams: Params = {
+      9: { 11: 0, 12: o.file }, 13: this.transferId, 16: 2, 17: 0, 25: proposedEntity,
+      30: { 31: 0x80, 32: articleSize }, 40: { 41: 0, 42: Math.ceil(size / 1024) }, 50: { 51: pesitDate(new Date()) }
+    }
+    if (o.restart !== undefined) createParams[15] = 1
+    const ackCreate = await this.request('CREATE', createParams, 'SF01', 'ACK_CREATE')
+    const entity = Math.min(getNumber(ackCreate.params, 25) ?? proposedEntity, proposedEntity)
+    if (entity < 16) throw new PeerRefusalError(`entity size ${entity} too small`, DIAG.BAD_PARAMETER)
+    this.state = 'SF03'
+    await this.request('ORF', { 21: Uint8Array.of(0, 0) }, 'OF01', 'ACK_ORF')
+    this.state = 'OF02'
+    const ackWrite = await this.request('WRITE', {}, 'TDE01', 'ACK_WRITE')
+    const restartPoint = getNumber(ackWrite.params, 18) ?? 0
+    if (restartPoint > 0 && this.articlesPerSync === 0) throw new PeerRefusalError(`restart point ${restartPoint} without sync points`, DIAG.RESTART_NEGOTIATION)
+    const startArticles = restartPoint * this.articlesPerSync
+    const startOffset = Math.min(size, startArticles * articleSize)
+    if (startArticles * articleSize > size) {
+      await this.abort(DIAG.RESTART_NEGOTIATION)
+      throw new PeerRefusalError(`restart point ${restartPoint} lies beyond the end of the file`, DIAG.RESTART_NEGOTIATION)
+    }
+    this.state = 'TDE02'
+    this.inDataPhase = true
+    this.lastAcked = restartPoint
+    this.acknowledgedBytes = startOffset
+    this.log.debug({ transferId: this.transferId, restartPoint, startOffset, entity, intervalKb, window }, 'data phase')
+    const counts = await this.sendData(fh, size, startOffset, startArticles, restartPoint, entity, window)
+    // --- end of transfer
+    await this.ch.sendEntity([encodeFpdu({ type: 'DTF_END', idDst: this.y, idSrc: 0, params: { 2: DIAG.OK } })])
+    this.state = 'TDE07'
+    const ackEnd = await this.request('TRANS_END', { 27: counts.bytes, 28: counts.articles }, 'TDE08', 'ACK_TRANS_END')
+    this.inDataPhase = false
+    const rb = getNumber(ackEnd.params, 27)
+    const ra = getNumber(ackEnd.params, 28)
+    if ((rb !== undefined && rb !== counts.bytes) || (ra !== undefined && ra !== counts.articles)) {
+      throw new PeerRefusalError(`server counted ${rb} bytes / ${ra} articles, sent ${counts.bytes} / ${counts.articles}`, DIAG.BAD_COUNT)
+    }
+    this.state = 'OF02'
+    const result: PushResult = { transferId: this.transferId, bytes: counts.bytes, articles: counts.articles, syncPoints: counts.syncPoints, restartPoint, startOffset, articlesPerSync: this.articlesPerSync }
+    // The server confirmed the file: a failure from here on does not undo the transfer.
+    try {
+      await this.closeFile()
+    } catch (err) {
+      result.closeWarning = `the file was confirmed by the server, but the connection did not close cleanly: ${(err as Error).message}`
+    }
+    return result
+  }
+
+  /** Handles what the server sends during the data phase; returns false while the window is full. */
+  private handleDataPhaseFpdu (f: Fpdu): void {
+    if (f.type === 'ACK_SYN') {
+      const n = getNumber(f.params, 20) ?? 0
+      if (n > this.lastAcked) {
+        this.lastAcked = n
+        this.acknowledgedBytes = n * this.articlesPerSync * this.articleSize
+      }
+      return
+    }
+    if (f.type === 'IDT') throw new InterruptSignal(f)
+    throw new UnexpectedFpduError(fpduDisplayName(f.type), this.state)
+  }
+
+  private async drainIncoming (): Promise<void> {
+    for (;;) {
+      let ev
+      try {
+        ev = this.ch.poll()
+      } catch (err) {
+        if (err instanceof ProtocolError) await this.abort(err.diagnostic)
+        throw err
+      }
+      if (ev === undefined) return
+      this.handleDataPhaseFpdu(await this.accept(ev))
+    }
+  }
+
+  private async sendData (fh: FileHandle, size: number, startOffset: number, startArticles: number, startSync: number, entity: number, window: number): Promise<{ bytes: number, articles: number, syncPoints: number }> {
+    const o = this.push
+    const packer = new DtfPacker(this.ch, entity, this.y)
+    let offset = startOffset
+    let articles = startArticles
+    let syncPoint = startSync
+    let sinceSync = 0
+    const buf = Buffer.allocUnsafe(Math.max(READ_CHUNK, this.articleSize))
+    const progress = (): void => o.onProgress?.({ bytes: offset, total: size, acknowledgedSyncPoint: this.lastAcked, acknowledgedBytes: this.acknowledgedBytes })
+    try {
+      while (offset < size) {
+        // Read whole articles only (the last one may be short).
+        const want = Math.min(size - offset, Math.floor(buf.length / this.articleSize) * this.articleSize)
+        let got = 0
+        while (got < want) {
+          const { bytesRead } = await fh.read(buf, got, want - got, offset + got)
+          if (bytesRead === 0) throw new PesitError(`source ${o.source} shrank while being sent`, DIAG.IO_ERROR)
+          got += bytesRead
+        }
+        // The packer copies every article into its own batch, so the read buffer is reused at once.
+        for (let a = 0; a < got; a += this.articleSize) {
+          const art = buf.subarray(a, Math.min(got, a + this.articleSize))
+          await packer.article(art)
+          articles++
+          offset += art.length
+          sinceSync++
+          if (this.articlesPerSync > 0 && sinceSync === this.articlesPerSync && offset < size) {
+            syncPoint++
+            sinceSync = 0
+            await packer.syn(syncPoint)
+            await this.drainIncoming()
+            while (window > 0 && syncPoint - this.lastAcked >= window) {
+              this.handleDataPhaseFpdu(await this.receive())
+            }
+            progress()
+          } else if (packer.flushedSinceCheck) {
+            packer.flushedSinceCheck = false
+            await this.drainIncoming()
+            progress()
+          }
+        }
+      }
+      await packer.flush()
+      await this.drainIncoming()
+      progress()
+      return { bytes: offset, articles, syncPoints: syncPoint }
+    } catch (err) {
+      if (err instanceof InterruptSignal) {
+        const d = getDiagnostic(err.fpdu.params) ?? DIAG.OTHER
+        const code = getNumber(err.fpdu.params, 19) ?? 4
+        await this.send('ACK_IDT', {})
+        this.state = 'OF02'
+        try {
+          await this.closeFile()
+        } catch (e) {
+          this.log.debug({ err: e }, 'closing after IDT failed')
+        }
+        throw new PushInterruptedError(`transfer interrupted by the server (IDT code ${code}, ${describeDiagnostic(d)}); resume with --restart`, d, this.transferId, this.articlesPerSync, this.acknowledgedBytes)
+      }
+      throw err
+    }
+  }
+}
+
+class InterruptSignal extends Error {
+  constructor (readonly fpdu: Fpdu) { super('IDT') }
+}
+
+
