@@ -3,6 +3,7 @@ import { UsageError } from './args.js'
 import { runStatus } from './status.js'
 import { runDevCluster } from './dev-cluster.js'
 import { runSend } from './send.js'
+import { runReceive } from './receive.js'
 
 /**
  * `vectis`: the command-line tool (docs/contract.md §1.2). Exit codes: 0 success, 2 bad usage, 1 any other failure.
@@ -12,6 +13,8 @@ const USAGE = `usage: vectis <command> [options]
 commands:
   send --host H --port P --partner ID --password PW --server SRVID --file FILEID [--restart] PATH
                                    push a file to a PeSIT server (sync points, restart)
+  receive --host H --port P --partner ID --password PW --server SRVID --file FILEID [--name NAME] [--restart] PATH
+                                   pull a file from a PeSIT server (sync points, restart)
   status [--watch] [--url URL]     the member table of a running cluster; --watch follows its events
   dev-cluster [--nodes N] [--lb-port P] [--config FILE] [--data DIR]
                                    an HA cluster on this machine (loopback, no Kubernetes) with a live status table
@@ -24,7 +27,8 @@ type Command = (argv: string[]) => Promise<number>
 const commands: Record<string, Command> = {
   status: runStatus,
   'dev-cluster': async (argv) => await runDevCluster(argv),
-  send: async (argv) => await runSend(argv)
+  send: async (argv) => await runSend(argv),
+  receive: async (argv) => await runReceive(argv)
 }
 
 async function main (argv: string[]): Promise<number> {

@@ -10,7 +10,7 @@ import { isAbsolute, resolve, relative } from 'node:path'
 import { isIP } from 'node:net'
 import { parse as parseYaml, YAMLParseError } from 'yaml'
 import { ConfigError } from '../common/config-error.js'
-import { fileIdError, filenamePatternError, partnerIdError, serverIdError, MAX_ENTITY_SIZE, MIN_ENTITY_SIZE, type PesitServerConfig, type PesitPartnerConfig, type PesitFileConfig, type PesitConfig } from '../transfer/config-types.js'
+import { directoryTemplateError, fileIdError, filenamePatternError, type AfterSend, partnerIdError, serverIdError, MAX_ENTITY_SIZE, MIN_ENTITY_SIZE, type PesitServerConfig, type PesitPartnerConfig, type PesitFileConfig, type PesitConfig } from '../transfer/config-types.js'
 import type { K8sMode } from '../k8s/parts.js'
 import { DEFAULT_LEADER_LABEL, DEFAULT_POD_SELECTOR } from '../k8s/defaults.js'
 import { DEFAULT_CLUSTER_NAME, DEFAULT_CLUSTER_PORT, DEFAULT_FAILURE_TIMEOUT_MS, DEFAULT_HANDOVER_DRAIN_MS, DEFAULT_HEARTBEAT_MS, timingsError } from '../cluster/defaults.js'
@@ -243,6 +243,20 @@ function yEnum<T extends string> (path: string, v: unknown, allowed: readonly T[
   return v as T
 }
 
+/**
+ * A directory of the configuration: relative paths resolve against VECTIS_SHARED_DIR and must stay inside it;
+ * `${partner}` is the only placeholder.
+ */
+function yDirectory (path: string, raw: string, sharedDir: string): string {
+  const placeholderError = directoryTemplateError(raw)
+  if (placeholderError !== undefined) throw new ConfigError(path, raw, placeholderError)
+  const directory = isAbsolute(raw) ? resolve(raw) : resolve(sharedDir, raw)
+  if (!isAbsolute(raw) && relative(sharedDir, directory).startsWith('..')) {
+    throw new ConfigError(path, raw, 'a relative directory must stay inside VECTIS_SHARED_DIR')
+  }
+  return directory
+}
+
 function yList (path: string, v: unknown): unknown[] {
   if (v === undefined || v === null) return []
   if (!Array.isArray(v)) throw new ConfigError(path, show(v), 'expected a list')
@@ -300,22 +314,21 @@ export function parsePesitConfig (doc: unknown, sharedDir: string, readFile: (p:
   const files: PesitFileConfig[] = yList('files', doc.files).map((f, i) => {
     const p = `files[${i}]`
     if (!isObj(f)) throw new ConfigError(p, show(f), 'expected a mapping')
-    checkKeys(p, f, ['id', 'direction', 'directory', 'filenamePattern'])
-    const dirRaw = yStr(`${p}.directory`, f.directory)
-    const directory = isAbsolute(dirRaw) ? resolve(dirRaw) : resolve(sharedDir, dirRaw)
-    if (!isAbsolute(dirRaw)) {
-      const rel = relative(sharedDir, directory)
-      if (rel.startsWith('..')) throw new ConfigError(`${p}.directory`, dirRaw, 'a relative directory must stay inside VECTIS_SHARED_DIR')
+    checkKeys(p, f, ['id', 'direction', 'directory', 'filenamePattern', 'afterSend'])
+    const directory = yDirectory(`${p}.directory`, yStr(`${p}.directory`, f.directory), sharedDir)
+    const direction = yEnum(`${p}.direction`, f.direction, ['receive', 'send', 'both'] as const, 'receive')
+    let afterSend: AfterSend = { action: 'keep' }
+    if (f.afterSend !== undefined) {
+      const raw = yStr(`${p}.afterSend`, f.afterSend)
+      if (direction === 'receive') throw new ConfigError(`${p}.afterSend`, raw, 'only a send (or both) virtual file has an after-send action')
+      if (raw === 'keep' || raw === 'delete') afterSend = { action: raw }
+      else if (raw.startsWith('move:') && raw.length > 5) afterSend = { action: 'move', directory: yDirectory(`${p}.afterSend`, raw.slice(5), sharedDir) }
+      else throw new ConfigError(`${p}.afterSend`, raw, 'expected keep, delete or move:<directory>')
     }
     const pattern = f.filenamePattern === undefined ? DEFAULT_FILENAME_PATTERN : yStr(`${p}.filenamePattern`, f.filenamePattern)
     const patternError = filenamePatternError(pattern)
     if (patternError !== undefined) throw new ConfigError(`${p}.filenamePattern`, pattern, patternError)
-    return {
-      id: yId(`${p}.id`, f.id, fileIdError),
-      direction: yEnum(`${p}.direction`, f.direction, ['receive', 'send', 'both'] as const, 'receive'),
-      directory,
-      filenamePattern: pattern
-    }
+    return { id: yId(`${p}.id`, f.id, fileIdError), direction, directory, filenamePattern: pattern, ...(direction !== 'receive' ? { afterSend } : {}) }
   })
 
   const unique = (what: string, ids: Array<string | number>): void => {

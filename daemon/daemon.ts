@@ -20,6 +20,7 @@ import { MembershipCluster } from '../cluster/cluster-service.js'
 import { DeferredTransport } from '../cluster/deferred-transport.js'
 import { Discovery } from '../cluster/discovery.js'
 import { K8sDeferred } from '../k8s/deferred-parts.js'
+import { configuredDirectories } from '../transfer/config-types.js'
 import { PesitServer } from '../transfer/pesit-server.js'
 import { PesitLeaderBinding } from '../transfer/pesit-leader-binding.js'
 import { pesitMetricsFromProm } from '../transfer/pesit-prom-metrics.js'
@@ -101,7 +102,7 @@ export class Daemon implements Startable {
       start: async () => {
         ensureWritableDir('VECTIS_DATA_DIR', config.dataDir)
         ensureWritableDir('VECTIS_SHARED_DIR', config.sharedDir)
-        for (const f of config.pesit.files) ensureWritableDir(`files[${f.id}].directory`, f.directory)
+        for (const d of configuredDirectories(config.pesit)) ensureWritableDir(d.key, d.directory)
       },
       stop: async () => {}
     }

@@ -32,14 +32,26 @@ export interface PesitPartnerConfig {
 
 export type FileDirection = 'receive' | 'send' | 'both'
 
+/** What happens to a file once a partner pulled it completely (after ACK(TRANS.END)). */
+export type AfterSend =
+  | { action: 'keep' }
+  | { action: 'delete' }
+  /** `directory`: absolute, may contain `${partner}`; on the same file system as the file's directory */
+  | { action: 'move', directory: string }
+
 export interface PesitFileConfig {
   /** virtual file id (PI 12) */
   id: string
   direction: FileDirection
-  /** absolute directory holding the files (under VECTIS_SHARED_DIR) */
+  /**
+   * absolute directory holding the files (under VECTIS_SHARED_DIR); `${partner}` is replaced by the requester id,
+   * so that each partner has a directory of its own (`directoryFor`)
+   */
   directory: string
   /** final name of a received file: `${partner}`, `${file}`, `${transferId}` are substituted */
   filenamePattern: string
+  /** send direction: default keep */
+  afterSend?: AfterSend
 }
 
 export interface PesitConfig {
@@ -85,6 +97,36 @@ export function filenamePatternError (pattern: string): string | undefined {
   return undefined
 }
 
+/** Why `dir` cannot be a `directory` (or a `move:` target), or undefined when it can: `${partner}` is the only placeholder. */
+export function directoryTemplateError (dir: string): string | undefined {
+  for (const m of dir.matchAll(/\$\{([^}]*)\}/g)) {
+    if (m[1] !== 'partner') return `unknown placeholder \${${m[1]}}; a directory may contain \${partner} only`
+  }
+  return undefined
+}
+
+/** The directory of `template` for one partner (its id reduced to a safe path segment). */
+export function directoryFor (template: string, partner: string): string {
+  return template.replace(/\$\{partner\}/g, safePart(partner))
+}
+
+/**
+ * Every concrete directory the configuration uses (a template with `${partner}` once per configured partner), with
+ * the key it comes from: the daemon creates and checks them at start.
+ */
+export function configuredDirectories (c: PesitConfig): Array<{ key: string, directory: string }> {
+  const out: Array<{ key: string, directory: string }> = []
+  const add = (key: string, template: string): void => {
+    const dirs = template.includes('${partner}') ? c.partners.map((p) => directoryFor(template, p.id)) : [template]
+    for (const directory of new Set(dirs)) out.push({ key, directory })
+  }
+  for (const f of c.files) {
+    add(`files[${f.id}].directory`, f.directory)
+    if (f.afterSend?.action === 'move') add(`files[${f.id}].afterSend`, f.afterSend.directory)
+  }
+  return out
+}
+
 /** `id` at `${k}.id` satisfies its rule (`error`) and is not in `seen` (ids of the same kind); it is added. */
 function checkId (k: string, id: string, error: string | undefined, seen: Set<string>, kind: string): void {
   if (error !== undefined) throw new PesitConfigError(`${k}.id: "${id}": ${error}`)
@@ -117,6 +159,17 @@ export function validatePesitConfig (c: PesitConfig): void {
     checkId(k, f.id, fileIdError(f.id), files, 'file')
     if (!['receive', 'send', 'both'].includes(f.direction)) throw new PesitConfigError(`${k}.direction: receive | send | both`)
     if (!isAbsolute(f.directory)) throw new PesitConfigError(`${k}.directory: must be absolute once resolved (got ${f.directory})`)
+    const dirError = directoryTemplateError(f.directory)
+    if (dirError !== undefined) throw new PesitConfigError(`${k}.directory: ${dirError}`)
+    const after = f.afterSend
+    if (after !== undefined) {
+      if (!['keep', 'delete', 'move'].includes(after.action)) throw new PesitConfigError(`${k}.afterSend: keep | delete | move:<dir>`)
+      if (after.action === 'move') {
+        if (!isAbsolute(after.directory)) throw new PesitConfigError(`${k}.afterSend: the move directory must be absolute once resolved`)
+        const moveError = directoryTemplateError(after.directory)
+        if (moveError !== undefined) throw new PesitConfigError(`${k}.afterSend: ${moveError}`)
+      }
+    }
     const patternError = filenamePatternError(f.filenamePattern)
     if (patternError !== undefined) throw new PesitConfigError(`${k}.filenamePattern: ${patternError}`)
   })

@@ -34,7 +34,9 @@ export class DtfPacker {
   }
 
   async article (a: Uint8Array): Promise<void> {
-    if (HEADER_SIZE + 2 + a.length > this.entity) return await this.segmented(a)
+    if (HEADER_SIZE + a.length > this.entity) return await this.segmented(a)
+    // Fits an entity only without the 2-byte prefix of the multi-article form.
+    if (HEADER_SIZE + 2 + a.length > this.entity) return await this.mono(a)
     if (this.open >= 0) {
       const entityLen = this.used - this.open - 2
       if (entityLen + 2 + a.length > this.entity || this.count === MAX_ARTICLES_PER_DTF) this.closeDtf()
@@ -67,6 +69,18 @@ export class DtfPacker {
     writeHeader(this.batch, start + 2, fpduLen, 'DTF', this.y, this.count === 1 ? 0 : this.count)
   }
 
+  private async mono (a: Uint8Array): Promise<void> {
+    this.closeDtf()
+    const len = HEADER_SIZE + a.length
+    await this.ensure(2 + len)
+    this.batch[this.used] = len >> 8
+    this.batch[this.used + 1] = len & 0xff
+    writeHeader(this.batch, this.used + 2, len, 'DTF', this.y, 0)
+    this.batch.set(a, this.used + 2 + HEADER_SIZE)
+    this.used += 2 + len
+  }
+
+  /** An article longer than an entity's room: DTFDA, DTFMA…, DTFFA (at least two pieces). */
   private async segmented (a: Uint8Array): Promise<void> {
     this.closeDtf()
     const room = this.entity - HEADER_SIZE

@@ -6,9 +6,9 @@
  * that reuses the PI 13 of an unfinished row marks that row failed (it can never be resumed any more).
  */
 import type { Journal } from '../store/journal.js'
-import type { TransferBegin, TransferEnd, TransferJournalPort, TransferSyncPoint } from './ports.js'
+import type { SentQuery, TransferBegin, TransferEnd, TransferJournalPort, TransferStarted, TransferSyncPoint } from './ports.js'
 
-export type JournalForPesit = Pick<Journal, 'begin' | 'resume' | 'findRestartable' | 'recordSyncPoint' | 'complete' | 'interrupt' | 'fail'>
+export type JournalForPesit = Pick<Journal, 'begin' | 'resume' | 'findRestartable' | 'recordSyncPoint' | 'complete' | 'interrupt' | 'fail' | 'wasSent'>
 
 export interface JournalAdapterContext {
   /** this member's name (POD_NAME) */
@@ -21,22 +21,31 @@ export interface JournalAdapterContext {
 export function journalPortFromStore (source: JournalForPesit | (() => JournalForPesit), ctx: JournalAdapterContext): TransferJournalPort {
   const j = (): JournalForPesit => typeof source === 'function' ? source() : source
   return {
-    begin (t: TransferBegin): string {
+    begin (t: TransferBegin): TransferStarted {
       const journal = j()
-      const previous = journal.findRestartable({ server: t.server, partner: t.partner, virtualFile: t.file, direction: t.direction, transferId: t.pesitTransferId })
+      const previous = t.pesitTransferId === undefined
+        ? undefined
+        : journal.findRestartable({ server: t.server, partner: t.partner, virtualFile: t.file, direction: t.direction, transferId: t.pesitTransferId })
       if (previous !== undefined) {
         if (t.restart) {
-          return journal.resume(previous.id, { member: ctx.member, epoch: ctx.epoch(), syncPoint: t.startSyncPoint, offset: t.startOffset }).id
+          const row = journal.resume(previous.id, { member: ctx.member, epoch: ctx.epoch(), syncPoint: t.startSyncPoint, offset: t.startOffset })
+          return { id: row.id, transferId: row.transferId }
         }
         journal.fail(previous.id, 'superseded: a new transfer reused its PeSIT transfer id')
       }
-      return journal.begin({
+      const row = journal.begin({
         epoch: ctx.epoch(), member: ctx.member, server: t.server, partner: t.partner, virtualFile: t.file,
-        direction: t.direction, transferId: t.pesitTransferId, filePath: t.path
-      }).id
+        direction: t.direction, filePath: t.path,
+        ...(t.pesitTransferId !== undefined ? { transferId: t.pesitTransferId } : {}),
+        ...(t.source !== undefined ? { source: t.source } : {})
+      })
+      return { id: row.id, transferId: row.transferId }
     },
     syncPoint (id: string, p: TransferSyncPoint): void {
       j().recordSyncPoint(id, { syncPoint: p.syncPoint, offset: p.offset, bytes: p.offset })
+    },
+    wasSent (q: SentQuery): boolean {
+      return j().wasSent({ partner: q.partner, virtualFile: q.file, filePath: q.path, source: q.source })
     },
     end (id: string, e: TransferEnd): void {
       const journal = j()

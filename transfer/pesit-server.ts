@@ -80,6 +80,8 @@ export class PesitServer implements Startable {
   private status: 'stopped' | 'starting' | 'running' | 'stopping' = 'stopped'
   private readonly partners
   private readonly files
+  /** files being sent, across listeners (the same server id may listen plain and over TLS) */
+  private readonly activeSources = new Set<string>()
 
   constructor (private readonly components: PesitServerComponents, private readonly init: PesitServerInit) {
     validatePesitConfig(init.config)
@@ -173,6 +175,7 @@ export class PesitServer implements Startable {
       logger: this.log.child({ server: l.config.id }),
       metrics: this.components.metrics ?? {},
       activeTransfers: l.activeTransfers,
+      activeSources: this.activeSources,
       timeouts: this.timeouts,
       maxSyncWindow: this.init.maxSyncWindow ?? DEFAULT_MAX_SYNC_WINDOW,
       ...(overLimit ? { refuseWith: DIAG.REMOTE_CONGESTED } : {})

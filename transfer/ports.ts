@@ -9,14 +9,19 @@ export const TRANSFER_OUTCOMES = ['completed', 'failed', 'interrupted'] as const
 export type TransferOutcome = typeof TRANSFER_OUTCOMES[number]
 
 export interface TransferBegin {
-  /** PeSIT transfer id (PI 13) chosen by the requester for a push */
-  pesitTransferId: number
+  /**
+   * PeSIT transfer id (PI 13): chosen by the requester for a push, the server's earlier value for the restart of a
+   * pull; omitted for a new pull, for which the journal allocates one (unique across the cluster)
+   */
+  pesitTransferId?: number
   direction: TransferDirection
   server: string
   partner: string
   file: string
-  /** final path the file will have once complete */
+  /** receive: final path the file will have once complete; send: the file sent */
   path: string
+  /** send: identity of the source (`<size>:<mtimeMs>:<inode>`), so a file sent completely is not offered again */
+  source?: string
   /** true when this attempt resumes an interrupted one (CREATE with PI 15 = 1 and a usable checkpoint) */
   restart: boolean
   /** sync point and byte offset the attempt starts from (0 unless resumed) */
@@ -43,18 +48,34 @@ export interface TransferEnd {
   message?: string
 }
 
+export interface TransferStarted {
+  /** the journal row's key */
+  id: string
+  /** PI 13 of the transfer (the one given, or the one allocated) */
+  transferId: number
+}
+
+export interface SentQuery {
+  partner: string
+  file: string
+  path: string
+  source: string
+}
+
 /**
  * One row per transfer (store/journal.ts maps onto it: begin or resume, recordSyncPoint, complete / interrupt /
  * fail). Calls are awaited in protocol order:
- *  - `begin` returns the row's key; if it throws, the CREATE is refused (D2-201);
+ *  - `begin` returns the row's key and PI 13; if it throws, the CREATE or SELECT is refused (D2-201);
  *  - `syncPoint` runs after the checkpoint is durable and BEFORE ACK(SYN): if it throws (e.g. not leader any
  *    more, or synchronous replication failed), the sync point is not acknowledged and the session is aborted;
  *  - `end` failures are logged only: the file and its checkpoint are already durable.
  */
 export interface TransferJournalPort {
-  begin(t: TransferBegin): string | Promise<string>
+  begin(t: TransferBegin): TransferStarted | Promise<TransferStarted>
   syncPoint(id: string, p: TransferSyncPoint): void | Promise<void>
   end(id: string, e: TransferEnd): void | Promise<void>
+  /** true when `path` with this source identity was already sent completely to the partner under `file` */
+  wasSent(q: SentQuery): boolean | Promise<boolean>
 }
 
 /** Counters behind `vectis_pesit_*` and `vectis_transfer*` (docs/contract.md §4); every callback optional. */
@@ -71,4 +92,9 @@ export interface PesitMetrics {
 }
 
 /** A journal that keeps nothing, for tools and tests that do not look at it. */
-export const nullJournal: TransferJournalPort = { begin: () => '', syncPoint () {}, end () {} }
+export const nullJournal: TransferJournalPort = {
+  begin: (t) => ({ id: '', transferId: t.pesitTransferId ?? 1 }),
+  syncPoint () {},
+  end () {},
+  wasSent: () => false
+}

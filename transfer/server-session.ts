@@ -1,6 +1,7 @@
 /**
  * One PeSIT connection on the server side (docs/pesit.md §6–§8): CONNECT, then for a push CREATE, ORF, WRITE,
- * DTF* / SYN, DTF.END, TRANS.END, CRF, DESELECT, RELEASE. Every received FPDU is checked against the state table
+ * DTF* / SYN, DTF.END, TRANS.END, CRF, DESELECT, RELEASE; for a pull SELECT, ORF, READ and the emission of the
+ * file (server-send.ts), TRANS.END, CRF, DESELECT, RELEASE. Every received FPDU is checked against the state table
  * (`session-table.ts`) before anything else; an FPDU not valid in the current state, a malformed one, a timer
  * expiry or a local failure ends the session with ABORT and the matching diagnostic. A session never throws to
  * its caller: whatever happens ends in `run()` resolving, so one bad partner cannot disturb another session.
@@ -8,7 +9,7 @@
  * Leader-only effects (ACK(SYN), the rename of a completed file, ACK(TRANS.END)) check the lease synchronously
  * right before they happen; a session that finds it lost the lease aborts with D3-312 instead of acknowledging.
  *
- * NOT implemented yet (refused cleanly): the send direction (SELECT → ACK(SELECT) D2-226), RESYN (PI 23 is
+ * NOT implemented (refused cleanly): RESYN (PI 23 is
  * answered 0, a RESYN is a protocol error D3-306), messages (ACK(MSG) D2-209), CRC (RCONNECT D3-315),
  * compression (ACK(ORF) answers "none").
  */
@@ -28,6 +29,7 @@ import { fpduDisplayName, type FpduType } from './fpdu-types.js'
 import { finalFileName, transferStem, type PesitFileConfig, type PesitPartnerConfig, type PesitServerConfig } from './config-types.js'
 import type { PesitMetrics, TransferJournalPort, TransferOutcome } from './ports.js'
 import { IncomingFile } from './receive-store.js'
+import { SendSide } from './server-send.js'
 import { transition, expectedIn, isDataPhase, type SessionState } from './session-table.js'
 
 export interface SessionTimeouts {
@@ -64,6 +66,8 @@ export interface ServerSessionContext {
   metrics: PesitMetrics
   /** keys of transfers in progress on this server: a second CREATE for the same one gets D2-207 */
   activeTransfers: Set<string>
+  /** paths of the files being sent, by every listener: a second SELECT of one gets D2-207 */
+  activeSources: Set<string>
   timeouts: SessionTimeouts
   maxSyncWindow: number
   /** set when the connection limit is reached: CONNECT is answered RCONNECT with this diagnostic */
@@ -114,10 +118,24 @@ export class ServerSession {
   /** why the session ended, for the journal row of an unfinished transfer */
   private endReason: { diag: Diagnostic, why: string } | undefined
   private readonly log: Logger
+  private readonly sendSide: SendSide
 
   constructor (private readonly ch: FpduChannel, private readonly ctx: ServerSessionContext, readonly y: number, remote: string) {
     this.entitySize = ctx.server.maxEntitySize
     this.log = ctx.logger.child({ conn: y, remote })
+    this.sendSide = new SendSide({
+      ctx, ch, log: this.log,
+      partner: () => this.partner!,
+      accessType: () => this.accessType,
+      sync: () => this.sync,
+      peerId: () => this.x ?? 0,
+      state: () => this.state,
+      setState: (s) => { this.state = s },
+      handingOver: () => this.stopping === 'handover',
+      send: async (type, params) => { await this.send(type, params) },
+      fail: async (err) => { if (!this.finished) await this.fail(err) },
+      journal: async (fn) => { await this.journal(fn) }
+    })
   }
 
   get isFinished (): boolean { return this.finished }
@@ -130,11 +148,13 @@ export class ServerSession {
         try {
           ev = await this.ch.next(this.timeoutFor())
         } catch (err) {
-          // The requester may be silent because it waits for an ACK(SYN) our own disk is still making durable.
+          // The requester may be silent because it waits for an ACK(SYN) our own disk is still making durable, or
+          // because it only receives while we send a file.
           if (err instanceof PesitTimeoutError && this.checkpointInFlight) {
             await this.pendingCheckpoint
             continue
           }
+          if (err instanceof PesitTimeoutError && this.state === 'TDL02' && this.sendSide.streaming) continue
           await this.fail(err)
           break
         }
@@ -168,7 +188,7 @@ export class ServerSession {
   requestStop (kind: StopKind): void {
     if (this.finished || this.stopping === 'abort') return
     this.stopping = kind
-    if (kind === 'handover' && this.state === 'TDE02' && this.sync.intervalKb > 0) {
+    if (kind === 'handover' && ((this.state === 'TDE02' && this.sync.intervalKb > 0) || (this.state === 'TDL02' && this.sendSide.hasSyncPoints))) {
       this.log.info('hand-over: transfer will be interrupted at its next sync point')
       return
     }
@@ -212,7 +232,7 @@ export class ServerSession {
       case 'CONNECT': return await this.onConnect(f)
       case 'RELEASE': return await this.onRelease()
       case 'CREATE': return await this.onCreate(f)
-      case 'SELECT': return await this.onSelect(f)
+      case 'SELECT': return await this.sendSide.onSelect(f)
       case 'MSG':
       case 'MSGDM':
       case 'MSGMM':
@@ -233,18 +253,18 @@ export class ServerSession {
       case 'DTF_END':
         if (this.state === 'TDX05') return
         return await this.onDtfEnd(f)
-      case 'TRANS_END': return await this.onTransEnd(f)
+      case 'TRANS_END': return this.state === 'TDL07' ? await this.sendSide.onTransEnd(f) : await this.onTransEnd(f)
       case 'IDT': return await this.onIdt(f)
       case 'ACK_IDT':
         this.state = 'OF02'
         return await this.afterInterrupt()
       case 'RESYN':
         throw new ProtocolError('RESYN without negotiated resynchronisation', DIAG.RESYN_NEGOTIATION)
-      case 'READ':
-        // SELECT is always refused for now, so no file can be open for reading.
-        throw new UnexpectedFpduError('READ', this.state)
+      case 'READ': return await this.sendSide.onRead(f, this.interrupted)
       case 'ACK_SYN':
-        return // late acknowledgements while our IDT is pending
+        // In TDX05: late acknowledgements while our IDT is pending.
+        if (this.state === 'TDL02' || this.state === 'TDL07') this.sendSide.onAckSyn(f)
+        return
       default:
         throw new UnexpectedFpduError(fpduDisplayName(f.type), this.state)
     }
@@ -369,10 +389,11 @@ export class ServerSession {
     }
     let journalId: string
     try {
-      journalId = await this.ctx.journal.begin({
+      const started = await this.ctx.journal.begin({
         pesitTransferId: transferId, direction: 'receive', server: this.ctx.server.id, partner: partner.id, file: file.id,
         path: `${file.directory}/${finalName}`, restart: incoming.resumed, startSyncPoint: incoming.syncPoint, startOffset: incoming.bytes
       })
+      journalId = started.id
     } catch (err) {
       this.log.error({ err }, 'the transfer journal refused the new transfer')
       await incoming.closeHandle()
@@ -389,17 +410,6 @@ export class ServerSession {
     this.ch.setMaxEntitySize(this.entitySize)
     this.state = 'SF03'
     this.log.info({ transferId, file: file.id, restart, resumedAt: incoming.resumed ? incoming.syncPoint : undefined, entitySize: this.entitySize }, 'file created')
-  }
-
-  private async onSelect (f: Fpdu): Promise<void> {
-    // The send direction is a later part of the service: refuse cleanly, echoing what the template requires.
-    const pgi9 = getGroup(f.params, 9) ?? { 11: 0, 12: '?' }
-    this.log.warn({ file: getString(pgi9, 12) }, 'SELECT refused: send direction not available')
-    await this.send('ACK_SELECT', {
-      2: DIAG.TRANSFER_REFUSED, 9: { 11: getNumber(pgi9, 11) ?? 0, 12: getString(pgi9, 12) ?? '?' },
-      13: getNumber(f.params, 13) ?? 0, 25: Math.min(getNumber(f.params, 25) ?? 4096, this.ctx.server.maxEntitySize)
-    })
-    this.state = 'CN03'
   }
 
   private async onMessage (f: Fpdu, next: SessionState): Promise<void> {
@@ -619,6 +629,7 @@ export class ServerSession {
 
   private async onIdt (f: Fpdu): Promise<void> {
     await this.pendingCheckpoint
+    await this.sendSide.stopEmitting()
     const code = getNumber(f.params, 19) ?? 4
     const diag = getDiagnostic(f.params) ?? DIAG.OK
     this.log.info({ code, diagnostic: describeDiagnostic(diag), state: this.state }, 'transfer interrupted by the requester')
@@ -650,6 +661,7 @@ export class ServerSession {
 
   /** Closes an unfinished transfer, keeping its partial file and checkpoint for a restart. */
   private async releaseTransfer (status: TransferOutcome, diag: Diagnostic, message: string): Promise<void> {
+    await this.sendSide.release(status, diag, message)
     const t = this.transfer
     if (t === undefined) return
     this.transfer = undefined

@@ -1,5 +1,5 @@
 import { PassThrough } from 'node:stream'
-import type { CliIo } from '../../cli/send.js'
+import type { CliIo } from '../../cli/requester-cli.js'
 
 /** Captures what a CLI command writes. */
 export function captureIo (env: NodeJS.ProcessEnv = {}): CliIo & { out: () => string, err: () => string } {

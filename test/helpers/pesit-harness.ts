@@ -1,4 +1,6 @@
 /** Starts a PeSIT server on a random loopback port over a temporary (or CrashFs) directory, for tests. */
+import { spawn, type ChildProcess } from 'node:child_process'
+import { fileURLToPath } from 'node:url'
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -6,20 +8,27 @@ import { silentLogger, type Logger } from '../../common/logger.js'
 import { NodeDurableFs, type DurableFs } from '../../store/durable-fs.js'
 import type { PesitConfig } from '../../transfer/config-types.js'
 import { PesitServer, type PesitServerInit } from '../../transfer/pesit-server.js'
-import type { TransferBegin, TransferEnd, TransferJournalPort, TransferSyncPoint, PesitMetrics } from '../../transfer/ports.js'
+import type { SentQuery, TransferBegin, TransferEnd, TransferJournalPort, TransferStarted, TransferSyncPoint, PesitMetrics } from '../../transfer/ports.js'
 
 export class MemoryJournal implements TransferJournalPort {
   readonly begun: Array<{ id: string } & TransferBegin> = []
   readonly syncPoints: Array<{ id: string } & TransferSyncPoint> = []
   readonly ended: Array<{ id: string } & TransferEnd> = []
-  begin (t: TransferBegin): string {
+  begin (t: TransferBegin): TransferStarted {
     const id = `t-${this.begun.length + 1}`
-    this.begun.push({ id, ...t })
-    return id
+    const transferId = t.pesitTransferId ?? 0x10000 + this.begun.length
+    this.begun.push({ id, ...t, pesitTransferId: transferId })
+    return { id, transferId }
   }
 
   syncPoint (id: string, p: TransferSyncPoint): void { this.syncPoints.push({ id, ...p }) }
   end (id: string, e: TransferEnd): void { this.ended.push({ id, ...e }) }
+
+  /** A completed send of this exact source, as the store's journal answers it. */
+  wasSent (q: SentQuery): boolean {
+    return this.ended.some((e) => e.status === 'completed' && this.begun.some((b) =>
+      b.id === e.id && b.direction === 'send' && b.partner === q.partner && b.file === q.file && b.path === q.path && b.source === q.source))
+  }
 }
 
 export class CountingMetrics implements PesitMetrics {
@@ -41,6 +50,9 @@ export class CountingMetrics implements PesitMetrics {
 export interface Harness {
   server: PesitServer
   port: number
+  /** the base directory (the shared directory of the test) */
+  base: string
+  /** the receive directory (TESTFILE) */
   dir: string
   fs: DurableFs
   journal: MemoryJournal
@@ -58,6 +70,8 @@ export interface HarnessOptions {
   maxEntitySize?: number
   maxConnections?: number
   partners?: PesitConfig['partners']
+  /** more virtual files, given the base directory */
+  files?: (base: string) => PesitConfig['files']
   fs?: DurableFs
   /** base directory (must exist for NodeDurableFs); a temporary one by default */
   baseDir?: string
@@ -75,7 +89,8 @@ export async function startHarness (opts: HarnessOptions = {}): Promise<Harness>
     partners: opts.partners ?? [{ id: 'CXCLIENT', password: 'test123', access: 'both' }, { id: 'READER', password: 'r', access: 'read' }],
     files: [
       { id: 'TESTFILE', direction: 'receive', directory: dir, filenamePattern: '${partner}_${file}_${transferId}' },
-      { id: 'OUTBOX', direction: 'send', directory: join(base, 'outbox'), filenamePattern: '${file}' }
+      { id: 'OUTBOX', direction: 'send', directory: join(base, 'outbox'), filenamePattern: '${file}' },
+      ...opts.files?.(base) ?? []
     ]
   }
   const journal = new MemoryJournal()
@@ -85,7 +100,7 @@ export async function startHarness (opts: HarnessOptions = {}): Promise<Harness>
     logger: opts.logger ?? silentLogger(), leadership: { isLeader: () => leader.value }, fs, journal, metrics
   }, { config, host: '127.0.0.1', ...opts.init })
   const h: Harness = {
-    server: make(), port: 0, dir, fs, journal, metrics, leader, config,
+    server: make(), port: 0, base, dir, fs, journal, metrics, leader, config,
     async restart () {
       await h.server.stop()
       h.server = make()
@@ -100,4 +115,25 @@ export async function startHarness (opts: HarnessOptions = {}): Promise<Harness>
   await h.server.start()
   h.port = h.server.portOf(config.servers[0]!.id)!
   return h
+}
+
+const root = fileURLToPath(new URL('../..', import.meta.url))
+
+/**
+ * A PeSIT server in a process of its own (pesit-server-process.ts) over `dir`, for kill -9 tests: TESTFILE receives
+ * into dir/inbox, OUTBOX sends from dir/outbox. The caller kills the child.
+ */
+export async function startServerProcess (dir: string, syncIntervalKb = 64): Promise<{ child: ChildProcess, port: number }> {
+  const child = spawn(process.execPath, ['--import', 'tsx', 'test/helpers/pesit-server-process.ts', JSON.stringify({ dir, syncIntervalKb })], { cwd: root, stdio: ['ignore', 'pipe', 'inherit'] })
+  const port = await new Promise<number>((resolve, reject) => {
+    let out = ''
+    const t = setTimeout(() => { reject(new Error('server process did not start')) }, 30_000)
+    child.stdout.on('data', (c: Buffer) => {
+      out += c.toString()
+      const line = out.split('\n').find((l) => l.startsWith('{'))
+      if (line !== undefined) { clearTimeout(t); resolve((JSON.parse(line) as { port: number }).port) }
+    })
+    child.once('exit', (code) => { clearTimeout(t); reject(new Error(`server process exited ${code}`)) })
+  })
+  return { child, port }
 }

@@ -1,6 +1,6 @@
 /**
  * A PeSIT server alone in its own process, for kill -9 tests: `node --import tsx pesit-server-process.ts
- * '{"dir": "...", "syncIntervalKb": 64}'` prints `{"port": N}` once listening and runs until killed.
+ * '{"dir": "...", "syncIntervalKb": 64}'` (files TESTFILE in dir/inbox, OUTBOX in dir/outbox) prints `{"port": N}` once listening and runs until killed.
  */
 import '../../common/polyfill.js'
 import { join } from 'node:path'
@@ -15,7 +15,10 @@ const server = new PesitServer({ logger: silentLogger(), leadership: { isLeader:
   config: {
     servers: [{ id: 'PESITSRV', port: 0, maxConnections: 10, syncIntervalKb: opts.syncIntervalKb ?? 64, maxEntitySize: 65535 }],
     partners: [{ id: 'CXCLIENT', password: 'test123', access: 'both' }],
-    files: [{ id: 'TESTFILE', direction: 'receive', directory: join(opts.dir, 'inbox'), filenamePattern: '${partner}_${file}_${transferId}' }]
+    files: [
+      { id: 'TESTFILE', direction: 'receive', directory: join(opts.dir, 'inbox'), filenamePattern: '${partner}_${file}_${transferId}' },
+      { id: 'OUTBOX', direction: 'send', directory: join(opts.dir, 'outbox'), filenamePattern: '${file}' }
+    ]
   }
 })
 await server.start()

@@ -7,6 +7,7 @@ import { join } from 'node:path'
 import { silentLogger } from '../../common/logger.js'
 import { Store } from '../../store/store.js'
 import { journalPortFromStore } from '../../transfer/journal-adapter.js'
+import type { TransferStarted } from '../../transfer/ports.js'
 import { startHarness } from '../helpers/pesit-harness.js'
 import { patternBytes } from '../helpers/pesit-vectors.js'
 import { pushFile, PushInterruptedError } from '../../transfer/push.js'
@@ -21,7 +22,7 @@ describe('PeSIT server on the store journal', () => {
     t.after(async () => { await h.stop(); await store.stop(); await rm(dir, { recursive: true, force: true }) })
     // The harness records calls in memory; route them to the store journal instead.
     const port = journalPortFromStore(store.journal, { member: 'vectis-0', epoch: () => epoch })
-    h.journal.begin = (b) => port.begin(b) as string
+    h.journal.begin = (b) => port.begin(b) as TransferStarted
     h.journal.syncPoint = (id, p) => { void port.syncPoint(id, p) }
     h.journal.end = (id, e) => { void port.end(id, e) }
     const src = patternBytes(400_000, 3)

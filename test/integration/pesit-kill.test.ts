@@ -1,33 +1,17 @@
 import { describe, it } from 'node:test'
 import assert from 'node:assert/strict'
-import { spawn, type ChildProcess } from 'node:child_process'
+import type { ChildProcess } from 'node:child_process'
 import { createHash } from 'node:crypto'
 import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { fileURLToPath } from 'node:url'
 import { patternBytes } from '../helpers/pesit-vectors.js'
+import { startServerProcess } from '../helpers/pesit-harness.js'
 import { captureIo } from '../helpers/cli-io.js'
 import { runSend } from '../../cli/send.js'
 import { transferStem } from '../../transfer/config-types.js'
 
-const root = fileURLToPath(new URL('../..', import.meta.url))
 const sha = (b: Uint8Array): string => createHash('sha256').update(b).digest('hex')
-
-async function startServerProcess (dir: string): Promise<{ child: ChildProcess, port: number }> {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'test/helpers/pesit-server-process.ts', JSON.stringify({ dir, syncIntervalKb: 64 })], { cwd: root, stdio: ['ignore', 'pipe', 'inherit'] })
-  const port = await new Promise<number>((resolve, reject) => {
-    let out = ''
-    const t = setTimeout(() => { reject(new Error('server process did not start')) }, 30_000)
-    child.stdout.on('data', (c: Buffer) => {
-      out += c.toString()
-      const line = out.split('\n').find((l) => l.startsWith('{'))
-      if (line !== undefined) { clearTimeout(t); resolve((JSON.parse(line) as { port: number }).port) }
-    })
-    child.once('exit', (code) => { clearTimeout(t); reject(new Error(`server process exited ${code}`)) })
-  })
-  return { child, port }
-}
 
 describe('kill -9 of the server process, then vectis send --restart', () => {
   it('completes, SHA-256 equal, resent bytes ≤ one sync interval', async (t) => {

@@ -6,7 +6,7 @@ import { join } from 'node:path'
 import { loadConfig, DEFAULT_HTTP_PORT, DEFAULT_PESIT_PORT } from '../../daemon/config.js'
 import { DEFAULT_CLUSTER_PORT } from '../../cluster/defaults.js'
 import { ConfigError } from '../../common/config-error.js'
-import { validatePesitConfig } from '../../transfer/config-types.js'
+import { configuredDirectories, validatePesitConfig } from '../../transfer/config-types.js'
 
 const gen = (): string => 'generated-password'
 const load = (env: Record<string, string>, files: Record<string, string> = {}) => loadConfig(env, {
@@ -174,6 +174,29 @@ files:
     validatePesitConfig(config.pesit) // what the loader accepts, the PeSIT servers accept at their start
   })
 
+  const sending = `${good}  - id: STATEMENTS
+    direction: send
+    directory: outbox/\${partner}/statements
+    afterSend: move:sent/\${partner}
+  - id: REPORTS
+    direction: both
+    directory: /var/reports
+    afterSend: delete
+`
+
+  it('send virtual files: ${partner} in directories, afterSend keep (default), delete, move:<dir>', () => {
+    const { config } = cfg(sending)
+    const [, statements, reports] = config.pesit.files
+    assert.deepEqual(statements, { id: 'STATEMENTS', direction: 'send', directory: '/srv/vectis/data/shared/outbox/${partner}/statements', filenamePattern: '${partner}_${file}_${transferId}', afterSend: { action: 'move', directory: '/srv/vectis/data/shared/sent/${partner}' } })
+    assert.deepEqual(reports?.afterSend, { action: 'delete' })
+    assert.deepEqual(cfg(sending.replace('    afterSend: delete\n', '')).config.pesit.files[2]?.afterSend, { action: 'keep' })
+    validatePesitConfig(config.pesit)
+    assert.deepEqual(configuredDirectories(config.pesit).map((d) => d.directory), [
+      '/srv/vectis/data/shared/inbox/payments', '/srv/vectis/data/shared/outbox/CXCLIENT/statements', '/srv/vectis/data/shared/outbox/OTHER/statements',
+      '/srv/vectis/data/shared/sent/CXCLIENT', '/srv/vectis/data/shared/sent/OTHER', '/var/reports'
+    ])
+  })
+
   const bad: Array<[string, string, string, RegExp]> = [
     ['port of the wrong type', good.replace('port: 5000', 'port: "5000"'), 'servers[0].port', /integer from 1 to 65535/],
     ['server id lower-case', good.replace('id: PESITSRV', 'id: pesitsrv'), 'servers[0].id', /upper-case/],
@@ -195,7 +218,12 @@ files:
     ['unreadable password file', good.replace('/run/secrets/pw', '/run/secrets/none'), 'partners[1].passwordFile', /readable file/],
     ['invalid YAML', 'servers: [\n', 'VECTIS_CONFIG', /valid YAML/],
     ['top level not a mapping', '- a\n- b\n', 'VECTIS_CONFIG', /mapping/],
-    ['unknown top-level key', 'server: []\n', '.server', /unknown key/]
+    ['unknown top-level key', 'server: []\n', '.server', /unknown key/],
+    ['afterSend on a receive file', good.replace('    directory: inbox/payments', '    directory: inbox/payments\n    afterSend: delete'), 'files[0].afterSend', /only a send/],
+    ['afterSend unknown action', sending.replace('afterSend: delete', 'afterSend: shred'), 'files[2].afterSend', /keep, delete or move/],
+    ['afterSend move without a directory', sending.replace('afterSend: delete', 'afterSend: "move:"'), 'files[2].afterSend', /keep, delete or move/],
+    ['afterSend move out of the shared dir', sending.replace('move:sent/', 'move:../../'), 'files[1].afterSend', /inside VECTIS_SHARED_DIR/],
+    ['unknown placeholder in a directory', sending.replace('outbox/${partner}', 'outbox/${file}'), 'files[1].directory', /\$\{partner\} only/]
   ]
   for (const [name, yaml, key, expected] of bad) {
     it(`rejects ${name}`, () => {
