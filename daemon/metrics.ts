@@ -4,7 +4,7 @@
  * `sum(vectis_cluster_is_leader)` over all pods counts leaders.
  */
 import { Registry, Gauge, Counter, collectDefaultMetrics } from 'prom-client'
-import { TRANSFER_OUTCOMES } from '../transfer/ports.js'
+import { PEER_DEVIATIONS, TRANSFER_OUTCOMES } from '../transfer/ports.js'
 
 export class Metrics {
   readonly registry = new Registry()
@@ -23,6 +23,7 @@ export class Metrics {
   readonly pesitConnectionsActive = new Gauge({ name: 'vectis_pesit_connections_active', help: 'Open PeSIT connections', registers: [this.registry] })
   readonly transfers = new Counter({ name: 'vectis_transfers_total', help: 'Finished transfers', labelNames: ['direction', 'status'] as const, registers: [this.registry] })
   readonly transferBytes = new Counter({ name: 'vectis_transfer_bytes_total', help: 'File bytes transferred', labelNames: ['direction'] as const, registers: [this.registry] })
+  readonly peerDeviations = new Counter({ name: 'vectis_pesit_peer_deviations_total', help: 'Departures of PeSIT peers from the protocol that were tolerated', labelNames: ['kind'] as const, registers: [this.registry] })
 
   /** Hooks run before every scrape, to refresh values computed on demand (lease remaining, heartbeat age). */
   private readonly collectors: Array<() => void> = []
@@ -35,6 +36,7 @@ export class Metrics {
       this.transferBytes.inc({ direction }, 0)
       for (const status of TRANSFER_OUTCOMES) this.transfers.inc({ direction, status }, 0)
     }
+    for (const kind of PEER_DEVIATIONS) this.peerDeviations.inc({ kind }, 0)
   }
 
   onCollect (fn: () => void): void { this.collectors.push(fn) }

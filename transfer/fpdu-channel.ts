@@ -66,10 +66,12 @@ export class FpduChannel {
     socket.on('error', (err) => { this.error ??= err; this.wake() })
   }
 
-  /** Bounds entities from now on (the negotiated PI 25 during the data phase). */
-  setMaxEntitySize (n: number): void {
-    this.reader.maxEntitySize = Math.min(MAX_ENTITY_SIZE, n)
-  }
+  /**
+   * The PI 25 agreed for the file (undefined: none). Entities above it but within the channel's bound are still
+   * read (tolerated) and reported to `onOversizeEntity`; only the bound itself is enforced.
+   */
+  negotiatedEntitySize: number | undefined
+  onOversizeEntity: ((size: number) => void) | undefined
 
   get isClosed (): boolean { return this.closed || this.socket.destroyed }
 
@@ -95,6 +97,7 @@ export class FpduChannel {
       }
       if (unit.kind === 'preconnection') return { kind: 'preconnection', message: unit.message, framed: false }
       const body = unit.body
+      if (this.negotiatedEntitySize !== undefined && body.length > this.negotiatedEntitySize) this.onOversizeEntity?.(body.length)
       if (body.length === 24 && PRECONNECTION_MAGIC.every((b, i) => body[i] === b)) {
         return { kind: 'preconnection', message: body, framed: true }
       }

@@ -232,8 +232,11 @@ export const TEMPLATES: Readonly<Record<FpduType, readonly TemplateItem[]>> = Ob
 
 /**
  * Mandatory parameters that a receiver tolerates when absent, because known partners omit them
- * (docs/pesit.md §4.3: a requester accepts an ACK(CREATE) without PI 25). They are still always emitted.
+ * (docs/pesit.md §4.3, §12: a requester accepts an ACK(CREATE) without PI 25, a server an IDT without PI 19). They
+ * are still always emitted.
  */
 export const TOLERATED_MISSING: Partial<Record<FpduType, ReadonlySet<number>>> = {
-  ACK_CREATE: new Set([25])
+  ACK_CREATE: new Set([25]),
+  // An IDT without its end-of-transfer code: read as code 4 (error, a restart will follow), the safe reading.
+  IDT: new Set([19])
 }

@@ -1,10 +1,10 @@
 /**
  * Adapts the daemon's prom-client metrics (docs/contract.md §4: `vectis_pesit_servers_running`,
  * `vectis_pesit_connections_active`, `vectis_transfers_total{direction,status}`,
- * `vectis_transfer_bytes_total{direction}`) to the narrow `PesitMetrics` callbacks. Takes the metric objects, not
+ * `vectis_transfer_bytes_total{direction}`, `vectis_pesit_peer_deviations_total{kind}`) to the narrow `PesitMetrics` callbacks. Takes the metric objects, not
  * a registry, so each name is registered once, by their owner.
  */
-import type { PesitMetrics, TransferDirection, TransferOutcome } from './ports.js'
+import type { PeerDeviation, PesitMetrics, TransferDirection, TransferOutcome } from './ports.js'
 
 interface GaugeLike { inc(): void, dec(): void }
 interface LabelledCounterLike<L extends string> { inc(labels: Partial<Record<L, string>>, value?: number): void }
@@ -15,6 +15,7 @@ export interface PesitPromObjects {
   pesitConnectionsActive: GaugeLike
   transfers: LabelledCounterLike<'direction' | 'status'>
   transferBytes: LabelledCounterLike<'direction'>
+  peerDeviations: LabelledCounterLike<'kind'>
 }
 
 export function pesitMetricsFromProm (m: PesitPromObjects): PesitMetrics {
@@ -23,6 +24,7 @@ export function pesitMetricsFromProm (m: PesitPromObjects): PesitMetrics {
     connectionOpened: () => { m.pesitConnectionsActive.inc() },
     connectionClosed: () => { m.pesitConnectionsActive.dec() },
     transferEnded: (direction: TransferDirection, status: TransferOutcome) => { m.transfers.inc({ direction, status }) },
-    transferBytes: (direction: TransferDirection, n: number) => { m.transferBytes.inc({ direction }, n) }
+    transferBytes: (direction: TransferDirection, n: number) => { m.transferBytes.inc({ direction }, n) },
+    peerDeviation: (kind: PeerDeviation) => { m.peerDeviations.inc({ kind }) }
   }
 }

@@ -89,7 +89,13 @@ export interface PesitMetrics {
   transferEnded?(direction: TransferDirection, status: TransferOutcome): void
   /** vectis_transfer_bytes_total{direction}: file bytes, counted as they are stored or sent */
   transferBytes?(direction: TransferDirection, bytes: number): void
+  /** vectis_pesit_peer_deviations_total{kind}: a departure from the protocol that was tolerated */
+  peerDeviation?(kind: PeerDeviation): void
 }
+
+/** The departures from the protocol a server tolerates (docs/pesit.md §12), each counted. */
+export const PEER_DEVIATIONS = ['idt-without-end-code', 'entity-over-negotiated-size', 'article-over-announced-length'] as const
+export type PeerDeviation = typeof PEER_DEVIATIONS[number]
 
 /** A journal that keeps nothing, for tools and tests that do not look at it. */
 export const nullJournal: TransferJournalPort = {

@@ -27,7 +27,7 @@ import {
 import type { FpduChannel } from './fpdu-channel.js'
 import { fpduDisplayName, type FpduType } from './fpdu-types.js'
 import { finalFileName, transferStem, type PesitFileConfig, type PesitPartnerConfig, type PesitServerConfig } from './config-types.js'
-import type { PesitMetrics, TransferJournalPort, TransferOutcome } from './ports.js'
+import type { PeerDeviation, PesitMetrics, TransferJournalPort, TransferOutcome } from './ports.js'
 import { IncomingFile } from './receive-store.js'
 import { SendSide } from './server-send.js'
 import { transition, expectedIn, isDataPhase, type SessionState } from './session-table.js'
@@ -119,10 +119,12 @@ export class ServerSession {
   private endReason: { diag: Diagnostic, why: string } | undefined
   private readonly log: Logger
   private readonly sendSide: SendSide
+  private readonly deviationsLogged = new Set<PeerDeviation>()
 
   constructor (private readonly ch: FpduChannel, private readonly ctx: ServerSessionContext, readonly y: number, remote: string) {
     this.entitySize = ctx.server.maxEntitySize
     this.log = ctx.logger.child({ conn: y, remote })
+    ch.onOversizeEntity = (size) => { this.deviation('entity-over-negotiated-size', { size, negotiated: this.entitySize }) }
     this.sendSide = new SendSide({
       ctx, ch, log: this.log,
       partner: () => this.partner!,
@@ -407,7 +409,8 @@ export class ServerSession {
     }
     this.interrupted = false
     await this.send('ACK_CREATE', { 2: DIAG.OK, 25: this.entitySize })
-    this.ch.setMaxEntitySize(this.entitySize)
+    // Bounded by the server's maximum, not by the size just agreed: a larger entity is tolerated and counted.
+    this.ch.negotiatedEntitySize = this.entitySize
     this.state = 'SF03'
     this.log.info({ transferId, file: file.id, restart, resumedAt: incoming.resumed ? incoming.syncPoint : undefined, entitySize: this.entitySize }, 'file created')
   }
@@ -437,8 +440,8 @@ export class ServerSession {
   private async onDeselect (): Promise<void> {
     await this.releaseTransfer('interrupted', DIAG.ABNORMAL_END, 'deselected before the end of the transfer')
     this.interrupted = false
-    // Back to the connection's bound: the next file may negotiate another entity size.
-    this.ch.setMaxEntitySize(this.ctx.server.maxEntitySize)
+    // The next file may negotiate another entity size.
+    this.ch.negotiatedEntitySize = undefined
     await this.send('ACK_DESELECT', { 2: DIAG.OK })
     this.state = 'CN03'
   }
@@ -491,6 +494,24 @@ export class ServerSession {
     }
   }
 
+  /**
+   * A variable-format article longer than PI 32 costs nothing to store: tolerated and counted. A fixed-format one
+   * means the records are not what was announced: D2-220.
+   */
+  private checkArticleLength (t: Transfer, len: number): void {
+    if (len <= t.articleLength) return
+    if (t.articleFormat === 0) throw new PesitError(`article of ${len} bytes, fixed length ${t.articleLength}`, DIAG.ARTICLE_TOO_LONG)
+    this.deviation('article-over-announced-length', { length: len, announced: t.articleLength })
+  }
+
+  /** Counts a tolerated departure from the protocol; logged once per kind and session. */
+  private deviation (kind: PeerDeviation, detail: Record<string, unknown>): void {
+    this.ctx.metrics.peerDeviation?.(kind)
+    if (this.deviationsLogged.has(kind)) return
+    this.deviationsLogged.add(kind)
+    this.log.info({ deviation: kind, ...detail }, 'tolerated a departure of the peer from the protocol (counted, logged once per session)')
+  }
+
   private checkVolume (t: Transfer, n: number): void {
     this.bytesSinceSync += n
     // A little tolerance over the negotiated interval: one entity, as senders cut at article boundaries.
@@ -503,7 +524,7 @@ export class ServerSession {
   }
 
   private async article (t: Transfer, a: Uint8Array): Promise<void> {
-    if (a.length > t.articleLength) throw new PesitError(`article of ${a.length} bytes, at most ${t.articleLength}`, DIAG.ARTICLE_TOO_LONG)
+    this.checkArticleLength(t, a.length)
     if (t.articleFormat === 0 && a.length !== t.articleLength) throw new PesitError(`fixed article of ${a.length} bytes, expected ${t.articleLength}`, DIAG.ARTICLE_TOO_LONG)
     this.checkVolume(t, a.length)
     await t.incoming.append(a)
@@ -512,7 +533,7 @@ export class ServerSession {
 
   private async piece (t: Transfer, data: Uint8Array, last: boolean): Promise<void> {
     const len = this.segment! + data.length
-    if (len > t.articleLength) throw new PesitError(`segmented article longer than ${t.articleLength}`, DIAG.ARTICLE_TOO_LONG)
+    this.checkArticleLength(t, len)
     if (last && t.articleFormat === 0 && len !== t.articleLength) throw new PesitError(`fixed article of ${len} bytes, expected ${t.articleLength}`, DIAG.ARTICLE_TOO_LONG)
     this.checkVolume(t, data.length)
     await t.incoming.append(data)
@@ -630,6 +651,7 @@ export class ServerSession {
   private async onIdt (f: Fpdu): Promise<void> {
     await this.pendingCheckpoint
     await this.sendSide.stopEmitting()
+    if (getNumber(f.params, 19) === undefined) this.deviation('idt-without-end-code', {})
     const code = getNumber(f.params, 19) ?? 4
     const diag = getDiagnostic(f.params) ?? DIAG.OK
     this.log.info({ code, diagnostic: describeDiagnostic(diag), state: this.state }, 'transfer interrupted by the requester')

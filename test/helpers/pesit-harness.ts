@@ -45,6 +45,8 @@ export class CountingMetrics implements PesitMetrics {
   }
 
   transferBytes (_d: string, n: number): void { this.bytes += n }
+  deviations = new Map<string, number>()
+  peerDeviation (kind: string): void { this.deviations.set(kind, (this.deviations.get(kind) ?? 0) + 1) }
 }
 
 export interface Harness {

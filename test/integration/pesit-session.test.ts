@@ -146,10 +146,10 @@ describe('PeSIT server sessions: refusals, protocol errors, timers, limits, leas
     await c.toDataPhase(nextId++)
   })
 
-  it('data-phase checks: article too long, data past the announced size, sync order, segments, counts', async () => {
+  it('data-phase checks: fixed article too long, data past the announced size, sync order, segments, counts', async () => {
     const c1 = await open()
     await c1.connectPesit()
-    await c1.toDataPhase(nextId++, { articleLength: 10 })
+    await c1.toDataPhase(nextId++, { articleLength: 10, format: 0 })
     await c1.dtf([Buffer.alloc(11)])
     await abortedWith(c1, 'D2-220')
     const c2 = await open()

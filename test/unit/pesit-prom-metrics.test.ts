@@ -10,7 +10,8 @@ describe('PeSIT metrics on prom-client', () => {
       pesitServersRunning: new Gauge({ name: 'vectis_pesit_servers_running', help: 'h', registers }),
       pesitConnectionsActive: new Gauge({ name: 'vectis_pesit_connections_active', help: 'h', registers }),
       transfers: new Counter({ name: 'vectis_transfers_total', help: 'h', labelNames: ['direction', 'status'] as const, registers }),
-      transferBytes: new Counter({ name: 'vectis_transfer_bytes_total', help: 'h', labelNames: ['direction'] as const, registers })
+      transferBytes: new Counter({ name: 'vectis_transfer_bytes_total', help: 'h', labelNames: ['direction'] as const, registers }),
+      peerDeviations: new Counter({ name: 'vectis_pesit_peer_deviations_total', help: 'h', labelNames: ['kind'] as const, registers })
     })
     m.serverRunning?.('PESITSRV', true)
     m.connectionOpened?.('PESITSRV')
@@ -18,10 +19,12 @@ describe('PeSIT metrics on prom-client', () => {
     m.connectionClosed?.('PESITSRV')
     m.transferEnded?.('receive', 'completed')
     m.transferBytes?.('receive', 1024)
+    m.peerDeviation?.('idt-without-end-code')
     const text = await registers[0]!.metrics()
     assert.match(text, /^vectis_pesit_servers_running 1$/m)
     assert.match(text, /^vectis_pesit_connections_active 1$/m)
     assert.match(text, /^vectis_transfers_total\{direction="receive",status="completed"\} 1$/m)
     assert.match(text, /^vectis_transfer_bytes_total\{direction="receive"\} 1024$/m)
+    assert.match(text, /^vectis_pesit_peer_deviations_total\{kind="idt-without-end-code"\} 1$/m)
   })
 })
