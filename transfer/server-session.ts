@@ -114,6 +114,8 @@ export class ServerSession {
   private interrupted = false
   private messageBytes = 0
   private stopping: StopKind | undefined
+  /** TRANS.END is being handled (the file committed, ACK(TRANS.END) on its way): a hand-over lets it finish */
+  private ending = false
   private finished = false
   /** why the session ended, for the journal row of an unfinished transfer */
   private endReason: { diag: Diagnostic, why: string } | undefined
@@ -190,6 +192,11 @@ export class ServerSession {
   requestStop (kind: StopKind): void {
     if (this.finished || this.stopping === 'abort') return
     this.stopping = kind
+    if (kind === 'handover' && this.ending) {
+      // Committing the end of a transfer: the requester must learn that its file arrived (bounded by the drain).
+      this.log.info('hand-over: the session finishes the end of its transfer first')
+      return
+    }
     if (kind === 'handover' && ((this.state === 'TDE02' && this.sync.intervalKb > 0) || (this.state === 'TDL02' && this.sendSide.hasSyncPoints))) {
       this.log.info('hand-over: transfer will be interrupted at its next sync point')
       return
@@ -255,7 +262,14 @@ export class ServerSession {
       case 'DTF_END':
         if (this.state === 'TDX05') return
         return await this.onDtfEnd(f)
-      case 'TRANS_END': return this.state === 'TDL07' ? await this.sendSide.onTransEnd(f) : await this.onTransEnd(f)
+      case 'TRANS_END':
+        if (this.state === 'TDX05') return // crossed our IDT, which has priority: nothing is committed
+        this.ending = true
+        try {
+          return this.state === 'TDL07' ? await this.sendSide.onTransEnd(f) : await this.onTransEnd(f)
+        } finally {
+          this.ending = false
+        }
       case 'IDT': return await this.onIdt(f)
       case 'ACK_IDT':
         this.state = 'OF02'
@@ -557,6 +571,7 @@ export class ServerSession {
     if (this.segment !== undefined) throw new ProtocolError('SYN inside a segmented article')
     if (n !== this.lastSyn(t) + 1) throw new ProtocolError(`SYN ${n} after ${this.lastSyn(t)}`)
     await this.settleCheckpoint()
+    if (this.interruptPending()) return
     this.synReceived = n
     const at = await t.incoming.handOff()
     this.bytesSinceSync = 0
@@ -566,6 +581,14 @@ export class ServerSession {
       // The main loop may be waiting for the requester (who waits for this ACK): end the session from here.
       if (!this.finished) void this.fail(err)
     })
+  }
+
+  /**
+   * True when our hand-over IDT went out while this FPDU waited for the checkpoint in flight: the IDT has priority
+   * (docs/pesit.md §9.4), so what crossed it is discarded.
+   */
+  private interruptPending (): boolean {
+    return this.state === 'TDX05'
   }
 
   private lastSyn (t: Transfer): number {
@@ -607,6 +630,7 @@ export class ServerSession {
   private async onDtfEnd (f: Fpdu): Promise<void> {
     if (this.segment !== undefined) throw new ProtocolError('DTF.END inside a segmented article')
     await this.settleCheckpoint()
+    if (this.interruptPending()) return
     const diag = getDiagnostic(f.params) ?? DIAG.OK
     if (!isSuccess(diag)) this.transfer!.dtfEndDiag = diag
     this.state = 'TDE07'
@@ -614,6 +638,7 @@ export class ServerSession {
 
   private async onTransEnd (f: Fpdu): Promise<void> {
     await this.settleCheckpoint()
+    if (this.interruptPending()) return
     const t = this.transfer!
     const inc = t.incoming
     const counts: Params = { 27: inc.bytes, 28: inc.articles }

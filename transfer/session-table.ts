@@ -56,8 +56,9 @@ const SERVER: Table = {
   TDE07: { TRANS_END: 'OF02', IDT: 'OF02', RESYN: 'TDE02' },
   TDL02: { ACK_SYN: 'TDL02', IDT: 'OF02', RESYN: 'TDL02' },
   TDL07: { ACK_SYN: 'TDL07', TRANS_END: 'OF02', IDT: 'OF02', RESYN: 'TDL02' },
-  // Our IDT is pending: data already in flight is discarded, a crossing IDT is answered, ACK(IDT) ends it.
-  TDX05: { ACK_IDT: 'OF02', IDT: 'OF02', DTF: 'TDX05', DTFDA: 'TDX05', DTFMA: 'TDX05', DTFFA: 'TDX05', SYN: 'TDX05', DTF_END: 'TDX05', ACK_SYN: 'TDX05' }
+  // Our IDT is pending: data and ends already in flight are discarded (the IDT has priority), a crossing IDT is
+  // answered, ACK(IDT) ends it.
+  TDX05: { ACK_IDT: 'OF02', IDT: 'OF02', DTF: 'TDX05', DTFDA: 'TDX05', DTFMA: 'TDX05', DTFFA: 'TDX05', SYN: 'TDX05', DTF_END: 'TDX05', TRANS_END: 'TDX05', ACK_SYN: 'TDX05' }
 }
 
 /** What a requester accepts from the server. */
