@@ -12,16 +12,20 @@
  * before ACK(SYN), the rename and ACK(TRANS.END) are what keep a deposed leader from acknowledging data.
  */
 import { connect as netConnect, createServer, type Server, type Socket } from 'node:net'
+import { join } from 'node:path'
 import type { Logger } from '../common/logger.js'
 import type { Startable } from '../common/lifecycle.js'
 import type { HandoverHooks, Leadership } from '../cluster/leadership-api.js'
 import type { DurableFs } from '../store/durable-fs.js'
 import type { Framing } from './codec.js'
-import { validatePesitConfig, type PesitConfig, type PesitServerConfig } from './config-types.js'
+import { configuredDirectories, validatePesitConfig, type PesitConfig, type PesitServerConfig } from './config-types.js'
 import { DIAG } from './diagnostics.js'
 import { FpduChannel } from './fpdu-channel.js'
 import type { PesitMetrics, TransferJournalPort } from './ports.js'
 import { DEFAULT_MAX_SYNC_WINDOW, DEFAULT_SESSION_TIMEOUTS, ServerSession, type SessionTimeouts } from './server-session.js'
+
+/** The temporary name DurableFs.writeFileAtomic gives a checkpoint (`.ckpt`) or a send restart state (`.send`). */
+const STALE_TEMPORARY = /^\.\.vectis-.*\.(ckpt|send)\.[0-9a-f]{12}\.tmp$/
 
 export interface PesitServerComponents {
   logger: Logger
@@ -110,6 +114,7 @@ export class PesitServer implements Startable {
     if (this.status !== 'stopped') return
     this.status = 'starting'
     try {
+      await this.removeStaleTemporaries()
       for (const cfg of this.init.config.servers) await this.listen(cfg)
     } catch (err) {
       await this.closeListeners()
@@ -117,6 +122,25 @@ export class PesitServer implements Startable {
       throw err
     }
     this.status = 'running'
+  }
+
+  /**
+   * Temporary files of checkpoint and restart-state writes (`..vectis-….ckpt.<hex>.tmp`) left by a member killed
+   * in the middle of one: nothing of this server writes yet, and a deposed member's write that loses its temporary
+   * only fails (it may not write any more anyway).
+   */
+  private async removeStaleTemporaries (): Promise<void> {
+    const fs = this.components.fs
+    let removed = 0
+    for (const { directory } of configuredDirectories(this.init.config)) {
+      const names = await fs.readdir(directory).catch(() => [])
+      for (const name of names) {
+        if (!STALE_TEMPORARY.test(name)) continue
+        await fs.unlink(join(directory, name))
+        removed++
+      }
+    }
+    if (removed > 0) this.log.info({ removed }, 'removed temporary files left by an interrupted checkpoint write')
   }
 
   private async listen (cfg: PesitServerConfig): Promise<void> {

@@ -16,6 +16,7 @@
 import { timingSafeEqual, createHash } from 'node:crypto'
 import type { Logger } from '../common/logger.js'
 import type { DurableFs } from '../store/durable-fs.js'
+import { NotLeaderError as JournalNotLeaderError } from '../store/errors.js'
 import {
   decodeAccessControl, decodePreconnection, decodeSyncOption, encodeSyncOption, getBytes, getDiagnostic,
   getGroup, getNumber, getString, splitArticles, PRECONNECTION_ACK, PRECONNECTION_NAK, type Fpdu, type Params
@@ -727,7 +728,9 @@ export class ServerSession {
     try {
       await fn(this.ctx.journal)
     } catch (err) {
-      this.log.error({ err }, 'transfer journal write failed')
+      // Refused because this member no longer leads: the fencing working as meant, the next leader records it.
+      if (err instanceof JournalNotLeaderError) this.log.warn('transfer journal write refused: not leader any more')
+      else this.log.error({ err }, 'transfer journal write failed')
     }
   }
 

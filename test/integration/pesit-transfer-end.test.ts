@@ -4,7 +4,7 @@
  */
 import { describe, it } from 'node:test'
 import assert from 'node:assert/strict'
-import { mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises'
+import { mkdir, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { startHarness } from '../helpers/pesit-harness.js'
@@ -107,5 +107,18 @@ describe('the end of a transfer under faults', () => {
     assert.match(io.out(), /sent .*: 50000 bytes/)
     assert.match(io.err(), /warning: the file was confirmed by the server, but the connection did not close cleanly/)
     assert.deepEqual(await readFile(join(h.dir, 'CXCLIENT_TESTFILE_73')), src)
+  })
+
+  it('temporaries of checkpoint writes cut by a kill are removed when the servers start; other files stay', async (t) => {
+    const base = await mkdtemp(join(tmpdir(), 'vectis-end-'))
+    t.after(async () => { await rm(base, { recursive: true, force: true }) })
+    const inbox = join(base, 'inbox')
+    const stale = ['..vectis-CXCLIENT-TESTFILE-5.ckpt.0a1b2c3d4e5f.tmp', '..vectis-CXCLIENT-OUTBOX-7.send.00ff00ff00ff.tmp']
+    const kept = ['.vectis-CXCLIENT-TESTFILE-5.part', '.vectis-CXCLIENT-TESTFILE-5.ckpt', 'report.tmp', '.x.0a1b2c3d4e5f.tmp']
+    await mkdir(inbox, { recursive: true })
+    for (const f of [...stale, ...kept]) await writeFile(join(inbox, f), 'x')
+    const h = await startHarness({ baseDir: base })
+    t.after(async () => { await h.stop() })
+    assert.deepEqual((await readdir(inbox)).sort(), [...kept].sort())
   })
 })
