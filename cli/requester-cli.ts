@@ -13,7 +13,7 @@ import { homedir } from 'node:os'
 import { dirname, join } from 'node:path'
 import { describeDiagnostic } from '../transfer/diagnostics.js'
 import { PesitError } from '../transfer/errors.js'
-import type { RequesterOptions } from '../transfer/requester-session.js'
+import { tlsConnector, type RequesterOptions, type RequesterTls } from '../transfer/requester-session.js'
 import { UsageError } from './args.js'
 
 export interface CliIo {
@@ -41,6 +41,11 @@ export const CONNECTION_OPTIONS = {
   'timeout-ms': { type: 'string' },
   preconnection: { type: 'boolean' },
   quiet: { type: 'boolean' },
+  tls: { type: 'boolean' },
+  ca: { type: 'string' },
+  cert: { type: 'string' },
+  key: { type: 'string' },
+  insecure: { type: 'boolean' },
   help: { type: 'boolean', short: 'h' }
 } as const
 
@@ -53,6 +58,10 @@ export const CONNECTION_USAGE = `  --password-file F    read the password from a
   --timeout-ms N       wait for each answer (default 30000)
   --preconnection      send the 24-byte pre-connection message first
   --quiet              no progress output
+  --tls                PeSIT over TLS (the server's TLS port)
+  --ca FILE            CA bundle to verify the server's certificate (default: the system's CAs)
+  --cert F --key F     client certificate and key, for a server that asks for one
+  --insecure           do not verify the server's certificate (tests only)
 `
 
 type Values = Partial<Record<keyof typeof CONNECTION_OPTIONS, string | boolean>> & Record<string, string | boolean | undefined>
@@ -91,7 +100,7 @@ export async function connectionOptions (values: Values): Promise<RequesterOptio
   }
   if (password === undefined) throw new UsageError('--password or --password-file is required')
   if (password.length > 8) throw new UsageError('--password: PeSIT passwords are at most 8 characters')
-  return {
+  const o: RequesterOptions = {
     host: values.host as string,
     port: intOpt(values.port, 'port', 1, 65535)!,
     partner: values.partner as string,
@@ -104,6 +113,28 @@ export async function connectionOptions (values: Values): Promise<RequesterOptio
     timeoutMs: intOpt(values['timeout-ms'], 'timeout-ms', 100, 3_600_000, 30_000)!,
     preconnection: values.preconnection === true
   }
+  const tlsOnly = (['ca', 'cert', 'key', 'insecure'] as const).filter((k) => values[k] !== undefined)
+  if (values.tls !== true) {
+    if (tlsOnly.length > 0) throw new UsageError(`--${tlsOnly[0]} needs --tls`)
+    return o
+  }
+  if ((values.cert === undefined) !== (values.key === undefined)) throw new UsageError('--cert and --key go together')
+  const read = async (k: 'ca' | 'cert' | 'key'): Promise<Buffer | undefined> => {
+    const f = values[k] as string | undefined
+    if (f === undefined) return undefined
+    try {
+      return await readFile(f)
+    } catch (err) {
+      throw new UsageError(`--${k}: ${(err as Error).message}`)
+    }
+  }
+  const tls: RequesterTls = { insecure: values.insecure === true }
+  for (const k of ['ca', 'cert', 'key'] as const) {
+    const b = await read(k)
+    if (b !== undefined) tls[k] = b
+  }
+  o.connect = tlsConnector(o, tls)
+  return o
 }
 
 /** The restart state file of one transfer: `<state dir>/<command>-<hash of the key parts>.json`. */

@@ -460,6 +460,9 @@ export class EntityReader {
     if (this.failed !== undefined) throw this.failed
     if (this.total < 2) return undefined
     const v = this.peekU16()
+    // A TLS ClientHello (record type 22, version 3.x) sent to a plain port: say so at once instead of waiting for a
+    // 5 KB "entity" that never completes.
+    if (this.atStart && v >> 8 === 0x16 && (v & 0xff) === 0x03) return this.fail('a TLS handshake on a plain PeSIT port (use the server\'s TLS port)')
     if (this.atStart && v === 0xd7c5) {
       if (this.total < PRECONNECTION_SIZE) return undefined
       this.atStart = false

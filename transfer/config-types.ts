@@ -7,8 +7,22 @@
 import { isAbsolute } from 'node:path'
 import { PesitConfigError } from './errors.js'
 
+export type ClientAuth = 'none' | 'optional' | 'required'
+export type TlsMinVersion = 'TLSv1.2' | 'TLSv1.3'
+
+/** PeSIT over TLS on a listener of its own (docs/contract.md §5.2). */
+export interface ServerTlsConfig {
+  certFile: string
+  keyFile: string
+  /** CA bundle client certificates are verified against */
+  caFile?: string
+  /** none: no client certificate asked; optional: asked, verified if given; required: refused without one */
+  clientAuth: ClientAuth
+  minVersion: TlsMinVersion
+}
+
 export interface PesitServerConfig {
-  /** PeSIT server id (PI 4), up to 8 upper-case letters/digits */
+  /** PeSIT server id (PI 4), up to 8 upper-case letters/digits; one plain and one TLS entry may share it */
   id: string
   port: number
   /** concurrent TCP connections accepted; one more gets RCONNECT D3-303 */
@@ -17,6 +31,7 @@ export interface PesitServerConfig {
   syncIntervalKb: number
   /** upper bound of PI 25 answered in ACK(CREATE)/ACK(SELECT), 2-byte prefix excluded */
   maxEntitySize: number
+  tls?: ServerTlsConfig
 }
 
 export type PartnerAccess = 'read' | 'write' | 'both'
@@ -136,9 +151,18 @@ function checkId (k: string, id: string, error: string | undefined, seen: Set<st
 
 export function validatePesitConfig (c: PesitConfig): void {
   const ids = new Set<string>()
+  const ports = new Set<number>()
   c.servers.forEach((s, i) => {
     const k = `servers[${i}]`
-    checkId(k, s.id, serverIdError(s.id), ids, 'server id')
+    // One plain and one TLS listener may serve the same server id.
+    checkId(k, s.tls === undefined ? s.id : `${s.id} (TLS)`, serverIdError(s.id), ids, 'server id')
+    if (s.port !== 0 && ports.has(s.port)) throw new PesitConfigError(`${k}.port: ${s.port} is used by another server`)
+    ports.add(s.port)
+    if (s.tls !== undefined) {
+      if (!['none', 'optional', 'required'].includes(s.tls.clientAuth)) throw new PesitConfigError(`${k}.tls.clientAuth: none | optional | required`)
+      if (!['TLSv1.2', 'TLSv1.3'].includes(s.tls.minVersion)) throw new PesitConfigError(`${k}.tls.minVersion: TLSv1.2 | TLSv1.3`)
+      if (s.tls.clientAuth !== 'none' && s.tls.caFile === undefined) throw new PesitConfigError(`${k}.tls.caFile: required to verify client certificates (clientAuth ${s.tls.clientAuth})`)
+    }
     if (!Number.isInteger(s.port) || s.port < 0 || s.port > 65535) throw new PesitConfigError(`${k}.port: ${s.port} is not a TCP port`)
     if (!Number.isInteger(s.maxConnections) || s.maxConnections < 1) throw new PesitConfigError(`${k}.maxConnections: must be ≥ 1`)
     if (!Number.isInteger(s.syncIntervalKb) || s.syncIntervalKb < 0 || s.syncIntervalKb > 0xfffe) throw new PesitConfigError(`${k}.syncIntervalKb: 0..65534`)

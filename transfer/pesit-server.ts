@@ -12,13 +12,15 @@
  * before ACK(SYN), the rename and ACK(TRANS.END) are what keep a deposed leader from acknowledging data.
  */
 import { connect as netConnect, createServer, type Server, type Socket } from 'node:net'
+import { createServer as createTlsServer, type Server as TlsServer } from 'node:tls'
 import { join } from 'node:path'
 import type { Logger } from '../common/logger.js'
 import type { Startable } from '../common/lifecycle.js'
+import { readTlsFilesSync, shortTlsReason, TlsFileWatcher, type TlsMaterial } from '../common/tls-files.js'
 import type { HandoverHooks, Leadership } from '../cluster/leadership-api.js'
 import type { DurableFs } from '../store/durable-fs.js'
 import type { Framing } from './codec.js'
-import { configuredDirectories, validatePesitConfig, type PesitConfig, type PesitServerConfig } from './config-types.js'
+import { configuredDirectories, validatePesitConfig, type PesitConfig, type PesitServerConfig, type ServerTlsConfig } from './config-types.js'
 import { DIAG } from './diagnostics.js'
 import { FpduChannel } from './fpdu-channel.js'
 import type { PesitMetrics, TransferJournalPort } from './ports.js'
@@ -56,6 +58,8 @@ export interface PesitServerInit {
 export interface PesitServerStatus {
   id: string
   port: number
+  /** PeSIT over TLS on this listener */
+  tls: boolean
   running: boolean
   connections: number
 }
@@ -73,13 +77,24 @@ interface Listener {
   sockets: Set<Socket>
   /** connections accepted after stopAccepting(), waiting for the drain to forward them */
   held: Set<Socket>
-  activeTransfers: Set<string>
   nextConnectionId: number
+  /**
+   * a TLS listener: the TLS server that does its handshakes (its context replaced when the files change), the
+   * file watcher, and the connections whose handshake has not completed
+   */
+  tls?: { server: TlsServer, watcher: TlsFileWatcher, pending: Map<string, Socket> }
+}
+
+/** Listeners are keyed by server id and kind: one plain and one TLS listener may serve the same id. */
+function listenerKey (id: string, tls: boolean): string {
+  return tls ? `${id}/tls` : id
 }
 
 export class PesitServer implements Startable {
   private readonly log: Logger
   private readonly listeners = new Map<string, Listener>()
+  /** transfers in progress, across listeners (the same partial file whichever listener serves it) */
+  private readonly activeTransfers = new Set<string>()
   private readonly timeouts: SessionTimeouts
   private status: 'stopped' | 'starting' | 'running' | 'stopping' = 'stopped'
   private readonly partners
@@ -100,14 +115,14 @@ export class PesitServer implements Startable {
   /** One row per configured server (for `GET /api/cluster/status`). */
   serversStatus (): PesitServerStatus[] {
     return this.init.config.servers.map((s) => {
-      const l = this.listeners.get(s.id)
-      return { id: s.id, port: l?.port ?? s.port, running: l !== undefined && this.status === 'running', connections: l?.sockets.size ?? 0 }
+      const l = this.listeners.get(listenerKey(s.id, s.tls !== undefined))
+      return { id: s.id, port: l?.port ?? s.port, tls: s.tls !== undefined, running: l !== undefined && this.status === 'running', connections: l?.sockets.size ?? 0 }
     })
   }
 
-  /** The port a server listens on (useful with port 0 in tests). */
-  portOf (serverId: string): number | undefined {
-    return this.listeners.get(serverId)?.port
+  /** The port a server listens on (useful with port 0 in tests): its plain listener, or its TLS one. */
+  portOf (serverId: string, opts: { tls?: boolean } = {}): number | undefined {
+    return this.listeners.get(listenerKey(serverId, opts.tls === true))?.port
   }
 
   async start (): Promise<void> {
@@ -146,7 +161,15 @@ export class PesitServer implements Startable {
   private async listen (cfg: PesitServerConfig): Promise<void> {
     const l: Listener = {
       config: cfg, server: createServer({ noDelay: true, pauseOnConnect: true }), port: cfg.port, sessions: new Set(), sockets: new Set(), held: new Set(),
-      activeTransfers: new Set(), nextConnectionId: 1
+      nextConnectionId: 1
+    }
+    if (cfg.tls !== undefined) {
+      const t = cfg.tls
+      // Read now: a missing or mismatched file fails the start, with its name.
+      const server = this.tlsServer(l, t, readTlsFilesSync(t))
+      const watcher = new TlsFileWatcher(t, (m) => { server.setSecureContext({ ...m, minVersion: t.minVersion }) }, this.log.child({ server: cfg.id }))
+      l.tls = { server, watcher, pending: new Map() }
+      await watcher.start()
     }
     l.server.on('connection', (socket) => { this.accept(l, socket) })
     l.server.on('error', (err) => { this.log.error({ err, server: cfg.id }, 'listener error') })
@@ -160,9 +183,9 @@ export class PesitServer implements Startable {
     })
     const addr = l.server.address()
     if (addr !== null && typeof addr === 'object') l.port = addr.port
-    this.listeners.set(cfg.id, l)
+    this.listeners.set(listenerKey(cfg.id, cfg.tls !== undefined), l)
     this.components.metrics?.serverRunning?.(cfg.id, true)
-    this.log.info({ server: cfg.id, port: l.port }, 'PeSIT server listening')
+    this.log.info({ server: cfg.id, port: l.port, tls: cfg.tls !== undefined ? { clientAuth: cfg.tls.clientAuth, minVersion: cfg.tls.minVersion } : undefined }, 'PeSIT server listening')
   }
 
   private accept (l: Listener, socket: Socket): void {
@@ -181,12 +204,58 @@ export class PesitServer implements Startable {
       return
     }
     const remote = `${socket.remoteAddress ?? '?'}:${socket.remotePort ?? '?'}`
+    socket.setNoDelay(true)
+    if (l.tls === undefined) {
+      socket.resume()
+      this.serve(l, socket, remote)
+      return
+    }
+    // TLS is set up here, after the lease check and the hand-over's hold, so that a drain forwards the raw
+    // connection and the successor does the handshake. The listener's TLS server (never listening itself) takes it.
+    l.sockets.add(socket)
+    l.tls.pending.set(remote, socket)
+    socket.once('close', () => {
+      l.sockets.delete(socket)
+      // Node closes a verified-but-untrusted client certificate's connection without an error event.
+      if (l.tls!.pending.delete(remote)) this.log.warn({ server: l.config.id, remote }, 'TLS connection closed before its handshake completed (client certificate not trusted, or the client gave up)')
+    })
+    l.tls.server.emit('connection', socket)
+  }
+
+  /** A TLS listener's server: handshakes (with the client-certificate policy), errors logged, sessions served. */
+  private tlsServer (l: Listener, t: ServerTlsConfig, material: TlsMaterial): TlsServer {
+    const server = createTlsServer({
+      ...material, minVersion: t.minVersion, requestCert: t.clientAuth !== 'none', rejectUnauthorized: t.clientAuth === 'required',
+      handshakeTimeout: this.timeouts.connectMs
+    }, (secure) => {
+      const remote = `${secure.remoteAddress ?? '?'}:${secure.remotePort ?? '?'}`
+      const raw = l.tls!.pending.get(remote)
+      l.tls!.pending.delete(remote)
+      if (raw !== undefined) l.sockets.delete(raw) // counted from here on as the TLS socket
+      if (this.status !== 'running' || !this.components.leadership.isLeader()) {
+        secure.destroy()
+        return
+      }
+      this.serve(l, secure, remote)
+    })
+    server.on('tlsClientError', (err, secure) => {
+      const remote = `${secure.remoteAddress ?? '?'}:${secure.remotePort ?? '?'}`
+      l.tls!.pending.delete(remote)
+      const reason = (err as NodeJS.ErrnoException).code === 'ECONNRESET'
+        ? 'the client closed the connection during the handshake (does it trust this server\'s certificate?)'
+        : shortTlsReason(err)
+      this.log.warn({ server: l.config.id, remote, reason }, 'TLS handshake failed')
+    })
+    return server
+  }
+
+  /** Runs one session over `socket` (plain TCP, or TLS once the handshake is done). */
+  private serve (l: Listener, socket: Socket, remote: string): void {
+    socket.on('error', () => {})
     const y = l.nextConnectionId
     l.nextConnectionId = l.nextConnectionId >= 255 ? 1 : l.nextConnectionId + 1
     const overLimit = l.sockets.size >= l.config.maxConnections
     l.sockets.add(socket)
-    socket.setNoDelay(true)
-    socket.resume()
     this.components.metrics?.connectionOpened?.(l.config.id)
     const channel = new FpduChannel(socket, { maxEntitySize: l.config.maxEntitySize, framing: this.init.framing ?? 'prefixed', writeTimeoutMs: this.timeouts.readMs })
     const session = new ServerSession(channel, {
@@ -198,7 +267,7 @@ export class PesitServer implements Startable {
       leadership: this.components.leadership,
       logger: this.log.child({ server: l.config.id }),
       metrics: this.components.metrics ?? {},
-      activeTransfers: l.activeTransfers,
+      activeTransfers: this.activeTransfers,
       activeSources: this.activeSources,
       timeouts: this.timeouts,
       maxSyncWindow: this.init.maxSyncWindow ?? DEFAULT_MAX_SYNC_WINDOW,
@@ -315,6 +384,7 @@ export class PesitServer implements Startable {
     this.forwardTo = undefined
     await Promise.all(closing)
     for (const l of this.listeners.values()) {
+      l.tls?.watcher.stop()
       this.components.metrics?.serverRunning?.(l.config.id, false)
       this.log.info({ server: l.config.id }, 'PeSIT server stopped')
     }

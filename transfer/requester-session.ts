@@ -5,9 +5,11 @@
  * (SELECT … READ) build on it.
  */
 import { connect as netConnect } from 'node:net'
+import { connect as tlsConnect } from 'node:tls'
 import { randomInt } from 'node:crypto'
 import type { Duplex } from 'node:stream'
 import type { Logger } from '../common/logger.js'
+import { shortTlsReason } from '../common/tls-files.js'
 import {
   decodeSyncOption, encodeAccessControl, encodePreconnection, encodeSyncOption, getBytes, getDiagnostic, getNumber,
   PRECONNECTION_ACK, type Fpdu, type Params
@@ -92,6 +94,49 @@ function bufferedAbort (ch: FpduChannel): PeerRefusalError | undefined {
   return undefined
 }
 
+/** How a requester talks TLS (`vectis send|receive --tls`). */
+export interface RequesterTls {
+  /** CA bundle the server's certificate is verified against (default: the system's) */
+  ca?: Buffer
+  /** client certificate and key, for servers that ask for one */
+  cert?: Buffer
+  key?: Buffer
+  /** skip the verification of the server's certificate (tests, first contact): never in production */
+  insecure?: boolean
+}
+
+/** The byte stream of `o` over TLS: verified against `tls.ca` (or the system's CAs) unless `insecure`. */
+export function tlsConnector (o: Pick<RequesterOptions, 'host' | 'port' | 'timeoutMs'>, t: RequesterTls): () => Promise<Duplex> {
+  const timeoutMs = o.timeoutMs ?? 30_000
+  return async () => await new Promise((resolve, reject) => {
+    const s = tlsConnect({
+      host: o.host, port: o.port, ca: t.ca, cert: t.cert, key: t.key, rejectUnauthorized: t.insecure !== true,
+      minVersion: 'TLSv1.2', ...(/^[\d.:]+$/.test(o.host) ? {} : { servername: o.host })
+    })
+    s.setNoDelay(true)
+    const timer = setTimeout(() => { s.destroy(); reject(new ConnectionLostError(`TLS connection to ${o.host}:${o.port} timed out`)) }, timeoutMs)
+    s.once('secureConnect', () => { clearTimeout(timer); s.off('error', onErr); resolve(s) })
+    const onErr = (err: Error): void => { clearTimeout(timer); reject(new ConnectionLostError(`TLS connection to ${o.host}:${o.port} failed: ${explainTlsError(err)}`, { cause: err })) }
+    s.once('error', onErr)
+  })
+}
+
+/** A TLS failure in words a user can act on. */
+export function explainTlsError (err: Error): string {
+  const code = (err as NodeJS.ErrnoException).code ?? ''
+  const reason = shortTlsReason(err)
+  if (/SELF_SIGNED|UNABLE_TO_VERIFY|UNABLE_TO_GET_ISSUER|CERT_UNTRUSTED|CERT_HAS_EXPIRED|ALTNAME_INVALID|CERT_NOT_YET_VALID/.test(code)) {
+    return `the server's certificate is not trusted (${reason}); give the CA that signed it with --ca FILE`
+  }
+  if (/CERTIFICATE_REQUIRED|HANDSHAKE_FAILURE/.test(code) || /certificate required/i.test(err.message)) {
+    return `the server requires a client certificate (${reason}); give one with --cert FILE --key FILE`
+  }
+  if (/UNKNOWN_CA|BAD_CERTIFICATE|CERTIFICATE_UNKNOWN|DECRYPT_ERROR/.test(code) || /alert (unknown ca|bad certificate|certificate unknown)/i.test(err.message)) {
+    return `the server refused the client certificate (${reason})`
+  }
+  return reason
+}
+
 async function tcpConnect (host: string, port: number, timeoutMs: number): Promise<Duplex> {
   return await new Promise((resolve, reject) => {
     const s = netConnect({ host, port, noDelay: true })
@@ -131,7 +176,14 @@ export class RequesterSession {
   }
 
   async accept (ev: Awaited<ReturnType<FpduChannel['next']>>): Promise<Fpdu> {
-    if (ev.kind === 'end') throw new ConnectionLostError('the server closed the connection')
+    if (ev.kind === 'end') {
+      // A TLS 1.3 server refuses a client certificate after the client's handshake is done: the alert is here.
+      const err = this.ch.socketError
+      if (err !== undefined) throw new ConnectionLostError(`the connection failed: ${explainTlsError(err)}`, { cause: err })
+      throw new ConnectionLostError(this.state === 'CN02'
+        ? 'the server closed the connection before answering CONNECT (over TLS with a client certificate: the server may not trust it)'
+        : 'the server closed the connection')
+    }
     if (ev.kind === 'preconnection') {
       await this.abort(DIAG.PROTOCOL_ERROR)
       throw new ProtocolError('pre-connection message from the server')

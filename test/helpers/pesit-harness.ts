@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { silentLogger, type Logger } from '../../common/logger.js'
 import { NodeDurableFs, type DurableFs } from '../../store/durable-fs.js'
-import type { PesitConfig } from '../../transfer/config-types.js'
+import type { PesitConfig, ServerTlsConfig } from '../../transfer/config-types.js'
 import { PesitServer, type PesitServerInit } from '../../transfer/pesit-server.js'
 import type { SentQuery, TransferBegin, TransferEnd, TransferJournalPort, TransferStarted, TransferSyncPoint, PesitMetrics } from '../../transfer/ports.js'
 
@@ -56,6 +56,8 @@ export interface Harness {
   base: string
   /** the receive directory (TESTFILE) */
   dir: string
+  /** the port of the TLS listener of the same server id, when `tls` was given */
+  tlsPort: number
   fs: DurableFs
   journal: MemoryJournal
   metrics: CountingMetrics
@@ -74,6 +76,8 @@ export interface HarnessOptions {
   partners?: PesitConfig['partners']
   /** more virtual files, given the base directory */
   files?: (base: string) => PesitConfig['files']
+  /** a TLS listener beside the plain one, for the same server id */
+  tls?: ServerTlsConfig
   fs?: DurableFs
   /** base directory (must exist for NodeDurableFs); a temporary one by default */
   baseDir?: string
@@ -95,6 +99,7 @@ export async function startHarness (opts: HarnessOptions = {}): Promise<Harness>
       ...opts.files?.(base) ?? []
     ]
   }
+  if (opts.tls !== undefined) config.servers.push({ ...config.servers[0]!, tls: opts.tls })
   const journal = new MemoryJournal()
   const metrics = new CountingMetrics()
   const leader = { value: true }
@@ -102,12 +107,13 @@ export async function startHarness (opts: HarnessOptions = {}): Promise<Harness>
     logger: opts.logger ?? silentLogger(), leadership: { isLeader: () => leader.value }, fs, journal, metrics
   }, { config, host: '127.0.0.1', ...opts.init })
   const h: Harness = {
-    server: make(), port: 0, base, dir, fs, journal, metrics, leader, config,
+    server: make(), port: 0, tlsPort: 0, base, dir, fs, journal, metrics, leader, config,
     async restart () {
       await h.server.stop()
       h.server = make()
       await h.server.start()
       h.port = h.server.portOf(config.servers[0]!.id)!
+      h.tlsPort = h.server.portOf(config.servers[0]!.id, { tls: true }) ?? 0
     },
     async stop () {
       await h.server.stop()
@@ -116,6 +122,7 @@ export async function startHarness (opts: HarnessOptions = {}): Promise<Harness>
   }
   await h.server.start()
   h.port = h.server.portOf(config.servers[0]!.id)!
+  h.tlsPort = h.server.portOf(config.servers[0]!.id, { tls: true }) ?? 0
   return h
 }
 
