@@ -10,7 +10,8 @@ import { isAbsolute, resolve, relative } from 'node:path'
 import { isIP } from 'node:net'
 import { parse as parseYaml, YAMLParseError } from 'yaml'
 import { ConfigError } from '../common/config-error.js'
-import { directoryTemplateError, fileIdError, filenamePatternError, type AfterSend, partnerIdError, serverIdError, MAX_ENTITY_SIZE, MIN_ENTITY_SIZE, type PesitServerConfig, type PesitPartnerConfig, type PesitFileConfig, type PesitConfig } from '../transfer/config-types.js'
+import type { TlsFiles } from '../common/tls-files.js'
+import { directoryTemplateError, fileIdError, filenamePatternError, type AfterSend, type ServerTlsConfig, partnerIdError, serverIdError, MAX_ENTITY_SIZE, MIN_ENTITY_SIZE, type PesitServerConfig, type PesitPartnerConfig, type PesitFileConfig, type PesitConfig } from '../transfer/config-types.js'
 import type { K8sMode } from '../k8s/parts.js'
 import { DEFAULT_LEADER_LABEL, DEFAULT_POD_SELECTOR } from '../k8s/defaults.js'
 import { DEFAULT_CLUSTER_NAME, DEFAULT_CLUSTER_PORT, DEFAULT_FAILURE_TIMEOUT_MS, DEFAULT_HANDOVER_DRAIN_MS, DEFAULT_HEARTBEAT_MS, timingsError } from '../cluster/defaults.js'
@@ -51,6 +52,8 @@ export interface VectisConfig {
   bindHost: string
   clusterPort: number
   httpPort: number
+  /** both VECTIS_HTTP_TLS_* set: the HTTP port serves HTTPS with these files */
+  httpTls: TlsFiles | undefined
   discoveryDns: string | undefined
   discoveryDnsSrv: boolean
   /** `ip:port` resolvers; undefined = the system's. */
@@ -92,7 +95,7 @@ export const KNOWN_VARIABLES = [
   'VECTIS_HANDOVER_DRAIN_MS', 'VECTIS_CLUSTER_SECRET', 'VECTIS_CLUSTER_SECRET_FILE', 'VECTIS_K8S',
   'VECTIS_LEADER_LABEL', 'VECTIS_POD_SELECTOR', 'VECTIS_API_USER', 'VECTIS_API_PASSWORD', 'VECTIS_API_PASSWORD_FILE',
   'VECTIS_DATA_DIR', 'VECTIS_SHARED_DIR', 'VECTIS_REPLICATION', 'VECTIS_CONFIG', 'VECTIS_LOG_LEVEL',
-  'VECTIS_JOURNAL_RETENTION_DAYS', 'VECTIS_SHUTDOWN_TIMEOUT_MS'
+  'VECTIS_JOURNAL_RETENTION_DAYS', 'VECTIS_SHUTDOWN_TIMEOUT_MS', 'VECTIS_HTTP_TLS_CERT_FILE', 'VECTIS_HTTP_TLS_KEY_FILE'
 ] as const
 
 export interface LoadResult {
@@ -244,6 +247,33 @@ function yEnum<T extends string> (path: string, v: unknown, allowed: readonly T[
 }
 
 /**
+ * `servers[i].tls`: the files must be readable and the certificate must match its key now, so a mistake stops the
+ * start with the key's name instead of failing the first handshake.
+ */
+function yServerTls (path: string, v: unknown, readFile: (p: string) => string): ServerTlsConfig {
+  if (!isObj(v)) throw new ConfigError(path, show(v), 'expected a mapping {certFile, keyFile, caFile, clientAuth, minVersion}')
+  checkKeys(path, v, ['certFile', 'keyFile', 'caFile', 'clientAuth', 'minVersion'])
+  const file = (k: string, value: unknown): string => {
+    const f = yStr(`${path}.${k}`, value)
+    try {
+      readFile(f)
+    } catch (err) {
+      throw new ConfigError(`${path}.${k}`, f, `expected a readable file (${(err as Error).message})`, { cause: err })
+    }
+    return f
+  }
+  const t: ServerTlsConfig = {
+    certFile: file('certFile', v.certFile),
+    keyFile: file('keyFile', v.keyFile),
+    clientAuth: yEnum(`${path}.clientAuth`, v.clientAuth, ['none', 'optional', 'required'] as const, 'none'),
+    minVersion: yEnum(`${path}.minVersion`, v.minVersion, ['TLSv1.2', 'TLSv1.3'] as const, 'TLSv1.2')
+  }
+  if (v.caFile !== undefined) t.caFile = file('caFile', v.caFile)
+  if (t.clientAuth !== 'none' && t.caFile === undefined) throw new ConfigError(`${path}.caFile`, undefined, `required to verify client certificates (clientAuth: ${t.clientAuth})`)
+  return t
+}
+
+/**
  * A directory of the configuration: relative paths resolve against VECTIS_SHARED_DIR and must stay inside it;
  * `${partner}` is the only placeholder.
  */
@@ -272,13 +302,14 @@ export function parsePesitConfig (doc: unknown, sharedDir: string, readFile: (p:
   const servers: PesitServerConfig[] = yList('servers', doc.servers).map((s, i) => {
     const p = `servers[${i}]`
     if (!isObj(s)) throw new ConfigError(p, show(s), 'expected a mapping')
-    checkKeys(p, s, ['id', 'port', 'maxConnections', 'syncIntervalKb', 'maxEntitySize'])
+    checkKeys(p, s, ['id', 'port', 'maxConnections', 'syncIntervalKb', 'maxEntitySize', 'tls'])
     return {
       id: yId(`${p}.id`, s.id, serverIdError),
       port: yInt(`${p}.port`, s.port, undefined, 1, 65535),
       maxConnections: yInt(`${p}.maxConnections`, s.maxConnections, DEFAULT_MAX_CONNECTIONS, 1, 100_000),
       syncIntervalKb: yInt(`${p}.syncIntervalKb`, s.syncIntervalKb, DEFAULT_SYNC_INTERVAL_KB, 0, 65534),
-      maxEntitySize: yInt(`${p}.maxEntitySize`, s.maxEntitySize, DEFAULT_MAX_ENTITY_SIZE, MIN_ENTITY_SIZE, MAX_ENTITY_SIZE)
+      maxEntitySize: yInt(`${p}.maxEntitySize`, s.maxEntitySize, DEFAULT_MAX_ENTITY_SIZE, MIN_ENTITY_SIZE, MAX_ENTITY_SIZE),
+      ...(s.tls !== undefined ? { tls: yServerTls(`${p}.tls`, s.tls, readFile) } : {})
     }
   })
 
@@ -338,7 +369,7 @@ export function parsePesitConfig (doc: unknown, sharedDir: string, readFile: (p:
       seen.add(id)
     })
   }
-  unique('servers', servers.map((s) => s.id))
+  unique('servers', servers.map((s) => s.tls === undefined ? s.id : `${s.id} over TLS`))
   unique('servers', servers.map((s) => s.port))
   unique('partners', partners.map((p) => p.id))
   unique('files', files.map((f) => f.id))
@@ -387,6 +418,12 @@ export function loadConfig (env: Env = process.env, opts: LoadOptions = {}): Loa
   const clusterPort = envPort(env, 'VECTIS_CLUSTER_PORT', DEFAULT_CLUSTER_PORT)
   const httpPort = envPort(env, 'VECTIS_HTTP_PORT', DEFAULT_HTTP_PORT)
   if (httpPort === clusterPort) throw new ConfigError('VECTIS_HTTP_PORT', String(httpPort), 'must differ from VECTIS_CLUSTER_PORT')
+  const httpCert = present(env, 'VECTIS_HTTP_TLS_CERT_FILE')
+  const httpKey = present(env, 'VECTIS_HTTP_TLS_KEY_FILE')
+  if ((httpCert === undefined) !== (httpKey === undefined)) {
+    throw new ConfigError(httpCert === undefined ? 'VECTIS_HTTP_TLS_CERT_FILE' : 'VECTIS_HTTP_TLS_KEY_FILE', undefined, 'set both VECTIS_HTTP_TLS_CERT_FILE and VECTIS_HTTP_TLS_KEY_FILE, or neither')
+  }
+  const httpTls = httpCert === undefined || httpKey === undefined ? undefined : { certFile: httpCert, keyFile: httpKey }
 
   const discoveryDns = present(env, 'VECTIS_DISCOVERY_DNS')
   if (discoveryDns !== undefined && !/^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?\.?$/.test(discoveryDns)) {
@@ -475,7 +512,7 @@ export function loadConfig (env: Env = process.env, opts: LoadOptions = {}): Loa
 
   return {
     config: {
-      clusterEnabled, clusterName, podName, podNamespace, podIp, bindHost, clusterPort, httpPort, discoveryDns,
+      clusterEnabled, clusterName, podName, podNamespace, podIp, bindHost, clusterPort, httpPort, httpTls, discoveryDns,
       discoveryDnsSrv, dnsServers, seeds, clusterSize, quorum, forceNewCluster, heartbeatMs, failureTimeoutMs,
       handoverDrainMs, clusterSecret, k8sMode, k8sEnabled, kubeconfig, leaderLabel, podSelector, apiUser, apiPassword,
       apiPasswordGenerated, dataDir, sharedDir, replication, configFile, logLevel, journalRetentionDays,

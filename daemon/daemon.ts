@@ -14,7 +14,7 @@ import { Lifecycle, type NamedPart, type Startable } from '../common/lifecycle.j
 import { Metrics } from './metrics.js'
 import { Health } from './health.js'
 import { HttpServer, HttpError, type Reply } from './http-server.js'
-import { ensureWritableDir } from './data-dirs.js'
+import { checkTlsFiles, ensureWritableDir } from './data-dirs.js'
 import { StandaloneCluster } from '../cluster/standalone.js'
 import { MembershipCluster } from '../cluster/cluster-service.js'
 import { DeferredTransport } from '../cluster/deferred-transport.js'
@@ -54,7 +54,8 @@ export class Daemon implements Startable {
     this.log = components.logger.child({ component: 'daemon' })
     this.metrics = new Metrics()
     this.http = new HttpServer({ logger: components.logger }, {
-      host: config.bindHost, port: config.httpPort, user: config.apiUser, password: config.apiPassword
+      host: config.bindHost, port: config.httpPort, user: config.apiUser, password: config.apiPassword,
+      ...(config.httpTls !== undefined ? { tls: config.httpTls } : {})
     })
     this.store = new Store({ logger: components.logger }, { dataDir: config.dataDir, retentionDays: config.journalRetentionDays })
     this.cluster = config.clusterEnabled
@@ -103,6 +104,9 @@ export class Daemon implements Startable {
         ensureWritableDir('VECTIS_DATA_DIR', config.dataDir)
         ensureWritableDir('VECTIS_SHARED_DIR', config.sharedDir)
         for (const d of configuredDirectories(config.pesit)) ensureWritableDir(d.key, d.directory)
+        // Every member checks the TLS files at start: a standby must not learn of a bad key when it takes over.
+        config.pesit.servers.forEach((s, i) => { if (s.tls !== undefined) checkTlsFiles(`servers[${i}].tls`, s.tls) })
+        if (config.httpTls !== undefined) checkTlsFiles('VECTIS_HTTP_TLS_CERT_FILE', config.httpTls)
       },
       stop: async () => {}
     }
@@ -190,7 +194,7 @@ export class Daemon implements Startable {
   }
 
   servers (): ServerStatus[] {
-    return this.pesit.serversStatus().map((s) => ({ id: s.id, port: s.port, running: s.running }))
+    return this.pesit.serversStatus().map((s) => ({ id: s.id, port: s.port, tls: s.tls, running: s.running }))
   }
 
   /**

@@ -1,6 +1,7 @@
 import { mkdirSync, accessSync, constants, writeFileSync, unlinkSync, statSync } from 'node:fs'
 import { join } from 'node:path'
 import { ConfigError } from '../common/config-error.js'
+import { readTlsFilesSync, type TlsFiles } from '../common/tls-files.js'
 
 /**
  * Creates `dir` if missing and proves it writable by creating and removing a probe file (an access() check alone
@@ -16,5 +17,14 @@ export function ensureWritableDir (variable: string, dir: string): void {
     unlinkSync(probe)
   } catch (err) {
     throw new ConfigError(variable, dir, `expected a writable directory (${(err as Error).message})`, { cause: err })
+  }
+}
+
+/** The files of a TLS listener can be read and the certificate matches its key; else ConfigError naming `key`. */
+export function checkTlsFiles (key: string, files: TlsFiles): void {
+  try {
+    readTlsFilesSync(files)
+  } catch (err) {
+    throw new ConfigError(key, files.certFile, `expected a readable certificate and its matching key (${(err as Error).message.split('\n')[0]})`, { cause: err })
   }
 }

@@ -5,11 +5,13 @@
  * credentials are compared in constant time and never logged.
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
+import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https'
 import { createHash, timingSafeEqual } from 'node:crypto'
 import type { Duplex } from 'node:stream'
 import type { WebSocket, WebSocketServer } from 'ws'
 import type { Logger } from '../common/logger.js'
 import type { Startable } from '../common/lifecycle.js'
+import { readTlsFilesSync, TlsFileWatcher, type TlsFiles } from '../common/tls-files.js'
 
 export class HttpError extends Error {
   override name = 'HttpError'
@@ -49,6 +51,8 @@ export interface HttpServerInit {
   password: string
   /** Largest accepted request body, bytes. */
   maxBodyBytes?: number
+  /** HTTPS with these files (reloaded when they change) instead of HTTP */
+  tls?: TlsFiles
 }
 
 const REALM = 'Basic realm="vectis"'
@@ -58,7 +62,8 @@ function digest (s: string | Buffer): Buffer {
 }
 
 export class HttpServer implements Startable {
-  private server: Server | undefined
+  private server: Server | HttpsServer | undefined
+  private tlsWatcher: TlsFileWatcher | undefined
   // `ws` is loaded at the first upgrade request, not at start-up: few clients ever open the event stream.
   private wss: WebSocketServer | undefined
   private wssLoading: Promise<WebSocketServer> | undefined
@@ -93,13 +98,24 @@ export class HttpServer implements Startable {
 
   async start (): Promise<void> {
     if (this.server !== undefined) return
-    const server = createServer({ keepAliveTimeout: 5000, requestTimeout: 30_000, headersTimeout: 10_000 }, (req, res) => {
+    const options = { keepAliveTimeout: 5000, requestTimeout: 30_000, headersTimeout: 10_000 }
+    const onRequest = (req: IncomingMessage, res: ServerResponse): void => {
       this.handle(req, res).catch((err: unknown) => {
         this.log.error({ err }, 'request handler failed')
         if (!res.headersSent) this.sendJson(res, 500, { error: 'internal error' })
         else res.destroy()
       })
-    })
+    }
+    const tls = this.init.tls
+    let server: Server | HttpsServer
+    if (tls === undefined) {
+      server = createServer(options, onRequest)
+    } else {
+      const https = createHttpsServer({ ...options, ...readTlsFilesSync(tls), minVersion: 'TLSv1.2' }, onRequest)
+      this.tlsWatcher = new TlsFileWatcher(tls, (m) => { https.setSecureContext({ ...m, minVersion: 'TLSv1.2' }) }, this.log)
+      await this.tlsWatcher.start()
+      server = https
+    }
     server.on('upgrade', (req, socket, head) => { this.upgrade(req, socket, head) })
     server.on('clientError', (_err, socket) => {
       if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\nconnection: close\r\n\r\n{"error":"malformed request"}')
@@ -115,13 +131,14 @@ export class HttpServer implements Startable {
     const addr = server.address()
     this.boundPort = typeof addr === 'object' && addr !== null ? addr.port : this.init.port
     this.server = server
-    this.log.info({ host: this.init.host, port: this.boundPort }, 'http listening')
+    this.log.info({ host: this.init.host, port: this.boundPort, tls: tls !== undefined }, tls !== undefined ? 'https listening' : 'http listening')
   }
 
   async stop (): Promise<void> {
     const server = this.server
     if (server === undefined) return
     this.server = undefined
+    this.tlsWatcher?.stop()
     const clients = (): Iterable<WebSocket> => this.wss?.clients ?? []
     for (const ws of clients()) ws.close(1001, 'server shutting down')
     await new Promise<void>((resolve) => {

@@ -145,7 +145,9 @@ describe('configuration errors name the variable, the value and what was expecte
 })
 
 describe('YAML configuration (docs/contract.md §5)', () => {
-  const cfg = (yaml: string, extra: Record<string, string> = {}) => load({ VECTIS_CONFIG: 'vectis.yaml', ...extra }, { '/srv/vectis/vectis.yaml': yaml, '/run/secrets/pw': 'fromfile\n' })
+  const cfg = (yaml: string, extra: Record<string, string> = {}) => load({ VECTIS_CONFIG: 'vectis.yaml', ...extra }, {
+    '/srv/vectis/vectis.yaml': yaml, '/run/secrets/pw': 'fromfile\n', '/tls/tls.crt': 'c', '/tls/tls.key': 'k', '/tls/ca.crt': 'ca'
+  })
   const good = `
 servers:
   - id: PESITSRV
@@ -184,6 +186,22 @@ files:
     afterSend: delete
 `
 
+  const withTls = good.replace('partners:', `  - id: PESITSRV
+    port: 5001
+    tls: {certFile: /tls/tls.crt, keyFile: /tls/tls.key, caFile: /tls/ca.crt, clientAuth: optional}
+partners:`)
+
+  it('servers[].tls: the same server id over TLS on its own port, with the defaults of docs/contract.md §5.2', () => {
+    const { config } = cfg(withTls)
+    assert.deepEqual(config.pesit.servers[1], {
+      id: 'PESITSRV', port: 5001, maxConnections: 100, syncIntervalKb: 1024, maxEntitySize: 65535,
+      tls: { certFile: '/tls/tls.crt', keyFile: '/tls/tls.key', caFile: '/tls/ca.crt', clientAuth: 'optional', minVersion: 'TLSv1.2' }
+    })
+    validatePesitConfig(config.pesit)
+    assert.equal(cfg(withTls, { VECTIS_HTTP_TLS_CERT_FILE: '/tls/tls.crt', VECTIS_HTTP_TLS_KEY_FILE: '/tls/tls.key' }).config.httpTls?.keyFile, '/tls/tls.key')
+    expectError({ VECTIS_HTTP_TLS_CERT_FILE: '/tls/tls.crt' }, 'VECTIS_HTTP_TLS_KEY_FILE', undefined, /both/)
+  })
+
   it('send virtual files: ${partner} in directories, afterSend keep (default), delete, move:<dir>', () => {
     const { config } = cfg(sending)
     const [, statements, reports] = config.pesit.files
@@ -219,6 +237,15 @@ files:
     ['invalid YAML', 'servers: [\n', 'VECTIS_CONFIG', /valid YAML/],
     ['top level not a mapping', '- a\n- b\n', 'VECTIS_CONFIG', /mapping/],
     ['unknown top-level key', 'server: []\n', '.server', /unknown key/],
+    ['tls not a mapping', withTls.replace(/tls: \{.*\}/, 'tls: yes'), 'servers[1].tls', /mapping/],
+    ['tls unknown key', withTls.replace('clientAuth: optional', 'clientauth: optional'), 'servers[1].tls.clientauth', /unknown key/],
+    ['tls clientAuth enum', withTls.replace('clientAuth: optional', 'clientAuth: always'), 'servers[1].tls.clientAuth', /none, optional, required/],
+    ['tls unreadable key', withTls.replace('/tls/tls.key', '/tls/missing.key'), 'servers[1].tls.keyFile', /readable file/],
+    ['tls client certificates without a CA', withTls.replace(', caFile: /tls/ca.crt', ''), 'servers[1].tls.caFile', /verify client certificates/],
+    ['two TLS listeners for one server id', withTls.replace('partners:', `  - id: PESITSRV
+    port: 5002
+    tls: {certFile: /tls/tls.crt, keyFile: /tls/tls.key}
+partners:`), 'servers[2]', /duplicate/],
     ['afterSend on a receive file', good.replace('    directory: inbox/payments', '    directory: inbox/payments\n    afterSend: delete'), 'files[0].afterSend', /only a send/],
     ['afterSend unknown action', sending.replace('afterSend: delete', 'afterSend: shred'), 'files[2].afterSend', /keep, delete or move/],
     ['afterSend move without a directory', sending.replace('afterSend: delete', 'afterSend: "move:"'), 'files[2].afterSend', /keep, delete or move/],

@@ -11,11 +11,14 @@ import { fileURLToPath } from 'node:url'
 import { parseAllDocuments, parse as parseYaml } from 'yaml'
 import { DEFAULT_LEADER_LABEL, DEFAULT_POD_SELECTOR } from '../../k8s/defaults.js'
 import { equalityLabels, matchesSelector, parseLabelSelector } from '../../k8s/label-selector.js'
+import { parsePesitConfig } from '../../daemon/config.js'
+import { validatePesitConfig } from '../../transfer/config-types.js'
 
 const root = fileURLToPath(new URL('../..', import.meta.url))
 
 // The daemon's defaults (docs/contract.md §2.2, §3.1, §5.1): the manifests must use the same numbers and paths.
-const DEFAULTS = { clusterPort: 7800, httpPort: 8080, pesitPort: 5000, healthz: '/healthz', readyz: '/readyz', handoverDrainMs: 3000 }
+// 5001 is the manifests' own choice for PeSIT over TLS (components/tls configures the listener on it).
+const DEFAULTS = { clusterPort: 7800, httpPort: 8080, pesitPort: 5000, pesitTlsPort: 5001, healthz: '/healthz', readyz: '/readyz', handoverDrainMs: 3000 }
 // The metrics docs/contract.md §4 defines: alert expressions may only use these (plus kube-state-metrics' replicas).
 const METRICS = ['vectis_cluster_members', 'vectis_cluster_is_leader', 'vectis_cluster_quorum', 'vectis_cluster_epoch',
   'vectis_cluster_leader_changes_total', 'vectis_cluster_view_changes_total', 'vectis_k8s_label_errors_total', 'vectis_k8s_labels_in_sync',
@@ -109,9 +112,13 @@ for (const overlay of overlays) {
     const c = pod.containers.find((x: Obj) => x.name === 'vectisd') as Obj
     assert.ok(c !== undefined, 'container vectisd')
     const ports = new Map((c.ports as Array<{ name: string, containerPort: number }>).map((p) => [p.name, p.containerPort]))
-    assert.deepEqual(Object.fromEntries(ports), { cluster: DEFAULTS.clusterPort, http: DEFAULTS.httpPort, pesit: DEFAULTS.pesitPort })
-    assert.deepEqual(c.livenessProbe.httpGet, { path: DEFAULTS.healthz, port: 'http' })
-    assert.deepEqual(c.readinessProbe.httpGet, { path: DEFAULTS.readyz, port: 'http' })
+    assert.deepEqual(Object.fromEntries(ports), { cluster: DEFAULTS.clusterPort, http: DEFAULTS.httpPort, pesit: DEFAULTS.pesitPort, 'pesit-tls': DEFAULTS.pesitTlsPort })
+    // With TLS (production) the HTTP port serves HTTPS, and the probes follow.
+    const tls = overlay === 'production'
+    const scheme = tls ? { scheme: 'HTTPS' } : {}
+    assert.deepEqual(c.startupProbe.httpGet, { path: DEFAULTS.healthz, port: 'http', ...scheme })
+    assert.deepEqual(c.livenessProbe.httpGet, { path: DEFAULTS.healthz, port: 'http', ...scheme })
+    assert.deepEqual(c.readinessProbe.httpGet, { path: DEFAULTS.readyz, port: 'http', ...scheme })
     assert.ok(pod.terminationGracePeriodSeconds * 1000 > DEFAULTS.handoverDrainMs + 10_000, 'grace period covers the hand-over')
 
     const env = envOf(c)
@@ -140,7 +147,7 @@ for (const overlay of overlays) {
     const lb = one(objs, 'Service', (s) => s.spec.type === 'LoadBalancer')
     assert.deepEqual(lb.spec.selector, { ...equalitySelector(), [DEFAULT_LEADER_LABEL]: 'true' })
     assert.equal(lb.spec.externalTrafficPolicy, 'Local')
-    assert.deepEqual(lb.spec.ports.map((p: Obj) => [p.port, p.targetPort]), [[DEFAULTS.pesitPort, 'pesit']])
+    assert.deepEqual(lb.spec.ports.map((p: Obj) => [p.port, p.targetPort]), [[DEFAULTS.pesitPort, 'pesit'], [DEFAULTS.pesitTlsPort, 'pesit-tls']])
 
     // RBAC: exactly what the label controller and the pod watch use, bound to the pods' ServiceAccount.
     const role = one(objs, 'Role')
@@ -170,12 +177,27 @@ for (const overlay of overlays) {
     const cm = one(objs, 'ConfigMap', (m) => m.metadata.name === cfgVol.configMap.name)
     const cfgPath = env.get('VECTIS_CONFIG')?.value ?? ''
     assert.equal(cfgPath, `${mounts.get(cfgVol.name)}/vectis.yaml`)
-    const cfg = parseYaml(cm.data['vectis.yaml'] as string) as { servers: Array<{ port: number }>, partners: Array<{ passwordFile?: string, password?: string }> }
-    assert.deepEqual(cfg.servers.map((s) => s.port), [DEFAULTS.pesitPort], 'the PeSIT server listens on the pesit port')
-    const secretVol = pod.volumes.find((v: Obj) => v.secret !== undefined)
+    const cfg = parseYaml(cm.data['vectis.yaml'] as string) as { servers: Array<{ id: string, port: number, tls?: Record<string, string> }>, partners: Array<{ passwordFile?: string, password?: string }> }
+    assert.deepEqual(cfg.servers.map((s) => [s.port, s.tls !== undefined]), tls ? [[DEFAULTS.pesitPort, false], [DEFAULTS.pesitTlsPort, true]] : [[DEFAULTS.pesitPort, false]],
+      'the PeSIT server listens on the pesit port, and over TLS on the pesit-tls port')
+    // What the daemon will read: its own parser accepts it (files are not read here).
+    validatePesitConfig(parsePesitConfig(cfg, env.get('VECTIS_SHARED_DIR')!.value!, () => 'secret'))
+    if (tls) {
+      // The certificate files come from the TLS Secret mounted as a directory (no subPath: renewals reach the pod).
+      const tlsVol = pod.volumes.find((v: Obj) => v.name === 'tls')
+      assert.equal(tlsVol?.secret?.optional, false)
+      const tlsMount = (c.volumeMounts as Obj[]).find((m) => m.name === 'tls')!
+      assert.equal(tlsMount.subPath, undefined)
+      const t = cfg.servers[1]!.tls!
+      for (const f of [t.certFile, t.keyFile, t.caFile]) assert.ok(f?.startsWith(`${String(tlsMount.mountPath)}/`), `${f} is in the TLS Secret`)
+      assert.equal(env.get('VECTIS_HTTP_TLS_CERT_FILE')?.value, t.certFile)
+      assert.equal(env.get('VECTIS_HTTP_TLS_KEY_FILE')?.value, t.keyFile)
+      assert.equal(cfg.servers[0]!.id, cfg.servers[1]!.id, 'the same server id, plain and over TLS')
+    }
+    const secretVol = pod.volumes.find((v: Obj) => v.name === 'secrets')
     assert.equal(secretVol.secret.optional, false, 'the Secret is required')
     const secretDir = mounts.get(secretVol.name)!
-    const fileVars = [...env.entries()].filter(([k]) => k.endsWith('_FILE'))
+    const fileVars = [...env.entries()].filter(([k]) => k.endsWith('_FILE') && !k.startsWith('VECTIS_HTTP_TLS_'))
     assert.ok(fileVars.some(([k]) => k === 'VECTIS_API_PASSWORD_FILE'))
     for (const [k, v] of fileVars) assert.ok(v.value?.startsWith(`${secretDir}/`), `${k} points into the mounted Secret`)
     for (const p of cfg.partners) {
@@ -200,6 +222,7 @@ for (const overlay of overlays) {
       assert.ok(pod.affinity.podAntiAffinity.requiredDuringSchedulingIgnoredDuringExecution.length > 0, 'one member per node')
     }
     const np = one(objs, 'NetworkPolicy')
+    assert.ok(np.spec.ingress.some((r: Obj) => r.ports.some((p: Obj) => p.port === 'pesit-tls')), 'partners reach the TLS port')
     const clusterRule = np.spec.ingress.find((r: Obj) => r.ports.some((p: Obj) => p.port === 'cluster'))
     assert.ok(clusterRule.from.length > 0 && clusterRule.from.every((f: Obj) => f.podSelector !== undefined && f.namespaceSelector === undefined && f.ipBlock === undefined), 'cluster port only from peer pods')
     assert.ok(clusterRule.from.every((f: Obj) => matchesSelector(parseLabelSelector(Object.entries(f.podSelector.matchLabels as Record<string, string>).map(([k, v]) => `${k}=${v}`).join(',')), podLabels)))
@@ -209,6 +232,7 @@ for (const overlay of overlays) {
       const sm = one(objs, 'ServiceMonitor')
       assert.ok(Object.entries(sm.spec.selector.matchLabels as Record<string, string>).every(([k, v]) => headless.metadata.labels?.[k] === v), 'ServiceMonitor selects the headless Service')
       assert.ok(sm.spec.endpoints.every((e: Obj) => headless.spec.ports.some((p: Obj) => p.name === e.port) && e.path === '/metrics'))
+      assert.ok(sm.spec.endpoints.every((e: Obj) => e.scheme === 'https' && e.tlsConfig?.ca?.secret?.name === 'vectis-tls'), 'metrics scraped over HTTPS')
       const rules = one(objs, 'PrometheusRule').spec.groups.flatMap((g: Obj) => g.rules) as Obj[]
       const byName = new Map(rules.map((r) => [r.alert as string, r]))
       assert.match(byName.get('VectisTwoLeaders')?.expr ?? '', /sum.*\(vectis_cluster_is_leader\) > 1/)
