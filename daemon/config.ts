@@ -85,6 +85,16 @@ export interface VectisConfig {
   journalRetentionDays: number
   shutdownTimeoutMs: number
   pesit: PesitConfig
+  /** the demo partner of a standalone daemon started without VECTIS_CONFIG (docs/contract.md §5.1) */
+  demo: DemoSetup | undefined
+}
+
+export interface DemoSetup {
+  partner: string
+  password: string
+  /** the demo file's directory, where the sample file to pull is written at start */
+  outbox: string
+  sample: string
 }
 
 /** Every variable this module reads; anything else starting with `VECTIS_` is warned about. */
@@ -385,11 +395,26 @@ export function defaultPesitConfig (): PesitConfig {
   }
 }
 
+/** The demo partner and file (docs/contract.md §5.1): the same in a standalone daemon and in `vectis dev-cluster`. */
+export const DEMO = Object.freeze({ server: DEFAULT_SERVER_ID, partner: 'DEMO', file: 'DEMOFILE', directory: 'inbox/demo', sample: 'hello.txt' })
+
+function demoSetup (sharedDir: string, password: string): DemoSetup {
+  return { partner: DEMO.partner, password, outbox: resolve(sharedDir, DEMO.directory), sample: DEMO.sample }
+}
+
+/** The embedded default plus the demo partner: DEMOFILE both receives and offers files in inbox/demo. */
+function demoPesitConfig (demo: DemoSetup): PesitConfig {
+  const c = defaultPesitConfig()
+  c.partners.push({ id: demo.partner, password: demo.password, access: 'both' })
+  c.files.push({ id: DEMO.file, direction: 'both', directory: demo.outbox, filenamePattern: DEFAULT_FILENAME_PATTERN, afterSend: { action: 'keep' } })
+  return c
+}
+
 // ---- the whole configuration -----------------------------------------------------------------------------------
 
 export interface LoadOptions {
   cwd?: string
-  /** Injected for tests: a deterministic generated password. */
+  /** Injected for tests: a deterministic generated password (the API's, and the first 8 characters for the demo partner). */
   generatePassword?: () => string
   readFile?: (path: string) => string
 }
@@ -486,6 +511,12 @@ export function loadConfig (env: Env = process.env, opts: LoadOptions = {}): Loa
 
   const configFile = present(env, 'VECTIS_CONFIG')
   let pesit = defaultPesitConfig()
+  let demo: DemoSetup | undefined
+  if (configFile === undefined && !clusterEnabled && !k8sEnabled && !inKubernetesPod(env)) {
+    // A newcomer's first `npm start`: something to push to and pull from at once. Never in a cluster or a pod.
+    demo = demoSetup(sharedDir, ((opts.generatePassword ?? defaultPasswordGenerator)()).replace(/[^A-Za-z0-9]/g, '').slice(0, 8).padEnd(8, '0'))
+    pesit = demoPesitConfig(demo)
+  }
   if (configFile !== undefined) {
     const path = resolve(cwd, configFile)
     let text: string
@@ -516,7 +547,7 @@ export function loadConfig (env: Env = process.env, opts: LoadOptions = {}): Loa
       discoveryDnsSrv, dnsServers, seeds, clusterSize, quorum, forceNewCluster, heartbeatMs, failureTimeoutMs,
       handoverDrainMs, clusterSecret, k8sMode, k8sEnabled, kubeconfig, leaderLabel, podSelector, apiUser, apiPassword,
       apiPasswordGenerated, dataDir, sharedDir, replication, configFile, logLevel, journalRetentionDays,
-      shutdownTimeoutMs, pesit
+      shutdownTimeoutMs, pesit, demo
     },
     warnings
   }

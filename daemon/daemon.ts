@@ -14,7 +14,7 @@ import { Lifecycle, type NamedPart, type Startable } from '../common/lifecycle.j
 import { Metrics } from './metrics.js'
 import { Health } from './health.js'
 import { HttpServer, HttpError, type Reply } from './http-server.js'
-import { checkTlsFiles, ensureWritableDir } from './data-dirs.js'
+import { checkTlsFiles, ensureWritableDir, writeDemoSample } from './data-dirs.js'
 import { StandaloneCluster } from '../cluster/standalone.js'
 import { MembershipCluster } from '../cluster/cluster-service.js'
 import { DeferredTransport } from '../cluster/deferred-transport.js'
@@ -107,6 +107,7 @@ export class Daemon implements Startable {
         // Every member checks the TLS files at start: a standby must not learn of a bad key when it takes over.
         config.pesit.servers.forEach((s, i) => { if (s.tls !== undefined) checkTlsFiles(`servers[${i}].tls`, s.tls) })
         if (config.httpTls !== undefined) checkTlsFiles('VECTIS_HTTP_TLS_CERT_FILE', config.httpTls)
+        if (config.demo !== undefined) writeDemoSample(config.demo)
       },
       stop: async () => {}
     }

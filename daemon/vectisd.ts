@@ -1,6 +1,6 @@
 // The polyfill must be the first import: libp2p reads Promise.withResolvers at load time on Node 20.
 import '../common/polyfill.js'
-import { loadConfig } from './config.js'
+import { DEMO, loadConfig } from './config.js'
 import { ConfigError } from '../common/config-error.js'
 import { createLogger } from '../common/logger.js'
 import { Daemon } from './daemon.js'
@@ -38,6 +38,17 @@ async function main (): Promise<number> {
   if (config.apiPasswordGenerated) {
     // Logged once, on purpose: the operator needs it to use the API; set VECTIS_API_PASSWORD(_FILE) to avoid it.
     log.warn({ user: config.apiUser, generatedPassword: config.apiPassword }, 'no VECTIS_API_PASSWORD set: generated an API password for this run')
+  }
+  if (config.demo !== undefined) {
+    // Logged once, like the API password: a real configuration (VECTIS_CONFIG) replaces the demo partner.
+    const d = config.demo
+    const pesitPort = config.pesit.servers[0]?.port ?? 5000
+    const common = `--host 127.0.0.1 --port ${pesitPort} --partner ${d.partner} --password ${d.password} --server ${config.pesit.servers[0]?.id ?? 'PESITSRV'}`
+    log.warn({
+      partner: d.partner, demoPassword: d.password,
+      send: `vectis send ${common} --file ${DEMO.file} FILE`,
+      receive: `vectis receive ${common} --file ${DEMO.file} --name ${d.sample} ${d.sample}`
+    }, `no VECTIS_CONFIG: a demo partner is configured for this run (push to and pull from ${DEMO.file})`)
   }
   const daemon = new Daemon({ logger }, config)
   let stopping: Promise<number> | undefined

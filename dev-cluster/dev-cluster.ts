@@ -25,7 +25,7 @@ import { writeFile } from 'node:fs/promises'
 import { isIPv4 } from 'node:net'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { loadConfig, type PesitServerConfig } from '../daemon/config.js'
+import { DEMO, loadConfig, type PesitServerConfig } from '../daemon/config.js'
 import type { Logger } from '../common/logger.js'
 import type { Startable } from '../common/lifecycle.js'
 import { TypedEmitter } from '../common/typed-events.js'
@@ -39,10 +39,10 @@ import { TcpLoadBalancer } from './load-balancer.js'
 export const DEV_NAMESPACE = 'vectis'
 export const DEV_DNS_NAME = 'vectis-headless.vectis.svc.cluster.local'
 export const DEV_API_USER = 'vectis'
-export const DEMO_PARTNER = 'DEMO'
-export const DEMO_SERVER = 'PESITSRV'
-export const DEMO_FILE = 'DEMOFILE'
-export const DEMO_DIRECTORY = 'inbox/demo'
+export const DEMO_PARTNER = DEMO.partner
+export const DEMO_SERVER = DEMO.server
+export const DEMO_FILE = DEMO.file
+export const DEMO_DIRECTORY = DEMO.directory
 /** kubelet-like crash back-off: first restart after this, doubling per quick crash, capped. */
 const RESTART_BASE_MS = 1_000
 const RESTART_MAX_MS = 30_000

@@ -62,7 +62,7 @@ files:
       assert.equal(rows[0]!.sha256, sha)
 
       const status = await (await fetch(`http://127.0.0.1:${httpPort}/api/cluster/status`, { headers: { authorization: auth } })).json() as { servers: unknown }
-      assert.deepEqual(status.servers, [{ id: 'PESITSRV', port: pesitPort, running: true }])
+      assert.deepEqual(status.servers, [{ id: 'PESITSRV', port: pesitPort, tls: false, running: true }])
       const samples = parsePrometheusText(await (await fetch(`http://127.0.0.1:${httpPort}/metrics`)).text())
       const v = (name: string, labels: Record<string, string> = {}): number | undefined =>
         samples.find((s) => s.name === name && Object.entries(labels).every(([k, x]) => s.labels[k] === x))?.value

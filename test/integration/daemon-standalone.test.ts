@@ -1,13 +1,16 @@
 import { describe, it, after, before } from 'node:test'
 import assert from 'node:assert/strict'
 import { spawnSync } from 'node:child_process'
-import { writeFileSync } from 'node:fs'
+import { readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { request } from 'node:http'
 import WebSocket from 'ws'
 import { DaemonProcess, freePort, tempDir, ROOT } from '../helpers/daemon-process.js'
 import { parsePrometheusText } from '../helpers/prometheus-text.js'
 import { waitFor } from '../helpers/wait.js'
+import { captureIo } from '../helpers/cli-io.js'
+import { runReceive } from '../../cli/receive.js'
+import { runSend } from '../../cli/send.js'
 
 interface Answer { status: number, headers: Record<string, string | string[] | undefined>, body: string }
 
@@ -78,7 +81,30 @@ describe('standalone vectisd with its embedded defaults', () => {
     assert.equal(s.memberCount, 1)
     assert.deepEqual(s.members, [{ name: s.nodeName, address: (s.members as Array<{ address: string }>)[0]!.address, isLeader: true }])
     // The embedded default: PESITSRV on 5000, running because this member leads (no other test binds 127.0.0.1:5000).
-    assert.deepEqual(s.servers, [{ id: 'PESITSRV', port: 5000, running: true }])
+    assert.deepEqual(s.servers, [{ id: 'PESITSRV', port: 5000, tls: false, running: true }])
+  })
+
+  it('a demo partner out of the box: logged once with ready commands that pull the sample and push a file', async () => {
+    const lines = d.logs.filter((l) => typeof l.demoPassword === 'string')
+    assert.equal(lines.length, 1)
+    const demo = lines[0]!
+    const args = (cmd: unknown, prefix: string): string[] => {
+      const s = String(cmd)
+      assert.ok(s.startsWith(prefix), s)
+      return s.slice(prefix.length).split(' ')
+    }
+    const pull = args(demo.receive, 'vectis receive ')
+    const dest = join(dir.path, 'hello.txt')
+    const io = captureIo()
+    assert.equal(await runReceive(['--state-dir', join(dir.path, 'state'), ...pull.slice(0, -1), dest], io), 0, io.err())
+    assert.match(readFileSync(dest, 'utf8'), /^Hello from Vectis/)
+    const src = join(dir.path, 'mine.bin')
+    writeFileSync(src, 'my first push')
+    const push = args(demo.send, 'vectis send ')
+    const io2 = captureIo()
+    assert.equal(await runSend(['--state-dir', join(dir.path, 'state'), ...push.slice(0, -1), src], io2), 0, io2.err())
+    const id = /transfer id (\d+)/.exec(io2.out())![1]
+    assert.equal(readFileSync(join(dir.path, 'data', 'shared', 'inbox', 'demo', `DEMO_DEMOFILE_${id}`), 'utf8'), 'my first push')
   })
 
   it('401 with WWW-Authenticate without or with wrong credentials, JSON body', async () => {

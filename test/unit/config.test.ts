@@ -48,7 +48,23 @@ describe('configuration defaults', () => {
     assert.equal(config.apiPassword, 'generated-password')
     assert.equal(config.apiPasswordGenerated, true)
     assert.deepEqual(config.pesit.servers.map((s) => s.port), [DEFAULT_PESIT_PORT])
-    assert.ok(warnings.some((w) => /partners/.test(w)))
+    // Standalone, outside Kubernetes, without VECTIS_CONFIG: the demo partner, its password from the generator.
+    assert.deepEqual(config.demo, { partner: 'DEMO', password: 'generate', outbox: '/srv/vectis/data/shared/inbox/demo', sample: 'hello.txt' })
+    assert.deepEqual(config.pesit.partners, [{ id: 'DEMO', password: 'generate', access: 'both' }])
+    assert.deepEqual(config.pesit.files.map((f) => [f.id, f.direction, f.directory]), [['DEMOFILE', 'both', '/srv/vectis/data/shared/inbox/demo']])
+    assert.ok(!warnings.some((w) => /partners/.test(w)))
+  })
+
+  it('no demo partner in a cluster, in a pod, or with a VECTIS_CONFIG', () => {
+    const envs: Array<Record<string, string>> = [{ VECTIS_CLUSTER_ENABLED: 'true', VECTIS_CLUSTER_SIZE: '3' }, { KUBERNETES_SERVICE_HOST: '10.0.0.1' }]
+    for (const env of envs) {
+      const { config, warnings } = load(env)
+      assert.equal(config.demo, undefined, JSON.stringify(env))
+      assert.deepEqual(config.pesit.partners, [])
+      assert.ok(warnings.some((w) => /partners/.test(w)))
+    }
+    const { config } = load({ VECTIS_CONFIG: 'c.yaml' }, { '/srv/vectis/c.yaml': 'servers: []\n' })
+    assert.equal(config.demo, undefined)
   })
 
   it('reads every variable', () => {
