@@ -1,5 +1,5 @@
 /**
- * The data phase of a pull on the server (docs/pesit.md §13.3): after ACK(READ) the server emits the file as DTFs,
+ * The data phase of a pull on the server (docs/pesit.md §17.3): after ACK(READ) the server emits the file as DTFs,
  * a SYN every `articlesPerSync` articles within the acknowledgement window, then DTF.END. It runs as its own task
  * while the session keeps reading: ACK(SYN), IDT and ABORT arrive at any time (`ack`, `stop`).
  *

@@ -1,5 +1,5 @@
 /**
- * The requester side of a pull (docs/pesit.md §14; §13 is the server's side): CONNECT (read access), SELECT, ORF,
+ * The requester side of a pull (docs/pesit.md §18; §17 is the server's side): CONNECT (read access), SELECT, ORF,
  * READ with the restart point, then the server's DTFs and SYNs until DTF.END, TRANS.END, CRF, DESELECT, RELEASE.
  *
  * Durability, in this order: data goes to a hidden partial file beside the destination; at each SYN the partial

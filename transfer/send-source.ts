@@ -1,5 +1,5 @@
 /**
- * The files a send virtual file offers to partners that pull (docs/pesit.md §13): which physical file a SELECT
+ * The files a send virtual file offers to partners that pull (docs/pesit.md §17): which physical file a SELECT
  * names or gets, the send-side restart state kept beside the files in the shared directory, and the after-send
  * action.
  *

@@ -1,5 +1,5 @@
 /**
- * The send direction of a server session (docs/pesit.md §13): a partner pulls. SELECT picks the physical file and
+ * The send direction of a server session (docs/pesit.md §17): a partner pulls. SELECT picks the physical file and
  * answers its attributes, READ positions it at the restart point the requester asks for, then the emission
  * (outgoing-transfer.ts) runs while the session keeps reading ACK(SYN), IDT and ABORT; TRANS.END from the requester
  * is compared with what was sent, acknowledged, recorded, and only then is the after-send action applied.
