@@ -1,86 +1,112 @@
 /**
- * PeSIT push throughput on loopback: the server runs in this process (real file layer, fsync at every sync
- * point), the requester in a child process (so the two do not share an event loop).
- *  1. one push of `--size-mib` (default 1024 = 1 GiB), sync points every 1 MiB: MiB/s, SHA-256 checked;
- *  2. `--concurrent` (default 100) simultaneous pushes of `--each-mib` (default 10): all must complete; wall time,
- *     aggregate MiB/s, peak RSS of the server process and of the requester process.
+ * PeSIT throughput on loopback against OpenSSH's sftp, whole commands timed.
  *
- * Usage: node --import tsx --import ./common/polyfill.ts bench/transfer.ts [--size-mib 1024] [--concurrent 100]
- *        [--each-mib 10] [--sync-kb 1024] [--article-size 8192] [--dir DIR] [--no-verify]
- * DIR defaults to ./.tmp (on the project's disk: /tmp may be a tmpfs, where fsync costs nothing).
- * Prints one JSON object, then a short table.
+ *  1. `--runs` (default 3) interleaved rounds of: `vectis send` (push), `sftp put`, `vectis receive` (pull),
+ *     `sftp get`, `vectis send --tls`, `vectis receive --tls`, each on the same `--size-mib` file (default 1 GiB),
+ *     with `sync` before every command. Each command is a process of its own, timed from spawn to exit. PeSIT runs
+ *     with sync points every `--sync-kb` (default 1024) made durable (fsync) on the receiving side; sftp with
+ *     `-c aes128-gcm@openssh.com` against a local sshd (Debian `openssh-server`, a generated key; skipped with a
+ *     line saying so when it is missing). Medians, and the ratios to sftp.
+ *  2. `--concurrent` (default 100) simultaneous pushes, then as many simultaneous pulls, of `--each-mib` (default
+ *     10): all must complete and be intact; the server's peak RSS.
+ *
+ * The server runs in its own process (bench/transfer-server.ts); it counts its fsyncs, and the requester's are
+ * counted in one extra, untimed run of each PeSIT command under `strace -c` (when strace exists).
+ *
+ * Usage: npm run bench:transfer -- [--size-mib 1024] [--runs 3] [--sync-kb 1024] [--concurrent 100]
+ *        [--each-mib 10] [--dir DIR] [--no-sftp] [--no-concurrent]
+ * DIR defaults to ./.tmp (the project's disk: /tmp may be a tmpfs, where fsync costs nothing).
+ * Prints one JSON object, then a short table. Needs `npm run build` (the commands are the built `vectis`).
  */
 import '../common/polyfill.js'
 import { parseArgs } from 'node:util'
-import { spawn } from 'node:child_process'
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process'
 import { createHash } from 'node:crypto'
-import { createReadStream } from 'node:fs'
-import { mkdir, mkdtemp, open, rm, unlink } from 'node:fs/promises'
+import { createReadStream, existsSync } from 'node:fs'
+import { mkdir, mkdtemp, open, readFile, rm, unlink } from 'node:fs/promises'
+import { loadavg, cpus } from 'node:os'
 import { join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { startHarness } from '../test/helpers/pesit-harness.js'
-import { patternBytes } from '../test/helpers/pesit-vectors.js'
-import { pushFile } from '../transfer/push.js'
+import { createInterface } from 'node:readline'
+import { makePki } from '../test/helpers/certs.js'
+import { startSshd, type Sshd } from './sshd.js'
 
 const { values } = parseArgs({
   options: {
-    'size-mib': { type: 'string', default: '1024' }, concurrent: { type: 'string', default: '100' },
-    'each-mib': { type: 'string', default: '10' }, 'sync-kb': { type: 'string', default: '1024' },
-    'article-size': { type: 'string', default: '8192' }, dir: { type: 'string', default: resolve('.tmp') },
-    'no-verify': { type: 'boolean', default: false },
-    child: { type: 'string' }
+    'size-mib': { type: 'string', default: '1024' }, runs: { type: 'string', default: '3' },
+    'sync-kb': { type: 'string', default: '1024' }, concurrent: { type: 'string', default: '100' },
+    'each-mib': { type: 'string', default: '10' }, dir: { type: 'string', default: resolve('.tmp') },
+    'no-sftp': { type: 'boolean', default: false }, 'no-concurrent': { type: 'boolean', default: false }
   }
 })
+const sizeMiB = int('size-mib', 1, 65536)
+const runs = int('runs', 1, 50)
+const syncKb = int('sync-kb', 0, 65534)
+const concurrent = int('concurrent', 1, 1000)
+const eachMiB = int('each-mib', 1, 4096)
 
-interface ChildJob { port: number, source: string, count: number, firstId: number, syncKb: number, articleSize: number }
-interface ChildResult { seconds: number, bytes: number, ok: number, failed: string[], peakRssMiB: number }
-
-if (values.child !== undefined) {
-  // Requester side: run `count` pushes at once, report.
-  const job = JSON.parse(values.child) as ChildJob
-  const t0 = performance.now()
-  const failed: string[] = []
-  let bytes = 0
-  let ok = 0
-  await Promise.all(Array.from({ length: job.count }, async (_, i) => {
-    try {
-      const r = await pushFile({ host: '127.0.0.1', port: job.port, partner: 'CXCLIENT', password: 'test123', server: 'PESITSRV', file: 'TESTFILE', source: job.source, transferId: job.firstId + i, syncIntervalKb: job.syncKb, syncWindow: 4, articleSize: job.articleSize, timeoutMs: 120_000 })
-      bytes += r.bytes
-      ok++
-    } catch (err) {
-      failed.push((err as Error).message)
-    }
-  }))
-  const res: ChildResult = { seconds: (performance.now() - t0) / 1000, bytes, ok, failed, peakRssMiB: Math.round(process.resourceUsage().maxRSS / 1024) }
-  console.log(JSON.stringify(res))
-  process.exit(0)
+function int (k: keyof typeof values, min: number, max: number): number {
+  const v = Number(values[k])
+  if (!Number.isInteger(v) || v < min || v > max) {
+    console.error(`--${k}: an integer from ${min} to ${max}`)
+    process.exit(2)
+  }
+  return v
 }
 
-const sizeMiB = Number(values['size-mib'])
-const concurrent = Number(values.concurrent)
-const eachMiB = Number(values['each-mib'])
-const syncKb = Number(values['sync-kb'])
-const articleSize = Number(values['article-size'])
-for (const [k, v, max] of [['size-mib', sizeMiB, 65536], ['concurrent', concurrent, 1000], ['each-mib', eachMiB, 4096], ['article-size', articleSize, 65535]] as const) {
-  if (!Number.isInteger(v) || v < 1 || v > max) { console.error(`--${k}: 1..${max}`); process.exit(2) }
+const root = resolve(fileURLToPath(new URL('..', import.meta.url)))
+const vectisBin = join(root, 'dist', 'bin', 'vectis.js')
+if (!existsSync(vectisBin)) {
+  console.error('bench:transfer runs the built vectis: npm run build first')
+  process.exit(2)
 }
-if (!Number.isInteger(syncKb) || syncKb < 0 || syncKb > 65534) { console.error('--sync-kb: 0..65534'); process.exit(2) }
 
 await mkdir(values.dir, { recursive: true })
 const base = await mkdtemp(join(values.dir, 'bench-transfer-'))
-const h = await startHarness({ baseDir: base, syncIntervalKb: Math.max(syncKb, 1), maxConnections: concurrent + 10 })
+const pki = makePki(join(base, 'pki'))
 
-async function makeSource (path: string, mib: number): Promise<string> {
-  const fh = await open(path, 'w')
-  const hash = createHash('sha256')
-  const block = patternBytes(1 << 20, 3)
-  for (let i = 0; i < mib; i++) {
-    block[0] = i & 0xff // every MiB differs a little
-    await fh.write(block)
-    hash.update(block)
+/** The server process and its stdin/stdout command channel. */
+class ServerProcess {
+  private readonly lines: string[] = []
+  private waiter: (() => void) | undefined
+  constructor (readonly child: ChildProcess) {
+    createInterface({ input: child.stdout! }).on('line', (l) => { this.lines.push(l); this.waiter?.() })
   }
-  await fh.close()
-  return hash.digest('hex')
+
+  async next (): Promise<Record<string, unknown>> {
+    for (;;) {
+      const l = this.lines.shift()
+      if (l !== undefined) return JSON.parse(l) as Record<string, unknown>
+      await new Promise<void>((resolve) => { this.waiter = resolve })
+    }
+  }
+
+  async command (cmd: string): Promise<Record<string, unknown>> {
+    this.child.stdin!.write(`${cmd}\n`)
+    return await this.next()
+  }
+}
+
+const serverChild = spawn(process.execPath, ['--import', 'tsx', 'bench/transfer-server.ts', JSON.stringify({
+  dir: base, syncIntervalKb: Math.max(syncKb, 1), maxConnections: concurrent + 10,
+  tls: { certFile: pki.server.cert, keyFile: pki.server.key, clientAuth: 'none', minVersion: 'TLSv1.2' }
+})], { cwd: root, stdio: ['pipe', 'pipe', 'inherit'] })
+const server = new ServerProcess(serverChild)
+const ports = await server.next() as { port: number, tlsPort: number }
+let sshd: Sshd | undefined
+const sftpSkip = values['no-sftp'] ? 'skipped (--no-sftp)' : undefined
+
+async function run (cmd: string, args: string[], opts: { strace?: string } = {}): Promise<number> {
+  execFileSync('sync')
+  const [file, argv] = opts.strace === undefined ? [cmd, args] : ['strace', ['-f', '-c', '-e', 'trace=fsync,fdatasync', '-o', opts.strace, cmd, ...args]]
+  const t0 = performance.now()
+  const p = spawn(file, argv, { cwd: root, stdio: ['ignore', 'ignore', 'pipe'] })
+  let err = ''
+  p.stderr.on('data', (c: Buffer) => { err += c.toString() })
+  const code = await new Promise<number | null>((resolve) => { p.on('close', resolve) })
+  const seconds = (performance.now() - t0) / 1000
+  if (code !== 0) throw new Error(`${cmd} ${args.slice(0, 2).join(' ')} … exited ${code}: ${err.trim()}`)
+  return seconds
 }
 
 async function sha (path: string): Promise<string> {
@@ -89,53 +115,152 @@ async function sha (path: string): Promise<string> {
   return hash.digest('hex')
 }
 
-async function child (job: ChildJob): Promise<ChildResult> {
-  const script = fileURLToPath(import.meta.url)
-  const root = resolve(fileURLToPath(new URL('..', import.meta.url)))
-  const p = spawn(process.execPath, ['--import', 'tsx', '--import', './common/polyfill.ts', script, '--child', JSON.stringify(job)], { cwd: root, stdio: ['ignore', 'pipe', 'inherit'] })
-  let out = ''
-  p.stdout.on('data', (c: Buffer) => { out += c.toString() })
-  const code = await new Promise<number | null>((resolve) => { p.on('close', resolve) })
-  if (code !== 0) throw new Error(`requester process exited ${code}`)
-  return JSON.parse(out.trim().split('\n').at(-1)!) as ChildResult
+async function makeSource (path: string, mib: number, seed: number): Promise<string> {
+  const fh = await open(path, 'w')
+  const hash = createHash('sha256')
+  const block = Buffer.allocUnsafe(1 << 20)
+  let x = seed * 2654435761 >>> 0
+  for (let i = 0; i < block.length; i += 4) {
+    x = (x ^ (x << 13)) >>> 0
+    x = (x ^ (x >>> 17)) >>> 0
+    x = (x ^ (x << 5)) >>> 0
+    block.writeUInt32LE(x, i)
+  }
+  for (let i = 0; i < mib; i++) {
+    block.writeUInt32LE(i, 0) // every MiB differs
+    await fh.write(block)
+    hash.update(block)
+  }
+  await fh.close()
+  return hash.digest('hex')
 }
 
-try {
-  // 1. one big push
-  const big = join(base, 'big.bin')
-  const bigSha = await makeSource(big, sizeMiB)
-  const one = await child({ port: h.port, source: big, count: 1, firstId: 1, syncKb, articleSize })
-  if (one.ok !== 1) throw new Error(`big push failed: ${one.failed.join('; ')}`)
-  const storedBig = join(h.dir, 'CXCLIENT_TESTFILE_1')
-  const verified = values['no-verify'] ? null : (await sha(storedBig)) === bigSha
-  await unlink(storedBig)
-  await unlink(big)
-  const serverRssAfterBig = Math.round(process.resourceUsage().maxRSS / 1024)
+const common = (port: number, tls: boolean): string[] => ['--host', '127.0.0.1', '--port', String(port), '--partner', 'CXCLIENT', '--password', 'test123',
+  '--server', 'PESITSRV', '--sync-kb', String(syncKb), '--state-dir', join(base, 'state'), '--quiet', ...(tls ? ['--tls', '--ca', pki.ca] : [])]
 
-  // 2. many concurrent pushes
-  const small = join(base, 'each.bin')
-  const smallSha = await makeSource(small, eachMiB)
-  const many = await child({ port: h.port, source: small, count: concurrent, firstId: 1000, syncKb, articleSize })
-  let manyVerified: boolean | null = null
-  if (!values['no-verify']) {
-    manyVerified = true
-    for (let i = 0; i < concurrent; i++) {
-      if ((await sha(join(h.dir, `CXCLIENT_TESTFILE_${1000 + i}`)).catch(() => '')) !== smallSha) manyVerified = false
+interface Sample { seconds: number, serverFsyncs: number }
+type Scenario = 'push' | 'sftp put' | 'pull' | 'sftp get' | 'push tls' | 'pull tls'
+
+try {
+  await mkdir(join(base, 'outbox'), { recursive: true })
+  const src = join(base, 'outbox', 'big.bin')
+  const srcSha = await makeSource(src, sizeMiB, 1)
+  if (sftpSkip === undefined) {
+    sshd = await startSshd(join(base, 'ssh')).catch((err: Error) => { console.error(`sftp baseline skipped: ${err.message}`); return undefined })
+  }
+  let transferId = 1
+  const scenarios: Record<Scenario, () => Promise<Sample>> = {
+    push: async () => await pesit('push', false),
+    'push tls': async () => await pesit('push', true),
+    pull: async () => await pesit('pull', false),
+    'pull tls': async () => await pesit('pull', true),
+    'sftp put': async () => { const s = await run('sftp', sshd!.batch([`put ${src} ${join(base, 'sftp-put.bin')}`])); await unlink(join(base, 'sftp-put.bin')); return { seconds: s, serverFsyncs: 0 } },
+    'sftp get': async () => { const s = await run('sftp', sshd!.batch([`get ${src} ${join(base, 'sftp-get.bin')}`])); await unlink(join(base, 'sftp-get.bin')); return { seconds: s, serverFsyncs: 0 } }
+  }
+  async function pesit (kind: 'push' | 'pull', tls: boolean, strace?: string): Promise<Sample> {
+    await server.command('reset')
+    const port = tls ? ports.tlsPort : ports.port
+    const id = transferId++
+    const out = kind === 'push' ? join(base, 'inbox', `CXCLIENT_TESTFILE_${id}`) : join(base, `pulled-${id}.bin`)
+    const seconds = kind === 'push'
+      ? await run(process.execPath, [vectisBin, 'send', ...common(port, tls), '--file', 'TESTFILE', '--transfer-id', String(id), '--article-size', '65000', src], strace === undefined ? {} : { strace })
+      : await run(process.execPath, [vectisBin, 'receive', ...common(port, tls), '--file', 'OUTBOX', '--name', 'big.bin', out], strace === undefined ? {} : { strace })
+    const stats = await server.command('stats') as { fsyncs: number }
+    if (id <= 6 && (await sha(out)) !== srcSha) throw new Error(`${kind}${tls ? ' tls' : ''}: SHA-256 differs`)
+    await unlink(out)
+    return { seconds, serverFsyncs: stats.fsyncs }
+  }
+  const order: Scenario[] = ['push', 'sftp put', 'pull', 'sftp get', 'push tls', 'pull tls']
+  const samples = new Map<Scenario, Sample[]>(order.map((s) => [s, []]))
+  for (let r = 0; r < runs; r++) {
+    for (const s of order) {
+      if (s.startsWith('sftp') && sshd === undefined) continue
+      samples.get(s)!.push(await scenarios[s]())
     }
   }
+  // The requester's fsyncs: one more, untimed, run of each PeSIT command under strace.
+  const requesterFsyncs: Partial<Record<Scenario, number>> = {}
+  if (hasStrace()) {
+    for (const [s, kind] of [['push', 'push'], ['pull', 'pull']] as const) {
+      const f = join(base, `strace-${kind}.txt`)
+      await pesit(kind, false, f)
+      requesterFsyncs[s] = straceCount(await readFile(f, 'utf8'))
+    }
+  }
+  const sync = (await server.command('stats')).sync
+
+  const median = (xs: number[]): number => { const a = [...xs].sort((p, q) => p - q); return a[Math.floor(a.length / 2)]! }
+  const rows = order.filter((s) => samples.get(s)!.length > 0).map((s) => {
+    const xs = samples.get(s)!
+    const sec = median(xs.map((x) => x.seconds))
+    return { scenario: s, medianSeconds: round(sec), mibPerSecond: round(sizeMiB / sec), runsSeconds: xs.map((x) => round(x.seconds)), serverFsyncs: xs[0]!.serverFsyncs, requesterFsyncs: requesterFsyncs[s] ?? null }
+  })
+  const rate = (s: Scenario): number | undefined => rows.find((r) => r.scenario === s)?.mibPerSecond
+  const ratio = (a: Scenario, b: Scenario): number | null => rate(a) !== undefined && rate(b) !== undefined ? round(rate(a)! / rate(b)!) : null
+  let concurrency: Record<string, unknown> | undefined
+  if (!values['no-concurrent']) concurrency = await concurrentRound()
   const result = {
-    single: { sizeMiB, seconds: round(one.seconds), mibPerSecond: round(sizeMiB / one.seconds), syncKb, articleSize, sha256Equal: verified, requesterPeakRssMiB: one.peakRssMiB, serverPeakRssMiB: serverRssAfterBig },
-    concurrent: { pushes: concurrent, eachMiB, completed: many.ok, failed: many.failed.slice(0, 5), seconds: round(many.seconds), aggregateMiBPerSecond: round(concurrent * eachMiB / many.seconds), sha256Equal: manyVerified, requesterPeakRssMiB: many.peakRssMiB, serverPeakRssMiB: Math.round(process.resourceUsage().maxRSS / 1024) },
-    node: process.version
+    machine: { cpus: cpus().length, model: cpus()[0]?.model, loadAverage: loadavg().map(round), node: process.version },
+    sizeMiB, runs, syncKb, negotiatedSync: sync, sftp: sshd === undefined ? (sftpSkip ?? 'skipped: no sshd (apt-get install openssh-server)') : `sftp -c aes128-gcm@openssh.com, ${sshd.version}`,
+    scenarios: rows,
+    ratios: { pushVsSftpPut: ratio('push', 'sftp put'), pullVsSftpGet: ratio('pull', 'sftp get'), pushTlsVsSftpPut: ratio('push tls', 'sftp put'), pullTlsVsSftpGet: ratio('pull tls', 'sftp get') },
+    concurrency
   }
   console.log(JSON.stringify(result))
-  console.log(`\nscenario                 MiB/s    seconds  ok      server RSS  requester RSS`)
-  console.log(`1 × ${sizeMiB} MiB push`.padEnd(24), String(result.single.mibPerSecond).padStart(6), String(result.single.seconds).padStart(9), ` ${verified === null ? 'n/a' : verified ? 'sha ok' : 'SHA BAD'}`.padEnd(8), `${result.single.serverPeakRssMiB} MiB`.padStart(10), `${one.peakRssMiB} MiB`.padStart(13))
-  console.log(`${concurrent} × ${eachMiB} MiB pushes`.padEnd(24), String(result.concurrent.aggregateMiBPerSecond).padStart(6), String(result.concurrent.seconds).padStart(9), ` ${many.ok}/${concurrent}`.padEnd(8), `${result.concurrent.serverPeakRssMiB} MiB`.padStart(10), `${many.peakRssMiB} MiB`.padStart(13))
-  process.exitCode = many.ok === concurrent && verified !== false && manyVerified !== false ? 0 : 1
+  console.log(`\n${sizeMiB} MiB, median of ${runs}, sync every ${syncKb} KB (negotiated ${JSON.stringify(sync)}), load ${result.machine.loadAverage.join(' ')}`)
+  console.log('scenario     MiB/s  median s  runs (s)               server fsyncs  requester fsyncs')
+  for (const r of rows) {
+    console.log(`${r.scenario.padEnd(11)} ${String(r.mibPerSecond).padStart(6)} ${String(r.medianSeconds).padStart(9)}  ${r.runsSeconds.join(', ').padEnd(22)} ${String(r.serverFsyncs).padStart(13)}  ${String(r.requesterFsyncs ?? '-').padStart(16)}`)
+  }
+  console.log(`ratios: push/put ${result.ratios.pushVsSftpPut}, pull/get ${result.ratios.pullVsSftpGet}, push tls/put ${result.ratios.pushTlsVsSftpPut}, pull tls/get ${result.ratios.pullTlsVsSftpGet}`)
+  if (concurrency !== undefined) console.log(`concurrency: ${JSON.stringify(concurrency)}`)
 } finally {
-  await h.stop()
+  serverChild.kill('SIGTERM')
+  sshd?.stop()
+  await new Promise((resolve) => setTimeout(resolve, 200))
   await rm(base, { recursive: true, force: true })
+}
+
+/** `--concurrent` pushes at once, then as many pulls of distinct files at once, from one requester process each. */
+async function concurrentRound (): Promise<Record<string, unknown>> {
+  const each = join(base, 'each.bin')
+  const eachSha = await makeSource(each, eachMiB, 2)
+  for (let i = 0; i < concurrent; i++) await copy(each, join(base, 'outbox', `each-${i}.bin`))
+  const job = (kind: 'push' | 'pull'): string[] => ['--import', 'tsx', '--import', './common/polyfill.ts', 'bench/transfer-requesters.ts',
+    JSON.stringify({ kind, port: ports.port, count: concurrent, source: each, into: join(base, 'pulled'), syncKb })]
+  const out: Record<string, unknown> = { transfers: concurrent, eachMiB }
+  for (const kind of ['push', 'pull'] as const) {
+    const p = spawn(process.execPath, job(kind), { cwd: root, stdio: ['ignore', 'pipe', 'inherit'] })
+    let text = ''
+    p.stdout.on('data', (c: Buffer) => { text += c.toString() })
+    await new Promise((resolve) => { p.on('close', resolve) })
+    const r = JSON.parse(text.trim().split('\n').at(-1)!) as { seconds: number, ok: number, failed: string[], paths: string[] }
+    let intact = 0
+    for (const path of r.paths) if ((await sha(path).catch(() => '')) === eachSha) intact++
+    out[kind] = { completed: r.ok, intact, failed: r.failed.slice(0, 3), seconds: round(r.seconds), aggregateMiBPerSecond: round(concurrent * eachMiB / r.seconds) }
+  }
+  out.serverPeakRssMiB = (await server.command('stats')).peakRssMiB
+  return out
+}
+
+async function copy (from: string, to: string): Promise<void> {
+  await (await import('node:fs/promises')).copyFile(from, to)
+}
+
+function hasStrace (): boolean {
+  try {
+    execFileSync('strace', ['-V'], { stdio: 'ignore' })
+    return true
+  } catch {
+    return false
+  }
+}
+
+/** fsync + fdatasync calls in a `strace -c` summary. */
+function straceCount (summary: string): number {
+  let n = 0
+  for (const m of summary.matchAll(/^\s*[\d.]+\s+[\d.]+\s+\d+\s+(\d+)(?:\s+\d+)?\s+(fsync|fdatasync)\s*$/gm)) n += Number(m[1])
+  return n
 }
 
 function round (x: number): number { return Math.round(x * 100) / 100 }

@@ -52,7 +52,7 @@ export const CONNECTION_OPTIONS = {
 export const CONNECTION_USAGE = `  --password-file F    read the password from a file instead of --password
   --restart            resume the interrupted transfer of PATH
   --sync-kb N          sync-point interval proposed, KB (default 1024; 0 = none)
-  --window N           sync acknowledgement window (default 4)
+  --window N           sync acknowledgement window proposed (default 16)
   --entity-size N      maximum entity size PI 25 proposed (default 65535)
   --state-dir DIR      where restart state is kept (default $VECTIS_<COMMAND>_STATE_DIR or ~/.vectis/<command>)
   --timeout-ms N       wait for each answer (default 30000)
@@ -108,7 +108,7 @@ export async function connectionOptions (values: Values): Promise<RequesterOptio
     server: values.server as string,
     file: values.file as string,
     syncIntervalKb: intOpt(values['sync-kb'], 'sync-kb', 0, 65534, 1024)!,
-    syncWindow: intOpt(values.window, 'window', 0, 255, 4)!,
+    syncWindow: intOpt(values.window, 'window', 0, 255, 16)!,
     maxEntitySize: intOpt(values['entity-size'], 'entity-size', 64, 65535, 65535)!,
     timeoutMs: intOpt(values['timeout-ms'], 'timeout-ms', 100, 3_600_000, 30_000)!,
     preconnection: values.preconnection === true

@@ -14,6 +14,7 @@ import { encodeFpdu } from './codec.js'
 import { DIAG, type Diagnostic } from './diagnostics.js'
 import { DtfPacker } from './dtf-packer.js'
 import { PesitError, ProtocolError } from './errors.js'
+import { ReadAhead } from './read-ahead.js'
 import type { FpduChannel } from './fpdu-channel.js'
 import { identityOf, sameIdentity, writeSendState, type SendState } from './send-source.js'
 
@@ -119,7 +120,8 @@ export class OutgoingTransfer {
     const k = state.articlesPerSync
     const len = state.articleLength
     const packer = new DtfPacker(ch, entity, this.o.peerId, entity + 2)
-    const buf = Buffer.allocUnsafe(Math.max(len, Math.floor(READ_CHUNK / len) * len))
+    const source = new ReadAhead(async (b, pos) => await this.o.source.read(b, pos), size, len, this.bytes,
+      () => new PesitError(`${this.o.path} shrank while being sent`, DIAG.FILE_MODIFIED))
     let sinceSync = 0
     // A SYN follows an interval only if data remains after it. A failed write is rethrown where it is awaited.
     const nextSyncDurable = (): Promise<void> | undefined => {
@@ -130,19 +132,16 @@ export class OutgoingTransfer {
     }
     let durable = nextSyncDurable()
     try {
-      while (this.bytes < size) {
-        const want = Math.min(size - this.bytes, buf.length)
-        let got = 0
-        while (got < want) {
-          const n = await this.o.source.read(buf.subarray(got, want), this.bytes + got)
-          if (n <= 0) throw new PesitError(`${this.o.path} shrank while being sent`, DIAG.FILE_MODIFIED)
-          got += n
-        }
+      for (;;) {
+        const buf = await source.next()
+        if (buf === undefined) break
+        const got = buf.length
+        // Hashed a chunk at a time; the hash is used only once every byte was sent.
+        this.hash.update(buf)
         for (let a = 0; a < got; a += len) {
           if (this.stopped) return { kind: 'stopped' }
           const art = buf.subarray(a, Math.min(got, a + len))
           await packer.article(art)
-          this.hash.update(art)
           this.bytes += art.length
           this.articles++
           sinceSync++

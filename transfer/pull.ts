@@ -97,6 +97,8 @@ export async function pullFile (o: PullOptions): Promise<PullResult> {
       return await s.run(pi12)
     })
   } catch (err) {
+    // A checkpoint still being made counts: the interruption reports the last point durable here.
+    await s?.quiesce()
     if (s?.inDataPhase === true && !(err instanceof PullInterruptedError) && (err instanceof PesitError || (err as Error).name === 'Error')) {
       const e = err as Error
       throw new PullInterruptedError(`${e.message}; resume with --restart`, err instanceof PesitError ? err.diagnostic : DIAG.NETWORK_INCIDENT,
@@ -122,6 +124,12 @@ class PullSession extends RequesterSession {
   private readonly hash: Hash = createHash('sha256')
   /** bytes of the article being reassembled from DTFDA/DTFMA, undefined when none is open */
   private segment: number | undefined
+  /** last SYN received (its checkpoint may still be in the making) */
+  private lastSyn = 0
+  private syncQueue: PullCheckpoint[] = []
+  private syncing: Promise<void> | undefined
+  private writing: Promise<void> = Promise.resolve()
+  private failure: Error | undefined
 
   constructor (ch: ConstructorParameters<typeof RequesterSession>[0], private readonly pull: PullOptions, log: Logger) {
     super(ch, pull, log)
@@ -158,6 +166,7 @@ class PullSession extends RequesterSession {
     const end = await this.receiveData(window, announced)
     // --- end of the data
     await this.flush()
+    await this.settle()
     if (!isSuccess(end)) {
       // The server reports a failure of its side (e.g. the source changed while read): never deliver.
       await this.discardPartial(path)
@@ -196,6 +205,8 @@ class PullSession extends RequesterSession {
 
   /** Closes the partial file if still open (its content stays for a restart). */
   async closePartial (): Promise<void> {
+    await this.syncing
+    await this.writing
     const fh = this.fh
     this.fh = undefined
     await fh?.close().catch(() => {})
@@ -216,6 +227,7 @@ class PullSession extends RequesterSession {
     }
     this.bytes = this.checkpoint.offset
     this.articles = this.checkpoint.articles
+    this.lastSyn = this.checkpoint.syncPoint
     this.flushedTo = this.bytes
   }
 
@@ -287,46 +299,86 @@ class PullSession extends RequesterSession {
     }
   }
 
+  /** Article bytes into the write buffer (an article longer than the buffer is written through it in pieces). */
   private async append (data: Uint8Array): Promise<void> {
-    this.hash.update(data)
     this.bytes += data.length
-    if (data.length > this.buf.length - this.used) await this.flush()
-    if (data.length > this.buf.length) {
-      await this.write(data)
-      return
+    for (let off = 0; off < data.length;) {
+      const n = Math.min(data.length - off, this.buf.length - this.used)
+      this.buf.set(data.subarray(off, off + n), this.used)
+      this.used += n
+      off += n
+      if (this.used === this.buf.length) await this.flush()
     }
-    this.buf.set(data, this.used)
-    this.used += data.length
   }
 
+  /**
+   * Writes the buffer behind the data: the write runs while the next buffer fills, one in flight at a time; the
+   * hash is updated a buffer at a time.
+   */
   private async flush (): Promise<void> {
     if (this.used === 0) return
-    await this.write(this.buf.subarray(0, this.used))
+    const data = this.buf.subarray(0, this.used)
+    const at = this.flushedTo
+    this.hash.update(data)
+    this.flushedTo += this.used
+    this.buf = Buffer.allocUnsafe(WRITE_BUFFER)
     this.used = 0
+    await this.written()
+    const fh = this.fh!
+    this.writing = (async () => {
+      for (let off = 0; off < data.length;) off += (await fh.write(data, off, data.length - off, at + off)).bytesWritten
+    })().catch((err: unknown) => { this.failure ??= err instanceof Error ? err : new Error(String(err)) })
   }
 
-  private async write (data: Uint8Array): Promise<void> {
-    for (let off = 0; off < data.length;) {
-      const { bytesWritten } = await this.fh!.write(data, off, data.length - off, this.flushedTo)
-      off += bytesWritten
-      this.flushedTo += bytesWritten
-    }
+  /** Waits for the write in flight; rethrows the first failure of a write or of a checkpoint. */
+  private async written (): Promise<void> {
+    await this.writing
+    if (this.failure !== undefined) throw this.failure
   }
 
-  /** SYN n: everything before it made durable, the checkpoint recorded, then ACK(SYN) when a window is agreed. */
+  /**
+   * SYN n: the data before it is handed to the file and the point queued. One task makes the queue durable a group
+   * at a time (one fsync, one checkpoint for the last point), then acknowledges each point of the group; reading
+   * goes on meanwhile, so the server's window is bounded by this disk's throughput, not its latency.
+   */
   private async onSyn (f: Fpdu, window: number): Promise<void> {
     const n = getNumber(f.params, 20) ?? 0
     if (this.segment !== undefined) throw await this.protocolError('SYN inside a segmented article')
-    if (n !== this.checkpoint.syncPoint + 1) throw await this.protocolError(`SYN ${n} after ${this.checkpoint.syncPoint}`)
+    if (n !== this.lastSyn + 1) throw await this.protocolError(`SYN ${n} after ${this.lastSyn}`)
+    if (this.failure !== undefined) throw this.failure
+    this.lastSyn = n
     await this.flush()
-    await this.fh!.sync()
-    const c = { syncPoint: n, offset: this.bytes, articles: this.articles }
-    await this.pull.onCheckpoint?.(c)
-    this.checkpoint = c
-    if (window > 0) await this.send('ACK_SYN', { 20: n })
+    this.syncQueue.push({ syncPoint: n, offset: this.bytes, articles: this.articles })
+    if (this.syncing !== undefined) return
+    this.syncing = (async () => {
+      while (this.syncQueue.length > 0) {
+        const group = this.syncQueue.splice(0)
+        await this.written()
+        await this.fh!.sync()
+        const c = group.at(-1)!
+        await this.pull.onCheckpoint?.(c)
+        this.checkpoint = c
+        if (window > 0) for (const p of group) await this.send('ACK_SYN', { 20: p.syncPoint })
+      }
+    })().catch((err: unknown) => { this.failure ??= err instanceof Error ? err : new Error(String(err)) })
+      .finally(() => { this.syncing = undefined })
+  }
+
+  /** Waits for the checkpoint task, whatever its outcome. */
+  async quiesce (): Promise<void> {
+    await this.syncing
+    await this.writing
+  }
+
+  /** Waits until every queued sync point is durable and acknowledged; rethrows a failure. */
+  private async settle (): Promise<void> {
+    await this.syncing
+    await this.written()
   }
 
   private async interrupted (f: Fpdu): Promise<never> {
+    // The points received before the IDT become durable first: the restart starts from the last of them.
+    await this.settle()
     const d = getDiagnostic(f.params) ?? DIAG.OTHER
     const code = getNumber(f.params, 19) ?? 4
     await this.send('ACK_IDT', {})

@@ -19,6 +19,7 @@ import { DIAG, describeDiagnostic, type Diagnostic } from './diagnostics.js'
 import { PeerRefusalError, PesitConfigError, PesitError, ProtocolError, UnexpectedFpduError } from './errors.js'
 import { DtfPacker } from './dtf-packer.js'
 import { fpduDisplayName } from './fpdu-types.js'
+import { ReadAhead } from './read-ahead.js'
 import { RequesterSession, checkRequesterOptions, withChannel, type RequesterOptions } from './requester-session.js'
 
 export interface PushProgress {
@@ -68,7 +69,6 @@ export class PushInterruptedError extends PesitError {
   }
 }
 
-const READ_CHUNK = 1024 * 1024
 
 export async function pushFile (o: PushOptions): Promise<PushResult> {
   const log = (o.logger ?? silentLogger()).child({ component: 'transfer:push' })
@@ -215,19 +215,15 @@ class PushSession extends RequesterSession {
     let articles = startArticles
     let syncPoint = startSync
     let sinceSync = 0
-    const buf = Buffer.allocUnsafe(Math.max(READ_CHUNK, this.articleSize))
+    const source = new ReadAhead(async (b, pos) => (await fh.read(b, 0, b.length, pos)).bytesRead, size, this.articleSize, offset,
+      () => new PesitError(`source ${o.source} shrank while being sent`, DIAG.IO_ERROR))
     const progress = (): void => o.onProgress?.({ bytes: offset, total: size, acknowledgedSyncPoint: this.lastAcked, acknowledgedBytes: this.acknowledgedBytes })
     try {
-      while (offset < size) {
-        // Read whole articles only (the last one may be short).
-        const want = Math.min(size - offset, Math.floor(buf.length / this.articleSize) * this.articleSize)
-        let got = 0
-        while (got < want) {
-          const { bytesRead } = await fh.read(buf, got, want - got, offset + got)
-          if (bytesRead === 0) throw new PesitError(`source ${o.source} shrank while being sent`, DIAG.IO_ERROR)
-          got += bytesRead
-        }
-        // The packer copies every article into its own batch, so the read buffer is reused at once.
+      for (;;) {
+        // Whole articles only (the last one may be short); the packer copies them, the next chunk is being read.
+        const buf = await source.next()
+        if (buf === undefined) break
+        const got = buf.length
         for (let a = 0; a < got; a += this.articleSize) {
           const art = buf.subarray(a, Math.min(got, a + this.articleSize))
           await packer.article(art)

@@ -32,7 +32,7 @@ export interface RequesterOptions {
   file: string
   /** proposed sync interval (KB); 0 = no sync points. Default 1024 */
   syncIntervalKb?: number
-  /** proposed acknowledgement window. Default 4 */
+  /** proposed acknowledgement window. Default 16 */
   syncWindow?: number
   /** proposed PI 25. Default 65535 */
   maxEntitySize?: number
@@ -231,7 +231,7 @@ export class RequesterSession {
     }
     await this.ch.send({
       type: 'CONNECT', idDst: 0, idSrc: this.x,
-      params: { 3: o.partner, 4: o.server, 5: encodeAccessControl(o.password), 6: 2, 7: encodeSyncOption({ intervalKb: syncKb, window: syncKb === 0 ? 0 : o.syncWindow ?? 4 }), 22: access }
+      params: { 3: o.partner, 4: o.server, 5: encodeAccessControl(o.password), 6: 2, 7: encodeSyncOption({ intervalKb: syncKb, window: syncKb === 0 ? 0 : o.syncWindow ?? 16 }), 22: access }
     })
     this.state = 'CN02'
     const ac = await this.receive()

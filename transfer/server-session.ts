@@ -108,6 +108,8 @@ export class ServerSession {
   /** last SYN number received (its checkpoint may still be in flight) */
   private synReceived = 0
   private pendingCheckpoint: Promise<void> = Promise.resolve()
+  /** sync points received whose checkpoint is not made yet, in order */
+  private syncQueue: Array<{ n: number, offset: number, articles: number }> = []
   private checkpointError: unknown
   private checkpointInFlight = false
   private bytesSinceSync = 0
@@ -561,9 +563,11 @@ export class ServerSession {
   }
 
   /**
-   * SYN: the data up to here is handed to the file at once, then made durable (data fsync, checkpoint) while the
-   * next block keeps arriving; ACK(SYN) goes out when that is done. One checkpoint in flight at a time, so the
-   * window the requester sees is bounded by the disk, and nothing is acknowledged before it is durable.
+   * SYN: the data up to here is handed to the file at once and the sync point queued; the queue is made durable by
+   * one task, a group at a time (one data fsync and one checkpoint for all the points queued meanwhile, the last
+   * one's), then each point of the group is acknowledged. Reading goes on while the disk works, so the window the
+   * requester sees is bounded by the disk's throughput, not by its latency, and nothing is acknowledged before it
+   * is durable.
    */
   private async onSyn (f: Fpdu): Promise<void> {
     const t = this.transfer!
@@ -571,17 +575,28 @@ export class ServerSession {
     if (this.sync.intervalKb === 0) throw new ProtocolError('SYN without negotiated sync points', DIAG.SYNC_NEGOTIATION)
     if (this.segment !== undefined) throw new ProtocolError('SYN inside a segmented article')
     if (n !== this.lastSyn(t) + 1) throw new ProtocolError(`SYN ${n} after ${this.lastSyn(t)}`)
-    await this.settleCheckpoint()
+    if (this.checkpointError !== undefined) await this.settleCheckpoint()
     if (this.interruptPending()) return
     this.synReceived = n
     const at = await t.incoming.handOff()
     this.bytesSinceSync = 0
+    this.syncQueue.push({ n, offset: at.offset, articles: at.articles })
+    if (this.checkpointInFlight) return
     this.checkpointInFlight = true
-    this.pendingCheckpoint = this.completeSyn(t, n, at.offset, at.articles).finally(() => { this.checkpointInFlight = false }).catch((err: unknown) => {
+    this.pendingCheckpoint = this.drainSyncQueue(t).finally(() => { this.checkpointInFlight = false }).catch((err: unknown) => {
       this.checkpointError ??= err
-      // The main loop may be waiting for the requester (who waits for this ACK): end the session from here.
+      // The main loop may be waiting for the requester (who waits for an ACK): end the session from here.
       if (!this.finished) void this.fail(err)
     })
+  }
+
+  private async drainSyncQueue (t: Transfer): Promise<void> {
+    while (this.syncQueue.length > 0 && !this.interruptPending()) {
+      const group = this.syncQueue.splice(0)
+      await this.completeSyns(t, group.map((g) => g.n), group.at(-1)!)
+    }
+    // Points that arrived behind our hand-over IDT are never acknowledged: the requester restarts before them.
+    this.syncQueue = []
   }
 
   /**
@@ -596,29 +611,31 @@ export class ServerSession {
     return Math.max(this.synReceived, t.incoming.syncPoint)
   }
 
-  private async completeSyn (t: Transfer, n: number, offset: number, articles: number): Promise<void> {
-    await t.incoming.checkpointAt(n, offset, articles)
-    this.reportBytes(t, offset)
+  /** Makes `last` durable (data fsync, checkpoint, journal), then acknowledges every point of `ns`, in order. */
+  private async completeSyns (t: Transfer, ns: number[], last: { n: number, offset: number, articles: number }): Promise<void> {
+    await t.incoming.checkpointAt(last.n, last.offset, last.articles)
+    this.reportBytes(t, last.offset)
     // A journal that refuses the sync point (lease lost, replication failed) stops the ACK and the session.
     try {
-      await this.ctx.journal.syncPoint(t.journalId, { syncPoint: n, offset, articles })
+      await this.ctx.journal.syncPoint(t.journalId, { syncPoint: last.n, offset: last.offset, articles: last.articles })
     } catch (err) {
-      throw new PesitError(`the transfer journal refused sync point ${n}`, DIAG.SYSTEM_ERROR, { cause: err })
+      throw new PesitError(`the transfer journal refused sync point ${last.n}`, DIAG.SYSTEM_ERROR, { cause: err })
     }
     if (this.stopping === 'abort' || this.finished) throw new ConnectionLostError('session stopping')
     if (this.sync.window > 0) {
       if (!this.ctx.leadership.isLeader()) throw new NotLeaderError('acknowledge a sync point')
-      await this.send('ACK_SYN', { 20: n })
+      // Acknowledgements are cumulative; each point still gets its own, for peers that count them.
+      for (const n of ns) await this.send('ACK_SYN', { 20: n })
     }
     if (this.stopping === 'handover' && this.state === 'TDE02') {
-      // Restartable interruption right after a durable sync point: the requester resumes from n elsewhere.
-      this.log.info({ syncPoint: n }, 'hand-over: interrupting the transfer')
+      // Restartable interruption right after a durable sync point: the requester resumes from it elsewhere.
+      this.log.info({ syncPoint: last.n }, 'hand-over: interrupting the transfer')
       this.state = 'TDX05'
       await this.send('IDT', { 2: DIAG.VOLUNTARY_STOP, 19: 4 })
     }
   }
 
-  /** Waits for the checkpoint in flight, rethrowing its failure. */
+  /** Waits until every queued sync point is durable and acknowledged, rethrowing a failure. */
   private async settleCheckpoint (): Promise<void> {
     await this.pendingCheckpoint
     if (this.checkpointError !== undefined) {
