@@ -9,42 +9,18 @@
  * ACK(TRANS.END)) runs when the file is next listed: the journal knows the file was sent.
  */
 import { join } from 'node:path'
-import type { Logger } from '../common/logger.js'
 import type { DurableFile } from '../store/durable-fs.js'
 import { getGroup, getNumber, getString, pesitDate, type Fpdu, type Params } from './codec.js'
-import { directoryFor, type PesitFileConfig, type PesitPartnerConfig } from './config-types.js'
+import { directoryFor, type PesitFileConfig } from './config-types.js'
 import { DIAG, describeDiagnostic, isSuccess, type Diagnostic } from './diagnostics.js'
 import { NotLeaderError } from './errors.js'
-import type { FpduChannel } from './fpdu-channel.js'
-import type { FpduType } from './fpdu-types.js'
 import { OutgoingTransfer } from './outgoing-transfer.js'
 import type { TransferOutcome } from './ports.js'
 import {
   SEND_STATE_VERSION, applyAfterSend, identityOf, identityString, offerableFiles, readSendState, resolveFileRequest,
   sameIdentity, sendStatePath, type Candidate, type SendState
 } from './send-source.js'
-import type { ServerSessionContext } from './server-session.js'
-import type { SessionState } from './session-table.js'
-
-/** What the send side needs from its session. */
-export interface SendSideHost {
-  readonly ctx: ServerSessionContext
-  readonly ch: FpduChannel
-  readonly log: Logger
-  partner: () => PesitPartnerConfig
-  accessType: () => number
-  sync: () => { intervalKb: number, window: number }
-  /** the requester's connection id */
-  peerId: () => number
-  state: () => SessionState
-  setState: (s: SessionState) => void
-  /** a hand-over asked the session to stop at its next sync point */
-  handingOver: () => boolean
-  send: (type: FpduType, params: Params) => Promise<void>
-  /** ends the session with ABORT for an error of the emission task */
-  fail: (err: unknown) => Promise<void>
-  journal: (fn: (j: ServerSessionContext['journal']) => Promise<void>) => Promise<void>
-}
+import type { SessionHost } from './session-host.js'
 
 interface Pull {
   journalId: string
@@ -66,7 +42,7 @@ const PI12 = /^[\x20-\x7e]{1,76}$/
 export class SendSide {
   private pull: Pull | undefined
 
-  constructor (private readonly host: SendSideHost) {}
+  constructor (private readonly host: SessionHost) {}
 
   get active (): boolean { return this.pull !== undefined }
   /** the emission runs and is not waiting for an acknowledgement: the requester may rightly be silent */

@@ -1,7 +1,8 @@
 /**
  * One PeSIT connection on the server side (docs/pesit.md §6–§8): CONNECT, then for a push CREATE, ORF, WRITE,
- * DTF* / SYN, DTF.END, TRANS.END, CRF, DESELECT, RELEASE; for a pull SELECT, ORF, READ and the emission of the
- * file (server-send.ts), TRANS.END, CRF, DESELECT, RELEASE. Every received FPDU is checked against the state table
+ * DTF* / SYN, DTF.END, TRANS.END (server-receive.ts), for a pull SELECT, ORF, READ, the emission of the file and
+ * TRANS.END (server-send.ts), then CRF, DESELECT, RELEASE. This part owns the connection, its state and its end,
+ * and dispatches; the two directions reach it through `SessionHost`. Every received FPDU is checked against the state table
  * (`session-table.ts`) before anything else; an FPDU not valid in the current state, a malformed one, a timer
  * expiry or a local failure ends the session with ABORT and the matching diagnostic. A session never throws to
  * its caller: whatever happens ends in `run()` resolving, so one bad partner cannot disturb another session.
@@ -9,9 +10,8 @@
  * Leader-only effects (ACK(SYN), the rename of a completed file, ACK(TRANS.END)) check the lease synchronously
  * right before they happen; a session that finds it lost the lease aborts with D3-312 instead of acknowledging.
  *
- * NOT implemented (refused cleanly): RESYN (PI 23 is
- * answered 0, a RESYN is a protocol error D3-306), messages (ACK(MSG) D2-209), CRC (RCONNECT D3-315),
- * compression (ACK(ORF) answers "none").
+ * NOT implemented (refused cleanly): RESYN (PI 23 is answered 0, a RESYN is a protocol error D3-306), messages
+ * (ACK(MSG) D2-209), CRC (RCONNECT D3-315), compression (ACK(ORF) answers "none").
  */
 import { timingSafeEqual, createHash } from 'node:crypto'
 import type { Logger } from '../common/logger.js'
@@ -19,18 +19,19 @@ import type { DurableFs } from '../store/durable-fs.js'
 import { NotLeaderError as JournalNotLeaderError } from '../store/errors.js'
 import {
   decodeAccessControl, decodePreconnection, decodeSyncOption, encodeSyncOption, getBytes, getDiagnostic,
-  getGroup, getNumber, getString, splitArticles, PRECONNECTION_ACK, PRECONNECTION_NAK, type Fpdu, type Params
+  getNumber, getString, PRECONNECTION_ACK, PRECONNECTION_NAK, type Fpdu, type Params
 } from './codec.js'
-import { DIAG, describeDiagnostic, isSuccess, type Diagnostic } from './diagnostics.js'
+import { DIAG, describeDiagnostic, type Diagnostic } from './diagnostics.js'
 import {
-  ConnectionLostError, NotLeaderError, PesitError, PesitTimeoutError, ProtocolError, UnexpectedFpduError
+  ConnectionLostError, PesitError, PesitTimeoutError, ProtocolError, UnexpectedFpduError
 } from './errors.js'
 import type { FpduChannel } from './fpdu-channel.js'
 import { fpduDisplayName, type FpduType } from './fpdu-types.js'
-import { finalFileName, transferStem, type PesitFileConfig, type PesitPartnerConfig, type PesitServerConfig } from './config-types.js'
+import type { PesitFileConfig, PesitPartnerConfig, PesitServerConfig } from './config-types.js'
 import type { PeerDeviation, PesitMetrics, TransferJournalPort, TransferOutcome } from './ports.js'
-import { IncomingFile } from './receive-store.js'
+import { ReceiveSide } from './server-receive.js'
 import { SendSide } from './server-send.js'
+import type { SessionHost } from './session-host.js'
 import { transition, expectedIn, isDataPhase, type SessionState } from './session-table.js'
 
 export interface SessionTimeouts {
@@ -75,23 +76,6 @@ export interface ServerSessionContext {
   refuseWith?: Diagnostic
 }
 
-interface Transfer {
-  journalId: string
-  key: string
-  transferId: number
-  file: PesitFileConfig
-  finalName: string
-  incoming: IncomingFile
-  articleFormat: number
-  articleLength: number
-  /** PI 42 in KB (PI 41 = 0), 0 = not announced */
-  announcedKb: number
-  written: boolean
-  done: boolean
-  dtfEndDiag?: Diagnostic
-  reportedBytes: number
-}
-
 type StopKind = 'abort' | 'handover'
 
 export class ServerSession {
@@ -100,19 +84,7 @@ export class ServerSession {
   private partner: PesitPartnerConfig | undefined
   private accessType = 2
   private sync = { intervalKb: 0, window: 0 }
-  private entitySize: number
   private preconnectionSeen = false
-  private transfer: Transfer | undefined
-  /** bytes of the article being reassembled from DTFDA/DTFMA, undefined when none is open */
-  private segment: number | undefined
-  /** last SYN number received (its checkpoint may still be in flight) */
-  private synReceived = 0
-  private pendingCheckpoint: Promise<void> = Promise.resolve()
-  /** sync points received whose checkpoint is not made yet, in order */
-  private syncQueue: Array<{ n: number, offset: number, articles: number }> = []
-  private checkpointError: unknown
-  private checkpointInFlight = false
-  private bytesSinceSync = 0
   /** "ab": an IDT with code 8/12/16 forbids a new WRITE until DESELECT */
   private interrupted = false
   private messageBytes = 0
@@ -124,13 +96,12 @@ export class ServerSession {
   private endReason: { diag: Diagnostic, why: string } | undefined
   private readonly log: Logger
   private readonly sendSide: SendSide
+  private readonly receiveSide: ReceiveSide
   private readonly deviationsLogged = new Set<PeerDeviation>()
 
   constructor (private readonly ch: FpduChannel, private readonly ctx: ServerSessionContext, readonly y: number, remote: string) {
-    this.entitySize = ctx.server.maxEntitySize
     this.log = ctx.logger.child({ conn: y, remote })
-    ch.onOversizeEntity = (size) => { this.deviation('entity-over-negotiated-size', { size, negotiated: this.entitySize }) }
-    this.sendSide = new SendSide({
+    const host: SessionHost = {
       ctx, ch, log: this.log,
       partner: () => this.partner!,
       accessType: () => this.accessType,
@@ -138,11 +109,19 @@ export class ServerSession {
       peerId: () => this.x ?? 0,
       state: () => this.state,
       setState: (s) => { this.state = s },
+      stopping: () => this.stopping,
       handingOver: () => this.stopping === 'handover',
+      isFinished: () => this.finished,
+      interrupted: () => this.interrupted,
+      setInterrupted: (v) => { this.interrupted = v },
       send: async (type, params) => { await this.send(type, params) },
       fail: async (err) => { if (!this.finished) await this.fail(err) },
-      journal: async (fn) => { await this.journal(fn) }
-    })
+      journal: async (fn) => { await this.journal(fn) },
+      deviation: (kind, detail) => { this.deviation(kind, detail) }
+    }
+    this.sendSide = new SendSide(host)
+    this.receiveSide = new ReceiveSide(host)
+    ch.onOversizeEntity = (size) => { this.deviation('entity-over-negotiated-size', { size, negotiated: this.receiveSide.entitySize }) }
   }
 
   get isFinished (): boolean { return this.finished }
@@ -157,8 +136,8 @@ export class ServerSession {
         } catch (err) {
           // The requester may be silent because it waits for an ACK(SYN) our own disk is still making durable, or
           // because it only receives while we send a file.
-          if (err instanceof PesitTimeoutError && this.checkpointInFlight) {
-            await this.pendingCheckpoint
+          if (err instanceof PesitTimeoutError && this.receiveSide.checkpointRunning) {
+            await this.receiveSide.checkpointsDone()
             continue
           }
           if (err instanceof PesitTimeoutError && this.state === 'TDL02' && this.sendSide.streaming) continue
@@ -243,7 +222,7 @@ export class ServerSession {
     switch (f.type) {
       case 'CONNECT': return await this.onConnect(f)
       case 'RELEASE': return await this.onRelease()
-      case 'CREATE': return await this.onCreate(f)
+      case 'CREATE': return await this.receiveSide.onCreate(f)
       case 'SELECT': return await this.sendSide.onSelect(f)
       case 'MSG':
       case 'MSGDM':
@@ -252,24 +231,24 @@ export class ServerSession {
       case 'ORF': return await this.onOrf(f)
       case 'DESELECT': return await this.onDeselect()
       case 'CRF': return await this.onCrf()
-      case 'WRITE': return await this.onWrite()
+      case 'WRITE': return await this.receiveSide.onWrite()
       case 'DTF':
       case 'DTFDA':
       case 'DTFMA':
       case 'DTFFA':
         if (this.state === 'TDX05') return // in flight when our IDT crossed it: discarded
-        return await this.onData(f)
+        return await this.receiveSide.onData(f)
       case 'SYN':
         if (this.state === 'TDX05') return
-        return await this.onSyn(f)
+        return await this.receiveSide.onSyn(f)
       case 'DTF_END':
         if (this.state === 'TDX05') return
-        return await this.onDtfEnd(f)
+        return await this.receiveSide.onDtfEnd(f)
       case 'TRANS_END':
         if (this.state === 'TDX05') return // crossed our IDT, which has priority: nothing is committed
         this.ending = true
         try {
-          return this.state === 'TDL07' ? await this.sendSide.onTransEnd(f) : await this.onTransEnd(f)
+          return this.state === 'TDL07' ? await this.sendSide.onTransEnd(f) : await this.receiveSide.onTransEnd(f)
         } finally {
           this.ending = false
         }
@@ -356,82 +335,6 @@ export class ServerSession {
 
   // --- file selection ---------------------------------------------------------------------------------------
 
-  private async onCreate (f: Fpdu): Promise<void> {
-    const p = f.params
-    const pgi9 = getGroup(p, 9)
-    const transferId = getNumber(p, 13) ?? 0
-    const proposedEntity = getNumber(p, 25) ?? 0
-    const refuse = async (diag: Diagnostic, why: string): Promise<void> => {
-      this.log.warn({ diagnostic: describeDiagnostic(diag), why, transferId }, 'CREATE refused')
-      await this.send('ACK_CREATE', { 2: diag, 25: Math.max(6, Math.min(proposedEntity, this.ctx.server.maxEntitySize)) })
-      this.state = 'CN03'
-    }
-    const partner = this.partner!
-    const requester = getString(pgi9, 3)
-    if (requester !== undefined && requester !== partner.id) return await refuse(DIAG.TRANSFER_REFUSED, `PGI 9 names requester ${requester}`)
-    const serverId = getString(pgi9, 4)
-    if (serverId !== undefined && serverId.toUpperCase() !== this.ctx.server.id.toUpperCase()) return await refuse(DIAG.TRANSFER_REFUSED, `PGI 9 names server ${serverId}`)
-    if (this.accessType === 1 || partner.access === 'read') return await refuse(DIAG.TRANSFER_REFUSED, 'partner may not write')
-    const fileId = getString(pgi9, 12) ?? ''
-    const file = this.ctx.files.get(fileId)
-    if (file === undefined) return await refuse(DIAG.FILE_NOT_FOUND, `unknown virtual file ${fileId}`)
-    if (file.direction === 'send') return await refuse(DIAG.TRANSFER_REFUSED, `virtual file ${fileId} is send-only`)
-    if (transferId === 0) return await refuse(DIAG.BAD_PARAMETER, 'transfer id 0')
-    if (proposedEntity < 64) return await refuse(DIAG.BAD_PARAMETER, `entity size ${proposedEntity}`)
-    const pgi30 = getGroup(p, 30)
-    const articleFormat = getNumber(pgi30, 31) ?? 0x80
-    const articleLength = getNumber(pgi30, 32) ?? 0
-    if (articleFormat !== 0x00 && articleFormat !== 0x80) return await refuse(DIAG.FILE_CHARACTERISTICS, `article format ${articleFormat}`)
-    if (articleLength < 1) return await refuse(DIAG.FILE_CHARACTERISTICS, 'article length 0')
-    const pgi40 = getGroup(p, 40)
-    const announcedKb = (getNumber(pgi40, 41) ?? 0) === 0 ? getNumber(pgi40, 42) ?? 0 : 0
-    const restart = getNumber(p, 15) === 1
-    const key = `${partner.id}\u0000${file.id}\u0000${transferId}`
-    if (this.ctx.activeTransfers.has(key)) return await refuse(DIAG.FILE_BUSY, 'the same transfer is in progress on another connection')
-    const finalName = finalFileName(file.filenamePattern, { partner: partner.id, file: file.id, transferId })
-    const stem = transferStem({ partner: partner.id, file: file.id, transferId })
-    this.ctx.activeTransfers.add(key)
-    let incoming: IncomingFile
-    try {
-      if (await this.ctx.fs.exists(`${file.directory}/${finalName}`)) {
-        this.ctx.activeTransfers.delete(key)
-        return await refuse(DIAG.FILE_EXISTS, `${finalName} already exists`)
-      }
-      incoming = await IncomingFile.open(this.ctx.fs, {
-        directory: file.directory, stem, partner: partner.id, server: this.ctx.server.id, file: file.id,
-        transferId, articleFormat, articleLength
-      }, restart)
-    } catch (err) {
-      this.ctx.activeTransfers.delete(key)
-      this.log.error({ err }, 'cannot open the partial file')
-      return await refuse(err instanceof PesitError ? err.diagnostic : DIAG.CANNOT_OPEN, 'storage')
-    }
-    let journalId: string
-    try {
-      const started = await this.ctx.journal.begin({
-        pesitTransferId: transferId, direction: 'receive', server: this.ctx.server.id, partner: partner.id, file: file.id,
-        path: `${file.directory}/${finalName}`, restart: incoming.resumed, startSyncPoint: incoming.syncPoint, startOffset: incoming.bytes
-      })
-      journalId = started.id
-    } catch (err) {
-      this.log.error({ err }, 'the transfer journal refused the new transfer')
-      await incoming.closeHandle()
-      this.ctx.activeTransfers.delete(key)
-      return await refuse(DIAG.SYSTEM_RESOURCES, 'journal')
-    }
-    this.entitySize = Math.min(proposedEntity, this.ctx.server.maxEntitySize)
-    this.transfer = {
-      journalId, key, transferId, file, finalName, incoming, articleFormat, articleLength,
-      announcedKb, written: false, done: false, reportedBytes: incoming.bytes
-    }
-    this.interrupted = false
-    await this.send('ACK_CREATE', { 2: DIAG.OK, 25: this.entitySize })
-    // Bounded by the server's maximum, not by the size just agreed: a larger entity is tolerated and counted.
-    this.ch.negotiatedEntitySize = this.entitySize
-    this.state = 'SF03'
-    this.log.info({ transferId, file: file.id, restart, resumedAt: incoming.resumed ? incoming.syncPoint : undefined, entitySize: this.entitySize }, 'file created')
-  }
-
   private async onMessage (f: Fpdu, next: SessionState): Promise<void> {
     this.messageBytes += (getString(f.params, 91) ?? '').length
     if (this.messageBytes > MAX_MESSAGE_BYTES) throw new ProtocolError('segmented message too long', DIAG.MESSAGE_NOT_ACCEPTED)
@@ -468,231 +371,8 @@ export class ServerSession {
     this.state = 'SF03'
   }
 
-  // --- data phase (receive) ---------------------------------------------------------------------------------
-
-  private async onWrite (): Promise<void> {
-    const t = this.transfer
-    if (t === undefined || t.written || this.interrupted) {
-      await this.send('ACK_WRITE', { 2: DIAG.IO_ERROR, 18: 0 })
-      return
-    }
-    t.written = true
-    this.synReceived = t.incoming.syncPoint
-    this.segment = undefined
-    this.bytesSinceSync = 0
-    await this.send('ACK_WRITE', { 2: DIAG.OK, 18: t.incoming.syncPoint })
-    this.state = 'TDE02'
-  }
-
-  private async onData (f: Fpdu): Promise<void> {
-    const t = this.transfer!
-    const data = f.data!
-    switch (f.type) {
-      case 'DTF':
-        if (this.segment !== undefined) throw new ProtocolError('DTF while a segmented article is open')
-        if (f.idSrc === 0) {
-          await this.article(t, data)
-        } else {
-          for (const a of splitArticles(data, f.idSrc)) await this.article(t, a)
-        }
-        return
-      case 'DTFDA':
-        if (this.segment !== undefined) throw new ProtocolError('DTFDA while a segmented article is open')
-        this.segment = 0
-        return await this.piece(t, data, false)
-      case 'DTFMA':
-        if (this.segment === undefined) throw new ProtocolError('DTFMA without DTFDA')
-        return await this.piece(t, data, false)
-      case 'DTFFA':
-        if (this.segment === undefined) throw new ProtocolError('DTFFA without DTFDA')
-        return await this.piece(t, data, true)
-      default:
-        throw new UnexpectedFpduError(f.type, this.state)
-    }
-  }
-
-  /**
-   * A variable-format article longer than PI 32 costs nothing to store: tolerated and counted. A fixed-format one
-   * means the records are not what was announced: D2-220.
-   */
-  private checkArticleLength (t: Transfer, len: number): void {
-    if (len <= t.articleLength) return
-    if (t.articleFormat === 0) throw new PesitError(`article of ${len} bytes, fixed length ${t.articleLength}`, DIAG.ARTICLE_TOO_LONG)
-    this.deviation('article-over-announced-length', { length: len, announced: t.articleLength })
-  }
-
-  /** Counts a tolerated departure from the protocol; logged once per kind and session. */
-  private deviation (kind: PeerDeviation, detail: Record<string, unknown>): void {
-    this.ctx.metrics.peerDeviation?.(kind)
-    if (this.deviationsLogged.has(kind)) return
-    this.deviationsLogged.add(kind)
-    this.log.info({ deviation: kind, ...detail }, 'tolerated a departure of the peer from the protocol (counted, logged once per session)')
-  }
-
-  private checkVolume (t: Transfer, n: number): void {
-    this.bytesSinceSync += n
-    // A little tolerance over the negotiated interval: one entity, as senders cut at article boundaries.
-    if (this.sync.intervalKb > 0 && this.bytesSinceSync > this.sync.intervalKb * 1024 + this.entitySize) {
-      throw new PesitError(`${this.bytesSinceSync} bytes without a sync point`, DIAG.TOO_MUCH_DATA_WITHOUT_SYNC)
-    }
-    if (t.announcedKb > 0 && t.incoming.bytes + n > t.announcedKb * 1024) {
-      throw new PesitError(`file larger than the ${t.announcedKb} KB announced`, DIAG.FILE_LARGER_THAN_ANNOUNCED)
-    }
-  }
-
-  private async article (t: Transfer, a: Uint8Array): Promise<void> {
-    this.checkArticleLength(t, a.length)
-    if (t.articleFormat === 0 && a.length !== t.articleLength) throw new PesitError(`fixed article of ${a.length} bytes, expected ${t.articleLength}`, DIAG.ARTICLE_TOO_LONG)
-    this.checkVolume(t, a.length)
-    await t.incoming.append(a)
-    t.incoming.countArticle()
-  }
-
-  private async piece (t: Transfer, data: Uint8Array, last: boolean): Promise<void> {
-    const len = this.segment! + data.length
-    this.checkArticleLength(t, len)
-    if (last && t.articleFormat === 0 && len !== t.articleLength) throw new PesitError(`fixed article of ${len} bytes, expected ${t.articleLength}`, DIAG.ARTICLE_TOO_LONG)
-    this.checkVolume(t, data.length)
-    await t.incoming.append(data)
-    if (last) {
-      t.incoming.countArticle()
-      this.segment = undefined
-    } else {
-      this.segment = len
-    }
-  }
-
-  /**
-   * SYN: the data up to here is handed to the file at once and the sync point queued; the queue is made durable by
-   * one task, a group at a time (one data fsync and one checkpoint for all the points queued meanwhile, the last
-   * one's), then each point of the group is acknowledged. Reading goes on while the disk works, so the window the
-   * requester sees is bounded by the disk's throughput, not by its latency, and nothing is acknowledged before it
-   * is durable.
-   */
-  private async onSyn (f: Fpdu): Promise<void> {
-    const t = this.transfer!
-    const n = getNumber(f.params, 20)!
-    if (this.sync.intervalKb === 0) throw new ProtocolError('SYN without negotiated sync points', DIAG.SYNC_NEGOTIATION)
-    if (this.segment !== undefined) throw new ProtocolError('SYN inside a segmented article')
-    if (n !== this.lastSyn(t) + 1) throw new ProtocolError(`SYN ${n} after ${this.lastSyn(t)}`)
-    if (this.checkpointError !== undefined) await this.settleCheckpoint()
-    if (this.interruptPending()) return
-    this.synReceived = n
-    const at = await t.incoming.handOff()
-    this.bytesSinceSync = 0
-    this.syncQueue.push({ n, offset: at.offset, articles: at.articles })
-    if (this.checkpointInFlight) return
-    this.checkpointInFlight = true
-    this.pendingCheckpoint = this.drainSyncQueue(t).finally(() => { this.checkpointInFlight = false }).catch((err: unknown) => {
-      this.checkpointError ??= err
-      // The main loop may be waiting for the requester (who waits for an ACK): end the session from here.
-      if (!this.finished) void this.fail(err)
-    })
-  }
-
-  private async drainSyncQueue (t: Transfer): Promise<void> {
-    while (this.syncQueue.length > 0 && !this.interruptPending()) {
-      const group = this.syncQueue.splice(0)
-      await this.completeSyns(t, group.map((g) => g.n), group.at(-1)!)
-    }
-    // Points that arrived behind our hand-over IDT are never acknowledged: the requester restarts before them.
-    this.syncQueue = []
-  }
-
-  /**
-   * True when our hand-over IDT went out while this FPDU waited for the checkpoint in flight: the IDT has priority
-   * (docs/pesit.md §9.4), so what crossed it is discarded.
-   */
-  private interruptPending (): boolean {
-    return this.state === 'TDX05'
-  }
-
-  private lastSyn (t: Transfer): number {
-    return Math.max(this.synReceived, t.incoming.syncPoint)
-  }
-
-  /** Makes `last` durable (data fsync, checkpoint, journal), then acknowledges every point of `ns`, in order. */
-  private async completeSyns (t: Transfer, ns: number[], last: { n: number, offset: number, articles: number }): Promise<void> {
-    await t.incoming.checkpointAt(last.n, last.offset, last.articles)
-    this.reportBytes(t, last.offset)
-    // A journal that refuses the sync point (lease lost, replication failed) stops the ACK and the session.
-    try {
-      await this.ctx.journal.syncPoint(t.journalId, { syncPoint: last.n, offset: last.offset, articles: last.articles })
-    } catch (err) {
-      throw new PesitError(`the transfer journal refused sync point ${last.n}`, DIAG.SYSTEM_ERROR, { cause: err })
-    }
-    if (this.stopping === 'abort' || this.finished) throw new ConnectionLostError('session stopping')
-    if (this.sync.window > 0) {
-      if (!this.ctx.leadership.isLeader()) throw new NotLeaderError('acknowledge a sync point')
-      // Acknowledgements are cumulative; each point still gets its own, for peers that count them.
-      for (const n of ns) await this.send('ACK_SYN', { 20: n })
-    }
-    if (this.stopping === 'handover' && this.state === 'TDE02') {
-      // Restartable interruption right after a durable sync point: the requester resumes from it elsewhere.
-      this.log.info({ syncPoint: last.n }, 'hand-over: interrupting the transfer')
-      this.state = 'TDX05'
-      await this.send('IDT', { 2: DIAG.VOLUNTARY_STOP, 19: 4 })
-    }
-  }
-
-  /** Waits until every queued sync point is durable and acknowledged, rethrowing a failure. */
-  private async settleCheckpoint (): Promise<void> {
-    await this.pendingCheckpoint
-    if (this.checkpointError !== undefined) {
-      const e = this.checkpointError
-      this.checkpointError = undefined
-      throw e instanceof Error ? e : new Error('checkpoint failed', { cause: e })
-    }
-  }
-
-  private async onDtfEnd (f: Fpdu): Promise<void> {
-    if (this.segment !== undefined) throw new ProtocolError('DTF.END inside a segmented article')
-    await this.settleCheckpoint()
-    if (this.interruptPending()) return
-    const diag = getDiagnostic(f.params) ?? DIAG.OK
-    if (!isSuccess(diag)) this.transfer!.dtfEndDiag = diag
-    this.state = 'TDE07'
-  }
-
-  private async onTransEnd (f: Fpdu): Promise<void> {
-    await this.settleCheckpoint()
-    if (this.interruptPending()) return
-    const t = this.transfer!
-    const inc = t.incoming
-    const counts: Params = { 27: inc.bytes, 28: inc.articles }
-    const bytes = getNumber(f.params, 27)
-    const articles = getNumber(f.params, 28)
-    this.state = 'OF02'
-    if (t.dtfEndDiag !== undefined) {
-      // The sender reported a failure in DTF.END: keep the restart context, do not deliver.
-      await inc.syncData().catch(() => {})
-      await this.send('ACK_TRANS_END', { 2: DIAG.ABNORMAL_END, ...counts })
-      await this.releaseTransfer('failed', t.dtfEndDiag, 'sender reported a failure in DTF.END')
-      return
-    }
-    if ((bytes !== undefined && bytes !== inc.bytes) || (articles !== undefined && articles !== inc.articles)) {
-      this.log.warn({ announced: { bytes, articles }, received: { bytes: inc.bytes, articles: inc.articles } }, 'byte or article count mismatch')
-      await this.send('ACK_TRANS_END', { 2: DIAG.BAD_COUNT, ...counts })
-      await inc.discard()
-      await this.releaseTransfer('failed', DIAG.BAD_COUNT, 'byte or article count mismatch')
-      return
-    }
-    const path = await inc.commit(t.finalName, () => {
-      if (!this.ctx.leadership.isLeader()) throw new NotLeaderError('rename a received file')
-    })
-    t.done = true
-    if (!this.ctx.leadership.isLeader()) throw new NotLeaderError('acknowledge TRANS.END')
-    await this.send('ACK_TRANS_END', { 2: DIAG.OK, ...counts })
-    this.reportBytes(t)
-    this.log.info({ transferId: t.transferId, path, bytes: inc.bytes, articles: inc.articles }, 'file received')
-    await this.journal(async (j) => await j.end(t.journalId, { status: 'completed', bytes: inc.bytes, articles: inc.articles, path, sha256: inc.sha256() }))
-    this.ctx.metrics.transferEnded?.('receive', 'completed')
-    this.ctx.activeTransfers.delete(t.key)
-    this.transfer = undefined
-  }
-
   private async onIdt (f: Fpdu): Promise<void> {
-    await this.pendingCheckpoint
+    await this.receiveSide.checkpointsDone()
     await this.sendSide.stopEmitting()
     if (getNumber(f.params, 19) === undefined) this.deviation('idt-without-end-code', {})
     const code = getNumber(f.params, 19) ?? 4
@@ -704,7 +384,7 @@ export class ServerSession {
       this.state = 'OF02'
       return await this.afterInterrupt()
     }
-    this.segment = undefined
+    this.receiveSide.dropSegment()
     await this.send('ACK_IDT', {})
     this.state = 'OF02'
     if (code === 8 || code === 12 || code === 16) this.interrupted = true
@@ -718,27 +398,18 @@ export class ServerSession {
 
   // --- endings ----------------------------------------------------------------------------------------------
 
-  private reportBytes (t: Transfer, upTo = t.incoming.bytes): void {
-    const delta = upTo - t.reportedBytes
-    if (delta > 0) this.ctx.metrics.transferBytes?.('receive', delta)
-    t.reportedBytes = Math.max(t.reportedBytes, upTo)
-  }
-
-  /** Closes an unfinished transfer, keeping its partial file and checkpoint for a restart. */
+  /** Closes an unfinished transfer of either direction, keeping what a restart needs. */
   private async releaseTransfer (status: TransferOutcome, diag: Diagnostic, message: string): Promise<void> {
     await this.sendSide.release(status, diag, message)
-    const t = this.transfer
-    if (t === undefined) return
-    this.transfer = undefined
-    await this.pendingCheckpoint
-    this.ctx.activeTransfers.delete(t.key)
-    await t.incoming.closeHandle()
-    if (t.done) return
-    this.reportBytes(t)
-    await this.journal(async (j) => await j.end(t.journalId, {
-      status, bytes: t.incoming.bytes, articles: t.incoming.articles, diagnostic: describeDiagnostic(diag), message
-    }))
-    this.ctx.metrics.transferEnded?.('receive', status)
+    await this.receiveSide.release(status, diag, message)
+  }
+
+  /** Counts a tolerated departure from the protocol; logged once per kind and session. */
+  private deviation (kind: PeerDeviation, detail: Record<string, unknown>): void {
+    this.ctx.metrics.peerDeviation?.(kind)
+    if (this.deviationsLogged.has(kind)) return
+    this.deviationsLogged.add(kind)
+    this.log.info({ deviation: kind, ...detail }, 'tolerated a departure of the peer from the protocol (counted, logged once per session)')
   }
 
   private async journal (fn: (j: TransferJournalPort) => Promise<void>): Promise<void> {
@@ -768,7 +439,7 @@ export class ServerSession {
 
   private async lost (err: ConnectionLostError): Promise<void> {
     if (this.finished) return
-    if (this.state !== 'CN01' || this.transfer !== undefined) this.log.warn({ state: this.state, reason: err.message }, 'connection lost')
+    if (this.state !== 'CN01' || this.receiveSide.active || this.sendSide.active) this.log.warn({ state: this.state, reason: err.message }, 'connection lost')
     this.endReason ??= { diag: DIAG.NETWORK_INCIDENT, why: err.message }
     this.state = 'CN01'
     this.ch.destroy()
