@@ -245,6 +245,8 @@ export class PesitServer implements Startable {
         ? 'the client closed the connection during the handshake (does it trust this server\'s certificate?)'
         : shortTlsReason(err)
       this.log.warn({ server: l.config.id, remote, reason }, 'TLS handshake failed')
+      // Node reports a handshake timeout here without closing the connection (found by the fuzzer).
+      secure.destroy()
     })
     return server
   }

@@ -10,6 +10,8 @@ import { startHarness, type Harness } from '../helpers/pesit-harness.js'
 import { patternBytes } from '../helpers/pesit-vectors.js'
 import { captureIo } from '../helpers/cli-io.js'
 import { makePki, opensslMissing, type TestPki } from '../helpers/certs.js'
+import { captureClientHello } from '../helpers/pesit-fuzz.js'
+import { connect as netConnect } from 'node:net'
 import { createLogger } from '../../common/logger.js'
 import { runSend } from '../../cli/send.js'
 import { runReceive } from '../../cli/receive.js'
@@ -105,6 +107,23 @@ describe('PeSIT over TLS', { skip }, () => {
     const io3 = captureIo()
     assert.equal(await runSend([...base(strict.tlsPort, ['--tls', '--ca', pki.ca, '--cert', pki.client.cert, '--key', pki.client.key, '--file', 'TESTFILE', '--transfer-id', '4040']), path], io3), 0, io3.err())
     assert.equal(sha(await readFile(join(strict.dir, 'CXCLIENT_TESTFILE_4040'))), sha(src))
+  })
+
+  it('a handshake that stalls (a ClientHello cut short) is closed after the handshake timeout', async (t) => {
+    const slow = await startHarness({ init: { timeouts: { connectMs: 300 } }, tls: { certFile: pki.server.cert, keyFile: pki.server.key, clientAuth: 'none', minVersion: 'TLSv1.2' } })
+    t.after(async () => { await slow.stop() })
+    const hello = await captureClientHello()
+    const s = netConnect(slow.tlsPort, '127.0.0.1')
+    s.on('error', () => {})
+    s.on('data', () => {})
+    await new Promise((resolve) => s.once('connect', resolve))
+    s.write(hello.subarray(0, 40))
+    const closed = await new Promise<boolean>((resolve) => {
+      const timer = setTimeout(() => { resolve(false) }, 5000)
+      s.once('close', () => { clearTimeout(timer); resolve(true) })
+    })
+    s.destroy()
+    assert.ok(closed, 'the server closed the stalled handshake')
   })
 
   it('a certificate rotated by a Secret-style ..data symlink swap is used by the next connection; a live transfer completes', async () => {
