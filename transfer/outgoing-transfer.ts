@@ -19,6 +19,8 @@ import type { FpduChannel } from './fpdu-channel.js'
 import { identityOf, sameIdentity, writeSendState, type SendState } from './send-source.js'
 
 const READ_CHUNK = 1024 * 1024
+/** Chunks read ahead per pull (two per transfer): small enough for a hundred pulls at once, large enough to stream. */
+const SERVER_READ_CHUNK = 256 * 1024
 
 export interface OutgoingInit {
   fs: DurableFs
@@ -121,7 +123,7 @@ export class OutgoingTransfer {
     const len = state.articleLength
     const packer = new DtfPacker(ch, entity, this.o.peerId, entity + 2)
     const source = new ReadAhead(async (b, pos) => await this.o.source.read(b, pos), size, len, this.bytes,
-      () => new PesitError(`${this.o.path} shrank while being sent`, DIAG.FILE_MODIFIED))
+      () => new PesitError(`${this.o.path} shrank while being sent`, DIAG.FILE_MODIFIED), SERVER_READ_CHUNK)
     let sinceSync = 0
     // A SYN follows an interval only if data remains after it. A failed write is rethrown where it is awaited.
     const nextSyncDurable = (): Promise<void> | undefined => {

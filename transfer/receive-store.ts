@@ -45,7 +45,8 @@ export interface IncomingKey {
   articleLength: number
 }
 
-const WRITE_BUFFER = 1024 * 1024
+/** Per incoming transfer: this buffer and the one being written (the server may run a hundred at once). */
+const WRITE_BUFFER = 512 * 1024
 
 export class IncomingFile {
   private buf = Buffer.allocUnsafe(WRITE_BUFFER)
