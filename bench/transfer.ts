@@ -10,8 +10,9 @@
  *  2. `--concurrent` (default 100) simultaneous pushes, then as many simultaneous pulls, of `--each-mib` (default
  *     10): all must complete and be intact; the server's peak RSS.
  *
- * The server runs in its own process (bench/transfer-server.ts); it counts its fsyncs, and the requester's are
- * counted in one extra, untimed run of each PeSIT command under `strace -c` (when strace exists).
+ * The server runs in its own process (bench/transfer-server.mjs, on the built code, as the daemon runs); it counts
+ * its fsyncs, and the requester's are counted in one extra, untimed run of each PeSIT command under `strace -c`
+ * (when strace exists).
  *
  * Usage: npm run bench:transfer -- [--size-mib 1024] [--runs 3] [--sync-kb 1024] [--concurrent 100]
  *        [--each-mib 10] [--dir DIR] [--no-sftp] [--no-concurrent]
@@ -87,7 +88,7 @@ class ServerProcess {
   }
 }
 
-const serverChild = spawn(process.execPath, ['--import', 'tsx', 'bench/transfer-server.ts', JSON.stringify({
+const serverChild = spawn(process.execPath, ['bench/transfer-server.mjs', JSON.stringify({
   dir: base, syncIntervalKb: Math.max(syncKb, 1), maxConnections: concurrent + 10,
   tls: { certFile: pki.server.cert, keyFile: pki.server.key, clientAuth: 'none', minVersion: 'TLSv1.2' }
 })], { cwd: root, stdio: ['pipe', 'pipe', 'inherit'] })

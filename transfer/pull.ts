@@ -116,6 +116,7 @@ class PullSession extends RequesterSession {
   checkpoint: PullCheckpoint = { syncPoint: 0, offset: 0, articles: 0 }
   private fh: FileHandle | undefined
   private buf = Buffer.allocUnsafe(WRITE_BUFFER)
+  private spare = Buffer.allocUnsafe(WRITE_BUFFER)
   private used = 0
   /** file position the buffer starts at */
   private flushedTo = 0
@@ -321,9 +322,12 @@ class PullSession extends RequesterSession {
     const at = this.flushedTo
     this.hash.update(data)
     this.flushedTo += this.used
-    this.buf = Buffer.allocUnsafe(WRITE_BUFFER)
-    this.used = 0
+    // Once the previous write is done its buffer takes the next bytes while this one is written: two buffers.
     await this.written()
+    const filled = this.buf
+    this.buf = this.spare
+    this.spare = filled
+    this.used = 0
     const fh = this.fh!
     this.writing = (async () => {
       for (let off = 0; off < data.length;) off += (await fh.write(data, off, data.length - off, at + off)).bytesWritten

@@ -50,6 +50,7 @@ const WRITE_BUFFER = 512 * 1024
 
 export class IncomingFile {
   private buf = Buffer.allocUnsafe(WRITE_BUFFER)
+  private spare = Buffer.allocUnsafe(WRITE_BUFFER)
   private used = 0
   /** file position where the buffer starts */
   private flushedTo: number
@@ -154,10 +155,12 @@ export class IncomingFile {
     const at = this.flushedTo
     this.hash.update(data)
     this.flushedTo += this.used
-    // A fresh buffer: the old one is being written.
-    this.buf = Buffer.allocUnsafe(WRITE_BUFFER)
-    this.used = 0
+    // Once the previous write is done its buffer takes the next bytes while this one is written: two buffers.
     await this.written()
+    const filled = this.buf
+    this.buf = this.spare
+    this.spare = filled
+    this.used = 0
     this.writing = this.file.write(data, at).catch((err: unknown) => {
       this.writeError ??= new TransferStorageError(`write to ${this.partialPath} failed`, DIAG.IO_ERROR, { cause: err })
     })
