@@ -20,6 +20,7 @@ import { DIAG, describeDiagnostic, isSuccess, type Diagnostic } from './diagnost
 import { PeerRefusalError, PesitConfigError, PesitError, ProtocolError, UnexpectedFpduError } from './errors.js'
 import { fpduDisplayName } from './fpdu-types.js'
 import { RequesterSession, checkRequesterOptions, withChannel, type RequesterOptions } from './requester-session.js'
+import { WriteBehind } from './write-behind.js'
 
 export interface PullCheckpoint {
   syncPoint: number
@@ -115,11 +116,8 @@ class PullSession extends RequesterSession {
   transferId = 0
   checkpoint: PullCheckpoint = { syncPoint: 0, offset: 0, articles: 0 }
   private fh: FileHandle | undefined
-  private buf = Buffer.allocUnsafe(WRITE_BUFFER)
-  private spare = Buffer.allocUnsafe(WRITE_BUFFER)
-  private used = 0
-  /** file position the buffer starts at */
-  private flushedTo = 0
+  /** the partial file's write buffer, once it is open */
+  private out: WriteBehind | undefined
   private bytes = 0
   private articles = 0
   private readonly hash: Hash = createHash('sha256')
@@ -129,7 +127,6 @@ class PullSession extends RequesterSession {
   private lastSyn = 0
   private syncQueue: PullCheckpoint[] = []
   private syncing: Promise<void> | undefined
-  private writing: Promise<void> = Promise.resolve()
   private failure: Error | undefined
 
   constructor (ch: ConstructorParameters<typeof RequesterSession>[0], private readonly pull: PullOptions, log: Logger) {
@@ -206,8 +203,7 @@ class PullSession extends RequesterSession {
 
   /** Closes the partial file if still open (its content stays for a restart). */
   async closePartial (): Promise<void> {
-    await this.syncing
-    await this.writing
+    await this.quiesce()
     const fh = this.fh
     this.fh = undefined
     await fh?.close().catch(() => {})
@@ -229,7 +225,10 @@ class PullSession extends RequesterSession {
     this.bytes = this.checkpoint.offset
     this.articles = this.checkpoint.articles
     this.lastSyn = this.checkpoint.syncPoint
-    this.flushedTo = this.bytes
+    const fh = this.fh
+    this.out = new WriteBehind(async (data, at) => {
+      for (let off = 0; off < data.length;) off += (await fh.write(data, off, data.length - off, at + off)).bytesWritten
+    }, this.bytes, this.hash, WRITE_BUFFER, (err) => err instanceof Error ? err : new Error(String(err)))
   }
 
   private async hashPrefix (len: number): Promise<void> {
@@ -300,43 +299,19 @@ class PullSession extends RequesterSession {
     }
   }
 
-  /** Article bytes into the write buffer (an article longer than the buffer is written through it in pieces). */
   private async append (data: Uint8Array): Promise<void> {
     this.bytes += data.length
-    for (let off = 0; off < data.length;) {
-      const n = Math.min(data.length - off, this.buf.length - this.used)
-      this.buf.set(data.subarray(off, off + n), this.used)
-      this.used += n
-      off += n
-      if (this.used === this.buf.length) await this.flush()
-    }
+    await this.out!.append(data)
   }
 
-  /**
-   * Writes the buffer behind the data: the write runs while the next buffer fills, one in flight at a time; the
-   * hash is updated a buffer at a time.
-   */
+  /** Hands the buffered bytes to the file; rethrows a failed write or checkpoint. */
   private async flush (): Promise<void> {
-    if (this.used === 0) return
-    const data = this.buf.subarray(0, this.used)
-    const at = this.flushedTo
-    this.hash.update(data)
-    this.flushedTo += this.used
-    // Once the previous write is done its buffer takes the next bytes while this one is written: two buffers.
-    await this.written()
-    const filled = this.buf
-    this.buf = this.spare
-    this.spare = filled
-    this.used = 0
-    const fh = this.fh!
-    this.writing = (async () => {
-      for (let off = 0; off < data.length;) off += (await fh.write(data, off, data.length - off, at + off)).bytesWritten
-    })().catch((err: unknown) => { this.failure ??= err instanceof Error ? err : new Error(String(err)) })
+    await this.out!.flush()
   }
 
-  /** Waits for the write in flight; rethrows the first failure of a write or of a checkpoint. */
+  /** Waits for the writes in flight; rethrows the first failure of a write or of a checkpoint. */
   private async written (): Promise<void> {
-    await this.writing
+    await this.out?.written()
     if (this.failure !== undefined) throw this.failure
   }
 
@@ -371,7 +346,7 @@ class PullSession extends RequesterSession {
   /** Waits for the checkpoint task, whatever its outcome. */
   async quiesce (): Promise<void> {
     await this.syncing
-    await this.writing
+    await this.out?.settled()
   }
 
   /** Waits until every queued sync point is durable and acknowledged; rethrows a failure. */

@@ -15,6 +15,7 @@ import { join } from 'node:path'
 import { createHash, type Hash } from 'node:crypto'
 import type { DurableFile, DurableFs } from '../store/durable-fs.js'
 import { TransferStorageError } from './errors.js'
+import { WriteBehind } from './write-behind.js'
 import { DIAG } from './diagnostics.js'
 
 export const CHECKPOINT_VERSION = 1
@@ -49,19 +50,12 @@ export interface IncomingKey {
 const WRITE_BUFFER = 512 * 1024
 
 export class IncomingFile {
-  private buf = Buffer.allocUnsafe(WRITE_BUFFER)
-  private spare = Buffer.allocUnsafe(WRITE_BUFFER)
-  private used = 0
-  /** file position where the buffer starts */
-  private flushedTo: number
+  private readonly out: WriteBehind
   /** article bytes received (PI 27) and articles (PI 28) */
   bytes: number
   articles: number
   syncPoint: number
   private closed = false
-  /** the buffer write in flight, and the first write failure */
-  private writing: Promise<void> = Promise.resolve()
-  private writeError: TransferStorageError | undefined
   /** SHA-256 of the bytes received, in order (the prefix re-read from the partial file on a resume) */
   private readonly hash: Hash = createHash('sha256')
 
@@ -73,7 +67,8 @@ export class IncomingFile {
     /** true when this attempt continues an earlier one from a checkpoint */
     readonly resumed: boolean
   ) {
-    this.flushedTo = start.offset
+    this.out = new WriteBehind(async (data, at) => { await file.write(data, at) }, start.offset, this.hash, WRITE_BUFFER,
+      (err) => new TransferStorageError(`write to ${this.partialPath} failed`, DIAG.IO_ERROR, { cause: err }))
     this.bytes = start.offset
     this.articles = start.articles
     this.syncPoint = start.syncPoint
@@ -127,54 +122,17 @@ export class IncomingFile {
   /** Hex SHA-256 of everything received; call once, at the end, after the last flush (commit or syncData). */
   sha256 (): string { return this.hash.digest('hex') }
 
-  /**
-   * Appends article bytes (copied into the write buffer; written when it fills). The hash is updated a buffer at a
-   * time when it is written, not per article: one call per MiB instead of one per (often 4 KB) article.
-   */
+  /** Appends article bytes (copied into the write buffer, hashed and written a buffer at a time). */
   async append (data: Uint8Array): Promise<void> {
-    let off = 0
-    while (off < data.length) {
-      const n = Math.min(data.length - off, this.buf.length - this.used)
-      this.buf.set(data.subarray(off, off + n), this.used)
-      this.used += n
-      off += n
-      if (this.used === this.buf.length) await this.flush()
-    }
+    await this.out.append(data)
     this.bytes += data.length
   }
 
   countArticle (): void { this.articles++ }
 
-  /**
-   * Writes the buffer behind the data: the write runs while the next buffer fills, one write in flight at a time
-   * (waiting for the previous one is the back-pressure). `written()` waits for the last one.
-   */
-  private async flush (): Promise<void> {
-    if (this.used === 0) return
-    const data = this.buf.subarray(0, this.used)
-    const at = this.flushedTo
-    this.hash.update(data)
-    this.flushedTo += this.used
-    // Once the previous write is done its buffer takes the next bytes while this one is written: two buffers.
-    await this.written()
-    const filled = this.buf
-    this.buf = this.spare
-    this.spare = filled
-    this.used = 0
-    this.writing = this.file.write(data, at).catch((err: unknown) => {
-      this.writeError ??= new TransferStorageError(`write to ${this.partialPath} failed`, DIAG.IO_ERROR, { cause: err })
-    })
-  }
-
-  /** Waits until every byte handed to the file so far is written (not yet durable); rethrows a failed write. */
-  private async written (): Promise<void> {
-    await this.writing
-    if (this.writeError !== undefined) throw this.writeError
-  }
-
   /** Everything received so far made durable, then the checkpoint for `syncPoint`. */
   async checkpoint (syncPoint: number): Promise<void> {
-    await this.flush()
+    await this.out.flush()
     await this.checkpointAt(syncPoint, this.bytes, this.articles)
   }
 
@@ -183,7 +141,7 @@ export class IncomingFile {
    * checkpoint taken now stands for. Lets the caller make that checkpoint durable while data keeps arriving.
    */
   async handOff (): Promise<{ offset: number, articles: number }> {
-    await this.flush()
+    await this.out.flush()
     return { offset: this.bytes, articles: this.articles }
   }
 
@@ -193,7 +151,7 @@ export class IncomingFile {
    */
   async checkpointAt (syncPoint: number, offset: number, articles: number): Promise<void> {
     // Writes are issued in order, one at a time: once the last one is done, everything handed off is written.
-    await this.written()
+    await this.out.written()
     try {
       await this.file.sync()
     } catch (err) {
@@ -221,8 +179,8 @@ export class IncomingFile {
   }
 
   async syncData (): Promise<void> {
-    await this.flush()
-    await this.written()
+    await this.out.flush()
+    await this.out.written()
     try {
       await this.file.sync()
     } catch (err) {
@@ -260,7 +218,7 @@ export class IncomingFile {
   async closeHandle (): Promise<void> {
     if (this.closed) return
     this.closed = true
-    await this.writing
+    await this.out.settled()
     await this.file.close().catch(() => {})
   }
 }
