@@ -44,7 +44,7 @@ export interface PesitServerInit {
   timeouts?: Partial<SessionTimeouts>
   /** largest PI 7 window agreed to */
   maxSyncWindow?: number
-  /** `raw` only for TLS partners configured without entity prefix; plain TCP always uses the prefix */
+  /** the framing of every listener (tests of partners without the entity prefix); the prefix by default */
   framing?: Framing
   /** how long `stop({ handover: true })` waits for transfers to reach a sync point before aborting them */
   handoverDeadlineMs?: number
@@ -232,7 +232,8 @@ export class PesitServer implements Startable {
       const raw = l.tls!.pending.get(remote)
       l.tls!.pending.delete(remote)
       if (raw !== undefined) l.sockets.delete(raw) // counted from here on as the TLS socket
-      if (this.status !== 'running' || !this.components.leadership.isLeader()) {
+      // A hand-over that began during the handshake: the partner reconnects to the successor.
+      if (this.status !== 'running' || this.holding || this.forwardTo !== undefined || !this.components.leadership.isLeader()) {
         secure.destroy()
         return
       }

@@ -68,7 +68,8 @@ export interface SentQuery {
  *  - `begin` returns the row's key and PI 13; if it throws, the CREATE or SELECT is refused (D2-201);
  *  - `syncPoint` runs after the checkpoint is durable and BEFORE ACK(SYN): if it throws (e.g. not leader any
  *    more, or synchronous replication failed), the sync point is not acknowledged and the session is aborted;
- *  - `end` failures are logged only: the file and its checkpoint are already durable.
+ *  - `end` failures of a push are logged only: the file and its checkpoint are already durable; a pull's end is
+ *    recorded before ACK(TRANS.END) and a failure aborts the session (an unrecorded send would be offered again).
  */
 export interface TransferJournalPort {
   begin(t: TransferBegin): TransferStarted | Promise<TransferStarted>

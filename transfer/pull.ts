@@ -10,7 +10,7 @@
  * Restart: the receiver fixes the restart point (READ PI 18): the last checkpoint made durable. The partial file is
  * truncated to its offset and its prefix hashed again, so the SHA-256 reported is the whole file's.
  */
-import { open, rename, stat, unlink, type FileHandle } from 'node:fs/promises'
+import { link, open, stat, unlink, type FileHandle } from 'node:fs/promises'
 import { createHash, type Hash } from 'node:crypto'
 import { basename, dirname, join } from 'node:path'
 import type { Logger } from '../common/logger.js'
@@ -97,9 +97,12 @@ export async function pullFile (o: PullOptions): Promise<PullResult> {
       s = new PullSession(ch, o, log)
       return await s.run(pi12)
     })
-  } catch (err) {
+  } catch (caught) {
     // A checkpoint still being made counts: the interruption reports the last point durable here.
     await s?.quiesce()
+    // A failed checkpoint (fsync, state file) closed the connection: that failure, not the closed connection, is
+    // what to report.
+    const err = s?.failure ?? caught
     if (s?.inDataPhase === true && !(err instanceof PullInterruptedError) && (err instanceof PesitError || (err as Error).name === 'Error')) {
       const e = err as Error
       throw new PullInterruptedError(`${e.message}; resume with --restart`, err instanceof PesitError ? err.diagnostic : DIAG.NETWORK_INCIDENT,
@@ -127,7 +130,8 @@ class PullSession extends RequesterSession {
   private lastSyn = 0
   private syncQueue: PullCheckpoint[] = []
   private syncing: Promise<void> | undefined
-  private failure: Error | undefined
+  /** the first failure of the checkpoint task (it closes the connection) */
+  failure: Error | undefined
 
   constructor (ch: ConstructorParameters<typeof RequesterSession>[0], private readonly pull: PullOptions, log: Logger) {
     super(ch, pull, log)
@@ -175,13 +179,32 @@ class PullSession extends RequesterSession {
     await this.fh!.sync()
     await this.fh!.close()
     this.fh = undefined
-    await rename(partialPathOf(path), path)
-    await syncDir(dirname(path))
-    const ackEnd = await this.request('TRANS_END', { 27: this.bytes, 28: this.articles }, 'TDL08', 'ACK_TRANS_END').catch(async (err: unknown) => {
-      if (err instanceof PeerRefusalError) await unlink(path).catch(() => {}) // refused: the copy is not the file
+    // A hard link, not a rename: a file that appeared under that name meanwhile is never replaced.
+    try {
+      await link(partialPathOf(path), path)
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'EEXIST') throw new PesitConfigError(`${path} appeared while the file was received; the copy stays in ${partialPathOf(path)}`)
       throw err
-    })
+    }
+    await unlink(partialPathOf(path))
+    await syncDir(dirname(path))
+    // From here the file is stored: a lost end is no longer an interruption to resume, and only the server's
+    // explicit refusal of the end (a negative ACK(TRANS.END)) removes the copy.
     this.inDataPhase = false
+    let ackEnd: Fpdu
+    try {
+      await this.send('TRANS_END', { 27: this.bytes, 28: this.articles })
+      this.state = 'TDL08'
+      ackEnd = await this.receive()
+    } catch (err) {
+      throw new PesitError(`${path} is stored complete (sha256 ${this.hash.copy().digest('hex')}), but the server did not confirm the end of the transfer: ${(err as Error).message}`,
+        err instanceof PesitError ? err.diagnostic : DIAG.NETWORK_INCIDENT, { cause: err })
+    }
+    const endDiag = getDiagnostic(ackEnd.params) ?? DIAG.OK
+    if (!isSuccess(endDiag)) {
+      await unlink(path).catch(() => {})
+      throw new PeerRefusalError('TRANS.END refused', endDiag)
+    }
     const rb = getNumber(ackEnd.params, 27)
     const ra = getNumber(ackEnd.params, 28)
     if ((rb !== undefined && rb !== this.bytes) || (ra !== undefined && ra !== this.articles)) {
@@ -330,17 +353,25 @@ class PullSession extends RequesterSession {
     this.syncQueue.push({ syncPoint: n, offset: this.bytes, articles: this.articles })
     if (this.syncing !== undefined) return
     this.syncing = (async () => {
-      while (this.syncQueue.length > 0) {
-        const group = this.syncQueue.splice(0)
-        await this.written()
-        await this.fh!.sync()
-        const c = group.at(-1)!
-        await this.pull.onCheckpoint?.(c)
-        this.checkpoint = c
-        if (window > 0) for (const p of group) await this.send('ACK_SYN', { 20: p.syncPoint })
+      try {
+        while (this.syncQueue.length > 0) {
+          const group = this.syncQueue.splice(0)
+          await this.written()
+          await this.fh!.sync()
+          const c = group.at(-1)!
+          await this.pull.onCheckpoint?.(c)
+          this.checkpoint = c
+          if (window > 0) for (const p of group) await this.send('ACK_SYN', { 20: p.syncPoint })
+        }
+      } finally {
+        // Cleared in the same turn as the last look at the queue: a SYN queued after it starts a new task.
+        this.syncing = undefined
       }
-    })().catch((err: unknown) => { this.failure ??= err instanceof Error ? err : new Error(String(err)) })
-      .finally(() => { this.syncing = undefined })
+    })().catch((err: unknown) => {
+      this.failure ??= err instanceof Error ? err : new Error(String(err))
+      // The read loop may be waiting for data the server holds back until this acknowledgement: wake it.
+      this.ch.destroy()
+    })
   }
 
   /** Waits for the checkpoint task, whatever its outcome. */

@@ -15,7 +15,7 @@ import { randomInt } from 'node:crypto'
 import type { Logger } from '../common/logger.js'
 import { silentLogger } from '../common/logger.js'
 import { encodeFpdu, getDiagnostic, getNumber, pesitDate, type Fpdu, type Params } from './codec.js'
-import { DIAG, describeDiagnostic, type Diagnostic } from './diagnostics.js'
+import { DIAG, describeDiagnostic, isSuccess, type Diagnostic } from './diagnostics.js'
 import { PeerRefusalError, PesitConfigError, PesitError, ProtocolError, UnexpectedFpduError } from './errors.js'
 import { DtfPacker } from './dtf-packer.js'
 import { fpduDisplayName } from './fpdu-types.js'
@@ -162,7 +162,19 @@ class PushSession extends RequesterSession {
     // --- end of transfer
     await this.ch.sendEntity([encodeFpdu({ type: 'DTF_END', idDst: this.y, idSrc: 0, params: { 2: DIAG.OK } })])
     this.state = 'TDE07'
-    const ackEnd = await this.request('TRANS_END', { 27: counts.bytes, 28: counts.articles }, 'TDE08', 'ACK_TRANS_END')
+    await this.send('TRANS_END', { 27: counts.bytes, 28: counts.articles })
+    this.state = 'TDE08'
+    let ackEnd: Fpdu
+    for (;;) {
+      const f = await this.receive()
+      if (f.type === 'ACK_SYN') continue // late acknowledgement
+      // The server's hand-over IDT crossed our TRANS.END: it has priority, the file was not committed.
+      if (f.type === 'IDT') return await this.interrupted(f)
+      const d = getDiagnostic(f.params) ?? DIAG.OK
+      if (!isSuccess(d)) throw new PeerRefusalError('TRANS.END refused', d)
+      ackEnd = f
+      break
+    }
     this.inDataPhase = false
     const rb = getNumber(ackEnd.params, 27)
     const ra = getNumber(ackEnd.params, 28)
@@ -251,20 +263,23 @@ class PushSession extends RequesterSession {
       progress()
       return { bytes: offset, articles, syncPoints: syncPoint }
     } catch (err) {
-      if (err instanceof InterruptSignal) {
-        const d = getDiagnostic(err.fpdu.params) ?? DIAG.OTHER
-        const code = getNumber(err.fpdu.params, 19) ?? 4
-        await this.send('ACK_IDT', {})
-        this.state = 'OF02'
-        try {
-          await this.closeFile()
-        } catch (e) {
-          this.log.debug({ err: e }, 'closing after IDT failed')
-        }
-        throw new PushInterruptedError(`transfer interrupted by the server (IDT code ${code}, ${describeDiagnostic(d)}); resume with --restart`, d, this.transferId, this.articlesPerSync, this.acknowledgedBytes)
-      }
+      if (err instanceof InterruptSignal) return await this.interrupted(err.fpdu)
       throw err
     }
+  }
+
+  /** The server's IDT: ACK(IDT), then a clean CRF, DESELECT, RELEASE; the push ends restartable. */
+  private async interrupted (f: Fpdu): Promise<never> {
+    const d = getDiagnostic(f.params) ?? DIAG.OTHER
+    const code = getNumber(f.params, 19) ?? 4
+    await this.send('ACK_IDT', {})
+    this.state = 'OF02'
+    try {
+      await this.closeFile()
+    } catch (e) {
+      this.log.debug({ err: e }, 'closing after IDT failed')
+    }
+    throw new PushInterruptedError(`transfer interrupted by the server (IDT code ${code}, ${describeDiagnostic(d)}); resume with --restart`, d, this.transferId, this.articlesPerSync, this.acknowledgedBytes)
   }
 }
 

@@ -1,7 +1,8 @@
 /**
  * Reads a file front to back in chunks of whole articles, reading the next chunk while the caller sends the
  * current one, so the disk (or the page cache, through the thread pool) and the network work at the same time.
- * A chunk stays valid until `next()` is called twice more: the two buffers alternate.
+ * A chunk stays valid until the next call of `next()`, which starts reading into its buffer again: the two buffers
+ * alternate.
  */
 export type ReadAt = (buf: Buffer, position: number) => Promise<number>
 

@@ -130,8 +130,9 @@ export async function writeSendState (fs: DurableFs, path: string, s: SendState)
 
 /**
  * The after-send action on `name` in `directory` (the partner's): nothing, an unlink, or a rename into the move
- * directory (created if needed; a name already there gets `.<PI 13>` appended, never overwritten). Each made
- * durable by syncing the directories it changed. Returns where the file is now (undefined once deleted).
+ * directory (created if needed; a name already there gets `.<PI 13>` appended, `.0` for an action done late, when
+ * PI 13 is no longer known). Each made durable by syncing the directories it changed. Returns where the file is
+ * now (undefined once deleted).
  */
 export async function applyAfterSend (fs: DurableFs, after: AfterSend | undefined, directory: string, name: string, partner: string, transferId: number): Promise<string | undefined> {
   const path = join(directory, name)

@@ -7,7 +7,7 @@
  * right before they happen.
  */
 import { getDiagnostic, getGroup, getNumber, getString, splitArticles, type Fpdu, type Params } from './codec.js'
-import { finalFileName, transferStem, type PesitFileConfig } from './config-types.js'
+import { directoryFor, finalFileName, transferStem, type PesitFileConfig } from './config-types.js'
 import { DIAG, describeDiagnostic, isSuccess, type Diagnostic } from './diagnostics.js'
 import { ConnectionLostError, NotLeaderError, PesitError, ProtocolError, UnexpectedFpduError } from './errors.js'
 import type { TransferOutcome } from './ports.js'
@@ -92,16 +92,18 @@ export class ReceiveSide {
     const key = `${partner.id}\u0000${file.id}\u0000${transferId}`
     if (this.host.ctx.activeTransfers.has(key)) return await refuse(DIAG.FILE_BUSY, 'the same transfer is in progress on another connection')
     const finalName = finalFileName(file.filenamePattern, { partner: partner.id, file: file.id, transferId })
+    // `${partner}` in the directory: each partner's files in a directory of its own.
+    const directory = directoryFor(file.directory, partner.id)
     const stem = transferStem({ partner: partner.id, file: file.id, transferId })
     this.host.ctx.activeTransfers.add(key)
     let incoming: IncomingFile
     try {
-      if (await this.host.ctx.fs.exists(`${file.directory}/${finalName}`)) {
+      if (await this.host.ctx.fs.exists(`${directory}/${finalName}`)) {
         this.host.ctx.activeTransfers.delete(key)
         return await refuse(DIAG.FILE_EXISTS, `${finalName} already exists`)
       }
       incoming = await IncomingFile.open(this.host.ctx.fs, {
-        directory: file.directory, stem, partner: partner.id, server: this.host.ctx.server.id, file: file.id,
+        directory, stem, partner: partner.id, server: this.host.ctx.server.id, file: file.id,
         transferId, articleFormat, articleLength
       }, restart)
     } catch (err) {
@@ -113,7 +115,7 @@ export class ReceiveSide {
     try {
       const started = await this.host.ctx.journal.begin({
         pesitTransferId: transferId, direction: 'receive', server: this.host.ctx.server.id, partner: partner.id, file: file.id,
-        path: `${file.directory}/${finalName}`, restart: incoming.resumed, startSyncPoint: incoming.syncPoint, startOffset: incoming.bytes
+        path: `${directory}/${finalName}`, restart: incoming.resumed, startSyncPoint: incoming.syncPoint, startOffset: incoming.bytes
       })
       journalId = started.id
     } catch (err) {
@@ -240,7 +242,7 @@ export class ReceiveSide {
     this.syncQueue.push({ n, offset: at.offset, articles: at.articles })
     if (this.checkpointInFlight) return
     this.checkpointInFlight = true
-    this.pendingCheckpoint = this.drainSyncQueue(t).finally(() => { this.checkpointInFlight = false }).catch((err: unknown) => {
+    this.pendingCheckpoint = this.drainSyncQueue(t).catch((err: unknown) => {
       this.checkpointError ??= err
       // The main loop may be waiting for the requester (who waits for an ACK): end the session from here.
       if (!this.host.isFinished()) void this.host.fail(err)
@@ -248,12 +250,17 @@ export class ReceiveSide {
   }
 
   private async drainSyncQueue (t: Transfer): Promise<void> {
-    while (this.syncQueue.length > 0 && !this.interruptPending()) {
-      const group = this.syncQueue.splice(0)
-      await this.completeSyns(t, group.map((g) => g.n), group.at(-1)!)
+    try {
+      while (this.syncQueue.length > 0 && !this.interruptPending()) {
+        const group = this.syncQueue.splice(0)
+        await this.completeSyns(t, group.map((g) => g.n), group.at(-1)!)
+      }
+      // Points that arrived behind our hand-over IDT are never acknowledged: the requester restarts before them.
+      this.syncQueue = []
+    } finally {
+      // Cleared in the same turn as the last look at the queue: a SYN queued after it starts a new task.
+      this.checkpointInFlight = false
     }
-    // Points that arrived behind our hand-over IDT are never acknowledged: the requester restarts before them.
-    this.syncQueue = []
   }
 
   /**

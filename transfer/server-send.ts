@@ -5,15 +5,16 @@
  * is compared with what was sent, acknowledged, recorded, and only then is the after-send action applied.
  *
  * Leader-only effects check the lease synchronously right before they happen: serving a SELECT, ACK(TRANS.END)
- * and the after-send action. An after-send action that could not run (the lease was lost, a crash right after
- * ACK(TRANS.END)) runs when the file is next listed: the journal knows the file was sent.
+ * and the after-send action. The journal records the completed send before ACK(TRANS.END) goes out, so an
+ * after-send action that could not run (the lease was lost, a crash right after ACK(TRANS.END)) runs when the file
+ * is next listed: the journal knows the file was sent.
  */
 import { join } from 'node:path'
 import type { DurableFile } from '../store/durable-fs.js'
 import { getGroup, getNumber, getString, pesitDate, type Fpdu, type Params } from './codec.js'
 import { directoryFor, type PesitFileConfig } from './config-types.js'
 import { DIAG, describeDiagnostic, isSuccess, type Diagnostic } from './diagnostics.js'
-import { NotLeaderError } from './errors.js'
+import { NotLeaderError, PesitError } from './errors.js'
 import { OutgoingTransfer } from './outgoing-transfer.js'
 import type { TransferOutcome } from './ports.js'
 import {
@@ -102,6 +103,12 @@ export class SendSide {
     const path = join(directory, picked.name)
     if (ctx.activeSources.has(path)) return await refuse(DIAG.FILE_BUSY, `${picked.name} is being sent`)
     if (!ctx.leadership.isLeader()) throw new NotLeaderError('serve a SELECT')
+    // Reserved in the same turn as the check: a SELECT on another connection now finds it busy.
+    ctx.activeSources.add(path)
+    const unreserve = async (diag: Diagnostic, why: string): Promise<void> => {
+      ctx.activeSources.delete(path)
+      await refuse(diag, why)
+    }
 
     const entity = Math.min(proposedEntity, ctx.server.maxEntitySize)
     const state = picked.state ?? newState(this.host.sync().intervalKb, entity, {
@@ -112,7 +119,7 @@ export class SendSide {
       handle = await ctx.fs.open(path, 'read')
     } catch (err) {
       log.error({ err, path }, 'cannot open the file to send')
-      return await refuse(DIAG.CANNOT_OPEN, `cannot open ${picked.name}`)
+      return await unreserve(DIAG.CANNOT_OPEN, `cannot open ${picked.name}`)
     }
     let started
     try {
@@ -123,10 +130,9 @@ export class SendSide {
     } catch (err) {
       log.error({ err }, 'the transfer journal refused the new transfer')
       await handle.close().catch(() => {})
-      return await refuse(DIAG.SYSTEM_RESOURCES, 'journal')
+      return await unreserve(DIAG.SYSTEM_RESOURCES, 'journal')
     }
     state.transferId = started.transferId
-    ctx.activeSources.add(path)
     const statePath = sendStatePath(directory, { partner: partner.id, file: file.id, transferId: started.transferId })
     const out = new OutgoingTransfer({
       fs: ctx.fs, ch: this.host.ch, peerId: this.host.peerId(), source: handle, path, statePath, state, entity,
@@ -209,7 +215,7 @@ export class SendSide {
     await pull.emitting
   }
 
-  /** TRANS.END of a pull: counts compared, ACK(TRANS.END), journal, then the after-send action. */
+  /** TRANS.END of a pull: counts compared, the journal, ACK(TRANS.END), then the after-send action. */
   async onTransEnd (f: Fpdu): Promise<void> {
     const { ctx, log } = this.host
     const pull = this.pull!
@@ -229,15 +235,22 @@ export class SendSide {
       return await this.release('failed', DIAG.BAD_COUNT, 'byte or article count mismatch')
     }
     if (!ctx.leadership.isLeader()) throw new NotLeaderError('acknowledge TRANS.END')
-    await this.host.send('ACK_TRANS_END', { 2: DIAG.OK, ...counts })
+    // Recorded before it is acknowledged: a send the journal did not know would be offered to the partner again.
+    try {
+      await ctx.journal.end(pull.journalId, { status: 'completed', bytes: out.bytes, articles: out.articles, path: pull.path, sha256: out.sha256() })
+    } catch (err) {
+      throw new PesitError('the transfer journal refused the end of the transfer', DIAG.SYSTEM_ERROR, { cause: err })
+    }
     pull.done = true
+    if (!ctx.leadership.isLeader()) throw new NotLeaderError('acknowledge TRANS.END')
+    await this.host.send('ACK_TRANS_END', { 2: DIAG.OK, ...counts })
     log.info({ transferId: pull.transferId, path: pull.path, bytes: out.bytes, articles: out.articles }, 'file sent')
-    await this.host.journal(async (j) => await j.end(pull.journalId, { status: 'completed', bytes: out.bytes, articles: out.articles, path: pull.path, sha256: out.sha256() }))
     ctx.metrics.transferEnded?.('send', 'completed')
     await ctx.fs.unlink(pull.statePath).catch(() => {})
-    await this.release('completed', DIAG.OK, 'sent')
     const name = pull.path.slice(pull.directory.length + 1)
     if (pull.file.afterSend !== undefined && pull.file.afterSend.action !== 'keep') await this.afterSend(pull.file, pull.directory, name, this.host.partner().id, pull.transferId, 'now')
+    // Released last: until the after-send action is done, another SELECT finds the file busy.
+    await this.release('completed', DIAG.OK, 'sent')
   }
 
   private async afterSend (file: PesitFileConfig, directory: string, name: string, partner: string, transferId: number, when: 'now' | 'late'): Promise<void> {

@@ -174,8 +174,9 @@ export class ServerSession {
   requestStop (kind: StopKind): void {
     if (this.finished || this.stopping === 'abort') return
     this.stopping = kind
-    if (kind === 'handover' && this.ending) {
-      // Committing the end of a transfer: the requester must learn that its file arrived (bounded by the drain).
+    if (kind === 'handover' && (this.ending || this.state === 'TDE07' || this.state === 'TDL07')) {
+      // At the end of a transfer (TRANS.END due or being handled): the requester must learn that its file arrived
+      // (bounded by the drain). No new transfer starts on this connection afterwards.
       this.log.info('hand-over: the session finishes the end of its transfer first')
       return
     }
@@ -222,8 +223,11 @@ export class ServerSession {
     switch (f.type) {
       case 'CONNECT': return await this.onConnect(f)
       case 'RELEASE': return await this.onRelease()
-      case 'CREATE': return await this.receiveSide.onCreate(f)
-      case 'SELECT': return await this.sendSide.onSelect(f)
+      case 'CREATE':
+      case 'SELECT':
+        // A member that is stopping (a hand-over that let the previous transfer end) starts no new one.
+        if (this.stopping !== undefined) return await this.abort(DIAG.SERVICE_CLOSED, 'no new transfer: the server is stopping')
+        return f.type === 'CREATE' ? await this.receiveSide.onCreate(f) : await this.sendSide.onSelect(f)
       case 'MSG':
       case 'MSGDM':
       case 'MSGMM':

@@ -4,8 +4,9 @@
  * successfully. Handlers may stay in the current state on a refusal (negative ACK). Anything absent from the
  * table is a protocol error: ABORT D3-311.
  *
- * The spec's "B" (server decision pending) and "A" (requester waiting) states collapse: every FPDU is processed
- * to completion before the next is read, so local asynchronous work never interleaves with another FPDU.
+ * The spec's "B" (server decision pending) and "A" (requester waiting) states collapse: an FPDU is handled before
+ * the next is read. Two kinds of work go on beside that order, each owning its own effects: the durable
+ * checkpoints of sync points (queued, acknowledged in order) and the emission of a pulled file.
  */
 import type { FpduType } from './fpdu-types.js'
 
@@ -74,7 +75,8 @@ const REQUESTER: Table = {
   TDE01: { ACK_WRITE: 'TDE02' },
   TDE02: { ACK_SYN: 'TDE02', IDT: 'OF02', RESYN: 'TDE02' },
   TDE07: { ACK_SYN: 'TDE07', IDT: 'OF02', RESYN: 'TDE02' },
-  TDE08: { ACK_TRANS_END: 'OF02', ACK_SYN: 'TDE08' },
+  // The server's hand-over IDT may cross TRANS.END: it has priority (docs/pesit.md §9.4).
+  TDE08: { ACK_TRANS_END: 'OF02', ACK_SYN: 'TDE08', IDT: 'OF02' },
   TDL01: { ACK_READ: 'TDL02' },
   TDL02: { DTF: 'TDL02', DTFDA: 'TDL02', DTFMA: 'TDL02', DTFFA: 'TDL02', SYN: 'TDL02', DTF_END: 'TDL07', IDT: 'OF02', RESYN: 'TDL02' },
   TDL08: { ACK_TRANS_END: 'OF02' },

@@ -8,6 +8,7 @@ import { startHarness, type Harness } from '../helpers/pesit-harness.js'
 import { patternBytes } from '../helpers/pesit-vectors.js'
 import { captureIo } from '../helpers/cli-io.js'
 import { runReceive } from '../../cli/receive.js'
+import { runSend } from '../../cli/send.js'
 import { pullFile } from '../../transfer/pull.js'
 
 const sha = (b: Uint8Array): string => createHash('sha256').update(b).digest('hex')
@@ -25,6 +26,7 @@ describe('vectis receive ← PeSIT server (the send direction)', () => {
       ],
       files: (base) => [
         { id: 'MINE', direction: 'send', directory: join(base, 'out', '${partner}'), filenamePattern: '${file}' },
+        { id: 'EXCHANGE', direction: 'both', directory: join(base, 'exchange', '${partner}'), filenamePattern: 'from-${partner}-${transferId}.bin' },
         { id: 'DELETED', direction: 'send', directory: join(base, 'del'), filenamePattern: '${file}', afterSend: { action: 'delete' } },
         { id: 'MOVED', direction: 'send', directory: join(base, 'mv'), filenamePattern: '${file}', afterSend: { action: 'move', directory: join(base, 'sent', '${partner}') } }
       ]
@@ -117,6 +119,18 @@ describe('vectis receive ← PeSIT server (the send direction)', () => {
     assert.equal(sha(await readFile(r2.dest)), sha(two))
     assert.match((await receive([...base('BANK1', 'b1'), '--file', 'MINE'])).err, /D2-205/)
     assert.match((await receive([...base('BANK2', 'b2'), '--file', 'MINE', '--name', '../BANK1/stmt.txt'])).err, /bad usage|--name/)
+  })
+
+  it('${partner} directories work for pushes too: a file pushed to a both-ways file lands in the partner\'s own directory', async () => {
+    const src = join(work, 'exchange-src.bin')
+    const data = patternBytes(5000, 71)
+    await writeFile(src, data)
+    const io = captureIo()
+    assert.equal(await runSend([...base(), '--file', 'EXCHANGE', '--transfer-id', '77', src], io), 0, io.err())
+    assert.deepEqual(await readFile(join(h.base, 'exchange', 'CXCLIENT', 'from-CXCLIENT-77.bin')), data)
+    const r = await receive([...base(), '--file', 'EXCHANGE', '--name', 'from-CXCLIENT-77.bin'])
+    assert.equal(r.code, 0, r.err)
+    assert.deepEqual(await readFile(r.dest), data)
   })
 
   it('afterSend delete and move happen once, after the complete transfer only', async () => {
