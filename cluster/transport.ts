@@ -581,11 +581,20 @@ export class Libp2pTransport implements ClusterTransport {
     }
   }
 
-  /** Logs inbound raw connections that close before completing the secure handshake: that is how a refusal looks. */
+  /**
+   * Logs inbound raw connections that close before completing the secure handshake: that is how a refusal looks.
+   * A connection that closes without having sent a single byte tested no secret: a dial its peer abandoned (queued
+   * while this member was paused, say) or a port check; it is logged at debug level only.
+   */
   private watchHandshake (maConn: MultiaddrConnection): void {
     maConn.addEventListener('close', () => {
       if (this.secured.has(maConn) || this.reported.has(maConn) || this.status !== 'started') return
       const from = multiaddrToAddress(maConn.remoteAddr) ?? maConn.remoteAddr.toString()
+      // The TCP transport's connection exposes its socket; other transports are judged by the refusal rule.
+      if ((maConn as { socket?: { bytesRead?: number } }).socket?.bytesRead === 0) {
+        this.log.debug({ remoteAddress: from }, 'an inbound connection closed before sending anything')
+        return
+      }
       this.logRefusal(from.replace(/:\d+$/, ''), { remoteAddress: from },
         'refused a connection that failed the cluster handshake (wrong or missing VECTIS_CLUSTER_SECRET, or not a cluster member)')
     }, { once: true })

@@ -211,6 +211,18 @@ void test('a wrong secret is refused both ways, logged, and never reaches the ha
   assert.deepEqual((await d.request(a.address, 'x')).reply, 'ok')
 })
 
+void test('a connection that closes without sending anything is no refusal: nothing is logged above debug', async (t) => {
+  const sink = new LogSink('debug')
+  const a = await startTransport(t, 28, { secret: 'right secret' }, sink)
+  const [host, port] = a.address.split(':') as [string, string]
+  // What a member woken from a pause finds in its backlog: connections its peers gave up on.
+  const s = connect(Number(port), host)
+  await new Promise((resolve, reject) => { s.once('connect', resolve).once('error', reject) })
+  s.end()
+  await sink.waitFor((l) => l.msg === 'an inbound connection closed before sending anything', 10_000, 'the silent connection seen')
+  assert.ok(!sink.lines.some((l) => /failed the cluster handshake/.test(String(l.msg))), 'no refusal logged')
+})
+
 void test('with a secret nothing of the protocol is visible on the wire; without one the negotiation is', async (t) => {
   const marker = 'MARKER-7d1c0a55-cleartext'
   for (const secret of [undefined, 'the secret']) {
