@@ -326,7 +326,7 @@ export function parsePesitConfig (doc: unknown, sharedDir: string, readFile: (p:
   const partners: PesitPartnerConfig[] = yList('partners', doc.partners).map((x, i) => {
     const p = `partners[${i}]`
     if (!isObj(x)) throw new ConfigError(p, show(x), 'expected a mapping')
-    checkKeys(p, x, ['id', 'password', 'passwordFile', 'access'])
+    checkKeys(p, x, ['id', 'password', 'passwordFile', 'access', 'tlsClientCn'])
     const id = yId(`${p}.id`, x.id, partnerIdError)
     let password: string
     if (x.password !== undefined && x.passwordFile !== undefined) {
@@ -349,7 +349,9 @@ export function parsePesitConfig (doc: unknown, sharedDir: string, readFile: (p:
       throw new ConfigError(x.passwordFile !== undefined ? `${p}.passwordFile` : `${p}.password`, undefined,
         'expected 1 to 8 printable ASCII characters (PeSIT carries 8 bytes of password)')
     }
-    return { id, password, access: yEnum(`${p}.access`, x.access, ['read', 'write', 'both'] as const, 'both') }
+    const tlsClientCn = x.tlsClientCn === undefined ? undefined : yStr(`${p}.tlsClientCn`, x.tlsClientCn)
+    if (tlsClientCn !== undefined && !/^[\x20-\x7e]{1,64}$/.test(tlsClientCn)) throw new ConfigError(`${p}.tlsClientCn`, tlsClientCn, 'expected 1 to 64 printable ASCII characters')
+    return { id, password, access: yEnum(`${p}.access`, x.access, ['read', 'write', 'both'] as const, 'both'), ...(tlsClientCn !== undefined ? { tlsClientCn } : {}) }
   })
 
   const files: PesitFileConfig[] = yList('files', doc.files).map((f, i) => {

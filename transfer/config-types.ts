@@ -43,6 +43,11 @@ export interface PesitPartnerConfig {
   password: string
   /** write: may push (CREATE); read: may pull (SELECT); both */
   access: PartnerAccess
+  /**
+   * The partner is bound to a client certificate: it connects only over TLS, presenting a certificate trusted by the
+   * listener's CA whose subject CN is this value (on top of its password)
+   */
+  tlsClientCn?: string
 }
 
 export type FileDirection = 'receive' | 'send' | 'both'
@@ -176,6 +181,7 @@ export function validatePesitConfig (c: PesitConfig): void {
     checkId(k, p.id, partnerIdError(p.id), partners, 'partner')
     if (p.password.length > 8) throw new PesitConfigError(`${k}.password: PeSIT passwords are at most 8 characters`)
     if (!['read', 'write', 'both'].includes(p.access)) throw new PesitConfigError(`${k}.access: read | write | both`)
+    if (p.tlsClientCn !== undefined && !/^[\x20-\x7e]{1,64}$/.test(p.tlsClientCn)) throw new PesitConfigError(`${k}.tlsClientCn: 1 to 64 printable ASCII characters`)
   })
   const files = new Set<string>()
   c.files.forEach((f, i) => {

@@ -12,7 +12,7 @@
  * before ACK(SYN), the rename and ACK(TRANS.END) are what keep a deposed leader from acknowledging data.
  */
 import { connect as netConnect, createServer, type Server, type Socket } from 'node:net'
-import { createServer as createTlsServer, type Server as TlsServer } from 'node:tls'
+import { createServer as createTlsServer, TLSSocket, type Server as TlsServer } from 'node:tls'
 import { join } from 'node:path'
 import type { Logger } from '../common/logger.js'
 import type { Startable } from '../common/lifecycle.js'
@@ -83,6 +83,13 @@ interface Listener {
    * file watcher, and the connections whose handshake has not completed
    */
   tls?: { server: TlsServer, watcher: TlsFileWatcher, pending: Map<string, Socket> }
+}
+
+/** The subject CN of a client certificate the TLS listener verified (none for plain TCP or an unverified one). */
+function clientCertificate (socket: Socket): { clientCertificateCn?: string } {
+  if (!(socket instanceof TLSSocket) || !socket.authorized) return {}
+  const cn = socket.getPeerCertificate().subject?.CN
+  return typeof cn === 'string' ? { clientCertificateCn: cn } : {}
 }
 
 /** Listeners are keyed by server id and kind: one plain and one TLS listener may serve the same id. */
@@ -274,7 +281,8 @@ export class PesitServer implements Startable {
       activeSources: this.activeSources,
       timeouts: this.timeouts,
       maxSyncWindow: this.init.maxSyncWindow ?? DEFAULT_MAX_SYNC_WINDOW,
-      ...(overLimit ? { refuseWith: DIAG.REMOTE_CONGESTED } : {})
+      ...(overLimit ? { refuseWith: DIAG.REMOTE_CONGESTED } : {}),
+      ...clientCertificate(socket)
     }, y, remote)
     l.sessions.add(session)
     void session.run().finally(() => {

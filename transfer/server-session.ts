@@ -74,6 +74,8 @@ export interface ServerSessionContext {
   maxSyncWindow: number
   /** set when the connection limit is reached: CONNECT is answered RCONNECT with this diagnostic */
   refuseWith?: Diagnostic
+  /** over TLS with a client certificate the listener's CA verified: its subject CN */
+  clientCertificateCn?: string
 }
 
 type StopKind = 'abort' | 'handover'
@@ -296,6 +298,11 @@ export class ServerSession {
     if (partner === undefined) return await refuse(DIAG.REQUESTER_NOT_AUTHORISED, 'unknown partner')
     if (!passwordEquals(partner.password, ac?.password ?? '')) return await refuse(DIAG.REQUESTER_NOT_AUTHORISED, 'bad password')
     if (ac?.newPassword !== undefined) return await refuse(DIAG.REQUESTER_NOT_AUTHORISED, 'password change not allowed')
+    if (partner.tlsClientCn !== undefined && this.ctx.clientCertificateCn !== partner.tlsClientCn) {
+      return await refuse(DIAG.REQUESTER_NOT_AUTHORISED, this.ctx.clientCertificateCn === undefined
+        ? 'this partner must connect over TLS with its client certificate'
+        : `the client certificate names ${this.ctx.clientCertificateCn}, not this partner`)
+    }
     if (getNumber(f.params, 6) !== 2) return await refuse(DIAG.VERSION_NOT_SUPPORTED, `version ${getNumber(f.params, 6)}`)
     const access = getNumber(f.params, 22) ?? -1
     if (access < 0 || access > 2) return await refuse(DIAG.BAD_PARAMETER, `access type ${access}`)

@@ -109,6 +109,27 @@ describe('PeSIT over TLS', { skip }, () => {
     assert.equal(sha(await readFile(join(strict.dir, 'CXCLIENT_TESTFILE_4040'))), sha(src))
   })
 
+  it('a partner bound to its client certificate (tlsClientCn) is served only over TLS with that certificate', async (t) => {
+    const bound = await startHarness({
+      partners: [{ id: 'CXBOUND', password: 'b0und', access: 'both', tlsClientCn: 'CXCLIENT' }],
+      tls: { certFile: pki.server.cert, keyFile: pki.server.key, caFile: pki.ca, clientAuth: 'optional', minVersion: 'TLSv1.2' }
+    })
+    t.after(async () => { await bound.stop() })
+    const path = join(work, 'bound.bin')
+    await writeFile(path, 'bound to a certificate')
+    const as = (port: number, extra: string[]): string[] => ['--host', '127.0.0.1', '--port', String(port), '--partner', 'CXBOUND', '--password', 'b0und',
+      '--server', 'PESITSRV', '--state-dir', join(work, 'state-bound'), '--file', 'TESTFILE', ...extra, path]
+    const plain = captureIo()
+    assert.equal(await runSend(as(bound.port, []), plain), 1)
+    assert.match(plain.err(), /D3-304/)
+    const noCert = captureIo()
+    assert.equal(await runSend(as(bound.tlsPort, ['--tls', '--ca', pki.ca]), noCert), 1)
+    assert.match(noCert.err(), /D3-304/)
+    const withCert = captureIo()
+    assert.equal(await runSend(as(bound.tlsPort, ['--tls', '--ca', pki.ca, '--cert', pki.client.cert, '--key', pki.client.key, '--transfer-id', '5150']), withCert), 0, withCert.err())
+    assert.equal(await readFile(join(bound.dir, 'CXBOUND_TESTFILE_5150'), 'utf8'), 'bound to a certificate')
+  })
+
   it('a handshake that stalls (a ClientHello cut short) is closed after the handshake timeout', async (t) => {
     const slow = await startHarness({ init: { timeouts: { connectMs: 300 } }, tls: { certFile: pki.server.cert, keyFile: pki.server.key, clientAuth: 'none', minVersion: 'TLSv1.2' } })
     t.after(async () => { await slow.stop() })

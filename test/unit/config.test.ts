@@ -253,6 +253,7 @@ partners:`)
     ['invalid YAML', 'servers: [\n', 'VECTIS_CONFIG', /valid YAML/],
     ['top level not a mapping', '- a\n- b\n', 'VECTIS_CONFIG', /mapping/],
     ['unknown top-level key', 'server: []\n', '.server', /unknown key/],
+    ['tlsClientCn of the wrong type', good.replace('    access: write', '    access: write\n    tlsClientCn: [a]'), 'partners[0].tlsClientCn', /string/],
     ['tls not a mapping', withTls.replace(/tls: \{.*\}/, 'tls: yes'), 'servers[1].tls', /mapping/],
     ['tls unknown key', withTls.replace('clientAuth: optional', 'clientauth: optional'), 'servers[1].tls.clientauth', /unknown key/],
     ['tls clientAuth enum', withTls.replace('clientAuth: optional', 'clientAuth: always'), 'servers[1].tls.clientAuth', /none, optional, required/],
