@@ -19,6 +19,8 @@ import type { FpduChannel } from './fpdu-channel.js'
 import { identityOf, sameIdentity, writeSendState, type SendState } from './send-source.js'
 
 const READ_CHUNK = 1024 * 1024
+/** Sync points one durable write of the restart state covers (written before the first of them is sent). */
+const STATE_AHEAD = 16
 /** Chunks read ahead per pull (two per transfer): small enough for a hundred pulls at once, large enough to stream. */
 const SERVER_READ_CHUNK = 256 * 1024
 
@@ -126,13 +128,18 @@ export class OutgoingTransfer {
       () => new PesitError(`${this.o.path} shrank while being sent`, DIAG.FILE_MODIFIED), SERVER_READ_CHUNK)
     let sinceSync = 0
     // A SYN follows an interval only if data remains after it. A failed write is rethrown where it is awaited.
+    // The state is written ahead, for the next STATE_AHEAD points at once (never past the file's last SYN), so
+    // one durable write covers that many SYNs; a SYN is sent only once a written state covers it.
+    const lastSyn = k === 0 ? 0 : Math.ceil(size / (k * len)) - 1
     const nextSyncDurable = (): Promise<void> | undefined => {
-      if (k === 0 || this.bytes + k * len >= size) return undefined
-      const p = this.persist(this.syncPoint + 1)
+      const next = this.syncPoint + 1
+      if (k === 0 || next > lastSyn || next <= this.o.state.syncPoint) return durable
+      const p = this.persist(Math.min(lastSyn, this.syncPoint + STATE_AHEAD))
       p.catch(() => {})
       return p
     }
-    let durable = nextSyncDurable()
+    let durable: Promise<void> | undefined
+    durable = nextSyncDurable()
     try {
       for (;;) {
         const buf = await source.next()

@@ -9,7 +9,7 @@
  *
  * Restart state (`.vectis-<partner>-<file>-<PI 13>.send`, hidden): the source's identity (size, mtime, inode),
  * the article length and the sync spacing, so sync point p is byte `p × articlesPerSync × articleLength`, and the
- * highest sync point made durable before its SYN went out. A new leader reading it serves the restart; a source
+ * highest sync point it covers (written ahead: durable before the SYNs it covers go out). A new leader reading it serves the restart; a source
  * whose identity changed is refused (D2-229), never sent mixed.
  */
 import { join } from 'node:path'
@@ -50,7 +50,7 @@ export interface SendState {
   articleLength: number
   /** sync points every this many articles; 0 = no sync points */
   articlesPerSync: number
-  /** highest sync point made durable (its SYN may have been sent) */
+  /** highest sync point this state covers (written ahead of the SYNs: they may not all have been sent) */
   syncPoint: number
   updatedAt: string
 }

@@ -107,13 +107,13 @@ describe('kill -9 during a pull, then vectis receive --restart', () => {
     const a = await startServerProcess(dir)
     children.push(a.child)
     const dest = join(dir, 'got.bin')
-    // The server's restart state names the sync point made durable before its SYN (PI 13 = 1: the first allocated).
-    const statePath = join(dir, 'outbox', `${transferStem({ partner: 'CXCLIENT', file: 'OUTBOX', transferId: 1 })}.send`)
-    const watcher = killWhen<{ syncPoint: number }>(statePath, (s) => s.syncPoint >= 5, a.child)
+    // Killed once the requester has made a few sync points durable (its restart state says so).
+    const statePath = statePathFor({ 'state-dir': join(dir, 'state') }, {}, 'receive', ['CXCLIENT', 'PESITSRV', 'OUTBOX', 'src.bin', dest])
+    const watcher = killWhen<{ checkpoint: { syncPoint: number } }>(statePath, (s) => s.checkpoint.syncPoint >= 5, a.child)
     const io1 = captureIo()
     const code1 = await runReceive(args(a.port, dir, dest), io1)
     const killedAt = await watcher
-    assert.equal(code1, 1, `the first attempt must be cut (killed at ${killedAt?.syncPoint}): ${io1.out()}`)
+    assert.equal(code1, 1, `the first attempt must be cut (killed at ${killedAt?.checkpoint.syncPoint}): ${io1.out()}`)
     const durable = Number(/(\d+) bytes durable/.exec(io1.err())?.[1] ?? -1)
     assert.ok(durable >= 0, io1.err())
     const partialSize = (await stat(partialPathOf(dest))).size
