@@ -9,8 +9,8 @@
  *
  * Restart state (`.vectis-<partner>-<file>-<PI 13>.send`, hidden): the source's identity (size, mtime, inode),
  * the article length and the sync spacing, so sync point p is byte `p × articlesPerSync × articleLength`, and the
- * highest sync point it covers (written ahead: durable before the SYNs it covers go out). A new leader reading it serves the restart; a source
- * whose identity changed is refused (D2-229), never sent mixed.
+ * highest sync point it covers (written ahead: durable before the SYNs it covers go out). A new leader reading it
+ * serves the restart; a source whose identity changed is refused (D2-229), never sent mixed.
  */
 import { join } from 'node:path'
 import type { DurableFs, FileStat } from '../store/durable-fs.js'
