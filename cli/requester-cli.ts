@@ -157,8 +157,14 @@ export async function readState<T> (path: string, valid: (x: unknown) => x is T)
  * Writes the state atomically (temporary file, rename). `durable` adds the fsyncs that make it survive a crash of
  * the machine; without them a crash may leave the previous state, which must then still be a valid one.
  */
+/** State directories made in this process: a pull writes its state at every group of sync points. */
+const madeDirs = new Set<string>()
+
 export async function writeState (path: string, s: unknown, durable: boolean): Promise<void> {
-  await mkdir(dirname(path), { recursive: true })
+  if (!madeDirs.has(dirname(path))) {
+    await mkdir(dirname(path), { recursive: true })
+    madeDirs.add(dirname(path))
+  }
   const tmp = `${path}.${process.pid}.tmp`
   const fh = await open(tmp, 'w')
   try {
