@@ -14,21 +14,34 @@ export class MemoryJournal implements TransferJournalPort {
   readonly begun: Array<{ id: string } & TransferBegin> = []
   readonly syncPoints: Array<{ id: string } & TransferSyncPoint> = []
   readonly ended: Array<{ id: string } & TransferEnd> = []
+  /** completed sends, keyed as `wasSent` asks: a lookup, not a scan (a long fuzz run makes tens of thousands of rows) */
+  private readonly sent = new Set<string>()
+  private readonly byId = new Map<string, TransferBegin>()
+
   begin (t: TransferBegin): TransferStarted {
     const id = `t-${this.begun.length + 1}`
     const transferId = t.pesitTransferId ?? 0x10000 + this.begun.length
-    this.begun.push({ id, ...t, pesitTransferId: transferId })
+    const row = { id, ...t, pesitTransferId: transferId }
+    this.begun.push(row)
+    this.byId.set(id, row)
     return { id, transferId }
   }
 
   syncPoint (id: string, p: TransferSyncPoint): void { this.syncPoints.push({ id, ...p }) }
-  end (id: string, e: TransferEnd): void { this.ended.push({ id, ...e }) }
+  end (id: string, e: TransferEnd): void {
+    this.ended.push({ id, ...e })
+    const b = this.byId.get(id)
+    if (e.status === 'completed' && b?.direction === 'send' && b.source !== undefined) this.sent.add(sentKey({ partner: b.partner, file: b.file, path: b.path, source: b.source }))
+  }
 
   /** A completed send of this exact source, as the store's journal answers it. */
   wasSent (q: SentQuery): boolean {
-    return this.ended.some((e) => e.status === 'completed' && this.begun.some((b) =>
-      b.id === e.id && b.direction === 'send' && b.partner === q.partner && b.file === q.file && b.path === q.path && b.source === q.source))
+    return this.sent.has(sentKey(q))
   }
+}
+
+function sentKey (q: SentQuery): string {
+  return [q.partner, q.file, q.path, q.source].join('\u0000')
 }
 
 export class CountingMetrics implements PesitMetrics {
