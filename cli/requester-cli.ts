@@ -13,6 +13,7 @@ import { homedir } from 'node:os'
 import { dirname, join } from 'node:path'
 import { describeDiagnostic } from '../transfer/diagnostics.js'
 import { PesitError } from '../transfer/errors.js'
+import { syncDirectory } from '../store/durable-fs.js'
 import { tlsConnector, type RequesterOptions, type RequesterTls } from '../transfer/requester-session.js'
 import { UsageError } from './args.js'
 
@@ -174,14 +175,7 @@ export async function writeState (path: string, s: unknown, durable: boolean): P
     await fh.close()
   }
   await rename(tmp, path)
-  if (durable) {
-    const d = await open(dirname(path), 'r')
-    try {
-      await d.sync()
-    } finally {
-      await d.close()
-    }
-  }
+  if (durable) await syncDirectory(dirname(path))
 }
 
 /** A progress line redrawn at most five times a second on a terminal (stderr), nothing otherwise. */

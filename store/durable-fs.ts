@@ -57,6 +57,16 @@ export interface FileStat {
   isFile: boolean
 }
 
+/** fsync of a directory on the real file system: entries created, renamed or removed in it become durable. */
+export async function syncDirectory (dir: string): Promise<void> {
+  const fh = await open(dir, fsc.O_RDONLY | fsc.O_DIRECTORY)
+  try {
+    await fh.sync()
+  } finally {
+    await fh.close()
+  }
+}
+
 /** A temporary name in the same directory (so a rename stays on one file system), hidden and unique. */
 export function tempNameFor (path: string): string {
   return join(dirname(path), `.${basename(path)}.${randomBytes(6).toString('hex')}.tmp`)
@@ -98,14 +108,7 @@ export class NodeDurableFs implements DurableFs {
 
   async rename (from: string, to: string): Promise<void> { await rename(from, to) }
 
-  async syncDir (dir: string): Promise<void> {
-    const fh = await open(dir, fsc.O_RDONLY | fsc.O_DIRECTORY)
-    try {
-      await fh.sync()
-    } finally {
-      await fh.close()
-    }
-  }
+  async syncDir (dir: string): Promise<void> { await syncDirectory(dir) }
 
   async writeFileAtomic (path: string, data: Uint8Array, opts: { mode?: number } = {}): Promise<void> {
     const tmp = tempNameFor(path)

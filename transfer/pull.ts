@@ -21,6 +21,7 @@ import { PeerRefusalError, PesitConfigError, PesitError, ProtocolError, Unexpect
 import { fpduDisplayName } from './fpdu-types.js'
 import { RequesterSession, checkRequesterOptions, withChannel, type RequesterOptions } from './requester-session.js'
 import { WriteBehind } from './write-behind.js'
+import { syncDirectory } from '../store/durable-fs.js'
 
 export interface PullCheckpoint {
   syncPoint: number
@@ -187,7 +188,7 @@ class PullSession extends RequesterSession {
       throw err
     }
     await unlink(partialPathOf(path))
-    await syncDir(dirname(path))
+    await syncDirectory(dirname(path))
     // From here the file is stored: a lost end is no longer an interruption to resume, and only the server's
     // explicit refusal of the end (a negative ACK(TRANS.END)) removes the copy.
     this.inDataPhase = false
@@ -407,13 +408,4 @@ class PullSession extends RequesterSession {
 async function destinationPath (destination: string, name: string): Promise<string> {
   const st = await stat(destination).catch(() => undefined)
   return st?.isDirectory() === true ? join(destination, name.replace(/[/\\]/g, '_')) : destination
-}
-
-async function syncDir (dir: string): Promise<void> {
-  const fh = await open(dir, 'r')
-  try {
-    await fh.sync()
-  } finally {
-    await fh.close()
-  }
 }
