@@ -238,7 +238,9 @@ async function concurrentRound (): Promise<Record<string, unknown>> {
     const r = JSON.parse(text.trim().split('\n').at(-1)!) as { seconds: number, ok: number, failed: string[], paths: string[] }
     let intact = 0
     for (const path of r.paths) if ((await sha(path).catch(() => '')) === eachSha) intact++
-    out[kind] = { completed: r.ok, intact, failed: r.failed.slice(0, 3), seconds: round(r.seconds), aggregateMiBPerSecond: round(concurrent * eachMiB / r.seconds) }
+    // The peak so far: after the pushes, theirs; after the pulls, the higher of the two rounds.
+    const peak = (await server.command('stats')).peakRssMiB
+    out[kind] = { completed: r.ok, intact, failed: r.failed.slice(0, 3), seconds: round(r.seconds), aggregateMiBPerSecond: round(concurrent * eachMiB / r.seconds), serverPeakRssMiBSoFar: peak }
   }
   out.serverPeakRssMiB = (await server.command('stats')).peakRssMiB
   return out

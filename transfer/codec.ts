@@ -126,7 +126,8 @@ function decodeValue (code: number, bytes: Uint8Array): PiValue | undefined {
       return v
     }
     case 'A':
-      return bytes
+      // A copy: the FPDU's bytes are a view into the channel's read buffer, reused once the next FPDU is read.
+      return bytes.slice()
     case 'DIAG': {
       const d = decodeDiagnostic(bytes)
       if (d === undefined) throw new ProtocolError(`PI 2: ${bytes.length} bytes is not a diagnostic`, DIAG.BAD_PARAMETER)
@@ -382,19 +383,32 @@ export type StreamUnit =
   | { kind: 'entity', body: Uint8Array }
   | { kind: 'preconnection', message: Uint8Array }
 
+/** The reader's buffer starts at this size and grows, by steps of READER_GROWTH, to what the connection needs. */
+const READER_INITIAL_BYTES = 96 * 1024
+const READER_GROWTH = 64 * 1024
+
 /**
  * Incremental reader for a TCP stream: `push()` chunks as they arrive, then `next()` until undefined. Never
  * assumes one chunk = one entity. `prefixed` framing is the 2-byte entity prefix; `raw` (TLS without
  * TCPIP_HEADER) delimits by each FPDU's own length, one FPDU per unit. A raw 24-byte pre-connection message
  * (starting `D7 C5`, docs/pesit.md §7.1) is recognised only at the very start of the stream.
  *
+ * The bytes pushed are copied into one buffer of the reader's own, reused for the whole connection: an entity
+ * body is a view into it, valid until the next call of `next()` or `takeRaw()` (copy what must outlive that).
+ * Nothing is allocated per chunk or per entity, which matters at hundreds of MiB/s: fresh memory costs page
+ * faults, and an entity split across two chunks would otherwise need one of its own.
+ *
  * Memory is bounded by the caller: it stops pushing (pauses the socket) while `buffered` is high; an entity
  * larger than `maxEntitySize` is refused from its prefix alone, before it is buffered.
  */
 export class EntityReader {
-  private chunks: Uint8Array[] = []
-  private offset = 0
-  private total = 0
+  private buf: Buffer = Buffer.allocUnsafe(READER_INITIAL_BYTES)
+  /** the first unread byte */
+  private rd = 0
+  /** the end of the bytes pushed */
+  private wr = 0
+  /** a body returned by next() may still be in use: the bytes before `rd` must stay where they are */
+  private lent = false
   private atStart = true
   private failed: ProtocolError | undefined
 
@@ -404,80 +418,89 @@ export class EntityReader {
     }
   }
 
-  get buffered (): number { return this.total }
+  get buffered (): number { return this.wr - this.rd }
 
+  /** Copies `chunk` in: the caller may reuse it as soon as this returns. */
   push (chunk: Uint8Array): void {
     if (chunk.length === 0) return
-    this.chunks.push(chunk)
-    this.total += chunk.length
+    if (this.wr + chunk.length > this.buf.length) this.makeRoom(chunk.length)
+    this.buf.set(chunk, this.wr)
+    this.wr += chunk.length
+  }
+
+  /** Room for `n` more bytes at the end: the unread bytes moved to the front, or into a larger buffer. */
+  private makeRoom (n: number): void {
+    const unread = this.wr - this.rd
+    if (!this.lent && unread + n <= this.buf.length) {
+      this.buf.copyWithin(0, this.rd, this.wr)
+    } else {
+      // Lent bytes stay where they are (the old buffer lives on with the views into it) or it is too small.
+      const next = Buffer.allocUnsafe(Math.max(this.buf.length, Math.ceil((unread + n) / READER_GROWTH) * READER_GROWTH))
+      next.set(this.buf.subarray(this.rd, this.wr), 0)
+      this.buf = next
+      this.lent = false
+    }
+    this.rd = 0
+    this.wr = unread
+  }
+
+  /**
+   * The previous body is no longer in use: its bytes may be overwritten. The unread bytes move to the front
+   * once at least as many were read since, so the moving costs at most one copy of what passes through.
+   */
+  private release (): void {
+    this.lent = false
+    if (this.rd > 0 && this.rd >= this.wr - this.rd) {
+      this.buf.copyWithin(0, this.rd, this.wr)
+      this.wr -= this.rd
+      this.rd = 0
+    }
   }
 
   private peekU16 (): number {
-    const c0 = this.chunks[0]!
-    if (c0.length - this.offset >= 2) return (c0[this.offset]! << 8) | c0[this.offset + 1]!
-    return (c0[this.offset]! << 8) | this.chunks[1]![0]!
+    return (this.buf[this.rd]! << 8) | this.buf[this.rd + 1]!
   }
 
+  /** A view of the next `n` bytes (lent until the next release). */
   private take (n: number): Uint8Array {
-    const c0 = this.chunks[0]!
-    const avail = c0.length - this.offset
-    let out: Uint8Array
-    if (avail >= n) {
-      out = c0.subarray(this.offset, this.offset + n)
-      this.offset += n
-      if (this.offset === c0.length) {
-        this.chunks.shift()
-        this.offset = 0
-      }
-    } else {
-      out = new Uint8Array(n)
-      let got = 0
-      while (got < n) {
-        const c = this.chunks[0]!
-        const m = Math.min(n - got, c.length - this.offset)
-        out.set(c.subarray(this.offset, this.offset + m), got)
-        got += m
-        this.offset += m
-        if (this.offset === c.length) {
-          this.chunks.shift()
-          this.offset = 0
-        }
-      }
-    }
-    this.total -= n
+    const out = this.buf.subarray(this.rd, this.rd + n)
+    this.rd += n
+    this.lent = true
     return out
   }
 
   /** `n` raw bytes outside any framing (the 4-byte pre-connection answer), undefined until they are all here. */
   takeRaw (n: number): Uint8Array | undefined {
-    if (this.total < n) return undefined
+    this.release()
+    if (this.buffered < n) return undefined
     this.atStart = false
-    return this.take(n)
+    return this.take(n).slice()
   }
 
   /** The next complete unit, undefined if more bytes are needed. Throws ProtocolError (and stays failed). */
   next (): StreamUnit | undefined {
     if (this.failed !== undefined) throw this.failed
-    if (this.total < 2) return undefined
+    this.release()
+    if (this.buffered < 2) return undefined
     const v = this.peekU16()
     // A TLS ClientHello (record type 22, version 3.x) sent to a plain port: say so at once instead of waiting for a
     // 5 KB "entity" that never completes.
     if (this.atStart && v >> 8 === 0x16 && (v & 0xff) === 0x03) return this.fail('a TLS handshake on a plain PeSIT port (use the server\'s TLS port)')
     if (this.atStart && v === 0xd7c5) {
-      if (this.total < PRECONNECTION_SIZE) return undefined
+      if (this.buffered < PRECONNECTION_SIZE) return undefined
       this.atStart = false
-      return { kind: 'preconnection', message: this.take(PRECONNECTION_SIZE) }
+      return { kind: 'preconnection', message: this.take(PRECONNECTION_SIZE).slice() }
     }
     if (this.framing === 'raw') {
       if (v < HEADER_SIZE || v > this.maxEntitySize) return this.fail(`FPDU length ${v} outside ${HEADER_SIZE}..${this.maxEntitySize}`)
-      if (this.total < v) return undefined
+      if (this.buffered < v) return undefined
       this.atStart = false
       return { kind: 'entity', body: this.take(v) }
     }
     if (v < HEADER_SIZE || v > this.maxEntitySize) return this.fail(`entity length ${v} outside ${HEADER_SIZE}..${this.maxEntitySize}`)
-    if (this.total < 2 + v) return undefined
+    if (this.buffered < 2 + v) return undefined
     this.atStart = false
-    this.take(2)
+    this.rd += 2
     return { kind: 'entity', body: this.take(v) }
   }
 

@@ -4,6 +4,10 @@
  *
  * Memory is bounded: bytes are decoded only when the session asks for the next FPDU, and the socket is paused
  * while more than `highWaterBytes` sit undecoded, so a fast sender cannot grow the buffer without limit.
+ *
+ * The `data` of a DTF* FPDU is a view into the channel's read buffer: valid until the next `poll()` or `next()`,
+ * so whoever keeps it copies it (the receiving sides copy it into their write buffer at once). Everything else an
+ * FPDU carries is the FPDU's own.
  */
 import type { Duplex } from 'node:stream'
 import {
@@ -11,6 +15,35 @@ import {
   type Framing, type Fpdu
 } from './codec.js'
 import { ConnectionLostError, PesitTimeoutError, ProtocolError } from './errors.js'
+
+/**
+ * Reads into one buffer reused for the whole connection instead of a new one per read (Node's `onread`), for the
+ * sockets a requester opens (`net.connect`/`tls.connect` accept it; a server's accepted sockets do not): pass
+ * `options` to the connect call, then the reads to the channel, which copies each one before the next.
+ */
+export class StaticReads {
+  private sink: ((chunk: Buffer) => boolean) | undefined
+  private early: Buffer[] = []
+  readonly options: { buffer: Buffer, callback: (n: number, buf: Buffer) => boolean }
+
+  constructor (bytes = 256 * 1024) {
+    this.options = {
+      buffer: Buffer.allocUnsafe(bytes),
+      callback: (n, buf) => {
+        const chunk = buf.subarray(0, n)
+        if (this.sink !== undefined) return this.sink(chunk)
+        this.early.push(Buffer.from(chunk)) // before the channel exists: kept as a copy
+        return true
+      }
+    }
+  }
+
+  /** `sink` copies the chunk and says whether to keep reading. */
+  attach (sink: (chunk: Buffer) => boolean): void {
+    this.sink = sink
+    for (const c of this.early.splice(0)) sink(c)
+  }
+}
 
 export type ChannelEvent =
   | { kind: 'fpdu', fpdu: Fpdu }
@@ -28,6 +61,8 @@ export interface FpduChannelInit {
    * sends but never reads must not hold a session forever. Default 30 s.
    */
   writeTimeoutMs?: number
+  /** the socket was connected with these `onread` options: its bytes arrive through them, not 'data' */
+  reads?: StaticReads
 }
 
 const PRECONNECTION_MAGIC = [0xd7, 0xc5, 0xe2, 0xc9, 0xe3]
@@ -49,21 +84,27 @@ export class FpduChannel {
 
   constructor (private readonly socket: Duplex, init: FpduChannelInit = {}) {
     this.reader = new EntityReader(init.maxEntitySize ?? MAX_ENTITY_SIZE, init.framing ?? 'prefixed')
-    this.highWater = init.highWaterBytes ?? 256 * 1024
+    this.highWater = init.highWaterBytes ?? 128 * 1024
     this.writeTimeoutMs = init.writeTimeoutMs ?? 30_000
-    socket.on('data', (chunk: Buffer) => {
-      this.bytesIn += chunk.length
-      if (this.discarding) return
-      this.reader.push(chunk)
-      if (this.reader.buffered > this.highWater && !this.paused) {
-        this.paused = true
-        socket.pause()
-      }
-      this.wake()
-    })
+    // With `reads` no 'data' comes, but the listener keeps the stream flowing, so that 'end' is emitted.
+    socket.on('data', (chunk: Buffer) => { this.received(chunk) })
+    init.reads?.attach((chunk) => this.received(chunk))
     socket.on('end', () => { this.ended = true; this.wake() })
     socket.on('close', () => { this.ended = true; this.closed = true; this.wake() })
     socket.on('error', (err) => { this.error ??= err; this.wake() })
+  }
+
+  /** Takes a chunk read from the socket (copied: the caller may reuse it); false once the socket is paused. */
+  private received (chunk: Buffer): boolean {
+    this.bytesIn += chunk.length
+    if (this.discarding) return true
+    this.reader.push(chunk)
+    if (this.reader.buffered > this.highWater && !this.paused) {
+      this.paused = true
+      this.socket.pause()
+    }
+    this.wake()
+    return !this.paused
   }
 
   /**
@@ -167,11 +208,15 @@ export class FpduChannel {
     await this.write(encodeEntity(fpdus))
   }
 
-  /** Bytes as they are (the pre-connection answer, or a pre-built entity stream). */
-  async write (bytes: Uint8Array): Promise<void> {
+  /**
+   * Bytes as they are (the pre-connection answer, or a pre-built entity stream). `released`, if given, is called
+   * once the socket no longer holds `bytes` (handed to the kernel, or dropped with the connection): from then on
+   * the caller may reuse the buffer.
+   */
+  async write (bytes: Uint8Array, released?: () => void): Promise<void> {
     if (this.isClosed || this.discarding) throw new ConnectionLostError('write after close')
     this.bytesOut += bytes.length
-    if (this.socket.write(bytes)) return
+    if (released === undefined ? this.socket.write(bytes) : this.socket.write(bytes, released)) return
     await new Promise<void>((resolve, reject) => {
       const cleanup = (): void => {
         clearTimeout(timer)

@@ -46,8 +46,21 @@ export interface IncomingKey {
   articleLength: number
 }
 
-/** Per incoming transfer: this buffer and the one being written (the server may run a hundred at once). */
-const WRITE_BUFFER = 512 * 1024
+/**
+ * Per incoming transfer: a buffer filling and one being written. Large buffers stream faster; a server runs many
+ * transfers at once, so their size shrinks with the number in progress, keeping these buffers of all transfers
+ * within RECEIVE_BUFFER_BUDGET until each is at its floor.
+ */
+const WRITE_BUFFER_MAX = 512 * 1024
+const WRITE_BUFFER_MIN = 128 * 1024
+const RECEIVE_BUFFER_BUDGET = 64 * 1024 * 1024
+
+/** The write buffer of a transfer opened while `active` transfers (itself included) are in progress. */
+export function writeBufferFor (active: number): number {
+  const step = 64 * 1024
+  const fair = Math.floor(RECEIVE_BUFFER_BUDGET / 2 / Math.max(1, active) / step) * step
+  return Math.min(WRITE_BUFFER_MAX, Math.max(WRITE_BUFFER_MIN, fair))
+}
 
 export class IncomingFile {
   private readonly out: WriteBehind
@@ -65,9 +78,10 @@ export class IncomingFile {
     readonly key: IncomingKey,
     start: { offset: number, articles: number, syncPoint: number },
     /** true when this attempt continues an earlier one from a checkpoint */
-    readonly resumed: boolean
+    readonly resumed: boolean,
+    bufferBytes: number
   ) {
-    this.out = new WriteBehind(async (data, at) => { await file.write(data, at) }, start.offset, this.hash, WRITE_BUFFER,
+    this.out = new WriteBehind(async (data, at) => { await file.write(data, at) }, start.offset, this.hash, bufferBytes,
       (err) => new TransferStorageError(`write to ${this.partialPath} failed`, DIAG.IO_ERROR, { cause: err }))
     this.bytes = start.offset
     this.articles = start.articles
@@ -81,7 +95,7 @@ export class IncomingFile {
    * Opens the partial file. With `restart`, resumes from a matching durable checkpoint (truncating what came
    * after it); without one, or without `restart`, starts from byte 0.
    */
-  static async open (fs: DurableFs, key: IncomingKey, restart: boolean): Promise<IncomingFile> {
+  static async open (fs: DurableFs, key: IncomingKey, restart: boolean, bufferBytes = WRITE_BUFFER_MAX): Promise<IncomingFile> {
     try {
       await fs.mkdirp(key.directory)
       const partial = join(key.directory, `${key.stem}.part`)
@@ -93,7 +107,7 @@ export class IncomingFile {
           const f = await fs.open(partial, 'existing')
           await f.truncate(ckpt.offset)
           await f.sync()
-          const inc = new IncomingFile(fs, f, key, ckpt, true)
+          const inc = new IncomingFile(fs, f, key, ckpt, true, bufferBytes)
           await inc.hashPrefix(ckpt.offset)
           return inc
         }
@@ -103,7 +117,7 @@ export class IncomingFile {
       await fs.unlink(ckptPath)
       await fs.syncDir(key.directory)
       const f = await fs.open(partial, 'create')
-      return new IncomingFile(fs, f, key, { offset: 0, articles: 0, syncPoint: 0 }, false)
+      return new IncomingFile(fs, f, key, { offset: 0, articles: 0, syncPoint: 0 }, false, bufferBytes)
     } catch (err) {
       throw new TransferStorageError(`cannot open the partial file in ${key.directory}`, DIAG.CANNOT_OPEN, { cause: err })
     }

@@ -16,7 +16,7 @@ import {
 } from './codec.js'
 import { DIAG, isSuccess, type Diagnostic } from './diagnostics.js'
 import { ConnectionLostError, PeerRefusalError, PesitConfigError, ProtocolError, UnexpectedFpduError } from './errors.js'
-import { FpduChannel } from './fpdu-channel.js'
+import { FpduChannel, StaticReads } from './fpdu-channel.js'
 import { fpduDisplayName, type FpduType } from './fpdu-types.js'
 import { transition, type SessionState } from './session-table.js'
 
@@ -42,8 +42,11 @@ export interface RequesterOptions {
   preconnection?: boolean
   signal?: AbortSignal
   logger?: Logger
-  /** opens the byte stream (TLS, tests); plain TCP to host:port by default */
-  connect?: () => Promise<Duplex>
+  /**
+   * opens the byte stream (TLS, tests); plain TCP to host:port by default. A connector that passes
+   * `reads.options` as `onread` to its connect call saves a buffer per read; one that ignores it works too.
+   */
+  connect?: (reads: StaticReads) => Promise<Duplex>
 }
 
 export interface NegotiatedSync {
@@ -67,8 +70,9 @@ export function checkRequesterOptions (o: RequesterOptions): void {
  */
 export async function withChannel<T> (o: RequesterOptions, fn: (ch: FpduChannel) => Promise<T>): Promise<T> {
   const timeoutMs = o.timeoutMs ?? 30_000
-  const socket = o.connect !== undefined ? await o.connect() : await tcpConnect(o.host, o.port, timeoutMs)
-  const ch = new FpduChannel(socket, { writeTimeoutMs: timeoutMs })
+  const reads = new StaticReads()
+  const socket = o.connect !== undefined ? await o.connect(reads) : await tcpConnect(o.host, o.port, timeoutMs, reads)
+  const ch = new FpduChannel(socket, { writeTimeoutMs: timeoutMs, reads })
   const onAbort = (): void => { socket.destroy(new Error('cancelled')) }
   o.signal?.addEventListener('abort', onAbort, { once: true })
   try {
@@ -106,10 +110,11 @@ export interface RequesterTls {
 }
 
 /** The byte stream of `o` over TLS: verified against `tls.ca` (or the system's CAs) unless `insecure`. */
-export function tlsConnector (o: Pick<RequesterOptions, 'host' | 'port' | 'timeoutMs'>, t: RequesterTls): () => Promise<Duplex> {
+export function tlsConnector (o: Pick<RequesterOptions, 'host' | 'port' | 'timeoutMs'>, t: RequesterTls): (reads?: StaticReads) => Promise<Duplex> {
   const timeoutMs = o.timeoutMs ?? 30_000
-  return async () => await new Promise((resolve, reject) => {
+  return async (reads) => await new Promise((resolve, reject) => {
     const s = tlsConnect({
+      ...(reads !== undefined ? { onread: reads.options } : {}),
       host: o.host, port: o.port, ca: t.ca, cert: t.cert, key: t.key, rejectUnauthorized: t.insecure !== true,
       minVersion: 'TLSv1.2', ...(/^[\d.:]+$/.test(o.host) ? {} : { servername: o.host })
     })
@@ -137,9 +142,9 @@ export function explainTlsError (err: Error): string {
   return reason
 }
 
-async function tcpConnect (host: string, port: number, timeoutMs: number): Promise<Duplex> {
+async function tcpConnect (host: string, port: number, timeoutMs: number, reads: StaticReads): Promise<Duplex> {
   return await new Promise((resolve, reject) => {
-    const s = netConnect({ host, port, noDelay: true })
+    const s = netConnect({ host, port, noDelay: true, onread: reads.options })
     const t = setTimeout(() => { s.destroy(); reject(new ConnectionLostError(`connect to ${host}:${port} timed out`)) }, timeoutMs)
     s.once('connect', () => { clearTimeout(t); s.off('error', onErr); resolve(s) })
     const onErr = (err: Error): void => { clearTimeout(t); reject(new ConnectionLostError(`cannot connect to ${host}:${port}: ${err.message}`, { cause: err })) }

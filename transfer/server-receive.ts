@@ -11,7 +11,7 @@ import { directoryFor, finalFileName, transferStem, type PesitFileConfig } from 
 import { DIAG, describeDiagnostic, isSuccess, type Diagnostic } from './diagnostics.js'
 import { ConnectionLostError, NotLeaderError, PesitError, ProtocolError, UnexpectedFpduError } from './errors.js'
 import type { TransferOutcome } from './ports.js'
-import { IncomingFile } from './receive-store.js'
+import { IncomingFile, writeBufferFor } from './receive-store.js'
 import type { SessionHost } from './session-host.js'
 
 interface Transfer {
@@ -105,7 +105,7 @@ export class ReceiveSide {
       incoming = await IncomingFile.open(this.host.ctx.fs, {
         directory, stem, partner: partner.id, server: this.host.ctx.server.id, file: file.id,
         transferId, articleFormat, articleLength
-      }, restart)
+      }, restart, writeBufferFor(this.host.ctx.activeTransfers.size))
     } catch (err) {
       this.host.ctx.activeTransfers.delete(key)
       this.host.log.error({ err }, 'cannot open the partial file')

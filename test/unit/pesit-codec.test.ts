@@ -226,6 +226,49 @@ describe('PeSIT codec: incremental entity reader', () => {
     }
   })
 
+  it('a body returned stays intact until the next call, however much is pushed meanwhile', () => {
+    const entity = (n: number, fill: number): Buffer => Buffer.concat([Buffer.from([n >> 8, n & 0xff]), Buffer.alloc(n, fill)])
+    const r = new EntityReader()
+    r.push(entity(60000, 1))
+    const first = r.next()
+    assert.ok(first?.kind === 'entity')
+    // The reader must make room while the first body is still lent: more than its whole initial buffer.
+    for (let i = 0; i < 8; i++) r.push(entity(60000, 2 + i))
+    assert.ok(first.body.every((b) => b === 1), 'the lent body was overwritten')
+    for (let i = 0; i < 8; i++) {
+      const u = r.next()
+      assert.ok(u?.kind === 'entity' && u.body.length === 60000 && u.body.every((b) => b === 2 + i), `entity ${i + 2}`)
+    }
+    assert.equal(r.next(), undefined)
+    assert.equal(r.buffered, 0)
+  })
+
+  it('a long stream in random chunks comes out whole, in a buffer that stops growing', () => {
+    let seed = 7
+    const rand = (n: number): number => { seed = (seed * 1103515245 + 12345) >>> 0; return seed % n }
+    const sizes = Array.from({ length: 3000 }, () => 6 + rand(65530))
+    const stream = Buffer.concat(sizes.map((n, i) => Buffer.concat([Buffer.from([n >> 8, n & 0xff]), Buffer.alloc(n, i & 0xff)])))
+    const r = new EntityReader()
+    let got = 0
+    let peakBuffered = 0
+    for (let off = 0; off < stream.length;) {
+      const n = 1 + rand(200_000)
+      r.push(stream.subarray(off, off + n))
+      off += n
+      peakBuffered = Math.max(peakBuffered, r.buffered)
+      // Read like a channel: until a high-water mark of 128 KB is left behind (the socket then pauses).
+      while (r.buffered > 128 * 1024 || (off >= stream.length && r.buffered > 0)) {
+        const u = r.next()
+        if (u === undefined) break
+        assert.ok(u.kind === 'entity' && u.body.length === sizes[got] && u.body[0] === (got & 0xff) && u.body.at(-1) === (got & 0xff), `entity ${got}`)
+        got++
+      }
+    }
+    for (let u = r.next(); u !== undefined; u = r.next()) got++
+    assert.equal(got, sizes.length)
+    assert.ok(peakBuffered < 400 * 1024)
+  })
+
   it('refuses an entity above the bound from its prefix alone, and stays failed', () => {
     const r = new EntityReader(4096)
     r.push(hex('10 01'))
