@@ -17,13 +17,15 @@
  * Usage: npm run bench:transfer -- [--size-mib 1024] [--runs 3] [--sync-kb 1024] [--concurrent 100]
  *        [--each-mib 10] [--dir DIR] [--no-sftp] [--no-concurrent]
  * DIR defaults to ./.tmp (the project's disk: /tmp may be a tmpfs, where fsync costs nothing).
+ * Each scenario also gives the CPU the whole machine was busy per GiB (both ends and the kernel's writeback), and
+ * the run the cost of SHA-256 here, which PeSIT pays on both ends and sftp does not.
  * Prints one JSON object, then a short table. Needs `npm run build` (the commands are the built `vectis`).
  */
 import '../common/polyfill.js'
 import { parseArgs } from 'node:util'
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process'
 import { createHash } from 'node:crypto'
-import { createReadStream, existsSync } from 'node:fs'
+import { createReadStream, existsSync, readFileSync } from 'node:fs'
 import { mkdir, mkdtemp, open, readFile, rm, unlink } from 'node:fs/promises'
 import { loadavg, cpus } from 'node:os'
 import { join, resolve } from 'node:path'
@@ -97,8 +99,23 @@ const ports = await server.next() as { port: number, tlsPort: number }
 let sshd: Sshd | undefined
 const sftpSkip = values['no-sftp'] ? 'skipped (--no-sftp)' : undefined
 
-async function run (cmd: string, args: string[], opts: { strace?: string } = {}): Promise<number> {
+/** CPU time the whole machine spent busy so far, in seconds (/proc/stat: user, nice, system, irq, softirq). */
+function machineCpuSeconds (): number | undefined {
+  try {
+    const f = readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/).slice(1).map(Number)
+    return (f[0]! + f[1]! + f[2]! + f[5]! + f[6]!) / 100
+  } catch {
+    return undefined // not Linux
+  }
+}
+
+/**
+ * Runs a command; its wall time, and the CPU the machine spent meanwhile (both ends, the kernel's writeback and
+ * anything else running: the same measure for PeSIT and sftp).
+ */
+async function run (cmd: string, args: string[], opts: { strace?: string } = {}): Promise<{ seconds: number, cpuSeconds: number | undefined }> {
   execFileSync('sync')
+  const cpu0 = machineCpuSeconds()
   const [file, argv] = opts.strace === undefined ? [cmd, args] : ['strace', ['-f', '-c', '-e', 'trace=fsync,fdatasync', '-o', opts.strace, cmd, ...args]]
   const t0 = performance.now()
   const p = spawn(file, argv, { cwd: root, stdio: ['ignore', 'ignore', 'pipe'] })
@@ -106,8 +123,9 @@ async function run (cmd: string, args: string[], opts: { strace?: string } = {})
   p.stderr.on('data', (c: Buffer) => { err += c.toString() })
   const code = await new Promise<number | null>((resolve) => { p.on('close', resolve) })
   const seconds = (performance.now() - t0) / 1000
+  const cpu1 = machineCpuSeconds()
   if (code !== 0) throw new Error(`${cmd} ${args.slice(0, 2).join(' ')} … exited ${code}: ${err.trim()}`)
-  return seconds
+  return { seconds, cpuSeconds: cpu0 !== undefined && cpu1 !== undefined ? cpu1 - cpu0 : undefined }
 }
 
 async function sha (path: string): Promise<string> {
@@ -139,7 +157,7 @@ async function makeSource (path: string, mib: number, seed: number): Promise<str
 const common = (port: number, tls: boolean): string[] => ['--host', '127.0.0.1', '--port', String(port), '--partner', 'CXCLIENT', '--password', 'test123',
   '--server', 'PESITSRV', '--sync-kb', String(syncKb), '--state-dir', join(base, 'state'), '--quiet', ...(tls ? ['--tls', '--ca', pki.ca] : [])]
 
-interface Sample { seconds: number, serverFsyncs: number }
+interface Sample { seconds: number, cpuSeconds: number | undefined, serverFsyncs: number }
 type Scenario = 'push' | 'sftp put' | 'pull' | 'sftp get' | 'push tls' | 'pull tls'
 
 try {
@@ -155,21 +173,21 @@ try {
     'push tls': async () => await pesit('push', true),
     pull: async () => await pesit('pull', false),
     'pull tls': async () => await pesit('pull', true),
-    'sftp put': async () => { const s = await run('sftp', sshd!.batch([`put ${src} ${join(base, 'sftp-put.bin')}`])); await unlink(join(base, 'sftp-put.bin')); return { seconds: s, serverFsyncs: 0 } },
-    'sftp get': async () => { const s = await run('sftp', sshd!.batch([`get ${src} ${join(base, 'sftp-get.bin')}`])); await unlink(join(base, 'sftp-get.bin')); return { seconds: s, serverFsyncs: 0 } }
+    'sftp put': async () => { const r = await run('sftp', sshd!.batch([`put ${src} ${join(base, 'sftp-put.bin')}`])); await unlink(join(base, 'sftp-put.bin')); return { ...r, serverFsyncs: 0 } },
+    'sftp get': async () => { const r = await run('sftp', sshd!.batch([`get ${src} ${join(base, 'sftp-get.bin')}`])); await unlink(join(base, 'sftp-get.bin')); return { ...r, serverFsyncs: 0 } }
   }
   async function pesit (kind: 'push' | 'pull', tls: boolean, strace?: string): Promise<Sample> {
     await server.command('reset')
     const port = tls ? ports.tlsPort : ports.port
     const id = transferId++
     const out = kind === 'push' ? join(base, 'inbox', `CXCLIENT_TESTFILE_${id}`) : join(base, `pulled-${id}.bin`)
-    const seconds = kind === 'push'
+    const r = kind === 'push'
       ? await run(process.execPath, [vectisBin, 'send', ...common(port, tls), '--file', 'TESTFILE', '--transfer-id', String(id), '--article-size', '65000', src], strace === undefined ? {} : { strace })
       : await run(process.execPath, [vectisBin, 'receive', ...common(port, tls), '--file', 'OUTBOX', '--name', 'big.bin', out], strace === undefined ? {} : { strace })
     const stats = await server.command('stats') as { fsyncs: number }
     if (id <= 6 && (await sha(out)) !== srcSha) throw new Error(`${kind}${tls ? ' tls' : ''}: SHA-256 differs`)
     await unlink(out)
-    return { seconds, serverFsyncs: stats.fsyncs }
+    return { ...r, serverFsyncs: stats.fsyncs }
   }
   const order: Scenario[] = ['push', 'sftp put', 'pull', 'sftp get', 'push tls', 'pull tls']
   const samples = new Map<Scenario, Sample[]>(order.map((s) => [s, []]))
@@ -194,7 +212,11 @@ try {
   const rows = order.filter((s) => samples.get(s)!.length > 0).map((s) => {
     const xs = samples.get(s)!
     const sec = median(xs.map((x) => x.seconds))
-    return { scenario: s, medianSeconds: round(sec), mibPerSecond: round(sizeMiB / sec), runsSeconds: xs.map((x) => round(x.seconds)), serverFsyncs: xs[0]!.serverFsyncs, requesterFsyncs: requesterFsyncs[s] ?? null }
+    const cpu = xs.every((x) => x.cpuSeconds !== undefined) ? median(xs.map((x) => x.cpuSeconds!)) : undefined
+    return {
+      scenario: s, medianSeconds: round(sec), mibPerSecond: round(sizeMiB / sec), runsSeconds: xs.map((x) => round(x.seconds)),
+      machineCpuSecondsPerGiB: cpu === undefined ? null : round(cpu * 1024 / sizeMiB), serverFsyncs: xs[0]!.serverFsyncs, requesterFsyncs: requesterFsyncs[s] ?? null
+    }
   })
   const rate = (s: Scenario): number | undefined => rows.find((r) => r.scenario === s)?.mibPerSecond
   const ratio = (a: Scenario, b: Scenario): number | null => rate(a) !== undefined && rate(b) !== undefined ? round(rate(a)! / rate(b)!) : null
@@ -202,17 +224,18 @@ try {
   if (!values['no-concurrent']) concurrency = await concurrentRound()
   const result = {
     machine: { cpus: cpus().length, model: cpus()[0]?.model, loadAverage: loadavg().map(round), node: process.version },
-    sizeMiB, runs, syncKb, negotiatedSync: sync, sftp: sshd === undefined ? (sftpSkip ?? 'skipped: no sshd (apt-get install openssh-server)') : `sftp -c aes128-gcm@openssh.com, ${sshd.version}`,
+    sizeMiB, runs, syncKb, negotiatedSync: sync, sha256SecondsPerGiB: round(sha256Cost()), sftp: sshd === undefined ? (sftpSkip ?? 'skipped: no sshd (apt-get install openssh-server)') : `sftp -c aes128-gcm@openssh.com, ${sshd.version}`,
     scenarios: rows,
     ratios: { pushVsSftpPut: ratio('push', 'sftp put'), pullVsSftpGet: ratio('pull', 'sftp get'), pushTlsVsSftpPut: ratio('push tls', 'sftp put'), pullTlsVsSftpGet: ratio('pull tls', 'sftp get') },
     concurrency
   }
   console.log(JSON.stringify(result))
   console.log(`\n${sizeMiB} MiB, median of ${runs}, sync every ${syncKb} KB (negotiated ${JSON.stringify(sync)}), load ${result.machine.loadAverage.join(' ')}`)
-  console.log('scenario     MiB/s  median s  runs (s)               server fsyncs  requester fsyncs')
+  console.log('scenario     MiB/s  median s  runs (s)               CPU s/GiB  server fsyncs  requester fsyncs')
   for (const r of rows) {
-    console.log(`${r.scenario.padEnd(11)} ${String(r.mibPerSecond).padStart(6)} ${String(r.medianSeconds).padStart(9)}  ${r.runsSeconds.join(', ').padEnd(22)} ${String(r.serverFsyncs).padStart(13)}  ${String(r.requesterFsyncs ?? '-').padStart(16)}`)
+    console.log(`${r.scenario.padEnd(11)} ${String(r.mibPerSecond).padStart(6)} ${String(r.medianSeconds).padStart(9)}  ${r.runsSeconds.join(', ').padEnd(22)} ${String(r.machineCpuSecondsPerGiB ?? '-').padStart(9)} ${String(r.serverFsyncs).padStart(14)}  ${String(r.requesterFsyncs ?? '-').padStart(16)}`)
   }
+  console.log(`CPU s/GiB: busy CPU of the whole machine (both ends, kernel writeback) per GiB moved; SHA-256 of 1 GiB in one thread here: ${result.sha256SecondsPerGiB} s (PeSIT hashes every byte on both ends, sftp does not)`)
   console.log(`ratios: push/put ${result.ratios.pushVsSftpPut}, pull/get ${result.ratios.pullVsSftpGet}, push tls/put ${result.ratios.pushTlsVsSftpPut}, pull tls/get ${result.ratios.pullTlsVsSftpGet}`)
   if (concurrency !== undefined) console.log(`concurrency: ${JSON.stringify(concurrency)}`)
 } finally {
@@ -267,3 +290,17 @@ function straceCount (summary: string): number {
 }
 
 function round (x: number): number { return Math.round(x * 100) / 100 }
+
+/** Seconds one thread takes to SHA-256 1 GiB in 1 MiB updates (best of 3): what each PeSIT end spends on it. */
+function sha256Cost (): number {
+  const block = Buffer.alloc(1 << 20, 7)
+  let best = Infinity
+  for (let r = 0; r < 3; r++) {
+    const t0 = performance.now()
+    const h = createHash('sha256')
+    for (let i = 0; i < 1024; i++) h.update(block)
+    h.digest()
+    best = Math.min(best, (performance.now() - t0) / 1000)
+  }
+  return best
+}

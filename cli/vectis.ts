@@ -1,9 +1,5 @@
 import '../common/polyfill.js'
 import { UsageError } from './args.js'
-import { runStatus } from './status.js'
-import { runDevCluster } from './dev-cluster.js'
-import { runSend } from './send.js'
-import { runReceive } from './receive.js'
 
 /**
  * `vectis`: the command-line tool (docs/contract.md §1.2). Exit codes: 0 success, 2 bad usage, 1 any other failure.
@@ -24,11 +20,13 @@ Run "vectis <command> --help" for a command's options.`
 
 type Command = (argv: string[]) => Promise<number>
 
+// Each command loads only its own modules: `send` and `receive` start without the cluster's (libp2p, the daemon),
+// which a whole-command transfer time would otherwise pay.
 const commands: Record<string, Command> = {
-  status: runStatus,
-  'dev-cluster': async (argv) => await runDevCluster(argv),
-  send: async (argv) => await runSend(argv),
-  receive: async (argv) => await runReceive(argv)
+  status: async (argv) => await (await import('./status.js')).runStatus(argv),
+  'dev-cluster': async (argv) => await (await import('./dev-cluster.js')).runDevCluster(argv),
+  send: async (argv) => await (await import('./send.js')).runSend(argv),
+  receive: async (argv) => await (await import('./receive.js')).runReceive(argv)
 }
 
 async function main (argv: string[]): Promise<number> {
