@@ -11,6 +11,9 @@
  * database.ts) before the call returns. `recordSyncPoint` is the PeSIT hot path: the server sends ACK(SYN) only
  * after it returned, so an acknowledged sync point is never lost with the machine.
  *
+ * The log holds only what is replicated: the leader's transfer changes. What a member sees of the cluster (views,
+ * elections, suspicions) is its own, in a table beside the log (`appendEvent`, `events`), and never shipped.
+ *
  * NOT guaranteed here: that the caller is the leader (the transfer part checks `Leadership.isLeader()` right
  * before calling); that the log is the same on every member (only what was shipped and applied is); pruning is
  * local to each member and not logged.
@@ -72,9 +75,10 @@ export interface ClusterEvent {
 }
 
 interface EntryBase { seq: number, at: string, epoch: number }
-export type LogEntry =
-  | (EntryBase & { kind: 'transfer', data: TransferRecord })
-  | (EntryBase & { kind: 'cluster-event', data: ClusterEvent })
+export type LogEntry = EntryBase & { kind: 'transfer', data: TransferRecord }
+
+/** A cluster event as this member recorded it (`id`: its local order). */
+export interface ClusterEventEntry { id: number, at: string, epoch: number, data: ClusterEvent }
 
 export interface BeginTransfer {
   /** Epoch of the leadership starting the transfer: the key and a server-assigned PI 13 derive from it. */
@@ -119,7 +123,7 @@ export interface ApplyResult {
   lastSeq: number
 }
 
-export interface PruneResult { transfers: number, logEntries: number }
+export interface PruneResult { transfers: number, logEntries: number, events: number }
 
 export interface JournalComponents {
   db: Database
@@ -179,6 +183,9 @@ export class Journal {
     sent: Statement<[string, string, string, string], { n: number }>
     pruneTransfers: Statement<[number, number]>
     pruneLog: Statement<[number, number]>
+    appendEvent: Statement<[number, number, string]>
+    events: Statement<[number], { id: number, at: number, epoch: number, data: string }>
+    pruneEvents: Statement<[number, number]>
   }
 
   private readonly listStatements = new Map<string, Statement>()
@@ -215,7 +222,10 @@ export class Journal {
       // Keeps the newest entry of every row still present, so a member catching up from the start of the log
       // still receives every row.
       pruneLog: db.prepare('DELETE FROM journal_log WHERE seq IN (SELECT l.seq FROM journal_log l WHERE l.at < ? AND ' +
-        'NOT EXISTS (SELECT 1 FROM transfers t WHERE t.id = l.transfer_key AND t.seq = l.seq) ORDER BY l.seq LIMIT ?)')
+        'NOT EXISTS (SELECT 1 FROM transfers t WHERE t.id = l.transfer_key AND t.seq = l.seq) ORDER BY l.seq LIMIT ?)'),
+      appendEvent: db.prepare('INSERT INTO cluster_events (at, epoch, data) VALUES (?, ?, ?)'),
+      events: db.prepare('SELECT id, at, epoch, data FROM cluster_events ORDER BY id DESC LIMIT ?'),
+      pruneEvents: db.prepare('DELETE FROM cluster_events WHERE id IN (SELECT id FROM cluster_events WHERE at < ? ORDER BY id LIMIT ?)')
     }
     const mutate = db.transaction((id: string, change: (r: TransferRecord) => TransferRecord,
       requireInProgress: boolean) => {
@@ -415,14 +425,13 @@ export class Journal {
     return (stmt.all(...params, q.limit) as TransferRow[]).map(toRecord)
   }
 
-  /** Appends a cluster event to the log, committed on return. */
-  appendEvent (event: ClusterEvent): LogEntry {
+  /** Records a cluster event this member saw (local: not in the replicated log), committed on return. */
+  appendEvent (event: ClusterEvent): ClusterEventEntry {
     checkCount('epoch', event.epoch)
     if (typeof event.type !== 'string' || event.type.length === 0) throw new InvalidTransferError('an event needs a type')
     const at = this.clock.wallNow()
-    const data = JSON.stringify(event)
-    const info = this.s.appendLog.run(at, event.epoch, 'cluster-event', null, data)
-    return { seq: Number(info.lastInsertRowid), at: iso(at), epoch: event.epoch, kind: 'cluster-event', data: { ...event } }
+    const info = this.s.appendEvent.run(at, event.epoch, JSON.stringify(event))
+    return { id: Number(info.lastInsertRowid), at: iso(at), epoch: event.epoch, data: { ...event } }
   }
 
   /** The highest sequence number ever used here (0 if none), pruned entries included. */
@@ -437,12 +446,10 @@ export class Journal {
     return this.s.since.all(seq, limit).map(toEntry)
   }
 
-  /** The cluster events of the log, newest first. */
-  events (limit: number): LogEntry[] {
+  /** The cluster events this member recorded, newest first. */
+  events (limit: number): ClusterEventEntry[] {
     if (!Number.isInteger(limit) || limit < 1) throw new RangeError(`limit must be a positive integer, got ${limit}`)
-    const rows = this.db.prepare("SELECT seq, at, epoch, kind, transfer_key, data FROM journal_log WHERE kind = 'cluster-event' " +
-      'ORDER BY seq DESC LIMIT ?').all(limit) as LogRow[]
-    return rows.map(toEntry)
+    return this.s.events.all(limit).map((r) => ({ id: r.id, at: iso(r.at), epoch: r.epoch, data: JSON.parse(r.data) as ClusterEvent }))
   }
 
   /**
@@ -463,7 +470,7 @@ export class Journal {
         if (e.seq <= prev) throw new ReplicationConflictError(`entries out of order: seq ${e.seq} after ${prev}`)
         prev = e.seq
         const local = this.s.getLog.get(e.seq)
-        const key = e.kind === 'transfer' ? e.data.id : null
+        const key = e.data.id
         if (local !== undefined) {
           if (local.epoch === e.epoch && local.kind === e.kind && local.transfer_key === key) { skipped++; continue }
           if (e.epoch <= local.epoch) {
@@ -472,9 +479,8 @@ export class Journal {
           }
           truncated += this.s.truncateLog.run(e.seq).changes
         }
-        this.s.appendLogAt.run(e.seq, Date.parse(e.at), e.epoch, e.kind, key,
-          JSON.stringify(e.kind === 'transfer' ? withoutSeq(e.data) : e.data))
-        if (e.kind === 'transfer') this.s.upsertIfNewer.run(toRow({ ...e.data, epoch: e.epoch, seq: e.seq }))
+        this.s.appendLogAt.run(e.seq, Date.parse(e.at), e.epoch, e.kind, key, JSON.stringify(withoutSeq(e.data)))
+        this.s.upsertIfNewer.run(toRow({ ...e.data, epoch: e.epoch, seq: e.seq }))
         applied++
       }
       return { applied, skipped, truncated, lastSeq: this.lastSeq() }
@@ -488,7 +494,8 @@ export class Journal {
   pruneBatch (cutoffMs: number, batch: number): PruneResult {
     return this.db.transaction(() => ({
       transfers: this.s.pruneTransfers.run(cutoffMs, batch).changes,
-      logEntries: this.s.pruneLog.run(cutoffMs, batch).changes
+      logEntries: this.s.pruneLog.run(cutoffMs, batch).changes,
+      events: this.s.pruneEvents.run(cutoffMs, batch).changes
     })).immediate()
   }
 
@@ -563,11 +570,7 @@ function toRow (r: TransferRecord): TransferRow {
 }
 
 function toEntry (row: LogRow): LogEntry {
-  const base = { seq: row.seq, at: iso(row.at), epoch: row.epoch }
-  if (row.kind === 'transfer') {
-    return { ...base, kind: 'transfer', data: { ...(JSON.parse(row.data) as Omit<TransferRecord, 'seq'>), seq: row.seq } }
-  }
-  return { ...base, kind: 'cluster-event', data: JSON.parse(row.data) as ClusterEvent }
+  return { seq: row.seq, at: iso(row.at), epoch: row.epoch, kind: 'transfer', data: { ...(JSON.parse(row.data) as Omit<TransferRecord, 'seq'>), seq: row.seq } }
 }
 
 /** Shipped entries come from another process: check the shape before it reaches SQL constraints. */
@@ -582,8 +585,6 @@ function validateEntry (e: LogEntry): void {
     if (d === null || typeof d !== 'object' || typeof d.id !== 'string' || d.id === '') bad('transfer id')
     if (!TRANSFER_STATUSES.includes(d.status)) bad('status')
     if (Number.isNaN(Date.parse(d.createdAt)) || Number.isNaN(Date.parse(d.updatedAt))) bad('times')
-  } else if (e.kind === 'cluster-event') {
-    if (e.data === null || typeof e.data !== 'object' || typeof e.data.type !== 'string') bad('event')
   } else {
     bad(`unknown kind ${String((e as { kind?: unknown }).kind)}`)
   }

@@ -100,6 +100,24 @@ export const MIGRATIONS: readonly Migration[] = [
           WHERE direction = 'send' AND status = 'completed';
       `)
     }
+  },
+  {
+    version: 4,
+    description: 'the log holds only what is replicated (the leader\'s transfer changes); each member\'s cluster events get a table of their own',
+    up (db) {
+      db.exec(`
+        -- What this member saw of the cluster: local, never shipped (the log's sequence numbers are the leader's).
+        CREATE TABLE cluster_events (
+          id     INTEGER PRIMARY KEY AUTOINCREMENT,
+          at     INTEGER NOT NULL,
+          epoch  INTEGER NOT NULL,
+          data   TEXT NOT NULL
+        );
+        INSERT INTO cluster_events (at, epoch, data)
+          SELECT at, epoch, data FROM journal_log WHERE kind = 'cluster-event' ORDER BY seq;
+        DELETE FROM journal_log WHERE kind = 'cluster-event';
+      `)
+    }
   }
 ]
 

@@ -94,17 +94,18 @@ export class JournalRetention implements Startable {
 
   private async prune (): Promise<PruneResult> {
     const cutoff = this.components.clock.wallNow() - this.retentionDays * DAY_MS
-    const total: PruneResult = { transfers: 0, logEntries: 0 }
+    const total: PruneResult = { transfers: 0, logEntries: 0, events: 0 }
     for (let i = 0; i < this.maxBatches; i++) {
       const r = this.components.journal.pruneBatch(cutoff, this.batchSize)
       total.transfers += r.transfers
       total.logEntries += r.logEntries
-      if (r.transfers < this.batchSize && r.logEntries < this.batchSize) break
+      total.events += r.events
+      if (r.transfers < this.batchSize && r.logEntries < this.batchSize && r.events < this.batchSize) break
       // Let sync-point commits and HTTP requests in between batches.
       await new Promise<void>((resolve) => setImmediate(resolve))
       if (this.stopRequested) break
     }
-    if (total.transfers > 0 || total.logEntries > 0) {
+    if (total.transfers > 0 || total.logEntries > 0 || total.events > 0) {
       this.log.info({ ...total, retentionDays: this.retentionDays, cutoff: new Date(cutoff).toISOString() }, 'journal pruned')
     }
     return total

@@ -75,6 +75,27 @@ const fixtures: Record<number, { populate (db: Database): void, verify (store: S
       assert.equal(store.journal.wasSent(q), true)
       assert.equal(store.journal.wasSent({ ...q, source: '10:1:3' }), false, 'another file under the same name is new')
     }
+  },
+  3: {
+    // Version 3: cluster events in the log between transfer changes.
+    populate (db) {
+      const log = db.prepare('INSERT INTO journal_log (at, epoch, kind, transfer_key, data) VALUES (?, ?, ?, ?, ?)')
+      log.run(1000, 7, 'cluster-event', null, JSON.stringify({ type: 'epoch:raised', epoch: 7, leader: 'vectis-2' }))
+      log.run(1001, 7, 'transfer', '7-0', JSON.stringify({
+        id: '7-0', transferId: 7 * 65536, server: 'PESITSRV', partner: 'CXCLIENT', virtualFile: 'PAYMENTS',
+        direction: 'receive', status: 'in-progress', bytes: 0, syncPoint: 0, syncOffset: 0, sha256: null, filePath: null,
+        source: null, diagnostic: null, member: 'vectis-2', epoch: 7, createdAt: '2026-01-01T00:00:01.001Z',
+        updatedAt: '2026-01-01T00:00:01.001Z', finishedAt: null
+      }))
+      log.run(1002, 7, 'cluster-event', null, JSON.stringify({ type: 'member:suspected', epoch: 7, member: 'vectis-0' }))
+    },
+    verify (store) {
+      // The events moved to their own table, in order; the log keeps the transfer change under its number.
+      assert.deepEqual(store.journal.events(10).map((e) => [e.data.type, e.epoch, e.at]),
+        [['member:suspected', 7, new Date(1002).toISOString()], ['epoch:raised', 7, new Date(1000).toISOString()]])
+      assert.deepEqual(store.journal.changesSince(0, 10).map((e) => [e.seq, e.data.id]), [[2, '7-0']])
+      assert.equal(store.journal.lastSeq(), 3, 'the numbers the events took are never used again')
+    }
   }
 }
 
