@@ -8,13 +8,14 @@
  * (the membership driver uses them only after starting the transport).
  */
 import { TransportError } from './errors.js'
-import type { ClusterTransport, RequestHandler, RequestOptions, RequestResult } from './transport-types.js'
+import type { ClusterTransport, RequestHandler, RequestOptions, RequestResult, TopicHandler } from './transport-types.js'
 
 export class DeferredTransport implements ClusterTransport {
   private inner: ClusterTransport | undefined
   private opening: Promise<ClusterTransport> | undefined
   private handler: RequestHandler | undefined
   private readonly disconnectListeners = new Set<(peerId: string) => void>()
+  private readonly topics = new Map<string, TopicHandler>()
 
   /** `open` builds the real transport (not started); called once, at the first `start()`, again only if it failed. */
   constructor (private readonly open: () => Promise<ClusterTransport>) {}
@@ -26,6 +27,7 @@ export class DeferredTransport implements ClusterTransport {
       this.opening ??= this.open().then((t) => {
         if (this.handler !== undefined) t.handle(this.handler)
         t.onDisconnect((peerId) => { for (const l of this.disconnectListeners) l(peerId) })
+        for (const [topic, h] of this.topics) t.subscribe(topic, h)
         return t
       })
       try {
@@ -51,6 +53,15 @@ export class DeferredTransport implements ClusterTransport {
   handle (handler: RequestHandler): void {
     this.handler = handler
     this.inner?.handle(handler)
+  }
+
+  async publish (topic: string, id: string, payload: unknown): Promise<void> {
+    await this.started().publish(topic, id, payload)
+  }
+
+  subscribe (topic: string, handler: TopicHandler): void {
+    this.topics.set(topic, handler)
+    this.inner?.subscribe(topic, handler)
   }
 
   onDisconnect (listener: (peerId: string) => void): () => void {

@@ -51,6 +51,9 @@ export interface RequestOrigin {
 /** May return the reply or a promise of it. */
 export type RequestHandler = (from: RequestOrigin, payload: unknown) => unknown
 
+/** A message published on a topic: its payload, and the peer it came from (the publisher or a member relaying it). */
+export type TopicHandler = (payload: unknown, relayedBy: string) => void
+
 export interface ClusterTransport extends Startable {
   /** This member's peer id; available once `start()` resolved (the identity key is loaded then). */
   readonly peerId: string
@@ -66,4 +69,12 @@ export interface ClusterTransport extends Startable {
   handle(handler: RequestHandler): void
   /** Fires when the last connection to a peer closes (fast failure detection). Returns the unsubscribe function. */
   onDisconnect(listener: (peerId: string) => void): () => void
+  /**
+   * Publishes `payload` (JSON-serialisable) to the members subscribed to `topic`, relayed member to member
+   * (gossipsub), best effort: a member may miss it and must be able to repair from another source. `id` names the
+   * message: one already seen under that id is dropped, so a message published twice is delivered once.
+   */
+  publish(topic: string, id: string, payload: unknown): Promise<void>
+  /** Delivers the messages of `topic` published by other members. One handler per topic: a later call replaces it. */
+  subscribe(topic: string, handler: TopicHandler): void
 }

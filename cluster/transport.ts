@@ -1,7 +1,8 @@
 /**
  * The cluster transport: libp2p (TCP + noise + yamux, optionally a private network) carrying JSON requests and
  * their replies (`envelope.ts`) on one long-lived stream per connection (`request-channel.ts`), over one
- * long-lived connection per peer (two when both dialled at once; either is used).
+ * long-lived connection per peer (two when both dialled at once; either is used). Topics (`publish`, `subscribe`)
+ * are gossipsub over the same connections, with settings for a small closed cluster (`gossipsubSettings`).
  *
  * NOT guaranteed:
  * - Exactly-once delivery: a request that fails with 'timeout' or 'closed' may still have been handled.
@@ -11,6 +12,8 @@
  *   libp2p peer that speaks this protocol is accepted. A warning says so at start.
  */
 import { createLibp2p, type Libp2p } from 'libp2p'
+import { gossipsub, type GossipSub, type GossipsubOpts } from '@libp2p/gossipsub'
+import { identify, type Identify } from '@libp2p/identify'
 import { tcp } from '@libp2p/tcp'
 import { noise } from '@chainsafe/libp2p-noise'
 import { yamux } from '@chainsafe/libp2p-yamux'
@@ -31,8 +34,53 @@ import { loadOrCreateIdentityKey } from './identity-key.js'
 import { DEFAULT_CLUSTER_NAME, DEFAULT_CLUSTER_PORT } from './defaults.js'
 import { RequestChannel } from './request-channel.js'
 import type {
-  ClusterTransport, RequestHandler, RequestOptions, RequestResult, TransportErrorCode
+  ClusterTransport, RequestHandler, RequestOptions, RequestResult, TopicHandler, TransportErrorCode
 } from './transport-types.js'
+
+type Services = { identify: Identify, pubsub: GossipSub } & Record<string, unknown>
+
+const utf8 = new TextEncoder()
+const fromUtf8 = new TextDecoder()
+
+/**
+ * Gossipsub for a cluster of a few members that share a secret (docs/design.md §5.6 says why each setting):
+ * - no signatures: only members can connect (private network, noise), so the signature would prove nothing more;
+ *   a message carries its publisher and epoch, which the receiver checks against what it knows of the leader;
+ * - message ids are the caller's (`publish(topic, id, …)`, e.g. the epoch and sequence numbers of journal
+ *   entries): the same content published twice is delivered once;
+ * - peer scoring off (every threshold at its floor): a member that was slow or away for a while must not be
+ *   pruned from the mesh or graylisted, it would miss what it needs most; misbehaving peers are the secret's job;
+ * - a mesh of 3 (2 to 4): a publisher sends to at most 4 members, the others get the message relayed, so the
+ *   leader does not send N copies; flood-publish off for the same reason; publishing with no peer subscribed is
+ *   no error (a lone member; receivers repair what they miss).
+ */
+function gossipsubSettings (): Partial<GossipsubOpts> {
+  const idOf = (data: Uint8Array | undefined): Uint8Array => {
+    const end = data === undefined ? -1 : data.indexOf(0x0a)
+    return end < 0 ? new Uint8Array(0) : data!.subarray(0, end)
+  }
+  return {
+    globalSignaturePolicy: 'StrictNoSign',
+    msgIdFn: (msg) => idOf(msg.data),
+    fastMsgIdFn: (msg) => fromUtf8.decode(idOf(msg.data)),
+    D: 3,
+    Dlo: 2,
+    Dhi: 4,
+    Dout: 1,
+    floodPublish: false,
+    doPX: false,
+    allowPublishToZeroTopicPeers: true,
+    fallbackToFloodsub: false,
+    emitSelf: false,
+    scoreThresholds: {
+      gossipThreshold: -Infinity,
+      publishThreshold: -Infinity,
+      graylistThreshold: -Infinity,
+      acceptPXThreshold: Infinity,
+      opportunisticGraftThreshold: Infinity
+    }
+  }
+}
 
 /** libp2p protocol id of cluster requests; the envelope carries the finer-grained version. */
 export const CLUSTER_PROTOCOL = '/vectis/cluster/1.0.0'
@@ -137,7 +185,8 @@ export class Libp2pTransport implements ClusterTransport {
   private readonly log: Logger
   private readonly clock: Clock
   private readonly cfg: Resolved
-  private node: Libp2p | undefined
+  private node: Libp2p<Services> | undefined
+  private readonly topics = new Map<string, TopicHandler>()
   private status: 'stopped' | 'starting' | 'started' | 'stopping' = 'stopped'
   private starting: Promise<void> | undefined
   private stopController = new AbortController()
@@ -251,7 +300,9 @@ export class Libp2pTransport implements ClusterTransport {
         reconnectRetries: 0
       },
       // The connection monitor pings with a protocol we do not run, and liveness is the membership layer's job.
-      connectionMonitor: { enabled: false }
+      connectionMonitor: { enabled: false },
+      // identify tells each peer which protocols the other runs: gossipsub needs it to find the subscribers.
+      services: { identify: identify(), pubsub: gossipsub(gossipsubSettings()) }
     })
     try {
       await node.handle(CLUSTER_PROTOCOL, (stream, connection) => { this.serve(stream, connection) }, {
@@ -260,7 +311,12 @@ export class Libp2pTransport implements ClusterTransport {
       })
       node.addEventListener('peer:disconnect', (evt) => { this.emitDisconnect(evt.detail) })
       node.addEventListener('connection:close', (evt) => { this.timeoutsByConnection.delete(evt.detail.id) })
+      node.services.pubsub.addEventListener('gossipsub:message', (evt) => {
+        const { msg, propagationSource } = evt.detail
+        this.deliver(msg.topic, msg.data, propagationSource.toString())
+      })
       await node.start()
+      for (const topic of this.topics.keys()) node.services.pubsub.subscribe(topic)
     } catch (err) {
       await Promise.resolve(node.stop()).catch(() => {})
       if (errorSignature(err).has('EADDRINUSE')) {
@@ -297,6 +353,45 @@ export class Libp2pTransport implements ClusterTransport {
 
   handle (handler: RequestHandler): void {
     this.handler = handler
+  }
+
+  async publish (topic: string, id: string, payload: unknown): Promise<void> {
+    const node = this.node
+    if (node === undefined) throw new TransportError('closed', 'the transport is not started')
+    if (id.includes('\n')) throw new TransportError('invalid', 'a message id has no line break')
+    const data = utf8.encode(`${id}\n${JSON.stringify(payload)}`)
+    if (data.length > this.cfg.maxFrameBytes) throw new TransportError('invalid', `message of ${data.length} bytes exceeds ${this.cfg.maxFrameBytes}`)
+    try {
+      await node.services.pubsub.publish(topic, data)
+    } catch (err) {
+      // A duplicate id is a message already published: nothing to do.
+      if ((err as Error).message?.includes('Duplicate') === true || (err as Error).name === 'Duplicate') return
+      throw new TransportError('closed', `publish on ${topic} failed: ${(err as Error).message}`, { cause: err })
+    }
+  }
+
+  subscribe (topic: string, handler: TopicHandler): void {
+    const fresh = !this.topics.has(topic)
+    this.topics.set(topic, handler)
+    if (fresh) this.node?.services.pubsub.subscribe(topic)
+  }
+
+  private deliver (topic: string, data: Uint8Array, relayedBy: string): void {
+    const handler = this.topics.get(topic)
+    if (handler === undefined) return
+    let payload: unknown
+    try {
+      const at = data.indexOf(0x0a)
+      payload = JSON.parse(fromUtf8.decode(data.subarray(at + 1)))
+    } catch (err) {
+      this.log.warn({ topic, relayedBy, err }, 'dropped a malformed message')
+      return
+    }
+    try {
+      handler(payload, relayedBy)
+    } catch (err) {
+      this.log.error({ topic, err }, 'a topic handler failed')
+    }
   }
 
   onDisconnect (listener: (peerId: string) => void): () => void {

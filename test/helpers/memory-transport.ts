@@ -14,6 +14,8 @@ export class MemoryNetwork {
   readonly transports = new Map<string, MemoryTransport>()
   /** "from>to" address pairs whose traffic is dropped (requests time out). */
   readonly dropped = new Set<string>()
+  /** Published messages are dropped while this is true (a lossy fan-out; the receivers must repair). */
+  dropPublished = false
 
   attach (t: MemoryTransport): void {
     this.transports.set(t.address, t)
@@ -30,6 +32,8 @@ export class MemoryNetwork {
 export class MemoryTransport implements ClusterTransport {
   private handler: ((from: { peerId: string, remoteAddress: string }, payload: unknown) => unknown) | undefined
   private readonly listeners = new Set<(peerId: string) => void>()
+  private readonly topics = new Map<string, (payload: unknown, relayedBy: string) => void>()
+  private readonly seen = new Set<string>()
   private running = false
 
   constructor (private readonly network: MemoryNetwork, readonly address: string, readonly peerId: string) {}
@@ -51,6 +55,26 @@ export class MemoryTransport implements ClusterTransport {
   onDisconnect (listener: (peerId: string) => void): () => void {
     this.listeners.add(listener)
     return () => { this.listeners.delete(listener) }
+  }
+
+  /** Delivered to every other running member subscribed to the topic, once per id, like gossipsub. */
+  async publish (topic: string, id: string, payload: unknown): Promise<void> {
+    if (!this.running) throw new MemoryTransportError('closed')
+    if (this.network.dropPublished) return
+    const json = JSON.stringify(payload)
+    for (const target of this.network.transports.values()) {
+      if (target === this) continue
+      if (this.network.dropped.has(`${this.address}>${target.address}`) || this.network.dropped.has(`${target.address}>${this.address}`)) continue
+      setImmediate(() => { target.deliver(topic, id, JSON.parse(json) as unknown, this.peerId) })
+    }
+  }
+
+  subscribe (topic: string, handler: (payload: unknown, relayedBy: string) => void): void { this.topics.set(topic, handler) }
+
+  private deliver (topic: string, id: string, payload: unknown, from: string): void {
+    if (!this.running || this.seen.has(`${topic}\n${id}`)) return
+    this.seen.add(`${topic}\n${id}`)
+    this.topics.get(topic)?.(payload, from)
   }
 
   fireDisconnect (peerId: string): void { if (this.running) for (const l of this.listeners) l(peerId) }

@@ -347,3 +347,36 @@ void test('a connection whose requests keep timing out is recycled, silently, an
   assert.equal(accepted, 2, 'a new connection was dialled')
   assert.deepEqual(disconnects, [], 'our own close is not reported as the peer failing')
 })
+
+void test('a message published on a topic reaches every subscribed member once, relayed where needed', async (t) => {
+  const members = [await startTransport(t, 50), await startTransport(t, 51), await startTransport(t, 52), await startTransport(t, 53)]
+  const got = members.map(() => [] as unknown[])
+  members.forEach((m, i) => { m.subscribe('test/topic', (payload) => { got[i]!.push(payload) }) })
+  // Connections come from requests, as the membership layer makes them: a chain 0-1-2-3, so 3 hears 0 only
+  // through the others.
+  for (const m of members) m.handle(() => 'ok')
+  for (let i = 0; i + 1 < members.length; i++) await members[i]!.request(members[i + 1]!.address, 'hello')
+  let n = 0
+  await waitFor(async () => {
+    // Until the subscriptions are known along the chain (identify, then gossipsub's own exchange), a message may
+    // reach nobody: publish a fresh one each round until the last member has one.
+    await members[0]!.publish('test/topic', `probe-${n}`, { probe: n++ })
+    return got[3]!.length > 0
+  }, { timeoutMs: 15_000, what: 'a published message relayed to the far end of the chain' })
+  await members[0]!.publish('test/topic', 'e1:5-9', { entries: [5, 9] })
+  await members[0]!.publish('test/topic', 'e1:5-9', { entries: [5, 9] }) // the same id again: dropped
+  await members[2]!.publish('test/topic', 'e1:10-10', { entries: [10] })
+  // Probes still in flight may arrive too: only the entries count.
+  const entries = (i: number): unknown[] => got[i]!.filter((p) => (p as { probe?: number }).probe === undefined)
+  const sorted = (i: number): string[] => entries(i).map((p) => JSON.stringify(p)).sort()
+  await waitFor(() => entries(1).length === 2 && entries(3).length === 2 && entries(0).length === 1 && entries(2).length === 1,
+    { timeoutMs: 10_000, what: 'every member has every message of the others' })
+  assert.deepEqual(sorted(3), ['{"entries":[10]}', '{"entries":[5,9]}'])
+  assert.deepEqual(sorted(1), ['{"entries":[10]}', '{"entries":[5,9]}'])
+  assert.deepEqual(entries(0), [{ entries: [10] }], 'a member does not receive its own messages')
+  assert.deepEqual(entries(2), [{ entries: [5, 9] }])
+  // Nothing more comes (the duplicate id above was dropped everywhere).
+  await members[1]!.publish('test/topic', 'end', { end: true })
+  await waitFor(() => got[3]!.some((p) => (p as { end?: boolean }).end === true), { timeoutMs: 10_000, what: 'the last message' })
+  assert.equal(entries(3).filter((p) => (p as { entries?: number[] }).entries?.[0] === 5).length, 1)
+})
