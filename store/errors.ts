@@ -89,7 +89,7 @@ export class TransferIdsExhaustedError extends StoreError {
   }
 }
 
-/** Entries shipped from another member contradict this member's log (see Journal.applyReplicated). */
+/** Entries shipped from another member contradict this member's log (see Journal.applyRun). */
 export class ReplicationConflictError extends StoreError {
   override name = 'ReplicationConflictError'
 }

@@ -1,7 +1,7 @@
 /**
  * The transfer journal: one row per transfer, and an ordered log in which every change is appended with a
- * sequence number, so the log can be shipped to the other members (`changesSince` on the leader,
- * `applyReplicated` on a standby).
+ * sequence number, so the log can be shipped to the other members (`changesSince` and `onAppended` on the leader,
+ * `applyRun` on the others).
  *
  * A transfer change is logged as a full snapshot of the row after the change, stamped with the writer's epoch.
  * Applying entries is therefore idempotent and order-tolerant: a row takes a snapshot only if it is newer by
@@ -115,12 +115,24 @@ export interface ListQuery {
   partner?: string
 }
 
-export interface ApplyResult {
+/**
+ * A run of the leader's log: `entries`, in order, are every entry its log holds after `after` up to the last of
+ * them (none in between: pruned ones are simply absent).
+ */
+export interface LeaderRun {
+  after: number
+  entries: readonly LogEntry[]
+  /** The epoch of the leadership that sent the run (at least that of every entry in it). */
+  epoch: number
+}
+
+export interface RunResult {
   applied: number
   skipped: number
-  /** Local entries removed because a newer epoch's entry took their sequence number. */
-  truncated: number
-  lastSeq: number
+  /** Local entries the run showed are not in the leader's log (a deposed leader's tail, or pruned there). */
+  removed: number
+  /** The replication position after the run. */
+  position: number
 }
 
 export interface PruneResult { transfers: number, logEntries: number, events: number }
@@ -176,7 +188,6 @@ export class Journal {
     appendLog: Statement<[number, number, string, string | null, string]>
     appendLogAt: Statement<[number, number, number, string, string | null, string]>
     getLog: Statement<[number], LogRow>
-    truncateLog: Statement<[number]>
     since: Statement<[number, number], LogRow>
     lastSeq: Statement<[], { seq: number }>
     restartable: Statement<[string, string, string, string, number], TransferRow>
@@ -184,11 +195,18 @@ export class Journal {
     pruneTransfers: Statement<[number, number]>
     pruneLog: Statement<[number, number]>
     appendEvent: Statement<[number, number, string]>
+    position: Statement<[], { position: number }>
+    setPosition: Statement<[number]>
+    logRange: Statement<[number, number], LogRow>
+    deleteLog: Statement<[number]>
+    newestOf: Statement<[string], LogRow>
+    deleteTransfer: Statement<[string]>
     events: Statement<[number], { id: number, at: number, epoch: number, data: string }>
     pruneEvents: Statement<[number, number]>
   }
 
   private readonly listStatements = new Map<string, Statement>()
+  private readonly appendListeners = new Set<(e: LogEntry) => void>()
   private readonly mutateTx: (id: string, change: (r: TransferRecord) => TransferRecord, requireInProgress?: boolean) => TransferRecord
   private leaderCheck: (() => boolean) | undefined
 
@@ -208,7 +226,6 @@ export class Journal {
       appendLog: db.prepare('INSERT INTO journal_log (at, epoch, kind, transfer_key, data) VALUES (?, ?, ?, ?, ?)'),
       appendLogAt: db.prepare('INSERT INTO journal_log (seq, at, epoch, kind, transfer_key, data) VALUES (?, ?, ?, ?, ?, ?)'),
       getLog: db.prepare('SELECT seq, at, epoch, kind, transfer_key, data FROM journal_log WHERE seq = ?'),
-      truncateLog: db.prepare('DELETE FROM journal_log WHERE seq >= ?'),
       since: db.prepare('SELECT seq, at, epoch, kind, transfer_key, data FROM journal_log WHERE seq > ? ORDER BY seq LIMIT ?'),
       // sqlite_sequence, not max(seq): the newest entries may have been pruned, their numbers are still used.
       lastSeq: db.prepare("SELECT seq FROM sqlite_sequence WHERE name = 'journal_log'"),
@@ -224,6 +241,12 @@ export class Journal {
       pruneLog: db.prepare('DELETE FROM journal_log WHERE seq IN (SELECT l.seq FROM journal_log l WHERE l.at < ? AND ' +
         'NOT EXISTS (SELECT 1 FROM transfers t WHERE t.id = l.transfer_key AND t.seq = l.seq) ORDER BY l.seq LIMIT ?)'),
       appendEvent: db.prepare('INSERT INTO cluster_events (at, epoch, data) VALUES (?, ?, ?)'),
+      position: db.prepare('SELECT position FROM replication WHERE id = 1'),
+      setPosition: db.prepare('UPDATE replication SET position = ? WHERE id = 1'),
+      logRange: db.prepare('SELECT seq, at, epoch, kind, transfer_key, data FROM journal_log WHERE seq > ? AND seq <= ? ORDER BY seq'),
+      deleteLog: db.prepare('DELETE FROM journal_log WHERE seq = ?'),
+      newestOf: db.prepare('SELECT seq, at, epoch, kind, transfer_key, data FROM journal_log WHERE transfer_key = ? ORDER BY seq DESC LIMIT 1'),
+      deleteTransfer: db.prepare('DELETE FROM transfers WHERE id = ?'),
       events: db.prepare('SELECT id, at, epoch, data FROM cluster_events ORDER BY id DESC LIMIT ?'),
       pruneEvents: db.prepare('DELETE FROM cluster_events WHERE id IN (SELECT id FROM cluster_events WHERE at < ? ORDER BY id LIMIT ?)')
     }
@@ -245,7 +268,7 @@ export class Journal {
     })
     this.mutateTx = (id, change, requireInProgress = false) => {
       this.checkLeader()
-      return mutate.immediate(id, change, requireInProgress)
+      return this.appended(mutate.immediate(id, change, requireInProgress))
     }
   }
 
@@ -262,6 +285,29 @@ export class Journal {
 
   private checkLeader (): void {
     if (this.leaderCheck !== undefined && !this.leaderCheck()) throw new NotLeaderError()
+  }
+
+  /**
+   * Calls `listener` with every entry this member appends (begin and every change; not replicated entries), once
+   * committed, in order. Returns the unsubscribe function. A listener that throws does not undo the change.
+   */
+  onAppended (listener: (e: LogEntry) => void): () => void {
+    this.appendListeners.add(listener)
+    return () => { this.appendListeners.delete(listener) }
+  }
+
+  private appended (r: TransferRecord): TransferRecord {
+    if (this.appendListeners.size > 0) {
+      const e: LogEntry = { seq: r.seq, at: r.updatedAt, epoch: r.epoch, kind: 'transfer', data: { ...r } }
+      for (const l of this.appendListeners) {
+        try {
+          l(e)
+        } catch {
+          // the listener's own business (it logs); the change is committed
+        }
+      }
+    }
+    return r
   }
 
   /** Records a new transfer (and allocates its key and, unless given, its PI 13), committed on return. */
@@ -281,7 +327,7 @@ export class Journal {
     if (input.filePath !== undefined) checkText('filePath', input.filePath)
     if (input.source !== undefined) checkText('source', input.source)
     this.checkLeader()
-    return this.db.transaction(() => {
+    return this.appended(this.db.transaction(() => {
       const a = this.ids.allocate(input.epoch)
       const now = iso(this.clock.wallNow())
       return this.write({
@@ -306,7 +352,7 @@ export class Journal {
         finishedAt: null,
         seq: 0
       })
-    }).immediate()
+    }).immediate())
   }
 
   /**
@@ -453,41 +499,6 @@ export class Journal {
   }
 
   /**
-   * Applies entries shipped from the leader, in one transaction, keeping their sequence numbers. Idempotent by
-   * seq: an entry already present (same seq and epoch) is skipped. A local entry at the same seq from an OLDER
-   * epoch is the unshipped tail of a former leader (this member, before a failover): it and every later local
-   * entry are dropped and the leader's log wins. An incoming entry older than the local one at its seq is refused
-   * (ReplicationConflictError): it comes from a deposed leader. Gaps (entries pruned at the source) are allowed.
-   */
-  applyReplicated (entries: readonly LogEntry[]): ApplyResult {
-    return this.db.transaction(() => {
-      let applied = 0
-      let skipped = 0
-      let truncated = 0
-      let prev = 0
-      for (const e of entries) {
-        validateEntry(e)
-        if (e.seq <= prev) throw new ReplicationConflictError(`entries out of order: seq ${e.seq} after ${prev}`)
-        prev = e.seq
-        const local = this.s.getLog.get(e.seq)
-        const key = e.data.id
-        if (local !== undefined) {
-          if (local.epoch === e.epoch && local.kind === e.kind && local.transfer_key === key) { skipped++; continue }
-          if (e.epoch <= local.epoch) {
-            throw new ReplicationConflictError(`entry ${e.seq} of epoch ${e.epoch} conflicts with the local entry of ` +
-              `epoch ${local.epoch}`)
-          }
-          truncated += this.s.truncateLog.run(e.seq).changes
-        }
-        this.s.appendLogAt.run(e.seq, Date.parse(e.at), e.epoch, e.kind, key, JSON.stringify(withoutSeq(e.data)))
-        this.s.upsertIfNewer.run(toRow({ ...e.data, epoch: e.epoch, seq: e.seq }))
-        applied++
-      }
-      return { applied, skipped, truncated, lastSeq: this.lastSeq() }
-    }).immediate()
-  }
-
-  /**
    * Deletes at most `batch` final transfers that finished before `cutoffMs` and at most `batch` log entries
    * older than it (except the newest entry of each remaining row), in one short transaction.
    */
@@ -499,12 +510,123 @@ export class Journal {
     })).immediate()
   }
 
-  /** Logs and stores a transfer snapshot; must run inside a transaction. */
+  /** Logs and stores a transfer snapshot; must run inside a transaction. The log is this member's: it leads. */
   private write (r: TransferRecord): TransferRecord {
     const info = this.s.appendLog.run(Date.parse(r.updatedAt), r.epoch, 'transfer', r.id, JSON.stringify(withoutSeq(r)))
     const next = { ...r, seq: Number(info.lastInsertRowid) }
     this.s.upsert.run(toRow(next))
+    this.s.setPosition.run(next.seq)
     return next
+  }
+
+  /**
+   * How far this member's log is the leader's: every entry up to it is the leader's, and nothing of the leader's
+   * up to it is missing (a leader: the end of its own log).
+   */
+  position (): number {
+    return this.s.position.get()?.position ?? 0
+  }
+
+  /**
+   * Applies a run of the leader's log (one transaction): its entries are written with their sequence numbers, and
+   * every local entry in the range it covers that is not in it is removed, the row it changed put back to its
+   * newest remaining entry (or removed with it when none is left: pruned at the leader). The run must start at or
+   * before this member's position (`after <= position()`, else RangeError: a gap, to fill from the leader first).
+   * Refused whole (ReplicationConflictError) when the range holds an entry of a newer epoch than the run's: the
+   * run comes from a deposed leader.
+   */
+  applyRun (run: LeaderRun): RunResult {
+    return this.db.transaction(() => {
+      const position = this.position()
+      if (!Number.isSafeInteger(run.after) || run.after < 0) throw new ReplicationConflictError(`malformed run: after ${String(run.after)}`)
+      if (run.after > position) throw new RangeError(`the run starts after ${run.after}, beyond this member's position ${position}`)
+      let prev = run.after
+      for (const e of run.entries) {
+        validateEntry(e)
+        if (e.seq <= prev) throw new ReplicationConflictError(`entries out of order: seq ${e.seq} after ${prev}`)
+        if (e.epoch > run.epoch) throw new ReplicationConflictError(`entry ${e.seq} of epoch ${e.epoch} in a run of epoch ${run.epoch}`)
+        prev = e.seq
+      }
+      const end = run.entries.at(-1)?.seq ?? run.after
+      const incoming = new Map(run.entries.map((e) => [e.seq, e]))
+      let applied = 0
+      let skipped = 0
+      let removed = 0
+      const touched = new Set<string>()
+      for (const local of this.s.logRange.all(run.after, end)) {
+        const e = incoming.get(local.seq)
+        if (e !== undefined && local.epoch === e.epoch && local.transfer_key === e.data.id) continue
+        if (local.epoch > run.epoch) {
+          throw new ReplicationConflictError(`entry ${local.seq} of epoch ${local.epoch} here is newer than the run's epoch ${run.epoch}`)
+        }
+        this.s.deleteLog.run(local.seq)
+        if (local.transfer_key !== null) touched.add(local.transfer_key)
+        removed++
+      }
+      for (const key of touched) this.restoreRow(key)
+      for (const e of run.entries) {
+        if (this.s.getLog.get(e.seq) !== undefined) { skipped++; continue }
+        this.s.appendLogAt.run(e.seq, Date.parse(e.at), e.epoch, e.kind, e.data.id, JSON.stringify(withoutSeq(e.data)))
+        this.s.upsertIfNewer.run(toRow({ ...e.data, epoch: e.epoch, seq: e.seq }))
+        applied++
+      }
+      // The leader's log up to `end` is now this one's; a run entirely behind the position (a late duplicate) that
+      // changed nothing leaves the position where it was.
+      const next = removed > 0 || applied > 0 || end > position ? end : position
+      this.s.setPosition.run(next)
+      return { applied, skipped, removed, position: next }
+    }).immediate()
+  }
+
+  /**
+   * The leader of `head.epoch` says its log ends at `head.seq`: entries here past it from an older epoch are a
+   * deposed leader's tail and go (rows put back as in applyRun); entries of its own epoch past it are newer than
+   * the head and stay. The position comes back to `head.seq` if nothing is left past it. Returns the entries removed.
+   */
+  alignTo (head: { seq: number, epoch: number }): number {
+    return this.db.transaction(() => {
+      const touched = new Set<string>()
+      let removed = 0
+      let kept = 0
+      for (const local of this.s.logRange.all(head.seq, Number.MAX_SAFE_INTEGER)) {
+        if (local.epoch >= head.epoch) { kept++; continue }
+        this.s.deleteLog.run(local.seq)
+        if (local.transfer_key !== null) touched.add(local.transfer_key)
+        removed++
+      }
+      for (const key of touched) this.restoreRow(key)
+      if (kept === 0 && this.position() > head.seq) this.s.setPosition.run(head.seq)
+      return removed
+    }).immediate()
+  }
+
+  /**
+   * A new leader drops what its log holds past its position: its own tail from an earlier leadership that no
+   * member confirmed (rows put back as in applyRun). Returns the number of entries removed.
+   */
+  truncateAfterPosition (): number {
+    return this.db.transaction(() => {
+      const position = this.position()
+      const touched = new Set<string>()
+      let removed = 0
+      for (const local of this.s.logRange.all(position, Number.MAX_SAFE_INTEGER)) {
+        this.s.deleteLog.run(local.seq)
+        if (local.transfer_key !== null) touched.add(local.transfer_key)
+        removed++
+      }
+      for (const key of touched) this.restoreRow(key)
+      return removed
+    }).immediate()
+  }
+
+  /** A row back to its newest entry left in the log, or removed when none is left. Inside a transaction. */
+  private restoreRow (key: string): void {
+    const newest = this.s.newestOf.get(key)
+    if (newest === undefined) {
+      this.s.deleteTransfer.run(key)
+      return
+    }
+    this.s.upsert.run(toRow(toEntry(newest).data))
   }
 }
 

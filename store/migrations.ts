@@ -103,7 +103,7 @@ export const MIGRATIONS: readonly Migration[] = [
   },
   {
     version: 4,
-    description: 'the log holds only what is replicated (the leader\'s transfer changes); each member\'s cluster events get a table of their own',
+    description: 'the log holds only what is replicated (the leader\'s transfer changes) and how far it matches the leader\'s; each member\'s cluster events get a table of their own',
     up (db) {
       db.exec(`
         -- What this member saw of the cluster: local, never shipped (the log's sequence numbers are the leader's).
@@ -116,6 +116,14 @@ export const MIGRATIONS: readonly Migration[] = [
         INSERT INTO cluster_events (at, epoch, data)
           SELECT at, epoch, data FROM journal_log WHERE kind = 'cluster-event' ORDER BY seq;
         DELETE FROM journal_log WHERE kind = 'cluster-event';
+
+        -- The log up to 'position' is the leader's (a leader: its own). A database from before replication holds
+        -- only what this member wrote or received: taken as it is.
+        CREATE TABLE replication (
+          id        INTEGER PRIMARY KEY CHECK (id = 1),
+          position  INTEGER NOT NULL
+        );
+        INSERT INTO replication (id, position) SELECT 1, COALESCE(max(seq), 0) FROM journal_log;
       `)
     }
   }

@@ -1,6 +1,6 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { InvalidTransferError, NotLeaderError, ReplicationConflictError, TransferNotFoundError } from '../../store/errors.js'
+import { InvalidTransferError, NotLeaderError, TransferNotFoundError } from '../../store/errors.js'
 import type { LogEntry } from '../../store/journal.js'
 import { transferIdFor } from '../../store/transfer-id.js'
 import { startStore, tempDataDir, transfer } from '../helpers/store-fixtures.js'
@@ -161,88 +161,6 @@ test('sequence numbers rise strictly across transfers and restarts; cluster even
   assert.throws(() => store.journal.changesSince(0, 0), RangeError)
 })
 
-test('a standby applying the shipped log ends with the same rows; applying again changes nothing', async (t) => {
-  const leader = (await startStore(t, tempDataDir(t))).store
-  const standby = (await startStore(t, tempDataDir(t))).store
-  const e = leader.clusterState.raiseEpoch('vectis-0').number
-  leader.journal.appendEvent({ type: 'leader:elected', epoch: e, leader: 'vectis-0' })
-  for (let i = 0; i < 6; i++) {
-    const r = leader.journal.begin(transfer(e, { partner: `P${i}` }))
-    for (let s = 1; s <= 3; s++) leader.journal.recordSyncPoint(r.id, { syncPoint: s, offset: s * 100 })
-    if (i % 2 === 0) leader.journal.complete(r.id, { bytes: 300, sha256: SHA })
-  }
-  // Ship in pages, the way a standby catches up.
-  let from = standby.journal.lastSeq()
-  for (let guard = 0; guard < 100; guard++) {
-    const page = leader.journal.changesSince(from, 5)
-    if (page.length === 0) break
-    const r = standby.journal.applyReplicated(page)
-    assert.equal(r.applied, page.length)
-    from = r.lastSeq
-  }
-  assert.equal(standby.journal.lastSeq(), leader.journal.lastSeq())
-  assert.deepEqual(standby.journal.list({ limit: 100 }), leader.journal.list({ limit: 100 }))
-  assert.deepEqual(standby.journal.changesSince(0, 1000), leader.journal.changesSince(0, 1000))
-
-  // Idempotent by seq: the whole log again, and an overlapping window, are skipped.
-  const all = leader.journal.changesSince(0, 1000)
-  assert.deepEqual(standby.journal.applyReplicated(all), { applied: 0, skipped: all.length, truncated: 0, lastSeq: from })
-  assert.equal(standby.journal.applyReplicated(all.slice(10, 20)).skipped, 10)
-  assert.deepEqual(standby.journal.list({ limit: 100 }), leader.journal.list({ limit: 100 }))
-})
-
-test('a row never goes back: an older snapshot arriving after a newer one is ignored', async (t) => {
-  const leader = (await startStore(t, tempDataDir(t))).store
-  const standby = (await startStore(t, tempDataDir(t))).store
-  const r = leader.journal.begin(transfer(1))
-  leader.journal.recordSyncPoint(r.id, { syncPoint: 1, offset: 10 })
-  const newest = leader.journal.recordSyncPoint(r.id, { syncPoint: 2, offset: 20 })
-  const [e1, e2, e3] = leader.journal.changesSince(0, 10)
-  standby.journal.applyReplicated([e1!, e3!])
-  assert.deepEqual(standby.journal.get(r.id), newest)
-  standby.journal.applyReplicated([e2!]) // a late, older entry (a gap being filled)
-  assert.deepEqual(standby.journal.get(r.id), newest)
-})
-
-test('after a failover, the new leader\'s log replaces the old leader\'s unshipped tail; a deposed leader is refused', async (t) => {
-  const a = (await startStore(t, tempDataDir(t))).store // leader of epoch 1, then standby
-  const b = (await startStore(t, tempDataDir(t))).store // standby, then leader of epoch 2
-  const r = a.journal.begin(transfer(1))
-  a.journal.recordSyncPoint(r.id, { syncPoint: 1, offset: 100 })
-  b.journal.applyReplicated(a.journal.changesSince(0, 100)) // shipped up to here
-  const shipped = a.journal.lastSeq()
-  a.journal.recordSyncPoint(r.id, { syncPoint: 2, offset: 200 }) // never shipped: a dies
-  a.journal.appendEvent({ type: 'leader:demoted', epoch: 1, leader: 'vectis-0', reason: 'lease-expired' })
-
-  b.clusterState.raiseEpoch('vectis-1', 2)
-  const resumed = b.journal.resume(r.id, { member: 'vectis-1', epoch: 2, syncPoint: 1, offset: 100 })
-  const finished = b.journal.complete(r.id, { bytes: 300, sha256: SHA })
-
-  const res = a.journal.applyReplicated(b.journal.changesSince(shipped, 100))
-  assert.equal(res.truncated, 1, 'the old tail (sync point 2) is dropped')
-  assert.deepEqual(a.journal.get(r.id), finished)
-  assert.deepEqual(a.journal.changesSince(0, 100), b.journal.changesSince(0, 100))
-  assert.ok(resumed.seq > shipped)
-
-  // Entries of an older epoch for sequence numbers already held from a newer one come from a deposed leader.
-  const stale: LogEntry = { seq: shipped + 1, at: new Date().toISOString(), epoch: 1, kind: 'transfer',
-    data: { ...r, epoch: 1, seq: shipped + 1 } }
-  assert.throws(() => a.journal.applyReplicated([stale]), ReplicationConflictError)
-  assert.deepEqual(a.journal.changesSince(0, 100), b.journal.changesSince(0, 100), 'a refused batch changes nothing')
-})
-
-test('malformed or unordered shipped entries are refused whole', async (t) => {
-  const leader = (await startStore(t, tempDataDir(t))).store
-  const standby = (await startStore(t, tempDataDir(t))).store
-  for (let i = 0; i < 3; i++) leader.journal.begin(transfer(1))
-  const [e1, e2, e3] = leader.journal.changesSince(0, 10)
-  assert.throws(() => standby.journal.applyReplicated([e2!, e1!]), /out of order/)
-  assert.throws(() => standby.journal.applyReplicated([e1!, { ...e2!, seq: 0 }]), ReplicationConflictError)
-  assert.throws(() => standby.journal.applyReplicated([e1!, { ...e3!, kind: 'bogus' } as unknown as LogEntry]), /unknown kind/)
-  assert.equal(standby.journal.lastSeq(), 0)
-  assert.deepEqual(standby.journal.list({ limit: 10 }), [])
-})
-
 test('sync points and completion need an in-progress transfer: an interrupted one is resumed first', async (t) => {
   const { store } = await startStore(t, tempDataDir(t))
   const j = store.journal
@@ -274,7 +192,7 @@ test('with a lease check installed, transfer changes are refused once the lease 
   j.appendEvent({ type: 'leader:demoted', epoch: 1, leader: 'vectis-0', reason: 'lease-expired' })
   assert.equal(j.events(1)[0]?.data.type, 'leader:demoted')
   standby.journal.setLeaderCheck(() => false)
-  assert.equal(standby.journal.applyReplicated(j.changesSince(0, 100)).applied, 2)
+  assert.equal(standby.journal.applyRun({ after: 0, epoch: 1, entries: j.changesSince(0, 100) }).applied, 2)
   j.setLeaderCheck(undefined)
   assert.equal(j.recordSyncPoint(r.id, { syncPoint: 2, offset: 2 }).syncPoint, 2)
 })

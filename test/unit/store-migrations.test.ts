@@ -95,6 +95,7 @@ const fixtures: Record<number, { populate (db: Database): void, verify (store: S
         [['member:suspected', 7, new Date(1002).toISOString()], ['epoch:raised', 7, new Date(1000).toISOString()]])
       assert.deepEqual(store.journal.changesSince(0, 10).map((e) => [e.seq, e.data.id]), [[2, '7-0']])
       assert.equal(store.journal.lastSeq(), 3, 'the numbers the events took are never used again')
+      assert.equal(store.journal.position(), 2, 'the log as it is counts as replicated up to its end')
     }
   }
 }
