@@ -76,4 +76,13 @@ export interface ClusterService extends Startable {
   heartbeatAgeMaxSeconds(): number
   /** Graceful hand-over to `to` or the next oldest member; rejects with a reason when impossible. */
   transferLeadership(to?: string): Promise<TransferResult>
+  /**
+   * Answers the cluster requests of another part of the daemon (journal replication): a request whose payload is
+   * `{ service: name, … }` goes to `handler` (its value or promise is the reply) instead of the membership
+   * protocol. One handler per name. A member alone in its process (standalone) receives none.
+   */
+  serve(name: string, handler: ServiceHandler): void
 }
+
+/** `from`: the peer id of the requester. */
+export type ServiceHandler = (from: string, payload: Record<string, unknown>) => unknown

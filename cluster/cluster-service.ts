@@ -12,7 +12,7 @@ import { monotonicClock, hrtimeNs, jitter, type Clock } from '../common/clock.js
 import type { Logger } from '../common/logger.js'
 import { deferred, type Deferred } from '../common/deferred.js'
 import { TypedEmitter } from '../common/typed-events.js'
-import type { ClusterEvents, ClusterService, ClusterStatus, StatusMember, TransferResult } from './cluster-api.js'
+import type { ClusterEvents, ClusterService, ClusterStatus, ServiceHandler, StatusMember, TransferResult } from './cluster-api.js'
 import { LeadershipTransferError } from './errors.js'
 import type { Epoch, HandoverHooks, Leadership } from './leadership-api.js'
 import { MembershipDriver } from './membership/driver.js'
@@ -99,6 +99,8 @@ export class MembershipCluster implements ClusterService, Leadership {
   private timer: NodeJS.Timeout | undefined
   private offs: Array<() => void> = []
   private running = false
+  /** Handlers of the other parts' requests (`serve`). */
+  private readonly services = new Map<string, ServiceHandler>()
   private leading: Leading | undefined
   private readonly hooks: HandoverHooks[] = []
   private selfLeft: (() => void) | undefined
@@ -241,7 +243,17 @@ export class MembershipCluster implements ClusterService, Leadership {
     })
   }
 
-  private onRequest (_peerId: string, payload: unknown): unknown {
+  serve (name: string, handler: ServiceHandler): void {
+    this.services.set(name, handler)
+  }
+
+  private onRequest (peerId: string, payload: unknown): unknown {
+    if (typeof payload === 'object' && payload !== null && typeof (payload as { service?: unknown }).service === 'string') {
+      const name = (payload as { service: string }).service
+      const handler = this.services.get(name)
+      if (handler === undefined || !this.running) throw new InvalidMessageError(`no service ${JSON.stringify(name)} here`)
+      return handler(peerId, payload as Record<string, unknown>)
+    }
     let msg
     try {
       msg = decodeMessage(payload)

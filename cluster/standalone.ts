@@ -77,4 +77,7 @@ export class StandaloneCluster implements ClusterService, Leadership {
   async transferLeadership (to?: string): Promise<TransferResult> {
     throw new LeadershipTransferError(`standalone member: there is no other member to hand over to${to === undefined ? '' : ` (asked for ${to})`}`)
   }
+
+  /** No other member sends requests to a standalone one. */
+  serve (): void {}
 }

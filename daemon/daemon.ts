@@ -18,6 +18,7 @@ import { checkTlsFiles, ensureWritableDir, writeDemoSample } from './data-dirs.j
 import { StandaloneCluster } from '../cluster/standalone.js'
 import { MembershipCluster } from '../cluster/cluster-service.js'
 import { DeferredTransport } from '../cluster/deferred-transport.js'
+import { JournalReplicator, type ReplicationJournal } from '../cluster/journal-replication.js'
 import { Discovery } from '../cluster/discovery.js'
 import { K8sDeferred } from '../k8s/deferred-parts.js'
 import { configuredDirectories } from '../transfer/config-types.js'
@@ -46,6 +47,9 @@ export class Daemon implements Startable {
   readonly pesit: PesitServer
   /** The Kubernetes parts (label controller, pod watch), loaded only when the Kubernetes part is on. */
   readonly k8s: K8sDeferred | undefined
+  /** The journal on every member (a cluster member only; a standalone one has no one to share it with). */
+  readonly replication: JournalReplicator | undefined
+  private transport: DeferredTransport | undefined
   private readonly lifecycle: Lifecycle
   private readonly log: Logger
   private readonly unsubscribe: Array<() => void> = []
@@ -79,6 +83,11 @@ export class Daemon implements Startable {
     }, { config: config.pesit, host: config.bindHost })
     if (this.cluster instanceof MembershipCluster) this.cluster.registerHandoverHooks(this.pesit.handoverHooks())
     const membership = this.cluster instanceof MembershipCluster ? this.cluster : undefined
+    this.replication = membership === undefined || this.transport === undefined
+      ? undefined
+      : new JournalReplicator({ logger: components.logger, journal: this.lazyJournal(), transport: this.transport, cluster: membership, leadership },
+        { clusterName: config.clusterName, nodeName: config.podName })
+    const replication = this.replication
     // Loaded once the cluster has started, not before it (see k8s/deferred-parts.ts for what that keeps and what not).
     const k8s = this.k8s = !config.k8sEnabled
       ? undefined
@@ -118,7 +127,9 @@ export class Daemon implements Startable {
       { name: 'http', part: this.http },
       { name: 'journal-events', part: this.journalEvents() },
       // Listeners of leadership events subscribe before the cluster starts; at stop, the cluster goes first, so a
-      // leader hands over (its PeSIT hooks run inside) before the servers and labels are torn down.
+      // leader hands over (its PeSIT hooks run inside) before the servers and labels are torn down. Replication
+      // comes before the PeSIT servers: a new leader settles its log before it writes to it.
+      ...(replication === undefined ? [] : [{ name: 'journal-replication', part: { start: async () => { replication.start() }, stop: async () => { replication.stop() } } }]),
       { name: 'pesit', part: binding },
       ...(k8s === undefined ? [] : [{ name: 'k8s-labels', part: k8s.labelsPart }]),
       ...(k8s?.podWatchPart === undefined ? [] : [{ name: 'k8s-pod-watch', part: k8s.podWatchPart }]),
@@ -140,7 +151,7 @@ export class Daemon implements Startable {
     // never loads it). Its failure is reported by the transport's start, not as an unhandled rejection.
     const libp2p = import('../cluster/transport.js')
     libp2p.catch(() => {})
-    const transport = new DeferredTransport(async () => {
+    const transport = this.transport = new DeferredTransport(async () => {
       const { Libp2pTransport } = await libp2p
       return new Libp2pTransport({ logger }, {
         dataDir: c.dataDir,
@@ -194,6 +205,18 @@ export class Daemon implements Startable {
     for (const u of this.unsubscribe.splice(0)) u()
   }
 
+  /** The cluster's status with the journal's: this member's position and lag, and each member's last known. */
+  clusterStatus (): ReturnType<ClusterService['status']> & { journal: { seq: number, lagEntries: number } } {
+    const s = this.cluster.status()
+    const r = this.replication?.state()
+    const seq = r?.seq ?? (this.store.started ? this.store.journal.position() : 0)
+    return {
+      ...s,
+      members: s.members.map((m) => ({ ...m, journalSeq: m.name === s.nodeName ? seq : (r?.members[m.name] ?? null) })),
+      journal: { seq, lagEntries: r?.lagEntries ?? 0 }
+    }
+  }
+
   servers (): ServerStatus[] {
     return this.pesit.serversStatus().map((s) => ({ id: s.id, port: s.port, tls: s.tls, running: s.running }))
   }
@@ -232,6 +255,19 @@ export class Daemon implements Startable {
     }
   }
 
+  /** The store's journal, opened in the store's start(): each call goes to it then. */
+  private lazyJournal (): ReplicationJournal {
+    const j = (): ReplicationJournal => this.store.journal
+    return {
+      position: () => j().position(),
+      changesSince: (seq, limit) => j().changesSince(seq, limit),
+      applyRun: (run) => j().applyRun(run),
+      alignTo: (head) => j().alignTo(head),
+      truncateAfterPosition: (epoch) => j().truncateAfterPosition(epoch),
+      onAppended: (l) => j().onAppended(l)
+    }
+  }
+
   private wireMetrics (): void {
     const m = this.metrics
     const c = this.cluster
@@ -245,6 +281,11 @@ export class Daemon implements Startable {
       m.clusterEpoch.set(s.epoch)
       m.clusterLeaseRemaining.set(c.leadership.leaseRemainingMs() / 1000)
       m.clusterHeartbeatAgeMax.set(c.heartbeatAgeMaxSeconds())
+      if (this.store.started) {
+        const r = this.replication?.state()
+        m.journalSeq.set(r?.seq ?? this.store.journal.position())
+        m.journalLag.set(r?.lagEntries ?? 0)
+      }
     })
     // A leader change is counted when this member learns of a leader other than the last one it knew (its own
     // election included), whichever event taught it.
@@ -272,7 +313,7 @@ export class Daemon implements Startable {
       const { contentType, body } = await this.metrics.render()
       return { headers: { 'content-type': contentType }, raw: body }
     }, { auth: false })
-    h.route('GET', '/api/cluster/status', () => ({ json: { ...this.cluster.status(), servers: this.servers() } }), { auth: true })
+    h.route('GET', '/api/cluster/status', () => ({ json: { ...this.clusterStatus(), servers: this.servers() } }), { auth: true })
     h.route('GET', '/api/transfers', (req) => {
       try {
         return { json: this.store.listTransfers(req.query) }

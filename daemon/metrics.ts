@@ -23,6 +23,8 @@ export class Metrics {
   readonly pesitConnectionsActive = new Gauge({ name: 'vectis_pesit_connections_active', help: 'Open PeSIT connections', registers: [this.registry] })
   readonly transfers = new Counter({ name: 'vectis_transfers_total', help: 'Finished transfers', labelNames: ['direction', 'status'] as const, registers: [this.registry] })
   readonly transferBytes = new Counter({ name: 'vectis_transfer_bytes_total', help: 'File bytes transferred', labelNames: ['direction'] as const, registers: [this.registry] })
+  readonly journalSeq = new Gauge({ name: 'vectis_journal_seq', help: 'This member\'s position in the leader\'s journal log (the leader: the end of its own)', registers: [this.registry] })
+  readonly journalLag = new Gauge({ name: 'vectis_journal_replication_lag_entries', help: 'Entries between this member\'s position and the leader\'s last known head (0 on the leader)', registers: [this.registry] })
   readonly peerDeviations = new Counter({ name: 'vectis_pesit_peer_deviations_total', help: 'Departures of PeSIT peers from the protocol that were tolerated', labelNames: ['kind'] as const, registers: [this.registry] })
 
   /** Hooks run before every scrape, to refresh values computed on demand (lease remaining, heartbeat age). */

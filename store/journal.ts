@@ -601,15 +601,16 @@ export class Journal {
   }
 
   /**
-   * A new leader drops what its log holds past its position: its own tail from an earlier leadership that no
-   * member confirmed (rows put back as in applyRun). Returns the number of entries removed.
+   * A new leader (of `belowEpoch`) drops what its log holds past its position from earlier leaderships: its own
+   * tail that no member confirmed (rows put back as in applyRun). Returns the number of entries removed.
    */
-  truncateAfterPosition (): number {
+  truncateAfterPosition (belowEpoch: number): number {
     return this.db.transaction(() => {
       const position = this.position()
       const touched = new Set<string>()
       let removed = 0
       for (const local of this.s.logRange.all(position, Number.MAX_SAFE_INTEGER)) {
+        if (local.epoch >= belowEpoch) continue
         this.s.deleteLog.run(local.seq)
         if (local.transfer_key !== null) touched.add(local.transfer_key)
         removed++

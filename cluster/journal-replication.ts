@@ -1,0 +1,321 @@
+/**
+ * The transfer journal on every member (docs/design.md §5.6): the leader publishes each change of its log, as it
+ * is committed, on a cluster topic (gossipsub: relayed member to member), and its head (the end of its log) every
+ * second; the other members apply what they receive in order (`Journal.applyRun`) and repair any gap (a lost
+ * message, a restart, a late join, an empty data directory) by asking the leader directly for what follows their
+ * position, page by page.
+ *
+ * Fencing is on the publisher's epoch: a run or a head of an epoch lower than the one this member knows is
+ * refused, and a run whose range holds newer entries here is refused by the journal itself. A new leader first
+ * drops its own unconfirmed tail (entries of an earlier leadership past its position), then publishes from its
+ * position on.
+ *
+ * Each member tells the leader how far it is (`ack`, at most every ACK_INTERVAL_MS): the status shows it.
+ *
+ * NOT guaranteed (the default `async` mode): that a change the leader committed reaches any other member before
+ * the leader dies. The window is the replication lag (`vectis_journal_replication_lag_entries`, a few ms on a
+ * LAN); what the dead leader alone had is lost, and the members' rows follow the new leader's log.
+ */
+import type { Logger } from '../common/logger.js'
+import type { LeaderRun, LogEntry, RunResult } from '../store/journal.js'
+import { ReplicationConflictError } from '../store/errors.js'
+import type { ClusterStatus, ServiceHandler } from './cluster-api.js'
+import type { Leadership } from './leadership-api.js'
+import type { ClusterTransport } from './transport-types.js'
+
+export const JOURNAL_TOPIC = 'vectis/journal/1'
+const SERVICE = 'journal'
+/** The leader's head, so that a member that missed the last run learns it is behind. */
+export const HEAD_INTERVAL_MS = 1000
+/** Entries per published run and per catch-up page: well below the transport's frame limit (1 MiB). */
+const RUN_ENTRIES = 200
+const PAGE_ENTRIES = 500
+const CATCH_UP_TIMEOUT_MS = 5000
+const ACK_INTERVAL_MS = 200
+
+export interface ReplicationJournal {
+  position(): number
+  changesSince(seq: number, limit: number): LogEntry[]
+  applyRun(run: LeaderRun): RunResult
+  alignTo(head: { seq: number, epoch: number }): number
+  truncateAfterPosition(belowEpoch: number): number
+  onAppended(listener: (e: LogEntry) => void): () => void
+}
+
+export interface ReplicationComponents {
+  logger: Logger
+  journal: ReplicationJournal
+  transport: Pick<ClusterTransport, 'publish' | 'subscribe' | 'request'>
+  cluster: { status(): ClusterStatus, serve(name: string, handler: ServiceHandler): void }
+  leadership: Leadership
+}
+
+export interface ReplicationInit {
+  clusterName: string
+  nodeName: string
+  headIntervalMs?: number
+}
+
+/** What this member knows of replication, for the status and the metrics. */
+export interface ReplicationState {
+  /** this member's position in the leader's log */
+  seq: number
+  /** entries between it and the leader's last known head (0 on the leader) */
+  lagEntries: number
+  /** the position each member last reported (on the leader; others know only their own) */
+  members: Record<string, number>
+  /** runs and heads refused: a deposed leader, or a run that contradicts the log here */
+  refused: number
+}
+
+interface RunMessage { kind: 'run', cluster: string, leader: string, epoch: number, after: number, entries: LogEntry[] }
+interface HeadMessage { kind: 'head', cluster: string, leader: string, epoch: number, seq: number }
+
+export class JournalReplicator {
+  private readonly log: Logger
+  private readonly headIntervalMs: number
+  /** while leading: the epoch, where the next run starts, the stops */
+  private leading: { epoch: number, published: number, queue: LogEntry[], flushing: boolean, offs: Array<() => void> } | undefined
+  private headCounter = 0
+  /** the highest leader epoch seen in runs and heads, and that leader's last head */
+  private leaderEpoch = 0
+  private leaderHead = 0
+  private catchingUp: Promise<void> | undefined
+  private catchUpAgain = false
+  private readonly acks = new Map<string, number>()
+  private lastAck = { at: 0, seq: -1 }
+  private ackTimer: NodeJS.Timeout | undefined
+  private refused = 0
+  private running = false
+  private readonly offs: Array<() => void> = []
+
+  constructor (private readonly c: ReplicationComponents, private readonly init: ReplicationInit) {
+    this.log = c.logger.child({ component: 'journal:replication' })
+    this.headIntervalMs = init.headIntervalMs ?? HEAD_INTERVAL_MS
+  }
+
+  /**
+   * Subscribes and starts. Call it before anything that writes the journal on election subscribes to the
+   * leadership events (the PeSIT servers): a new leader drops its unconfirmed tail first.
+   */
+  start (): void {
+    if (this.running) return
+    this.running = true
+    this.c.transport.subscribe(JOURNAL_TOPIC, (payload) => { this.onMessage(payload) })
+    this.c.cluster.serve(SERVICE, (from, payload) => this.onRequest(from, payload))
+    const ev = this.c.leadership.events
+    this.offs.push(ev.on('leader:elected', (e) => { this.lead(e.epoch.number) }))
+    this.offs.push(ev.on('leader:demoted', () => { this.stopLeading() }))
+    if (this.c.leadership.isLeader()) this.lead(this.c.leadership.currentEpoch()?.number ?? 0)
+  }
+
+  stop (): void {
+    this.running = false
+    this.stopLeading()
+    for (const off of this.offs.splice(0)) off()
+    clearTimeout(this.ackTimer)
+  }
+
+  state (): ReplicationState {
+    const seq = this.c.journal.position()
+    const members: Record<string, number> = this.leading !== undefined ? Object.fromEntries(this.acks) : {}
+    if (this.leading !== undefined) members[this.init.nodeName] = seq
+    return { seq, lagEntries: this.leading !== undefined ? 0 : Math.max(0, this.leaderHead - seq), members, refused: this.refused }
+  }
+
+  // ---- leader ----------------------------------------------------------------------------------------------------
+
+  private lead (epoch: number): void {
+    if (!this.running) return
+    this.stopLeading()
+    const dropped = this.c.journal.truncateAfterPosition(epoch)
+    if (dropped > 0) this.log.warn({ dropped, epoch }, 'entries of an earlier leadership that no member confirmed were dropped from this log')
+    const published = this.c.journal.position()
+    const l = { epoch, published, queue: [] as LogEntry[], flushing: false, offs: [] as Array<() => void> }
+    this.leading = l
+    this.acks.clear()
+    l.offs.push(this.c.journal.onAppended((e) => {
+      l.queue.push(e)
+      if (!l.flushing) {
+        l.flushing = true
+        // Entries committed in the same turn go in one run.
+        setImmediate(() => { this.flush(l) })
+      }
+    }))
+    const timer = setInterval(() => { this.publishHead(l) }, this.headIntervalMs)
+    timer.unref()
+    l.offs.push(() => { clearInterval(timer) })
+    this.publishHead(l)
+    this.log.info({ epoch, position: published }, 'publishing the journal')
+  }
+
+  private stopLeading (): void {
+    const l = this.leading
+    if (l === undefined) return
+    this.leading = undefined
+    for (const off of l.offs.splice(0)) off()
+  }
+
+  private flush (l: NonNullable<JournalReplicator['leading']>): void {
+    l.flushing = false
+    if (this.leading !== l) return
+    const entries = l.queue.splice(0)
+    for (let i = 0; i < entries.length; i += RUN_ENTRIES) {
+      const chunk = entries.slice(i, i + RUN_ENTRIES)
+      const after = l.published
+      const last = chunk.at(-1)!.seq
+      l.published = last
+      const msg: RunMessage = { kind: 'run', cluster: this.init.clusterName, leader: this.init.nodeName, epoch: l.epoch, after, entries: chunk }
+      this.c.transport.publish(JOURNAL_TOPIC, `r:${l.epoch}:${after}:${last}`, msg)
+        .catch((err: unknown) => { this.log.debug({ err }, 'publishing a run failed; the members will catch up') })
+    }
+  }
+
+  private publishHead (l: NonNullable<JournalReplicator['leading']>): void {
+    if (this.leading !== l) return
+    const seq = this.c.journal.position()
+    const msg: HeadMessage = { kind: 'head', cluster: this.init.clusterName, leader: this.init.nodeName, epoch: l.epoch, seq }
+    this.c.transport.publish(JOURNAL_TOPIC, `h:${l.epoch}:${seq}:${this.headCounter++}`, msg)
+      .catch((err: unknown) => { this.log.debug({ err }, 'publishing the head failed') })
+  }
+
+  // ---- requests (any member answers with its own log; members ask the leader) ----------------------------------
+
+  private onRequest (from: string, p: Record<string, unknown>): unknown {
+    if (p.cluster !== this.init.clusterName) throw new ReplicationConflictError(`a request of cluster ${String(p.cluster)}`)
+    if (p.op === 'since') {
+      const after = p.after
+      const limit = p.limit
+      if (!Number.isSafeInteger(after) || (after as number) < 0 || !Number.isSafeInteger(limit) || (limit as number) < 1) {
+        throw new ReplicationConflictError('since: after and limit must be non-negative integers')
+      }
+      const entries = this.c.journal.changesSince(after as number, Math.min(limit as number, PAGE_ENTRIES))
+      return { epoch: this.leading?.epoch ?? this.c.leadership.currentEpoch()?.number ?? 0, leading: this.leading !== undefined, after, entries, head: this.c.journal.position() }
+    }
+    if (p.op === 'ack') {
+      if (typeof p.member === 'string' && Number.isSafeInteger(p.seq)) this.acks.set(p.member, p.seq as number)
+      return { ok: true }
+    }
+    throw new ReplicationConflictError(`unknown journal request ${String(p.op)} from ${from}`)
+  }
+
+  // ---- member --------------------------------------------------------------------------------------------------
+
+  private onMessage (payload: unknown): void {
+    if (!this.running || this.leading !== undefined) return
+    if (!isHead(payload) && !isRun(payload)) return
+    const m = payload
+    if (m.cluster !== this.init.clusterName) return
+    const known = Math.max(this.leaderEpoch, this.c.leadership.currentEpoch()?.number ?? 0)
+    if (m.epoch < known) {
+      this.refused++
+      this.log.debug({ epoch: m.epoch, known, leader: m.leader }, 'refused journal entries of a deposed leader')
+      return
+    }
+    this.leaderEpoch = m.epoch
+    if (m.kind === 'head') {
+      this.leaderHead = m.seq
+      const position = this.c.journal.position()
+      if (m.seq > position) this.catchUp()
+      else if (m.seq < position) this.c.journal.alignTo({ seq: m.seq, epoch: m.epoch })
+      this.ack()
+      return
+    }
+    this.leaderHead = Math.max(this.leaderHead, m.entries.at(-1)?.seq ?? m.after)
+    if (m.after > this.c.journal.position() || this.catchingUp !== undefined) {
+      this.catchUp()
+      return
+    }
+    this.apply({ after: m.after, epoch: m.epoch, entries: m.entries })
+  }
+
+  private apply (run: LeaderRun): boolean {
+    try {
+      this.c.journal.applyRun(run)
+      this.ack()
+      return true
+    } catch (err) {
+      if (err instanceof RangeError) {
+        this.catchUp()
+      } else {
+        this.refused++
+        this.log.warn({ err, epoch: run.epoch, after: run.after }, 'refused a run of the journal')
+      }
+      return false
+    }
+  }
+
+  /** Asks the leader for what follows this member's position until it has reached the leader's head. */
+  private catchUp (): void {
+    if (this.catchingUp !== undefined) {
+      this.catchUpAgain = true
+      return
+    }
+    this.catchingUp = (async () => {
+      do {
+        this.catchUpAgain = false
+        await this.catchUpOnce()
+      } while (this.catchUpAgain && this.running && this.leading === undefined)
+    })().catch((err: unknown) => {
+      this.log.debug({ err }, 'catching up with the leader failed; the next head retries')
+    }).finally(() => { this.catchingUp = undefined })
+  }
+
+  private async catchUpOnce (): Promise<void> {
+    for (let page = 0; page < 10_000 && this.running && this.leading === undefined; page++) {
+      const s = this.c.cluster.status()
+      const address = s.members.find((x) => x.name === s.leader)?.address
+      if (s.leader === null || s.leader === this.init.nodeName || address === undefined) return
+      const after = this.c.journal.position()
+      const { reply } = await this.c.transport.request(address,
+        { service: SERVICE, cluster: this.init.clusterName, op: 'since', after, limit: PAGE_ENTRIES }, { timeoutMs: CATCH_UP_TIMEOUT_MS })
+      const r = reply as { epoch: number, leading: boolean, after: number, entries: LogEntry[], head: number }
+      if (!r.leading) return // not (or no longer) the leader: the next head names the right one
+      if (r.epoch < Math.max(this.leaderEpoch, this.c.leadership.currentEpoch()?.number ?? 0)) {
+        this.refused++
+        return
+      }
+      this.leaderEpoch = r.epoch
+      this.leaderHead = r.head
+      if (r.entries.length === 0) {
+        this.c.journal.alignTo({ seq: r.head, epoch: r.epoch })
+        this.ack()
+        return
+      }
+      if (!this.apply({ after: r.after, epoch: r.epoch, entries: r.entries })) return
+      if (this.c.journal.position() >= r.head) return
+    }
+  }
+
+  /** Tells the leader how far this member is, at most every ACK_INTERVAL_MS. */
+  private ack (): void {
+    if (this.ackTimer !== undefined) return
+    const wait = Math.max(0, this.lastAck.at + ACK_INTERVAL_MS - Date.now())
+    this.ackTimer = setTimeout(() => {
+      this.ackTimer = undefined
+      const seq = this.c.journal.position()
+      if (seq === this.lastAck.seq || !this.running) return
+      this.lastAck = { at: Date.now(), seq }
+      const s = this.c.cluster.status()
+      const address = s.members.find((x) => x.name === s.leader)?.address
+      if (address === undefined || s.leader === this.init.nodeName) return
+      this.c.transport.request(address, { service: SERVICE, cluster: this.init.clusterName, op: 'ack', member: this.init.nodeName, seq }, { timeoutMs: CATCH_UP_TIMEOUT_MS })
+        .catch(() => { this.lastAck.seq = -1 })
+    }, wait)
+    this.ackTimer.unref()
+  }
+}
+
+function isMessage (x: unknown): x is { kind: unknown, cluster: unknown, leader: unknown, epoch: number } {
+  return typeof x === 'object' && x !== null && Number.isSafeInteger((x as { epoch?: unknown }).epoch)
+}
+
+function isHead (x: unknown): x is HeadMessage {
+  return isMessage(x) && x.kind === 'head' && Number.isSafeInteger((x as { seq?: unknown }).seq)
+}
+
+/** The entries themselves are checked by the journal (`applyRun`). */
+function isRun (x: unknown): x is RunMessage {
+  return isMessage(x) && x.kind === 'run' && Number.isSafeInteger((x as { after?: unknown }).after) &&
+    Array.isArray((x as { entries?: unknown }).entries)
+}
