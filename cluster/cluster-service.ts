@@ -414,6 +414,14 @@ export class MembershipCluster implements ClusterService, Leadership {
 
   // ---- status ---------------------------------------------------------------------------------------------------
 
+  /** The cluster transport address ("ip:port") of the member this one knows as leader, if any. */
+  leaderAddress (): string | undefined {
+    const m = this.driver?.machine
+    if (m === undefined) return undefined
+    const s = m.status(this.clock.now())
+    return s.view?.members.find((x) => x.name === s.leader)?.address
+  }
+
   private apiMember (m: MemberInfo, leader: string | undefined): StatusMember {
     return { name: m.name, address: hostOf(m.address), isLeader: m.name === leader }
   }

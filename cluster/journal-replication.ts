@@ -19,7 +19,7 @@
 import type { Logger } from '../common/logger.js'
 import type { LeaderRun, LogEntry, RunResult } from '../store/journal.js'
 import { ReplicationConflictError } from '../store/errors.js'
-import type { ClusterStatus, ServiceHandler } from './cluster-api.js'
+import type { ServiceHandler } from './cluster-api.js'
 import type { Leadership } from './leadership-api.js'
 import type { ClusterTransport } from './transport-types.js'
 
@@ -46,7 +46,8 @@ export interface ReplicationComponents {
   logger: Logger
   journal: ReplicationJournal
   transport: Pick<ClusterTransport, 'publish' | 'subscribe' | 'request'>
-  cluster: { status(): ClusterStatus, serve(name: string, handler: ServiceHandler): void }
+  /** `leaderAddress`: the cluster address ("ip:port") of the leader this member knows, if any */
+  cluster: { leaderAddress(): string | undefined, serve(name: string, handler: ServiceHandler): void }
   leadership: Leadership
 }
 
@@ -263,9 +264,8 @@ export class JournalReplicator {
 
   private async catchUpOnce (): Promise<void> {
     for (let page = 0; page < 10_000 && this.running && this.leading === undefined; page++) {
-      const s = this.c.cluster.status()
-      const address = s.members.find((x) => x.name === s.leader)?.address
-      if (s.leader === null || s.leader === this.init.nodeName || address === undefined) return
+      const address = this.c.cluster.leaderAddress()
+      if (address === undefined || this.c.leadership.isLeader()) return
       const after = this.c.journal.position()
       const { reply } = await this.c.transport.request(address,
         { service: SERVICE, cluster: this.init.clusterName, op: 'since', after, limit: PAGE_ENTRIES }, { timeoutMs: CATCH_UP_TIMEOUT_MS })
@@ -296,9 +296,8 @@ export class JournalReplicator {
       const seq = this.c.journal.position()
       if (seq === this.lastAck.seq || !this.running) return
       this.lastAck = { at: Date.now(), seq }
-      const s = this.c.cluster.status()
-      const address = s.members.find((x) => x.name === s.leader)?.address
-      if (address === undefined || s.leader === this.init.nodeName) return
+      const address = this.c.cluster.leaderAddress()
+      if (address === undefined || this.c.leadership.isLeader()) return
       this.c.transport.request(address, { service: SERVICE, cluster: this.init.clusterName, op: 'ack', member: this.init.nodeName, seq }, { timeoutMs: CATCH_UP_TIMEOUT_MS })
         .catch(() => { this.lastAck.seq = -1 })
     }, wait)

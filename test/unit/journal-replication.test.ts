@@ -6,7 +6,7 @@ import assert from 'node:assert/strict'
 import { silentLogger } from '../../common/logger.js'
 import { TypedEmitter } from '../../common/typed-events.js'
 import type { Epoch, Leadership, LeadershipEvents } from '../../cluster/leadership-api.js'
-import type { ClusterStatus, ServiceHandler } from '../../cluster/cluster-api.js'
+import type { ServiceHandler } from '../../cluster/cluster-api.js'
 import { JournalReplicator, JOURNAL_TOPIC } from '../../cluster/journal-replication.js'
 import type { Store } from '../../store/store.js'
 import { MemoryNetwork, MemoryTransport } from '../helpers/memory-transport.js'
@@ -21,15 +21,6 @@ class World {
   leader: string | null = null
   epoch = 0
   readonly members: Member[] = []
-  status (me: string): ClusterStatus {
-    return {
-      clusterName: 'test', nodeName: me, isLeader: this.leader === me, leader: this.leader, epoch: this.epoch, viewId: null,
-      quorum: { required: 2, present: 3, ok: true },
-      members: this.members.map((m) => ({ name: m.name, address: m.transport.address, isLeader: m.name === this.leader })),
-      memberCount: this.members.length
-    }
-  }
-
   elect (m: Member): void {
     this.epoch++
     for (const x of this.members) if (x !== m && x.leading) x.demote()
@@ -59,7 +50,10 @@ class Member implements Leadership {
       logger: silentLogger(),
       journal: this.store.journal,
       transport: this.transport,
-      cluster: { status: () => this.world.status(this.name), serve: (n, h) => { this.services.set(n, h) } },
+      cluster: {
+        leaderAddress: () => this.world.members.find((m) => m.name === this.world.leader)?.transport.address,
+        serve: (n, h) => { this.services.set(n, h) }
+      },
       leadership: this
     }, { clusterName: 'test', nodeName: this.name, headIntervalMs: 50 })
     void this.transport.start()
