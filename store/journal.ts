@@ -201,6 +201,7 @@ export class Journal {
     deleteLog: Statement<[number]>
     newestOf: Statement<[string], LogRow>
     deleteTransfer: Statement<[string]>
+    inProgress: Statement<[], TransferRow>
     events: Statement<[number], { id: number, at: number, epoch: number, data: string }>
     pruneEvents: Statement<[number, number]>
   }
@@ -247,6 +248,7 @@ export class Journal {
       deleteLog: db.prepare('DELETE FROM journal_log WHERE seq = ?'),
       newestOf: db.prepare('SELECT seq, at, epoch, kind, transfer_key, data FROM journal_log WHERE transfer_key = ? ORDER BY seq DESC LIMIT 1'),
       deleteTransfer: db.prepare('DELETE FROM transfers WHERE id = ?'),
+      inProgress: db.prepare(`SELECT ${COLUMNS} FROM transfers WHERE status = 'in-progress' ORDER BY created_at, rowid`),
       events: db.prepare('SELECT id, at, epoch, data FROM cluster_events ORDER BY id DESC LIMIT ?'),
       pruneEvents: db.prepare('DELETE FROM cluster_events WHERE id IN (SELECT id FROM cluster_events WHERE at < ? ORDER BY id LIMIT ?)')
     }
@@ -449,6 +451,11 @@ export class Journal {
    */
   wasSent (q: { partner: string, virtualFile: string, filePath: string, source: string }): boolean {
     return this.s.sent.get(q.partner, q.virtualFile, q.filePath, q.source) !== undefined
+  }
+
+  /** The transfers still in progress, oldest first. */
+  inProgress (): TransferRecord[] {
+    return (this.s.inProgress.all()).map(toRecord)
   }
 
   /** Newest first (creation time). */

@@ -6,9 +6,10 @@
  * that reuses the PI 13 of an unfinished row marks that row failed (it can never be resumed any more).
  */
 import type { Journal } from '../store/journal.js'
+import { DIAG, formatDiagnostic } from './diagnostics.js'
 import type { SentQuery, TransferBegin, TransferEnd, TransferJournalPort, TransferStarted, TransferSyncPoint } from './ports.js'
 
-export type JournalForPesit = Pick<Journal, 'begin' | 'resume' | 'findRestartable' | 'recordSyncPoint' | 'complete' | 'interrupt' | 'fail' | 'wasSent'>
+export type JournalForPesit = Pick<Journal, 'begin' | 'resume' | 'findRestartable' | 'recordSyncPoint' | 'complete' | 'interrupt' | 'fail' | 'wasSent' | 'inProgress'>
 
 export interface JournalAdapterContext {
   /** this member's name (POD_NAME) */
@@ -43,6 +44,12 @@ export function journalPortFromStore (source: JournalForPesit | (() => JournalFo
     },
     syncPoint (id: string, p: TransferSyncPoint): void {
       j().recordSyncPoint(id, { syncPoint: p.syncPoint, offset: p.offset, bytes: p.offset })
+    },
+    interruptOrphans (): number {
+      const journal = j()
+      const orphans = journal.inProgress()
+      for (const r of orphans) journal.interrupt(r.id, `${formatDiagnostic(DIAG.NETWORK_INCIDENT)}: the member that ran it (${r.member}) no longer does; resume it with a restart`)
+      return orphans.length
     },
     wasSent (q: SentQuery): boolean {
       return j().wasSent({ partner: q.partner, virtualFile: q.file, filePath: q.path, source: q.source })

@@ -137,6 +137,8 @@ export class PesitServer implements Startable {
     this.status = 'starting'
     try {
       await this.removeStaleTemporaries()
+      const orphans = await this.components.journal.interruptOrphans()
+      if (orphans > 0) this.log.info({ orphans }, 'transfers left in progress by a member that no longer runs them are marked interrupted')
       for (const cfg of this.init.config.servers) await this.listen(cfg)
     } catch (err) {
       await this.closeListeners()

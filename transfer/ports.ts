@@ -77,6 +77,12 @@ export interface TransferJournalPort {
   end(id: string, e: TransferEnd): void | Promise<void>
   /** true when `path` with this source identity was already sent completely to the partner under `file` */
   wasSent(q: SentQuery): boolean | Promise<boolean>
+  /**
+   * The servers are starting on this member: rows still in progress belong to attempts no process runs any more
+   * (a leader that died or was deposed, or this member before a restart). Marks them interrupted, restartable;
+   * returns how many.
+   */
+  interruptOrphans(): number | Promise<number>
 }
 
 /** Counters behind `vectis_pesit_*` and `vectis_transfer*` (docs/contract.md §4); every callback optional. */
@@ -103,5 +109,6 @@ export const nullJournal: TransferJournalPort = {
   begin: (t) => ({ id: '', transferId: t.pesitTransferId ?? 1 }),
   syncPoint () {},
   end () {},
-  wasSent: () => false
+  wasSent: () => false,
+  interruptOrphans: () => 0
 }

@@ -38,6 +38,14 @@ export class MemoryJournal implements TransferJournalPort {
   wasSent (q: SentQuery): boolean {
     return this.sent.has(sentKey(q))
   }
+
+  /** Rows begun and never ended, as the store's journal counts its in-progress ones, ended as interrupted. */
+  interruptOrphans (): number {
+    const ended = new Set(this.ended.map((e) => e.id))
+    const orphans = this.begun.filter((b) => !ended.has(b.id))
+    for (const o of orphans) this.ended.push({ id: o.id, status: 'interrupted', bytes: 0, articles: 0, diagnostic: 'D3-310', message: 'orphan' })
+    return orphans.length
+  }
 }
 
 function sentKey (q: SentQuery): string {
@@ -96,6 +104,8 @@ export interface HarnessOptions {
   baseDir?: string
   init?: Partial<PesitServerInit>
   logger?: Logger
+  /** the journal the server writes (the harness's MemoryJournal, `journal`, then records nothing) */
+  journalPort?: TransferJournalPort
 }
 
 export async function startHarness (opts: HarnessOptions = {}): Promise<Harness> {
@@ -117,7 +127,7 @@ export async function startHarness (opts: HarnessOptions = {}): Promise<Harness>
   const metrics = new CountingMetrics()
   const leader = { value: true }
   const make = (): PesitServer => new PesitServer({
-    logger: opts.logger ?? silentLogger(), leadership: { isLeader: () => leader.value }, fs, journal, metrics
+    logger: opts.logger ?? silentLogger(), leadership: { isLeader: () => leader.value }, fs, journal: opts.journalPort ?? journal, metrics
   }, { config, host: '127.0.0.1', ...opts.init })
   const h: Harness = {
     server: make(), port: 0, tlsPort: 0, base, dir, fs, journal, metrics, leader, config,

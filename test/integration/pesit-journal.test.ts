@@ -47,4 +47,26 @@ describe('PeSIT server on the store journal', () => {
     assert.equal(rows2[0]!.sha256, createHash('sha256').update(src).digest('hex'))
     assert.equal(rows2[0]!.filePath, join(h.dir, 'CXCLIENT_TESTFILE_4711'))
   })
+  it('rows a dead leader left in progress are interrupted, restartable, when the next servers start', async (t) => {
+    const dir = await mkdtemp(join(tmpdir(), 'vectis-pj-'))
+    const store = new Store({ logger: silentLogger() }, { dataDir: join(dir, 'data') })
+    await store.start()
+    // What a replica holds after the leader running these died: one push in progress at sync point 2, one done.
+    const old = store.clusterState.raiseEpoch('vectis-0').number
+    const running = store.journal.begin({ epoch: old, member: 'vectis-0', server: 'PESITSRV', partner: 'CXCLIENT', virtualFile: 'TESTFILE', direction: 'receive', transferId: 77 })
+    store.journal.recordSyncPoint(running.id, { syncPoint: 2, offset: 2048 })
+    const done = store.journal.begin({ epoch: old, member: 'vectis-0', server: 'PESITSRV', partner: 'CXCLIENT', virtualFile: 'TESTFILE', direction: 'receive', transferId: 78 })
+    store.journal.complete(done.id, { bytes: 1, sha256: 'e'.repeat(64) })
+    const epoch = store.clusterState.raiseEpoch('vectis-1').number
+    const port = journalPortFromStore(store.journal, { member: 'vectis-1', epoch: () => epoch })
+    const h = await startHarness({ syncIntervalKb: 16, journalPort: port })
+    t.after(async () => { await h.stop(); await store.stop(); await rm(dir, { recursive: true, force: true }) })
+    const row = store.journal.get(running.id)!
+    assert.equal(row.status, 'interrupted')
+    assert.match(row.diagnostic ?? '', /^D3-310: the member that ran it \(vectis-0\) no longer does/)
+    assert.equal(row.syncPoint, 2, 'the restart point stays')
+    assert.equal(store.journal.get(done.id)!.status, 'completed', 'finished rows are not touched')
+    // Starting again finds nothing more to interrupt.
+    assert.equal(port.interruptOrphans(), 0)
+  })
 })
