@@ -25,9 +25,11 @@ import { DIAG } from './diagnostics.js'
 import { FpduChannel } from './fpdu-channel.js'
 import type { PesitMetrics, TransferJournalPort } from './ports.js'
 import { DEFAULT_MAX_SYNC_WINDOW, DEFAULT_SESSION_TIMEOUTS, ServerSession, type SessionTimeouts } from './server-session.js'
+import { COMPLETION_RECORD_DAYS, readCheckpoint } from './receive-store.js'
 
 /** The temporary name DurableFs.writeFileAtomic gives a checkpoint (`.ckpt`) or a send restart state (`.send`). */
 const STALE_TEMPORARY = /^\.\.vectis-.*\.(ckpt|send)\.[0-9a-f]{12}\.tmp$/
+const CHECKPOINT_FILE = /^\.vectis-.*\.ckpt$/
 
 export interface PesitServerComponents {
   logger: Logger
@@ -151,20 +153,31 @@ export class PesitServer implements Startable {
   /**
    * Temporary files of checkpoint and restart-state writes (`..vectis-….ckpt.<hex>.tmp`) left by a member killed
    * in the middle of one: nothing of this server writes yet, and a deposed member's write that loses its temporary
-   * only fails (it may not write any more anyway).
+   * only fails (it may not write any more anyway). Also completion records older than COMPLETION_RECORD_DAYS.
    */
   private async removeStaleTemporaries (): Promise<void> {
     const fs = this.components.fs
     let removed = 0
+    let records = 0
+    const before = Date.now() - COMPLETION_RECORD_DAYS * 24 * 3600 * 1000
     for (const { directory } of configuredDirectories(this.init.config)) {
       const names = await fs.readdir(directory).catch(() => [])
       for (const name of names) {
-        if (!STALE_TEMPORARY.test(name)) continue
-        await fs.unlink(join(directory, name))
-        removed++
+        if (STALE_TEMPORARY.test(name)) {
+          await fs.unlink(join(directory, name))
+          removed++
+        } else if (CHECKPOINT_FILE.test(name)) {
+          // Completion records past their time: a requester restarts a transfer within minutes, not days.
+          const path = join(directory, name)
+          if (((await fs.stat(path))?.mtimeMs ?? Infinity) >= before) continue
+          if ((await readCheckpoint(fs, path))?.completed === undefined) continue
+          await fs.unlink(path)
+          records++
+        }
       }
     }
     if (removed > 0) this.log.info({ removed }, 'removed temporary files left by an interrupted checkpoint write')
+    if (records > 0) this.log.info({ removed: records, days: COMPLETION_RECORD_DAYS }, 'removed completion records of files delivered long ago')
   }
 
   private async listen (cfg: PesitServerConfig): Promise<void> {

@@ -5,9 +5,10 @@
  * Order of effects (docs/design.md §5.3; docs/pesit.md §9.1, §8.5):
  *  - checkpoint (before ACK(SYN)): buffered data written, data fsync, checkpoint JSON written to a temporary
  *    name, fsync, rename, directory fsync (DurableFs.writeFileAtomic);
- *  - commit (before ACK(TRANS.END)): data fsync, `beforeRename()` (the lease check), atomic rename to the final
- *    name, directory fsync; then the checkpoint is removed (best effort: a stale checkpoint of a committed
- *    transfer is ignored because the partial file is gone).
+ *  - commit (before ACK(TRANS.END)): data fsync, the checkpoint rewritten as the completion record (the file's
+ *    size, article count, SHA-256, final name and announced size: what recognises a restart of this very transfer
+ *    whose ACK(TRANS.END) was lost, receive-replay.ts), `beforeRename()` (the lease check), atomic rename to the
+ *    final name, directory fsync. The completion record stays (swept after COMPLETION_RECORD_DAYS).
  *
  * NOT guaranteed: bytes received after the last checkpoint survive a crash (they are resent after a restart).
  */
@@ -33,7 +34,22 @@ export interface Checkpoint {
   articleFormat: number
   articleLength: number
   updatedAt: string
+  /** set once the file is complete, before its rename: the record of what was delivered */
+  completed?: Completion
 }
+
+/** What a delivered file was: a restart of the same transfer must match it (receive-replay.ts). */
+export interface Completion {
+  bytes: number
+  articles: number
+  sha256: string
+  finalName: string
+  /** PI 42 in KB as announced in CREATE (0: none) */
+  announcedKb: number
+}
+
+/** How long completion records are kept beside the files they describe. */
+export const COMPLETION_RECORD_DAYS = 7
 
 export interface IncomingKey {
   directory: string
@@ -62,7 +78,26 @@ export function writeBufferFor (active: number): number {
   return Math.min(WRITE_BUFFER_MAX, Math.max(WRITE_BUFFER_MIN, fair))
 }
 
-export class IncomingFile {
+/** What the receive direction stores data through: an IncomingFile, or a ReplayedFile (receive-replay.ts). */
+export interface ReceivedData {
+  /** article bytes (PI 27) and articles (PI 28) so far, and the last durable sync point */
+  readonly bytes: number
+  readonly articles: number
+  readonly syncPoint: number
+  /** this attempt continues an earlier one */
+  readonly resumed: boolean
+  append(data: Uint8Array): Promise<void>
+  countArticle(): void
+  handOff(): Promise<{ offset: number, articles: number }>
+  checkpointAt(syncPoint: number, offset: number, articles: number): Promise<void>
+  syncData(): Promise<void>
+  commit(finalName: string, beforeRename: () => void, announcedKb?: number): Promise<string>
+  sha256(): string
+  discard(): Promise<void>
+  closeHandle(): Promise<void>
+}
+
+export class IncomingFile implements ReceivedData {
   private readonly out: WriteBehind
   /** article bytes received (PI 27) and articles (PI 28) */
   bytes: number
@@ -86,7 +121,11 @@ export class IncomingFile {
     this.bytes = start.offset
     this.articles = start.articles
     this.syncPoint = start.syncPoint
+    this.resumedAt = { syncPoint: start.syncPoint, offset: start.offset, articles: start.articles }
   }
+
+  /** where this attempt started (0, or the checkpoint it resumed from) */
+  private readonly resumedAt: { syncPoint: number, offset: number, articles: number }
 
   get partialPath (): string { return join(this.key.directory, `${this.key.stem}.part`) }
   static checkpointPath (key: Pick<IncomingKey, 'directory' | 'stem'>): string { return join(key.directory, `${key.stem}.ckpt`) }
@@ -103,7 +142,7 @@ export class IncomingFile {
       if (restart) {
         const ckpt = await readCheckpoint(fs, ckptPath)
         const size = (await fs.stat(partial))?.size
-        if (ckpt !== undefined && size !== undefined && size >= ckpt.offset && matches(ckpt, key)) {
+        if (ckpt !== undefined && ckpt.completed === undefined && size !== undefined && size >= ckpt.offset && matches(ckpt, key)) {
           const f = await fs.open(partial, 'existing')
           await f.truncate(ckpt.offset)
           await f.sync()
@@ -133,8 +172,13 @@ export class IncomingFile {
     }
   }
 
-  /** Hex SHA-256 of everything received; call once, at the end, after the last flush (commit or syncData). */
-  sha256 (): string { return this.hash.digest('hex') }
+  private digest: string | undefined
+
+  /** Hex SHA-256 of everything received: at the end, after the last flush (commit or syncData). */
+  sha256 (): string {
+    this.digest ??= this.hash.digest('hex')
+    return this.digest
+  }
 
   /** Appends article bytes (copied into the write buffer, hashed and written a buffer at a time). */
   async append (data: Uint8Array): Promise<void> {
@@ -171,6 +215,15 @@ export class IncomingFile {
     } catch (err) {
       throw new TransferStorageError(`fsync of ${this.partialPath} failed`, DIAG.IO_ERROR, { cause: err })
     }
+    await this.writeRecord(syncPoint, offset, articles)
+    this.syncPoint = Math.max(this.syncPoint, syncPoint)
+    this.lastCheckpoint = { syncPoint, offset, articles }
+  }
+
+  /** the last checkpoint written: a restart of the completed transfer resumes there */
+  private lastCheckpoint: { syncPoint: number, offset: number, articles: number } | undefined
+
+  private async writeRecord (syncPoint: number, offset: number, articles: number, completed?: Completion): Promise<void> {
     const c: Checkpoint = {
       version: CHECKPOINT_VERSION,
       transferId: this.key.transferId,
@@ -182,14 +235,14 @@ export class IncomingFile {
       articles,
       articleFormat: this.key.articleFormat,
       articleLength: this.key.articleLength,
-      updatedAt: new Date().toISOString()
+      updatedAt: new Date().toISOString(),
+      ...(completed !== undefined ? { completed } : {})
     }
     try {
       await this.fs.writeFileAtomic(IncomingFile.checkpointPath(this.key), Buffer.from(JSON.stringify(c)))
     } catch (err) {
       throw new TransferStorageError('checkpoint write failed', DIAG.IO_ERROR, { cause: err })
     }
-    this.syncPoint = Math.max(this.syncPoint, syncPoint)
   }
 
   async syncData (): Promise<void> {
@@ -203,13 +256,17 @@ export class IncomingFile {
   }
 
   /**
-   * Makes the file durable under `finalName`. `beforeRename` runs synchronously right before the rename (the
-   * lease check) and may throw to prevent it.
+   * Makes the file durable under `finalName`, its completion record first. `beforeRename` runs synchronously right
+   * before the rename (the lease check) and may throw to prevent it.
    */
-  async commit (finalName: string, beforeRename: () => void): Promise<string> {
+  async commit (finalName: string, beforeRename: () => void, announcedKb = 0): Promise<string> {
     await this.syncData()
     await this.closeHandle()
     const finalPath = join(this.key.directory, finalName)
+    // The restart point a replay resumes from: the last checkpoint this attempt wrote, or the one it resumed at.
+    const at = this.lastCheckpoint ?? this.resumedAt
+    await this.writeRecord(at.syncPoint, at.offset, at.articles,
+      { bytes: this.bytes, articles: this.articles, sha256: this.sha256(), finalName, announcedKb })
     beforeRename()
     try {
       await this.fs.rename(this.partialPath, finalPath)
@@ -217,7 +274,6 @@ export class IncomingFile {
     } catch (err) {
       throw new TransferStorageError(`rename to ${finalPath} failed`, DIAG.NOT_DELIVERED, { cause: err })
     }
-    await this.fs.unlink(IncomingFile.checkpointPath(this.key)).catch(() => {})
     return finalPath
   }
 
@@ -237,7 +293,8 @@ export class IncomingFile {
   }
 }
 
-function matches (c: Checkpoint, k: IncomingKey): boolean {
+/** Whether checkpoint `c` is one of the transfer `k` describes (same PI 13, partner, virtual file, articles). */
+export function matches (c: Checkpoint, k: IncomingKey): boolean {
   return c.version === CHECKPOINT_VERSION && c.transferId === k.transferId && c.partner === k.partner &&
     c.file === k.file && c.articleFormat === k.articleFormat && c.articleLength === k.articleLength &&
     Number.isSafeInteger(c.offset) && c.offset >= 0 && Number.isSafeInteger(c.syncPoint) && c.syncPoint >= 0

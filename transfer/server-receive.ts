@@ -11,7 +11,8 @@ import { directoryFor, finalFileName, transferStem, type PesitFileConfig } from 
 import { DIAG, describeDiagnostic, isSuccess, type Diagnostic } from './diagnostics.js'
 import { ConnectionLostError, NotLeaderError, PesitError, ProtocolError, UnexpectedFpduError } from './errors.js'
 import type { TransferOutcome } from './ports.js'
-import { IncomingFile, writeBufferFor } from './receive-store.js'
+import { IncomingFile, writeBufferFor, type ReceivedData } from './receive-store.js'
+import { ReplayedFile } from './receive-replay.js'
 import type { SessionHost } from './session-host.js'
 
 interface Transfer {
@@ -20,7 +21,9 @@ interface Transfer {
   transferId: number
   file: PesitFileConfig
   finalName: string
-  incoming: IncomingFile
+  incoming: ReceivedData
+  /** a restart of a transfer already delivered (receive-replay.ts): compared, not stored, not journaled again */
+  replay: boolean
   articleFormat: number
   articleLength: number
   /** PI 42 in KB (PI 41 = 0), 0 = not announced */
@@ -96,23 +99,27 @@ export class ReceiveSide {
     const directory = directoryFor(file.directory, partner.id)
     const stem = transferStem({ partner: partner.id, file: file.id, transferId })
     this.host.ctx.activeTransfers.add(key)
-    let incoming: IncomingFile
+    let incoming: ReceivedData
+    let replay = false
     try {
-      if (await this.host.ctx.fs.exists(`${directory}/${finalName}`)) {
+      const incomingKey = { directory, stem, partner: partner.id, server: this.host.ctx.server.id, file: file.id, transferId, articleFormat, articleLength }
+      const replayed = restart ? await ReplayedFile.open(this.host.ctx.fs, incomingKey, finalName, announcedKb) : undefined
+      if (replayed !== undefined) {
+        incoming = replayed
+        replay = true
+      } else if (await this.host.ctx.fs.exists(`${directory}/${finalName}`)) {
         this.host.ctx.activeTransfers.delete(key)
         return await refuse(DIAG.FILE_EXISTS, `${finalName} already exists`)
+      } else {
+        incoming = await IncomingFile.open(this.host.ctx.fs, incomingKey, restart, writeBufferFor(this.host.ctx.activeTransfers.size))
       }
-      incoming = await IncomingFile.open(this.host.ctx.fs, {
-        directory, stem, partner: partner.id, server: this.host.ctx.server.id, file: file.id,
-        transferId, articleFormat, articleLength
-      }, restart, writeBufferFor(this.host.ctx.activeTransfers.size))
     } catch (err) {
       this.host.ctx.activeTransfers.delete(key)
       this.host.log.error({ err }, 'cannot open the partial file')
       return await refuse(err instanceof PesitError ? err.diagnostic : DIAG.CANNOT_OPEN, 'storage')
     }
-    let journalId: string
-    try {
+    let journalId = ''
+    if (!replay) try {
       const started = await this.host.ctx.journal.begin({
         pesitTransferId: transferId, direction: 'receive', server: this.host.ctx.server.id, partner: partner.id, file: file.id,
         path: `${directory}/${finalName}`, restart: incoming.resumed, startSyncPoint: incoming.syncPoint, startOffset: incoming.bytes
@@ -126,7 +133,7 @@ export class ReceiveSide {
     }
     this.entitySize = Math.min(proposedEntity, this.host.ctx.server.maxEntitySize)
     this.transfer = {
-      journalId, key, transferId, file, finalName, incoming, articleFormat, articleLength,
+      journalId, key, transferId, file, finalName, incoming, replay, articleFormat, articleLength,
       announcedKb, written: false, done: false, reportedBytes: incoming.bytes
     }
     this.host.setInterrupted(false)
@@ -134,7 +141,7 @@ export class ReceiveSide {
     // Bounded by the server's maximum, not by the size just agreed: a larger entity is tolerated and counted.
     this.host.ch.negotiatedEntitySize = this.entitySize
     this.host.setState('SF03')
-    this.host.log.info({ transferId, file: file.id, restart, resumedAt: incoming.resumed ? incoming.syncPoint : undefined, entitySize: this.entitySize }, 'file created')
+    this.host.log.info({ transferId, file: file.id, restart, resumedAt: incoming.resumed ? incoming.syncPoint : undefined, entitySize: this.entitySize, replay }, replay ? 'restart of a transfer already delivered: the bytes resent are compared, not stored' : 'file created')
   }
 
   async onWrite (): Promise<void> {
@@ -280,10 +287,12 @@ export class ReceiveSide {
     await t.incoming.checkpointAt(last.n, last.offset, last.articles)
     this.reportBytes(t, last.offset)
     // A journal that refuses the sync point (lease lost, replication failed) stops the ACK and the session.
-    try {
-      await this.host.ctx.journal.syncPoint(t.journalId, { syncPoint: last.n, offset: last.offset, articles: last.articles })
-    } catch (err) {
-      throw new PesitError(`the transfer journal refused sync point ${last.n}`, DIAG.SYSTEM_ERROR, { cause: err })
+    if (!t.replay) {
+      try {
+        await this.host.ctx.journal.syncPoint(t.journalId, { syncPoint: last.n, offset: last.offset, articles: last.articles })
+      } catch (err) {
+        throw new PesitError(`the transfer journal refused sync point ${last.n}`, DIAG.SYSTEM_ERROR, { cause: err })
+      }
     }
     if (this.host.stopping() === 'abort' || this.host.isFinished()) throw new ConnectionLostError('session stopping')
     if (this.host.sync().window > 0) {
@@ -341,21 +350,34 @@ export class ReceiveSide {
       await this.release('failed', DIAG.BAD_COUNT, 'byte or article count mismatch')
       return
     }
-    const path = await inc.commit(t.finalName, () => {
-      if (!this.host.ctx.leadership.isLeader()) throw new NotLeaderError('rename a received file')
-    })
+    let path: string
+    try {
+      path = await inc.commit(t.finalName, () => {
+        if (!this.host.ctx.leadership.isLeader()) throw new NotLeaderError('rename a received file')
+      }, t.announcedKb)
+    } catch (err) {
+      if (!t.replay || !(err instanceof PesitError)) throw err
+      await this.host.send('ACK_TRANS_END', { 2: err.diagnostic, ...counts })
+      await this.release('failed', err.diagnostic, err.message)
+      return
+    }
     t.done = true
     if (!this.host.ctx.leadership.isLeader()) throw new NotLeaderError('acknowledge TRANS.END')
     await this.host.send('ACK_TRANS_END', { 2: DIAG.OK, ...counts })
     this.reportBytes(t)
-    this.host.log.info({ transferId: t.transferId, path, bytes: inc.bytes, articles: inc.articles }, 'file received')
-    await this.host.journal(async (j) => await j.end(t.journalId, { status: 'completed', bytes: inc.bytes, articles: inc.articles, path, sha256: inc.sha256() }))
-    this.host.ctx.metrics.transferEnded?.('receive', 'completed')
+    if (t.replay) {
+      this.host.log.info({ transferId: t.transferId, path, bytes: inc.bytes, articles: inc.articles }, 'delivery confirmed again to a requester that restarted a transfer already received')
+    } else {
+      this.host.log.info({ transferId: t.transferId, path, bytes: inc.bytes, articles: inc.articles }, 'file received')
+      await this.host.journal(async (j) => await j.end(t.journalId, { status: 'completed', bytes: inc.bytes, articles: inc.articles, path, sha256: inc.sha256() }))
+      this.host.ctx.metrics.transferEnded?.('receive', 'completed')
+    }
     this.host.ctx.activeTransfers.delete(t.key)
     this.transfer = undefined
   }
 
   private reportBytes (t: Transfer, upTo = t.incoming.bytes): void {
+    if (t.replay) return // compared, not stored
     const delta = upTo - t.reportedBytes
     if (delta > 0) this.host.ctx.metrics.transferBytes?.('receive', delta)
     t.reportedBytes = Math.max(t.reportedBytes, upTo)
@@ -369,7 +391,7 @@ export class ReceiveSide {
     await this.pendingCheckpoint
     this.host.ctx.activeTransfers.delete(t.key)
     await t.incoming.closeHandle()
-    if (t.done) return
+    if (t.done || t.replay) return
     this.reportBytes(t)
     await this.host.journal(async (j) => await j.end(t.journalId, {
       status, bytes: t.incoming.bytes, articles: t.incoming.articles, diagnostic: describeDiagnostic(diag), message

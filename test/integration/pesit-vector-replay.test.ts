@@ -53,7 +53,7 @@ describe('recorded Connect:Express push replayed against the server', () => {
     const stored = await readFile(join(h.dir, 'CXCLIENT_TESTFILE_9417'))
     assert.equal(stored.length, 1 << 20)
     assert.ok(stored.equals(content), 'stored file equals the articles, no length prefixes')
-    assert.deepEqual((await readdir(h.dir)).filter((n) => n.startsWith('.')), [], 'no partial file or checkpoint left')
+    assert.deepEqual((await readdir(h.dir)).filter((n) => n.startsWith('.') && !n.endsWith('.ckpt')), [], 'no partial file left (the completion record stays)')
     const end = h.journal.ended.at(-1)
     assert.equal(end?.status, 'completed')
     assert.equal(end.sha256, createHash('sha256').update(content).digest('hex'))
