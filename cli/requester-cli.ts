@@ -154,13 +154,13 @@ export async function readState<T> (path: string, valid: (x: unknown) => x is T)
   }
 }
 
+/** State directories made in this process: a pull writes its state at every group of sync points. */
+const madeDirs = new Set<string>()
+
 /**
  * Writes the state atomically (temporary file, rename). `durable` adds the fsyncs that make it survive a crash of
  * the machine; without them a crash may leave the previous state, which must then still be a valid one.
  */
-/** State directories made in this process: a pull writes its state at every group of sync points. */
-const madeDirs = new Set<string>()
-
 export async function writeState (path: string, s: unknown, durable: boolean): Promise<void> {
   if (!madeDirs.has(dirname(path))) {
     await mkdir(dirname(path), { recursive: true })

@@ -10,12 +10,12 @@
  * Restart state (requester-cli.ts): before the first CREATE the transfer id, the sync spacing and the source's size
  * and mtime are written durably; `--restart` reads them back and refuses a source that changed since.
  */
-import { createHash } from 'node:crypto'
 import { stat, unlink } from 'node:fs/promises'
-import { resolve } from 'node:path'
+import { dirname, resolve } from 'node:path'
 import { PesitConfigError } from '../transfer/errors.js'
 import { pushFile, PushInterruptedError, type PushOptions } from '../transfer/push.js'
 import { UsageError } from './args.js'
+import { nextTransferId } from './transfer-ids.js'
 import {
   CONNECTION_USAGE, connectionOptions, defaultIo, intOpt, mib, parseCommand, progressPrinter, readState, reportFailure,
   statePathFor, withUsage, writeState, type CliIo
@@ -79,7 +79,7 @@ async function send (opts: PushOptions, statePath: string, restartWanted: boolea
       opts.restart = { articlesPerSync: spacing(opts.syncIntervalKb!, opts.articleSize!) }
     }
   } else {
-    opts.transferId ??= 1 + (createHash('sha256').update(`${process.pid}${Date.now()}${Math.random()}`).digest().readUInt32BE(0) % 0xffffff)
+    opts.transferId ??= await nextTransferId(dirname(statePath))
     // Recorded before the transfer starts, so a crash at any point leaves what --restart needs.
     await writeState(statePath, {
       transferId: opts.transferId, articleSize: opts.articleSize!, size: st.size, mtimeMs: st.mtimeMs,
