@@ -17,6 +17,7 @@ import { DEFAULT_LEADER_LABEL, DEFAULT_POD_SELECTOR } from '../k8s/defaults.js'
 import { DEFAULT_CLUSTER_NAME, DEFAULT_CLUSTER_PORT, DEFAULT_FAILURE_TIMEOUT_MS, DEFAULT_HANDOVER_DRAIN_MS, DEFAULT_HEARTBEAT_MS, timingsError } from '../cluster/defaults.js'
 import { labelKeyError, validatePodSelector } from '../k8s/label-selector.js'
 import type { QuorumMode } from '../cluster/membership/config.js'
+import { FAULT_POINTS, type FaultPoint } from '../transfer/fault-injection.js'
 
 // ---- embedded defaults (docs/contract.md §2.2) -----------------------------------------------------------------
 // The cluster's own (name, port, heartbeat, failure timeout, hand-over drain) are in cluster/defaults.ts, the
@@ -80,6 +81,8 @@ export interface VectisConfig {
   dataDir: string
   sharedDir: string
   replication: 'async' | 'sync'
+  /** VECTIS_FAULT_INJECTION: points where this process kills itself, for the tests of crashes at the worst moment */
+  faults: FaultPoint[]
   configFile: string | undefined
   logLevel: LogLevel
   journalRetentionDays: number
@@ -105,7 +108,8 @@ export const KNOWN_VARIABLES = [
   'VECTIS_HANDOVER_DRAIN_MS', 'VECTIS_CLUSTER_SECRET', 'VECTIS_CLUSTER_SECRET_FILE', 'VECTIS_K8S',
   'VECTIS_LEADER_LABEL', 'VECTIS_POD_SELECTOR', 'VECTIS_API_USER', 'VECTIS_API_PASSWORD', 'VECTIS_API_PASSWORD_FILE',
   'VECTIS_DATA_DIR', 'VECTIS_SHARED_DIR', 'VECTIS_REPLICATION', 'VECTIS_CONFIG', 'VECTIS_LOG_LEVEL',
-  'VECTIS_JOURNAL_RETENTION_DAYS', 'VECTIS_SHUTDOWN_TIMEOUT_MS', 'VECTIS_HTTP_TLS_CERT_FILE', 'VECTIS_HTTP_TLS_KEY_FILE'
+  'VECTIS_JOURNAL_RETENTION_DAYS', 'VECTIS_SHUTDOWN_TIMEOUT_MS', 'VECTIS_HTTP_TLS_CERT_FILE', 'VECTIS_HTTP_TLS_KEY_FILE',
+  'VECTIS_FAULT_INJECTION'
 ] as const
 
 export interface LoadResult {
@@ -542,6 +546,12 @@ export function loadConfig (env: Env = process.env, opts: LoadOptions = {}): Loa
     }
   }
   if (pesit.servers.length > 0 && pesit.partners.length === 0) warnings.push('no PeSIT partners are configured: every CONNECT will be refused')
+  const faults: FaultPoint[] = []
+  for (const p of (present(env, 'VECTIS_FAULT_INJECTION') ?? '').split(',').map((x) => x.trim()).filter((x) => x !== '')) {
+    if (!(FAULT_POINTS as readonly string[]).includes(p)) throw new ConfigError('VECTIS_FAULT_INJECTION', p, `expected a comma-separated list of ${FAULT_POINTS.join(', ')}`)
+    faults.push(p as FaultPoint)
+  }
+  if (faults.length > 0) warnings.push(`VECTIS_FAULT_INJECTION=${faults.join(',')}: this process kills itself at these points (tests only)`)
 
   return {
     config: {
@@ -549,7 +559,7 @@ export function loadConfig (env: Env = process.env, opts: LoadOptions = {}): Loa
       discoveryDnsSrv, dnsServers, seeds, clusterSize, quorum, forceNewCluster, heartbeatMs, failureTimeoutMs,
       handoverDrainMs, clusterSecret, k8sMode, k8sEnabled, kubeconfig, leaderLabel, podSelector, apiUser, apiPassword,
       apiPasswordGenerated, dataDir, sharedDir, replication, configFile, logLevel, journalRetentionDays,
-      shutdownTimeoutMs, pesit, demo
+      shutdownTimeoutMs, pesit, demo, faults
     },
     warnings
   }

@@ -80,7 +80,7 @@ export class Daemon implements Startable {
       fs: new NodeDurableFs(),
       journal,
       metrics: pesitMetricsFromProm(this.metrics)
-    }, { config: config.pesit, host: config.bindHost })
+    }, { config: config.pesit, host: config.bindHost, faults: config.faults })
     if (this.cluster instanceof MembershipCluster) this.cluster.registerHandoverHooks(this.pesit.handoverHooks())
     const membership = this.cluster instanceof MembershipCluster ? this.cluster : undefined
     this.replication = membership === undefined || this.transport === undefined

@@ -26,6 +26,7 @@ import { FpduChannel } from './fpdu-channel.js'
 import type { PesitMetrics, TransferJournalPort } from './ports.js'
 import { DEFAULT_MAX_SYNC_WINDOW, DEFAULT_SESSION_TIMEOUTS, ServerSession, type SessionTimeouts } from './server-session.js'
 import { COMPLETION_RECORD_DAYS, readCheckpoint } from './receive-store.js'
+import type { FaultPoint } from './fault-injection.js'
 
 /** The temporary name DurableFs.writeFileAtomic gives a checkpoint (`.ckpt`) or a send restart state (`.send`). */
 const STALE_TEMPORARY = /^\.\.vectis-.*\.(ckpt|send)\.[0-9a-f]{12}\.tmp$/
@@ -55,6 +56,8 @@ export interface PesitServerInit {
    * port (members run the same configuration).
    */
   forwardTarget?: (serverId: string, successorAddress: string, port: number) => { host: string, port: number }
+  /** fault-injection points enabled (VECTIS_FAULT_INJECTION): tests only */
+  faults?: readonly FaultPoint[]
 }
 
 export interface PesitServerStatus {
@@ -110,10 +113,12 @@ export class PesitServer implements Startable {
   private readonly files
   /** files being sent, across listeners (the same server id may listen plain and over TLS) */
   private readonly activeSources = new Set<string>()
+  private readonly faults: ReadonlySet<FaultPoint>
 
   constructor (private readonly components: PesitServerComponents, private readonly init: PesitServerInit) {
     validatePesitConfig(init.config)
     this.log = components.logger.child({ component: 'transfer:pesit-server' })
+    this.faults = new Set(init.faults ?? [])
     this.timeouts = { ...DEFAULT_SESSION_TIMEOUTS, ...init.timeouts }
     this.partners = new Map(init.config.partners.map((p) => [p.id, p]))
     this.files = new Map(init.config.files.map((f) => [f.id, f]))
@@ -294,6 +299,7 @@ export class PesitServer implements Startable {
       metrics: this.components.metrics ?? {},
       activeTransfers: this.activeTransfers,
       activeSources: this.activeSources,
+      faults: this.faults,
       timeouts: this.timeouts,
       maxSyncWindow: this.init.maxSyncWindow ?? DEFAULT_MAX_SYNC_WINDOW,
       ...(overLimit ? { refuseWith: DIAG.REMOTE_CONGESTED } : {}),

@@ -13,6 +13,7 @@ import { ConnectionLostError, NotLeaderError, PesitError, ProtocolError, Unexpec
 import type { TransferOutcome } from './ports.js'
 import { IncomingFile, writeBufferFor, type ReceivedData } from './receive-store.js'
 import { ReplayedFile } from './receive-replay.js'
+import { killHere } from './fault-injection.js'
 import type { SessionHost } from './session-host.js'
 
 interface Transfer {
@@ -362,6 +363,7 @@ export class ReceiveSide {
       return
     }
     t.done = true
+    if (!t.replay && this.host.ctx.faults?.has('kill-after-rename') === true) killHere('kill-after-rename')
     if (!this.host.ctx.leadership.isLeader()) throw new NotLeaderError('acknowledge TRANS.END')
     await this.host.send('ACK_TRANS_END', { 2: DIAG.OK, ...counts })
     this.reportBytes(t)

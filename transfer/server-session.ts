@@ -33,6 +33,7 @@ import { ReceiveSide } from './server-receive.js'
 import { SendSide } from './server-send.js'
 import type { SessionHost } from './session-host.js'
 import { transition, expectedIn, isDataPhase, type SessionState } from './session-table.js'
+import type { FaultPoint } from './fault-injection.js'
 
 export interface SessionTimeouts {
   /** Tc: TCP accept → CONNECT (and → pre-connection) */
@@ -70,6 +71,8 @@ export interface ServerSessionContext {
   activeTransfers: Set<string>
   /** paths of the files being sent, by every listener: a second SELECT of one gets D2-207 */
   activeSources: Set<string>
+  /** fault-injection points enabled (tests only) */
+  faults?: ReadonlySet<FaultPoint>
   timeouts: SessionTimeouts
   maxSyncWindow: number
   /** set when the connection limit is reached: CONNECT is answered RCONNECT with this diagnostic */
