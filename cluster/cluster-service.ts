@@ -422,6 +422,19 @@ export class MembershipCluster implements ClusterService, Leadership {
     return s.view?.members.find((x) => x.name === s.leader)?.address
   }
 
+  /** The other members of the installed view, with their cluster addresses ("ip:port"). */
+  peers (): Array<{ name: string, address: string }> {
+    const m = this.driver?.machine
+    if (m === undefined) return []
+    const view = m.status(this.clock.now()).view
+    return (view?.members ?? []).filter((x) => x.name !== this.init.nodeName).map((x) => ({ name: x.name, address: x.address }))
+  }
+
+  /** How many members make a majority of the primary view (the `quorum.required` of the status; at least 1). */
+  majority (): number {
+    return Math.max(1, this.status().quorum.required)
+  }
+
   private apiMember (m: MemberInfo, leader: string | undefined): StatusMember {
     return { name: m.name, address: hostOf(m.address), isLeader: m.name === leader }
   }

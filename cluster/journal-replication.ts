@@ -10,9 +10,15 @@
  * drops its own unconfirmed tail (entries of an earlier leadership past its position), then publishes from its
  * position on.
  *
- * Each member tells the leader how far it is (`ack`, at most every ACK_INTERVAL_MS): the status shows it.
+ * Each member tells the leader how far it is (`ack`, at most every ACK_INTERVAL_MS; at once in `sync` mode): the
+ * status shows it.
  *
- * NOT guaranteed (the default `async` mode): that a change the leader committed reaches any other member before
+ * `sync` mode (`VECTIS_REPLICATION=sync`): `awaitReplicated(seq)` resolves once a majority of the primary view
+ * (the leader included) holds the log up to `seq` durably; the PeSIT side waits for it before ACK(SYN) and
+ * ACK(TRANS.END). A new leader first catches up from the other members (any of them may hold entries acknowledged
+ * by its predecessor that it lacks: a majority has every one), and only then is ready (`leaderReady`) to serve.
+ *
+ * NOT guaranteed in the default `async` mode: that a change the leader committed reaches any other member before
  * the leader dies. The window is the replication lag (`vectis_journal_replication_lag_entries`, a few ms on a
  * LAN); what the dead leader alone had is lost, and the members' rows follow the new leader's log.
  */
@@ -32,6 +38,8 @@ const RUN_ENTRIES = 200
 const PAGE_ENTRIES = 500
 const CATCH_UP_TIMEOUT_MS = 5000
 const ACK_INTERVAL_MS = 200
+/** `sync` mode: how long an acknowledgement to a partner may wait for a majority */
+export const DEFAULT_REPLICATION_TIMEOUT_MS = 2000
 
 export interface ReplicationJournal {
   position(): number
@@ -46,15 +54,24 @@ export interface ReplicationComponents {
   logger: Logger
   journal: ReplicationJournal
   transport: Pick<ClusterTransport, 'publish' | 'subscribe' | 'request'>
-  /** `leaderAddress`: the cluster address ("ip:port") of the leader this member knows, if any */
-  cluster: { leaderAddress(): string | undefined, serve(name: string, handler: ServiceHandler): void }
+  cluster: {
+    /** the cluster address ("ip:port") of the leader this member knows, if any */
+    leaderAddress(): string | undefined
+    /** the other members of the installed view: name and cluster address */
+    peers(): Array<{ name: string, address: string }>
+    /** members that make a majority of the primary view (the leader included) */
+    majority(): number
+    serve(name: string, handler: ServiceHandler): void
+  }
   leadership: Leadership
 }
 
 export interface ReplicationInit {
   clusterName: string
   nodeName: string
+  mode?: 'async' | 'sync'
   headIntervalMs?: number
+  replicationTimeoutMs?: number
 }
 
 /** What this member knows of replication, for the status and the metrics. */
@@ -69,14 +86,17 @@ export interface ReplicationState {
   refused: number
 }
 
-interface RunMessage { kind: 'run', cluster: string, leader: string, epoch: number, after: number, entries: LogEntry[] }
-interface HeadMessage { kind: 'head', cluster: string, leader: string, epoch: number, seq: number }
+/** `start`: where the publisher's own history begins (its position when it became ready to lead) */
+interface RunMessage { kind: 'run', cluster: string, leader: string, epoch: number, start: number, after: number, entries: LogEntry[] }
+interface HeadMessage { kind: 'head', cluster: string, leader: string, epoch: number, start: number, seq: number }
 
 export class JournalReplicator {
   private readonly log: Logger
   private readonly headIntervalMs: number
   /** while leading: the epoch, where the next run starts, the stops */
-  private leading: { epoch: number, published: number, queue: LogEntry[], flushing: boolean, offs: Array<() => void> } | undefined
+  private leading: { epoch: number, start: number, published: number, queue: LogEntry[], flushing: boolean, offs: Array<() => void> } | undefined
+  /** the newest leader epoch whose start this log was aligned to */
+  private alignedEpoch = 0
   private headCounter = 0
   /** the highest leader epoch seen in runs and heads, and that leader's last head */
   private leaderEpoch = 0
@@ -88,11 +108,59 @@ export class JournalReplicator {
   private ackTimer: NodeJS.Timeout | undefined
   private refused = 0
   private running = false
+  /** `sync`: waits for a majority at `seq` */
+  private waiters: Array<{ seq: number, resolve: () => void, reject: (err: Error) => void, timer: NodeJS.Timeout }> = []
+  /** resolved once a new leader has caught up from the others (at once in `async` mode) */
+  private ready: Promise<void> = Promise.resolve()
+  private readonly sync: boolean
   private readonly offs: Array<() => void> = []
 
   constructor (private readonly c: ReplicationComponents, private readonly init: ReplicationInit) {
     this.log = c.logger.child({ component: 'journal:replication' })
     this.headIntervalMs = init.headIntervalMs ?? HEAD_INTERVAL_MS
+    this.sync = init.mode === 'sync'
+  }
+
+  /**
+   * `sync` mode: resolves once a majority of the primary view, this leader included, holds the log up to `seq`;
+   * rejects after the replication timeout or when this member stops leading. `async`: resolves at once.
+   */
+  async awaitReplicated (seq: number): Promise<void> {
+    if (!this.sync) return
+    if (this.replicatedOnMajority(seq)) return
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.waiters = this.waiters.filter((w) => w.timer !== timer)
+        reject(new Error(`journal entry ${seq} not on a majority of the members within ${this.init.replicationTimeoutMs ?? DEFAULT_REPLICATION_TIMEOUT_MS} ms`))
+      }, this.init.replicationTimeoutMs ?? DEFAULT_REPLICATION_TIMEOUT_MS)
+      this.waiters.push({ seq, resolve, reject, timer })
+    })
+  }
+
+  /** A new leader: resolves once its log holds what the others have (`sync`), at once otherwise. */
+  async leaderReady (): Promise<void> { await this.ready }
+
+  private replicatedOnMajority (seq: number): boolean {
+    if (this.leading === undefined || this.c.journal.position() < seq) return false
+    let have = 1
+    for (const [, s] of this.acks) if (s >= seq) have++
+    return have >= this.c.cluster.majority()
+  }
+
+  private settleWaiters (): void {
+    this.waiters = this.waiters.filter((w) => {
+      if (!this.replicatedOnMajority(w.seq)) return true
+      clearTimeout(w.timer)
+      w.resolve()
+      return false
+    })
+  }
+
+  private failWaiters (why: string): void {
+    for (const w of this.waiters.splice(0)) {
+      clearTimeout(w.timer)
+      w.reject(new Error(why))
+    }
   }
 
   /**
@@ -131,10 +199,11 @@ export class JournalReplicator {
     this.stopLeading()
     const dropped = this.c.journal.truncateAfterPosition(epoch)
     if (dropped > 0) this.log.warn({ dropped, epoch }, 'entries of an earlier leadership that no member confirmed were dropped from this log')
-    const published = this.c.journal.position()
-    const l = { epoch, published, queue: [] as LogEntry[], flushing: false, offs: [] as Array<() => void> }
+    const l = { epoch, start: this.c.journal.position(), published: this.c.journal.position(), queue: [] as LogEntry[], flushing: false, offs: [] as Array<() => void> }
     this.leading = l
     this.acks.clear()
+    // `sync`: entries a majority acknowledged to the previous leader may be on members only; fetch them first.
+    this.ready = this.sync ? this.catchUpFromPeers(l) : Promise.resolve()
     l.offs.push(this.c.journal.onAppended((e) => {
       l.queue.push(e)
       if (!l.flushing) {
@@ -146,8 +215,51 @@ export class JournalReplicator {
     const timer = setInterval(() => { this.publishHead(l) }, this.headIntervalMs)
     timer.unref()
     l.offs.push(() => { clearInterval(timer) })
-    this.publishHead(l)
-    this.log.info({ epoch, position: published }, 'publishing the journal')
+    void this.ready.then(() => {
+      if (this.leading !== l) return
+      this.publishHead(l)
+      this.log.info({ epoch, position: l.published, mode: this.sync ? 'sync' : 'async' }, 'publishing the journal')
+    })
+  }
+
+  /**
+   * A new leader in `sync` mode: asks every other member of the view for what its log holds past this one's
+   * position and applies the longest answer (entries of earlier leaderships), so that no entry a majority
+   * acknowledged is lost. Members that do not answer in time are skipped: a majority holds every acknowledged entry,
+   * and this leader's election needed a majority too, so at least one of them answered (or the entry is here).
+   */
+  private async catchUpFromPeers (l: NonNullable<JournalReplicator['leading']>): Promise<void> {
+    try {
+      await this.takeFromPeers(l)
+    } finally {
+      // Runs start from what this log holds now (nothing is appended before the leader is ready: the servers wait).
+      if (this.leading === l && l.queue.length === 0) l.published = l.start = this.c.journal.position()
+    }
+  }
+
+  private async takeFromPeers (l: NonNullable<JournalReplicator['leading']>): Promise<void> {
+    for (let round = 0; round < 1000 && this.leading === l; round++) {
+      const after = this.c.journal.position()
+      const replies = await Promise.all(this.c.cluster.peers().map(async (p) => {
+        try {
+          const { reply } = await this.c.transport.request(p.address,
+            { service: SERVICE, cluster: this.init.clusterName, op: 'since', after, limit: PAGE_ENTRIES }, { timeoutMs: CATCH_UP_TIMEOUT_MS })
+          return reply as { entries: LogEntry[], head: number }
+        } catch {
+          return undefined
+        }
+      }))
+      const best = replies.reduce<{ entries: LogEntry[], head: number } | undefined>((b, r) => r !== undefined && r.entries.length > 0 && (b === undefined || r.head > b.head) ? r : b, undefined)
+      if (best === undefined || this.leading !== l) return
+      const epoch = Math.max(...best.entries.map((e) => e.epoch))
+      try {
+        this.c.journal.applyRun({ after, epoch, entries: best.entries })
+      } catch (err) {
+        this.log.warn({ err, after }, 'could not take the entries another member holds past this leader\'s position')
+        return
+      }
+      if (this.c.journal.position() <= after) return
+    }
   }
 
   private stopLeading (): void {
@@ -155,6 +267,7 @@ export class JournalReplicator {
     if (l === undefined) return
     this.leading = undefined
     for (const off of l.offs.splice(0)) off()
+    this.failWaiters('this member no longer leads')
   }
 
   private flush (l: NonNullable<JournalReplicator['leading']>): void {
@@ -166,7 +279,7 @@ export class JournalReplicator {
       const after = l.published
       const last = chunk.at(-1)!.seq
       l.published = last
-      const msg: RunMessage = { kind: 'run', cluster: this.init.clusterName, leader: this.init.nodeName, epoch: l.epoch, after, entries: chunk }
+      const msg: RunMessage = { kind: 'run', cluster: this.init.clusterName, leader: this.init.nodeName, epoch: l.epoch, start: l.start, after, entries: chunk }
       this.c.transport.publish(JOURNAL_TOPIC, `r:${l.epoch}:${after}:${last}`, msg)
         .catch((err: unknown) => { this.log.debug({ err }, 'publishing a run failed; the members will catch up') })
     }
@@ -175,7 +288,7 @@ export class JournalReplicator {
   private publishHead (l: NonNullable<JournalReplicator['leading']>): void {
     if (this.leading !== l) return
     const seq = this.c.journal.position()
-    const msg: HeadMessage = { kind: 'head', cluster: this.init.clusterName, leader: this.init.nodeName, epoch: l.epoch, seq }
+    const msg: HeadMessage = { kind: 'head', cluster: this.init.clusterName, leader: this.init.nodeName, epoch: l.epoch, start: l.start, seq }
     this.c.transport.publish(JOURNAL_TOPIC, `h:${l.epoch}:${seq}:${this.headCounter++}`, msg)
       .catch((err: unknown) => { this.log.debug({ err }, 'publishing the head failed') })
   }
@@ -191,10 +304,11 @@ export class JournalReplicator {
         throw new ReplicationConflictError('since: after and limit must be non-negative integers')
       }
       const entries = this.c.journal.changesSince(after as number, Math.min(limit as number, PAGE_ENTRIES))
-      return { epoch: this.leading?.epoch ?? this.c.leadership.currentEpoch()?.number ?? 0, leading: this.leading !== undefined, after, entries, head: this.c.journal.position() }
+      return { epoch: this.leading?.epoch ?? this.c.leadership.currentEpoch()?.number ?? 0, leading: this.leading !== undefined, start: this.leading?.start ?? 0, after, entries, head: this.c.journal.position() }
     }
     if (p.op === 'ack') {
       if (typeof p.member === 'string' && Number.isSafeInteger(p.seq)) this.acks.set(p.member, p.seq as number)
+      this.settleWaiters()
       return { ok: true }
     }
     throw new ReplicationConflictError(`unknown journal request ${String(p.op)} from ${from}`)
@@ -214,6 +328,7 @@ export class JournalReplicator {
       return
     }
     this.leaderEpoch = m.epoch
+    this.align(m.epoch, m.start)
     if (m.kind === 'head') {
       this.leaderHead = m.seq
       const position = this.c.journal.position()
@@ -228,6 +343,19 @@ export class JournalReplicator {
       return
     }
     this.apply({ after: m.after, epoch: m.epoch, entries: m.entries })
+  }
+
+  /**
+   * The first time this member hears from the leader of `epoch`: entries here past `start` from older epochs are
+   * not in its history (a deposed leader's tail) and go. Returns whether the position moved back.
+   */
+  private align (epoch: number, start: number): boolean {
+    if (epoch <= this.alignedEpoch || !Number.isSafeInteger(start)) return false
+    this.alignedEpoch = epoch
+    const before = this.c.journal.position()
+    const removed = this.c.journal.alignTo({ seq: start, epoch })
+    if (removed > 0) this.log.info({ removed, epoch, start }, 'dropped entries of a deposed leader that the new leader does not have')
+    return this.c.journal.position() < before
   }
 
   private apply (run: LeaderRun): boolean {
@@ -269,7 +397,7 @@ export class JournalReplicator {
       const after = this.c.journal.position()
       const { reply } = await this.c.transport.request(address,
         { service: SERVICE, cluster: this.init.clusterName, op: 'since', after, limit: PAGE_ENTRIES }, { timeoutMs: CATCH_UP_TIMEOUT_MS })
-      const r = reply as { epoch: number, leading: boolean, after: number, entries: LogEntry[], head: number }
+      const r = reply as { epoch: number, leading: boolean, start: number, after: number, entries: LogEntry[], head: number }
       if (!r.leading) return // not (or no longer) the leader: the next head names the right one
       if (r.epoch < Math.max(this.leaderEpoch, this.c.leadership.currentEpoch()?.number ?? 0)) {
         this.refused++
@@ -277,6 +405,7 @@ export class JournalReplicator {
       }
       this.leaderEpoch = r.epoch
       this.leaderHead = r.head
+      if (this.align(r.epoch, r.start)) continue // the position moved back: ask again from there
       if (r.entries.length === 0) {
         this.c.journal.alignTo({ seq: r.head, epoch: r.epoch })
         this.ack()
@@ -287,10 +416,10 @@ export class JournalReplicator {
     }
   }
 
-  /** Tells the leader how far this member is, at most every ACK_INTERVAL_MS. */
+  /** Tells the leader how far this member is, at most every ACK_INTERVAL_MS (`sync`: at once). */
   private ack (): void {
     if (this.ackTimer !== undefined) return
-    const wait = Math.max(0, this.lastAck.at + ACK_INTERVAL_MS - Date.now())
+    const wait = this.sync ? 0 : Math.max(0, this.lastAck.at + ACK_INTERVAL_MS - Date.now())
     this.ackTimer = setTimeout(() => {
       this.ackTimer = undefined
       const seq = this.c.journal.position()

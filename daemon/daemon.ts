@@ -73,7 +73,11 @@ export class Daemon implements Startable {
       })
     const leadership = this.cluster.leadership
     // The store opens its database in start(): the journal is read lazily. A restart continues its interrupted row.
-    const journal = journalPortFromStore(() => this.store.journal, { member: config.podName, epoch: () => leadership.currentEpoch()?.number ?? 0 })
+    const journal = journalPortFromStore(() => this.store.journal, {
+      member: config.podName,
+      epoch: () => leadership.currentEpoch()?.number ?? 0,
+      ...(config.replication === 'sync' ? { replicated: async (seq: number) => { await this.replication?.awaitReplicated(seq) } } : {})
+    })
     this.pesit = new PesitServer({
       logger: components.logger,
       leadership,
@@ -86,7 +90,7 @@ export class Daemon implements Startable {
     this.replication = membership === undefined || this.transport === undefined
       ? undefined
       : new JournalReplicator({ logger: components.logger, journal: this.lazyJournal(), transport: this.transport, cluster: membership, leadership },
-        { clusterName: config.clusterName, nodeName: config.podName })
+        { clusterName: config.clusterName, nodeName: config.podName, mode: config.replication })
     const replication = this.replication
     // Loaded once the cluster has started, not before it (see k8s/deferred-parts.ts for what that keeps and what not).
     const k8s = this.k8s = !config.k8sEnabled
@@ -103,7 +107,12 @@ export class Daemon implements Startable {
       }, { config })
     // Only the leader runs the servers, and only once its pod carries the label (when Kubernetes is on).
     const binding = new PesitLeaderBinding({ logger: components.logger, leadership, servers: this.pesit }, {
-      beforeStart: k8s === undefined ? undefined : async (signal) => { await k8s.waitLabelsReady(signal) }
+      beforeStart: async (signal) => {
+        // A new leader serves once its journal holds what the others have (VECTIS_REPLICATION=sync) and its pod
+        // carries the label.
+        await this.replication?.leaderReady()
+        if (k8s !== undefined) await k8s.waitLabelsReady(signal)
+      }
     })
     this.registerRoutes()
     this.wireMetrics()

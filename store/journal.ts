@@ -586,23 +586,28 @@ export class Journal {
   }
 
   /**
-   * The leader of `head.epoch` says its log ends at `head.seq`: entries here past it from an older epoch are a
-   * deposed leader's tail and go (rows put back as in applyRun); entries of its own epoch past it are newer than
-   * the head and stay. The position comes back to `head.seq` if nothing is left past it. Returns the entries removed.
+   * The leader of `head.epoch` says its log holds nothing of an older epoch past `head.seq` (its head, or where its
+   * own entries begin): entries here past it from an older epoch are a deposed leader's tail and go (rows put back
+   * as in applyRun); entries of its own epoch stay. The position comes back to just before the first entry removed
+   * (what follows must be fetched again), or to `head.seq` if nothing is left past it. Returns the entries removed.
    */
   alignTo (head: { seq: number, epoch: number }): number {
     return this.db.transaction(() => {
       const touched = new Set<string>()
       let removed = 0
       let kept = 0
+      let first: number | undefined
       for (const local of this.s.logRange.all(head.seq, Number.MAX_SAFE_INTEGER)) {
         if (local.epoch >= head.epoch) { kept++; continue }
         this.s.deleteLog.run(local.seq)
         if (local.transfer_key !== null) touched.add(local.transfer_key)
+        first ??= local.seq
         removed++
       }
       for (const key of touched) this.restoreRow(key)
-      if (kept === 0 && this.position() > head.seq) this.s.setPosition.run(head.seq)
+      const position = this.position()
+      if (first !== undefined && position >= first) this.s.setPosition.run(first - 1)
+      else if (kept === 0 && position > head.seq) this.s.setPosition.run(head.seq)
       return removed
     }).immediate()
   }

@@ -65,6 +65,17 @@ export class NotLeaderError extends PesitError {
   }
 }
 
+/**
+ * `VECTIS_REPLICATION=sync`: a journal change did not reach a majority of the members in time, so what depends on
+ * it (ACK(SYN), ACK(TRANS.END)) is not sent.
+ */
+export class NotReplicatedError extends PesitError {
+  override name = 'NotReplicatedError'
+  constructor (message: string, options?: ErrorOptions) {
+    super(message, DIAG.SYSTEM_ERROR, options)
+  }
+}
+
 /** Bad PeSIT configuration (servers, partners, files) or bad requester options. */
 export class PesitConfigError extends Error {
   override name = 'PesitConfigError'

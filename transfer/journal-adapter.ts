@@ -7,6 +7,7 @@
  */
 import type { Journal } from '../store/journal.js'
 import { DIAG, formatDiagnostic } from './diagnostics.js'
+import { NotReplicatedError } from './errors.js'
 import type { SentQuery, TransferBegin, TransferEnd, TransferJournalPort, TransferStarted, TransferSyncPoint } from './ports.js'
 
 export type JournalForPesit = Pick<Journal, 'begin' | 'resume' | 'findRestartable' | 'recordSyncPoint' | 'complete' | 'interrupt' | 'fail' | 'wasSent' | 'inProgress'>
@@ -16,11 +17,24 @@ export interface JournalAdapterContext {
   member: string
   /** the epoch of the current leadership */
   epoch: () => number
+  /**
+   * `VECTIS_REPLICATION=sync`: resolves once the journal up to `seq` is on a majority of the members; the sync
+   * points and completions a partner is told of wait for it (a rejection becomes NotReplicatedError).
+   */
+  replicated?: (seq: number) => Promise<void>
 }
 
 /** `journal` may be a getter, for a store that opens its database only when started. */
 export function journalPortFromStore (source: JournalForPesit | (() => JournalForPesit), ctx: JournalAdapterContext): TransferJournalPort {
   const j = (): JournalForPesit => typeof source === 'function' ? source() : source
+  const replicated = async (seq: number): Promise<void> => {
+    if (ctx.replicated === undefined) return
+    try {
+      await ctx.replicated(seq)
+    } catch (err) {
+      throw new NotReplicatedError((err as Error).message, { cause: err })
+    }
+  }
   return {
     begin (t: TransferBegin): TransferStarted {
       const journal = j()
@@ -42,8 +56,9 @@ export function journalPortFromStore (source: JournalForPesit | (() => JournalFo
       })
       return { id: row.id, transferId: row.transferId }
     },
-    syncPoint (id: string, p: TransferSyncPoint): void {
-      j().recordSyncPoint(id, { syncPoint: p.syncPoint, offset: p.offset, bytes: p.offset })
+    async syncPoint (id: string, p: TransferSyncPoint): Promise<void> {
+      const r = j().recordSyncPoint(id, { syncPoint: p.syncPoint, offset: p.offset, bytes: p.offset })
+      await replicated(r.seq)
     },
     interruptOrphans (): number {
       const journal = j()
@@ -54,11 +69,12 @@ export function journalPortFromStore (source: JournalForPesit | (() => JournalFo
     wasSent (q: SentQuery): boolean {
       return j().wasSent({ partner: q.partner, virtualFile: q.file, filePath: q.path, source: q.source })
     },
-    end (id: string, e: TransferEnd): void {
+    async end (id: string, e: TransferEnd): Promise<void> {
       const journal = j()
       const diag = [e.diagnostic, e.message].filter((x) => x !== undefined && x !== '').join(': ') || e.status
       if (e.status === 'completed') {
-        journal.complete(id, { bytes: e.bytes, sha256: e.sha256 ?? '', ...(e.path !== undefined ? { filePath: e.path } : {}) })
+        const r = journal.complete(id, { bytes: e.bytes, sha256: e.sha256 ?? '', ...(e.path !== undefined ? { filePath: e.path } : {}) })
+        await replicated(r.seq)
       } else if (e.status === 'interrupted') {
         journal.interrupt(id, diag)
       } else {

@@ -364,6 +364,11 @@ export class ReceiveSide {
     }
     t.done = true
     if (!t.replay && this.host.ctx.faults?.has('kill-after-rename') === true) killHere('kill-after-rename')
+    if (!t.replay) {
+      // Journaled before the acknowledgement: with VECTIS_REPLICATION=sync the ACK waits for a majority to hold the
+      // row. Any other journal failure is logged only: the file and its completion record are durable.
+      await this.host.journal(async (j) => await j.end(t.journalId, { status: 'completed', bytes: inc.bytes, articles: inc.articles, path, sha256: inc.sha256() }))
+    }
     if (!this.host.ctx.leadership.isLeader()) throw new NotLeaderError('acknowledge TRANS.END')
     await this.host.send('ACK_TRANS_END', { 2: DIAG.OK, ...counts })
     this.reportBytes(t)
@@ -371,7 +376,6 @@ export class ReceiveSide {
       this.host.log.info({ transferId: t.transferId, path, bytes: inc.bytes, articles: inc.articles }, 'delivery confirmed again to a requester that restarted a transfer already received')
     } else {
       this.host.log.info({ transferId: t.transferId, path, bytes: inc.bytes, articles: inc.articles }, 'file received')
-      await this.host.journal(async (j) => await j.end(t.journalId, { status: 'completed', bytes: inc.bytes, articles: inc.articles, path, sha256: inc.sha256() }))
       this.host.ctx.metrics.transferEnded?.('receive', 'completed')
     }
     this.host.ctx.activeTransfers.delete(t.key)

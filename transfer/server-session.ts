@@ -23,7 +23,7 @@ import {
 } from './codec.js'
 import { DIAG, describeDiagnostic, type Diagnostic } from './diagnostics.js'
 import {
-  ConnectionLostError, PesitError, PesitTimeoutError, ProtocolError, UnexpectedFpduError
+  ConnectionLostError, NotReplicatedError, PesitError, PesitTimeoutError, ProtocolError, UnexpectedFpduError
 } from './errors.js'
 import type { FpduChannel } from './fpdu-channel.js'
 import { fpduDisplayName, type FpduType } from './fpdu-types.js'
@@ -426,10 +426,15 @@ export class ServerSession {
     this.log.info({ deviation: kind, ...detail }, 'tolerated a departure of the peer from the protocol (counted, logged once per session)')
   }
 
+  /**
+   * A journal write whose failure is logged, not thrown; except NotReplicatedError (`VECTIS_REPLICATION=sync`): what
+   * the partner is about to be told must not go out.
+   */
   private async journal (fn: (j: TransferJournalPort) => Promise<void>): Promise<void> {
     try {
       await fn(this.ctx.journal)
     } catch (err) {
+      if (err instanceof NotReplicatedError) throw err
       // Refused because this member no longer leads: the fencing working as meant, the next leader records it.
       if (err instanceof JournalNotLeaderError) this.log.warn('transfer journal write refused: not leader any more')
       else this.log.error({ err }, 'transfer journal write failed')

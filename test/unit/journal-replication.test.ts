@@ -38,7 +38,7 @@ class Member implements Leadership {
   transport!: MemoryTransport
   private services = new Map<string, ServiceHandler>()
 
-  constructor (readonly world: World, readonly name: string, public store: Store) {}
+  constructor (readonly world: World, readonly name: string, public store: Store, private readonly mode: 'async' | 'sync' = 'async') {}
 
   start (address: string): void {
     this.transport = new MemoryTransport(this.world.net, address, `peer-${this.name}`)
@@ -52,10 +52,12 @@ class Member implements Leadership {
       transport: this.transport,
       cluster: {
         leaderAddress: () => this.world.members.find((m) => m.name === this.world.leader)?.transport.address,
+        peers: () => this.world.members.filter((m) => m !== this).map((m) => ({ name: m.name, address: m.transport.address })),
+        majority: () => Math.floor(this.world.members.length / 2) + 1,
         serve: (n, h) => { this.services.set(n, h) }
       },
       leadership: this
-    }, { clusterName: 'test', nodeName: this.name, headIntervalMs: 50 })
+    }, { clusterName: 'test', nodeName: this.name, headIntervalMs: 50, mode: this.mode, replicationTimeoutMs: 500 })
     void this.transport.start()
     this.replicator.start()
   }
@@ -83,10 +85,10 @@ class Member implements Leadership {
   learn (e: Epoch): void { this.epoch = e }
 }
 
-async function cluster (t: TestContext, n = 3): Promise<World> {
+async function cluster (t: TestContext, n = 3, mode: 'async' | 'sync' = 'async'): Promise<World> {
   const w = new World()
   for (let i = 0; i < n; i++) {
-    const m = new Member(w, `vectis-${i}`, (await startStore(t, tempDataDir(t))).store)
+    const m = new Member(w, `vectis-${i}`, (await startStore(t, tempDataDir(t))).store, mode)
     w.members.push(m)
     m.start(`10.0.0.${i}:7946`)
     t.after(() => { m.stop() })
@@ -190,4 +192,47 @@ test('a new leader goes on from its position; the deposed leader\'s unshipped ta
   await a!.transport.publish(JOURNAL_TOPIC, 'late', late)
   await waitFor(() => c!.replicator.state().refused > refusedBefore, { what: 'the late run refused' })
   assert.deepEqual(c!.store.journal.changesSince(0, 1000), before)
+})
+
+test('sync: a change is reported replicated once a majority holds it, and not while only the leader does', async (t) => {
+  const w = await cluster(t, 3, 'sync')
+  const [a, b, c] = w.members
+  w.elect(a!)
+  await a!.replicator.leaderReady()
+  const r = a!.store.journal.begin(transfer(w.epoch))
+  await a!.replicator.awaitReplicated(r.seq) // b and c acknowledge
+  assert.ok(b!.store.journal.position() >= r.seq || c!.store.journal.position() >= r.seq)
+  b!.stop()
+  const r2 = a!.store.journal.recordSyncPoint(r.id, { syncPoint: 1, offset: 10 })
+  await a!.replicator.awaitReplicated(r2.seq) // a and c: still a majority
+  c!.stop()
+  const r3 = a!.store.journal.recordSyncPoint(r.id, { syncPoint: 2, offset: 20 })
+  await assert.rejects(a!.replicator.awaitReplicated(r3.seq), /not on a majority/)
+  // A member back: the waiting is over as soon as it acknowledges.
+  c!.start('10.0.0.2:7946')
+  const r4 = a!.store.journal.recordSyncPoint(r.id, { syncPoint: 3, offset: 30 })
+  await a!.replicator.awaitReplicated(r4.seq)
+})
+
+test('sync: a new leader first takes from the other members what its predecessor had them acknowledge', async (t) => {
+  const w = await cluster(t, 3, 'sync')
+  const [a, b, c] = w.members
+  w.elect(a!)
+  await a!.replicator.leaderReady()
+  work(a!, 3, w.epoch)
+  await converged(w, 'the first three')
+  // c stops hearing a; a and b go on: what a acknowledges is on a and b only.
+  w.net.dropped.add(`${a!.transport.address}>${c!.transport.address}`)
+  const r = a!.store.journal.begin(transfer(w.epoch, { partner: 'LATE' }))
+  await a!.replicator.awaitReplicated(r.seq)
+  assert.equal(b!.store.journal.get(r.id)?.partner, 'LATE')
+  assert.equal(c!.store.journal.get(r.id), undefined)
+  // a dies; c is elected (b voted for it): before it serves, it has the row.
+  a!.stop()
+  w.members.splice(0, 1)
+  w.net.dropped.clear()
+  w.elect(c!)
+  await c!.replicator.leaderReady()
+  assert.equal(c!.store.journal.get(r.id)?.partner, 'LATE')
+  await converged(w, 'b and c the same')
 })
