@@ -1,9 +1,10 @@
 /**
  * The journal's hot path: one committed (fsynced) journal update per PeSIT sync point. Measures sync-point
  * commits per second and their latency, next to the cost of a bare fsync on the same file system, measured in
- * the same run (the floor for a durable commit; the ratio is what to compare across machines).
+ * the same run (the floor for a durable commit; the ratio is what to compare across machines). Then the journal's
+ * replication lag at `--rate` transfers per second (bench/replication-lag.ts), in `async` and in `sync` mode.
  *
- * Usage: node --import tsx bench/store.ts [--seconds 3] [--sync-points 50] [--dir DIR]
+ * Usage: node --import tsx bench/store.ts [--seconds 3] [--sync-points 50] [--rate 100] [--dir DIR]
  * DIR defaults to ./.tmp (on the project's disk: /tmp may be a tmpfs, where fsync costs nothing).
  * Prints one JSON object, then a short table.
  */
@@ -12,11 +13,13 @@ import { join, resolve } from 'node:path'
 import { parseArgs } from 'node:util'
 import { silentLogger } from '../common/logger.js'
 import { Store } from '../store/store.js'
+import { measureReplicationLag, type LagResult } from './replication-lag.js'
 
 const { values } = parseArgs({
   options: {
     seconds: { type: 'string', default: '3' },
     'sync-points': { type: 'string', default: '50' },
+    rate: { type: 'string', default: '100' },
     dir: { type: 'string', default: resolve('.tmp') }
   }
 })
@@ -106,7 +109,12 @@ try {
     beginCompleteLatencyMs: summary(otherLat),
     fsyncBaselineMs: fsync,
     p50OverFsyncP50: Math.round((sync.p50 / fsync.p50) * 100) / 100,
-    dir
+    dir,
+    replication: [] as LagResult[]
+  }
+  const rate = Number(values.rate)
+  for (const mode of ['async', 'sync'] as const) {
+    result.replication.push(await measureReplicationLag({ dir: values.dir, mode, transfersPerSecond: rate, seconds: 5 }))
   }
   console.log(JSON.stringify(result))
   console.log('')
@@ -116,6 +124,10 @@ try {
   console.log(`sync-point commit p50 / p99 / max   ${sync.p50} / ${sync.p99} / ${sync.max} ms`)
   console.log(`bare fsync p50 / p99                ${fsync.p50} / ${fsync.p99} ms`)
   console.log(`commit p50 / fsync p50              ${result.p50OverFsyncP50}`)
+  for (const r of result.replication) {
+    console.log(`replication ${r.mode.padEnd(5)} lag p50 / p99 / max  ${r.lagMs.p50} / ${r.lagMs.p99} / ${r.lagMs.max} ms (${r.entries} entries at ${r.transfersPerSecond} transfers/s, ${r.missing} missing)` +
+      (r.majorityMs !== undefined ? `; to a majority p50 / p99 ${r.majorityMs.p50} / ${r.majorityMs.p99} ms` : ''))
+  }
 } finally {
   await store.stop()
   rmSync(dir, { recursive: true, force: true })

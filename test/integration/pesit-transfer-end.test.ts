@@ -94,11 +94,12 @@ describe('the end of a transfer under faults', () => {
     const path = join(work, 'f.bin')
     const src = patternBytes(50_000, 2)
     await writeFile(path, src)
-    // The connection is cut right after the server acknowledged the end of the transfer.
-    const end = h.journal.end.bind(h.journal)
-    h.journal.end = (id, e) => {
-      end(id, e)
-      if (e.status === 'completed') void h.server.stop()
+    // The connection is cut right after the server acknowledged the end of the transfer (the completion is counted
+    // once ACK(TRANS.END) went out).
+    const ended = h.metrics.transferEnded.bind(h.metrics)
+    h.metrics.transferEnded = (direction, status) => {
+      ended(direction, status)
+      if (status === 'completed') void h.server.stop()
     }
     const io = captureIo()
     const code = await runSend(['--host', '127.0.0.1', '--port', String(h.port), '--partner', 'CXCLIENT', '--password', 'test123',
