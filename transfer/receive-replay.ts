@@ -18,7 +18,7 @@ import { join } from 'node:path'
 import type { DurableFile, DurableFs } from '../store/durable-fs.js'
 import { DIAG } from './diagnostics.js'
 import { PesitError, TransferStorageError } from './errors.js'
-import { IncomingFile, matches, readCheckpoint, type Completion, type IncomingKey, type ReceivedData } from './receive-store.js'
+import { deliver, IncomingFile, matches, readCheckpoint, type Completion, type IncomingKey, type ReceivedData } from './receive-store.js'
 
 export class ReplayedFile implements ReceivedData {
   bytes: number
@@ -92,12 +92,7 @@ export class ReplayedFile implements ReceivedData {
     const finalPath = join(this.key.directory, finalName)
     if (this.pendingRename !== undefined) {
       beforeRename()
-      try {
-        await this.fs.rename(this.pendingRename, finalPath)
-        await this.fs.syncDir(this.key.directory)
-      } catch (err) {
-        throw new TransferStorageError(`rename to ${finalPath} failed`, DIAG.NOT_DELIVERED, { cause: err })
-      }
+      await deliver(this.fs, this.pendingRename, finalPath, this.key.directory)
     }
     return finalPath
   }

@@ -268,12 +268,7 @@ export class IncomingFile implements ReceivedData {
     await this.writeRecord(at.syncPoint, at.offset, at.articles,
       { bytes: this.bytes, articles: this.articles, sha256: this.sha256(), finalName, announcedKb })
     beforeRename()
-    try {
-      await this.fs.rename(this.partialPath, finalPath)
-      await this.fs.syncDir(this.key.directory)
-    } catch (err) {
-      throw new TransferStorageError(`rename to ${finalPath} failed`, DIAG.NOT_DELIVERED, { cause: err })
-    }
+    await deliver(this.fs, this.partialPath, finalPath, this.key.directory)
     return finalPath
   }
 
@@ -290,6 +285,16 @@ export class IncomingFile implements ReceivedData {
     this.closed = true
     await this.out.settled()
     await this.file.close().catch(() => {})
+  }
+}
+
+/** The rename that delivers a received file, made durable (directory fsync); a failure is D2-225 "not delivered". */
+export async function deliver (fs: DurableFs, partial: string, finalPath: string, directory: string): Promise<void> {
+  try {
+    await fs.rename(partial, finalPath)
+    await fs.syncDir(directory)
+  } catch (err) {
+    throw new TransferStorageError(`rename to ${finalPath} failed`, DIAG.NOT_DELIVERED, { cause: err })
   }
 }
 

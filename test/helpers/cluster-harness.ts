@@ -275,6 +275,25 @@ export class ClusterHarness {
     return await this.start(i)
   }
 
+  /** The member of `among` that leads and runs its PeSIT servers, if one does (asked in turn). */
+  async servingLeader (among: number[] = this.members.filter((m) => m.running).map((m) => m.index)): Promise<number | undefined> {
+    for (const i of among) {
+      const s = await this.status(i).catch(() => undefined)
+      if (s?.isLeader === true && (s.servers as Array<{ running: boolean }> | undefined)?.[0]?.running === true) return i
+    }
+    return undefined
+  }
+
+  /**
+   * Waits until every member of `among` is in a view of them all that it knows is the committed primary view (a
+   * crash inside the commit round of a view leaves the previous primary view, whose quorum needs a proven death to
+   * fail over: tests that kill a leader wait for this first).
+   */
+  async waitViewCommitted (among: number[] = this.members.map((m) => m.index), timeoutMs = 60_000): Promise<void> {
+    await this.waitFor(async () => (await Promise.all(among.map(async (i) => await this.status(i).catch(() => undefined))))
+      .every((s) => s?.memberCount === among.length && (s.quorum as { ok: boolean }).ok), { timeoutMs, what: 'every member in the committed view of them all' })
+  }
+
   /** GET /api/cluster/status of member i (basic auth); throws on a non-200 answer. */
   async status (i: number, timeoutMs = 5000): Promise<Record<string, unknown>> {
     const res = await this.http(i, '/api/cluster/status', timeoutMs)

@@ -23,16 +23,8 @@ export interface RoundResult {
 
 export async function killedAfterRenameRound (h: ClusterHarness, o: { dir: string, payload: string, round: number }): Promise<RoundResult> {
   const members = h.members.map((m) => m.index)
-  const leaderOf = async (alive: number[]): Promise<number | undefined> => {
-    for (const i of alive) {
-      const s = await h.status(i).catch(() => undefined)
-      if (s?.isLeader === true && (s.servers as Array<{ running: boolean }> | undefined)?.[0]?.running === true) return i
-    }
-    return undefined
-  }
-  await h.waitFor(async () => (await Promise.all(members.map(async (i) => await h.status(i).catch(() => undefined))))
-    .every((s) => s?.memberCount === members.length && (s.quorum as { ok: boolean }).ok), { timeoutMs: 60_000, what: 'every member in the committed view' })
-  const leader = await h.waitFor(async () => await leaderOf(members), { timeoutMs: 60_000, what: 'a leader serving PeSIT' })
+  await h.waitViewCommitted(members)
+  const leader = await h.waitFor(async () => await h.servingLeader(members), { timeoutMs: 60_000, what: 'a leader serving PeSIT' })
   const stateDir = join(o.dir, `state-${o.round}`)
   const send = (host: string, restart: boolean): ReturnType<typeof spawnSync> => spawnSync(process.execPath, [join(ROOT, 'dist', 'bin', 'vectis.js'), 'send',
     '--host', host, '--port', String(PESIT_PORT), '--partner', 'CXCLIENT', '--password', 'test123', '--server', 'PESITSRV', '--file', 'PAYMENTS',
@@ -45,7 +37,7 @@ export async function killedAfterRenameRound (h: ClusterHarness, o: { dir: strin
   assert.equal(exit.signal, 'SIGKILL', 'the leader died by the injected kill')
   assert.match(h.member(leader).stderr, /fault injection: kill-after-rename/, 'the window between the rename and ACK(TRANS.END) was hit')
   const alive = members.filter((i) => i !== leader)
-  const next = await h.waitFor(async () => await leaderOf(alive), { timeoutMs: 60_000, what: 'a new leader serving PeSIT' })
+  const next = await h.waitFor(async () => await h.servingLeader(alive), { timeoutMs: 60_000, what: 'a new leader serving PeSIT' })
   const takeoverMs = Date.now() - killedAt
 
   const again = send(h.member(next).ip, true)

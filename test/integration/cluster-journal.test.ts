@@ -29,13 +29,6 @@ it('3 members: every member lists the leader\'s transfers, also after a kill -9 
   const h = await ClusterHarness.create(t, { nodes: 3, subnet: SUBNET, env: { VECTIS_CONFIG: config, VECTIS_SHARED_DIR: join(dir, 'shared') } })
   await h.startAll()
 
-  const leaderOf = async (alive: number[]): Promise<number | undefined> => {
-    for (const i of alive) {
-      const s = await h.status(i).catch(() => undefined)
-      if (s?.isLeader === true && (s.servers as Array<{ running: boolean }> | undefined)?.[0]?.running === true) return i
-    }
-    return undefined
-  }
   const rows = async (i: number): Promise<Row[]> => {
     const r = await h.http(i, '/api/transfers?limit=1000')
     assert.equal(r.status, 200)
@@ -54,11 +47,8 @@ it('3 members: every member lists the leader\'s transfers, also after a kill -9 
     }
   }
 
-  const first = await h.waitFor(async () => await leaderOf([0, 1, 2]), { timeoutMs: 60_000, what: 'a leader serving PeSIT' })
-  // The three-member view committed everywhere first (see cluster-pesit.test.ts: a crash inside its commit round
-  // leaves the previous primary view, which needs a proven death to fail over).
-  await h.waitFor(async () => (await Promise.all([0, 1, 2].map(async (i) => await h.status(i)))).every((s) => s.memberCount === 3 && (s.quorum as { ok: boolean }).ok),
-    { what: 'the three-member view committed everywhere' })
+  const first = await h.waitFor(async () => await h.servingLeader([0, 1, 2]), { timeoutMs: 60_000, what: 'a leader serving PeSIT' })
+  await h.waitViewCommitted()
   await push(first, 20)
   const before = await sameEverywhere([0, 1, 2], 20, 'the 20 transfers on every member')
   assert.equal(new Set(before.map((r) => r.transferId)).size, 20)
@@ -67,7 +57,7 @@ it('3 members: every member lists the leader\'s transfers, also after a kill -9 
 
   await h.kill(first)
   const alive = [0, 1, 2].filter((i) => i !== first)
-  const second = await h.waitFor(async () => await leaderOf(alive), { timeoutMs: 60_000, what: 'a new leader serving PeSIT' })
+  const second = await h.waitFor(async () => await h.servingLeader(alive), { timeoutMs: 60_000, what: 'a new leader serving PeSIT' })
   assert.deepEqual(await sameEverywhere(alive, 20, 'the new leader and the standby still list the 20'), before)
   await push(second, 5)
   const after = await sameEverywhere(alive, 25, 'the 25 transfers on both')
@@ -101,16 +91,8 @@ it('VECTIS_REPLICATION=sync: a leader killed right after an ACK(SYN) leaves that
   writeFileSync(payload, randomBytes(4 << 20))
   const h = await ClusterHarness.create(t, { nodes: 3, subnet: SUBNET + 2, env: { VECTIS_CONFIG: config, VECTIS_SHARED_DIR: join(dir, 'shared'), VECTIS_REPLICATION: 'sync' } })
   await h.startAll()
-  const serving = async (alive: number[]): Promise<number | undefined> => {
-    for (const i of alive) {
-      const s = await h.status(i).catch(() => undefined)
-      if (s?.isLeader === true && (s.servers as Array<{ running: boolean }> | undefined)?.[0]?.running === true) return i
-    }
-    return undefined
-  }
-  await h.waitFor(async () => (await Promise.all([0, 1, 2].map(async (i) => await h.status(i)))).every((s) => s.memberCount === 3 && (s.quorum as { ok: boolean }).ok),
-    { timeoutMs: 60_000, what: 'the three-member view committed everywhere' })
-  const leader = await h.waitFor(async () => await serving([0, 1, 2]), { timeoutMs: 60_000, what: 'a leader serving PeSIT' })
+  await h.waitViewCommitted()
+  const leader = await h.waitFor(async () => await h.servingLeader([0, 1, 2]), { timeoutMs: 60_000, what: 'a leader serving PeSIT' })
   // The kill goes out in the same turn as the requester learns of the acknowledgement.
   let acked = 0
   const err = await pushFile({
@@ -126,7 +108,7 @@ it('VECTIS_REPLICATION=sync: a leader killed right after an ACK(SYN) leaves that
   assert.ok(err instanceof Error, 'the push was cut by the kill')
   assert.ok(acked >= 5)
   const alive = [0, 1, 2].filter((i) => i !== leader)
-  const next = await h.waitFor(async () => await serving(alive), { timeoutMs: 60_000, what: 'a new leader serving PeSIT' })
+  const next = await h.waitFor(async () => await h.servingLeader(alive), { timeoutMs: 60_000, what: 'a new leader serving PeSIT' })
   const r = await h.http(next, '/api/transfers?limit=10')
   const row = (r.body as { transfers: Array<{ transferId: number, syncPoint: number, status: string }> }).transfers.find((x) => x.transferId === 4242)
   assert.ok(row !== undefined, 'the row is on the new leader')

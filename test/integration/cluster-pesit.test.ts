@@ -33,31 +33,20 @@ it('only the leader has a PeSIT port open, before and after a kill -9 of the lea
   t.after(async () => { const { rm } = await import('node:fs/promises'); await rm(shared, { recursive: true, force: true }) })
   await h.startAll()
 
-  const leaderNow = async (alive: number[]): Promise<number | undefined> => {
-    for (const i of alive) {
-      const s = await h.status(i).catch(() => undefined)
-      if (s?.isLeader === true && (s.servers as Array<{ running: boolean }> | undefined)?.[0]?.running === true) return i
-    }
-    return undefined
-  }
   const openPorts = async (alive: number[]): Promise<number[]> => {
     const r = await Promise.all(alive.map(async (i) => await probe(h.member(i).ip, PESIT_PORT)))
     return alive.filter((_, k) => r[k] === 'open')
   }
 
-  const first = await h.waitFor(async () => await leaderNow([0, 1, 2]), { timeoutMs: 60_000, what: 'a leader running its PeSIT server' })
-  // The three-member view must be known as the committed primary view before the crash: a crash inside the commit
-  // round of a view leaves the previous (two-member) primary view, whose quorum needs a proven death to fail over
-  // (a restart of the crashed member, or the Kubernetes API; neither exists in this test). See the README.
-  await h.waitFor(async () => {
-    const all = await Promise.all([0, 1, 2].map(async (i) => await h.status(i)))
-    return all.every((s) => s.memberCount === 3 && (s.quorum as { ok: boolean }).ok)
-  }, { what: 'every member knows the three-member view is the committed primary view' })
+  const first = await h.waitFor(async () => await h.servingLeader([0, 1, 2]), { timeoutMs: 60_000, what: 'a leader running its PeSIT server' })
+  // The three-member view must be known as the committed primary view before the crash (see waitViewCommitted; no
+  // Kubernetes API or restart proves the death in this test). See the README.
+  await h.waitViewCommitted()
   assert.deepEqual(await h.waitFor(async () => { const o = await openPorts([0, 1, 2]); return o.length === 1 ? o : undefined }, { what: 'one open PeSIT port' }), [first])
 
   await h.kill(first)
   const alive = [0, 1, 2].filter((i) => i !== first)
-  const second = await h.waitFor(async () => await leaderNow(alive), { timeoutMs: 60_000, what: 'a new leader running its PeSIT server' }).catch(async (err: unknown) => {
+  const second = await h.waitFor(async () => await h.servingLeader(alive), { timeoutMs: 60_000, what: 'a new leader running its PeSIT server' }).catch(async (err: unknown) => {
     for (const i of alive) t.diagnostic(`${i}: ${JSON.stringify(await h.status(i).catch((e: unknown) => String(e)))}`)
     if (process.env.VECTIS_TEST_DUMP !== undefined) writeFileSync(process.env.VECTIS_TEST_DUMP, JSON.stringify(h.timeline.map((x) => ({ m: x.member, ...x.line }))))
     throw err
