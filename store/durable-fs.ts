@@ -7,7 +7,7 @@
  * double (`test/helpers/crash-fs.ts`), because kill -9 keeps the page cache and proves nothing about fsync.
  */
 import { constants as fsc } from 'node:fs'
-import { open, rename, mkdir, readFile, unlink, readdir, stat, type FileHandle } from 'node:fs/promises'
+import { open, link, rename, mkdir, readFile, unlink, readdir, stat, type FileHandle } from 'node:fs/promises'
 import { dirname, basename, join } from 'node:path'
 import { randomBytes } from 'node:crypto'
 
@@ -36,6 +36,11 @@ export interface DurableFs {
   open(path: string, mode: OpenMode): Promise<DurableFile>
   /** Atomic replace of `to` by `from` (same file system). Durable once the directory is synced. */
   rename(from: string, to: string): Promise<void>
+  /**
+   * A second name `to` for the file at `from` (same file system); never replaces: rejects with code EEXIST when `to`
+   * exists. Durable once the directory is synced.
+   */
+  link(from: string, to: string): Promise<void>
   /** fsync of a directory: makes entries created, renamed or removed in it durable. */
   syncDir(dir: string): Promise<void>
   /** Temporary file beside `path`, write, fsync, rename over `path`, directory fsync: all or nothing, durable. */
@@ -107,6 +112,8 @@ export class NodeDurableFs implements DurableFs {
   }
 
   async rename (from: string, to: string): Promise<void> { await rename(from, to) }
+
+  async link (from: string, to: string): Promise<void> { await link(from, to) }
 
   async syncDir (dir: string): Promise<void> { await syncDirectory(dir) }
 

@@ -288,13 +288,23 @@ export class IncomingFile implements ReceivedData {
   }
 }
 
-/** The rename that delivers a received file, made durable (directory fsync); a failure is D2-225 "not delivered". */
+/**
+ * Delivers a received file under its final name: a link, then the partial name removed, then the directory fsync.
+ * A link never replaces: a file already delivered under that name (by a newer leader, while this member was paused
+ * past its lease check) stays as it is, and this delivery fails with D2-204; any other failure is D2-225.
+ */
 export async function deliver (fs: DurableFs, partial: string, finalPath: string, directory: string): Promise<void> {
   try {
-    await fs.rename(partial, finalPath)
+    await fs.link(partial, finalPath)
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'EEXIST') throw new TransferStorageError(`${finalPath} was delivered meanwhile; not replaced`, DIAG.FILE_EXISTS, { cause: err })
+    throw new TransferStorageError(`delivery as ${finalPath} failed`, DIAG.NOT_DELIVERED, { cause: err })
+  }
+  try {
+    await fs.unlink(partial)
     await fs.syncDir(directory)
   } catch (err) {
-    throw new TransferStorageError(`rename to ${finalPath} failed`, DIAG.NOT_DELIVERED, { cause: err })
+    throw new TransferStorageError(`delivery as ${finalPath} failed`, DIAG.NOT_DELIVERED, { cause: err })
   }
 }
 

@@ -198,6 +198,18 @@ export class CrashFs implements DurableFs {
 
   async exists (path: string): Promise<boolean> { return this.lookup(path) !== undefined }
 
+  async link (from: string, to: string): Promise<void> {
+    const f = this.norm(from)
+    const t = this.norm(to)
+    this.onOperation?.('rename', f)
+    const e = this.dirOf(posix.dirname(f)).current.get(posix.basename(f))
+    if (e === undefined) throw enoent(f)
+    if (e.kind === 'dir') throw new Error('CrashFs links files only')
+    const dst = this.dirOf(posix.dirname(t))
+    if (dst.current.has(posix.basename(t))) throw eexist(t)
+    dst.current.set(posix.basename(t), e)
+  }
+
   async unlink (path: string): Promise<void> {
     const p = this.norm(path)
     this.onOperation?.('unlink', p)
