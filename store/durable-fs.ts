@@ -7,7 +7,7 @@
  * double (`test/helpers/crash-fs.ts`), because kill -9 keeps the page cache and proves nothing about fsync.
  */
 import { constants as fsc } from 'node:fs'
-import { open, link, rename, mkdir, readFile, unlink, readdir, stat, type FileHandle } from 'node:fs/promises'
+import { copyFile, open, link, rename, mkdir, readFile, unlink, readdir, stat, type FileHandle } from 'node:fs/promises'
 import { dirname, basename, join } from 'node:path'
 import { randomBytes } from 'node:crypto'
 
@@ -41,6 +41,8 @@ export interface DurableFs {
    * exists. Durable once the directory is synced.
    */
   link(from: string, to: string): Promise<void>
+  /** A new file `to` with the content of `from` (a reflink where the file system has them); not durable until fsynced. */
+  copyFile(from: string, to: string): Promise<void>
   /** fsync of a directory: makes entries created, renamed or removed in it durable. */
   syncDir(dir: string): Promise<void>
   /** Temporary file beside `path`, write, fsync, rename over `path`, directory fsync: all or nothing, durable. */
@@ -114,6 +116,8 @@ export class NodeDurableFs implements DurableFs {
   async rename (from: string, to: string): Promise<void> { await rename(from, to) }
 
   async link (from: string, to: string): Promise<void> { await link(from, to) }
+
+  async copyFile (from: string, to: string): Promise<void> { await copyFile(from, to, fsc.COPYFILE_FICLONE) }
 
   async syncDir (dir: string): Promise<void> { await syncDirectory(dir) }
 

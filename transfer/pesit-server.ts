@@ -34,7 +34,8 @@ const CHECKPOINT_FILE = /^\.vectis-.*\.ckpt$/
 
 export interface PesitServerComponents {
   logger: Logger
-  leadership: Pick<Leadership, 'isLeader'>
+  /** `currentEpoch`, when given, names the partial files of each leadership (see receive-store.ts) */
+  leadership: Pick<Leadership, 'isLeader'> & Partial<Pick<Leadership, 'currentEpoch'>>
   fs: DurableFs
   journal: TransferJournalPort
   metrics?: PesitMetrics
@@ -300,6 +301,7 @@ export class PesitServer implements Startable {
       activeTransfers: this.activeTransfers,
       activeSources: this.activeSources,
       faults: this.faults,
+      epoch: () => this.components.leadership.currentEpoch?.()?.number ?? 0,
       timeouts: this.timeouts,
       maxSyncWindow: this.init.maxSyncWindow ?? DEFAULT_MAX_SYNC_WINDOW,
       ...(overLimit ? { refuseWith: DIAG.REMOTE_CONGESTED } : {}),

@@ -18,7 +18,7 @@ import { join } from 'node:path'
 import type { DurableFile, DurableFs } from '../store/durable-fs.js'
 import { DIAG } from './diagnostics.js'
 import { PesitError, TransferStorageError } from './errors.js'
-import { deliver, IncomingFile, matches, readCheckpoint, type Completion, type IncomingKey, type ReceivedData } from './receive-store.js'
+import { deliver, IncomingFile, matches, readCheckpoint, recordedPartial, type Completion, type IncomingKey, type ReceivedData } from './receive-store.js'
 
 export class ReplayedFile implements ReceivedData {
   bytes: number
@@ -51,7 +51,7 @@ export class ReplayedFile implements ReceivedData {
     const c = record?.completed
     if (record === undefined || c === undefined || !matches(record, key) || c.finalName !== finalName || c.announcedKb !== announcedKb) return undefined
     const finalPath = join(key.directory, finalName)
-    const partial = join(key.directory, `${key.stem}.part`)
+    const partial = join(key.directory, recordedPartial(record, key.stem))
     try {
       if (await fs.exists(finalPath)) return new ReplayedFile(fs, key, c, record, await fs.open(finalPath, 'read'), undefined)
       if (await fs.exists(partial)) return new ReplayedFile(fs, key, c, record, await fs.open(partial, 'read'), partial)

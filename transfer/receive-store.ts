@@ -36,6 +36,8 @@ export interface Checkpoint {
   updatedAt: string
   /** set once the file is complete, before its rename: the record of what was delivered */
   completed?: Completion
+  /** the partial file (a name in the same directory) holding the data up to `offset` */
+  partial?: string
 }
 
 /** What a delivered file was: a restart of the same transfer must match it (receive-replay.ts). */
@@ -60,7 +62,15 @@ export interface IncomingKey {
   transferId: number
   articleFormat: number
   articleLength: number
+  /** the epoch of the leadership receiving: its partial file has a name of its own */
+  epoch: number
 }
+
+/** The partial file a leadership of `epoch` writes for transfer `stem`. */
+export function partialNameFor (stem: string, epoch: number): string { return `${stem}.${epoch}.part` }
+
+/** The partial file a checkpoint or completion record names (records written before epochs in names: the bare one). */
+export function recordedPartial (c: Checkpoint, stem: string): string { return c.partial ?? `${stem}.part` }
 
 /**
  * Per incoming transfer: a buffer filling and one being written. Large buffers stream faster; a server runs many
@@ -114,7 +124,9 @@ export class IncomingFile implements ReceivedData {
     start: { offset: number, articles: number, syncPoint: number },
     /** true when this attempt continues an earlier one from a checkpoint */
     readonly resumed: boolean,
-    bufferBytes: number
+    bufferBytes: number,
+    /** the partial file's name in the directory */
+    private readonly partialName: string
   ) {
     this.out = new WriteBehind(async (data, at) => { await file.write(data, at) }, start.offset, this.hash, bufferBytes,
       (err) => new TransferStorageError(`write to ${this.partialPath} failed`, DIAG.IO_ERROR, { cause: err }))
@@ -127,26 +139,37 @@ export class IncomingFile implements ReceivedData {
   /** where this attempt started (0, or the checkpoint it resumed from) */
   private readonly resumedAt: { syncPoint: number, offset: number, articles: number }
 
-  get partialPath (): string { return join(this.key.directory, `${this.key.stem}.part`) }
+  get partialPath (): string { return join(this.key.directory, this.partialName) }
   static checkpointPath (key: Pick<IncomingKey, 'directory' | 'stem'>): string { return join(key.directory, `${key.stem}.ckpt`) }
 
   /**
    * Opens the partial file. With `restart`, resumes from a matching durable checkpoint (truncating what came
    * after it); without one, or without `restart`, starts from byte 0.
+   *
+   * Each leadership writes a partial file of its own (`partialNameFor`): a restart taken over from another epoch
+   * copies the acknowledged prefix into this epoch's file and makes the checkpoint name it, before anything else.
+   * An old leader paused past its lease check and resumed later then writes into its own file, an orphan, never
+   * into the one this leadership continues (docs/pesit.md §9.2).
    */
   static async open (fs: DurableFs, key: IncomingKey, restart: boolean, bufferBytes = WRITE_BUFFER_MAX): Promise<IncomingFile> {
     try {
       await fs.mkdirp(key.directory)
-      const partial = join(key.directory, `${key.stem}.part`)
+      const mine = partialNameFor(key.stem, key.epoch)
       const ckptPath = IncomingFile.checkpointPath(key)
       if (restart) {
         const ckpt = await readCheckpoint(fs, ckptPath)
-        const size = (await fs.stat(partial))?.size
-        if (ckpt !== undefined && ckpt.completed === undefined && size !== undefined && size >= ckpt.offset && matches(ckpt, key)) {
-          const f = await fs.open(partial, 'existing')
+        const recorded = ckpt === undefined ? undefined : recordedPartial(ckpt, key.stem)
+        const size = recorded === undefined ? undefined : (await fs.stat(join(key.directory, recorded)))?.size
+        if (ckpt !== undefined && recorded !== undefined && ckpt.completed === undefined && size !== undefined && size >= ckpt.offset && matches(ckpt, key)) {
+          if (recorded !== mine) await fs.copyFile(join(key.directory, recorded), join(key.directory, mine))
+          const f = await fs.open(join(key.directory, mine), 'existing')
           await f.truncate(ckpt.offset)
           await f.sync()
-          const inc = new IncomingFile(fs, f, key, ckpt, true, bufferBytes)
+          const inc = new IncomingFile(fs, f, key, ckpt, true, bufferBytes, mine)
+          if (recorded !== mine) {
+            await fs.syncDir(key.directory)
+            await inc.writeRecord(ckpt.syncPoint, ckpt.offset, ckpt.articles)
+          }
           await inc.hashPrefix(ckpt.offset)
           return inc
         }
@@ -155,8 +178,8 @@ export class IncomingFile implements ReceivedData {
       // between here and the first sync point cannot pair it with the new, truncated partial file.
       await fs.unlink(ckptPath)
       await fs.syncDir(key.directory)
-      const f = await fs.open(partial, 'create')
-      return new IncomingFile(fs, f, key, { offset: 0, articles: 0, syncPoint: 0 }, false, bufferBytes)
+      const f = await fs.open(join(key.directory, mine), 'create')
+      return new IncomingFile(fs, f, key, { offset: 0, articles: 0, syncPoint: 0 }, false, bufferBytes, mine)
     } catch (err) {
       throw new TransferStorageError(`cannot open the partial file in ${key.directory}`, DIAG.CANNOT_OPEN, { cause: err })
     }
@@ -236,6 +259,7 @@ export class IncomingFile implements ReceivedData {
       articleFormat: this.key.articleFormat,
       articleLength: this.key.articleLength,
       updatedAt: new Date().toISOString(),
+      partial: this.partialName,
       ...(completed !== undefined ? { completed } : {})
     }
     try {
@@ -269,6 +293,7 @@ export class IncomingFile implements ReceivedData {
       { bytes: this.bytes, articles: this.articles, sha256: this.sha256(), finalName, announcedKb })
     beforeRename()
     await deliver(this.fs, this.partialPath, finalPath, this.key.directory)
+    await removeOrphans(this.fs, this.key)
     return finalPath
   }
 
@@ -277,6 +302,7 @@ export class IncomingFile implements ReceivedData {
     await this.closeHandle()
     await this.fs.unlink(this.partialPath).catch(() => {})
     await this.fs.unlink(IncomingFile.checkpointPath(this.key)).catch(() => {})
+    await removeOrphans(this.fs, this.key)
   }
 
   /** Closes without committing: the partial file and the last durable checkpoint stay for a restart. */
@@ -285,6 +311,15 @@ export class IncomingFile implements ReceivedData {
     this.closed = true
     await this.out.settled()
     await this.file.close().catch(() => {})
+  }
+}
+
+/** Partial files earlier leaderships left for this transfer (what a paused old leader may still write into). */
+async function removeOrphans (fs: DurableFs, key: Pick<IncomingKey, 'directory' | 'stem'>): Promise<void> {
+  const names = await fs.readdir(key.directory).catch(() => [] as string[])
+  for (const n of names) {
+    const epoch = n.slice(key.stem.length + 1, n.length - '.part'.length) // '' for the name without an epoch
+    if (n.startsWith(`${key.stem}.`) && n.endsWith('.part') && /^\d*$/.test(epoch)) await fs.unlink(join(key.directory, n)).catch(() => {})
   }
 }
 

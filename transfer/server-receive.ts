@@ -103,7 +103,7 @@ export class ReceiveSide {
     let incoming: ReceivedData
     let replay = false
     try {
-      const incomingKey = { directory, stem, partner: partner.id, server: this.host.ctx.server.id, file: file.id, transferId, articleFormat, articleLength }
+      const incomingKey = { directory, stem, partner: partner.id, server: this.host.ctx.server.id, file: file.id, transferId, articleFormat, articleLength, epoch: this.host.ctx.epoch?.() ?? 0 }
       const replayed = restart ? await ReplayedFile.open(this.host.ctx.fs, incomingKey, finalName, announcedKb) : undefined
       if (replayed !== undefined) {
         incoming = replayed

@@ -73,6 +73,8 @@ export interface ServerSessionContext {
   activeSources: Set<string>
   /** fault-injection points enabled (tests only) */
   faults?: ReadonlySet<FaultPoint>
+  /** the epoch of this member's leadership (0 when it has none): partial files are named by it */
+  epoch?: () => number
   timeouts: SessionTimeouts
   maxSyncWindow: number
   /** set when the connection limit is reached: CONNECT is answered RCONNECT with this diagnostic */

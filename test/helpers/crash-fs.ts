@@ -198,6 +198,13 @@ export class CrashFs implements DurableFs {
 
   async exists (path: string): Promise<boolean> { return this.lookup(path) !== undefined }
 
+  async copyFile (from: string, to: string): Promise<void> {
+    const src = this.fileInode(from)
+    const f = await this.open(to, 'create')
+    await f.write(Buffer.from(src.current), 0)
+    await f.close()
+  }
+
   async link (from: string, to: string): Promise<void> {
     const f = this.norm(from)
     const t = this.norm(to)

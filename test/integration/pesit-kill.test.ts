@@ -14,6 +14,7 @@ import { runReceive } from '../../cli/receive.js'
 import { statePathFor } from '../../cli/requester-cli.js'
 import { partialPathOf } from '../../transfer/pull.js'
 import { transferStem } from '../../transfer/config-types.js'
+import { partialNameFor } from '../../transfer/receive-store.js'
 
 const root = fileURLToPath(new URL('../..', import.meta.url))
 const sha = (b: Uint8Array): string => createHash('sha256').update(b).digest('hex')
@@ -56,7 +57,7 @@ describe('kill -9 of the server process, then vectis send --restart', () => {
     assert.ok(killedAt >= 5)
     const acked = Number(/(\d+) bytes acknowledged/.exec(io1.err())?.[1] ?? -1)
     assert.ok(acked >= 0, io1.err())
-    const partialSize = (await stat(join(dir, 'inbox', `${stem}.part`))).size
+    const partialSize = (await stat(join(dir, 'inbox', partialNameFor(stem, 0)))).size
 
     const b = await startServerProcess(dir)
     children.push(b.child)

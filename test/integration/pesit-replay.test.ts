@@ -10,6 +10,7 @@ import { startHarness, type Harness } from '../helpers/pesit-harness.js'
 import { patternBytes } from '../helpers/pesit-vectors.js'
 import { pushFile, type PushOptions } from '../../transfer/push.js'
 import { PesitError } from '../../transfer/errors.js'
+import { readCheckpoint } from '../../transfer/receive-store.js'
 
 const sha = (b: Uint8Array): string => createHash('sha256').update(b).digest('hex')
 
@@ -62,7 +63,8 @@ describe('restart of a push already delivered', () => {
     const { h, src, o, articlesPerSync } = await setup(t)
     const final = join(h.dir, 'CXCLIENT_TESTFILE_5150')
     const names = await readdir(h.dir)
-    const partial = names.find((n) => n.endsWith('.ckpt'))!.replace(/\.ckpt$/, '.part')
+    const record = await readCheckpoint(h.fs, join(h.dir, names.find((n) => n.endsWith('.ckpt'))!))
+    const partial = record!.partial!
     await rename(final, join(h.dir, partial)) // as it was before the rename
     await h.restart() // a new leader
     await pushFile({ ...o, port: h.port, restart: { articlesPerSync } })

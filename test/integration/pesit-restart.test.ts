@@ -10,7 +10,7 @@ import { captureIo } from '../helpers/cli-io.js'
 import { CrashFs } from '../helpers/crash-fs.js'
 import { runSend } from '../../cli/send.js'
 import { pushFile, PushInterruptedError, type PushOptions } from '../../transfer/push.js'
-import { IncomingFile, readCheckpoint } from '../../transfer/receive-store.js'
+import { IncomingFile, readCheckpoint, recordedPartial } from '../../transfer/receive-store.js'
 import { transferStem } from '../../transfer/config-types.js'
 
 const sha = (b: Uint8Array): string => createHash('sha256').update(b).digest('hex')
@@ -116,7 +116,7 @@ describe('restart of an interrupted push', () => {
       const ckpt = await readCheckpoint(fs, IncomingFile.checkpointPath({ directory: h.dir, stem }))
       assert.ok(ckpt !== undefined, `k=${k}: checkpoint lost`)
       assert.ok(ckpt.syncPoint >= k && ckpt.offset >= acked, `k=${k}: checkpoint ${ckpt.syncPoint}`)
-      const partial = Buffer.from(await fs.readFile(join(h.dir, `${stem}.part`)))
+      const partial = Buffer.from(await fs.readFile(join(h.dir, recordedPartial(ckpt, stem))))
       assert.ok(partial.length >= ckpt.offset)
       assert.ok(partial.subarray(0, ckpt.offset).equals(src.subarray(0, ckpt.offset)), `k=${k}: acknowledged data lost`)
       // A new server on the surviving state resumes and completes.

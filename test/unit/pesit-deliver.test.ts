@@ -1,10 +1,11 @@
 import { test } from 'node:test'
+import { randomBytes } from 'node:crypto'
 import assert from 'node:assert/strict'
 import { mkdtempSync, readFileSync, rmSync, writeFileSync, existsSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { NodeDurableFs } from '../../store/durable-fs.js'
-import { deliver } from '../../transfer/receive-store.js'
+import { deliver, IncomingFile, partialNameFor, readCheckpoint, type IncomingKey } from '../../transfer/receive-store.js'
 import { TransferStorageError } from '../../transfer/errors.js'
 
 test('a delivery never replaces a file delivered meanwhile (a paused old leader resuming past its lease check)', async (t) => {
@@ -21,4 +22,37 @@ test('a delivery never replaces a file delivered meanwhile (a paused old leader 
     (e: unknown) => e instanceof TransferStorageError && e.diagnostic.reason === 204)
   assert.equal(readFileSync(join(dir, 'A'), 'utf8'), 'from the new leader', 'not replaced')
   assert.ok(existsSync(join(dir, '.a.old.part')), 'the late copy stays where it was')
+})
+
+test('a restart taken over by a new leader continues in a partial file of its own: the old leader\'s late writes land in an orphan', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'vectis-fence-'))
+  t.after(() => { rmSync(dir, { recursive: true, force: true }) })
+  const fs = new NodeDurableFs()
+  const key = (epoch: number): IncomingKey => ({ directory: dir, stem: '.vectis-P-F-7', partner: 'P', server: 'S', file: 'F', transferId: 7, articleFormat: 0x80, articleLength: 4096, epoch })
+  const data = randomBytes(300_000)
+  // The old leader (epoch 1) acknowledges sync point 1 at 100,000 bytes, then receives 50,000 more.
+  const a = await IncomingFile.open(fs, key(1), false)
+  await a.append(data.subarray(0, 100_000))
+  const at = await a.handOff()
+  await a.checkpointAt(1, at.offset, at.articles)
+  await a.append(data.subarray(100_000, 150_000))
+  // It is paused past its lease check; the partner restarts on the new leader (epoch 2).
+  const b = await IncomingFile.open(fs, key(2), true)
+  assert.equal(b.bytes, 100_000)
+  assert.equal((await readCheckpoint(fs, IncomingFile.checkpointPath(key(2))))?.partial, partialNameFor(key(2).stem, 2))
+  // The old leader wakes up and writes what it had: into its own file.
+  const late = Buffer.alloc(50_000, 0xee)
+  await a.append(late)
+  await a.syncData()
+  const orphan = readFileSync(join(dir, partialNameFor(key(1).stem, 1)))
+  assert.ok(orphan.subarray(150_000, 200_000).equals(late), 'the late write happened, in the orphan')
+  assert.equal(readFileSync(join(dir, partialNameFor(key(2).stem, 2))).length, 100_000, 'the new leader\'s file is untouched')
+  // The new leader receives the rest and delivers: the right file; the orphan goes.
+  await b.append(data.subarray(100_000))
+  const path = await b.commit('FINAL', () => {})
+  assert.ok(readFileSync(path).equals(data))
+  assert.ok(!existsSync(join(dir, partialNameFor(key(1).stem, 1))))
+  // The old leader's own delivery, later still, changes nothing.
+  await assert.rejects(a.commit('FINAL', () => {}), TransferStorageError)
+  assert.ok(readFileSync(path).equals(data))
 })
