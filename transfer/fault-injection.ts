@@ -1,16 +1,24 @@
 /**
- * Fault injection for the tests that prove what happens when a leader dies at the worst moment
- * (`VECTIS_FAULT_INJECTION`, docs/contract.md §2; off unless set). A point named there kills this process with
- * SIGKILL when the code reaches it, after one line on stderr saying so, written synchronously so that it is not
- * lost with the process: the test can then check that the window was hit.
+ * Fault injection for the tests that prove what happens when a leader dies or freezes at the worst moment
+ * (`VECTIS_FAULT_INJECTION`, docs/contract.md §2; off unless set). A point named there kills (SIGKILL) or stops
+ * (SIGSTOP: it goes on at SIGCONT) this process when the code reaches it, after one line on stderr saying so,
+ * written synchronously so that it is not lost: the test can then check that the window was hit.
  */
 import { writeSync } from 'node:fs'
 
 export const FAULT_POINTS = [
   /** a received file was renamed to its final name; its ACK(TRANS.END) is not sent */
-  'kill-after-rename'
+  'kill-after-rename',
+  /** SIGSTOP of this process after the lease check that precedes the delivery of a received file, before it */
+  'pause-before-rename'
 ] as const
 export type FaultPoint = typeof FAULT_POINTS[number]
+
+/** Stops this process (SIGSTOP) until someone sends SIGCONT: a leader frozen at `point`. */
+export function pauseHere (point: FaultPoint): void {
+  writeSync(2, `${JSON.stringify({ level: 'warn', time: new Date().toISOString(), pid: process.pid, msg: `fault injection: ${point}` })}\n`)
+  process.kill(process.pid, 'SIGSTOP')
+}
 
 export function killHere (point: FaultPoint): never {
   writeSync(2, `${JSON.stringify({ level: 'fatal', time: new Date().toISOString(), pid: process.pid, msg: `fault injection: ${point}` })}\n`)

@@ -13,7 +13,7 @@ import { ConnectionLostError, NotLeaderError, PesitError, ProtocolError, Unexpec
 import type { TransferOutcome } from './ports.js'
 import { IncomingFile, writeBufferFor, type ReceivedData } from './receive-store.js'
 import { ReplayedFile } from './receive-replay.js'
-import { killHere } from './fault-injection.js'
+import { killHere, pauseHere } from './fault-injection.js'
 import type { SessionHost } from './session-host.js'
 
 interface Transfer {
@@ -355,6 +355,7 @@ export class ReceiveSide {
     try {
       path = await inc.commit(t.finalName, () => {
         if (!this.host.ctx.leadership.isLeader()) throw new NotLeaderError('rename a received file')
+        if (!t.replay && this.host.ctx.faults?.has('pause-before-rename') === true) pauseHere('pause-before-rename')
       }, t.announcedKb)
     } catch (err) {
       if (!t.replay || !(err instanceof PesitError)) throw err
