@@ -94,7 +94,12 @@ export class JournalReplicator {
   private readonly log: Logger
   private readonly headIntervalMs: number
   /** while leading: the epoch, where the next run starts, the stops */
-  private leading: { epoch: number, start: number, published: number, queue: LogEntry[], flushing: boolean, offs: Array<() => void> } | undefined
+  /**
+   * While leading: the epoch, where its own history starts, where the next run starts, the stops. `ready` once the
+   * log is settled (`sync`: caught up from the others): until then it publishes nothing and answers no member as
+   * leader, since members would align to a `start` that is not final and drop what is still being fetched.
+   */
+  private leading: { epoch: number, start: number, published: number, queue: LogEntry[], flushing: boolean, ready: boolean, offs: Array<() => void> } | undefined
   /** the newest leader epoch whose start this log was aligned to */
   private alignedEpoch = 0
   private headCounter = 0
@@ -199,7 +204,7 @@ export class JournalReplicator {
     this.stopLeading()
     const dropped = this.c.journal.truncateAfterPosition(epoch)
     if (dropped > 0) this.log.warn({ dropped, epoch }, 'entries of an earlier leadership that no member confirmed were dropped from this log')
-    const l = { epoch, start: this.c.journal.position(), published: this.c.journal.position(), queue: [] as LogEntry[], flushing: false, offs: [] as Array<() => void> }
+    const l = { epoch, start: this.c.journal.position(), published: this.c.journal.position(), queue: [] as LogEntry[], flushing: false, ready: false, offs: [] as Array<() => void> }
     this.leading = l
     this.acks.clear()
     // `sync`: entries a majority acknowledged to the previous leader may be on members only; fetch them first.
@@ -212,12 +217,14 @@ export class JournalReplicator {
         setImmediate(() => { this.flush(l) })
       }
     }))
-    const timer = setInterval(() => { this.publishHead(l) }, this.headIntervalMs)
-    timer.unref()
-    l.offs.push(() => { clearInterval(timer) })
     void this.ready.then(() => {
       if (this.leading !== l) return
+      l.ready = true
+      const timer = setInterval(() => { this.publishHead(l) }, this.headIntervalMs)
+      timer.unref()
+      l.offs.push(() => { clearInterval(timer) })
       this.publishHead(l)
+      if (l.queue.length > 0 && !l.flushing) this.flush(l)
       this.log.info({ epoch, position: l.published, mode: this.sync ? 'sync' : 'async' }, 'publishing the journal')
     })
   }
@@ -249,7 +256,11 @@ export class JournalReplicator {
           return undefined
         }
       }))
-      const best = replies.reduce<{ entries: LogEntry[], head: number } | undefined>((b, r) => r !== undefined && r.entries.length > 0 && (b === undefined || r.head > b.head) ? r : b, undefined)
+      // The most recent history wins, as in Raft: the highest epoch of the last entry, then the longest.
+      const last = (r: { entries: LogEntry[] }): LogEntry => r.entries.at(-1)!
+      const newer = (x: { entries: LogEntry[] }, y: { entries: LogEntry[] }): boolean =>
+        last(x).epoch > last(y).epoch || (last(x).epoch === last(y).epoch && last(x).seq > last(y).seq)
+      const best = replies.reduce<{ entries: LogEntry[], head: number } | undefined>((b, r) => r !== undefined && r.entries.length > 0 && (b === undefined || newer(r, b)) ? r : b, undefined)
       if (best === undefined || this.leading !== l) return
       const epoch = Math.max(...best.entries.map((e) => e.epoch))
       try {
@@ -272,7 +283,7 @@ export class JournalReplicator {
 
   private flush (l: NonNullable<JournalReplicator['leading']>): void {
     l.flushing = false
-    if (this.leading !== l) return
+    if (this.leading !== l || !l.ready) return
     const entries = l.queue.splice(0)
     for (let i = 0; i < entries.length; i += RUN_ENTRIES) {
       const chunk = entries.slice(i, i + RUN_ENTRIES)
@@ -286,7 +297,7 @@ export class JournalReplicator {
   }
 
   private publishHead (l: NonNullable<JournalReplicator['leading']>): void {
-    if (this.leading !== l) return
+    if (this.leading !== l || !l.ready) return
     const seq = this.c.journal.position()
     const msg: HeadMessage = { kind: 'head', cluster: this.init.clusterName, leader: this.init.nodeName, epoch: l.epoch, start: l.start, seq }
     this.c.transport.publish(JOURNAL_TOPIC, `h:${l.epoch}:${seq}:${this.headCounter++}`, msg)
@@ -304,10 +315,12 @@ export class JournalReplicator {
         throw new ReplicationConflictError('since: after and limit must be non-negative integers')
       }
       const entries = this.c.journal.changesSince(after as number, Math.min(limit as number, PAGE_ENTRIES))
-      return { epoch: this.leading?.epoch ?? this.c.leadership.currentEpoch()?.number ?? 0, leading: this.leading !== undefined, start: this.leading?.start ?? 0, after, entries, head: this.c.journal.position() }
+      const l = this.leading?.ready === true ? this.leading : undefined
+      return { epoch: l?.epoch ?? this.c.leadership.currentEpoch()?.number ?? 0, leading: l !== undefined, start: l?.start ?? 0, after, entries, head: this.c.journal.position() }
     }
     if (p.op === 'ack') {
-      if (typeof p.member === 'string' && Number.isSafeInteger(p.seq)) this.acks.set(p.member, p.seq as number)
+      // Only positions in this leadership's history count (a member not yet aligned to it reports another one).
+      if (typeof p.member === 'string' && Number.isSafeInteger(p.seq) && p.epoch === this.leading?.epoch) this.acks.set(p.member, p.seq as number)
       this.settleWaiters()
       return { ok: true }
     }
@@ -427,7 +440,7 @@ export class JournalReplicator {
       this.lastAck = { at: Date.now(), seq }
       const address = this.c.cluster.leaderAddress()
       if (address === undefined || this.c.leadership.isLeader()) return
-      this.c.transport.request(address, { service: SERVICE, cluster: this.init.clusterName, op: 'ack', member: this.init.nodeName, seq }, { timeoutMs: CATCH_UP_TIMEOUT_MS })
+      this.c.transport.request(address, { service: SERVICE, cluster: this.init.clusterName, op: 'ack', member: this.init.nodeName, seq, epoch: this.alignedEpoch }, { timeoutMs: CATCH_UP_TIMEOUT_MS })
         .catch(() => { this.lastAck.seq = -1 })
     }, wait)
     this.ackTimer.unref()

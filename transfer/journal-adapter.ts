@@ -66,6 +66,15 @@ export function journalPortFromStore (source: JournalForPesit | (() => JournalFo
       for (const r of orphans) journal.interrupt(r.id, `${formatDiagnostic(DIAG.NETWORK_INCIDENT)}: the member that ran it (${r.member}) no longer does; resume it with a restart`)
       return orphans.length
     },
+    async deliveredAgain (t: TransferBegin, file: { bytes: number, sha256: string, path: string }): Promise<void> {
+      const journal = j()
+      if (t.pesitTransferId === undefined) return
+      const row = journal.findRestartable({ server: t.server, partner: t.partner, virtualFile: t.file, direction: t.direction, transferId: t.pesitTransferId })
+      if (row === undefined) return // completed already (or pruned): nothing to record
+      journal.resume(row.id, { member: ctx.member, epoch: ctx.epoch(), syncPoint: row.syncPoint, offset: row.syncOffset })
+      const done = journal.complete(row.id, { bytes: file.bytes, sha256: file.sha256, filePath: file.path })
+      await replicated(done.seq)
+    },
     wasSent (q: SentQuery): boolean {
       return j().wasSent({ partner: q.partner, virtualFile: q.file, filePath: q.path, source: q.source })
     },

@@ -83,6 +83,13 @@ export interface TransferJournalPort {
    * returns how many.
    */
   interruptOrphans(): number | Promise<number>
+  /**
+   * A restart of a push that was already delivered (a replay, receive-replay.ts), about to be confirmed: the row of
+   * that transfer, if it is still restartable (the leader that delivered died before completing it), is completed
+   * with the delivered file's size and digest; a row completed already is left as it is. Awaited before
+   * ACK(TRANS.END): with VECTIS_REPLICATION=sync it waits for a majority.
+   */
+  deliveredAgain(t: TransferBegin, file: { bytes: number, sha256: string, path: string }): void | Promise<void>
 }
 
 /** Counters behind `vectis_pesit_*` and `vectis_transfer*` (docs/contract.md §4); every callback optional. */
@@ -110,5 +117,6 @@ export const nullJournal: TransferJournalPort = {
   syncPoint () {},
   end () {},
   wasSent: () => false,
-  interruptOrphans: () => 0
+  interruptOrphans: () => 0,
+  deliveredAgain () {}
 }

@@ -365,6 +365,14 @@ export class ReceiveSide {
     }
     t.done = true
     if (!t.replay && this.host.ctx.faults?.has('kill-after-rename') === true) killHere('kill-after-rename')
+    if (t.replay) {
+      // The row of the delivery, left unfinished by a leader that died before completing it, is completed now.
+      const partner = this.host.partner().id
+      await this.host.journal(async (j) => await j.deliveredAgain({
+        pesitTransferId: t.transferId, direction: 'receive', server: this.host.ctx.server.id, partner, file: t.file.id, path,
+        restart: true, startSyncPoint: 0, startOffset: 0
+      }, { bytes: inc.bytes, sha256: inc.sha256(), path }))
+    }
     if (!t.replay) {
       // Journaled before the acknowledgement: with VECTIS_REPLICATION=sync the ACK waits for a majority to hold the
       // row. Any other journal failure is logged only: the file and its completion record are durable.

@@ -39,6 +39,9 @@ export class MemoryJournal implements TransferJournalPort {
     return this.sent.has(sentKey(q))
   }
 
+  /** Records nothing: the replay's row is the store journal's business (journal-adapter.ts). */
+  deliveredAgain (): void {}
+
   /** Rows begun and never ended, as the store's journal counts its in-progress ones, ended as interrupted. */
   interruptOrphans (): number {
     const ended = new Set(this.ended.map((e) => e.id))

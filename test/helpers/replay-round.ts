@@ -42,6 +42,10 @@ export async function killedAfterRenameRound (h: ClusterHarness, o: { dir: strin
 
   const again = send(h.member(next).ip, true)
   assert.equal(again.status, 0, `vectis send --restart: ${String(again.stdout)} ${String(again.stderr)}`)
+  // The journal row of the delivery, left unfinished by the killed leader, is completed by the confirmation.
+  const transferId = Number(/transfer id (\d+)/.exec(String(again.stdout))?.[1])
+  const listed = (await h.http(next, '/api/transfers?limit=1000')).body as { transfers: Array<{ transferId: number, status: string }> }
+  assert.deepEqual(listed.transfers.filter((x) => x.transferId === transferId).map((x) => x.status), ['completed'])
   const want = createHash('sha256').update(readFileSync(o.payload)).digest('hex')
   const inbox = join(o.dir, 'shared', 'inbox')
   const copies = readdirSync(inbox).filter((n) => !n.startsWith('.'))

@@ -236,3 +236,21 @@ test('sync: a new leader first takes from the other members what its predecessor
   assert.equal(c!.store.journal.get(r.id)?.partner, 'LATE')
   await converged(w, 'b and c the same')
 })
+
+test('sync: a new leader catching up over several pages publishes nothing members would align to meanwhile', async (t) => {
+  const w = await cluster(t, 3, 'sync')
+  const [a, b, c] = w.members
+  w.elect(a!)
+  await a!.replicator.leaderReady()
+  // c hears nothing of a from here on; a and b go on with more than a page of entries.
+  w.net.dropped.add(`${a!.transport.address}>${c!.transport.address}`)
+  work(a!, 200, w.epoch)
+  await a!.replicator.awaitReplicated(a!.store.journal.position())
+  // a is deposed; c is elected and asks a (no answer: a timeout per round) and b (the entries) for what it lacks.
+  w.elect(c!)
+  await c!.replicator.leaderReady()
+  assert.equal(c!.store.journal.list({ limit: 1000 }).length, 200)
+  await waitFor(() => b!.store.journal.position() === c!.store.journal.position(), { timeoutMs: 10_000, what: 'b follows c' })
+  assert.equal(b!.store.journal.list({ limit: 1000 }).length, 200, 'b lost nothing while c caught up')
+  assert.deepEqual(b!.store.journal.changesSince(0, 10_000), c!.store.journal.changesSince(0, 10_000))
+})
