@@ -153,6 +153,7 @@ function bind (j: ReplicationJournal): ReplicationJournal {
     applyRun: (run) => j.applyRun(run),
     alignTo: (head) => j.alignTo(head),
     truncateAfterPosition: (epoch) => j.truncateAfterPosition(epoch),
+    advanceOver: (after, to) => j.advanceOver(after, to),
     onAppended: (l) => j.onAppended(l)
   }
 }

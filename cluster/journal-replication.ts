@@ -33,9 +33,10 @@ export const JOURNAL_TOPIC = 'vectis/journal/1'
 const SERVICE = 'journal'
 /** The leader's head, so that a member that missed the last run learns it is behind. */
 export const HEAD_INTERVAL_MS = 1000
-/** Entries per published run and per catch-up page: well below the transport's frame limit (1 MiB). */
+/** Entries per published run and per catch-up page, and their size: well below the transport's frame limit (1 MiB). */
 const RUN_ENTRIES = 200
 const PAGE_ENTRIES = 500
+const PAGE_BYTES = 512 * 1024
 const CATCH_UP_TIMEOUT_MS = 5000
 const ACK_INTERVAL_MS = 200
 /** `sync` mode: how long an acknowledgement to a partner may wait for a majority */
@@ -47,6 +48,7 @@ export interface ReplicationJournal {
   applyRun(run: LeaderRun): RunResult
   alignTo(head: { seq: number, epoch: number }): number
   truncateAfterPosition(belowEpoch: number): number
+  advanceOver(after: number, to: number): number
   onAppended(listener: (e: LogEntry) => void): () => void
 }
 
@@ -285,8 +287,9 @@ export class JournalReplicator {
     l.flushing = false
     if (this.leading !== l || !l.ready) return
     const entries = l.queue.splice(0)
-    for (let i = 0; i < entries.length; i += RUN_ENTRIES) {
-      const chunk = entries.slice(i, i + RUN_ENTRIES)
+    for (let i = 0; i < entries.length;) {
+      const chunk = bySize(entries.slice(i, i + RUN_ENTRIES))
+      i += chunk.length
       const after = l.published
       const last = chunk.at(-1)!.seq
       l.published = last
@@ -314,7 +317,7 @@ export class JournalReplicator {
       if (!Number.isSafeInteger(after) || (after as number) < 0 || !Number.isSafeInteger(limit) || (limit as number) < 1) {
         throw new ReplicationConflictError('since: after and limit must be non-negative integers')
       }
-      const entries = this.c.journal.changesSince(after as number, Math.min(limit as number, PAGE_ENTRIES))
+      const entries = bySize(this.c.journal.changesSince(after as number, Math.min(limit as number, PAGE_ENTRIES)))
       const l = this.leading?.ready === true ? this.leading : undefined
       return { epoch: l?.epoch ?? this.c.leadership.currentEpoch()?.number ?? 0, leading: l !== undefined, start: l?.start ?? 0, after, entries, head: this.c.journal.position() }
     }
@@ -421,6 +424,8 @@ export class JournalReplicator {
       if (this.align(r.epoch, r.start)) continue // the position moved back: ask again from there
       if (r.entries.length === 0) {
         this.c.journal.alignTo({ seq: r.head, epoch: r.epoch })
+        // Nothing past `after` up to the head: pruned there; this log is the leader's up to its head.
+        this.c.journal.advanceOver(r.after, r.head)
         this.ack()
         return
       }
@@ -445,6 +450,16 @@ export class JournalReplicator {
     }, wait)
     this.ackTimer.unref()
   }
+}
+
+/** The first entries of `entries` that fit PAGE_BYTES (at least one). */
+function bySize (entries: LogEntry[]): LogEntry[] {
+  let bytes = 0
+  for (let i = 0; i < entries.length; i++) {
+    bytes += JSON.stringify(entries[i]).length
+    if (bytes > PAGE_BYTES && i > 0) return entries.slice(0, i)
+  }
+  return entries
 }
 
 function isMessage (x: unknown): x is { kind: unknown, cluster: unknown, leader: unknown, epoch: number } {

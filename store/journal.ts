@@ -613,6 +613,18 @@ export class Journal {
   }
 
   /**
+   * The leader's log holds nothing after `after` up to `to` (a catch-up page came back empty, its entries pruned):
+   * when this log is at `after` and holds nothing past it either, its position moves to `to`. Returns the position.
+   */
+  advanceOver (after: number, to: number): number {
+    return this.db.transaction(() => {
+      const position = this.position()
+      if (position === after && to > after && this.s.logRange.all(after, to).length === 0) this.s.setPosition.run(to)
+      return this.position()
+    }).immediate()
+  }
+
+  /**
    * A new leader (of `belowEpoch`) drops what its log holds past its position from earlier leaderships: its own
    * tail that no member confirmed (rows put back as in applyRun). Returns the number of entries removed.
    */

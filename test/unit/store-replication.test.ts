@@ -154,3 +154,13 @@ test('aligning to a new leader\'s start removes the deposed leader\'s tail below
   const byId = (rows: Array<{ id: string }>): Array<{ id: string }> => [...rows].sort((x, y) => x.id.localeCompare(y.id))
   assert.deepEqual(byId(a.journal.list({ limit: 10 })), byId(b.journal.list({ limit: 10 })))
 })
+
+test('an empty page from the leader moves the position over entries pruned there, only from where this log is', async (t) => {
+  const { store } = await startStore(t, tempDataDir(t))
+  const j = store.journal
+  j.begin(transfer(1))
+  const p = j.position()
+  assert.equal(j.advanceOver(p + 5, p + 10), p, 'not from where this log is')
+  assert.equal(j.advanceOver(p, p + 10), p + 10)
+  assert.equal(j.advanceOver(p + 10, p + 10), p + 10)
+})
