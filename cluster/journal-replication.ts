@@ -95,7 +95,6 @@ interface HeadMessage { kind: 'head', cluster: string, leader: string, epoch: nu
 export class JournalReplicator {
   private readonly log: Logger
   private readonly headIntervalMs: number
-  /** while leading: the epoch, where the next run starts, the stops */
   /**
    * While leading: the epoch, where its own history starts, where the next run starts, the stops. `ready` once the
    * log is settled (`sync`: caught up from the others): until then it publishes nothing and answers no member as

@@ -22,63 +22,16 @@ import type { Database, Statement } from 'better-sqlite3'
 import type { Clock } from '../common/clock.js'
 import { InvalidTransferError, NotLeaderError, ReplicationConflictError, TransferNotFoundError } from './errors.js'
 import { MAX_TRANSFER_ID, type TransferIds } from './transfer-id.js'
+import {
+  FINAL_STATUSES, TRANSFER_STATUSES, checkCount, checkText, iso, toEntry, toRecord, toRow, validateEntry, withoutSeq,
+  type ClusterEvent, type ClusterEventEntry, type LogEntry, type LogRow, type TransferDirection, type TransferRecord, type TransferRow,
+  type TransferStatus
+} from './journal-records.js'
 
-export type TransferDirection = 'receive' | 'send'
-export type TransferStatus = 'in-progress' | 'interrupted' | 'completed' | 'failed'
-export const TRANSFER_STATUSES: readonly TransferStatus[] = ['in-progress', 'interrupted', 'completed', 'failed']
-/** Final rows cannot change any more and are the ones retention prunes. */
-export const FINAL_STATUSES: readonly TransferStatus[] = ['completed', 'failed']
-
-export interface TransferRecord {
-  /** Journal key `<epoch>-<serial>` (transfer-id.ts): unique across the cluster and across failovers. */
-  id: string
-  /** PeSIT PI 13: assigned by this server (SELECT) or chosen by the requester (CREATE). */
-  transferId: number
-  server: string
-  partner: string
-  virtualFile: string
-  direction: TransferDirection
-  status: TransferStatus
-  /** Bytes of file data transferred so far. */
-  bytes: number
-  /** Last acknowledged sync point (0: none) and the file offset it stands for. */
-  syncPoint: number
-  syncOffset: number
-  /** SHA-256 (lower-case hex) of a completed file. */
-  sha256: string | null
-  filePath: string | null
-  /** A send's source identity (`<size>:<mtimeMs>:<inode>`), null for receives. */
-  source: string | null
-  diagnostic: string | null
-  /** Member that last ran the transfer, and the epoch of the leadership under which it last changed. */
-  member: string
-  epoch: number
-  createdAt: string
-  updatedAt: string
-  finishedAt: string | null
-  /** Sequence number of the log entry of the last change. */
-  seq: number
-}
-
-export type ClusterEventType =
-  'view:installed' | 'leader:elected' | 'leader:demoted' | 'epoch:raised' | 'member:suspected' | 'cluster:forced-new'
-
-/** A cluster event as logged. Fields other than `type` and `epoch` are whatever the event has. */
-export interface ClusterEvent {
-  type: ClusterEventType
-  epoch: number
-  member?: string
-  leader?: string
-  viewId?: { coordinator: string, id: number }
-  members?: string[]
-  reason?: string
-}
-
-interface EntryBase { seq: number, at: string, epoch: number }
-export type LogEntry = EntryBase & { kind: 'transfer', data: TransferRecord }
-
-/** A cluster event as this member recorded it (`id`: its local order). */
-export interface ClusterEventEntry { id: number, at: string, epoch: number, data: ClusterEvent }
+export {
+  TRANSFER_STATUSES, FINAL_STATUSES, type TransferDirection, type TransferStatus, type TransferRecord, type ClusterEventType,
+  type ClusterEvent, type LogEntry, type ClusterEventEntry
+} from './journal-records.js'
 
 export interface BeginTransfer {
   /** Epoch of the leadership starting the transfer: the key and a server-assigned PI 13 derive from it. */
@@ -144,31 +97,6 @@ export interface JournalComponents {
   /** Highest epoch this member has seen: every change is stamped with at least it. */
   currentEpoch: () => number
 }
-
-interface TransferRow {
-  id: string
-  transfer_id: number
-  server: string
-  partner: string
-  virtual_file: string
-  direction: TransferDirection
-  status: TransferStatus
-  bytes: number
-  sync_point: number
-  sync_offset: number
-  sha256: string | null
-  file_path: string | null
-  source: string | null
-  diagnostic: string | null
-  member: string
-  epoch: number
-  created_at: number
-  updated_at: number
-  finished_at: number | null
-  seq: number
-}
-
-interface LogRow { seq: number, at: number, epoch: number, kind: string, transfer_key: string | null, data: string }
 
 const COLUMNS = 'id, transfer_id, server, partner, virtual_file, direction, status, bytes, sync_point, sync_offset, ' +
   'sha256, file_path, source, diagnostic, member, epoch, created_at, updated_at, finished_at, seq'
@@ -652,99 +580,5 @@ export class Journal {
       return
     }
     this.s.upsert.run(toRow(toEntry(newest).data))
-  }
-}
-
-/** The log keeps a row's snapshot without `seq`: the entry's own seq is the row's. */
-function withoutSeq (r: TransferRecord): Omit<TransferRecord, 'seq'> {
-  const { seq: _seq, ...data } = r
-  return data
-}
-
-function iso (ms: number): string {
-  return new Date(ms).toISOString()
-}
-
-function toRecord (r: TransferRow): TransferRecord {
-  return {
-    id: r.id,
-    transferId: r.transfer_id,
-    server: r.server,
-    partner: r.partner,
-    virtualFile: r.virtual_file,
-    direction: r.direction,
-    status: r.status,
-    bytes: r.bytes,
-    syncPoint: r.sync_point,
-    syncOffset: r.sync_offset,
-    sha256: r.sha256,
-    filePath: r.file_path,
-    source: r.source,
-    diagnostic: r.diagnostic,
-    member: r.member,
-    epoch: r.epoch,
-    createdAt: iso(r.created_at),
-    updatedAt: iso(r.updated_at),
-    finishedAt: r.finished_at === null ? null : iso(r.finished_at),
-    seq: r.seq
-  }
-}
-
-function toRow (r: TransferRecord): TransferRow {
-  return {
-    id: r.id,
-    transfer_id: r.transferId,
-    server: r.server,
-    partner: r.partner,
-    virtual_file: r.virtualFile,
-    direction: r.direction,
-    status: r.status,
-    bytes: r.bytes,
-    sync_point: r.syncPoint,
-    sync_offset: r.syncOffset,
-    sha256: r.sha256,
-    file_path: r.filePath,
-    // Entries shipped by a release before schema 3 have no source.
-    source: r.source ?? null,
-    diagnostic: r.diagnostic,
-    member: r.member,
-    epoch: r.epoch,
-    created_at: Date.parse(r.createdAt),
-    updated_at: Date.parse(r.updatedAt),
-    finished_at: r.finishedAt === null ? null : Date.parse(r.finishedAt),
-    seq: r.seq
-  }
-}
-
-function toEntry (row: LogRow): LogEntry {
-  return { seq: row.seq, at: iso(row.at), epoch: row.epoch, kind: 'transfer', data: { ...(JSON.parse(row.data) as Omit<TransferRecord, 'seq'>), seq: row.seq } }
-}
-
-/** Shipped entries come from another process: check the shape before it reaches SQL constraints. */
-function validateEntry (e: LogEntry): void {
-  const bad = (why: string): never => { throw new ReplicationConflictError(`malformed log entry ${String(e?.seq)}: ${why}`) }
-  if (e === null || typeof e !== 'object') bad('not an object')
-  if (!Number.isSafeInteger(e.seq) || e.seq < 1) bad('seq')
-  if (!Number.isSafeInteger(e.epoch) || e.epoch < 0) bad('epoch')
-  if (typeof e.at !== 'string' || Number.isNaN(Date.parse(e.at))) bad('at')
-  if (e.kind === 'transfer') {
-    const d = e.data
-    if (d === null || typeof d !== 'object' || typeof d.id !== 'string' || d.id === '') bad('transfer id')
-    if (!TRANSFER_STATUSES.includes(d.status)) bad('status')
-    if (Number.isNaN(Date.parse(d.createdAt)) || Number.isNaN(Date.parse(d.updatedAt))) bad('times')
-  } else {
-    bad(`unknown kind ${String((e as { kind?: unknown }).kind)}`)
-  }
-}
-
-function checkText (name: string, v: unknown): void {
-  if (typeof v !== 'string' || v.length === 0 || v.length > 4096) {
-    throw new InvalidTransferError(`${name} must be a non-empty string of at most 4096 characters`)
-  }
-}
-
-function checkCount (name: string, v: unknown): void {
-  if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 0) {
-    throw new InvalidTransferError(`${name} must be a non-negative integer, got ${String(v)}`)
   }
 }
