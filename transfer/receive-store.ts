@@ -99,7 +99,7 @@ export interface ReceivedData {
   append(data: Uint8Array): Promise<void>
   countArticle(): void
   handOff(): Promise<{ offset: number, articles: number }>
-  checkpointAt(syncPoint: number, offset: number, articles: number): Promise<void>
+  checkpointAt(syncPoint: number, offset: number, articles: number, beforeRecord?: () => void): Promise<void>
   syncData(): Promise<void>
   commit(finalName: string, beforeRename: () => void, announcedKb?: number): Promise<string>
   sha256(): string
@@ -230,7 +230,12 @@ export class IncomingFile implements ReceivedData {
    * Data fsync (covering at least everything handed off up to `offset`), then the checkpoint record made durable.
    * Safe to run while later data is being appended: the fsync may cover more than `offset`, never less.
    */
-  async checkpointAt (syncPoint: number, offset: number, articles: number): Promise<void> {
+  /**
+   * `beforeRecord` runs synchronously right before the checkpoint file is written (the lease check: a member that
+   * lost its lease while it waited for the fsync must not rewrite a checkpoint a newer leader now owns) and may throw
+   * to prevent it.
+   */
+  async checkpointAt (syncPoint: number, offset: number, articles: number, beforeRecord?: () => void): Promise<void> {
     // Writes are issued in order, one at a time: once the last one is done, everything handed off is written.
     await this.out.written()
     try {
@@ -238,6 +243,7 @@ export class IncomingFile implements ReceivedData {
     } catch (err) {
       throw new TransferStorageError(`fsync of ${this.partialPath} failed`, DIAG.IO_ERROR, { cause: err })
     }
+    beforeRecord?.()
     await this.writeRecord(syncPoint, offset, articles)
     this.syncPoint = Math.max(this.syncPoint, syncPoint)
     this.lastCheckpoint = { syncPoint, offset, articles }

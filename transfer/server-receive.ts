@@ -285,7 +285,9 @@ export class ReceiveSide {
 
   /** Makes `last` durable (data fsync, checkpoint, journal), then acknowledges every point of `ns`, in order. */
   private async completeSyns (t: Transfer, ns: number[], last: { n: number, offset: number, articles: number }): Promise<void> {
-    await t.incoming.checkpointAt(last.n, last.offset, last.articles)
+    await t.incoming.checkpointAt(last.n, last.offset, last.articles, () => {
+      if (!this.host.ctx.leadership.isLeader()) throw new NotLeaderError('write a checkpoint')
+    })
     this.reportBytes(t, last.offset)
     // A journal that refuses the sync point (lease lost, replication failed) stops the ACK and the session.
     if (!t.replay) {

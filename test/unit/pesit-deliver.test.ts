@@ -56,3 +56,19 @@ test('a restart taken over by a new leader continues in a partial file of its ow
   await assert.rejects(a.commit('FINAL', () => {}), TransferStorageError)
   assert.ok(readFileSync(path).equals(data))
 })
+
+test('a checkpoint is not written once the lease check before it fails (a member that lost its lease during the fsync)', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'vectis-fence-'))
+  t.after(() => { rmSync(dir, { recursive: true, force: true }) })
+  const fs = new NodeDurableFs()
+  const key: IncomingKey = { directory: dir, stem: '.vectis-P-F-8', partner: 'P', server: 'S', file: 'F', transferId: 8, articleFormat: 0x80, articleLength: 4096, epoch: 1 }
+  const f = await IncomingFile.open(fs, key, false)
+  await f.append(randomBytes(10_000))
+  let at = await f.handOff()
+  await f.checkpointAt(1, at.offset, at.articles, () => {})
+  await f.append(randomBytes(10_000))
+  at = await f.handOff()
+  await assert.rejects(f.checkpointAt(2, at.offset, at.articles, () => { throw new Error('not leader') }), /not leader/)
+  assert.equal((await readCheckpoint(fs, IncomingFile.checkpointPath(key)))?.syncPoint, 1, 'the checkpoint of sync point 1 stays')
+  await f.closeHandle()
+})
