@@ -25,13 +25,14 @@ import '../common/polyfill.js'
 import { parseArgs } from 'node:util'
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process'
 import { createHash } from 'node:crypto'
-import { createReadStream, existsSync, readFileSync } from 'node:fs'
-import { mkdir, mkdtemp, open, readFile, rm, unlink } from 'node:fs/promises'
+import { existsSync, readFileSync } from 'node:fs'
+import { copyFile, mkdir, mkdtemp, readFile, rm, unlink } from 'node:fs/promises'
 import { loadavg, cpus } from 'node:os'
 import { join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { createInterface } from 'node:readline'
 import { makePki } from '../test/helpers/certs.js'
+import { sha256OfFile, writePatternFile } from '../test/helpers/big-files.js'
 import { startSshd, type Sshd } from './sshd.js'
 
 const { values } = parseArgs({
@@ -128,32 +129,6 @@ async function run (cmd: string, args: string[], opts: { strace?: string } = {})
   return { seconds, cpuSeconds: cpu0 !== undefined && cpu1 !== undefined ? cpu1 - cpu0 : undefined }
 }
 
-async function sha (path: string): Promise<string> {
-  const hash = createHash('sha256')
-  for await (const c of createReadStream(path, { highWaterMark: 1 << 20 })) hash.update(c as Buffer)
-  return hash.digest('hex')
-}
-
-async function makeSource (path: string, mib: number, seed: number): Promise<string> {
-  const fh = await open(path, 'w')
-  const hash = createHash('sha256')
-  const block = Buffer.allocUnsafe(1 << 20)
-  let x = seed * 2654435761 >>> 0
-  for (let i = 0; i < block.length; i += 4) {
-    x = (x ^ (x << 13)) >>> 0
-    x = (x ^ (x >>> 17)) >>> 0
-    x = (x ^ (x << 5)) >>> 0
-    block.writeUInt32LE(x, i)
-  }
-  for (let i = 0; i < mib; i++) {
-    block.writeUInt32LE(i, 0) // every MiB differs
-    await fh.write(block)
-    hash.update(block)
-  }
-  await fh.close()
-  return hash.digest('hex')
-}
-
 const common = (port: number, tls: boolean): string[] => ['--host', '127.0.0.1', '--port', String(port), '--partner', 'CXCLIENT', '--password', 'test123',
   '--server', 'PESITSRV', '--sync-kb', String(syncKb), '--state-dir', join(base, 'state'), '--quiet', ...(tls ? ['--tls', '--ca', pki.ca] : [])]
 
@@ -163,7 +138,7 @@ type Scenario = 'push' | 'sftp put' | 'pull' | 'sftp get' | 'push tls' | 'pull t
 try {
   await mkdir(join(base, 'outbox'), { recursive: true })
   const src = join(base, 'outbox', 'big.bin')
-  const srcSha = await makeSource(src, sizeMiB, 1)
+  const srcSha = await writePatternFile(src, sizeMiB, 1)
   if (sftpSkip === undefined) {
     sshd = await startSshd(join(base, 'ssh')).catch((err: Error) => { console.error(`sftp baseline skipped: ${err.message}`); return undefined })
   }
@@ -185,7 +160,7 @@ try {
       ? await run(process.execPath, [vectisBin, 'send', ...common(port, tls), '--file', 'TESTFILE', '--transfer-id', String(id), '--article-size', '65000', src], strace === undefined ? {} : { strace })
       : await run(process.execPath, [vectisBin, 'receive', ...common(port, tls), '--file', 'OUTBOX', '--name', 'big.bin', out], strace === undefined ? {} : { strace })
     const stats = await server.command('stats') as { fsyncs: number }
-    if (id <= 6 && (await sha(out)) !== srcSha) throw new Error(`${kind}${tls ? ' tls' : ''}: SHA-256 differs`)
+    if (id <= 6 && (await sha256OfFile(out)) !== srcSha) throw new Error(`${kind}${tls ? ' tls' : ''}: SHA-256 differs`)
     await unlink(out)
     return { ...r, serverFsyncs: stats.fsyncs }
   }
@@ -248,8 +223,8 @@ try {
 /** `--concurrent` pushes at once, then as many pulls of distinct files at once, from one requester process each. */
 async function concurrentRound (): Promise<Record<string, unknown>> {
   const each = join(base, 'each.bin')
-  const eachSha = await makeSource(each, eachMiB, 2)
-  for (let i = 0; i < concurrent; i++) await copy(each, join(base, 'outbox', `each-${i}.bin`))
+  const eachSha = await writePatternFile(each, eachMiB, 2)
+  for (let i = 0; i < concurrent; i++) await copyFile(each, join(base, 'outbox', `each-${i}.bin`))
   const job = (kind: 'push' | 'pull'): string[] => ['--import', 'tsx', '--import', './common/polyfill.ts', 'bench/transfer-requesters.ts',
     JSON.stringify({ kind, port: ports.port, count: concurrent, source: each, into: join(base, 'pulled'), syncKb })]
   const out: Record<string, unknown> = { transfers: concurrent, eachMiB }
@@ -260,17 +235,13 @@ async function concurrentRound (): Promise<Record<string, unknown>> {
     await new Promise((resolve) => { p.on('close', resolve) })
     const r = JSON.parse(text.trim().split('\n').at(-1)!) as { seconds: number, ok: number, failed: string[], paths: string[] }
     let intact = 0
-    for (const path of r.paths) if ((await sha(path).catch(() => '')) === eachSha) intact++
+    for (const path of r.paths) if ((await sha256OfFile(path).catch(() => '')) === eachSha) intact++
     // The peak so far: after the pushes, theirs; after the pulls, the higher of the two rounds.
     const peak = (await server.command('stats')).peakRssMiB
     out[kind] = { completed: r.ok, intact, failed: r.failed.slice(0, 3), seconds: round(r.seconds), aggregateMiBPerSecond: round(concurrent * eachMiB / r.seconds), serverPeakRssMiBSoFar: peak }
   }
   out.serverPeakRssMiB = (await server.command('stats')).peakRssMiB
   return out
-}
-
-async function copy (from: string, to: string): Promise<void> {
-  await (await import('node:fs/promises')).copyFile(from, to)
 }
 
 function hasStrace (): boolean {

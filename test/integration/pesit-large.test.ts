@@ -5,24 +5,17 @@
  */
 import { describe, it, before, after } from 'node:test'
 import assert from 'node:assert/strict'
-import { createHash } from 'node:crypto'
-import { createReadStream } from 'node:fs'
-import { mkdir, mkdtemp, open, rm, unlink } from 'node:fs/promises'
+import { mkdir, mkdtemp, rm, unlink } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { startHarness, type Harness } from '../helpers/pesit-harness.js'
+import { sha256OfFile, writePatternFile } from '../helpers/big-files.js'
 import { makePki, opensslMissing, type TestPki } from '../helpers/certs.js'
 import { captureIo } from '../helpers/cli-io.js'
 import { runSend } from '../../cli/send.js'
 import { runReceive } from '../../cli/receive.js'
 
 const GIB = 1 << 30
-
-async function sha (path: string): Promise<string> {
-  const hash = createHash('sha256')
-  for await (const c of createReadStream(path, { highWaterMark: 1 << 20 })) hash.update(c as Buffer)
-  return hash.digest('hex')
-}
 
 describe('1 GiB pushed and pulled with the CLI, plain and over TLS', { skip: opensslMissing() }, () => {
   let work: string
@@ -37,17 +30,7 @@ describe('1 GiB pushed and pulled with the CLI, plain and over TLS', { skip: ope
     await mkdir(join(work, 'outbox'), { recursive: true })
     // The pull's source, also the push's: 1 GiB of a cheap pseudo-random pattern, every MiB different.
     src = join(work, 'outbox', 'big.bin')
-    const fh = await open(src, 'w')
-    const hash = createHash('sha256')
-    const block = Buffer.alloc(1 << 20)
-    for (let i = 0; i < block.length; i += 4) block.writeUInt32LE((Math.imul(i, 2654435761) ^ (i >>> 7)) >>> 0, i)
-    for (let m = 0; m < GIB / block.length; m++) {
-      block.writeUInt32LE(m, 0)
-      await fh.write(block)
-      hash.update(block)
-    }
-    await fh.close()
-    srcSha = hash.digest('hex')
+    srcSha = await writePatternFile(src, GIB >> 20, 1)
   })
   after(async () => {
     await h.stop()
@@ -63,7 +46,7 @@ describe('1 GiB pushed and pulled with the CLI, plain and over TLS', { skip: ope
       const io = captureIo()
       assert.equal(await runSend([...args(tls), '--file', 'TESTFILE', '--transfer-id', String(id), src], io), 0, io.err())
       const stored = join(h.dir, `CXCLIENT_TESTFILE_${id}`)
-      assert.equal(await sha(stored), srcSha)
+      assert.equal(await sha256OfFile(stored), srcSha)
       await unlink(stored)
     })
 
@@ -72,7 +55,7 @@ describe('1 GiB pushed and pulled with the CLI, plain and over TLS', { skip: ope
       const io = captureIo()
       assert.equal(await runReceive([...args(tls), '--file', 'OUTBOX', '--name', 'big.bin', dest], io), 0, io.err())
       assert.match(io.out(), new RegExp(`received .*: ${GIB} bytes, .*sha256 ${srcSha}`))
-      assert.equal(await sha(dest), srcSha)
+      assert.equal(await sha256OfFile(dest), srcSha)
       await unlink(dest)
     })
   }
