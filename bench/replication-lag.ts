@@ -11,7 +11,7 @@ import { silentLogger } from '../common/logger.js'
 import { TypedEmitter } from '../common/typed-events.js'
 import type { ServiceHandler } from '../cluster/cluster-api.js'
 import type { Epoch, Leadership, LeadershipEvents } from '../cluster/leadership-api.js'
-import { JournalReplicator, type ReplicationJournal } from '../cluster/journal-replication.js'
+import { JournalReplicator } from '../cluster/journal-replication.js'
 import { Libp2pTransport } from '../cluster/transport.js'
 import { Store } from '../store/store.js'
 
@@ -66,24 +66,23 @@ export async function measureReplicationLag (o: { dir: string, mode: 'async' | '
     }
     const [leader] = members
     for (const m of members) {
-      const journal: ReplicationJournal = m.store.journal
-      const timed: ReplicationJournal = m === leader
-        ? journal
-        : {
-            ...bind(journal),
-            applyRun: (run) => {
-              const r = journal.applyRun(run)
-              const now = performance.now()
-              for (const e of run.entries) {
-                const xs = applied.get(e.seq) ?? []
-                xs.push(now)
-                applied.set(e.seq, xs)
-              }
-              return r
-            }
+      if (m !== leader) {
+        // Each member's commits of runs, timed.
+        const journal = m.store.journal
+        const applyRun = journal.applyRun.bind(journal)
+        journal.applyRun = (run) => {
+          const r = applyRun(run)
+          const now = performance.now()
+          for (const e of run.entries) {
+            const xs = applied.get(e.seq) ?? []
+            xs.push(now)
+            applied.set(e.seq, xs)
           }
+          return r
+        }
+      }
       m.replicator = new JournalReplicator({
-        logger: silentLogger(), journal: timed, transport: m.transport, leadership: m.leadership,
+        logger: silentLogger(), journal: m.store.journal, transport: m.transport, leadership: m.leadership,
         cluster: {
           leaderAddress: () => leader!.transport.address,
           peers: () => members.filter((x) => x !== m).map((x) => ({ name: x.name, address: x.transport.address })),
@@ -142,19 +141,6 @@ export async function measureReplicationLag (o: { dir: string, mode: 'async' | '
       await m.store.stop().catch(() => {})
     }
     rmSync(base, { recursive: true, force: true })
-  }
-}
-
-/** The journal's methods, bound (the replicator calls them unbound through the interface). */
-function bind (j: ReplicationJournal): ReplicationJournal {
-  return {
-    position: () => j.position(),
-    changesSince: (seq, limit) => j.changesSince(seq, limit),
-    applyRun: (run) => j.applyRun(run),
-    alignTo: (head) => j.alignTo(head),
-    truncateAfterPosition: (epoch) => j.truncateAfterPosition(epoch),
-    advanceOver: (after, to) => j.advanceOver(after, to),
-    onAppended: (l) => j.onAppended(l)
   }
 }
 

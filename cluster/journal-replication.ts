@@ -91,6 +91,8 @@ export interface ReplicationState {
 /** `start`: where the publisher's own history begins (its position when it became ready to lead) */
 interface RunMessage { kind: 'run', cluster: string, leader: string, epoch: number, start: number, after: number, entries: LogEntry[] }
 interface HeadMessage { kind: 'head', cluster: string, leader: string, epoch: number, start: number, seq: number }
+/** The answer to `since`: what the answering member's log holds after `after`; `leading` (with its `start`) if it leads */
+interface SinceReply { epoch: number, leading: boolean, start: number, after: number, entries: LogEntry[], head: number }
 
 export class JournalReplicator {
   private readonly log: Logger
@@ -248,15 +250,7 @@ export class JournalReplicator {
   private async takeFromPeers (l: NonNullable<JournalReplicator['leading']>): Promise<void> {
     for (let round = 0; round < 1000 && this.leading === l; round++) {
       const after = this.c.journal.position()
-      const replies = await Promise.all(this.c.cluster.peers().map(async (p) => {
-        try {
-          const { reply } = await this.c.transport.request(p.address,
-            { service: SERVICE, cluster: this.init.clusterName, op: 'since', after, limit: PAGE_ENTRIES }, { timeoutMs: CATCH_UP_TIMEOUT_MS })
-          return reply as { entries: LogEntry[], head: number }
-        } catch {
-          return undefined
-        }
-      }))
+      const replies = await Promise.all(this.c.cluster.peers().map(async (p) => await this.since(p.address, after).catch(() => undefined)))
       // The most recent history wins, as in Raft: the highest epoch of the last entry, then the longest.
       const last = (r: { entries: LogEntry[] }): LogEntry => r.entries.at(-1)!
       const newer = (x: { entries: LogEntry[] }, y: { entries: LogEntry[] }): boolean =>
@@ -318,7 +312,8 @@ export class JournalReplicator {
       }
       const entries = bySize(this.c.journal.changesSince(after as number, Math.min(limit as number, PAGE_ENTRIES)))
       const l = this.leading?.ready === true ? this.leading : undefined
-      return { epoch: l?.epoch ?? this.c.leadership.currentEpoch()?.number ?? 0, leading: l !== undefined, start: l?.start ?? 0, after, entries, head: this.c.journal.position() }
+      const reply: SinceReply = { epoch: l?.epoch ?? this.c.leadership.currentEpoch()?.number ?? 0, leading: l !== undefined, start: l?.start ?? 0, after: after as number, entries, head: this.c.journal.position() }
+      return reply
     }
     if (p.op === 'ack') {
       // Only positions in this leadership's history count (a member not yet aligned to it reports another one).
@@ -336,7 +331,7 @@ export class JournalReplicator {
     if (!isHead(payload) && !isRun(payload)) return
     const m = payload
     if (m.cluster !== this.init.clusterName) return
-    const known = Math.max(this.leaderEpoch, this.c.leadership.currentEpoch()?.number ?? 0)
+    const known = this.knownEpoch()
     if (m.epoch < known) {
       this.refused++
       this.log.debug({ epoch: m.epoch, known, leader: m.leader }, 'refused journal entries of a deposed leader')
@@ -409,12 +404,9 @@ export class JournalReplicator {
     for (let page = 0; page < 10_000 && this.running && this.leading === undefined; page++) {
       const address = this.c.cluster.leaderAddress()
       if (address === undefined || this.c.leadership.isLeader()) return
-      const after = this.c.journal.position()
-      const { reply } = await this.c.transport.request(address,
-        { service: SERVICE, cluster: this.init.clusterName, op: 'since', after, limit: PAGE_ENTRIES }, { timeoutMs: CATCH_UP_TIMEOUT_MS })
-      const r = reply as { epoch: number, leading: boolean, start: number, after: number, entries: LogEntry[], head: number }
+      const r = await this.since(address, this.c.journal.position())
       if (!r.leading) return // not (or no longer) the leader: the next head names the right one
-      if (r.epoch < Math.max(this.leaderEpoch, this.c.leadership.currentEpoch()?.number ?? 0)) {
+      if (r.epoch < this.knownEpoch()) {
         this.refused++
         return
       }
@@ -431,6 +423,18 @@ export class JournalReplicator {
       if (!this.apply({ after: r.after, epoch: r.epoch, entries: r.entries })) return
       if (this.c.journal.position() >= r.head) return
     }
+  }
+
+  /** What the member at `address` holds past `after` (a page). */
+  private async since (address: string, after: number): Promise<SinceReply> {
+    const { reply } = await this.c.transport.request(address,
+      { service: SERVICE, cluster: this.init.clusterName, op: 'since', after, limit: PAGE_ENTRIES }, { timeoutMs: CATCH_UP_TIMEOUT_MS })
+    return reply as SinceReply
+  }
+
+  /** The highest leader epoch this member knows: from the leaders it heard, or from the membership. */
+  private knownEpoch (): number {
+    return Math.max(this.leaderEpoch, this.c.leadership.currentEpoch()?.number ?? 0)
   }
 
   /** Tells the leader how far this member is, at most every ACK_INTERVAL_MS (`sync`: at once). */

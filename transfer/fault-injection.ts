@@ -14,14 +14,19 @@ export const FAULT_POINTS = [
 ] as const
 export type FaultPoint = typeof FAULT_POINTS[number]
 
+/** The line on stderr that shows the window was hit. */
+function announce (point: FaultPoint, level: 'warn' | 'fatal'): void {
+  writeSync(2, `${JSON.stringify({ level, time: new Date().toISOString(), pid: process.pid, msg: `fault injection: ${point}` })}\n`)
+}
+
 /** Stops this process (SIGSTOP) until someone sends SIGCONT: a leader frozen at `point`. */
 export function pauseHere (point: FaultPoint): void {
-  writeSync(2, `${JSON.stringify({ level: 'warn', time: new Date().toISOString(), pid: process.pid, msg: `fault injection: ${point}` })}\n`)
+  announce(point, 'warn')
   process.kill(process.pid, 'SIGSTOP')
 }
 
 export function killHere (point: FaultPoint): never {
-  writeSync(2, `${JSON.stringify({ level: 'fatal', time: new Date().toISOString(), pid: process.pid, msg: `fault injection: ${point}` })}\n`)
+  announce(point, 'fatal')
   process.kill(process.pid, 'SIGKILL')
   // SIGKILL is not delivered synchronously everywhere: nothing more may happen meanwhile.
   for (;;) Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 1000)
