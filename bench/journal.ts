@@ -36,8 +36,6 @@ writeFileSync(small, randomBytes(4096))
 const big = join(dir, 'big.bin')
 writeFileSync(big, randomBytes(4 << 20))
 
-interface Row { id: string, transferId: number, status: string, sha256: string | null, seq: number, syncPoint: number }
-
 async function withCluster<T> (subnet: number, mode: 'async' | 'sync', fn: (h: ClusterHarness) => Promise<T>): Promise<T> {
   const shared = join(dir, `shared-${subnet}`)
   const h = await ClusterHarness.create(undefined, { nodes: 3, subnet, env: { VECTIS_CONFIG: join(dir, 'vectis.yaml'), VECTIS_SHARED_DIR: shared, VECTIS_REPLICATION: mode } })
@@ -51,22 +49,8 @@ async function withCluster<T> (subnet: number, mode: 'async' | 'sync', fn: (h: C
   }
 }
 
-async function rows (h: ClusterHarness, i: number): Promise<Row[]> {
-  const r = await h.http(i, '/api/transfers?limit=1000', 10_000)
-  if (r.status !== 200) throw new Error(`member ${i}: HTTP ${r.status}`)
-  return (r.body as { transfers: Row[] }).transfers.map((x) => ({ id: x.id, transferId: x.transferId, status: x.status, sha256: x.sha256, seq: x.seq, syncPoint: x.syncPoint }))
-}
-
 async function identical (h: ClusterHarness, alive: number[], n: number, timeoutMs: number): Promise<boolean> {
-  try {
-    await h.waitFor(async () => {
-      const all = await Promise.all(alive.map(async (i) => await rows(h, i).catch(() => undefined)))
-      return all.every((r) => r !== undefined && r.length === n && JSON.stringify(r) === JSON.stringify(all[0]))
-    }, { timeoutMs, intervalMs: 200, what: `${n} identical rows` })
-    return true
-  } catch {
-    return false
-  }
+  return await h.waitSameTransfers(alive, n, { timeoutMs }).then(() => true, () => false)
 }
 
 async function manyThenKill (mode: 'async' | 'sync', subnet: number): Promise<Record<string, unknown>> {
@@ -106,7 +90,7 @@ async function killAfterAck (subnet: number): Promise<Record<string, unknown>> {
       await h.member(leader).waitExit(15_000)
       const alive = all.filter((i) => i !== leader)
       const next = await h.waitFor(async () => await h.servingLeader(alive), { timeoutMs: 60_000, what: 'a new leader' })
-      const row = (await rows(h, next)).find((x) => x.transferId === 100_000 + r)
+      const row = (await h.transfers(next)).find((x) => x.transferId === 100_000 + r)
       results.push({ acked, onNewLeader: row?.syncPoint ?? null })
       await h.start(leader)
       await h.waitViewCommitted()

@@ -15,7 +15,7 @@ import { cpus, loadavg } from 'node:os'
 import { join } from 'node:path'
 import { ClusterHarness } from '../test/helpers/cluster-harness.js'
 import { ROOT } from '../test/helpers/daemon-process.js'
-import { killedAfterRenameRound } from '../test/helpers/replay-round.js'
+import { killedAfterRenameRound, writeReplayConfig } from '../test/helpers/replay-round.js'
 
 const { values } = parseArgs({ options: { rounds: { type: 'string', default: '20' }, 'size-kib': { type: 'string', default: '300' } } })
 const rounds = Number(values.rounds)
@@ -27,11 +27,10 @@ if (!Number.isInteger(rounds) || rounds < 1 || rounds > 1000 || !Number.isIntege
 
 const dir = join(ROOT, '.tmp', `bench-replay-${process.pid}`)
 mkdirSync(join(dir, 'shared'), { recursive: true })
-writeFileSync(join(dir, 'vectis.yaml'), 'servers:\n  - id: PESITSRV\n    port: 5000\n    syncIntervalKb: 64\npartners:\n  - id: CXCLIENT\n    password: test123\n    access: write\n' +
-  'files:\n  - id: PAYMENTS\n    directory: inbox\n    filenamePattern: \'${partner}_${transferId}\'\n')
+const config = writeReplayConfig(dir)
 const h = await ClusterHarness.create(undefined, {
   nodes: 3, subnet: 241,
-  env: { VECTIS_CONFIG: join(dir, 'vectis.yaml'), VECTIS_SHARED_DIR: join(dir, 'shared'), VECTIS_FAULT_INJECTION: 'kill-after-rename' }
+  env: { VECTIS_CONFIG: config, VECTIS_SHARED_DIR: join(dir, 'shared'), VECTIS_FAULT_INJECTION: 'kill-after-rename' }
 })
 const results: Array<{ round: number, copies: number, takeoverMs: number }> = []
 const failures: string[] = []

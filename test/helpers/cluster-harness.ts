@@ -57,6 +57,9 @@ export interface HarnessOptions {
   echo?: boolean
 }
 
+/** A row of GET /api/transfers, as the harness compares them across members. */
+export interface TransferRow { id: string, transferId: number, status: string, sha256: string | null, seq: number, bytes: number, syncPoint: number }
+
 export interface ExitInfo { code: number | null, signal: NodeJS.Signals | null }
 
 export class Member {
@@ -292,6 +295,24 @@ export class ClusterHarness {
   async waitViewCommitted (among: number[] = this.members.map((m) => m.index), timeoutMs = 60_000): Promise<void> {
     await this.waitFor(async () => (await Promise.all(among.map(async (i) => await this.status(i).catch(() => undefined))))
       .every((s) => s?.memberCount === among.length && (s.quorum as { ok: boolean }).ok), { timeoutMs, what: 'every member in the committed view of them all' })
+  }
+
+  /** GET /api/transfers of member i (up to 1000 rows, newest first), the fields replication must keep the same. */
+  async transfers (i: number, timeoutMs = 10_000): Promise<TransferRow[]> {
+    const r = await this.http(i, '/api/transfers?limit=1000', timeoutMs)
+    if (r.status !== 200) throw new Error(`transfers of ${this.member(i).name}: HTTP ${r.status} ${JSON.stringify(r.body)}`)
+    return (r.body as { transfers: TransferRow[] }).transfers.map((x) => ({
+      id: x.id, transferId: x.transferId, status: x.status, sha256: x.sha256, seq: x.seq, bytes: x.bytes, syncPoint: x.syncPoint
+    }))
+  }
+
+  /** Waits until every member of `among` lists the same `n` rows, all completed; returns them. */
+  async waitSameTransfers (among: number[], n: number, opts: { timeoutMs?: number, what?: string } = {}): Promise<TransferRow[]> {
+    return await this.waitFor(async () => {
+      const all = await Promise.all(among.map(async (i) => await this.transfers(i).catch(() => undefined)))
+      if (all.some((r) => r === undefined || r.length !== n || r.some((x) => x.status !== 'completed'))) return undefined
+      return all.every((r) => JSON.stringify(r) === JSON.stringify(all[0])) ? all[0] : undefined
+    }, { timeoutMs: opts.timeoutMs ?? 30_000, intervalMs: 200, what: opts.what ?? `${n} identical completed rows on every member` })
   }
 
   /** GET /api/cluster/status of member i (basic auth); throws on a non-200 answer. */

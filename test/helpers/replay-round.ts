@@ -7,7 +7,7 @@
 import assert from 'node:assert/strict'
 import { spawnSync } from 'node:child_process'
 import { createHash } from 'node:crypto'
-import { readdirSync, readFileSync } from 'node:fs'
+import { readdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import type { ClusterHarness } from './cluster-harness.js'
 import { ROOT } from './daemon-process.js'
@@ -21,14 +21,28 @@ export interface RoundResult {
   takeoverMs: number
 }
 
+/** The configuration of these tests: PESITSRV on PESIT_PORT with sync points every 64 KB, partner CXCLIENT, PAYMENTS. */
+export function writeReplayConfig (dir: string): string {
+  const path = join(dir, 'vectis.yaml')
+  writeFileSync(path, `servers:\n  - id: PESITSRV\n    port: ${PESIT_PORT}\n    syncIntervalKb: 64\npartners:\n  - id: CXCLIENT\n    password: test123\n    access: write\n` +
+    'files:\n  - id: PAYMENTS\n    directory: inbox\n    filenamePattern: \'${partner}_${transferId}\'\n')
+  return path
+}
+
+/** `vectis send` of `payload` to PAYMENTS on `host` (a process of its own), sync points every 64 KB. */
+export function vectisSend (o: { host: string, payload: string, stateDir: string, restart: boolean, timeoutMs: number }): ReturnType<typeof spawnSync> {
+  return spawnSync(process.execPath, [join(ROOT, 'dist', 'bin', 'vectis.js'), 'send',
+    '--host', o.host, '--port', String(PESIT_PORT), '--partner', 'CXCLIENT', '--password', 'test123', '--server', 'PESITSRV', '--file', 'PAYMENTS',
+    '--sync-kb', '64', '--quiet', '--state-dir', o.stateDir, '--timeout-ms', String(o.timeoutMs), ...(o.restart ? ['--restart'] : []), o.payload],
+  { encoding: 'utf8', timeout: 60_000 })
+}
+
 export async function killedAfterRenameRound (h: ClusterHarness, o: { dir: string, payload: string, round: number }): Promise<RoundResult> {
   const members = h.members.map((m) => m.index)
   await h.waitViewCommitted(members)
   const leader = await h.waitFor(async () => await h.servingLeader(members), { timeoutMs: 60_000, what: 'a leader serving PeSIT' })
   const stateDir = join(o.dir, `state-${o.round}`)
-  const send = (host: string, restart: boolean): ReturnType<typeof spawnSync> => spawnSync(process.execPath, [join(ROOT, 'dist', 'bin', 'vectis.js'), 'send',
-    '--host', host, '--port', String(PESIT_PORT), '--partner', 'CXCLIENT', '--password', 'test123', '--server', 'PESITSRV', '--file', 'PAYMENTS',
-    '--sync-kb', '64', '--quiet', '--state-dir', stateDir, '--timeout-ms', '20000', ...(restart ? ['--restart'] : []), o.payload], { encoding: 'utf8', timeout: 60_000 })
+  const send = (host: string, restart: boolean): ReturnType<typeof spawnSync> => vectisSend({ host, payload: o.payload, stateDir, restart, timeoutMs: 20_000 })
 
   const first = send(h.member(leader).ip, false)
   assert.equal(first.status, 1, `the push must fail with the leader: ${String(first.stdout)} ${String(first.stderr)}`)
@@ -44,8 +58,7 @@ export async function killedAfterRenameRound (h: ClusterHarness, o: { dir: strin
   assert.equal(again.status, 0, `vectis send --restart: ${String(again.stdout)} ${String(again.stderr)}`)
   // The journal row of the delivery, left unfinished by the killed leader, is completed by the confirmation.
   const transferId = Number(/transfer id (\d+)/.exec(String(again.stdout))?.[1])
-  const listed = (await h.http(next, '/api/transfers?limit=1000')).body as { transfers: Array<{ transferId: number, status: string }> }
-  assert.deepEqual(listed.transfers.filter((x) => x.transferId === transferId).map((x) => x.status), ['completed'])
+  assert.deepEqual((await h.transfers(next)).filter((x) => x.transferId === transferId).map((x) => x.status), ['completed'])
   const want = createHash('sha256').update(readFileSync(o.payload)).digest('hex')
   const inbox = join(o.dir, 'shared', 'inbox')
   const copies = readdirSync(inbox).filter((n) => !n.startsWith('.'))

@@ -16,8 +16,6 @@ import { pushFile } from '../../transfer/push.js'
 const SUBNET = 63
 const PESIT_PORT = 5000
 
-interface Row { id: string, transferId: number, status: string, sha256: string | null, seq: number, bytes: number }
-
 it('3 members: every member lists the leader\'s transfers, also after a kill -9 of the leader; a restarted member catches up', async (t) => {
   const dir = join(ROOT, '.tmp', `cluster-journal-${process.pid}`)
   mkdirSync(dir, { recursive: true })
@@ -29,17 +27,6 @@ it('3 members: every member lists the leader\'s transfers, also after a kill -9 
   const h = await ClusterHarness.create(t, { nodes: 3, subnet: SUBNET, env: { VECTIS_CONFIG: config, VECTIS_SHARED_DIR: join(dir, 'shared') } })
   await h.startAll()
 
-  const rows = async (i: number): Promise<Row[]> => {
-    const r = await h.http(i, '/api/transfers?limit=1000')
-    assert.equal(r.status, 200)
-    return ((r.body as { transfers: Row[] }).transfers).map((x) => ({ id: x.id, transferId: x.transferId, status: x.status, sha256: x.sha256, seq: x.seq, bytes: x.bytes }))
-  }
-  /** Every member of `alive` lists the same `n` completed rows. */
-  const sameEverywhere = async (alive: number[], n: number, what: string): Promise<Row[]> => await h.waitFor(async () => {
-    const all = await Promise.all(alive.map(async (i) => await rows(i).catch(() => undefined)))
-    if (all.some((r) => r === undefined || r.length !== n || r.some((x) => x.status !== 'completed'))) return undefined
-    return all.every((r) => JSON.stringify(r) === JSON.stringify(all[0])) ? all[0] : undefined
-  }, { timeoutMs: 30_000, what })
   let nextId = 1
   const push = async (leader: number, count: number): Promise<void> => {
     for (let k = 0; k < count; k++) {
@@ -50,7 +37,7 @@ it('3 members: every member lists the leader\'s transfers, also after a kill -9 
   const first = await h.waitFor(async () => await h.servingLeader([0, 1, 2]), { timeoutMs: 60_000, what: 'a leader serving PeSIT' })
   await h.waitViewCommitted()
   await push(first, 20)
-  const before = await sameEverywhere([0, 1, 2], 20, 'the 20 transfers on every member')
+  const before = await h.waitSameTransfers([0, 1, 2], 20, { what: 'the 20 transfers on every member' })
   assert.equal(new Set(before.map((r) => r.transferId)).size, 20)
   const statuses = await Promise.all([0, 1, 2].map(async (i) => await h.status(i)))
   for (const s of statuses) assert.deepEqual(s.journal, { seq: before[0]!.seq, lagEntries: 0 }, String(s.nodeName))
@@ -58,14 +45,14 @@ it('3 members: every member lists the leader\'s transfers, also after a kill -9 
   await h.kill(first)
   const alive = [0, 1, 2].filter((i) => i !== first)
   const second = await h.waitFor(async () => await h.servingLeader(alive), { timeoutMs: 60_000, what: 'a new leader serving PeSIT' })
-  assert.deepEqual(await sameEverywhere(alive, 20, 'the new leader and the standby still list the 20'), before)
+  assert.deepEqual(await h.waitSameTransfers(alive, 20, { what: 'the new leader and the standby still list the 20' }), before)
   await push(second, 5)
-  const after = await sameEverywhere(alive, 25, 'the 25 transfers on both')
+  const after = await h.waitSameTransfers(alive, 25, { what: 'the 25 transfers on both' })
 
   await h.start(first)
-  const caughtUp = await sameEverywhere([0, 1, 2], 25, 'the restarted member caught up').catch(async (err: unknown) => {
+  const caughtUp = await h.waitSameTransfers([0, 1, 2], 25, { what: 'the restarted member caught up' }).catch(async (err: unknown) => {
     for (const i of [0, 1, 2]) {
-      t.diagnostic(`${i}: ${JSON.stringify(await h.status(i).catch((e: unknown) => String(e)))} rows ${(await rows(i).catch(() => [])).length}`)
+      t.diagnostic(`${i}: ${JSON.stringify(await h.status(i).catch((e: unknown) => String(e)))} rows ${(await h.transfers(i).catch(() => [])).length}`)
       t.diagnostic(JSON.stringify(h.logs(i).filter((l) => String(l.component).startsWith('journal')).slice(-6)))
     }
     throw err
@@ -109,8 +96,7 @@ it('VECTIS_REPLICATION=sync: a leader killed right after an ACK(SYN) leaves that
   assert.ok(acked >= 5)
   const alive = [0, 1, 2].filter((i) => i !== leader)
   const next = await h.waitFor(async () => await h.servingLeader(alive), { timeoutMs: 60_000, what: 'a new leader serving PeSIT' })
-  const r = await h.http(next, '/api/transfers?limit=10')
-  const row = (r.body as { transfers: Array<{ transferId: number, syncPoint: number, status: string }> }).transfers.find((x) => x.transferId === 4242)
+  const row = (await h.transfers(next)).find((x) => x.transferId === 4242)
   assert.ok(row !== undefined, 'the row is on the new leader')
   assert.ok(row.syncPoint >= acked, `sync point ${row.syncPoint} on the new leader, ${acked} acknowledged to the partner`)
   assert.equal(row.status, 'interrupted')

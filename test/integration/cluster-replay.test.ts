@@ -6,14 +6,13 @@
  */
 import { it } from 'node:test'
 import assert from 'node:assert/strict'
-import { spawnSync } from 'node:child_process'
 import { createHash, randomBytes } from 'node:crypto'
 import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { rm } from 'node:fs/promises'
 import { join } from 'node:path'
 import { ClusterHarness } from '../helpers/cluster-harness.js'
 import { ROOT } from '../helpers/daemon-process.js'
-import { killedAfterRenameRound } from '../helpers/replay-round.js'
+import { killedAfterRenameRound, vectisSend, writeReplayConfig } from '../helpers/replay-round.js'
 
 const SUBNET = 64
 
@@ -24,19 +23,12 @@ it('a leader killed between the rename and ACK(TRANS.END): vectis send --restart
   writeFileSync(join(dir, 'payload.bin'), randomBytes(300 * 1024))
   const h = await ClusterHarness.create(t, {
     nodes: 3, subnet: SUBNET,
-    env: { VECTIS_CONFIG: writeConfig(dir), VECTIS_SHARED_DIR: join(dir, 'shared'), VECTIS_FAULT_INJECTION: 'kill-after-rename' }
+    env: { VECTIS_CONFIG: writeReplayConfig(dir), VECTIS_SHARED_DIR: join(dir, 'shared'), VECTIS_FAULT_INJECTION: 'kill-after-rename' }
   })
   await h.startAll()
   const r = await killedAfterRenameRound(h, { dir, payload: join(dir, 'payload.bin'), round: 1 })
   assert.equal(r.copies, 1)
 })
-
-function writeConfig (dir: string): string {
-  const path = join(dir, 'vectis.yaml')
-  writeFileSync(path, 'servers:\n  - id: PESITSRV\n    port: 5000\n    syncIntervalKb: 64\npartners:\n  - id: CXCLIENT\n    password: test123\n    access: write\n' +
-    'files:\n  - id: PAYMENTS\n    directory: inbox\n    filenamePattern: \'${partner}_${transferId}\'\n')
-  return path
-}
 
 it('a leader frozen past its lease check before the delivery, woken after the new leader delivered: the file stays delivered once, intact', async (t) => {
   const dir = join(ROOT, '.tmp', `cluster-pause-${process.pid}`)
@@ -46,15 +38,13 @@ it('a leader frozen past its lease check before the delivery, woken after the ne
   writeFileSync(join(dir, 'payload.bin'), payload)
   const h = await ClusterHarness.create(t, {
     nodes: 3, subnet: SUBNET + 1,
-    env: { VECTIS_CONFIG: writeConfig(dir), VECTIS_SHARED_DIR: join(dir, 'shared'), VECTIS_FAULT_INJECTION: 'pause-before-rename' }
+    env: { VECTIS_CONFIG: writeReplayConfig(dir), VECTIS_SHARED_DIR: join(dir, 'shared'), VECTIS_FAULT_INJECTION: 'pause-before-rename' }
   })
   await h.startAll()
   await h.waitViewCommitted()
   const a = await h.waitFor(async () => await h.servingLeader(), { timeoutMs: 60_000, what: 'a leader serving PeSIT' })
   t.after(() => { if (h.member(a).running) h.resume(a) })
-  const send = (host: string, restart: boolean): ReturnType<typeof spawnSync> => spawnSync(process.execPath, [join(ROOT, 'dist', 'bin', 'vectis.js'), 'send',
-    '--host', host, '--port', '5000', '--partner', 'CXCLIENT', '--password', 'test123', '--server', 'PESITSRV', '--file', 'PAYMENTS',
-    '--sync-kb', '64', '--quiet', '--state-dir', join(dir, 'state'), '--timeout-ms', '4000', ...(restart ? ['--restart'] : []), join(dir, 'payload.bin')], { encoding: 'utf8', timeout: 60_000 })
+  const send = (host: string, restart: boolean): ReturnType<typeof vectisSend> => vectisSend({ host, payload: join(dir, 'payload.bin'), stateDir: join(dir, 'state'), restart, timeoutMs: 4000 })
   const first = send(h.member(a).ip, false)
   assert.equal(first.status, 1, 'no ACK(TRANS.END) from the frozen leader')
   await h.waitFor(() => /fault injection: pause-before-rename/.test(h.member(a).stderr), { what: 'the leader frozen between its lease check and the delivery' })
