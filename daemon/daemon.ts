@@ -217,13 +217,21 @@ export class Daemon implements Startable {
   /** The cluster's status with the journal's: this member's position and lag, and each member's last known. */
   clusterStatus (): ReturnType<ClusterService['status']> & { journal: { seq: number, lagEntries: number } } {
     const s = this.cluster.status()
-    const r = this.replication?.state()
-    const seq = r?.seq ?? (this.store.started ? this.store.journal.position() : 0)
+    const { seq, lagEntries, members } = this.journalState()
     return {
       ...s,
-      members: s.members.map((m) => ({ ...m, journalSeq: m.name === s.nodeName ? seq : (r?.members[m.name] ?? null) })),
-      journal: { seq, lagEntries: r?.lagEntries ?? 0 }
+      members: s.members.map((m) => ({ ...m, journalSeq: m.name === s.nodeName ? seq : (members[m.name] ?? null) })),
+      journal: { seq, lagEntries }
     }
+  }
+
+  /**
+   * This member's position in the leader's journal and its lag, and the other members' positions it knows (the
+   * leader: from their acknowledgements); zeros before the store opened. A standalone member: its own journal.
+   */
+  private journalState (): { seq: number, lagEntries: number, members: Record<string, number> } {
+    if (!this.store.started) return { seq: 0, lagEntries: 0, members: {} }
+    return this.replication?.state() ?? { seq: this.store.journal.position(), lagEntries: 0, members: {} }
   }
 
   servers (): ServerStatus[] {
@@ -291,11 +299,9 @@ export class Daemon implements Startable {
       m.clusterEpoch.set(s.epoch)
       m.clusterLeaseRemaining.set(c.leadership.leaseRemainingMs() / 1000)
       m.clusterHeartbeatAgeMax.set(c.heartbeatAgeMaxSeconds())
-      if (this.store.started) {
-        const r = this.replication?.state()
-        m.journalSeq.set(r?.seq ?? this.store.journal.position())
-        m.journalLag.set(r?.lagEntries ?? 0)
-      }
+      const j = this.journalState()
+      m.journalSeq.set(j.seq)
+      m.journalLag.set(j.lagEntries)
     })
     // A leader change is counted when this member learns of a leader other than the last one it knew (its own
     // election included), whichever event taught it.
