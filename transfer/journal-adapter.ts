@@ -35,12 +35,14 @@ export function journalPortFromStore (source: JournalForPesit | (() => JournalFo
       throw new NotReplicatedError((err as Error).message, { cause: err })
     }
   }
+  /** The unfinished row of the transfer `t` names (server, partner, virtual file, direction, PI 13), if any. */
+  const restartable = (journal: JournalForPesit, t: TransferBegin): ReturnType<JournalForPesit['findRestartable']> => t.pesitTransferId === undefined
+    ? undefined
+    : journal.findRestartable({ server: t.server, partner: t.partner, virtualFile: t.file, direction: t.direction, transferId: t.pesitTransferId })
   return {
     begin (t: TransferBegin): TransferStarted {
       const journal = j()
-      const previous = t.pesitTransferId === undefined
-        ? undefined
-        : journal.findRestartable({ server: t.server, partner: t.partner, virtualFile: t.file, direction: t.direction, transferId: t.pesitTransferId })
+      const previous = restartable(journal, t)
       if (previous !== undefined) {
         if (t.restart) {
           const row = journal.resume(previous.id, { member: ctx.member, epoch: ctx.epoch(), syncPoint: t.startSyncPoint, offset: t.startOffset })
@@ -68,8 +70,7 @@ export function journalPortFromStore (source: JournalForPesit | (() => JournalFo
     },
     async deliveredAgain (t: TransferBegin, file: { bytes: number, sha256: string, path: string }): Promise<void> {
       const journal = j()
-      if (t.pesitTransferId === undefined) return
-      const row = journal.findRestartable({ server: t.server, partner: t.partner, virtualFile: t.file, direction: t.direction, transferId: t.pesitTransferId })
+      const row = restartable(journal, t)
       if (row === undefined) return // completed already (or pruned): nothing to record
       journal.resume(row.id, { member: ctx.member, epoch: ctx.epoch(), syncPoint: row.syncPoint, offset: row.syncOffset })
       const done = journal.complete(row.id, { bytes: file.bytes, sha256: file.sha256, filePath: file.path })
