@@ -4,8 +4,9 @@
  */
 import WebSocket from 'ws'
 import { parseArgs, UsageError } from './args.js'
+import { API_OPTIONS, API_USAGE, apiRequest, apiTarget } from './api-client.js'
 
-const USAGE = 'usage: vectis status [--watch] [--url http://host:8080] [--user U] [--password P]   (env VECTIS_URL, VECTIS_API_USER, VECTIS_API_PASSWORD)'
+const USAGE = `usage: vectis status [--watch] ${API_USAGE}`
 
 interface Member { name: string, address: string, isLeader: boolean }
 interface Status {
@@ -35,23 +36,15 @@ export function formatStatus (s: Status): string {
 
 export async function runStatus (argv: string[], out: (s: string) => void = (s) => process.stdout.write(s)): Promise<number> {
   const { options, positionals } = parseArgs(argv, {
+    ...API_OPTIONS,
     watch: { type: 'boolean' },
-    url: { type: 'string', env: 'VECTIS_URL' },
-    user: { type: 'string', env: 'VECTIS_API_USER' },
-    password: { type: 'string', env: 'VECTIS_API_PASSWORD' },
     help: { type: 'boolean' }
   })
   if (options.help === true) { out(`${USAGE}\n`); return 0 }
   if (positionals.length > 0) throw new UsageError(`unexpected argument ${positionals[0]}\n${USAGE}`)
-  const base = new URL(typeof options.url === 'string' ? options.url : 'http://127.0.0.1:8080')
-  const user = typeof options.user === 'string' ? options.user : 'vectis'
-  const password = typeof options.password === 'string' ? options.password : ''
-  const authorization = `Basic ${Buffer.from(`${user}:${password}`).toString('base64')}`
-
-  const res = await fetch(new URL('/api/cluster/status', base), { headers: { authorization } })
-  if (res.status === 401) { process.stderr.write('vectis status: 401 unauthorized: pass --user/--password or VECTIS_API_PASSWORD\n'); return 1 }
-  if (!res.ok) { process.stderr.write(`vectis status: HTTP ${res.status}: ${await res.text()}\n`); return 1 }
-  out(`${formatStatus(await res.json() as Status)}\n`)
+  const target = apiTarget(options)
+  const { base, authorization } = target
+  out(`${formatStatus(await apiRequest<Status>(target, 'GET', '/api/cluster/status'))}\n`)
   if (options.watch !== true) return 0
 
   const wsUrl = new URL('/api/cluster/events', base)

@@ -12,6 +12,8 @@ commands:
   receive --host H --port P --partner ID --password PW --server SRVID --file FILEID [--name NAME] [--restart] PATH
                                    pull a file from a PeSIT server (sync points, restart)
   status [--watch] [--url URL]     the member table of a running cluster; --watch follows its events
+  backup create|list|restore ID [--url URL]
+                                   journal backups: take one on the member asked, list them, restore one
   dev-cluster [--nodes N] [--lb-port P] [--config FILE] [--data DIR]
                                    an HA cluster on this machine (loopback, no Kubernetes) with a live status table
   help                             this text
@@ -24,6 +26,7 @@ type Command = (argv: string[]) => Promise<number>
 // which a whole-command transfer time would otherwise pay.
 const commands: Record<string, Command> = {
   status: async (argv) => await (await import('./status.js')).runStatus(argv),
+  backup: async (argv) => await (await import('./backup.js')).runBackup(argv),
   'dev-cluster': async (argv) => await (await import('./dev-cluster.js')).runDevCluster(argv),
   send: async (argv) => await (await import('./send.js')).runSend(argv),
   receive: async (argv) => await (await import('./receive.js')).runReceive(argv)

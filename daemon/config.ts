@@ -11,6 +11,8 @@ import { isIP } from 'node:net'
 import { parse as parseYaml, YAMLParseError } from 'yaml'
 import { ConfigError } from '../common/config-error.js'
 import type { TlsFiles } from '../common/tls-files.js'
+import { cronError } from '../common/cron.js'
+import { DEFAULT_BACKUP_KEEP } from '../store/backups.js'
 import { directoryTemplateError, fileIdError, filenamePatternError, type AfterSend, type ServerTlsConfig, partnerIdError, serverIdError, MAX_ENTITY_SIZE, MIN_ENTITY_SIZE, type PesitServerConfig, type PesitPartnerConfig, type PesitFileConfig, type PesitConfig } from '../transfer/config-types.js'
 import type { K8sMode } from '../k8s/parts.js'
 import { DEFAULT_LEADER_LABEL, DEFAULT_POD_SELECTOR } from '../k8s/defaults.js'
@@ -86,6 +88,10 @@ export interface VectisConfig {
   configFile: string | undefined
   logLevel: LogLevel
   journalRetentionDays: number
+  /** `VECTIS_BACKUP_SCHEDULE` (cron, UTC): the leader's backups; none when unset. */
+  backupSchedule?: string
+  /** `VECTIS_BACKUP_KEEP`. */
+  backupKeep: number
   shutdownTimeoutMs: number
   pesit: PesitConfig
   /** the demo partner of a standalone daemon started without VECTIS_CONFIG (docs/contract.md §5.1) */
@@ -109,7 +115,7 @@ export const KNOWN_VARIABLES = [
   'VECTIS_LEADER_LABEL', 'VECTIS_POD_SELECTOR', 'VECTIS_API_USER', 'VECTIS_API_PASSWORD', 'VECTIS_API_PASSWORD_FILE',
   'VECTIS_DATA_DIR', 'VECTIS_SHARED_DIR', 'VECTIS_REPLICATION', 'VECTIS_CONFIG', 'VECTIS_LOG_LEVEL',
   'VECTIS_JOURNAL_RETENTION_DAYS', 'VECTIS_SHUTDOWN_TIMEOUT_MS', 'VECTIS_HTTP_TLS_CERT_FILE', 'VECTIS_HTTP_TLS_KEY_FILE',
-  'VECTIS_FAULT_INJECTION'
+  'VECTIS_FAULT_INJECTION', 'VECTIS_BACKUP_SCHEDULE', 'VECTIS_BACKUP_KEEP'
 ] as const
 
 export interface LoadResult {
@@ -514,6 +520,10 @@ export function loadConfig (env: Env = process.env, opts: LoadOptions = {}): Loa
   const logLevel = envEnum(env, 'VECTIS_LOG_LEVEL', LOG_LEVELS, 'info')
   const journalRetentionDays = envInt(env, 'VECTIS_JOURNAL_RETENTION_DAYS', DEFAULT_JOURNAL_RETENTION_DAYS, 1, 36_500, 'days')
   const shutdownTimeoutMs = envInt(env, 'VECTIS_SHUTDOWN_TIMEOUT_MS', DEFAULT_SHUTDOWN_TIMEOUT_MS, 100, 3_600_000, 'milliseconds')
+  const backupSchedule = present(env, 'VECTIS_BACKUP_SCHEDULE')?.trim()
+  const scheduleError = backupSchedule === undefined ? undefined : cronError(backupSchedule)
+  if (scheduleError !== undefined) throw new ConfigError('VECTIS_BACKUP_SCHEDULE', backupSchedule, `expected a cron expression, UTC: ${scheduleError}`)
+  const backupKeep = envInt(env, 'VECTIS_BACKUP_KEEP', DEFAULT_BACKUP_KEEP, 1, 10_000, 'backups')
 
   const configFile = present(env, 'VECTIS_CONFIG')
   let pesit = defaultPesitConfig()
@@ -559,7 +569,7 @@ export function loadConfig (env: Env = process.env, opts: LoadOptions = {}): Loa
       discoveryDnsSrv, dnsServers, seeds, clusterSize, quorum, forceNewCluster, heartbeatMs, failureTimeoutMs,
       handoverDrainMs, clusterSecret, k8sMode, k8sEnabled, kubeconfig, leaderLabel, podSelector, apiUser, apiPassword,
       apiPasswordGenerated, dataDir, sharedDir, replication, configFile, logLevel, journalRetentionDays,
-      shutdownTimeoutMs, pesit, demo, faults
+      shutdownTimeoutMs, pesit, demo, faults, ...(backupSchedule !== undefined ? { backupSchedule } : {}), backupKeep
     },
     warnings
   }

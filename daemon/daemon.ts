@@ -7,7 +7,9 @@
  * (clustered members; from construction on, while the earlier parts start: `cluster/deferred-transport.ts`) and the
  * Kubernetes client (once the cluster has started: `k8s/deferred-parts.ts`, which says what that keeps).
  */
+import { join } from 'node:path'
 import type { WebSocket } from 'ws'
+import { monotonicClock } from '../common/clock.js'
 import type { Logger } from '../common/logger.js'
 import type { VectisConfig } from './config.js'
 import { Lifecycle, type NamedPart, type Startable } from '../common/lifecycle.js'
@@ -30,7 +32,9 @@ import { journalPortFromStore } from '../transfer/journal-adapter.js'
 import type { ClusterEvents, ClusterService } from '../cluster/cluster-api.js'
 import { LeadershipTransferError } from '../cluster/errors.js'
 import { Store } from '../store/store.js'
+import { Backups } from '../store/backups.js'
 import { TransfersQueryError } from '../store/errors.js'
+import { BackupApi } from './backup-api.js'
 
 export interface ServerStatus {
   id: string
@@ -49,6 +53,7 @@ export class Daemon implements Startable {
   readonly k8s: K8sDeferred | undefined
   /** The journal on every member (a cluster member only; a standalone one has no one to share it with). */
   readonly replication: JournalReplicator | undefined
+  readonly backups: BackupApi
   private transport: DeferredTransport | undefined
   private readonly lifecycle: Lifecycle
   private readonly log: Logger
@@ -116,6 +121,28 @@ export class Daemon implements Startable {
     })
     this.registerRoutes()
     this.wireMetrics()
+    const transport = this.transport
+    this.backups = new BackupApi({
+      logger: components.logger,
+      http: this.http,
+      store: this.store,
+      backups: new Backups({ logger: components.logger, clock: monotonicClock },
+        { dir: join(config.sharedDir, 'backups'), member: config.podName, keep: config.backupKeep, scratchDir: config.dataDir }),
+      leadership,
+      ...(membership === undefined || transport === undefined
+        ? {}
+        : {
+            forwarding: {
+              leaderAddress: () => membership.leaderAddress(),
+              request: async (address, payload, opts) => await transport.request(address, payload, opts),
+              serve: (name, handler) => { membership.serve(name, handler) }
+            }
+          }),
+      onBackup: (ok) => {
+        this.metrics.backups.inc({ result: ok ? 'ok' : 'failed' })
+        if (ok) this.metrics.backupLastSuccess.set(Date.now() / 1000)
+      }
+    }, { clusterName: config.clusterName, ...(config.backupSchedule !== undefined ? { schedule: config.backupSchedule } : {}) })
 
     const dirs: Startable = {
       start: async () => {
@@ -140,6 +167,7 @@ export class Daemon implements Startable {
       // comes before the PeSIT servers: a new leader settles its log before it writes to it.
       ...(replication === undefined ? [] : [{ name: 'journal-replication', part: { start: async () => { replication.start() }, stop: async () => { replication.stop() } } }]),
       { name: 'pesit', part: binding },
+      { name: 'backups', part: this.backups },
       ...(k8s === undefined ? [] : [{ name: 'k8s-labels', part: k8s.labelsPart }]),
       ...(k8s?.podWatchPart === undefined ? [] : [{ name: 'k8s-pod-watch', part: k8s.podWatchPart }]),
       { name: 'cluster', part: this.cluster },
@@ -337,6 +365,11 @@ export class Daemon implements Startable {
         if (err instanceof TransfersQueryError) throw new HttpError(400, err.message)
         throw err
       }
+    }, { auth: true })
+    h.route('GET', '/api/transfers/{id}', (req) => {
+      const t = this.store.journal.get(req.params.id!)
+      if (t === undefined) throw new HttpError(404, `no transfer ${req.params.id!} in this member's journal`)
+      return { json: t }
     }, { auth: true })
     h.route('POST', '/api/cluster/leadership/transfer', async (req): Promise<Reply> => {
       let to: string | undefined

@@ -23,6 +23,8 @@ export class HttpError extends Error {
 export interface Request {
   method: string
   path: string
+  /** Values of the route's `{name}` segments, decoded. */
+  params: Record<string, string>
   query: URLSearchParams
   /** Parsed JSON body (undefined when empty); a malformed body never reaches a handler (400). */
   body: unknown
@@ -42,6 +44,11 @@ export type Handler = (req: Request) => Promise<Reply> | Reply
 interface Route {
   auth: boolean
   handlers: Map<string, Handler>
+}
+
+/** A route with `{name}` segments (`/api/transfers/{id}`): its segments, a parameter's as `{name}`. */
+interface PatternRoute extends Route {
+  segments: string[]
 }
 
 export interface HttpServerInit {
@@ -68,6 +75,7 @@ export class HttpServer implements Startable {
   private wss: WebSocketServer | undefined
   private wssLoading: Promise<WebSocketServer> | undefined
   private readonly routes = new Map<string, Route>()
+  private readonly patterns: PatternRoute[] = []
   private readonly sockets = new Map<string, { auth: boolean, onConnection: (ws: WebSocket, req: IncomingMessage) => void }>()
   private readonly userDigest: Buffer
   private readonly passwordDigest: Buffer
@@ -80,14 +88,50 @@ export class HttpServer implements Startable {
     this.passwordDigest = digest(init.password)
   }
 
-  /** Registers a handler; `auth` routes need the API's basic-auth credentials. */
+  /**
+   * Registers a handler; `auth` routes need the API's basic-auth credentials. A `{name}` segment of `path` matches
+   * one non-empty segment of the request's, given to the handler in `params`; exact paths win over patterns.
+   */
   route (method: string, path: string, handler: Handler, opts: { auth: boolean }): void {
-    let r = this.routes.get(path)
-    if (r === undefined) {
-      r = { auth: opts.auth, handlers: new Map() }
-      this.routes.set(path, r)
+    let r: Route | undefined
+    if (path.includes('{')) {
+      r = this.patterns.find((p) => p.segments.join('/') === path)
+      if (r === undefined) {
+        const p: PatternRoute = { auth: opts.auth, handlers: new Map(), segments: path.split('/') }
+        this.patterns.push(p)
+        r = p
+      }
+    } else {
+      r = this.routes.get(path)
+      if (r === undefined) {
+        r = { auth: opts.auth, handlers: new Map() }
+        this.routes.set(path, r)
+      }
     }
     r.handlers.set(method.toUpperCase(), handler)
+  }
+
+  private match (pathname: string): { route: Route, params: Record<string, string> } | undefined {
+    const exact = this.routes.get(pathname)
+    if (exact !== undefined) return { route: exact, params: {} }
+    const parts = pathname.split('/')
+    for (const p of this.patterns) {
+      if (p.segments.length !== parts.length) continue
+      const params: Record<string, string> = {}
+      const ok = p.segments.every((seg, i) => {
+        const part = parts[i]!
+        if (!seg.startsWith('{')) return seg === part
+        if (part === '') return false
+        try {
+          params[seg.slice(1, -1)] = decodeURIComponent(part)
+        } catch {
+          return false // malformed percent-encoding: no such resource
+        }
+        return true
+      })
+      if (ok) return { route: p, params }
+    }
+    return undefined
   }
 
   websocket (path: string, onConnection: (ws: WebSocket, req: IncomingMessage) => void, opts: { auth: boolean }): void {
@@ -181,12 +225,13 @@ export class HttpServer implements Startable {
       this.sendJson(res, 400, { error: 'malformed request target' })
       return
     }
-    const route = this.routes.get(url.pathname)
-    if (route === undefined) {
+    const matched = this.match(url.pathname)
+    if (matched === undefined) {
       req.resume()
       this.sendJson(res, 404, { error: `no such path: ${url.pathname}` })
       return
     }
+    const { route, params } = matched
     if (route.auth && !this.authorized(req)) {
       req.resume()
       this.sendJson(res, 401, { error: 'authentication required' }, { 'www-authenticate': REALM })
@@ -212,7 +257,7 @@ export class HttpServer implements Startable {
     }
     let reply: Reply
     try {
-      reply = await handler({ method, path: url.pathname, query: url.searchParams, body, raw: req })
+      reply = await handler({ method, path: url.pathname, params, query: url.searchParams, body, raw: req })
     } catch (err) {
       if (err instanceof HttpError) {
         this.sendJson(res, err.status, { error: err.message }, err.headers)

@@ -25,6 +25,8 @@ export class Metrics {
   readonly transferBytes = new Counter({ name: 'vectis_transfer_bytes_total', help: 'File bytes transferred', labelNames: ['direction'] as const, registers: [this.registry] })
   readonly journalSeq = new Gauge({ name: 'vectis_journal_seq', help: 'This member\'s position in the leader\'s journal log (the leader: the end of its own)', registers: [this.registry] })
   readonly journalLag = new Gauge({ name: 'vectis_journal_replication_lag_entries', help: 'Entries between this member\'s position and the leader\'s last known head (0 on the leader)', registers: [this.registry] })
+  readonly backups = new Counter({ name: 'vectis_backups_total', help: 'Journal backups this member took (requested or scheduled), by result', labelNames: ['result'] as const, registers: [this.registry] })
+  readonly backupLastSuccess = new Gauge({ name: 'vectis_backup_last_success_timestamp_seconds', help: 'Unix time of the last verified backup this member took (0: none since start)', registers: [this.registry] })
   readonly peerDeviations = new Counter({ name: 'vectis_pesit_peer_deviations_total', help: 'Departures of PeSIT peers from the protocol that were tolerated', labelNames: ['kind'] as const, registers: [this.registry] })
 
   /** Hooks run before every scrape, to refresh values computed on demand (lease remaining, heartbeat age). */
@@ -39,6 +41,7 @@ export class Metrics {
       for (const status of TRANSFER_OUTCOMES) this.transfers.inc({ direction, status }, 0)
     }
     for (const kind of PEER_DEVIATIONS) this.peerDeviations.inc({ kind }, 0)
+    for (const result of ['ok', 'failed'] as const) this.backups.inc({ result }, 0)
   }
 
   onCollect (fn: () => void): void { this.collectors.push(fn) }

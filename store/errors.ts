@@ -94,6 +94,22 @@ export class ReplicationConflictError extends StoreError {
   override name = 'ReplicationConflictError'
 }
 
+/** A backup could not be taken, or failed verification at restore (nothing was written then). */
+export class BackupError extends StoreError {
+  override name = 'BackupError'
+}
+
+export class BackupNotFoundError extends BackupError {
+  override name = 'BackupNotFoundError'
+  constructor (readonly id: string) { super(`no backup ${id}`) }
+}
+
+/** One backup or restore at a time per member. */
+export class BackupBusyError extends BackupError {
+  override name = 'BackupBusyError'
+  constructor (readonly running: string) { super(`a ${running} is already running on this member; try again when it ends`) }
+}
+
 /** A bad `GET /api/transfers` query: the HTTP layer answers 400 with this message. */
 export class TransfersQueryError extends StoreError {
   override name = 'TransfersQueryError'

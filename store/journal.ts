@@ -90,6 +90,16 @@ export interface RunResult {
 
 export interface PruneResult { transfers: number, logEntries: number, events: number }
 
+/** What `restoreBatch` did with each row of the batch. */
+export interface RestoreResult {
+  /** Rows the journal did not have, now added (in-progress ones as interrupted). */
+  added: number
+  /** Rows it already had (the same transfer): kept as they are here, which is the same or later history. */
+  kept: number
+  /** Rows whose key is another transfer's here (a new cluster reuses epoch numbers): added under `<key>@<backup>`. */
+  rekeyed: number
+}
+
 export interface JournalComponents {
   db: Database
   clock: Clock
@@ -445,6 +455,47 @@ export class Journal {
     })).immediate()
   }
 
+  /**
+   * Merges rows of a backup taken under `backupId` (docs/design.md §5.7), as new entries of this leadership, in one
+   * transaction. A restore adds what is missing and never deletes nor replaces: a row present here is the same or
+   * a later state of the same transfer (an audit trail only grows), and a completed send stays completed, so a
+   * restore never offers a delivered file again. A row that was in progress when the backup was taken comes back
+   * interrupted: restartable by its partner, never resumed by itself. Applying the same batch twice changes nothing
+   * the second time. Leader only (NotLeaderError).
+   */
+  restoreBatch (rows: readonly TransferRecord[], backupId: string): RestoreResult {
+    checkText('backupId', backupId)
+    this.checkLeader()
+    const result: RestoreResult = { added: 0, kept: 0, rekeyed: 0 }
+    const written = this.db.transaction(() => {
+      const out: TransferRecord[] = []
+      for (const row of rows) {
+        let key = row.id
+        let here = this.s.get.get(key)
+        if (here !== undefined && !sameTransfer(toRecord(here), row)) {
+          key = `${row.id}@${backupId}`
+          here = this.s.get.get(key)
+          if (here === undefined) result.rekeyed++
+        }
+        if (here !== undefined) { result.kept++; continue }
+        if (key === row.id) result.added++
+        const wasRunning = row.status === 'in-progress'
+        out.push(this.write({
+          ...row,
+          id: key,
+          status: wasRunning ? 'interrupted' : row.status,
+          diagnostic: wasRunning ? `restored from backup ${backupId}: it was in progress on ${row.member}` : row.diagnostic,
+          // The epoch orders a row's changes; this change is this leadership's (a new cluster's may be lower).
+          epoch: this.currentEpoch(),
+          seq: 0
+        }))
+      }
+      return out
+    }).immediate()
+    for (const r of written) this.appended(r)
+    return result
+  }
+
   /** Logs and stores a transfer snapshot; must run inside a transaction. The log is this member's: it leads. */
   private write (r: TransferRecord): TransferRecord {
     const info = this.s.appendLog.run(Date.parse(r.updatedAt), r.epoch, 'transfer', r.id, JSON.stringify(withoutSeq(r)))
@@ -581,4 +632,10 @@ export class Journal {
     }
     this.s.upsert.run(toRow(toEntry(newest).data))
   }
+}
+
+/** Two rows under one key are the same transfer when what was fixed at its start is equal. */
+function sameTransfer (a: TransferRecord, b: TransferRecord): boolean {
+  return a.createdAt === b.createdAt && a.transferId === b.transferId && a.partner === b.partner &&
+    a.server === b.server && a.virtualFile === b.virtualFile && a.direction === b.direction
 }

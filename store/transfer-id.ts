@@ -16,7 +16,8 @@
  * Wrap-around: when the counter passes 65,535 it continues at 0 within the same range (the epoch is the leadership
  * protocol's, never raised for this). Every candidate is skipped if it is 0 or if a transfer with that PI 13 is
  * still in progress or interrupted in the local journal, since those are the ids a partner may present again to
- * restart (docs/pesit.md §9.3, docs/design.md §5.5). So an id is reused only after at least 65,535 other transfers
+ * restart (docs/pesit.md §9.3, docs/design.md §5.5), and if its key is already a row's: a journal restored from a
+ * backup onto a new cluster (whose epochs start again from 1) holds the keys of the old one. So an id is reused only after at least 65,535 other transfers
  * of the same leadership, or 256 elections, and never while it can be restarted here. If every id of the range is
  * held by a restartable transfer, allocation fails with TransferIdsExhaustedError rather than loop or collide.
  *
@@ -63,6 +64,7 @@ export class TransferIds {
   private readonly writeCounter: Statement<[number, number]>
   private readonly dropOlder: Statement<[number]>
   private readonly inUse: Statement<[number], { one: number }>
+  private readonly keyTaken: Statement<[string], { one: number }>
 
   constructor (private readonly db: Database) {
     this.readCounter = db.prepare('SELECT next_serial FROM transfer_id_counters WHERE epoch = ?')
@@ -72,6 +74,7 @@ export class TransferIds {
     this.dropOlder = db.prepare('DELETE FROM transfer_id_counters WHERE epoch < ?')
     this.inUse = db.prepare(
       "SELECT 1 AS one FROM transfers WHERE transfer_id = ? AND status IN ('in-progress', 'interrupted') LIMIT 1")
+    this.keyTaken = db.prepare('SELECT 1 AS one FROM transfers WHERE id = ?')
   }
 
   /**
@@ -86,7 +89,7 @@ export class TransferIds {
       let serial = row?.next_serial ?? 0
       for (let tries = 0; tries < COUNTER_SPAN; tries++, serial++) {
         const id = transferIdFor(epoch, serial)
-        if (id === 0 || this.inUse.get(id) !== undefined) continue
+        if (id === 0 || this.inUse.get(id) !== undefined || this.keyTaken.get(transferKey(epoch, serial)) !== undefined) continue
         this.writeCounter.run(epoch, serial + 1)
         return { epoch, serial, key: transferKey(epoch, serial), transferId: id }
       }

@@ -78,7 +78,7 @@ describe('configuration defaults', () => {
       VECTIS_CLUSTER_SECRET: 'a-long-enough-secret', VECTIS_K8S: 'on', VECTIS_LEADER_LABEL: 'example.com/leader',
       VECTIS_POD_SELECTOR: 'app=x,tier=ft', VECTIS_API_USER: 'ops', VECTIS_API_PASSWORD: 'pw',
       VECTIS_DATA_DIR: '/var/lib/vectis', VECTIS_SHARED_DIR: 'shared', VECTIS_REPLICATION: 'sync',
-      VECTIS_LOG_LEVEL: 'debug', VECTIS_JOURNAL_RETENTION_DAYS: '7'
+      VECTIS_LOG_LEVEL: 'debug', VECTIS_JOURNAL_RETENTION_DAYS: '7', VECTIS_BACKUP_SCHEDULE: '0 3 * * *', VECTIS_BACKUP_KEEP: '14'
     })
     assert.equal(config.clusterEnabled, true)
     assert.equal(config.clusterName, 'prod')
@@ -97,6 +97,8 @@ describe('configuration defaults', () => {
     assert.equal(config.sharedDir, '/srv/vectis/shared')
     assert.equal(config.replication, 'sync')
     assert.equal(config.journalRetentionDays, 7)
+    assert.equal(config.backupSchedule, '0 3 * * *')
+    assert.equal(config.backupKeep, 14)
   })
 
   it('warns about unknown VECTIS_ variables and quorum none', () => {
@@ -145,6 +147,10 @@ describe('configuration errors name the variable, the value and what was expecte
     ['pod selector on the leader label', { VECTIS_POD_SELECTOR: 'app=vectis,vectis-leader=true' }, 'VECTIS_POD_SELECTOR', '"app=vectis,vectis-leader=true"', /leader label "vectis-leader"/],
     ['pod selector on a custom leader label', { VECTIS_LEADER_LABEL: 'example.com/leader', VECTIS_POD_SELECTOR: 'app=vectis,!example.com/leader' }, 'VECTIS_POD_SELECTOR', undefined, /leader label "example.com\/leader"/],
     ['retention', { VECTIS_JOURNAL_RETENTION_DAYS: '-1' }, 'VECTIS_JOURNAL_RETENTION_DAYS', '"-1"', /days/],
+    ['backup schedule with a bad field', { VECTIS_BACKUP_SCHEDULE: '61 * * * *' }, 'VECTIS_BACKUP_SCHEDULE', '"61 * * * *"', /cron expression.*minute/],
+    ['backup schedule with 7 fields', { VECTIS_BACKUP_SCHEDULE: '0 0 3 * * * 2027' }, 'VECTIS_BACKUP_SCHEDULE', undefined, /5 fields.*6/],
+    ['backup schedule that never fires', { VECTIS_BACKUP_SCHEDULE: '0 0 30 2 *' }, 'VECTIS_BACKUP_SCHEDULE', undefined, /never fires/],
+    ['backups kept', { VECTIS_BACKUP_KEEP: '0' }, 'VECTIS_BACKUP_KEEP', '"0"', /backups/],
     ['unreadable VECTIS_CONFIG', { VECTIS_CONFIG: '/etc/vectis/missing.yaml' }, 'VECTIS_CONFIG', 'missing.yaml', /readable YAML file.*ENOENT/]
   ]
   for (const [name, env, key, value, expected] of cases) {

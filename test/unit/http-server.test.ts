@@ -14,6 +14,9 @@ describe('HttpServer', () => {
     server.route('POST', '/echo', (req) => { ready = true; return { json: { got: req.body ?? null } } }, { auth: true })
     server.route('GET', '/boom', () => { throw new Error('secret internals') }, { auth: false })
     server.route('GET', '/teapot', () => { throw new HttpError(418, 'short and stout') }, { auth: false })
+    server.route('GET', '/things/{id}', (req) => ({ json: req.params }), { auth: false })
+    server.route('POST', '/things/{id}/{verb}', (req) => ({ json: req.params }), { auth: false })
+    server.route('GET', '/things/special', () => ({ json: { exact: true } }), { auth: false })
     await server.start()
     base = `http://127.0.0.1:${server.port}`
   })
@@ -53,6 +56,14 @@ describe('HttpServer', () => {
     const t = await fetch(`${base}/teapot`)
     assert.equal(t.status, 418)
     assert.deepEqual(await t.json(), { error: 'short and stout' })
+  })
+
+  it('path parameters: one decoded segment each; exact paths first; anything else 404 or 405', async () => {
+    assert.deepEqual(await (await fetch(`${base}/things/3-17%40b`)).json(), { id: '3-17@b' })
+    assert.deepEqual(await (await fetch(`${base}/things/special`)).json(), { exact: true })
+    assert.deepEqual(await (await fetch(`${base}/things/x/restore`, { method: 'POST' })).json(), { id: 'x', verb: 'restore' })
+    for (const path of ['/things/', '/things/a/b/c', '/things/%E0%A4%A']) assert.equal((await fetch(`${base}${path}`)).status, 404, path)
+    assert.equal((await fetch(`${base}/things/x/restore`)).status, 405)
   })
 
   it('HEAD is answered like GET without a body', async () => {
