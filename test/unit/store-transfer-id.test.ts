@@ -105,12 +105,23 @@ test('a range entirely held by restartable transfers is reported, not looped ove
   db.transaction(() => {
     for (let low = 0; low < 65536; low++) insert.run(`7-${low}`, transferIdFor(7, low))
   })()
-  assert.throws(() => ids.allocate(7), (err: unknown) => {
+  // Epoch 263 has the PI 13 range of epoch 7 (263 mod 256 = 7), 256 elections later.
+  assert.throws(() => ids.allocate(263), (err: unknown) => {
     assert.ok(err instanceof TransferIdsExhaustedError)
-    assert.equal(err.epoch, 7)
+    assert.equal(err.epoch, 263)
     return true
   })
   // Nothing was consumed: once one is finished, its id is the one handed out.
   db.prepare("UPDATE transfers SET status = 'completed', finished_at = 1 WHERE id = '7-1234'").run()
-  assert.equal(ids.allocate(7).transferId, transferIdFor(7, 1234))
+  assert.equal(ids.allocate(263).transferId, transferIdFor(7, 1234))
+})
+
+test('a key already in the journal (a restored backup of a cluster whose epochs started over) is skipped', (t) => {
+  const { db, ids } = openParts(t)
+  db.prepare(`INSERT INTO transfers (id, transfer_id, server, partner, virtual_file, direction, status, member, epoch,
+    created_at, updated_at, finished_at, seq) VALUES ('2-0', 77, 'S', 'P', 'F', 'receive', 'completed', 'm', 2, 0, 0, 0, 0)`).run()
+  const a = ids.allocate(2)
+  assert.equal(a.key, '2-1')
+  assert.equal(a.transferId, transferIdFor(2, 1))
+  assert.equal(ids.allocate(2).key, '2-2')
 })
