@@ -5,6 +5,11 @@
  * message, a restart, a late join, an empty data directory) by asking the leader directly for what follows their
  * position, page by page.
  *
+ * Retention is the leader's, logged as prune entries that every member applies. A member that was away longer
+ * than the retention may have missed one (the leader pruned it from its log): the leader tells, in every catch-up
+ * page, the highest prune entry it pruned (its horizon), and a member below it compares its whole log with the
+ * leader's from the start (a resync), which removes the rows the leader no longer has.
+ *
  * Fencing is on the publisher's epoch: a run or a head of an epoch lower than the one this member knows is
  * refused, and a run whose range holds newer entries here is refused by the journal itself. A new leader first
  * drops its own unconfirmed tail (entries of an earlier leadership past its position), then publishes from its
@@ -48,7 +53,7 @@ export interface ReplicationJournal {
   applyRun(run: LeaderRun): RunResult
   alignTo(head: { seq: number, epoch: number }): number
   truncateAfterPosition(belowEpoch: number): number
-  advanceOver(after: number, to: number): number
+  prunedThrough(): number
   onAppended(listener: (e: LogEntry) => void): () => void
 }
 
@@ -91,8 +96,11 @@ export interface ReplicationState {
 /** `start`: where the publisher's own history begins (its position when it became ready to lead) */
 interface RunMessage { kind: 'run', cluster: string, leader: string, epoch: number, start: number, after: number, entries: LogEntry[] }
 interface HeadMessage { kind: 'head', cluster: string, leader: string, epoch: number, start: number, seq: number }
-/** The answer to `since`: what the answering member's log holds after `after`; `leading` (with its `start`) if it leads */
-interface SinceReply { epoch: number, leading: boolean, start: number, after: number, entries: LogEntry[], head: number }
+/**
+ * The answer to `since`: what the answering member's log holds after `after`, all of it up to `through`;
+ * `leading` (with its `start`) if it leads; `horizon`: the highest prune entry it pruned from its log.
+ */
+interface SinceReply { epoch: number, leading: boolean, start: number, after: number, entries: LogEntry[], through: number, head: number, horizon: number }
 
 export class JournalReplicator {
   private readonly log: Logger
@@ -310,9 +318,17 @@ export class JournalReplicator {
       if (!Number.isSafeInteger(after) || (after as number) < 0 || !Number.isSafeInteger(limit) || (limit as number) < 1) {
         throw new ReplicationConflictError('since: after and limit must be non-negative integers')
       }
-      const entries = bySize(this.c.journal.changesSince(after as number, Math.min(limit as number, PAGE_ENTRIES)))
+      const max = Math.min(limit as number, PAGE_ENTRIES)
+      const page = this.c.journal.changesSince(after as number, max)
+      const entries = bySize(page)
+      const head = this.c.journal.position()
+      // A page that holds the rest of the log covers it up to the head: pruned entries there are simply absent.
+      const through = entries.length === page.length && page.length < max ? Math.max(head, after as number) : entries.at(-1)!.seq
       const l = this.leading?.ready === true ? this.leading : undefined
-      const reply: SinceReply = { epoch: l?.epoch ?? this.c.leadership.currentEpoch()?.number ?? 0, leading: l !== undefined, start: l?.start ?? 0, after: after as number, entries, head: this.c.journal.position() }
+      const reply: SinceReply = {
+        epoch: l?.epoch ?? this.c.leadership.currentEpoch()?.number ?? 0, leading: l !== undefined, start: l?.start ?? 0,
+        after: after as number, entries, through, head, horizon: this.c.journal.prunedThrough()
+      }
       return reply
     }
     if (p.op === 'ack') {
@@ -400,11 +416,18 @@ export class JournalReplicator {
     }).finally(() => { this.catchingUp = undefined })
   }
 
+  /**
+   * Pages of the leader's log from this member's position to the leader's head; from the start instead (a resync)
+   * when the leader pruned a prune entry past the position. A resync keeps its own cursor: applying a page that
+   * changes nothing leaves the position above it.
+   */
   private async catchUpOnce (): Promise<void> {
-    for (let page = 0; page < 10_000 && this.running && this.leading === undefined; page++) {
+    let resync = false
+    let cursor = this.c.journal.position()
+    for (let page = 0; page < 100_000 && this.running && this.leading === undefined; page++) {
       const address = this.c.cluster.leaderAddress()
       if (address === undefined || this.c.leadership.isLeader()) return
-      const r = await this.since(address, this.c.journal.position())
+      const r = await this.since(address, cursor)
       if (!r.leading) return // not (or no longer) the leader: the next head names the right one
       if (r.epoch < this.knownEpoch()) {
         this.refused++
@@ -412,16 +435,20 @@ export class JournalReplicator {
       }
       this.leaderEpoch = r.epoch
       this.leaderHead = r.head
-      if (this.align(r.epoch, r.start)) continue // the position moved back: ask again from there
-      if (r.entries.length === 0) {
-        this.c.journal.alignTo({ seq: r.head, epoch: r.epoch })
-        // Nothing past `after` up to the head: pruned there; this log is the leader's up to its head.
-        this.c.journal.advanceOver(r.after, r.head)
-        this.ack()
-        return
+      if (this.align(r.epoch, r.start) && !resync) { // the position moved back: ask again from there
+        cursor = this.c.journal.position()
+        continue
       }
-      if (!this.apply({ after: r.after, epoch: r.epoch, entries: r.entries })) return
-      if (this.c.journal.position() >= r.head) return
+      if (!resync && cursor > 0 && Number.isSafeInteger(r.horizon) && r.horizon > cursor) {
+        resync = true
+        cursor = 0
+        this.log.info({ position: r.after, horizon: r.horizon }, 'the leader pruned entries this member never received: comparing the whole log with the leader\'s')
+        continue
+      }
+      if (r.entries.length === 0) this.c.journal.alignTo({ seq: r.head, epoch: r.epoch })
+      if (!this.apply({ after: r.after, epoch: r.epoch, entries: r.entries, through: r.through })) return
+      cursor = Math.max(r.after, r.through)
+      if (cursor >= r.head) return
     }
   }
 

@@ -309,7 +309,7 @@ export class Daemon implements Startable {
       applyRun: (run) => j().applyRun(run),
       alignTo: (head) => j().alignTo(head),
       truncateAfterPosition: (epoch) => j().truncateAfterPosition(epoch),
-      advanceOver: (after, to) => j().advanceOver(after, to),
+      prunedThrough: () => j().prunedThrough(),
       onAppended: (l) => j().onAppended(l)
     }
   }

@@ -56,7 +56,13 @@ export interface ClusterEvent {
 }
 
 interface EntryBase { seq: number, at: string, epoch: number }
-export type LogEntry = EntryBase & { kind: 'transfer', data: TransferRecord }
+/** A change of a transfer: the row after it. */
+export type TransferEntry = EntryBase & { kind: 'transfer', data: TransferRecord }
+/** Retention on the leader: these final rows were pruned (every member removes them when it applies the entry). */
+export type PruneEntry = EntryBase & { kind: 'prune', data: { ids: string[] } }
+export type LogEntry = TransferEntry | PruneEntry
+/** Ids in one prune entry at most (a retention batch is smaller). */
+export const MAX_PRUNE_IDS = 10_000
 
 /** A cluster event as this member recorded it (`id`: its local order). */
 export interface ClusterEventEntry { id: number, at: string, epoch: number, data: ClusterEvent }
@@ -148,7 +154,18 @@ export function toRow (r: TransferRecord): TransferRow {
 }
 
 export function toEntry (row: LogRow): LogEntry {
+  if (row.kind === 'prune') return { seq: row.seq, at: iso(row.at), epoch: row.epoch, kind: 'prune', data: JSON.parse(row.data) as { ids: string[] } }
   return { seq: row.seq, at: iso(row.at), epoch: row.epoch, kind: 'transfer', data: { ...(JSON.parse(row.data) as Omit<TransferRecord, 'seq'>), seq: row.seq } }
+}
+
+/** The key of the row an entry changes (null for a prune entry), as the log's `transfer_key` column holds it. */
+export function entryKey (e: LogEntry): string | null {
+  return e.kind === 'transfer' ? e.data.id : null
+}
+
+/** The entry's `data` column. */
+export function entryData (e: LogEntry): string {
+  return JSON.stringify(e.kind === 'transfer' ? withoutSeq(e.data) : { ids: e.data.ids })
 }
 
 /** Shipped entries come from another process: check the shape before it reaches SQL constraints. */
@@ -163,6 +180,9 @@ export function validateEntry (e: LogEntry): void {
     if (d === null || typeof d !== 'object' || typeof d.id !== 'string' || d.id === '') bad('transfer id')
     if (!TRANSFER_STATUSES.includes(d.status)) bad('status')
     if (Number.isNaN(Date.parse(d.createdAt)) || Number.isNaN(Date.parse(d.updatedAt))) bad('times')
+  } else if (e.kind === 'prune') {
+    const ids = (e.data as { ids?: unknown } | null)?.ids
+    if (!Array.isArray(ids) || ids.length > MAX_PRUNE_IDS || !ids.every((id) => typeof id === 'string' && id !== '')) bad('pruned ids')
   } else {
     bad(`unknown kind ${String((e as { kind?: unknown }).kind)}`)
   }

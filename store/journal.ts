@@ -14,9 +14,14 @@
  * The log holds only what is replicated: the leader's transfer changes. What a member sees of the cluster (views,
  * elections, suspicions) is its own, in a table beside the log (`appendEvent`, `events`), and never shipped.
  *
+ * Retention: the leader prunes final rows past the retention and logs which (a `prune` entry), so every member
+ * removes the same rows when it applies the entry; log entries and cluster events past the retention are each
+ * member's own to prune. The highest prune entry a member pruned from its log is its horizon: a member whose
+ * position is below the leader's horizon may have missed a prune entry and must compare its whole log with the
+ * leader's (docs/design.md §5.6).
+ *
  * NOT guaranteed here: that the caller is the leader (the transfer part checks `Leadership.isLeader()` right
- * before calling); that the log is the same on every member (only what was shipped and applied is); pruning is
- * local to each member and not logged.
+ * before calling); that the log is the same on every member (only what was shipped and applied is).
  */
 import type { Database, Statement } from 'better-sqlite3'
 import type { Clock } from '../common/clock.js'
@@ -25,12 +30,12 @@ import { MAX_TRANSFER_ID, type TransferIds } from './transfer-id.js'
 import {
   FINAL_STATUSES, TRANSFER_STATUSES, checkCount, checkText, iso, toEntry, toRecord, toRow, validateEntry, withoutSeq,
   type ClusterEvent, type ClusterEventEntry, type LogEntry, type LogRow, type TransferDirection, type TransferRecord, type TransferRow,
-  type TransferStatus
+  type TransferStatus, type PruneEntry, entryData, entryKey
 } from './journal-records.js'
 
 export {
   TRANSFER_STATUSES, FINAL_STATUSES, type TransferDirection, type TransferStatus, type TransferRecord, type ClusterEventType,
-  type ClusterEvent, type LogEntry, type ClusterEventEntry
+  type ClusterEvent, type LogEntry, type TransferEntry, type PruneEntry, type ClusterEventEntry
 } from './journal-records.js'
 
 export interface BeginTransfer {
@@ -77,6 +82,11 @@ export interface LeaderRun {
   entries: readonly LogEntry[]
   /** The epoch of the leadership that sent the run (at least that of every entry in it). */
   epoch: number
+  /**
+   * The run covers the leader's log up to here (default: its last entry): nothing else is there up to it. A
+   * catch-up page that reached the end of the leader's log covers up to its head.
+   */
+  through?: number
 }
 
 export interface RunResult {
@@ -130,8 +140,11 @@ export class Journal {
     lastSeq: Statement<[], { seq: number }>
     restartable: Statement<[string, string, string, string, number], TransferRow>
     sent: Statement<[string, string, string, string], { n: number }>
-    pruneTransfers: Statement<[number, number]>
-    pruneLog: Statement<[number, number]>
+    prunableTransfers: Statement<[number, number], { id: string }>
+    prunableLog: Statement<[number, number], { seq: number, kind: string }>
+    deleteIfOlder: Statement<[string, number]>
+    horizon: Statement<[], { pruned_through: number }>
+    raiseHorizon: Statement<[number]>
     appendEvent: Statement<[number, number, string]>
     position: Statement<[], { position: number }>
     setPosition: Statement<[number]>
@@ -173,12 +186,16 @@ export class Journal {
         'ORDER BY created_at DESC, rowid DESC LIMIT 1'),
       sent: db.prepare("SELECT 1 AS n FROM transfers WHERE partner = ? AND virtual_file = ? AND file_path = ? AND source = ? " +
         "AND direction = 'send' AND status = 'completed' LIMIT 1"),
-      pruneTransfers: db.prepare('DELETE FROM transfers WHERE id IN (SELECT id FROM transfers WHERE finished_at IS NOT NULL ' +
-        "AND finished_at < ? AND status IN ('completed', 'failed') ORDER BY finished_at LIMIT ?)"),
+      prunableTransfers: db.prepare('SELECT id FROM transfers WHERE finished_at IS NOT NULL ' +
+        "AND finished_at < ? AND status IN ('completed', 'failed') ORDER BY finished_at, id LIMIT ?"),
       // Keeps the newest entry of every row still present, so a member catching up from the start of the log
       // still receives every row.
-      pruneLog: db.prepare('DELETE FROM journal_log WHERE seq IN (SELECT l.seq FROM journal_log l WHERE l.at < ? AND ' +
-        'NOT EXISTS (SELECT 1 FROM transfers t WHERE t.id = l.transfer_key AND t.seq = l.seq) ORDER BY l.seq LIMIT ?)'),
+      prunableLog: db.prepare('SELECT l.seq, l.kind FROM journal_log l WHERE l.at < ? AND ' +
+        'NOT EXISTS (SELECT 1 FROM transfers t WHERE t.id = l.transfer_key AND t.seq = l.seq) ORDER BY l.seq LIMIT ?'),
+      // A row changed after the prune entry (restored from a backup since) stays.
+      deleteIfOlder: db.prepare('DELETE FROM transfers WHERE id = ? AND seq < ?'),
+      horizon: db.prepare('SELECT pruned_through FROM replication WHERE id = 1'),
+      raiseHorizon: db.prepare('UPDATE replication SET pruned_through = max(pruned_through, ?) WHERE id = 1'),
       appendEvent: db.prepare('INSERT INTO cluster_events (at, epoch, data) VALUES (?, ?, ?)'),
       position: db.prepare('SELECT position FROM replication WHERE id = 1'),
       setPosition: db.prepare('UPDATE replication SET position = ? WHERE id = 1'),
@@ -237,17 +254,18 @@ export class Journal {
   }
 
   private appended (r: TransferRecord): TransferRecord {
-    if (this.appendListeners.size > 0) {
-      const e: LogEntry = { seq: r.seq, at: r.updatedAt, epoch: r.epoch, kind: 'transfer', data: { ...r } }
-      for (const l of this.appendListeners) {
-        try {
-          l(e)
-        } catch {
-          // the listener's own business (it logs); the change is committed
-        }
+    if (this.appendListeners.size > 0) this.announce({ seq: r.seq, at: r.updatedAt, epoch: r.epoch, kind: 'transfer', data: { ...r } })
+    return r
+  }
+
+  private announce (e: LogEntry): void {
+    for (const l of this.appendListeners) {
+      try {
+        l(e)
+      } catch {
+        // the listener's own business (it logs); the change is committed
       }
     }
-    return r
   }
 
   /** Records a new transfer (and allocates its key and, unless given, its PI 13), committed on return. */
@@ -444,15 +462,44 @@ export class Journal {
   }
 
   /**
-   * Deletes at most `batch` final transfers that finished before `cutoffMs` and at most `batch` log entries
-   * older than it (except the newest entry of each remaining row), in one short transaction.
+   * One short transaction of retention: on the leader (a lease check is installed and holds), at most `batch`
+   * final transfers that finished before `cutoffMs`, logged as one prune entry that every member applies; on
+   * every member, at most `batch` log entries older than it (except the newest entry of each remaining row) and
+   * cluster events.
    */
   pruneBatch (cutoffMs: number, batch: number): PruneResult {
-    return this.db.transaction(() => ({
-      transfers: this.s.pruneTransfers.run(cutoffMs, batch).changes,
-      logEntries: this.s.pruneLog.run(cutoffMs, batch).changes,
-      events: this.s.pruneEvents.run(cutoffMs, batch).changes
-    })).immediate()
+    const leading = this.leaderCheck !== undefined && this.leaderCheck()
+    let logged: PruneEntry | undefined
+    const result = this.db.transaction((): PruneResult => {
+      let transfers = 0
+      if (leading) {
+        const ids = this.s.prunableTransfers.all(cutoffMs, batch).map((r) => r.id)
+        for (const id of ids) this.s.deleteTransfer.run(id)
+        transfers = ids.length
+        if (ids.length > 0) {
+          const at = this.clock.wallNow()
+          const epoch = this.currentEpoch()
+          const info = this.s.appendLog.run(at, epoch, 'prune', null, JSON.stringify({ ids }))
+          logged = { seq: Number(info.lastInsertRowid), at: iso(at), epoch, kind: 'prune', data: { ids } }
+          this.s.setPosition.run(logged.seq)
+        }
+      }
+      const old = this.s.prunableLog.all(cutoffMs, batch)
+      let horizon = 0
+      for (const o of old) {
+        this.s.deleteLog.run(o.seq)
+        if (o.kind === 'prune') horizon = o.seq
+      }
+      if (horizon > 0) this.s.raiseHorizon.run(horizon)
+      return { transfers, logEntries: old.length, events: this.s.pruneEvents.run(cutoffMs, batch).changes }
+    }).immediate()
+    if (logged !== undefined) this.announce(logged)
+    return result
+  }
+
+  /** The highest prune entry this member removed from its log (0: none): see the module's comment. */
+  prunedThrough (): number {
+    return this.s.horizon.get()?.pruned_through ?? 0
   }
 
   /**
@@ -533,7 +580,10 @@ export class Journal {
         if (e.epoch > run.epoch) throw new ReplicationConflictError(`entry ${e.seq} of epoch ${e.epoch} in a run of epoch ${run.epoch}`)
         prev = e.seq
       }
-      const end = run.entries.at(-1)?.seq ?? run.after
+      if (run.through !== undefined && (!Number.isSafeInteger(run.through) || run.through < prev)) {
+        throw new ReplicationConflictError(`malformed run: through ${String(run.through)} before its last entry ${prev}`)
+      }
+      const end = run.through ?? prev
       const incoming = new Map(run.entries.map((e) => [e.seq, e]))
       let applied = 0
       let skipped = 0
@@ -541,7 +591,7 @@ export class Journal {
       const touched = new Set<string>()
       for (const local of this.s.logRange.all(run.after, end)) {
         const e = incoming.get(local.seq)
-        if (e !== undefined && local.epoch === e.epoch && local.transfer_key === e.data.id) continue
+        if (e !== undefined && local.epoch === e.epoch && local.kind === e.kind && local.transfer_key === entryKey(e)) continue
         if (local.epoch > run.epoch) {
           throw new ReplicationConflictError(`entry ${local.seq} of epoch ${local.epoch} here is newer than the run's epoch ${run.epoch}`)
         }
@@ -552,8 +602,9 @@ export class Journal {
       for (const key of touched) this.restoreRow(key)
       for (const e of run.entries) {
         if (this.s.getLog.get(e.seq) !== undefined) { skipped++; continue }
-        this.s.appendLogAt.run(e.seq, Date.parse(e.at), e.epoch, e.kind, e.data.id, JSON.stringify(withoutSeq(e.data)))
-        this.s.upsertIfNewer.run(toRow({ ...e.data, epoch: e.epoch, seq: e.seq }))
+        this.s.appendLogAt.run(e.seq, Date.parse(e.at), e.epoch, e.kind, entryKey(e), entryData(e))
+        if (e.kind === 'transfer') this.s.upsertIfNewer.run(toRow({ ...e.data, epoch: e.epoch, seq: e.seq }))
+        else for (const id of e.data.ids) this.s.deleteIfOlder.run(id, e.seq)
         applied++
       }
       // The leader's log up to `end` is now this one's; a run entirely behind the position (a late duplicate) that
@@ -592,18 +643,6 @@ export class Journal {
   }
 
   /**
-   * The leader's log holds nothing after `after` up to `to` (a catch-up page came back empty, its entries pruned):
-   * when this log is at `after` and holds nothing past it either, its position moves to `to`. Returns the position.
-   */
-  advanceOver (after: number, to: number): number {
-    return this.db.transaction(() => {
-      const position = this.position()
-      if (position === after && to > after && this.s.logRange.all(after, to).length === 0) this.s.setPosition.run(to)
-      return this.position()
-    }).immediate()
-  }
-
-  /**
    * A new leader (of `belowEpoch`) drops what its log holds past its position from earlier leaderships: its own
    * tail that no member confirmed (rows put back as in applyRun). Returns the number of entries removed.
    */
@@ -630,7 +669,8 @@ export class Journal {
       this.s.deleteTransfer.run(key)
       return
     }
-    this.s.upsert.run(toRow(toEntry(newest).data))
+    const e = toEntry(newest)
+    if (e.kind === 'transfer') this.s.upsert.run(toRow(e.data))
   }
 }
 

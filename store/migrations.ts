@@ -126,6 +126,16 @@ export const MIGRATIONS: readonly Migration[] = [
         INSERT INTO replication (id, position) SELECT 1, COALESCE(max(seq), 0) FROM journal_log;
       `)
     }
+  },
+  {
+    version: 5,
+    description: 'retention is a replicated entry (kind \'prune\'); a member remembers the highest one it pruned from its log',
+    up (db) {
+      db.exec(`
+        -- A member whose position is below the leader's pruned_through may have missed a prune entry.
+        ALTER TABLE replication ADD COLUMN pruned_through INTEGER NOT NULL DEFAULT 0;
+      `)
+    }
   }
 ]
 

@@ -10,10 +10,12 @@ import type { ServiceHandler } from '../../cluster/cluster-api.js'
 import { JournalReplicator, JOURNAL_TOPIC } from '../../cluster/journal-replication.js'
 import type { Store } from '../../store/store.js'
 import { MemoryNetwork, MemoryTransport } from '../helpers/memory-transport.js'
+import { ManualClock } from '../helpers/manual-clock.js'
 import { startStore, tempDataDir, transfer } from '../helpers/store-fixtures.js'
 import { waitFor } from '../helpers/wait-for.js'
 
 const SHA = 'cd'.repeat(32)
+const DAY = 24 * 60 * 60 * 1000
 
 /** Who leads, as every member's cluster part would say: set by the test. */
 class World {
@@ -85,10 +87,10 @@ class Member implements Leadership {
   learn (e: Epoch): void { this.epoch = e }
 }
 
-async function cluster (t: TestContext, n = 3, mode: 'async' | 'sync' = 'async'): Promise<World> {
+async function cluster (t: TestContext, n = 3, mode: 'async' | 'sync' = 'async', clock?: ManualClock): Promise<World> {
   const w = new World()
   for (let i = 0; i < n; i++) {
-    const m = new Member(w, `vectis-${i}`, (await startStore(t, tempDataDir(t))).store, mode)
+    const m = new Member(w, `vectis-${i}`, (await startStore(t, tempDataDir(t), {}, clock)).store, mode)
     w.members.push(m)
     m.start(`10.0.0.${i}:7946`)
     t.after(() => { m.stop() })
@@ -105,12 +107,12 @@ function work (leader: Member, n: number, epoch: number): void {
   }
 }
 
-async function converged (w: World, what: string): Promise<void> {
+async function converged (w: World, what: string, among = w.members): Promise<void> {
   const leader = w.members.find((m) => m.name === w.leader)!
-  await waitFor(() => w.members.every((m) => m.store.journal.position() === leader.store.journal.position() &&
+  await waitFor(() => among.every((m) => m.store.journal.position() === leader.store.journal.position() &&
     JSON.stringify(m.store.journal.list({ limit: 10_000 })) === JSON.stringify(leader.store.journal.list({ limit: 10_000 }))),
   { timeoutMs: 10_000, what })
-  for (const m of w.members) assert.deepEqual(m.store.journal.changesSince(0, 10_000), leader.store.journal.changesSince(0, 10_000), m.name)
+  for (const m of among) assert.deepEqual(m.store.journal.changesSince(0, 10_000), leader.store.journal.changesSince(0, 10_000), m.name)
 }
 
 test('every member holds the leader\'s rows and log, as they are committed', async (t) => {
@@ -160,6 +162,39 @@ test('a member stopped during the work, and one wiped, catch up when they return
   work(a!, 3, w.epoch)
   await converged(w, 'the returning members caught up')
   assert.equal(c!.store.journal.list({ limit: 1000 }).length, 223)
+})
+
+test('retention is replicated; a member away longer than the retention compares its whole log and drops what the leader pruned', async (t) => {
+  const clock = new ManualClock()
+  const w = await cluster(t, 3, 'async', clock)
+  const [a, b, c] = w.members
+  for (const m of w.members) m.store.journal.setLeaderCheck(() => m.leading)
+  w.elect(a!)
+  work(a!, 30, w.epoch) // 20 completed, 10 in progress
+  await converged(w, 'before c stops')
+  c!.stop()
+  for (const r of a!.store.journal.inProgress()) a!.store.journal.complete(r.id, { bytes: 100, sha256: SHA })
+  clock.advance(31 * DAY)
+  assert.equal((await a!.store.retention.runOnce()).transfers, 30)
+  await waitFor(() => b!.store.journal.position() === a!.store.journal.position(), { what: 'b applied the prune entry' })
+  assert.equal(b!.store.journal.list({ limit: 100 }).length, 0)
+  // Its own retention removes no rows (it does not lead), only old log entries, as the leader's did.
+  assert.equal((await b!.store.retention.runOnce()).transfers, 0)
+  await converged(w, 'a and b the same', [a!, b!])
+  work(a!, 4, w.epoch)
+  // The prune entry itself passes the retention and goes: c, still away, can no longer receive it.
+  clock.advance(31 * DAY)
+  await a!.store.retention.runOnce()
+  await waitFor(() => b!.store.journal.position() === a!.store.journal.position(), { what: 'b applied the second prune entry' })
+  await b!.store.retention.runOnce()
+  assert.ok(a!.store.journal.prunedThrough() > c!.store.journal.position())
+  // c returns holding 10 rows in progress that the leader completed and pruned meanwhile.
+  assert.equal(c!.store.journal.inProgress().length, 10)
+  c!.start('10.0.0.2:7946')
+  work(a!, 1, w.epoch)
+  await converged(w, 'c compared its whole log with the leader\'s')
+  assert.equal(c!.store.journal.list({ limit: 100 }).length, a!.store.journal.list({ limit: 100 }).length)
+  assert.equal(c!.store.journal.inProgress().length, a!.store.journal.inProgress().length)
 })
 
 test('a new leader goes on from its position; the deposed leader\'s unshipped tail and late runs are refused everywhere', async (t) => {

@@ -93,9 +93,25 @@ const fixtures: Record<number, { populate (db: Database): void, verify (store: S
       // The events moved to their own table, in order; the log keeps the transfer change under its number.
       assert.deepEqual(store.journal.events(10).map((e) => [e.data.type, e.epoch, e.at]),
         [['member:suspected', 7, new Date(1002).toISOString()], ['epoch:raised', 7, new Date(1000).toISOString()]])
-      assert.deepEqual(store.journal.changesSince(0, 10).map((e) => [e.seq, e.data.id]), [[2, '7-0']])
+      assert.deepEqual(store.journal.changesSince(0, 10).map((e) => [e.seq, e.kind === 'transfer' ? e.data.id : e.kind]), [[2, '7-0']])
       assert.equal(store.journal.lastSeq(), 3, 'the numbers the events took are never used again')
       assert.equal(store.journal.position(), 2, 'the log as it is counts as replicated up to its end')
+    }
+  },
+  4: {
+    // Version 4: a replica at some position, before retention was replicated.
+    populate (db) {
+      db.prepare('INSERT INTO journal_log (seq, at, epoch, kind, transfer_key, data) VALUES (40, 1000, 3, \'transfer\', \'3-0\', ?)').run(JSON.stringify({
+        id: '3-0', transferId: 3 * 65536, server: 'PESITSRV', partner: 'CXCLIENT', virtualFile: 'PAYMENTS',
+        direction: 'receive', status: 'in-progress', bytes: 0, syncPoint: 0, syncOffset: 0, sha256: null, filePath: null,
+        source: null, diagnostic: null, member: 'vectis-1', epoch: 3, createdAt: '2026-01-01T00:00:01.000Z',
+        updatedAt: '2026-01-01T00:00:01.000Z', finishedAt: null
+      }))
+      db.prepare('UPDATE replication SET position = 40').run()
+    },
+    verify (store) {
+      assert.equal(store.journal.position(), 40)
+      assert.equal(store.journal.prunedThrough(), 0, 'nothing pruned yet: no horizon')
     }
   }
 }

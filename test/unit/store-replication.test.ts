@@ -4,9 +4,11 @@ import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { ReplicationConflictError } from '../../store/errors.js'
 import type { LogEntry } from '../../store/journal.js'
+import { ManualClock } from '../helpers/manual-clock.js'
 import { startStore, tempDataDir, transfer } from '../helpers/store-fixtures.js'
 
 const SHA = 'ab'.repeat(32)
+const DAY = 24 * 60 * 60 * 1000
 
 test('a member applying the leader\'s log in runs ends with the same rows and log; applying again changes nothing', async (t) => {
   const leader = (await startStore(t, tempDataDir(t))).store
@@ -155,12 +157,52 @@ test('aligning to a new leader\'s start removes the deposed leader\'s tail below
   assert.deepEqual(byId(a.journal.list({ limit: 10 })), byId(b.journal.list({ limit: 10 })))
 })
 
-test('an empty page from the leader moves the position over entries pruned there, only from where this log is', async (t) => {
-  const { store } = await startStore(t, tempDataDir(t))
-  const j = store.journal
-  j.begin(transfer(1))
-  const p = j.position()
-  assert.equal(j.advanceOver(p + 5, p + 10), p, 'not from where this log is')
-  assert.equal(j.advanceOver(p, p + 10), p + 10)
-  assert.equal(j.advanceOver(p + 10, p + 10), p + 10)
+test('a run covering the leader\'s log up to `through` removes what is not there and moves the position to it', async (t) => {
+  const leader = (await startStore(t, tempDataDir(t))).store
+  const standby = (await startStore(t, tempDataDir(t))).store
+  leader.journal.setLeaderCheck(() => true)
+  const done = leader.journal.begin(transfer(1))
+  leader.journal.complete(done.id, { bytes: 1, sha256: SHA })
+  const kept = leader.journal.begin(transfer(1))
+  standby.journal.applyRun({ after: 0, epoch: 1, entries: leader.journal.changesSince(0, 10) })
+  const p = standby.journal.position()
+  // Nothing in the leader's log past p up to p + 10 (pruned there): an empty run through p + 10 says so.
+  assert.equal(standby.journal.applyRun({ after: p, epoch: 1, entries: [], through: p + 10 }).position, p + 10)
+  assert.throws(() => standby.journal.applyRun({ after: p, epoch: 1, entries: [], through: p - 1 }), ReplicationConflictError)
+  // A run from 0 through the end, without the entries of `done` (pruned at the leader with its row): the row goes.
+  const rest = leader.journal.changesSince(0, 10).filter((e) => e.kind === 'transfer' && e.data.id === kept.id)
+  const r = standby.journal.applyRun({ after: 0, epoch: 1, entries: rest, through: p + 10 })
+  assert.equal(r.removed, 2)
+  assert.deepEqual(standby.journal.list({ limit: 10 }).map((x) => x.id), [kept.id])
+  assert.equal(standby.journal.position(), p + 10)
+})
+
+test('retention on the leader is a prune entry: a member applying it removes the same rows; a member not leading prunes none', async (t) => {
+  const clock = new ManualClock()
+  const leader = (await startStore(t, tempDataDir(t), {}, clock)).store
+  const standby = (await startStore(t, tempDataDir(t), {}, clock)).store
+  leader.journal.setLeaderCheck(() => true)
+  standby.journal.setLeaderCheck(() => false)
+  for (let i = 0; i < 5; i++) {
+    const r = leader.journal.begin(transfer(1))
+    if (i < 3) leader.journal.complete(r.id, { bytes: 1, sha256: SHA })
+  }
+  standby.journal.applyRun({ after: 0, epoch: 1, entries: leader.journal.changesSince(0, 100) })
+  clock.advance(31 * DAY)
+  assert.equal((await standby.retention.runOnce()).transfers, 0, 'a member that does not lead prunes no rows')
+  const shipped = standby.journal.position()
+  const r = await leader.retention.runOnce()
+  assert.equal(r.transfers, 3)
+  const [entry] = leader.journal.changesSince(shipped, 10)
+  assert.equal(entry?.kind, 'prune')
+  assert.equal(entry.kind === 'prune' && entry.data.ids.length, 3)
+  standby.journal.applyRun({ after: shipped, epoch: 1, entries: [entry] })
+  assert.deepEqual(standby.journal.list({ limit: 10 }), leader.journal.list({ limit: 10 }))
+  assert.equal(standby.journal.list({ limit: 10 }).length, 2)
+
+  // Once the prune entry is itself past the retention, pruning it raises the horizon.
+  assert.equal(leader.journal.prunedThrough(), 0)
+  clock.advance(31 * DAY)
+  await leader.retention.runOnce()
+  assert.equal(leader.journal.prunedThrough(), entry.seq)
 })

@@ -12,6 +12,7 @@ test('final transfers older than the retention are pruned with their log; restar
   const clock = new ManualClock()
   const { store } = await startStore(t, tempDataDir(t), { retentionDays: 30 }, clock)
   const j = store.journal
+  j.setLeaderCheck(() => true) // retention removes rows on the leader only
   const e = store.clusterState.raiseEpoch('vectis-0').number
 
   const oldDone = j.begin(transfer(e))
@@ -38,21 +39,26 @@ test('final transfers older than the retention are pruned with their log; restar
   assert.deepEqual(j.get(oldInterrupted.id), keptInterrupted)
   assert.deepEqual(j.get(recentDone.id), recent)
 
+  // The rows removed are logged, for every member to remove them too.
+  const left = j.changesSince(0, 1000)
+  const pruned = left.at(-1)!
+  assert.equal(pruned.kind, 'prune')
+  assert.deepEqual(pruned.kind === 'prune' && [...pruned.data.ids].sort(), [oldDone.id, oldFailed.id].sort())
+  assert.equal(pruned.seq, lastSeqBefore + 1)
   // Old log entries are gone, except the newest of each remaining row: a standby catching up from 0 still
   // receives every row.
-  const left = j.changesSince(0, 1000)
-  const keys = left.map((x) => x.data.id)
+  const keys = left.flatMap((x) => x.kind === 'transfer' ? [x.data.id] : [])
   assert.deepEqual(keys.filter((k) => k === oldDone.id || k === oldFailed.id), [])
   assert.equal(keys.filter((k) => k === oldInterrupted.id).length, 1)
   assert.equal(left.find((x) => x.kind === 'transfer' && x.data.id === oldInterrupted.id)?.seq, keptInterrupted.seq)
   assert.equal(r.events, 1, 'the old epoch:raised event is pruned')
   assert.deepEqual(j.events(10), [])
-  assert.equal(r.logEntries, lastSeqBefore - left.length)
+  assert.equal(r.logEntries, lastSeqBefore - (left.length - 1))
 
   // Sequence numbers are never reused after pruning.
-  assert.equal(j.lastSeq(), lastSeqBefore)
+  assert.equal(j.lastSeq(), lastSeqBefore + 1)
   const after = j.begin(transfer(e))
-  assert.equal(after.seq, lastSeqBefore + 1)
+  assert.equal(after.seq, lastSeqBefore + 2)
 
   // Nothing more to prune.
   assert.deepEqual(await store.retention.runOnce(), { transfers: 0, logEntries: 0, events: 0 })
@@ -61,6 +67,7 @@ test('final transfers older than the retention are pruned with their log; restar
 test('pruning goes in bounded batches and stops at the per-run cap', async (t) => {
   const clock = new ManualClock()
   const { store } = await startStore(t, tempDataDir(t), {}, clock)
+  store.journal.setLeaderCheck(() => true)
   for (let i = 0; i < 10; i++) {
     const r = store.journal.begin(transfer(1))
     store.journal.complete(r.id, { bytes: 1, sha256: SHA })
@@ -91,12 +98,16 @@ test('pruning goes in bounded batches and stops at the per-run cap', async (t) =
   }
   assert.equal(runs, 4)
   assert.equal(store.journal.list({ limit: 100 }).length, 0)
-  assert.deepEqual(store.journal.changesSince(0, 100), [])
+  // What is left is the prune entries (one per batch that removed rows), newer than the retention.
+  const left = store.journal.changesSince(0, 100)
+  assert.deepEqual(left.map((e) => e.kind), ['prune', 'prune', 'prune', 'prune'])
+  assert.equal(left.flatMap((e) => e.kind === 'prune' ? e.data.ids : []).length, 10)
 })
 
 test('the background timer prunes on its own, is unref\'d, and stops', async (t) => {
   const clock = new ManualClock()
   const { store } = await startStore(t, tempDataDir(t), { retentionDays: 1, retention: { intervalMs: 5 } }, clock)
+  store.journal.setLeaderCheck(() => true)
   const r = store.journal.begin(transfer(1))
   store.journal.complete(r.id, { bytes: 1, sha256: SHA })
   clock.advance(2 * DAY)
