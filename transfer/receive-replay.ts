@@ -18,7 +18,7 @@ import { join } from 'node:path'
 import type { DurableFile, DurableFs } from '../store/durable-fs.js'
 import { DIAG } from './diagnostics.js'
 import { PesitError, TransferStorageError } from './errors.js'
-import { deliver, IncomingFile, matches, readCheckpoint, recordedPartial, type Completion, type IncomingKey, type ReceivedData } from './receive-store.js'
+import { deliver, latestCheckpoint, matches, recordedPartial, type Completion, type IncomingKey, type ReceivedData } from './receive-store.js'
 
 export class ReplayedFile implements ReceivedData {
   bytes: number
@@ -47,7 +47,7 @@ export class ReplayedFile implements ReceivedData {
    * undefined otherwise (then an existing file under that name is refused as usual).
    */
   static async open (fs: DurableFs, key: IncomingKey, finalName: string, announcedKb: number): Promise<ReplayedFile | undefined> {
-    const record = await readCheckpoint(fs, IncomingFile.checkpointPath(key))
+    const record = (await latestCheckpoint(fs, key))?.checkpoint
     const c = record?.completed
     if (record === undefined || c === undefined || !matches(record, key) || c.finalName !== finalName || c.announcedKb !== announcedKb) return undefined
     const finalPath = join(key.directory, finalName)

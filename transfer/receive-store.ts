@@ -73,6 +73,40 @@ export function partialNameFor (stem: string, epoch: number): string { return `$
 export function recordedPartial (c: Checkpoint, stem: string): string { return c.partial ?? `${stem}.part` }
 
 /**
+ * The checkpoint a leadership of `epoch` writes for transfer `stem`. Each leadership has its own, as for partial
+ * files: an old leader paused past its lease check and resumed later rewrites its own, never the one a newer
+ * leadership continues from; a restart reads the newest (`latestCheckpoint`).
+ */
+export function checkpointNameFor (stem: string, epoch: number): string { return `${stem}.${epoch}.ckpt` }
+
+/** The epoch in the name of one of transfer `stem`'s files (`<stem>.<epoch><suffix>`): -1 for the name without one. */
+function epochOf (name: string, stem: string, suffix: string): number | undefined {
+  if (name === `${stem}${suffix}`) return -1
+  if (!name.startsWith(`${stem}.`) || !name.endsWith(suffix)) return undefined
+  const e = name.slice(stem.length + 1, name.length - suffix.length)
+  return /^\d{1,15}$/.test(e) ? Number(e) : undefined
+}
+
+/** Transfer `stem`'s files in `directory` with `suffix` (`.ckpt`, `.part`), newest leadership first. */
+async function filesOf (fs: DurableFs, key: Pick<IncomingKey, 'directory' | 'stem'>, suffix: string): Promise<Array<{ name: string, epoch: number }>> {
+  const names = await fs.readdir(key.directory).catch(() => [] as string[])
+  return names.flatMap((name) => {
+    const epoch = epochOf(name, key.stem, suffix)
+    return epoch === undefined ? [] : [{ name, epoch }]
+  }).sort((a, b) => b.epoch - a.epoch)
+}
+
+/** The newest leadership's readable checkpoint of transfer `stem`: what a restart resumes from, a replay matches. */
+export async function latestCheckpoint (fs: DurableFs, key: Pick<IncomingKey, 'directory' | 'stem'>): Promise<{ path: string, checkpoint: Checkpoint } | undefined> {
+  for (const { name } of await filesOf(fs, key, '.ckpt')) {
+    const path = join(key.directory, name)
+    const checkpoint = await readCheckpoint(fs, path)
+    if (checkpoint !== undefined) return { path, checkpoint }
+  }
+  return undefined
+}
+
+/**
  * Per incoming transfer: a buffer filling and one being written. Large buffers stream faster; a server runs many
  * transfers at once, so their size shrinks with the number in progress, keeping these buffers of all transfers
  * within RECEIVE_BUFFER_BUDGET until each is at its floor.
@@ -140,24 +174,24 @@ export class IncomingFile implements ReceivedData {
   private readonly resumedAt: { syncPoint: number, offset: number, articles: number }
 
   get partialPath (): string { return join(this.key.directory, this.partialName) }
-  static checkpointPath (key: Pick<IncomingKey, 'directory' | 'stem'>): string { return join(key.directory, `${key.stem}.ckpt`) }
+  private get checkpointPath (): string { return join(this.key.directory, checkpointNameFor(this.key.stem, this.key.epoch)) }
 
   /**
    * Opens the partial file. With `restart`, resumes from a matching durable checkpoint (truncating what came
    * after it); without one, or without `restart`, starts from byte 0.
    *
-   * Each leadership writes a partial file of its own (`partialNameFor`): a restart taken over from another epoch
-   * copies the acknowledged prefix into this epoch's file and makes the checkpoint name it, before anything else.
-   * An old leader paused past its lease check and resumed later then writes into its own file, an orphan, never
-   * into the one this leadership continues (docs/pesit.md §9.2).
+   * Each leadership writes a partial file and a checkpoint of its own (`partialNameFor`, `checkpointNameFor`): a
+   * restart taken over from another epoch copies the acknowledged prefix into this epoch's file and writes this
+   * epoch's checkpoint naming it, before anything else. An old leader paused past its lease check and resumed later
+   * then writes into its own files, orphans, never into the ones this leadership continues (docs/pesit.md §9.2).
    */
   static async open (fs: DurableFs, key: IncomingKey, restart: boolean, bufferBytes = WRITE_BUFFER_MAX): Promise<IncomingFile> {
     try {
       await fs.mkdirp(key.directory)
       const mine = partialNameFor(key.stem, key.epoch)
-      const ckptPath = IncomingFile.checkpointPath(key)
       if (restart) {
-        const ckpt = await readCheckpoint(fs, ckptPath)
+        const latest = await latestCheckpoint(fs, key)
+        const ckpt = latest?.checkpoint
         const recorded = ckpt === undefined ? undefined : recordedPartial(ckpt, key.stem)
         const size = recorded === undefined ? undefined : (await fs.stat(join(key.directory, recorded)))?.size
         if (ckpt !== undefined && recorded !== undefined && ckpt.completed === undefined && size !== undefined && size >= ckpt.offset && matches(ckpt, key)) {
@@ -166,7 +200,7 @@ export class IncomingFile implements ReceivedData {
           await f.truncate(ckpt.offset)
           await f.sync()
           const inc = new IncomingFile(fs, f, key, ckpt, true, bufferBytes, mine)
-          if (recorded !== mine) {
+          if (recorded !== mine || latest!.path !== inc.checkpointPath) {
             await fs.syncDir(key.directory)
             await inc.writeRecord(ckpt.syncPoint, ckpt.offset, ckpt.articles)
           }
@@ -176,7 +210,7 @@ export class IncomingFile implements ReceivedData {
       }
       // A new transfer (or a restart without a usable checkpoint): drop any stale checkpoint first, so a crash
       // between here and the first sync point cannot pair it with the new, truncated partial file.
-      await fs.unlink(ckptPath)
+      for (const c of await filesOf(fs, key, '.ckpt')) await fs.unlink(join(key.directory, c.name))
       await fs.syncDir(key.directory)
       const f = await fs.open(join(key.directory, mine), 'create')
       return new IncomingFile(fs, f, key, { offset: 0, articles: 0, syncPoint: 0 }, false, bufferBytes, mine)
@@ -269,7 +303,7 @@ export class IncomingFile implements ReceivedData {
       ...(completed !== undefined ? { completed } : {})
     }
     try {
-      await this.fs.writeFileAtomic(IncomingFile.checkpointPath(this.key), Buffer.from(JSON.stringify(c)))
+      await this.fs.writeFileAtomic(this.checkpointPath, Buffer.from(JSON.stringify(c)))
     } catch (err) {
       throw new TransferStorageError('checkpoint write failed', DIAG.IO_ERROR, { cause: err })
     }
@@ -307,7 +341,7 @@ export class IncomingFile implements ReceivedData {
   async discard (): Promise<void> {
     await this.closeHandle()
     await this.fs.unlink(this.partialPath).catch(() => {})
-    await this.fs.unlink(IncomingFile.checkpointPath(this.key)).catch(() => {})
+    await this.fs.unlink(this.checkpointPath).catch(() => {})
     await removeOrphans(this.fs, this.key)
   }
 
@@ -320,12 +354,16 @@ export class IncomingFile implements ReceivedData {
   }
 }
 
-/** Partial files earlier leaderships left for this transfer (what a paused old leader may still write into). */
-async function removeOrphans (fs: DurableFs, key: Pick<IncomingKey, 'directory' | 'stem'>): Promise<void> {
-  const names = await fs.readdir(key.directory).catch(() => [] as string[])
-  for (const n of names) {
-    const epoch = n.slice(key.stem.length + 1, n.length - '.part'.length) // '' for the name without an epoch
-    if (n.startsWith(`${key.stem}.`) && n.endsWith('.part') && /^\d*$/.test(epoch)) await fs.unlink(join(key.directory, n)).catch(() => {})
+/**
+ * Partial files and checkpoints earlier leaderships left for this transfer (what a paused old leader may still
+ * write into): this leadership's checkpoint, the completion record once delivered, stays.
+ */
+async function removeOrphans (fs: DurableFs, key: Pick<IncomingKey, 'directory' | 'stem' | 'epoch'>): Promise<void> {
+  for (const suffix of ['.part', '.ckpt']) {
+    for (const f of await filesOf(fs, key, suffix)) {
+      if (suffix === '.ckpt' && f.epoch === key.epoch) continue
+      await fs.unlink(join(key.directory, f.name)).catch(() => {})
+    }
   }
 }
 

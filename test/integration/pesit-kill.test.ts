@@ -14,7 +14,7 @@ import { runReceive } from '../../cli/receive.js'
 import { statePathFor } from '../../cli/requester-cli.js'
 import { partialPathOf } from '../../transfer/pull.js'
 import { transferStem } from '../../transfer/config-types.js'
-import { partialNameFor } from '../../transfer/receive-store.js'
+import { checkpointNameFor, partialNameFor } from '../../transfer/receive-store.js'
 
 const root = fileURLToPath(new URL('../..', import.meta.url))
 const sha = (b: Uint8Array): string => createHash('sha256').update(b).digest('hex')
@@ -36,7 +36,7 @@ describe('kill -9 of the server process, then vectis send --restart', () => {
     const args = (port: number): string[] => ['--host', '127.0.0.1', '--port', String(port), '--partner', 'CXCLIENT', '--password', 'test123', '--server', 'PESITSRV',
       '--file', 'TESTFILE', '--sync-kb', '64', '--window', '1', '--article-size', '4096', '--transfer-id', String(transferId), '--state-dir', join(dir, 'state'), path]
     const stem = transferStem({ partner: 'CXCLIENT', file: 'TESTFILE', transferId })
-    const ckptPath = join(dir, 'inbox', `${stem}.ckpt`)
+    const ckptPath = join(dir, 'inbox', checkpointNameFor(stem, 0))
     // kill -9 once a few sync points are durable, while the push is running
     let killedAt = -1
     const watcher = (async () => {

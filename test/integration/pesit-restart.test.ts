@@ -10,7 +10,7 @@ import { captureIo } from '../helpers/cli-io.js'
 import { CrashFs } from '../helpers/crash-fs.js'
 import { runSend } from '../../cli/send.js'
 import { pushFile, PushInterruptedError, type PushOptions } from '../../transfer/push.js'
-import { IncomingFile, readCheckpoint, recordedPartial } from '../../transfer/receive-store.js'
+import { latestCheckpoint, recordedPartial } from '../../transfer/receive-store.js'
 import { transferStem } from '../../transfer/config-types.js'
 
 const sha = (b: Uint8Array): string => createHash('sha256').update(b).digest('hex')
@@ -113,7 +113,7 @@ describe('restart of an interrupted push', () => {
       assert.equal(acked, k * 32 * 1024)
       // What survived the crash: a checkpoint at or after k and a partial file whose prefix is the source.
       const stem = transferStem({ partner: 'CXCLIENT', file: 'TESTFILE', transferId })
-      const ckpt = await readCheckpoint(fs, IncomingFile.checkpointPath({ directory: h.dir, stem }))
+      const ckpt = (await latestCheckpoint(fs, { directory: h.dir, stem }))?.checkpoint
       assert.ok(ckpt !== undefined, `k=${k}: checkpoint lost`)
       assert.ok(ckpt.syncPoint >= k && ckpt.offset >= acked, `k=${k}: checkpoint ${ckpt.syncPoint}`)
       const partial = Buffer.from(await fs.readFile(join(h.dir, recordedPartial(ckpt, stem))))

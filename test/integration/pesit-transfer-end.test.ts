@@ -16,6 +16,7 @@ import { pushFile } from '../../transfer/push.js'
 import { NodeDurableFs } from '../../store/durable-fs.js'
 import { encodeEntity, encodeFpdu, getDiagnostic, packArticles, type Fpdu } from '../../transfer/codec.js'
 import { formatDiagnostic } from '../../transfer/diagnostics.js'
+import { checkpointNameFor } from '../../transfer/receive-store.js'
 
 const OK = { type: 0, reason: 0 }
 const diag = (f: Fpdu): string => formatDiagnostic(getDiagnostic(f.params)!)
@@ -83,7 +84,7 @@ describe('the end of a transfer under faults', () => {
     await c.expect('ACK_DESELECT')
     await stopping
     assert.deepEqual((await readdir(h.dir)).filter((f) => !f.startsWith('.')), [], 'nothing committed')
-    const ckpt = JSON.parse(await readFile(join(h.dir, '.vectis-CXCLIENT-TESTFILE-72.ckpt'), 'utf8')) as { syncPoint: number }
+    const ckpt = JSON.parse(await readFile(join(h.dir, checkpointNameFor('.vectis-CXCLIENT-TESTFILE-72', 0)), 'utf8')) as { syncPoint: number }
     assert.equal(ckpt.syncPoint, 1, 'the restart context is kept at the acknowledged sync point')
   })
 

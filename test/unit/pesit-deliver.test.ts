@@ -5,7 +5,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync, existsSync } from 'no
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { NodeDurableFs } from '../../store/durable-fs.js'
-import { deliver, IncomingFile, partialNameFor, readCheckpoint, type IncomingKey } from '../../transfer/receive-store.js'
+import { checkpointNameFor, deliver, IncomingFile, latestCheckpoint, partialNameFor, readCheckpoint, type IncomingKey } from '../../transfer/receive-store.js'
 import { TransferStorageError } from '../../transfer/errors.js'
 
 test('a delivery never replaces a file delivered meanwhile (a paused old leader resuming past its lease check)', async (t) => {
@@ -39,19 +39,24 @@ test('a restart taken over by a new leader continues in a partial file of its ow
   // It is paused past its lease check; the partner restarts on the new leader (epoch 2).
   const b = await IncomingFile.open(fs, key(2), true)
   assert.equal(b.bytes, 100_000)
-  assert.equal((await readCheckpoint(fs, IncomingFile.checkpointPath(key(2))))?.partial, partialNameFor(key(2).stem, 2))
-  // The old leader wakes up and writes what it had: into its own file.
+  assert.equal((await readCheckpoint(fs, join(dir, checkpointNameFor(key(2).stem, 2))))?.partial, partialNameFor(key(2).stem, 2))
+  // The old leader wakes up and writes what it had, and its checkpoint: into its own files.
   const late = Buffer.alloc(50_000, 0xee)
   await a.append(late)
-  await a.syncData()
+  const lateAt = await a.handOff()
+  await a.checkpointAt(2, lateAt.offset, lateAt.articles)
   const orphan = readFileSync(join(dir, partialNameFor(key(1).stem, 1)))
   assert.ok(orphan.subarray(150_000, 200_000).equals(late), 'the late write happened, in the orphan')
+  assert.equal((await readCheckpoint(fs, join(dir, checkpointNameFor(key(1).stem, 1))))?.offset, 200_000, 'the late checkpoint happened, in its own file')
   assert.equal(readFileSync(join(dir, partialNameFor(key(2).stem, 2))).length, 100_000, 'the new leader\'s file is untouched')
+  const latest = await latestCheckpoint(fs, key(2))
+  assert.deepEqual([latest?.checkpoint.offset, latest?.checkpoint.partial], [100_000, partialNameFor(key(2).stem, 2)], 'a restart still reads the new leader\'s checkpoint')
   // The new leader receives the rest and delivers: the right file; the orphan goes.
   await b.append(data.subarray(100_000))
   const path = await b.commit('FINAL', () => {})
   assert.ok(readFileSync(path).equals(data))
   assert.ok(!existsSync(join(dir, partialNameFor(key(1).stem, 1))))
+  assert.ok(!existsSync(join(dir, checkpointNameFor(key(1).stem, 1))))
   // The old leader's own delivery, later still, changes nothing.
   await assert.rejects(a.commit('FINAL', () => {}), TransferStorageError)
   assert.ok(readFileSync(path).equals(data))
@@ -69,6 +74,6 @@ test('a checkpoint is not written once the lease check before it fails (a member
   await f.append(randomBytes(10_000))
   at = await f.handOff()
   await assert.rejects(f.checkpointAt(2, at.offset, at.articles, () => { throw new Error('not leader') }), /not leader/)
-  assert.equal((await readCheckpoint(fs, IncomingFile.checkpointPath(key)))?.syncPoint, 1, 'the checkpoint of sync point 1 stays')
+  assert.equal((await latestCheckpoint(fs, key))?.checkpoint.syncPoint, 1, 'the checkpoint of sync point 1 stays')
   await f.closeHandle()
 })
