@@ -10,8 +10,17 @@ export const FAULT_POINTS = [
   /** a received file was renamed to its final name; its ACK(TRANS.END) is not sent */
   'kill-after-rename',
   /** SIGSTOP of this process after the lease check that precedes the delivery of a received file, before it */
-  'pause-before-rename'
+  'pause-before-rename',
+  /**
+   * SIGSTOP of this process, once, after the lease check that precedes a checkpoint of a push's first attempt at its
+   * third sync point or later (earlier ones are acknowledged: a restart elsewhere has something to resume from),
+   * before that write; restarts never stop there, so the member that takes the transfer over goes on
+   */
+  'pause-before-checkpoint'
 ] as const
+
+/** `pause-before-checkpoint` stops before the first checkpoint at or past this sync point, once per process. */
+export const PAUSED_CHECKPOINT = 3
 export type FaultPoint = typeof FAULT_POINTS[number]
 
 /** The line on stderr that shows the window was hit. */
@@ -23,6 +32,15 @@ function announce (point: FaultPoint, level: 'warn' | 'fatal'): void {
 export function pauseHere (point: FaultPoint): void {
   announce(point, 'warn')
   process.kill(process.pid, 'SIGSTOP')
+}
+
+const paused = new Set<FaultPoint>()
+
+/** `pauseHere`, the first time this process reaches `point` only. */
+export function pauseOnce (point: FaultPoint): void {
+  if (paused.has(point)) return
+  paused.add(point)
+  pauseHere(point)
 }
 
 export function killHere (point: FaultPoint): never {

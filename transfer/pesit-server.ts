@@ -25,7 +25,7 @@ import { DIAG } from './diagnostics.js'
 import { FpduChannel } from './fpdu-channel.js'
 import type { PesitMetrics, TransferJournalPort } from './ports.js'
 import { DEFAULT_MAX_SYNC_WINDOW, DEFAULT_SESSION_TIMEOUTS, ServerSession, type SessionTimeouts } from './server-session.js'
-import { COMPLETION_RECORD_DAYS, readCheckpoint } from './receive-store.js'
+import { COMPLETION_RECORD_DAYS, parseCheckpointName, readCheckpoint, removeOrphans } from './receive-store.js'
 import type { FaultPoint } from './fault-injection.js'
 
 /** The temporary name DurableFs.writeFileAtomic gives a checkpoint (`.ckpt`) or a send restart state (`.send`). */
@@ -159,7 +159,8 @@ export class PesitServer implements Startable {
   /**
    * Temporary files of checkpoint and restart-state writes (`..vectis-….ckpt.<hex>.tmp`) left by a member killed
    * in the middle of one: nothing of this server writes yet, and a deposed member's write that loses its temporary
-   * only fails (it may not write any more anyway). Also completion records older than COMPLETION_RECORD_DAYS.
+   * only fails (it may not write any more anyway). Also the files earlier leaderships wrote for a transfer already
+   * delivered, and completion records older than COMPLETION_RECORD_DAYS.
    */
   private async removeStaleTemporaries (): Promise<void> {
     const fs = this.components.fs
@@ -173,10 +174,16 @@ export class PesitServer implements Startable {
           await fs.unlink(join(directory, name))
           removed++
         } else if (CHECKPOINT_FILE.test(name)) {
-          // Completion records past their time: a requester restarts a transfer within minutes, not days.
           const path = join(directory, name)
+          const completed = (await readCheckpoint(fs, path))?.completed
+          if (completed === undefined) continue
+          // A delivered transfer (not merely recorded complete: its leader may have died before the delivery, which
+          // a replay then finishes from its partial file): what an old leader, paused past its lease check, wrote
+          // after the delivery is an orphan (receive-store.ts).
+          const parsed = parseCheckpointName(name)
+          if (parsed !== undefined && await fs.exists(join(directory, completed.finalName))) await removeOrphans(fs, { directory, ...parsed })
+          // Completion records past their time: a requester restarts a transfer within minutes, not days.
           if (((await fs.stat(path))?.mtimeMs ?? Infinity) >= before) continue
-          if ((await readCheckpoint(fs, path))?.completed === undefined) continue
           await fs.unlink(path)
           records++
         }

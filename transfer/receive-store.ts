@@ -79,6 +79,12 @@ export function recordedPartial (c: Checkpoint, stem: string): string { return c
  */
 export function checkpointNameFor (stem: string, epoch: number): string { return `${stem}.${epoch}.ckpt` }
 
+/** The transfer stem and leadership epoch of a checkpoint's name (`<stem>.<epoch>.ckpt`), if it is one. */
+export function parseCheckpointName (name: string): { stem: string, epoch: number } | undefined {
+  const m = /^(.+)\.(\d{1,15})\.ckpt$/.exec(name)
+  return m === null ? undefined : { stem: m[1]!, epoch: Number(m[2]) }
+}
+
 /** The epoch in the name of one of transfer `stem`'s files (`<stem>.<epoch><suffix>`): -1 for the name without one. */
 function epochOf (name: string, stem: string, suffix: string): number | undefined {
   if (name === `${stem}${suffix}`) return -1
@@ -355,14 +361,13 @@ export class IncomingFile implements ReceivedData {
 }
 
 /**
- * Partial files and checkpoints earlier leaderships left for this transfer (what a paused old leader may still
- * write into): this leadership's checkpoint, the completion record once delivered, stays.
+ * Partial files and checkpoints other leaderships than `key.epoch`'s left for this transfer (what a paused old
+ * leader may still write into), once it is delivered or discarded: the files of `key.epoch` are not touched.
  */
-async function removeOrphans (fs: DurableFs, key: Pick<IncomingKey, 'directory' | 'stem' | 'epoch'>): Promise<void> {
+export async function removeOrphans (fs: DurableFs, key: Pick<IncomingKey, 'directory' | 'stem' | 'epoch'>): Promise<void> {
   for (const suffix of ['.part', '.ckpt']) {
     for (const f of await filesOf(fs, key, suffix)) {
-      if (suffix === '.ckpt' && f.epoch === key.epoch) continue
-      await fs.unlink(join(key.directory, f.name)).catch(() => {})
+      if (f.epoch !== key.epoch) await fs.unlink(join(key.directory, f.name)).catch(() => {})
     }
   }
 }

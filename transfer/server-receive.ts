@@ -13,7 +13,7 @@ import { ConnectionLostError, NotLeaderError, PesitError, ProtocolError, Unexpec
 import type { TransferOutcome } from './ports.js'
 import { IncomingFile, writeBufferFor, type ReceivedData } from './receive-store.js'
 import { ReplayedFile } from './receive-replay.js'
-import { killHere, pauseHere } from './fault-injection.js'
+import { killHere, PAUSED_CHECKPOINT, pauseHere, pauseOnce } from './fault-injection.js'
 import type { SessionHost } from './session-host.js'
 
 interface Transfer {
@@ -287,6 +287,7 @@ export class ReceiveSide {
   private async completeSyns (t: Transfer, ns: number[], last: { n: number, offset: number, articles: number }): Promise<void> {
     await t.incoming.checkpointAt(last.n, last.offset, last.articles, () => {
       if (!this.host.ctx.leadership.isLeader()) throw new NotLeaderError('write a checkpoint')
+      if (last.n >= PAUSED_CHECKPOINT && !t.incoming.resumed && this.host.ctx.faults?.has('pause-before-checkpoint') === true) pauseOnce('pause-before-checkpoint')
     })
     this.reportBytes(t, last.offset)
     // A journal that refuses the sync point (lease lost, replication failed) stops the ACK and the session.

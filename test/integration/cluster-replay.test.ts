@@ -1,8 +1,9 @@
 /**
- * Exactly once at the end of a push, with real processes (fault injection): the leader killed after the delivery
- * of a received file and before its ACK(TRANS.END), or frozen between the lease check and the delivery and woken
- * after its successor delivered: `vectis send --restart` to the new leader ends with exit 0 and the directory holds
- * the file once, intact. `npm run bench:replay` runs the first for many rounds.
+ * Exactly once at the end of a push, and fencing of the shared directory, with real processes (fault injection):
+ * the leader killed after the delivery of a received file and before its ACK(TRANS.END), or frozen between the
+ * lease check and the delivery, or between the lease check and a checkpoint, and woken after its successor
+ * delivered: `vectis send --restart` to the new leader ends with exit 0 and the directory holds the file once,
+ * intact. `npm run bench:replay` runs the first for many rounds.
  */
 import { it } from 'node:test'
 import assert from 'node:assert/strict'
@@ -56,6 +57,52 @@ it('a leader frozen past its lease check before the delivery, woken after the ne
   await h.waitFor(async () => (await h.status(a).catch(() => undefined))?.isLeader === false, { what: 'the old leader awake, not leading' })
   await h.waitForLog(a, (l) => /delivery as|was delivered meanwhile|not leader/.test(JSON.stringify(l)), { timeoutMs: 15_000, what: 'the old leader\'s late delivery refused' })
   const inbox = join(dir, 'shared', 'inbox')
+  const files = readdirSync(inbox).filter((n) => !n.startsWith('.'))
+  assert.equal(files.length, 1)
+  assert.equal(createHash('sha256').update(readFileSync(join(inbox, files[0]!))).digest('hex'), createHash('sha256').update(payload).digest('hex'))
+})
+
+it('a leader frozen past its lease check before a checkpoint, woken after the new leader resumed and delivered: its late checkpoint lands in an orphan, the file is intact', async (t) => {
+  const dir = join(ROOT, '.tmp', `cluster-pause-ckpt-${process.pid}`)
+  mkdirSync(dir, { recursive: true })
+  t.after(async () => { await rm(dir, { recursive: true, force: true }) })
+  const payload = randomBytes(600 * 1024) // sync points every 64 KB: the third is the frozen one
+  writeFileSync(join(dir, 'payload.bin'), payload)
+  const h = await ClusterHarness.create(t, {
+    nodes: 3, subnet: SUBNET + 2,
+    env: { VECTIS_CONFIG: writeReplayConfig(dir), VECTIS_SHARED_DIR: join(dir, 'shared'), VECTIS_FAULT_INJECTION: 'pause-before-checkpoint' }
+  })
+  await h.startAll()
+  await h.waitViewCommitted()
+  const a = await h.waitFor(async () => await h.servingLeader(), { timeoutMs: 60_000, what: 'a leader serving PeSIT' })
+  t.after(() => { if (h.member(a).running) h.resume(a) })
+  const epochA = (await h.status(a)).epoch as number
+  const send = (host: string, restart: boolean): ReturnType<typeof vectisSend> => vectisSend({ host, payload: join(dir, 'payload.bin'), stateDir: join(dir, 'state'), restart, timeoutMs: 4000 })
+  const first = send(h.member(a).ip, false)
+  assert.equal(first.status, 1, 'no ACK(SYN 3) from the frozen leader')
+  await h.waitFor(() => /fault injection: pause-before-checkpoint/.test(h.member(a).stderr), { what: 'the leader frozen between its lease check and a checkpoint' })
+  const b = await h.waitFor(async () => await h.servingLeader([0, 1, 2].filter((i) => i !== a)), { timeoutMs: 60_000, what: 'a new leader serving PeSIT' })
+  const again = send(h.member(b).ip, true)
+  assert.equal(again.status, 0, `vectis send --restart: ${String(again.stdout)} ${String(again.stderr)}`)
+  // From the last sync point the frozen leader acknowledged (one before the frozen checkpoint, or more with a window).
+  const resumed = /resumed at sync point (\d+) \(byte (\d+)\)/.exec(String(again.stdout))
+  assert.ok(resumed !== null, String(again.stdout))
+  const resumedAt = Number(resumed[1])
+  assert.ok(resumedAt >= 1 && resumedAt < 3 && Number(resumed[2]) === resumedAt * 65536, resumed[0])
+  // The frozen leader wakes up and goes on: it writes the checkpoint of sync point 3, then its journal refuses.
+  const inbox = join(dir, 'shared', 'inbox')
+  const stem = readdirSync(inbox).find((n) => n.endsWith(`.${epochA}.part`))?.slice(0, -`.${epochA}.part`.length)
+  assert.equal(stem, undefined, 'the delivery removed the old leader\'s partial file')
+  h.resume(a)
+  await h.waitFor(async () => (await h.status(a).catch(() => undefined))?.isLeader === false, { what: 'the old leader awake, not leading' })
+  const late = await h.waitFor(() => readdirSync(inbox).find((n) => n.endsWith(`.${epochA}.ckpt`)), { timeoutMs: 15_000, what: 'the old leader\'s late checkpoint' })
+  const record = JSON.parse(readFileSync(join(inbox, late), 'utf8')) as { syncPoint: number, completed?: unknown }
+  assert.ok(record.syncPoint >= 3 && record.syncPoint > resumedAt && record.completed === undefined, 'the late write happened, in a checkpoint of its own epoch')
+  // The new leader's completion record is still the newest checkpoint: a replay would find the delivery.
+  const newest = readdirSync(inbox).filter((n) => n.endsWith('.ckpt') && n.startsWith(late.slice(0, late.length - `.${epochA}.ckpt`.length)))
+    .map((n) => ({ n, epoch: Number(/\.(\d+)\.ckpt$/.exec(n)?.[1]) })).sort((x, y) => y.epoch - x.epoch)[0]!
+  assert.ok(newest.epoch > epochA)
+  assert.ok((JSON.parse(readFileSync(join(inbox, newest.n), 'utf8')) as { completed?: unknown }).completed !== undefined)
   const files = readdirSync(inbox).filter((n) => !n.startsWith('.'))
   assert.equal(files.length, 1)
   assert.equal(createHash('sha256').update(readFileSync(join(inbox, files[0]!))).digest('hex'), createHash('sha256').update(payload).digest('hex'))

@@ -111,14 +111,27 @@ describe('the end of a transfer under faults', () => {
     assert.deepEqual(await readFile(join(h.dir, 'CXCLIENT_TESTFILE_73')), src)
   })
 
-  it('temporaries of checkpoint writes cut by a kill are removed when the servers start; other files stay', async (t) => {
+  it('when the servers start, temporaries of checkpoint writes cut by a kill go, and what earlier leaderships wrote for a delivered transfer; other files stay', async (t) => {
     const base = await mkdtemp(join(tmpdir(), 'vectis-end-'))
     t.after(async () => { await rm(base, { recursive: true, force: true }) })
     const inbox = join(base, 'inbox')
-    const stale = ['..vectis-CXCLIENT-TESTFILE-5.ckpt.0a1b2c3d4e5f.tmp', '..vectis-CXCLIENT-OUTBOX-7.send.00ff00ff00ff.tmp']
-    const kept = ['.vectis-CXCLIENT-TESTFILE-5.part', '.vectis-CXCLIENT-TESTFILE-5.ckpt', 'report.tmp', '.x.0a1b2c3d4e5f.tmp']
+    const stale = ['..vectis-CXCLIENT-TESTFILE-5.ckpt.0a1b2c3d4e5f.tmp', '..vectis-CXCLIENT-OUTBOX-7.send.00ff00ff00ff.tmp',
+      // transfer 6 was delivered by the leadership of epoch 4; epoch 3 (paused past its lease check) wrote on
+      '.vectis-CXCLIENT-TESTFILE-6.3.part', '.vectis-CXCLIENT-TESTFILE-6.3.ckpt']
+    // transfer 5 is interrupted: its files of every leadership stay for a restart; transfer 8 is recorded complete
+    // but its leader died before the delivery: a replay delivers it from its partial file
+    const kept = ['.vectis-CXCLIENT-TESTFILE-5.part', '.vectis-CXCLIENT-TESTFILE-5.ckpt', '.vectis-CXCLIENT-TESTFILE-5.2.part',
+      '.vectis-CXCLIENT-TESTFILE-5.2.ckpt', '.vectis-CXCLIENT-TESTFILE-6.4.ckpt', 'CXCLIENT_TESTFILE_6',
+      '.vectis-CXCLIENT-TESTFILE-8.4.ckpt', '.vectis-CXCLIENT-TESTFILE-8.4.part', '.vectis-CXCLIENT-TESTFILE-8.3.part', 'report.tmp', '.x.0a1b2c3d4e5f.tmp']
     await mkdir(inbox, { recursive: true })
     for (const f of [...stale, ...kept]) await writeFile(join(inbox, f), 'x')
+    for (const n of [6, 8]) {
+      await writeFile(join(inbox, `.vectis-CXCLIENT-TESTFILE-${n}.4.ckpt`), JSON.stringify({
+        version: 1, transferId: n, partner: 'CXCLIENT', server: 'PESITSRV', file: 'TESTFILE', syncPoint: 2, offset: 10, articles: 1,
+        articleFormat: 128, articleLength: 1000, updatedAt: new Date().toISOString(), partial: `.vectis-CXCLIENT-TESTFILE-${n}.4.part`,
+        completed: { bytes: 10, articles: 1, sha256: 'a'.repeat(64), finalName: `CXCLIENT_TESTFILE_${n}`, announcedKb: 0 }
+      }))
+    }
     const h = await startHarness({ baseDir: base })
     t.after(async () => { await h.stop() })
     assert.deepEqual((await readdir(inbox)).sort(), [...kept].sort())
