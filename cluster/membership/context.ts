@@ -267,7 +267,11 @@ export class MemberContext {
     this.configs.noteCounter(s.maxCounter)
     if (s.view !== undefined) this.configs.noteCounter(s.view.id.counter)
     this.configs.noteEpoch(s.promisedTo)
+    const wasPrimary = this.isPrimaryView()
     for (const c of this.configs.adopt(s)) this.markOldSelves(c)
+    // Another member's word that my view was committed (a reply that arrived late, after the commit): it is my
+    // primary view now, and says so like every other way a view becomes primary.
+    if (!wasPrimary && this.view !== undefined && this.isPrimaryView()) this.emit({ type: 'view:installed', view: this.view, primary: true })
     // My coordinator (or, when it failed, an older member that would take over) moved on without me: I was
     // excluded while cut off or paused. Rejoin.
     const view = this.view

@@ -118,6 +118,8 @@ interface SimNode {
   annotation?: string
   lastViewCounter: number
   lastViewKey: string
+  /** The view the current process last reported primary (`view:installed` with primary), if any. */
+  reportedPrimary: string | undefined
   highestEpoch: Epoch
 }
 
@@ -181,6 +183,7 @@ export class Simulation {
         incarnations: 0,
         lastViewCounter: 0,
         lastViewKey: '',
+        reportedPrimary: undefined,
         highestEpoch: { number: 0, leader: '' }
       })
     }
@@ -230,6 +233,7 @@ export class Simulation {
     const member = machine.me // the machine chose the incarnation
     const proc: Proc = { incarnation: n.incarnations, member, machine, driver, pending: new Map(), paused: false, inbox: [] }
     n.proc = proc
+    n.reportedPrimary = undefined
     this.trace(`${n.name} start ${member.incarnation}`)
     if (this.o.outsideDeathFacts) this.at(this.rng.range(20, 200), () => { if (n.proc === proc) n.annotation = member.incarnation })
     this.scheduleTick(n, n.rng.range(0, this.hb / 5))
@@ -284,6 +288,7 @@ export class Simulation {
         if (key !== n.lastViewKey) this.views++
         n.lastViewCounter = e.view.id.counter
         n.lastViewKey = key
+        n.reportedPrimary = e.primary ? key : undefined
         this.trace(`${n.name} view ${key} [${e.view.members.map(m => m.name).join(',')}] primary=${e.primary}`)
         break
       }
@@ -597,7 +602,14 @@ export class Simulation {
     if (leaders.length === 1) {
       const v = leaders[0]!.proc!.machine.currentView()!
       if (v.members[0]!.name !== leaders[0]!.name) return false
-      if (this.o.quorum === 'majority' && !leaders[0]!.proc!.machine.status(this.local(leaders[0]!)).primary) return false
+      if (this.o.quorum === 'majority') {
+        // Every member in the primary view, and each one has said so (its last view:installed event): a member
+        // whose view became primary without the event would show a non-primary view to its operators forever.
+        for (const n of live) {
+          if (!n.proc!.machine.status(this.local(n)).primary) return false
+          if (n.reportedPrimary !== first) return false
+        }
+      }
     }
     return true
   }
