@@ -75,7 +75,7 @@ const CONFIG = [
 
 interface Run { code: number, stdout: string, stderr: string }
 
-/** `vectis <args>` as a child process; `onSpawn` gets it (to kill the leader while it runs). */
+/** `vectis <args>` as a child process, its exit code and output once it ends. */
 async function vectis (args: string[]): Promise<Run> {
   return await new Promise((resolve) => {
     const child = spawn(process.execPath, [VECTIS, ...args], { stdio: ['ignore', 'pipe', 'pipe'] })
@@ -142,8 +142,8 @@ interface RoundResult {
   resumedAtMiB: number
   /** bytes the side receiving held at the kill beyond the restart point: sent twice */
   resentKiB: number
-  /** from the kill to the load balancer sending new connections to the new leader (takeover + label) */
-  lbMovedMs: number
+  /** from the kill to the load balancer sending new connections to the new leader (takeover + label); null if not seen */
+  lbMovedMs: number | null
   /** from the kill to the start of the restart that succeeded (the failed attempt's exit, retries) */
   restartAfterMs: number
   attempts: number
@@ -184,7 +184,7 @@ async function round (dc: DevCluster, o: { r: number, direction: 'push' | 'pull'
   const resumedAt = Number(m[2])
   return {
     round: o.r, direction: o.direction, killedAtMiB: Math.round(atKill / 1048576), resumedAtMiB: Math.round(resumedAt / 1048576),
-    resentKiB: Math.max(0, Math.round((atKill - resumedAt) / 1024)), lbMovedMs: (lbMovedAt ?? NaN) - killedAt, restartAfterMs: started - killedAt,
+    resentKiB: Math.max(0, Math.round((atKill - resumedAt) / 1024)), lbMovedMs: lbMovedAt === undefined ? null : lbMovedAt - killedAt, restartAfterMs: started - killedAt,
     attempts, sha256Ok: await o.check()
   }
 }
@@ -281,7 +281,7 @@ const stats = (d: 'push' | 'pull'): Record<string, unknown> => {
     rounds: xs.length,
     sha256Ok: xs.filter((x) => x.sha256Ok).length,
     resentKiB: { p50: pct(xs.map((x) => x.resentKiB), 50), max: xs.length === 0 ? null : Math.max(...xs.map((x) => x.resentKiB)) },
-    lbMovedMs: { p50: pct(xs.map((x) => x.lbMovedMs), 50), p99: pct(xs.map((x) => x.lbMovedMs), 99) },
+    lbMovedMs: { p50: pct(xs.flatMap((x) => x.lbMovedMs ?? []), 50), p99: pct(xs.flatMap((x) => x.lbMovedMs ?? []), 99) },
     restartAfterMs: { p50: pct(xs.map((x) => x.restartAfterMs), 50), p99: pct(xs.map((x) => x.restartAfterMs), 99) }
   }
 }

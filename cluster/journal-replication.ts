@@ -156,6 +156,9 @@ export class JournalReplicator {
   /** A new leader: resolves once its log holds what the others have (`sync`), at once otherwise. */
   async leaderReady (): Promise<void> { await this.ready }
 
+  /** Whether this member leads and may append to its log (`leaderReady` has resolved). */
+  writable (): boolean { return this.leading?.ready === true }
+
   private replicatedOnMajority (seq: number): boolean {
     if (this.leading === undefined || this.c.journal.position() < seq) return false
     let have = 1
@@ -446,8 +449,11 @@ export class JournalReplicator {
         continue
       }
       if (r.entries.length === 0) this.c.journal.alignTo({ seq: r.head, epoch: r.epoch })
-      if (!this.apply({ after: r.after, epoch: r.epoch, entries: r.entries, through: r.through })) return
-      cursor = Math.max(r.after, r.through)
+      // A leader that does not say how far its page covers (an earlier release) covers up to its last entry.
+      const through = Number.isSafeInteger(r.through) ? r.through : (r.entries.at(-1)?.seq ?? r.after)
+      if (!this.apply({ after: r.after, epoch: r.epoch, entries: r.entries, through })) return
+      cursor = Math.max(r.after, through)
+      if (r.entries.length === 0 && through < r.head) return // nothing more to learn from it now
       if (cursor >= r.head) return
     }
   }

@@ -41,6 +41,11 @@ export interface BackupApiComponents {
   backups: Backups
   leadership: Leadership
   forwarding?: BackupForwarding
+  /**
+   * Resolves once a new leader may write its journal (with VECTIS_REPLICATION=sync, after it took from the members
+   * what its predecessor had them acknowledge): a restore appends to the journal.
+   */
+  leaderReady?: () => Promise<void>
   /** Called after every scheduled or requested backup, with its outcome (metrics). */
   onBackup?: (ok: boolean, manifest?: BackupManifest) => void
 }
@@ -78,21 +83,13 @@ export class BackupApi implements Startable {
     this.c.forwarding?.serve(SERVICE, async (_from, payload) => await this.onForwarded(payload))
     if (this.init.schedule === undefined) return
     const ev = this.c.leadership.events
-    this.offs.push(ev.on('leader:elected', (e) => {
-      this.schedule()
-      e.signal.addEventListener('abort', () => { this.unschedule() }, { once: true })
-    }))
+    this.offs.push(ev.on('leader:elected', () => { this.schedule() }), ev.on('leader:demoted', () => { this.unschedule() }))
     if (this.c.leadership.isLeader()) this.schedule()
   }
 
   async stop (): Promise<void> {
     for (const off of this.offs.splice(0)) off()
     this.unschedule()
-  }
-
-  /** The next scheduled backup while this member leads (undefined otherwise). */
-  nextRun (): Date | undefined {
-    return this.job?.nextRun() ?? undefined
   }
 
   private schedule (): void {
@@ -104,7 +101,7 @@ export class BackupApi implements Startable {
         this.log.error({ err }, 'scheduled backup failed; the next one runs at its time')
       })
     })
-    this.log.info({ schedule: this.init.schedule, next: this.nextRun()?.toISOString() }, 'scheduled backups on')
+    this.log.info({ schedule: this.init.schedule, next: this.job.nextRun()?.toISOString() }, 'scheduled backups on')
   }
 
   private unschedule (): void {
@@ -119,8 +116,7 @@ export class BackupApi implements Startable {
     try {
       const m = await this.c.backups.create({
         copyTo: async (d) => { await store.backup(d) },
-        epoch: store.clusterState.highestEpochNumber(),
-        journalSeq: store.journal.position()
+        epoch: store.clusterState.highestEpochNumber()
       })
       this.c.onBackup?.(true, m)
       return m
@@ -150,6 +146,7 @@ export class BackupApi implements Startable {
 
   private async restoreHere (id: string): Promise<ForwardedReply> {
     try {
+      await this.c.leaderReady?.()
       return { status: 200, json: await this.c.backups.restore(id, this.c.store.journal) }
     } catch (err) {
       if (err instanceof BackupNotFoundError) return { status: 404, json: { error: err.message } }

@@ -129,6 +129,7 @@ export class Daemon implements Startable {
       backups: new Backups({ logger: components.logger, clock: monotonicClock },
         { dir: join(config.sharedDir, 'backups'), member: config.podName, keep: config.backupKeep, scratchDir: config.dataDir }),
       leadership,
+      leaderReady: async () => { await this.replication?.leaderReady() },
       ...(membership === undefined || transport === undefined
         ? {}
         : {
@@ -276,7 +277,9 @@ export class Daemon implements Startable {
       start: async () => {
         const journal = this.store.journal
         const member = this.config.podName
-        journal.setLeaderCheck(() => this.cluster.leadership.isLeader())
+        // A new leader writes once it may (VECTIS_REPLICATION=sync: after it took what the members hold past its
+        // position); before that, an append would take a sequence number one of those entries holds.
+        journal.setLeaderCheck(() => this.cluster.leadership.isLeader() && (this.replication?.writable() ?? true))
         const epochNow = (): number => this.cluster.leadership.currentEpoch()?.number ?? 0
         offs.push(
           this.cluster.events.on('view:installed', (v) => {

@@ -70,17 +70,16 @@ export interface BackupsInit {
   dir: string
   /** This member's name: part of every id it writes. */
   member: string
-  /** `VECTIS_BACKUP_KEEP`: the newest this many stay when a new backup is verified. */
+  /** `VECTIS_BACKUP_KEEP`: the newest this many of the directory (every member's) stay when a new one is verified. */
   keep?: number
   /** Where a restore opens its scratch copy (this member's data directory). */
   scratchDir: string
 }
 
-/** What `create` copies: the database (an online copy to a path: Store.backup) and the journal's state then. */
+/** What `create` copies: the database (an online copy to a path: Store.backup) and the member's epoch. */
 export interface BackupSource {
   copyTo(destination: string): Promise<void>
   epoch: number
-  journalSeq: number
 }
 
 /** The journal as a restore uses it. */
@@ -113,26 +112,26 @@ export class Backups {
       if (!ID.test(id)) throw new BackupError(`cannot name a backup after member ${JSON.stringify(this.init.member)}`)
       const file = this.fileOf(id)
       const tmp = join(this.dir, `.${id}.db.part`)
+      let manifest: BackupManifest
       try {
         await source.copyTo(tmp)
-        const { transfers, schemaVersion } = checkCopy(tmp)
+        const { transfers, schemaVersion, journalSeq } = checkCopy(tmp)
         const fh = await this.fs.open(tmp, 'existing')
         try { await fh.sync() } finally { await fh.close() }
         const { bytes, sha256 } = await digestOf(tmp)
         await this.fs.rename(tmp, file)
-        const manifest: BackupManifest = {
-          id, createdAt: createdAt.toISOString(), member: this.init.member, epoch: source.epoch, journalSeq: source.journalSeq,
-          transfers, schemaVersion, bytes, sha256
-        }
+        manifest = { id, createdAt: createdAt.toISOString(), member: this.init.member, epoch: source.epoch, journalSeq, transfers, schemaVersion, bytes, sha256 }
         // Last: a manifest names a whole, durable file (writeFileAtomic syncs the directory, the rename included).
         await this.fs.writeFileAtomic(this.manifestOf(id), Buffer.from(JSON.stringify(manifest, null, 2) + '\n'))
-        this.log.info({ ...manifest }, 'journal backed up')
-        await this.prune()
-        return manifest
       } catch (err) {
         await this.fs.unlink(tmp).catch(() => {})
+        await this.fs.unlink(file).catch(() => {}) // a copy without its manifest would never be listed, nor pruned
         throw err
       }
+      this.log.info({ ...manifest }, 'journal backed up')
+      // The backup is whole whatever happens to the old ones (another member may be deleting them too).
+      await this.prune().catch((err: unknown) => { this.log.warn({ err }, 'deleting old backups failed; the next backup retries') })
+      return manifest
     })
   }
 
@@ -177,19 +176,21 @@ export class Backups {
       const manifest = await this.get(id)
       if (manifest === undefined) throw new BackupNotFoundError(id)
       const file = this.fileOf(id)
-      const actual = await digestOf(file).catch((err: unknown) => {
-        throw new BackupError(`backup ${id}: cannot read ${file}: ${(err as Error).message}`)
-      })
-      if (actual.bytes !== manifest.bytes || actual.sha256 !== manifest.sha256) {
-        throw new BackupError(`backup ${id} failed verification: ${file} has ${actual.bytes} bytes, SHA-256 ${actual.sha256}; ` +
-          `its manifest says ${manifest.bytes} bytes, SHA-256 ${manifest.sha256}`)
-      }
       // A scratch copy left by a restore that was killed may have a WAL beside it: start from nothing.
       const scratch = join(this.init.scratchDir, `.restore-${id}`)
       await rm(scratch, { recursive: true, force: true })
       await this.fs.mkdirp(scratch)
       try {
-        await this.fs.copyFile(file, join(scratch, 'vectis.db'))
+        // The copy is what is verified and read: the shared file could change in between.
+        const copy = join(scratch, 'vectis.db')
+        await this.fs.copyFile(file, copy).catch((err: unknown) => {
+          throw new BackupError(`backup ${id}: cannot read ${file}: ${(err as Error).message}`)
+        })
+        const actual = await digestOf(copy)
+        if (actual.bytes !== manifest.bytes || actual.sha256 !== manifest.sha256) {
+          throw new BackupError(`backup ${id} failed verification: ${file} has ${actual.bytes} bytes, SHA-256 ${actual.sha256}; ` +
+            `its manifest says ${manifest.bytes} bytes, SHA-256 ${manifest.sha256}`)
+        }
         let db: Database
         try {
           db = openDatabase(scratch, this.log).db
@@ -249,15 +250,19 @@ export class Backups {
   }
 }
 
-/** The copy opens as a database, passes quick_check and becomes one self-contained file. */
-function checkCopy (path: string): { transfers: number, schemaVersion: number } {
+/**
+ * The copy opens as a database, passes quick_check and becomes one self-contained file; its row count and journal
+ * position (read from the copy itself: the journal moves on while it is taken).
+ */
+function checkCopy (path: string): { transfers: number, schemaVersion: number, journalSeq: number } {
   const db = new DatabaseConstructor(path)
   try {
     db.pragma('journal_mode = DELETE')
     const problems = (db.pragma('quick_check') as Array<{ quick_check: string }>).map((r) => r.quick_check).filter((s) => s !== 'ok')
     if (problems.length > 0) throw new BackupError(`the copy failed quick_check: ${problems.slice(0, 3).join('; ')}`)
     const transfers = (db.prepare('SELECT count(*) AS n FROM transfers').get() as { n: number }).n
-    return { transfers, schemaVersion: db.pragma('user_version', { simple: true }) as number }
+    const journalSeq = (db.prepare('SELECT position FROM replication WHERE id = 1').get() as { position: number } | undefined)?.position ?? 0
+    return { transfers, schemaVersion: db.pragma('user_version', { simple: true }) as number, journalSeq }
   } finally {
     db.close()
   }

@@ -462,7 +462,8 @@ export class Journal {
   }
 
   /**
-   * One short transaction of retention: on the leader (a lease check is installed and holds), at most `batch`
+   * One short transaction of retention: on the leader (a lease check is installed and holds: without one, as in a
+   * store no daemon runs, no rows are pruned, since no member would receive the prune entry), at most `batch`
    * final transfers that finished before `cutoffMs`, logged as one prune entry that every member applies; on
    * every member, at most `batch` log entries older than it (except the newest entry of each remaining row) and
    * cluster events.
@@ -517,15 +518,14 @@ export class Journal {
     const written = this.db.transaction(() => {
       const out: TransferRecord[] = []
       for (const row of rows) {
-        let key = row.id
-        let here = this.s.get.get(key)
-        if (here !== undefined && !sameTransfer(toRecord(here), row)) {
-          key = `${row.id}@${backupId}`
-          here = this.s.get.get(key)
-          if (here === undefined) result.rekeyed++
-        }
-        if (here !== undefined) { result.kept++; continue }
-        if (key === row.id) result.added++
+        // Restored beside another transfer of the same key by an earlier run of this restore: kept.
+        const rekeyed = `${row.id}@${backupId}`
+        if (this.s.get.get(rekeyed) !== undefined) { result.kept++; continue }
+        const here = this.s.get.get(row.id)
+        if (here !== undefined && sameTransfer(toRecord(here), row)) { result.kept++; continue }
+        const key = here === undefined ? row.id : rekeyed
+        if (here === undefined) result.added++
+        else result.rekeyed++
         const wasRunning = row.status === 'in-progress'
         out.push(this.write({
           ...row,
@@ -669,6 +669,7 @@ export class Journal {
       this.s.deleteTransfer.run(key)
       return
     }
+    // Entries found by a row's key are that row's changes (a prune entry has no key).
     const e = toEntry(newest)
     if (e.kind === 'transfer') this.s.upsert.run(toRow(e.data))
   }

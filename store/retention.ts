@@ -1,6 +1,7 @@
 /**
  * Background pruning of the journal: final transfers (completed, failed) that finished more than `retentionDays`
- * ago, and log entries older than that (see Journal.pruneBatch). Runs on a jittered timer, first after a random
+ * ago, on the leader only (where the daemon installed its lease check and it holds; each batch is a replicated
+ * prune entry), and log entries and cluster events older than that on every member (see Journal.pruneBatch). Runs on a jittered timer, first after a random
  * delay, in bounded batches with a yield to the event loop between them, so one run never holds the database (and
  * the PeSIT hot path waiting on it) for long.
  *
@@ -12,6 +13,7 @@ import type { Startable } from '../common/lifecycle.js'
 import type { Logger } from '../common/logger.js'
 import { StoreConfigError } from './errors.js'
 import type { Journal, PruneResult } from './journal.js'
+import { MAX_PRUNE_IDS } from './journal-records.js'
 
 export const DEFAULT_RETENTION_DAYS = 30
 /** Hourly is plenty for a day-granular retention; the jitter keeps members from pruning in lockstep. */
@@ -55,6 +57,8 @@ export class JournalRetention implements Startable {
     for (const [k, v] of [['intervalMs', this.intervalMs], ['batchSize', this.batchSize], ['maxBatches', this.maxBatches]] as const) {
       if (!Number.isSafeInteger(v) || v < 1) throw new StoreConfigError(k, `must be a positive integer, got ${v}`)
     }
+    // A batch's rows are one prune entry: members refuse an entry naming more.
+    if (this.batchSize > MAX_PRUNE_IDS) throw new StoreConfigError('batchSize', `must be at most ${MAX_PRUNE_IDS}, got ${this.batchSize}`)
     this.log = components.logger.child({ component: 'store:retention' })
   }
 

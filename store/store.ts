@@ -108,9 +108,9 @@ export class Store implements Startable {
 
   /**
    * An online, consistent copy of the database to `destination` (SQLite's backup API: safe while the daemon
-   * writes, unlike copying the file, whose WAL holds the latest commits). What the corruption error's "restore a
-   * backup" refers to; the copy is a complete database file, restored by putting it in place of vectis.db while
-   * the daemon is stopped.
+   * writes, unlike copying the file, whose WAL holds the latest commits): what journal backups are made of
+   * (backups.ts; restored by merging their transfers, docs/contract.md §3.9). The copy also holds this member's
+   * own state (identity, epochs): putting it in place of another member's vectis.db would clone this member.
    */
   async backup (destination: string): Promise<void> {
     const { db } = this.opened()

@@ -16,8 +16,8 @@
  * Wrap-around: when the counter passes 65,535 it continues at 0 within the same range (the epoch is the leadership
  * protocol's, never raised for this). Every candidate is skipped if it is 0 or if a transfer with that PI 13 is
  * still in progress or interrupted in the local journal, since those are the ids a partner may present again to
- * restart (docs/pesit.md §9.3, docs/design.md §5.5), and if its key is already a row's: a journal restored from a
- * backup onto a new cluster (whose epochs start again from 1) holds the keys of the old one. So an id is reused only after at least 65,535 other transfers
+ * restart (docs/pesit.md §9.3, docs/design.md §5.5), and if its key is already a row's: a journal restored from
+ * a backup onto a new cluster (whose epochs start again from 1) holds the keys of the old one. So an id is reused only after at least 65,535 other transfers
  * of the same leadership, or 256 elections, and never while it can be restarted here. If every id of the range is
  * held by a restartable transfer, allocation fails with TransferIdsExhaustedError rather than loop or collide.
  *

@@ -25,7 +25,7 @@ import { DIAG } from './diagnostics.js'
 import { FpduChannel } from './fpdu-channel.js'
 import type { PesitMetrics, TransferJournalPort } from './ports.js'
 import { DEFAULT_MAX_SYNC_WINDOW, DEFAULT_SESSION_TIMEOUTS, ServerSession, type SessionTimeouts } from './server-session.js'
-import { COMPLETION_RECORD_DAYS, parseCheckpointName, readCheckpoint, removeOrphans } from './receive-store.js'
+import { COMPLETION_RECORD_DAYS, parseEpochName, readCheckpoint } from './receive-store.js'
 import type { FaultPoint } from './fault-injection.js'
 
 /** The temporary name DurableFs.writeFileAtomic gives a checkpoint (`.ckpt`) or a send restart state (`.send`). */
@@ -166,30 +166,44 @@ export class PesitServer implements Startable {
     const fs = this.components.fs
     let removed = 0
     let records = 0
+    let orphans = 0
     const before = Date.now() - COMPLETION_RECORD_DAYS * 24 * 3600 * 1000
     for (const { directory } of configuredDirectories(this.init.config)) {
-      const names = await fs.readdir(directory).catch(() => [])
+      const names = await fs.readdir(directory).catch(() => [] as string[])
+      // The newest leadership's checkpoint of each transfer, from one listing of the directory.
+      const newest = new Map<string, { name: string, epoch: number }>()
       for (const name of names) {
         if (STALE_TEMPORARY.test(name)) {
           await fs.unlink(join(directory, name))
           removed++
-        } else if (CHECKPOINT_FILE.test(name)) {
-          const path = join(directory, name)
-          const completed = (await readCheckpoint(fs, path))?.completed
-          if (completed === undefined) continue
-          // A delivered transfer (not merely recorded complete: its leader may have died before the delivery, which
-          // a replay then finishes from its partial file): what an old leader, paused past its lease check, wrote
-          // after the delivery is an orphan (receive-store.ts).
-          const parsed = parseCheckpointName(name)
-          if (parsed !== undefined && await fs.exists(join(directory, completed.finalName))) await removeOrphans(fs, { directory, ...parsed })
-          // Completion records past their time: a requester restarts a transfer within minutes, not days.
-          if (((await fs.stat(path))?.mtimeMs ?? Infinity) >= before) continue
-          await fs.unlink(path)
-          records++
+          continue
         }
+        const c = CHECKPOINT_FILE.test(name) ? parseEpochName(name, '.ckpt') : undefined
+        if (c !== undefined && (newest.get(c.stem)?.epoch ?? -2) < c.epoch) newest.set(c.stem, { name, epoch: c.epoch })
+      }
+      for (const [stem, c] of newest) {
+        const path = join(directory, c.name)
+        const completed = (await readCheckpoint(fs, path))?.completed
+        if (completed === undefined) continue
+        // A delivered transfer (not merely recorded complete: its leader may have died before the delivery, which
+        // a replay then finishes from its partial file): what other leaderships wrote for it, an old leader paused
+        // past its lease check included, are orphans (receive-store.ts).
+        if (await fs.exists(join(directory, completed.finalName))) {
+          for (const name of names) {
+            const f = parseEpochName(name, '.part') ?? parseEpochName(name, '.ckpt')
+            if (f?.stem !== stem || f.epoch === c.epoch) continue
+            await fs.unlink(join(directory, name))
+            orphans++
+          }
+        }
+        // Completion records past their time: a requester restarts a transfer within minutes, not days.
+        if (((await fs.stat(path))?.mtimeMs ?? Infinity) >= before) continue
+        await fs.unlink(path)
+        records++
       }
     }
     if (removed > 0) this.log.info({ removed }, 'removed temporary files left by an interrupted checkpoint write')
+    if (orphans > 0) this.log.info({ removed: orphans }, 'removed files earlier leaderships wrote for transfers already delivered')
     if (records > 0) this.log.info({ removed: records, days: COMPLETION_RECORD_DAYS }, 'removed completion records of files delivered long ago')
   }
 

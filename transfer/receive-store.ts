@@ -79,18 +79,20 @@ export function recordedPartial (c: Checkpoint, stem: string): string { return c
  */
 export function checkpointNameFor (stem: string, epoch: number): string { return `${stem}.${epoch}.ckpt` }
 
-/** The transfer stem and leadership epoch of a checkpoint's name (`<stem>.<epoch>.ckpt`), if it is one. */
-export function parseCheckpointName (name: string): { stem: string, epoch: number } | undefined {
-  const m = /^(.+)\.(\d{1,15})\.ckpt$/.exec(name)
-  return m === null ? undefined : { stem: m[1]!, epoch: Number(m[2]) }
+/**
+ * The transfer stem and leadership epoch of one of its files' names (`<stem>.<epoch><suffix>`; epoch -1 for the
+ * name without one, of earlier releases), if it is one.
+ */
+export function parseEpochName (name: string, suffix: string): { stem: string, epoch: number } | undefined {
+  if (!name.endsWith(suffix)) return undefined
+  const m = /^(.+?)(?:\.(\d{1,15}))?$/.exec(name.slice(0, name.length - suffix.length))
+  return m === null ? undefined : { stem: m[1]!, epoch: m[2] === undefined ? -1 : Number(m[2]) }
 }
 
 /** The epoch in the name of one of transfer `stem`'s files (`<stem>.<epoch><suffix>`): -1 for the name without one. */
 function epochOf (name: string, stem: string, suffix: string): number | undefined {
-  if (name === `${stem}${suffix}`) return -1
-  if (!name.startsWith(`${stem}.`) || !name.endsWith(suffix)) return undefined
-  const e = name.slice(stem.length + 1, name.length - suffix.length)
-  return /^\d{1,15}$/.test(e) ? Number(e) : undefined
+  const p = parseEpochName(name, suffix)
+  return p?.stem === stem ? p.epoch : undefined
 }
 
 /** Transfer `stem`'s files in `directory` with `suffix` (`.ckpt`, `.part`), newest leadership first. */
@@ -209,6 +211,11 @@ export class IncomingFile implements ReceivedData {
           if (recorded !== mine || latest!.path !== inc.checkpointPath) {
             await fs.syncDir(key.directory)
             await inc.writeRecord(ckpt.syncPoint, ckpt.offset, ckpt.articles)
+            // This leadership's checkpoint is the transfer's now. The others go: one an old leader writes late is
+            // of a lower epoch, but those of a cluster whose shared directory this one inherited (its epochs
+            // started again from 1) may be higher and would otherwise stay the newest.
+            for (const c of await filesOf(fs, key, '.ckpt')) if (c.epoch !== key.epoch) await fs.unlink(join(key.directory, c.name))
+            await fs.syncDir(key.directory)
           }
           await inc.hashPrefix(ckpt.offset)
           return inc
@@ -364,7 +371,7 @@ export class IncomingFile implements ReceivedData {
  * Partial files and checkpoints other leaderships than `key.epoch`'s left for this transfer (what a paused old
  * leader may still write into), once it is delivered or discarded: the files of `key.epoch` are not touched.
  */
-export async function removeOrphans (fs: DurableFs, key: Pick<IncomingKey, 'directory' | 'stem' | 'epoch'>): Promise<void> {
+async function removeOrphans (fs: DurableFs, key: Pick<IncomingKey, 'directory' | 'stem' | 'epoch'>): Promise<void> {
   for (const suffix of ['.part', '.ckpt']) {
     for (const f of await filesOf(fs, key, suffix)) {
       if (f.epoch !== key.epoch) await fs.unlink(join(key.directory, f.name)).catch(() => {})

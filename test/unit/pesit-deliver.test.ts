@@ -40,6 +40,7 @@ test('a restart taken over by a new leader continues in a partial file of its ow
   const b = await IncomingFile.open(fs, key(2), true)
   assert.equal(b.bytes, 100_000)
   assert.equal((await readCheckpoint(fs, join(dir, checkpointNameFor(key(2).stem, 2))))?.partial, partialNameFor(key(2).stem, 2))
+  assert.ok(!existsSync(join(dir, checkpointNameFor(key(1).stem, 1))), 'the checkpoint taken over is this leadership\'s now')
   // The old leader wakes up and writes what it had, and its checkpoint: into its own files.
   const late = Buffer.alloc(50_000, 0xee)
   await a.append(late)
@@ -76,4 +77,30 @@ test('a checkpoint is not written once the lease check before it fails (a member
   await assert.rejects(f.checkpointAt(2, at.offset, at.articles, () => { throw new Error('not leader') }), /not leader/)
   assert.equal((await latestCheckpoint(fs, key))?.checkpoint.syncPoint, 1, 'the checkpoint of sync point 1 stays')
   await f.closeHandle()
+})
+
+test('a takeover makes its own checkpoint the newest, also over a higher epoch left by a cluster whose shared directory this one inherited', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'vectis-fence-'))
+  t.after(() => { rmSync(dir, { recursive: true, force: true }) })
+  const fs = new NodeDurableFs()
+  const key = (epoch: number): IncomingKey => ({ directory: dir, stem: '.vectis-P-F-9', partner: 'P', server: 'S', file: 'F', transferId: 9, articleFormat: 0x80, articleLength: 4096, epoch })
+  const data = randomBytes(200_000)
+  // The old cluster (epoch 47) acknowledged 50,000 bytes, then every member was lost; the new one starts at epoch 2.
+  const old = await IncomingFile.open(fs, key(47), false)
+  await old.append(data.subarray(0, 50_000))
+  const at = await old.handOff()
+  await old.checkpointAt(1, at.offset, at.articles)
+  await old.closeHandle()
+  const a = await IncomingFile.open(fs, key(2), true)
+  assert.equal(a.bytes, 50_000)
+  await a.append(data.subarray(50_000, 120_000))
+  const at2 = await a.handOff()
+  await a.checkpointAt(2, at2.offset, at2.articles)
+  await a.closeHandle()
+  assert.equal((await latestCheckpoint(fs, key(3)))?.checkpoint.offset, 120_000, 'epoch 2\'s checkpoint, not the old cluster\'s')
+  // The next leadership resumes from it and delivers.
+  const b = await IncomingFile.open(fs, key(3), true)
+  assert.equal(b.bytes, 120_000)
+  await b.append(data.subarray(120_000))
+  assert.ok(readFileSync(await b.commit('FINAL9', () => {})).equals(data))
 })
