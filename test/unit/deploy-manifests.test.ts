@@ -13,6 +13,7 @@ import { DEFAULT_LEADER_LABEL, DEFAULT_POD_SELECTOR } from '../../k8s/defaults.j
 import { equalityLabels, matchesSelector, parseLabelSelector } from '../../k8s/label-selector.js'
 import { parsePesitConfig } from '../../daemon/config.js'
 import { validatePesitConfig } from '../../transfer/config-types.js'
+import { Metrics } from '../../daemon/metrics.js'
 
 const root = fileURLToPath(new URL('../..', import.meta.url))
 
@@ -20,9 +21,8 @@ const root = fileURLToPath(new URL('../..', import.meta.url))
 // 5001 is the manifests' own choice for PeSIT over TLS (components/tls configures the listener on it).
 const DEFAULTS = { clusterPort: 7800, httpPort: 8080, pesitPort: 5000, pesitTlsPort: 5001, healthz: '/healthz', readyz: '/readyz', handoverDrainMs: 3000 }
 // The metrics docs/contract.md §4 defines: alert expressions may only use these (plus kube-state-metrics' replicas).
-const METRICS = ['vectis_cluster_members', 'vectis_cluster_is_leader', 'vectis_cluster_quorum', 'vectis_cluster_epoch',
-  'vectis_cluster_leader_changes_total', 'vectis_cluster_view_changes_total', 'vectis_k8s_label_errors_total', 'vectis_k8s_labels_in_sync',
-  'vectis_pesit_servers_running', 'vectis_transfers_total']
+// Every metric the daemon exports (its registry, without the process defaults): what the alerts may use.
+const METRICS = (await new Metrics({ defaultMetrics: false }).registry.getMetricsAsJSON()).map((m) => m.name)
 
 type Obj = { apiVersion: string, kind: string, metadata: { name: string, namespace?: string, labels?: Record<string, string> }, [k: string]: any }
 
