@@ -3,7 +3,7 @@
  * process). Names are those of docs/contract.md §4. Cluster gauges carry no per-member labels, so
  * `sum(vectis_cluster_is_leader)` over all pods counts leaders.
  */
-import { Registry, Gauge, Counter, collectDefaultMetrics } from 'prom-client'
+import { Registry, Gauge, Counter, Histogram, collectDefaultMetrics } from 'prom-client'
 import { PEER_DEVIATIONS, TRANSFER_OUTCOMES } from '../transfer/ports.js'
 
 export class Metrics {
@@ -22,6 +22,15 @@ export class Metrics {
   readonly pesitServersRunning = new Gauge({ name: 'vectis_pesit_servers_running', help: 'PeSIT servers listening on this member', registers: [this.registry] })
   readonly pesitConnectionsActive = new Gauge({ name: 'vectis_pesit_connections_active', help: 'Open PeSIT connections', registers: [this.registry] })
   readonly transfers = new Counter({ name: 'vectis_transfers_total', help: 'Finished transfers', labelNames: ['direction', 'status'] as const, registers: [this.registry] })
+  readonly transferDuration = new Histogram({
+    name: 'vectis_transfer_duration_seconds',
+    help: 'Duration of transfer attempts on this member, from CREATE or SELECT to their end',
+    labelNames: ['direction', 'status'] as const,
+    buckets: [0.1, 0.5, 1, 5, 15, 60, 300, 900, 3600],
+    registers: [this.registry]
+  })
+
+  readonly transferFailures = new Counter({ name: 'vectis_transfer_failures_total', help: 'Transfer attempts that did not complete (failed or interrupted), by PeSIT diagnostic', labelNames: ['direction', 'diagnostic'] as const, registers: [this.registry] })
   readonly transferBytes = new Counter({ name: 'vectis_transfer_bytes_total', help: 'File bytes transferred', labelNames: ['direction'] as const, registers: [this.registry] })
   readonly journalSeq = new Gauge({ name: 'vectis_journal_seq', help: 'This member\'s position in the leader\'s journal log (the leader: the end of its own)', registers: [this.registry] })
   readonly journalLag = new Gauge({ name: 'vectis_journal_replication_lag_entries', help: 'Entries between this member\'s position and the leader\'s last known head (0 on the leader)', registers: [this.registry] })

@@ -99,12 +99,22 @@ export interface PesitMetrics {
   /** vectis_pesit_connections_active */
   connectionOpened?(serverId: string): void
   connectionClosed?(serverId: string): void
-  /** vectis_transfers_total{direction,status} */
-  transferEnded?(direction: TransferDirection, status: TransferOutcome): void
+  /**
+   * vectis_transfers_total{direction,status}; vectis_transfer_duration_seconds{direction,status} (this attempt, from
+   * its CREATE or SELECT on this member); vectis_transfer_failures_total{direction,diagnostic} when it did not complete
+   */
+  transferEnded?(direction: TransferDirection, status: TransferOutcome, end?: AttemptEnd): void
   /** vectis_transfer_bytes_total{direction}: file bytes, counted as they are stored or sent */
   transferBytes?(direction: TransferDirection, bytes: number): void
   /** vectis_pesit_peer_deviations_total{kind}: a departure from the protocol that was tolerated */
   peerDeviation?(kind: PeerDeviation): void
+}
+
+/** How an attempt ended, for the metrics. */
+export interface AttemptEnd {
+  durationSeconds: number
+  /** `Dt-rrr` of a failure or interruption */
+  diagnostic?: string
 }
 
 /** The departures from the protocol a server tolerates (docs/pesit.md §12), each counted. */

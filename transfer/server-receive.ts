@@ -8,7 +8,7 @@
  */
 import { getDiagnostic, getGroup, getNumber, getString, splitArticles, type Fpdu, type Params } from './codec.js'
 import { directoryFor, finalFileName, transferStem, type PesitFileConfig } from './config-types.js'
-import { DIAG, describeDiagnostic, isSuccess, type Diagnostic } from './diagnostics.js'
+import { DIAG, describeDiagnostic, formatDiagnostic, isSuccess, type Diagnostic } from './diagnostics.js'
 import { ConnectionLostError, NotLeaderError, PesitError, ProtocolError, UnexpectedFpduError } from './errors.js'
 import type { TransferOutcome } from './ports.js'
 import { IncomingFile, writeBufferFor, type ReceivedData } from './receive-store.js'
@@ -33,6 +33,8 @@ interface Transfer {
   done: boolean
   dtfEndDiag?: Diagnostic
   reportedBytes: number
+  /** performance.now() at its CREATE */
+  startedAt: number
 }
 
 export class ReceiveSide {
@@ -135,7 +137,7 @@ export class ReceiveSide {
     this.entitySize = Math.min(proposedEntity, this.host.ctx.server.maxEntitySize)
     this.transfer = {
       journalId, key, transferId, file, finalName, incoming, replay, articleFormat, articleLength,
-      announcedKb, written: false, done: false, reportedBytes: incoming.bytes
+      announcedKb, written: false, done: false, reportedBytes: incoming.bytes, startedAt: performance.now()
     }
     this.host.setInterrupted(false)
     await this.host.send('ACK_CREATE', { 2: DIAG.OK, 25: this.entitySize })
@@ -388,7 +390,7 @@ export class ReceiveSide {
       this.host.log.info({ transferId: t.transferId, path, bytes: inc.bytes, articles: inc.articles }, 'delivery confirmed again to a requester that restarted a transfer already received')
     } else {
       this.host.log.info({ transferId: t.transferId, path, bytes: inc.bytes, articles: inc.articles }, 'file received')
-      this.host.ctx.metrics.transferEnded?.('receive', 'completed')
+      this.host.ctx.metrics.transferEnded?.('receive', 'completed', { durationSeconds: secondsSince(t.startedAt) })
     }
     this.host.ctx.activeTransfers.delete(t.key)
     this.transfer = undefined
@@ -414,6 +416,8 @@ export class ReceiveSide {
     await this.host.journal(async (j) => await j.end(t.journalId, {
       status, bytes: t.incoming.bytes, articles: t.incoming.articles, diagnostic: describeDiagnostic(diag), message
     }))
-    this.host.ctx.metrics.transferEnded?.('receive', status)
+    this.host.ctx.metrics.transferEnded?.('receive', status, { durationSeconds: secondsSince(t.startedAt), diagnostic: formatDiagnostic(diag) })
   }
 }
+
+function secondsSince (t: number): number { return (performance.now() - t) / 1000 }

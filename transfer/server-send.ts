@@ -13,7 +13,7 @@ import { join } from 'node:path'
 import type { DurableFile } from '../store/durable-fs.js'
 import { getGroup, getNumber, getString, pesitDate, type Fpdu, type Params } from './codec.js'
 import { directoryFor, type PesitFileConfig } from './config-types.js'
-import { DIAG, describeDiagnostic, isSuccess, type Diagnostic } from './diagnostics.js'
+import { DIAG, describeDiagnostic, formatDiagnostic, isSuccess, type Diagnostic } from './diagnostics.js'
 import { NotLeaderError, PesitError } from './errors.js'
 import { OutgoingTransfer } from './outgoing-transfer.js'
 import type { TransferOutcome } from './ports.js'
@@ -35,6 +35,8 @@ interface Pull {
   emitting?: Promise<void>
   dtfEnd?: Diagnostic
   done: boolean
+  /** performance.now() at its SELECT */
+  startedAt: number
 }
 
 /** PI 12 carries at most 76 characters of printable ASCII. */
@@ -138,7 +140,7 @@ export class SendSide {
       fs: ctx.fs, ch: this.host.ch, peerId: this.host.peerId(), source: handle, path, statePath, state, entity,
       window: this.host.sync().window, onBytes: (n) => ctx.metrics.transferBytes?.('send', n)
     })
-    this.pull = { journalId: started.id, transferId: started.transferId, file, directory, path, statePath, handle, out, done: false }
+    this.pull = { journalId: started.id, transferId: started.transferId, file, directory, path, statePath, handle, out, done: false, startedAt: performance.now() }
     const echo = `${file.id}/${picked.name}`
     await this.host.send('ACK_SELECT', {
       2: DIAG.OK, 9: { 11: 0, 12: PI12.test(echo) ? echo : file.id }, 13: started.transferId, 16: 2, 25: entity,
@@ -245,7 +247,7 @@ export class SendSide {
     if (!ctx.leadership.isLeader()) throw new NotLeaderError('acknowledge TRANS.END')
     await this.host.send('ACK_TRANS_END', { 2: DIAG.OK, ...counts })
     log.info({ transferId: pull.transferId, path: pull.path, bytes: out.bytes, articles: out.articles }, 'file sent')
-    ctx.metrics.transferEnded?.('send', 'completed')
+    ctx.metrics.transferEnded?.('send', 'completed', { durationSeconds: (performance.now() - pull.startedAt) / 1000 })
     await ctx.fs.unlink(pull.statePath).catch(() => {})
     const name = pull.path.slice(pull.directory.length + 1)
     if (pull.file.afterSend !== undefined && pull.file.afterSend.action !== 'keep') await this.afterSend(pull.file, pull.directory, name, this.host.partner().id, pull.transferId, 'now')
@@ -281,7 +283,7 @@ export class SendSide {
     await this.host.journal(async (j) => await j.end(pull.journalId, {
       status, bytes: out.bytes, articles: out.articles, diagnostic: describeDiagnostic(diag), message
     }))
-    this.host.ctx.metrics.transferEnded?.('send', status)
+    this.host.ctx.metrics.transferEnded?.('send', status, { durationSeconds: (performance.now() - pull.startedAt) / 1000, diagnostic: formatDiagnostic(diag) })
     if (status === 'failed') await this.host.ctx.fs.unlink(pull.statePath).catch(() => {})
   }
 }

@@ -69,6 +69,9 @@ files:
       assert.equal(v('vectis_pesit_servers_running'), 1)
       assert.equal(v('vectis_transfers_total', { direction: 'receive', status: 'completed' }), 1)
       assert.equal(v('vectis_transfer_bytes_total', { direction: 'receive' }), payload.length)
+      assert.equal(v('vectis_transfer_duration_seconds_count', { direction: 'receive', status: 'completed' }), 1)
+      assert.ok((v('vectis_transfer_duration_seconds_sum', { direction: 'receive', status: 'completed' }) ?? 0) > 0)
+      assert.equal(samples.filter((s) => s.name === 'vectis_transfer_failures_total').length, 0, 'no failure counted')
 
       d.signal('SIGTERM')
       assert.equal((await d.waitExit()).code, 0)
