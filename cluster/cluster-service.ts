@@ -107,6 +107,8 @@ export class MembershipCluster implements ClusterService, Leadership {
   /** The outcome of the hand-over in progress, settled by the machine's `handover:completed` or `handover:failed`. */
   private handoverOutcome: Deferred<HandoverOutcome> | undefined
   private failedCause: 'persist' | 'machine' | undefined
+  /** The leader this member followed and when it last heard from it (see LeaderElectedEvent.previousLeaderSilentMs). */
+  private leaderSign: { name: string, at: number } | undefined
 
   constructor (private readonly components: ClusterServiceComponents, private readonly init: ClusterServiceInit) {
     this.log = components.logger.child({ component: 'cluster:member' })
@@ -195,8 +197,11 @@ export class MembershipCluster implements ClusterService, Leadership {
   private step (input: MembershipInput): ReplyMessage | undefined {
     const d = this.driver
     if (d === undefined || (!this.running && input.type !== 'leave')) return undefined
-    const reply = d.step(input, this.clock.now())
+    const now = this.clock.now()
+    const reply = d.step(input, now)
     this.trackLease()
+    // The last sign of the leader followed, kept when the leader falls silent (and past its removal from the view).
+    if (this.leading === undefined) this.leaderSign = d.machine.leaderSign(now) ?? this.leaderSign
     return reply
   }
 
@@ -305,9 +310,13 @@ export class MembershipCluster implements ClusterService, Leadership {
         this.endLeadership('superseded')
         const abort = new AbortController()
         const now = this.clock.now()
+        const previous = this.leaderSign?.name !== this.init.nodeName ? this.leaderSign : undefined
+        this.leaderSign = undefined
         this.leading = { epoch: e.epoch, abort, startNs: hrtimeNs(), leaseEnd: now + (this.driver?.leaseRemaining(now) ?? 0) }
-        this.log.info({ epoch: e.epoch, leadershipStartNs: this.leading.startNs.toString() }, 'leader elected: this member leads')
-        this.events.emit('leader:elected', { epoch: e.epoch, signal: abort.signal })
+        const previousLeaderSilentMs = previous === undefined ? undefined : Math.max(0, now - previous.at)
+        this.log.info({ epoch: e.epoch, leadershipStartNs: this.leading.startNs.toString(), previousLeader: previous?.name, previousLeaderSilentMs },
+          'leader elected: this member leads')
+        this.events.emit('leader:elected', { epoch: e.epoch, signal: abort.signal, ...(previousLeaderSilentMs !== undefined ? { previousLeaderSilentMs } : {}) })
         break
       }
       case 'leader:demoted':

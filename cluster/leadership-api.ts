@@ -15,6 +15,11 @@ export interface LeaderElectedEvent {
   epoch: Epoch
   /** Aborted when this leadership ends (demotion, hand-over, shutdown): leader-only work hangs off it. */
   signal: AbortSignal
+  /**
+   * A takeover: how long before this election this member last heard from the leader it followed (its last sign
+   * of life, a hand-over message included). Absent when it followed none (a cold start, a standalone member).
+   */
+  previousLeaderSilentMs?: number
 }
 
 /** Why a leadership ended. */

@@ -117,6 +117,10 @@ export class Daemon implements Startable {
         // carries the label.
         await this.replication?.leaderReady()
         if (k8s !== undefined) await k8s.waitLabelsReady(signal)
+      },
+      // A takeover (not a cold start): from the old leader's last sign to serving.
+      onServing: (e, sinceElectedMs) => {
+        if (e.previousLeaderSilentMs !== undefined) this.metrics.clusterTakeover.observe((e.previousLeaderSilentMs + sinceElectedMs) / 1000)
       }
     })
     this.registerRoutes()

@@ -16,6 +16,13 @@ export class Metrics {
   readonly clusterLeaderChanges = new Counter({ name: 'vectis_cluster_leader_changes_total', help: 'Leader changes observed by this member', registers: [this.registry] })
   readonly clusterViewChanges = new Counter({ name: 'vectis_cluster_view_changes_total', help: 'Views installed by this member', registers: [this.registry] })
   readonly clusterLeaseRemaining = new Gauge({ name: 'vectis_cluster_lease_remaining_seconds', help: 'Seconds left on the leader lease (0 when not leader)', registers: [this.registry] })
+  readonly clusterTakeover = new Histogram({
+    name: 'vectis_cluster_takeover_seconds',
+    help: 'On a new leader: from the last sign of life of the leader it followed to its PeSIT servers serving',
+    buckets: [0.05, 0.1, 0.25, 0.5, 1, 2, 3, 5, 10, 30],
+    registers: [this.registry]
+  })
+
   readonly clusterHeartbeatAgeMax = new Gauge({ name: 'vectis_cluster_heartbeat_age_max_seconds', help: 'Longest time since a heartbeat from any other member of the view', registers: [this.registry] })
   readonly k8sLabelErrors = new Counter({ name: 'vectis_k8s_label_errors_total', help: 'Failed Kubernetes label or annotation writes', registers: [this.registry] })
   readonly k8sLabelsInSync = new Gauge({ name: 'vectis_k8s_labels_in_sync', help: '1 when the pod labels match this member\'s role, else 0', registers: [this.registry] })

@@ -30,6 +30,8 @@ export interface PesitLeaderBindingInit {
   beforeStart?: (signal: AbortSignal) => Promise<void>
   /** deadline for transfers to reach a sync point on a hand-over */
   handoverDeadlineMs?: number
+  /** called once the servers of a leadership run, with the time since its election (the takeover metric) */
+  onServing?: (e: LeaderElectedEvent, sinceElectedMs: number) => void
 }
 
 export class PesitLeaderBinding implements Startable {
@@ -48,7 +50,10 @@ export class PesitLeaderBinding implements Startable {
     if (this.started) return
     this.started = true
     const ev = this.components.leadership.events
-    this.offs.push(ev.on('leader:elected', (e) => { this.enqueue(async () => { await this.onElected(e) }) }))
+    this.offs.push(ev.on('leader:elected', (e) => {
+      const at = performance.now()
+      this.enqueue(async () => { await this.onElected(e, at) })
+    }))
     this.offs.push(ev.on('leader:demoted', (e) => { this.enqueue(async () => { await this.onDemoted(e) }) }))
   }
 
@@ -67,7 +72,7 @@ export class PesitLeaderBinding implements Startable {
     this.chain = this.chain.then(fn).catch((err: unknown) => { this.log.error({ err }, 'PeSIT server transition failed') })
   }
 
-  private async onElected (e: LeaderElectedEvent): Promise<void> {
+  private async onElected (e: LeaderElectedEvent, electedAt: number): Promise<void> {
     if (e.signal.aborted || this.running !== undefined) return
     await this.init.beforeStart?.(e.signal)
     if (e.signal.aborted || !this.components.leadership.isLeader()) {
@@ -77,6 +82,7 @@ export class PesitLeaderBinding implements Startable {
     await this.components.servers.start()
     this.running = e.epoch.number
     this.log.info({ epoch: e.epoch.number }, 'PeSIT servers started (leader)')
+    this.init.onServing?.(e, performance.now() - electedAt)
     // A demotion normally arrives as an event; the signal covers an end of leadership without one.
     e.signal.addEventListener('abort', () => { this.enqueue(async () => { await this.stopServers({}) }) }, { once: true })
   }

@@ -245,6 +245,15 @@ export class MemberContext {
     return this.configs.isPrimary(this.view)
   }
 
+  /** The leader this member follows (not itself) and when it last heard from it: the takeover metric's start. */
+  leaderSign (now: number): { name: string, at: number } | undefined {
+    const name = this.leaderName(now)
+    const c = this.view?.members[0]
+    if (name === undefined || name === this.me.name || c === undefined || c.name !== name) return undefined
+    const at = this.fd.lastHeard(memberKey(c))
+    return at === undefined ? undefined : { name, at }
+  }
+
   private leaderName (now: number): string | undefined {
     if (this.isLeader(now)) return this.me.name
     const c = this.view?.members[0]

@@ -78,6 +78,9 @@ export class FailureDetector {
   /** How long `m` has been silent (a member not watched yet starts being watched now). */
   silence (m: MemberInfo, now: number): number { return now - this.watch(m, now).lastHeard }
 
+  /** When I last heard from the member of key `k`, if I watch it. */
+  lastHeard (k: string): number | undefined { return this.health.get(k)?.lastHeard }
+
   /** `m` spoke to me (a heartbeat, an install): its silence starts again. */
   touch (m: MemberInfo, now: number): void {
     const h = this.watch(m, now)

@@ -55,6 +55,8 @@ export class MembershipMachine {
   currentEpoch (): Epoch | undefined { return this.c.currentEpoch() }
   persistedState (): PersistedClusterState { return this.c.configs.snapshot(this.me) }
   status (now: number): MembershipStatus { return this.c.status(now) }
+  /** The leader this member follows (not itself) and when it last heard from it, on the clock of `now`. */
+  leaderSign (now: number): { name: string, at: number } | undefined { return this.c.leaderSign(now) }
   /** Internal state for diagnostics (simulation failures, debug logs); not a stable interface. */
   debugState (now: number): Record<string, unknown> { return this.c.debugState(now) }
 

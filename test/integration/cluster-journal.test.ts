@@ -45,6 +45,12 @@ it('3 members: every member lists the leader\'s transfers, also after a kill -9 
   await h.kill(first)
   const alive = [0, 1, 2].filter((i) => i !== first)
   const second = await h.waitFor(async () => await h.servingLeader(alive), { timeoutMs: 60_000, what: 'a new leader serving PeSIT' })
+  // The takeover, measured by the new leader from the dead one's last heartbeat to serving: a lease expiry here
+  // (no Kubernetes API to report the death), so more than a failure-detection timeout, well under a minute.
+  const metrics = String((await h.http(second, '/metrics')).body)
+  assert.match(metrics, /^vectis_cluster_takeover_seconds_count 1$/m)
+  const takeover = Number(/^vectis_cluster_takeover_seconds_sum (\S+)$/m.exec(metrics)?.[1])
+  assert.ok(takeover > 0.5 && takeover < 60, `takeover ${takeover} s`)
   assert.deepEqual(await h.waitSameTransfers(alive, 20, { what: 'the new leader and the standby still list the 20' }), before)
   await push(second, 5)
   const after = await h.waitSameTransfers(alive, 25, { what: 'the 25 transfers on both' })

@@ -18,16 +18,22 @@ describe('PeSIT servers follow leadership', () => {
     let leader = false
     const servers = new FakeServers()
     const order: string[] = []
+    const serving: Array<{ epoch: number, silent: number | undefined, since: number }> = []
     const b = new PesitLeaderBinding({ logger: silentLogger(), leadership: { events, isLeader: () => leader }, servers }, {
-      beforeStart: async () => { order.push('label') }
+      beforeStart: async () => { order.push('label') },
+      onServing: (e, since) => { serving.push({ epoch: e.epoch.number, silent: e.previousLeaderSilentMs, since }) }
     })
     await b.start()
     leader = true
     let ac = new AbortController()
-    events.emit('leader:elected', { epoch: { number: 1, leader: 'a' }, signal: ac.signal })
+    events.emit('leader:elected', { epoch: { number: 1, leader: 'a' }, signal: ac.signal, previousLeaderSilentMs: 1200 })
     await b.settled()
     assert.deepEqual(servers.log, ['start'])
     assert.deepEqual(order, ['label'])
+    // Reported once serving, with the takeover's start carried by the election.
+    assert.equal(serving.length, 1)
+    assert.equal(serving[0]!.silent, 1200)
+    assert.ok(serving[0]!.since >= 0 && serving[0]!.since < 5000)
     leader = false
     events.emit('leader:demoted', { epoch: { number: 1, leader: 'a' }, reason: 'handover' })
     ac.abort()
