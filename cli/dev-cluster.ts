@@ -39,6 +39,9 @@ options:
   --base-ip IP       address of the first member; the next ones count up (default 127.0.0.10)
   --log-level L      members' VECTIS_LOG_LEVEL (default info)
   --no-restart       leave members that exit dead (default: restarted after a back-off, as a kubelet would)
+  --prometheus       also run Debian's prometheus (apt-get install prometheus) on 127.0.0.1:9090, scraping every
+                     member and loading the alert rules of deploy/
+  --prometheus-port P  its port instead of 9090 (implies --prometheus)
   --help             this text
 
 On a terminal, keys 0-9 kill -9 that member, r restarts exited members now, q quits.`
@@ -69,6 +72,8 @@ export function parseDevClusterArgs (argv: string[], env: Record<string, string 
     'base-ip': { type: 'string' },
     'log-level': { type: 'string' },
     'no-restart': { type: 'boolean' },
+    prometheus: { type: 'boolean' },
+    'prometheus-port': { type: 'string' },
     help: { type: 'boolean' }
   }, {})
   if (options.help === true) return 'help'
@@ -99,7 +104,10 @@ export function parseDevClusterArgs (argv: string[], env: Record<string, string 
       demoPassword: randomWord(8),
       clusterSecret: env.VECTIS_CLUSTER_SECRET ?? randomBytes(24).toString('base64url'),
       logLevel,
-      restart: options['no-restart'] !== true
+      restart: options['no-restart'] !== true,
+      ...(options.prometheus === true || options['prometheus-port'] !== undefined
+        ? { prometheusPort: intOption('prometheus-port', options['prometheus-port'], 9090, 1, 65535) }
+        : {})
     }
   }
 }
@@ -209,6 +217,7 @@ export async function runDevCluster (argv: string[], out: NodeJS.WriteStream = p
     ...cluster.snapshot().map((m) => `  member ${m.name.padEnd(9)} ${m.ip}  http ${m.ip}:${init.httpPort}  cluster ${m.ip}:${init.clusterPort}  pesit ${m.ip}:${target ?? '-'}  log ${m.logFile}`),
     `  load balancer    ${lbAddr} -> pod labelled ${DEFAULT_LEADER_LABEL}=true, port ${target ?? '(no PeSIT server configured)'}`,
     `  shared dir       ${cluster.sharedDir}`,
+    ...(cluster.prometheus !== undefined ? [`  prometheus       ${cluster.prometheus.url}  (scrapes every member every 2 s; the alert rules of deploy/ loaded)`] : []),
     `  api credentials  user ${init.apiUser} password ${init.apiPassword}   (vectis status --url http://${cluster.snapshot()[0]!.ip}:${init.httpPort} --user ${init.apiUser} --password ${init.apiPassword})`,
     init.configFile === undefined
       ? `  demo partner     ${DEMO_PARTNER} password ${init.demoPassword}  server ${DEMO_SERVER}  file ${DEMO_FILE} -> ${resolve(cluster.sharedDir, DEMO_DIRECTORY)}`

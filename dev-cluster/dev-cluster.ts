@@ -35,6 +35,7 @@ import { HeadlessDnsServer } from './dns-server.js'
 import { K8sApiEmulator } from './k8s-api-emulator.js'
 import type { PodObject } from './k8s-api-objects.js'
 import { TcpLoadBalancer } from './load-balancer.js'
+import { LocalPrometheus } from './prometheus.js'
 
 export const DEV_NAMESPACE = 'vectis'
 export const DEV_DNS_NAME = 'vectis-headless.vectis.svc.cluster.local'
@@ -78,6 +79,8 @@ export interface DevClusterInit {
   env?: Record<string, string | undefined>
   /** argv of a member; default the `vectisd` next to this module. */
   memberCommand?: string[]
+  /** Also run a real Prometheus (Debian's `prometheus`) on this port of 127.0.0.1, scraping every member. */
+  prometheusPort?: number
 }
 
 export interface ClusterStatusView {
@@ -180,6 +183,13 @@ function lastStderrLine (logFile: string): string | undefined {
   }
 }
 
+/** The alert rules of deploy/, from the source tree or beside the built package (not in the image). */
+function rulesManifest (): string | undefined {
+  const up = fileURLToPath(import.meta.url).endsWith('.ts') ? '..' : '../..'
+  const path = fileURLToPath(new URL(`${up}/deploy/components/monitoring/prometheusrule.yaml`, import.meta.url))
+  return existsSync(path) ? path : undefined
+}
+
 function defaultMemberCommand (): string[] {
   const here = fileURLToPath(import.meta.url)
   if (here.endsWith('.ts')) {
@@ -195,6 +205,8 @@ export class DevCluster implements Startable {
   readonly dns: HeadlessDnsServer
   readonly api: K8sApiEmulator
   readonly lb: TcpLoadBalancer
+  /** With `prometheusPort`: the Prometheus scraping the members. */
+  readonly prometheus: LocalPrometheus | undefined
   readonly sharedDir: string
   readonly logDir: string
   /** The operator's kubeconfig for the emulator (for a Kubernetes client or curl). */
@@ -239,6 +251,14 @@ export class DevCluster implements Startable {
     // emulator listens on loopback only. Each member's kubeconfig still names its own user, for whoever reads them.
     this.api = new K8sApiEmulator({ host: '127.0.0.1', logger: components.logger })
     this.lb = new TcpLoadBalancer({ logger: components.logger }, { host: init.lbHost, port: init.lbPort })
+    const rules = rulesManifest()
+    this.prometheus = init.prometheusPort === undefined
+      ? undefined
+      : new LocalPrometheus({ logger: components.logger }, {
+        dir: join(init.dataDir, 'prometheus'), host: '127.0.0.1', port: init.prometheusPort, namespace: DEV_NAMESPACE,
+        targets: this.members.map((m) => ({ pod: m.name, address: `${m.ip}:${init.httpPort}` })),
+        ...(rules !== undefined ? { rulesManifest: rules } : {})
+      })
   }
 
   /** A snapshot of the members for display. */
@@ -317,6 +337,7 @@ export class DevCluster implements Startable {
       }
       this.followLabels()
       for (const m of this.members) this.spawnMember(m)
+      await this.prometheus?.start()
       this.state = 'started'
       this.schedulePoll(0)
     } catch (err) {
@@ -372,6 +393,7 @@ export class DevCluster implements Startable {
     process.off('exit', this.onProcessExit)
     for (const off of this.offs.splice(0)) off()
     for (const m of this.members) { clearTimeout(m.restartTimer); m.restartTimer = undefined }
+    await this.prometheus?.stop()
     await this.lb.stop()
     await this.api.stop()
     await this.dns.stop()
