@@ -13,6 +13,7 @@ import { join } from 'node:path'
 import { promisify } from 'node:util'
 import { ClusterHarness, type TransferRow } from '../helpers/cluster-harness.js'
 import { ROOT } from '../helpers/daemon-process.js'
+import { writeReplayConfig } from '../helpers/replay-round.js'
 import { pushFile } from '../../transfer/push.js'
 
 const SUBNET = 66
@@ -35,8 +36,7 @@ it('backups: scheduled on the leader only, taken on a standby, restored on a new
   const dir = join(ROOT, '.tmp', `cluster-backup-${process.pid}`)
   mkdirSync(dir, { recursive: true })
   t.after(async () => { await rm(dir, { recursive: true, force: true }) })
-  const config = join(dir, 'vectis.yaml')
-  writeFileSync(config, `servers:\n  - id: PESITSRV\n    port: ${PESIT_PORT}\npartners:\n  - id: CXCLIENT\n    password: test123\n    access: write\nfiles:\n  - id: PAYMENTS\n    directory: inbox\n    filenamePattern: '\${partner}_\${transferId}'\n`)
+  const config = writeReplayConfig(dir)
   const payload = join(dir, 'payload.bin')
   writeFileSync(payload, randomBytes(8 * 1024))
   const shared = join(dir, 'shared')
