@@ -54,6 +54,8 @@ export type ClusterEvents = LeadershipEvents & {
   'view:installed': ViewInstalledEvent
   'member:suspected': MemberEvent
   'member:left': MemberEvent
+  /** A peer speaks a protocol version this member does not understand: its messages are refused (once per peer). */
+  'peer:incompatible': { peer: string, version: number }
 }
 
 export interface TransferResult {

@@ -19,7 +19,10 @@ import { MembershipDriver } from './membership/driver.js'
 import { MembershipMachine } from './membership/machine.js'
 import type { MemberIdentity, MembershipComponents, MembershipEvent, MembershipInput, PersistedClusterState, SendFailure } from './membership/types.js'
 import type { MembershipInit } from './membership/config.js'
-import { decodeMessage, InvalidMessageError, type ClusterRequest, type MemberInfo, type ReplyMessage } from './messages.js'
+import {
+  decodeMessage, InvalidMessageError, OLDEST_UNDERSTOOD_VERSION, PROTOCOL_VERSION, UnsupportedVersionError, type ClusterRequest, type MemberInfo,
+  type ReplyMessage
+} from './messages.js'
 import type { ClusterTransport } from './transport-types.js'
 import { TransportError } from './errors.js'
 import { DEFAULT_HANDOVER_DRAIN_MS } from './defaults.js'
@@ -99,6 +102,8 @@ export class MembershipCluster implements ClusterService, Leadership {
   private timer: NodeJS.Timeout | undefined
   private offs: Array<() => void> = []
   private running = false
+  /** Peers (peer ids or addresses) already reported incompatible. */
+  private readonly incompatiblePeers = new Set<string>()
   /** Handlers of the other parts' requests (`serve`). */
   private readonly services = new Map<string, ServiceHandler>()
   private leading: Leading | undefined
@@ -238,7 +243,8 @@ export class MembershipCluster implements ClusterService, Leadership {
         if (decoded.type !== 'reply') throw new InvalidMessageError(`expected a reply, got ${decoded.type}`)
         reply = decoded
       } catch (err) {
-        this.log.debug({ err, to }, 'invalid reply')
+        if (err instanceof UnsupportedVersionError) this.incompatible(to, err.version)
+        else this.log.debug({ err, to }, 'invalid reply')
         this.step({ type: 'send-result', id, ok: false, error: 'invalid' })
         return
       }
@@ -246,6 +252,18 @@ export class MembershipCluster implements ClusterService, Leadership {
     }, (err: unknown) => {
       this.step({ type: 'send-result', id, ok: false, error: failureOf(err) })
     })
+  }
+
+  /**
+   * A peer of a protocol version this member does not understand (docs/design.md §2.7: a member understands its own
+   * and the one before): refused, never a crash; said once per peer, and counted.
+   */
+  private incompatible (peer: string, version: number): void {
+    if (this.incompatiblePeers.has(peer)) return
+    this.incompatiblePeers.add(peer)
+    this.log.warn({ peer, version, understood: `${OLDEST_UNDERSTOOD_VERSION}..${PROTOCOL_VERSION}` },
+      'a peer speaks a cluster protocol version this member does not understand: its messages are refused (upgrade one version at a time)')
+    this.events.emit('peer:incompatible', { peer, version })
   }
 
   serve (name: string, handler: ServiceHandler): void {
@@ -263,7 +281,8 @@ export class MembershipCluster implements ClusterService, Leadership {
     try {
       msg = decodeMessage(payload)
     } catch (err) {
-      this.log.debug({ err }, 'invalid cluster message refused')
+      if (err instanceof UnsupportedVersionError) this.incompatible(peerId, err.version)
+      else this.log.debug({ err }, 'invalid cluster message refused')
       throw err
     }
     if (msg.type === 'reply') throw new InvalidMessageError('a reply is not a request')

@@ -326,6 +326,7 @@ export class Daemon implements Startable {
     const c = this.cluster
     // Gauges are read from the status at every scrape; only the view-change counter needs the event.
     this.unsubscribe.push(c.events.on('view:installed', () => { m.clusterViewChanges.inc() }))
+    this.unsubscribe.push(c.events.on('peer:incompatible', () => { m.clusterIncompatiblePeers.inc() }))
     m.onCollect(() => {
       const s = c.status()
       m.clusterMembers.set(s.memberCount)

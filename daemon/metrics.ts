@@ -16,6 +16,7 @@ export class Metrics {
   readonly clusterLeaderChanges = new Counter({ name: 'vectis_cluster_leader_changes_total', help: 'Leader changes observed by this member', registers: [this.registry] })
   readonly clusterViewChanges = new Counter({ name: 'vectis_cluster_view_changes_total', help: 'Views installed by this member', registers: [this.registry] })
   readonly clusterLeaseRemaining = new Gauge({ name: 'vectis_cluster_lease_remaining_seconds', help: 'Seconds left on the leader lease (0 when not leader)', registers: [this.registry] })
+  readonly clusterIncompatiblePeers = new Counter({ name: 'vectis_cluster_incompatible_peers_total', help: 'Peers whose cluster protocol version this member does not understand (each counted once; their messages are refused)', registers: [this.registry] })
   readonly clusterTakeover = new Histogram({
     name: 'vectis_cluster_takeover_seconds',
     help: 'On a new leader: from the last sign of life of the leader it followed to its PeSIT servers serving',

@@ -38,6 +38,8 @@ export interface HarnessOptions {
   netns?: NetnsLab
   /** argv prefix of a member; default the built daemon (`VECTISD_COMMAND`). */
   command?: string[]
+  /** argv of member i at its next start, when it differs from `command` (a rolling upgrade). */
+  commandFor?: (i: number) => string[] | undefined
   clusterPort?: number
   httpPort?: number
   /** `VECTIS_CLUSTER_SIZE`; default `nodes`. */
@@ -231,7 +233,8 @@ export class ClusterHarness {
     const m = this.member(i)
     if (this.cleaned) throw new Error('the harness was cleaned up')
     if (m.running) throw new Error(`${m.name} is already running`)
-    const argv = this.opts.netns !== undefined ? this.opts.netns.wrap(i, this.command) : this.command
+    const command = this.opts.commandFor?.(i) ?? this.command
+    const argv = this.opts.netns !== undefined ? this.opts.netns.wrap(i, command) : command
     const [cmd, ...args] = argv as [string, ...string[]]
     const proc = spawn(cmd, args, { cwd: ROOT_DIR, env: this.envOf(i), stdio: ['ignore', 'pipe', 'pipe'] })
     live.add(proc)

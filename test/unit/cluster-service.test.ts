@@ -9,6 +9,7 @@ import { MembershipMachine } from '../../cluster/membership/machine.js'
 import type { PersistedClusterState } from '../../cluster/membership/types.js'
 import { createLogger, silentLogger, type Logger } from '../../common/logger.js'
 import { MemoryNetwork, MemoryTransport } from '../helpers/memory-transport.js'
+import { PROTOCOL_VERSION } from '../../cluster/messages.js'
 import { waitFor } from '../helpers/wait.js'
 
 const TIMINGS = { heartbeatMs: 100, failureTimeoutMs: 300, clusterSize: 3 }
@@ -271,4 +272,20 @@ void test('a hand-over picks the oldest standby that is not suspected, as the ma
   const result = await old.node.transferLeadership()
   assert.equal(result.to, next!.name)
   await waitFor(() => leaders(members).join() === next!.name, { what: `${next!.name} leads` })
+})
+
+void test('a peer of a protocol version this member does not understand is refused, said once and reported, never a crash', async (t) => {
+  const { net, members } = await cluster(1)
+  t.after(async () => { for (const m of members) await m.node.stop() })
+  const [a] = members
+  const seen: Array<{ peer: string, version: number }> = []
+  a!.node.events.on('peer:incompatible', (e) => { seen.push(e) })
+  const future = new MemoryTransport(net, '127.0.0.99:7800', 'peer-future')
+  await future.start()
+  t.after(async () => { await future.stop() })
+  const hello = { v: PROTOCOL_VERSION + 1, type: 'hello', cluster: 'unit', from: { name: 'vectis-9', peerId: 'peer-future', incarnation: '1-x', address: '127.0.0.99:7800' }, epoch: { number: 0, leader: '' } }
+  // Refused (the transport tells the sender only that its request was invalid), three times, reported once.
+  for (let k = 0; k < 3; k++) await assert.rejects(future.request(a!.transport.address, hello), /invalid/)
+  assert.deepEqual(seen, [{ peer: 'peer-future', version: PROTOCOL_VERSION + 1 }])
+  assert.equal(a!.node.failure(), undefined, 'the member goes on as before')
 })
