@@ -21,6 +21,7 @@ import { ROOT } from '../helpers/daemon-process.js'
 import { buildRelease } from '../helpers/old-release.js'
 import { writeReplayConfig } from '../helpers/replay-round.js'
 import { pushFile, PushInterruptedError } from '../../transfer/push.js'
+import { PesitError } from '../../transfer/errors.js'
 
 const SUBNET = 68
 const PESIT_PORT = 5000
@@ -45,6 +46,7 @@ it('rolling update v0.1.0 → this code under load: one leader throughout, the o
   const acked = new Map<number, string>()
   let stopping = false
   let retries = 0
+  let confirmedByLookup = 0
   const client = (async () => {
     for (let id = 1; !stopping; id++) {
       const data = randomBytes(96 * 1024)
@@ -61,6 +63,16 @@ it('rolling update v0.1.0 → this code under load: one leader throughout, the o
           retries++
           if (retries > 200) throw new Error(`the client keeps failing: ${(err as Error).message}`)
           if (err instanceof PushInterruptedError) restart = { articlesPerSync: err.articlesPerSync }
+          // Delivered by v0.1.0, its ACK(TRANS.END) lost as that leader stopped: v0.1.0 wrote no completion record,
+          // so no member can confirm the restart (a replay) and it is refused with D2-204. The file is there, whole:
+          // delivered once. (Between members of this code, such a restart is confirmed: cluster-replay.test.ts.)
+          if (err instanceof PesitError && err.diagnostic.type === 2 && err.diagnostic.reason === 204) {
+            const there = readFileSync(join(dir, 'shared', 'inbox', `CXCLIENT_${id}`))
+            assert.ok(there.equals(data), `file ${id}: D2-204 but another content is delivered`)
+            acked.set(id, createHash('sha256').update(data).digest('hex'))
+            confirmedByLookup++
+            break
+          }
         }
       }
     }
@@ -97,5 +109,6 @@ it('rolling update v0.1.0 → this code under load: one leader throughout, the o
     assert.equal(createHash('sha256').update(readFileSync(join(inbox, `CXCLIENT_${id}`))).digest('hex'), sha, `file ${id}`)
   }
   assert.ok(acked.size >= 9, `${acked.size} files acknowledged`)
-  t.diagnostic(`${acked.size} files acknowledged, ${retries} retries, elections per restart: ${JSON.stringify(changes)}`)
+  t.diagnostic(`${acked.size} files acknowledged (${confirmedByLookup} found delivered after a lost ACK(TRANS.END)), ${retries} retries, ` +
+    `elections per restart: ${JSON.stringify(changes)}`)
 })
