@@ -104,6 +104,12 @@ const successes: number[] = []
 const acked = new Map<number, string>()
 const pulled = { ok: 0, differs: 0 }
 let clientError: string | undefined
+/** Why the client's attempts failed, by message (numbers masked), with the time of the last one. */
+const errors = new Map<string, { count: number, last: number }>()
+function noteError (what: string, err: unknown): void {
+  const key = `${what}: ${(err as Error).message.replace(/\d+/g, 'N').slice(0, 160)}`
+  errors.set(key, { count: (errors.get(key)?.count ?? 0) + 1, last: Date.now() })
+}
 let stopping = false
 const sources = new Map<string, string>()
 
@@ -123,6 +129,7 @@ async function clientLoop (): Promise<void> {
         successes.push(Date.now())
         break
       } catch (err) {
+        noteError('push', err)
         if (err instanceof PushInterruptedError) restart = { articlesPerSync: err.articlesPerSync }
         await new Promise((resolve) => setTimeout(resolve, 50))
       }
@@ -139,7 +146,8 @@ async function clientLoop (): Promise<void> {
         successes.push(Date.now())
         await rm(dest, { force: true })
         break
-      } catch {
+      } catch (err) {
+        noteError('pull', err)
         await rm(dest, { force: true })
         await new Promise((resolve) => setTimeout(resolve, 50))
       }
@@ -158,13 +166,28 @@ async function stable (): Promise<number> {
   }, 180_000)
 }
 
+/**
+ * Member i, stopped by a fault, started again as soon as it has exited: a pod restarted at once (the dev cluster's
+ * kubelet-like back-off grows with every restart and rounds come faster than its reset; the restart's speed is not
+ * what is measured here).
+ */
+async function restartWhenExited (i: number, pid: number | undefined): Promise<void> {
+  await until(`vectis-${i} exited`, () => { const m = dc.snapshot()[i]!; return m.pid !== pid || m.state !== 'running' ? true : undefined }, 60_000)
+  dc.restartNow(i)
+}
+
 async function inject (fault: Fault, leader: number): Promise<void> {
   const ms = dc.snapshot()
   const pid = (i: number): number => ms[i]!.pid!
   switch (fault) {
-    case 'kill-leader': dc.kill(leader); break
-    case 'term-leader': process.kill(pid(leader), 'SIGTERM'); break
-    case 'kill-standby': dc.kill((leader + 1) % ms.length); break
+    case 'kill-leader': dc.kill(leader); await restartWhenExited(leader, pid(leader)); break
+    case 'term-leader': process.kill(pid(leader), 'SIGTERM'); await restartWhenExited(leader, pid(leader)); break
+    case 'kill-standby': {
+      const standby = (leader + 1) % ms.length
+      dc.kill(standby)
+      await restartWhenExited(standby, pid(standby))
+      break
+    }
     case 'stop-leader':
       process.kill(pid(leader), 'SIGSTOP')
       await new Promise((resolve) => setTimeout(resolve, 6000)) // the fault's duration
@@ -173,7 +196,8 @@ async function inject (fault: Fault, leader: number): Promise<void> {
     case 'rolling-restart':
       for (let i = ms.length - 1; i >= 0; i--) {
         const before = dc.snapshot()[i]!.pid
-        process.kill(dc.snapshot()[i]!.pid!, 'SIGTERM')
+        process.kill(before!, 'SIGTERM')
+        await restartWhenExited(i, before)
         await until(`vectis-${i} restarted`, () => { const m = dc.snapshot()[i]!; return m.pid !== before && m.state === 'running' ? true : undefined }, 120_000)
         await stable()
       }
@@ -213,7 +237,8 @@ try {
       let gap = 0
       for (let k = 1; k < marks.length; k++) gap = Math.max(gap, marks[k]! - marks[k - 1]!)
       results.push({ fault, round: r, gapMs: gap })
-      process.stderr.write(`${fault} ${r}: longest gap ${gap} ms\n`)
+      const during = [...errors].filter(([, v]) => v.last >= t0).map(([k, v]) => `${v.count}× ${k}`).slice(0, 3)
+      process.stderr.write(`${fault} ${r}: longest gap ${gap} ms${gap > 3000 ? `; client errors so far: ${during.join(' | ')}` : ''}\n`)
       if (clientError !== undefined) throw new Error(clientError)
     }
   }
@@ -277,7 +302,9 @@ if (lost + corrupted + duplicated + pulled.differs + overlaps + labelConflicts >
 const out = {
   machine: { cpus: cpus().length, loadAverage: loadavg().map((x) => Math.round(x * 100) / 100), node: process.version },
   pushesAcknowledged: acked.size, lost, corrupted, duplicated, pullsOk: pulled.ok, pullsDiffering: pulled.differs,
-  leadershipIntervals: intervals.length, overlaps, labelConflicts, perFault, prometheus, failures
+  leadershipIntervals: intervals.length, overlaps, labelConflicts, perFault, prometheus,
+  clientErrors: [...errors].sort((a, b) => b[1].count - a[1].count).slice(0, 12).map(([k, v]) => ({ error: k, count: v.count })),
+  failures
 }
 console.log(JSON.stringify(out, null, 2))
 console.log('\n| fault | rounds | longest gap without a transfer, p50 / p99 (ms) |')
