@@ -16,7 +16,7 @@ import { ROOT } from '../helpers/daemon-process.js'
 import { writeReplayConfig } from '../helpers/replay-round.js'
 import { pushFile } from '../../transfer/push.js'
 
-const SUBNET = 66
+const SUBNET = 77
 const PESIT_PORT = 5000
 const run = promisify(execFile)
 

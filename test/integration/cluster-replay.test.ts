@@ -15,7 +15,7 @@ import { ClusterHarness } from '../helpers/cluster-harness.js'
 import { ROOT } from '../helpers/daemon-process.js'
 import { killedAfterRenameRound, vectisSend, writeReplayConfig } from '../helpers/replay-round.js'
 
-const SUBNET = 64
+const SUBNET = 74
 
 it('a leader killed between the rename and ACK(TRANS.END): vectis send --restart on the new leader delivers the file exactly once', async (t) => {
   const dir = join(ROOT, '.tmp', `cluster-replay-${process.pid}`)
