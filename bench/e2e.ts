@@ -96,6 +96,14 @@ const dc = new DevCluster({ logger: silentLogger() }, {
   clusterSecret: 'e2e-cluster-secret-0123456789ab', logLevel: 'info', restart: true,
   ...(withPrometheus ? { prometheusPort: await freePort() } : {})
 })
+let stopping = false
+// Stopped from outside (a test's deadline, Ctrl-C): the members and Prometheus go too, not only this process.
+for (const sig of ['SIGTERM', 'SIGINT'] as const) {
+  process.once(sig, () => {
+    stopping = true
+    void dc.stop().finally(async () => { await rm(work, { recursive: true, force: true }); process.exit(1) })
+  })
+}
 let labelConflicts = 0
 dc.events.on('label:conflict', () => { labelConflicts++ })
 
@@ -110,7 +118,6 @@ function noteError (what: string, err: unknown): void {
   const key = `${what}: ${(err as Error).message.replace(/\d+/g, 'N').slice(0, 160)}`
   errors.set(key, { count: (errors.get(key)?.count ?? 0) + 1, last: Date.now() })
 }
-let stopping = false
 const sources = new Map<string, string>()
 
 async function clientLoop (): Promise<void> {
@@ -122,6 +129,7 @@ async function clientLoop (): Promise<void> {
     await writeFile(source, body)
     let restart: { articlesPerSync: number } | undefined
     for (let attempt = 0; ; attempt++) {
+      if (stopping) return
       if (attempt > 500) { clientError = `push ${n} keeps failing`; return }
       try {
         await pushFile({ ...lb, file: 'INBOX', source, transferId: n, ...(restart !== undefined ? { restart } : {}) })

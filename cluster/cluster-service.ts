@@ -93,6 +93,9 @@ function hostOf (address: string): string {
   return (i < 0 ? address : address.slice(0, i)).replace(/^\[|\]$/g, '')
 }
 
+/** A takeover is timed from the old leader's last sign of life only if that was this recent. */
+const LEADER_SIGN_MAX_MS = 5 * 60 * 1000
+
 export class MembershipCluster implements ClusterService, Leadership {
   readonly events = new TypedEmitter<ClusterEvents>()
   private readonly log: Logger
@@ -243,7 +246,7 @@ export class MembershipCluster implements ClusterService, Leadership {
         if (decoded.type !== 'reply') throw new InvalidMessageError(`expected a reply, got ${decoded.type}`)
         reply = decoded
       } catch (err) {
-        if (err instanceof UnsupportedVersionError) this.incompatible(to, err.version)
+        if (err instanceof UnsupportedVersionError) this.incompatible(res.peerId, err.version)
         else this.log.debug({ err, to }, 'invalid reply')
         this.step({ type: 'send-result', id, ok: false, error: 'invalid' })
         return
@@ -329,8 +332,12 @@ export class MembershipCluster implements ClusterService, Leadership {
         this.endLeadership('superseded')
         const abort = new AbortController()
         const now = this.clock.now()
-        const previous = this.leaderSign?.name !== this.init.nodeName ? this.leaderSign : undefined
-        this.leaderSign = undefined
+        // Kept (not consumed) until another leader is followed: a leadership ended before it served is followed by
+        // a re-election that is the same takeover. A sign older than LEADER_SIGN_MAX_MS (a member long cut off) is no
+        // takeover's start.
+        const previous = this.leaderSign !== undefined && this.leaderSign.name !== this.init.nodeName && now - this.leaderSign.at <= LEADER_SIGN_MAX_MS
+          ? this.leaderSign
+          : undefined
         this.leading = { epoch: e.epoch, abort, startNs: hrtimeNs(), leaseEnd: now + (this.driver?.leaseRemaining(now) ?? 0) }
         const previousLeaderSilentMs = previous === undefined ? undefined : Math.max(0, now - previous.at)
         this.log.info({ epoch: e.epoch, leadershipStartNs: this.leading.startNs.toString(), previousLeader: previous?.name, previousLeaderSilentMs },

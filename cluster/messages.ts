@@ -7,7 +7,8 @@
  *
  * Versioning: a member sends `PROTOCOL_VERSION` and understands `PROTOCOL_VERSION` and `PROTOCOL_VERSION - 1`;
  * fields a version does not know are ignored, so a later version adds optional fields only. A message of a version
- * outside that window is refused with a clear error (`decodeMessage`), and the sender sees `unsupported-version`.
+ * outside that window is refused (`decodeMessage`): the receiver logs one warning per peer and counts it
+ * (`vectis_cluster_incompatible_peers_total`); the sender's request fails as invalid.
  */
 import type { Epoch } from './leadership-api.js'
 

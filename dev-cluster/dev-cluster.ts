@@ -336,8 +336,9 @@ export class DevCluster implements Startable {
         throw new Error(`load balancer ${this.init.lbHost}:${this.init.lbPort}: ${code === 'EADDRINUSE' ? 'address in use (choose another --lb-port)' : (err as Error).message}`, { cause: err })
       }
       this.followLabels()
-      for (const m of this.members) this.spawnMember(m)
+      // Before the members: if it cannot start, nothing is left running (it scrapes targets that are not up yet).
       await this.prometheus?.start()
+      for (const m of this.members) this.spawnMember(m)
       this.state = 'started'
       this.schedulePoll(0)
     } catch (err) {

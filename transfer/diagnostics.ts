@@ -135,6 +135,15 @@ export function formatDiagnostic (diag: Diagnostic): string {
   return `D${diag.type}-${String(diag.reason).padStart(3, '0')}`
 }
 
+/**
+ * The code of a diagnostic of PROTOCOL.md's annex, or `other`: a metric label, bounded whatever a partner sends
+ * (a code comes from the peer in IDT, ABORT and DTF.END).
+ */
+export function diagnosticLabel (diag: Diagnostic): string {
+  const code = formatDiagnostic(diag)
+  return DESCRIPTIONS.has(code) ? code : 'other'
+}
+
 export function describeDiagnostic (diag: Diagnostic): string {
   const code = formatDiagnostic(diag)
   const text = DESCRIPTIONS.get(code)

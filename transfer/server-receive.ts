@@ -8,7 +8,7 @@
  */
 import { getDiagnostic, getGroup, getNumber, getString, splitArticles, type Fpdu, type Params } from './codec.js'
 import { directoryFor, finalFileName, transferStem, type PesitFileConfig } from './config-types.js'
-import { DIAG, describeDiagnostic, formatDiagnostic, isSuccess, type Diagnostic } from './diagnostics.js'
+import { DIAG, describeDiagnostic, diagnosticLabel, isSuccess, type Diagnostic } from './diagnostics.js'
 import { ConnectionLostError, NotLeaderError, PesitError, ProtocolError, UnexpectedFpduError } from './errors.js'
 import type { TransferOutcome } from './ports.js'
 import { IncomingFile, writeBufferFor, type ReceivedData } from './receive-store.js'
@@ -416,7 +416,7 @@ export class ReceiveSide {
     await this.host.journal(async (j) => await j.end(t.journalId, {
       status, bytes: t.incoming.bytes, articles: t.incoming.articles, diagnostic: describeDiagnostic(diag), message
     }))
-    this.host.ctx.metrics.transferEnded?.('receive', status, { durationSeconds: secondsSince(t.startedAt), diagnostic: formatDiagnostic(diag) })
+    this.host.ctx.metrics.transferEnded?.('receive', status, { durationSeconds: secondsSince(t.startedAt), diagnostic: diagnosticLabel(diag) })
   }
 }
 

@@ -13,7 +13,7 @@ import { join } from 'node:path'
 import type { DurableFile } from '../store/durable-fs.js'
 import { getGroup, getNumber, getString, pesitDate, type Fpdu, type Params } from './codec.js'
 import { directoryFor, type PesitFileConfig } from './config-types.js'
-import { DIAG, describeDiagnostic, formatDiagnostic, isSuccess, type Diagnostic } from './diagnostics.js'
+import { DIAG, describeDiagnostic, diagnosticLabel, isSuccess, type Diagnostic } from './diagnostics.js'
 import { NotLeaderError, PesitError } from './errors.js'
 import { OutgoingTransfer } from './outgoing-transfer.js'
 import type { TransferOutcome } from './ports.js'
@@ -283,7 +283,7 @@ export class SendSide {
     await this.host.journal(async (j) => await j.end(pull.journalId, {
       status, bytes: out.bytes, articles: out.articles, diagnostic: describeDiagnostic(diag), message
     }))
-    this.host.ctx.metrics.transferEnded?.('send', status, { durationSeconds: (performance.now() - pull.startedAt) / 1000, diagnostic: formatDiagnostic(diag) })
+    this.host.ctx.metrics.transferEnded?.('send', status, { durationSeconds: (performance.now() - pull.startedAt) / 1000, diagnostic: diagnosticLabel(diag) })
     if (status === 'failed') await this.host.ctx.fs.unlink(pull.statePath).catch(() => {})
   }
 }

@@ -25,7 +25,7 @@ export function buildRelease (tag: string): OldRelease | { skip: string } {
   const dir = mkdtempSync(join(tmpdir(), `vectis-${tag}-`))
   const remove = (): void => { rmSync(dir, { recursive: true, force: true }) }
   try {
-    const unpack = spawnSync('bash', ['-c', `git -C "${ROOT}" archive "${tag}" | tar -x -C "${dir}"`], { encoding: 'utf8' })
+    const unpack = spawnSync('bash', ['-c', `set -o pipefail; git -C "${ROOT}" archive "${tag}" | tar -x -C "${dir}"`], { encoding: 'utf8' })
     if (unpack.status !== 0) throw new Error(`git archive ${tag}: ${unpack.stderr}`)
     symlinkSync(join(ROOT, 'node_modules'), join(dir, 'node_modules'), 'dir')
     const tsc = spawnSync(process.execPath, [join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', 'tsconfig.build.json'], { cwd: dir, encoding: 'utf8' })

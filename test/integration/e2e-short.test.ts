@@ -18,7 +18,14 @@ interface E2e {
 it('end to end through the load balancer: leader killed, leader stopped, standby killed: nothing acknowledged lost', async (t) => {
   const child = spawn(process.execPath, ['--import', 'tsx', '--import', join(ROOT, 'common', 'polyfill.ts'), join(ROOT, 'bench', 'e2e.ts'),
     '--rounds', '1', '--faults', 'kill-leader,term-leader,kill-standby', '--base-ip', '127.0.72.10'], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] })
-  t.after(() => { if (child.exitCode === null) child.kill('SIGKILL') })
+  // On a failure or a deadline: SIGTERM lets the benchmark stop its cluster; SIGKILL if it does not within 20 s.
+  t.after(async () => {
+    if (child.exitCode !== null) return
+    child.kill('SIGTERM')
+    const killer = setTimeout(() => { child.kill('SIGKILL') }, 20_000)
+    await new Promise((resolve) => { child.once('close', resolve) })
+    clearTimeout(killer)
+  })
   let stdout = ''
   let stderr = ''
   child.stdout.setEncoding('utf8').on('data', (d: string) => { stdout += d })

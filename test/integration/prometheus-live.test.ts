@@ -10,13 +10,12 @@ import assert from 'node:assert/strict'
 import { spawnSync } from 'node:child_process'
 import { readFileSync } from 'node:fs'
 import { mkdtemp, rm } from 'node:fs/promises'
-import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { silentLogger } from '../../common/logger.js'
 import { DevCluster } from '../../dev-cluster/dev-cluster.js'
 import { PROMETHEUS_BINARY } from '../../dev-cluster/prometheus.js'
-import { ROOT } from '../helpers/daemon-process.js'
+import { freePort, ROOT } from '../helpers/daemon-process.js'
 import { waitFor } from '../helpers/wait-for.js'
 
 interface Panel { title: string, targets: Array<{ expr: string }> }
@@ -25,17 +24,6 @@ interface Panel { title: string, targets: Array<{ expr: string }> }
 const HEALTHY = ['Leaders', 'Leader per member', 'Members in the view', 'Quorum per member', 'Epoch', 'Leader changes (15 min)',
   'Heartbeat age (max)', 'Leader label in sync', 'Label API errors', 'Transfers ended, by status', 'Throughput', 'PeSIT connections',
   'Journal position', 'Journal replication lag', 'Last verified backup']
-
-async function freePort (): Promise<number> {
-  return await new Promise((resolve, reject) => {
-    const s = createServer()
-    s.once('error', reject)
-    s.listen(0, '127.0.0.1', () => {
-      const a = s.address()
-      s.close(() => { resolve(typeof a === 'object' && a !== null ? a.port : 0) })
-    })
-  })
-}
 
 test('a live Prometheus scraping the dev cluster: the dashboard\'s queries work, one leader, no alert fires', async (t) => {
   if (spawnSync(PROMETHEUS_BINARY, ['--version']).error !== undefined) {
