@@ -21,7 +21,6 @@ import '../common/polyfill.js'
 import { spawnSync } from 'node:child_process'
 import { createHash, randomBytes } from 'node:crypto'
 import { mkdir, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises'
-import { createServer } from 'node:net'
 import { cpus, loadavg, tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { parseArgs } from 'node:util'
@@ -30,6 +29,8 @@ import { DevCluster } from '../dev-cluster/dev-cluster.js'
 import { PROMETHEUS_BINARY } from '../dev-cluster/prometheus.js'
 import { pullFile } from '../transfer/pull.js'
 import { pushFile, PushInterruptedError } from '../transfer/push.js'
+import { freePort } from '../test/helpers/daemon-process.js'
+import { pct, until } from './bench-util.js'
 
 const FAULTS = ['kill-leader', 'term-leader', 'kill-standby', 'stop-leader', 'rolling-restart'] as const
 type Fault = typeof FAULTS[number]
@@ -56,32 +57,6 @@ const CONFIG = [
   '  - id: OUTBOX', '    direction: send', '    directory: outbox', ''
 ].join('\n')
 const PULL_FILES = 8
-
-async function until<T> (what: string, fn: () => Promise<T | undefined> | T | undefined, timeoutMs = 120_000, intervalMs = 20): Promise<T> {
-  const end = Date.now() + timeoutMs
-  for (;;) {
-    const v = await fn()
-    if (v !== undefined) return v
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`)
-    await new Promise((resolve) => setTimeout(resolve, intervalMs))
-  }
-}
-
-function pct (xs: number[], p: number): number | null {
-  const s = [...xs].sort((a, b) => a - b)
-  return s.length === 0 ? null : s[Math.min(s.length - 1, Math.ceil((p / 100) * s.length) - 1)]!
-}
-
-async function freePort (): Promise<number> {
-  return await new Promise((resolve, reject) => {
-    const s = createServer()
-    s.once('error', reject)
-    s.listen(0, '127.0.0.1', () => {
-      const a = s.address()
-      s.close(() => { resolve(typeof a === 'object' && a !== null ? a.port : 0) })
-    })
-  })
-}
 
 const sha = (b: Uint8Array): string => createHash('sha256').update(b).digest('hex')
 

@@ -26,6 +26,7 @@ import { DevCluster } from '../dev-cluster/dev-cluster.js'
 import { partialPathOf } from '../transfer/pull.js'
 import { ROOT } from '../test/helpers/daemon-process.js'
 import { sha256OfFile, writePatternFile } from '../test/helpers/big-files.js'
+import { pct, until } from './bench-util.js'
 
 const { values } = parseArgs({
   options: {
@@ -85,21 +86,6 @@ async function vectis (args: string[]): Promise<Run> {
     child.stderr.setEncoding('utf8').on('data', (d: string) => { stderr += d })
     child.on('close', (code) => { resolve({ code: code ?? 1, stdout, stderr }) })
   })
-}
-
-async function until<T> (what: string, fn: () => Promise<T | undefined> | T | undefined, timeoutMs = 120_000, intervalMs = 20): Promise<T> {
-  const end = Date.now() + timeoutMs
-  for (;;) {
-    const v = await fn()
-    if (v !== undefined) return v
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`)
-    await new Promise((resolve) => setTimeout(resolve, intervalMs))
-  }
-}
-
-function pct (xs: number[], p: number): number | null {
-  const s = [...xs].sort((a, b) => a - b)
-  return s.length === 0 ? null : s[Math.min(s.length - 1, Math.ceil((p / 100) * s.length) - 1)]!
 }
 
 async function sizeOf (path: string): Promise<number | undefined> {
