@@ -431,6 +431,8 @@ export class JournalReplicator {
       const address = this.c.cluster.leaderAddress()
       if (address === undefined || this.c.leadership.isLeader()) return
       const r = await this.since(address, cursor)
+      // Stopped, or elected, while the page was on its way: it is no longer this member's to apply.
+      if (!this.running || this.leading !== undefined) return
       if (!r.leading) return // not (or no longer) the leader: the next head names the right one
       if (r.epoch < this.knownEpoch()) {
         this.refused++
