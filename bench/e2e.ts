@@ -30,7 +30,7 @@ import { PROMETHEUS_BINARY } from '../dev-cluster/prometheus.js'
 import { pullFile } from '../transfer/pull.js'
 import { pushFile, PushInterruptedError } from '../transfer/push.js'
 import { freePort } from '../test/helpers/daemon-process.js'
-import { pct, until } from './bench-util.js'
+import { pct, servingLeader, until } from './bench-util.js'
 
 const FAULTS = ['kill-leader', 'term-leader', 'kill-standby', 'stop-leader', 'rolling-restart'] as const
 type Fault = typeof FAULTS[number]
@@ -139,15 +139,7 @@ async function clientLoop (): Promise<void> {
 }
 
 // ---- faults --------------------------------------------------------------------------------------------------
-async function stable (): Promise<number> {
-  return await until('one leader serving, every member running, the load balancer on it', () => {
-    const ms = dc.snapshot()
-    if (ms.some((m) => m.state !== 'running' || m.status === undefined || m.status.members.length !== ms.length)) return undefined
-    const leaders = ms.filter((m) => m.status!.isLeader && m.status!.servers?.[0]?.running === true)
-    if (leaders.length !== 1 || dc.lb.current()?.name !== leaders[0]!.name) return undefined
-    return leaders[0]!.index
-  }, 180_000)
-}
+async function stable (): Promise<number> { return await servingLeader(dc, 180_000) }
 
 /**
  * Member i, stopped by a fault, started again as soon as it has exited: a pod restarted at once (the dev cluster's

@@ -26,7 +26,7 @@ import { DevCluster } from '../dev-cluster/dev-cluster.js'
 import { partialPathOf } from '../transfer/pull.js'
 import { ROOT } from '../test/helpers/daemon-process.js'
 import { sha256OfFile, writePatternFile } from '../test/helpers/big-files.js'
-import { pct, until } from './bench-util.js'
+import { pct, servingLeader, until } from './bench-util.js'
 
 const { values } = parseArgs({
   options: {
@@ -106,16 +106,6 @@ async function startCluster (data: string, replication: 'async' | 'sync'): Promi
 }
 
 /** The serving leader once every member runs in one view and the load balancer points at it. */
-async function servingLeader (dc: DevCluster): Promise<number> {
-  return await until('one leader serving, the load balancer on it', () => {
-    const ms = dc.snapshot()
-    if (ms.some((m) => m.state !== 'running' || m.status === undefined || m.status.members.length !== ms.length)) return undefined
-    const leaders = ms.filter((m) => m.status!.isLeader && m.status!.servers?.[0]?.running === true)
-    if (leaders.length !== 1 || dc.lb.current()?.name !== leaders[0]!.name) return undefined
-    return leaders[0]!.index
-  })
-}
-
 function requesterArgs (dc: DevCluster, stateDir: string, window = windowSize): string[] {
   return ['--host', '127.0.0.1', '--port', String(dc.lb.port), '--partner', 'CXCLIENT', '--password', PASSWORD, '--server', 'PESITSRV',
     '--sync-kb', String(syncKb), '--window', String(window), '--timeout-ms', '5000', '--quiet', '--state-dir', stateDir]
