@@ -14,7 +14,7 @@
 import { spawn } from 'node:child_process'
 import { readFileSync } from 'node:fs'
 import { ClusterHarness, ROOT_DIR, type LogLine } from '../test/helpers/cluster-harness.js'
-import { NetnsLab } from '../test/helpers/netns.js'
+import { NetnsLab } from '../dev-cluster/netns.js'
 import { track, leadershipIntervals, overlaps, viewOf, findSplit, LEADER_ELECTED } from '../test/helpers/cluster-checks.js'
 
 interface Args { runs: number, runs15: number, only: Set<string> | undefined, subnet: number }

@@ -3,18 +3,24 @@
  * label-following load balancer, a real Prometheus when Debian's is installed) and a client that pushes and pulls
  * distinct files through the load balancer in a loop, a new connection per file, restarting an interrupted push.
  * Faults in turn, `--rounds` of each: kill -9 of the leader, SIGTERM of the leader, kill -9 of a standby, SIGSTOP
- * of the leader for 6 s then SIGCONT, and a rolling restart of every member (SIGTERM, highest ordinal first).
+ * of the leader for 6 s then SIGCONT, the leader cut off from the other members (network namespaces: packets
+ * dropped both ways until another member serves through the load balancer, then healed), and a rolling restart of
+ * every member (SIGTERM, highest ordinal first).
+ *
+ * Where network namespaces can be made (root, iproute2, iptables), every member runs in one of its own
+ * (`dev-cluster --netns`) for all the faults; elsewhere the members share loopback and the cut is skipped with a
+ * line saying why.
  *
  * Afterwards: every push the client saw acknowledged is in the inbox once with its SHA-256 and every pull equalled
  * its source; never two leaders, from the members' logged leadership intervals (one monotonic clock for the
  * machine) and from the emulator's label changes; per fault kind, the client's longest gap without a successful
- * transfer (p50/p99 over the rounds); and what Prometheus saw (the most leaders in one evaluation of
+ * transfer (p50/p99 over the rounds) and the takeovers the new leaders measured (`vectis_cluster_takeover_seconds`,
+ * read from their logs, so each is attributed to its fault); and what Prometheus saw (the most leaders in one evaluation of
  * `sum(vectis_cluster_is_leader)`, evaluations with none) as information: scrapes of different members are not
  * simultaneous.
  *
- * Not yet here: the leader cut off in network namespaces (dev-cluster has no namespace mode yet).
- *
  * Usage: npm run build && npm run bench:e2e -- [--rounds 10] [--faults kill-leader,term-leader,...]
+ *   [--netns-subnet 99 | --no-netns] [--base-ip 127.0.99.10 (loopback mode)]
  * Prints one JSON object, then a short table.
  */
 import '../common/polyfill.js'
@@ -26,27 +32,42 @@ import { join } from 'node:path'
 import { parseArgs } from 'node:util'
 import { silentLogger } from '../common/logger.js'
 import { DevCluster } from '../dev-cluster/dev-cluster.js'
+import { NetnsLab } from '../dev-cluster/netns.js'
 import { PROMETHEUS_BINARY } from '../dev-cluster/prometheus.js'
 import { pullFile } from '../transfer/pull.js'
 import { pushFile, PushInterruptedError } from '../transfer/push.js'
 import { freePort } from '../test/helpers/daemon-process.js'
 import { pct, servingLeader, until } from './bench-util.js'
 
-const FAULTS = ['kill-leader', 'term-leader', 'kill-standby', 'stop-leader', 'rolling-restart'] as const
+const FAULTS = ['kill-leader', 'term-leader', 'kill-standby', 'stop-leader', 'cut-leader', 'rolling-restart'] as const
 type Fault = typeof FAULTS[number]
 
 const { values } = parseArgs({
   options: {
     rounds: { type: 'string', default: '10' },
-    faults: { type: 'string', default: FAULTS.join(',') },
-    'base-ip': { type: 'string', default: '127.0.99.10' }
+    faults: { type: 'string' },
+    'base-ip': { type: 'string', default: '127.0.99.10' },
+    'netns-subnet': { type: 'string', default: '99' },
+    'no-netns': { type: 'boolean', default: false }
   }
 })
 const rounds = Number(values.rounds)
-const faults = values.faults.split(',').map((f) => f.trim()) as Fault[]
-if (!Number.isInteger(rounds) || rounds < 1 || faults.some((f) => !FAULTS.includes(f))) {
-  console.error(`--rounds a positive integer, --faults among ${FAULTS.join(',')}`)
+let faults = (values.faults ?? FAULTS.join(',')).split(',').map((f) => f.trim()) as Fault[]
+const subnet = Number(values['netns-subnet'])
+if (!Number.isInteger(rounds) || rounds < 1 || faults.some((f) => !FAULTS.includes(f)) || !Number.isInteger(subnet) || subnet < 1 || subnet > 254) {
+  console.error(`--rounds a positive integer, --faults among ${FAULTS.join(',')}, --netns-subnet 1-254`)
   process.exit(2)
+}
+const netnsUnavailable = values['no-netns'] ? '--no-netns' : NetnsLab.unavailable()
+const skipped: Record<string, string> = {}
+if (netnsUnavailable !== undefined && faults.includes('cut-leader')) {
+  if (values.faults !== undefined) {
+    console.error(`cut-leader needs network namespaces: ${netnsUnavailable}`)
+    process.exit(2)
+  }
+  skipped['cut-leader'] = `skipped: network namespaces unavailable (${netnsUnavailable}); as root, apt-get install iproute2 iptables`
+  process.stderr.write(`cut-leader ${skipped['cut-leader']}\n`)
+  faults = faults.filter((f) => f !== 'cut-leader')
 }
 
 const PASSWORD = 'e2e12345'
@@ -69,7 +90,8 @@ const dc = new DevCluster({ logger: silentLogger() }, {
   nodes: 3, baseIp: values['base-ip'], dataDir: data, lbHost: '127.0.0.1', lbPort: 0, httpPort: 8080, clusterPort: 7800,
   configFile: join(data, 'vectis.yaml'), demoPesitPort: 5000, apiUser: 'vectis', apiPassword: 'e2e-password', demoPassword: PASSWORD,
   clusterSecret: 'e2e-cluster-secret-0123456789ab', logLevel: 'info', restart: true,
-  ...(withPrometheus ? { prometheusPort: await freePort() } : {})
+  ...(withPrometheus ? { prometheusPort: await freePort() } : {}),
+  ...(netnsUnavailable === undefined ? { netns: { subnet } } : {})
 })
 let stopping = false
 // Stopped from outside (a test's deadline, Ctrl-C): the members and Prometheus go too, not only this process.
@@ -81,6 +103,9 @@ for (const sig of ['SIGTERM', 'SIGINT'] as const) {
 }
 let labelConflicts = 0
 dc.events.on('label:conflict', () => { labelConflicts++ })
+/** When each member process was seen to exit (process.hrtime, the clock of the members' leadership logs). */
+const exitNs = new Map<number, bigint>()
+dc.events.on('member:exited', (e) => { if (e.pid !== undefined) exitNs.set(e.pid, process.hrtime.bigint()) })
 
 // ---- the client ----------------------------------------------------------------------------------------------
 const successes: number[] = []
@@ -168,6 +193,20 @@ async function inject (fault: Fault, leader: number): Promise<void> {
       await new Promise((resolve) => setTimeout(resolve, 6000)) // the fault's duration
       process.kill(pid(leader), 'SIGCONT')
       break
+    case 'cut-leader': {
+      const others = ms.map((m) => m.index).filter((i) => i !== leader)
+      await dc.partition([[leader], others])
+      try {
+        // Held until another member serves behind the load balancer (the old leader demoted itself by then).
+        await until('another leader serving during the cut', () => {
+          const l = dc.snapshot().find((m) => m.index !== leader && m.status?.isLeader === true && m.status.servers?.[0]?.running === true)
+          return l !== undefined && dc.lb.current()?.name === l.name ? true : undefined
+        }, 60_000)
+      } finally {
+        await dc.heal()
+      }
+      break
+    }
     case 'rolling-restart':
       for (let i = ms.length - 1; i >= 0; i--) {
         const before = dc.snapshot()[i]!.pid
@@ -180,7 +219,7 @@ async function inject (fault: Fault, leader: number): Promise<void> {
   }
 }
 
-interface Round { fault: Fault, round: number, gapMs: number }
+interface Round { fault: Fault, round: number, gapMs: number, from: number, to: number }
 const results: Round[] = []
 const failures: string[] = []
 const startedAt = Date.now()
@@ -211,7 +250,7 @@ try {
       const marks = [t0, ...successes.filter((s) => s >= t0)]
       let gap = 0
       for (let k = 1; k < marks.length; k++) gap = Math.max(gap, marks[k]! - marks[k - 1]!)
-      results.push({ fault, round: r, gapMs: gap })
+      results.push({ fault, round: r, gapMs: gap, from: t0, to: Date.now() })
       const during = [...errors].filter(([, v]) => v.last >= t0).map(([k, v]) => `${v.count}× ${k}`).slice(0, 3)
       process.stderr.write(`${fault} ${r}: longest gap ${gap} ms${gap > 3000 ? `; client errors so far: ${during.join(' | ')}` : ''}\n`)
       if (clientError !== undefined) throw new Error(clientError)
@@ -240,15 +279,44 @@ for (const n of delivered) {
   byContent.set(h, (byContent.get(h) ?? 0) + 1)
 }
 const duplicated = [...byContent.values()].filter((c) => c > 1).length
-// Leadership intervals of different members never overlap (start/end logged with process.hrtime: one clock).
+// Leadership intervals of different members never overlap (process.hrtime: one monotonic clock for the machine).
+// An interval starts at the member's `leader elected` line and ends at its `leader demoted` line (the end of its
+// lease); a process killed while leading logs no end: its interval ends when the dev cluster saw it exit (later
+// than its death, so the check is conservative), and one still leading ends now.
 const intervals: Array<{ name: string, start: bigint, end: bigint }> = []
+const checkedAtNs = process.hrtime.bigint()
 for (const m of dc.snapshot()) {
   const text = await readFile(m.logFile, 'utf8').catch(() => '')
+  const open = new Map<number, bigint>()
   for (const line of text.split('\n')) {
     if (!line.startsWith('{')) continue
-    const l = JSON.parse(line) as { msg?: string, leadershipInterval?: { startNs: string, endNs: string } }
-    if (l.msg === 'leader demoted: this member no longer leads' && l.leadershipInterval !== undefined) {
+    const l = JSON.parse(line) as { pid?: number, msg?: string, leadershipStartNs?: string, leadershipInterval?: { startNs: string, endNs: string } }
+    if (l.msg === 'leader elected: this member leads' && l.leadershipStartNs !== undefined && l.pid !== undefined) {
+      open.set(l.pid, BigInt(l.leadershipStartNs))
+    } else if (l.msg === 'leader demoted: this member no longer leads' && l.leadershipInterval !== undefined) {
+      if (l.pid !== undefined) open.delete(l.pid)
       intervals.push({ name: m.name, start: BigInt(l.leadershipInterval.startNs), end: BigInt(l.leadershipInterval.endNs) })
+    }
+  }
+  for (const [pid, start] of open) intervals.push({ name: m.name, start, end: exitNs.get(pid) ?? checkedAtNs })
+}
+// The takeovers the members measured (vectis_cluster_takeover_seconds: the old leader's last sign to serving), from
+// their logs: `previousLeaderSilentMs` at the election, plus the election to `PeSIT servers started`.
+const takeovers: Array<{ at: number, ms: number }> = []
+for (const m of dc.snapshot()) {
+  const text = await readFile(m.logFile, 'utf8').catch(() => '')
+  const elected = new Map<number, { at: number, silentMs: number }>()
+  for (const line of text.split('\n')) {
+    if (!line.startsWith('{')) continue
+    const l = JSON.parse(line) as { pid?: number, time?: string, msg?: string, previousLeaderSilentMs?: number }
+    if (l.pid === undefined || l.time === undefined) continue
+    if (l.msg === 'leader elected: this member leads') {
+      if (l.previousLeaderSilentMs !== undefined) elected.set(l.pid, { at: Date.parse(l.time), silentMs: l.previousLeaderSilentMs })
+      else elected.delete(l.pid)
+    } else if (l.msg === 'PeSIT servers started (leader)' && elected.has(l.pid)) {
+      const e = elected.get(l.pid)!
+      elected.delete(l.pid)
+      takeovers.push({ at: e.at, ms: Math.round(e.silentMs + Date.parse(l.time) - e.at) })
     }
   }
 }
@@ -270,24 +338,28 @@ await dc.stop()
 await rm(work, { recursive: true, force: true })
 
 const perFault = Object.fromEntries(faults.map((f) => {
-  const gaps = results.filter((x) => x.fault === f).map((x) => x.gapMs)
-  return [f, { rounds: gaps.length, gapP50Ms: pct(gaps, 50), gapP99Ms: pct(gaps, 99) }]
+  const rs = results.filter((x) => x.fault === f)
+  const gaps = rs.map((x) => x.gapMs)
+  const took = takeovers.filter((t) => rs.some((r) => t.at >= r.from && t.at <= r.to)).map((t) => t.ms)
+  return [f, { rounds: gaps.length, gapP50Ms: pct(gaps, 50), gapP99Ms: pct(gaps, 99), takeovers: took.length, takeoverP50Ms: pct(took, 50), takeoverP99Ms: pct(took, 99) }]
 }))
 if (lost + corrupted + duplicated + pulled.differs + overlaps + labelConflicts > 0) failures.push('a check failed')
 const out = {
   machine: { cpus: cpus().length, loadAverage: loadavg().map((x) => Math.round(x * 100) / 100), node: process.version },
+  members: netnsUnavailable === undefined ? `network namespaces 10.${subnet}.0.0/24` : `loopback ${values['base-ip']}`, skipped,
   pushesAcknowledged: acked.size, lost, corrupted, duplicated, pullsOk: pulled.ok, pullsDiffering: pulled.differs,
   leadershipIntervals: intervals.length, overlaps, labelConflicts, perFault, prometheus,
   clientErrors: [...errors].sort((a, b) => b[1].count - a[1].count).slice(0, 12).map(([k, v]) => ({ error: k, count: v.count })),
   failures
 }
 console.log(JSON.stringify(out, null, 2))
-console.log('\n| fault | rounds | longest gap without a transfer, p50 / p99 (ms) |')
-console.log('|---|---|---|')
+console.log('\n| fault | rounds | longest gap without a transfer, p50 / p99 (ms) | takeovers: count, p50 / p99 (ms) |')
+console.log('|---|---|---|---|')
 for (const f of faults) {
-  const x = perFault[f] as { rounds: number, gapP50Ms: number | null, gapP99Ms: number | null }
-  console.log(`| ${f} | ${x.rounds} | ${x.gapP50Ms} / ${x.gapP99Ms} |`)
+  const x = perFault[f]!
+  console.log(`| ${f} | ${x.rounds} | ${x.gapP50Ms} / ${x.gapP99Ms} | ${x.takeovers}, ${x.takeoverP50Ms} / ${x.takeoverP99Ms} |`)
 }
+for (const [f, why] of Object.entries(skipped)) console.log(`| ${f} | 0 | ${why} | |`)
 console.log(`\npushes acknowledged ${acked.size} (lost ${lost}, corrupted ${corrupted}, duplicated ${duplicated}), pulls ${pulled.ok} (differing ${pulled.differs}), ` +
   `leadership intervals ${intervals.length} (overlapping ${overlaps}), double labels ${labelConflicts}`)
 if (failures.length > 0) process.exitCode = 1

@@ -42,9 +42,13 @@ options:
   --prometheus       also run Debian's prometheus (apt-get install prometheus) on 127.0.0.1:9090, scraping every
                      member and loading the alert rules of deploy/
   --prometheus-port P  its port instead of 9090 (implies --prometheus)
+  --netns            run each member in a network namespace of its own (10.S.0.10, .11, …; root, iproute2 and
+                     iptables needed), so members can be cut off from each other; --base-ip is then not used
+  --netns-subnet S   S of 10.S.0.0/24 (default 77)
   --help             this text
 
-On a terminal, keys 0-9 kill -9 that member, r restarts exited members now, q quits.`
+On a terminal, keys 0-9 kill -9 that member, r restarts exited members now, q quits; with --netns, c then a
+digit cuts that member off from the others (both ways, packets dropped) and h heals every cut.`
 
 const REFRESH_MS = 1_000
 const ALNUM = 'abcdefghijkmnpqrstuvwxyz23456789'
@@ -74,6 +78,8 @@ export function parseDevClusterArgs (argv: string[], env: Record<string, string 
     'no-restart': { type: 'boolean' },
     prometheus: { type: 'boolean' },
     'prometheus-port': { type: 'string' },
+    netns: { type: 'boolean' },
+    'netns-subnet': { type: 'string' },
     help: { type: 'boolean' }
   }, {})
   if (options.help === true) return 'help'
@@ -85,8 +91,13 @@ export function parseDevClusterArgs (argv: string[], env: Record<string, string 
   const demoPesitPort = intOption('pesit-port', options['pesit-port'], DEFAULT_PESIT_PORT, 1, 65535)
   if (httpPort === clusterPort) throw new UsageError('--http-port and --cluster-port must differ')
   const baseIp = typeof options['base-ip'] === 'string' ? options['base-ip'] : '127.0.0.10'
+  const netns = options.netns === true || options['netns-subnet'] !== undefined
+    ? { subnet: intOption('netns-subnet', options['netns-subnet'], 77, 1, 254) }
+    : undefined
+  if (netns !== undefined && typeof options['base-ip'] === 'string') throw new UsageError('--base-ip and --netns exclude each other')
+  if (netns !== undefined && nodes > 200) throw new UsageError('--netns: at most 200 members')
   try {
-    memberIps(baseIp, nodes)
+    if (netns === undefined) memberIps(baseIp, nodes)
   } catch (err) {
     throw new UsageError(`--base-ip: ${(err as Error).message}`)
   }
@@ -107,7 +118,8 @@ export function parseDevClusterArgs (argv: string[], env: Record<string, string 
       restart: options['no-restart'] !== true,
       ...(options.prometheus === true || options['prometheus-port'] !== undefined
         ? { prometheusPort: intOption('prometheus-port', options['prometheus-port'], 9090, 1, 65535) }
-        : {})
+        : {}),
+      ...(netns !== undefined ? { netns } : {})
     }
   }
 }
@@ -225,7 +237,10 @@ export async function runDevCluster (argv: string[], out: NodeJS.WriteStream = p
     init.configFile === undefined
       ? `push a file: node ${vectisBin} send --host ${init.lbHost} --port ${cluster.lb.port ?? init.lbPort} --partner ${DEMO_PARTNER} --password ${init.demoPassword} --server ${DEMO_SERVER} --file ${DEMO_FILE} PATH`
       : `push a file: node ${vectisBin} send --host ${init.lbHost} --port ${cluster.lb.port ?? init.lbPort} --partner ID --password PW --server SRVID --file FILEID PATH`,
-    tty ? 'keys: 0-9 kill -9 that member, r restart exited members, q or Ctrl-C stop' : 'Ctrl-C or SIGTERM stops everything'
+    ...(cluster.lab !== undefined ? [`  namespaces       ${cluster.lab.hosts.map((h) => h.ns).join(' ')} (one per member) behind bridge ${cluster.lab.bridge} ${cluster.lab.gateway}`] : []),
+    tty
+      ? `keys: 0-9 kill -9 that member, r restart exited members, ${cluster.lab !== undefined ? 'c then 0-9 cut that member off, h heal, ' : ''}q or Ctrl-C stop`
+      : 'Ctrl-C or SIGTERM stops everything'
   ].join('\n')
   out.write(`${header}\n\n`)
   const held = early
@@ -258,11 +273,25 @@ export async function runDevCluster (argv: string[], out: NodeJS.WriteStream = p
   const offPoll = cluster.events.on('status:polled', () => { if (!tty) render() })
 
   const stdin = process.stdin
+  // After `c`, the next digit names the member to cut off instead of the one to kill.
+  let cutNext = false
+  const cut = (i: number): void => {
+    if (i >= init.nodes) { event(`no member ${i}`); return }
+    const others = Array.from({ length: init.nodes }, (_, j) => j).filter((j) => j !== i)
+    cluster.partition([[i], others]).then(() => { event(`vectis-${i} cut off from the others`) }, (err: unknown) => { event(`cut failed: ${(err as Error).message}`) })
+  }
   const onKey = (buf: Buffer): void => {
     const k = buf.toString('utf8')
+    const wasCut = cutNext
+    cutNext = false
     if (k === '\u0003' || k === 'q') onSignal()
+    else if (/^[0-9]$/.test(k) && wasCut) cut(Number(k))
     else if (/^[0-9]$/.test(k)) { if (!cluster.kill(Number(k))) event(`member ${k} is not running`) } else if (k === 'r') {
       for (const m of cluster.snapshot()) if (m.state === 'exited') cluster.restartNow(m.index)
+    } else if (k === 'c' && cluster.lab !== undefined) {
+      cutNext = true
+    } else if (k === 'h' && cluster.lab !== undefined) {
+      cluster.heal().then(() => { event('every cut healed') }, (err: unknown) => { event(`heal failed: ${(err as Error).message}`) })
     }
   }
   const interactive = tty && stdin.isTTY

@@ -7,7 +7,9 @@
  * - the Kubernetes API emulator holding one pod per member (`app=vectis`, its loopback IP) and a kubeconfig per
  *   member and one for the operator (any client of the pods API; kubectl needs discovery, which is not emulated);
  * - N `vectisd` processes, member i on `base + i` (127.0.0.10, .11, … by default) with the same ports, as pods
- *   have; their JSON logs go to `<data>/logs/<name>.log`;
+ *   have; their JSON logs go to `<data>/logs/<name>.log`. With `netns`, member i runs instead in a network
+ *   namespace of its own at 10.S.0.(10+i), behind a bridge whose address 10.S.0.1 the DNS server and the API
+ *   emulator listen on, so `partition()` can cut members off from each other as a network would (`netns.ts`);
  * - a TCP load balancer on 127.0.0.1 whose endpoint follows the pod labelled `vectis-leader=true`, driven by the
  *   emulator's change events the way a Service's endpoints follow its selector.
  *
@@ -17,7 +19,9 @@
  *
  * NOT emulated: readiness gating of the endpoint (a labelled pod whose process is dead stays the endpoint until
  * the label moves, as it would until the kubelet reports it), more than one Service port (the load balancer forwards
- * to the first PeSIT server of the configuration), node failures, network partitions. Not for production.
+ * to the first PeSIT server of the configuration), node failures; network partitions only with `netns` (root,
+ * iproute2 and iptables), between members: the load balancer, DNS, the API and Prometheus reach every member.
+ * Not for production.
  */
 import { spawn, type ChildProcess } from 'node:child_process'
 import { closeSync, existsSync, fstatSync, mkdirSync, openSync, readSync } from 'node:fs'
@@ -35,6 +39,7 @@ import { HeadlessDnsServer } from './dns-server.js'
 import { K8sApiEmulator } from './k8s-api-emulator.js'
 import type { PodObject } from './k8s-api-objects.js'
 import { TcpLoadBalancer } from './load-balancer.js'
+import { NetnsLab } from './netns.js'
 import { LocalPrometheus } from './prometheus.js'
 
 export const DEV_NAMESPACE = 'vectis'
@@ -81,6 +86,11 @@ export interface DevClusterInit {
   memberCommand?: string[]
   /** Also run a real Prometheus (Debian's `prometheus`) on this port of 127.0.0.1, scraping every member. */
   prometheusPort?: number
+  /**
+   * Run each member in a network namespace of its own, on 10.`subnet`.0.0/24 (`baseIp` is then not used), so
+   * `partition()` works. Needs root, iproute2 and iptables (`NetnsLab.unavailable()` says what is missing).
+   */
+  netns?: { subnet: number }
 }
 
 export interface ClusterStatusView {
@@ -214,6 +224,8 @@ export class DevCluster implements Startable {
   readonly configFile: string
   /** The PeSIT servers of the configuration; the load balancer forwards to the first one's port. */
   servers: PesitServerConfig[] = []
+  /** With `netns`: the namespaces the members run in. */
+  readonly lab: NetnsLab | undefined
   private readonly members: MemberRuntime[]
   private readonly log: Logger
   private readonly command: string[]
@@ -228,7 +240,8 @@ export class DevCluster implements Startable {
 
   constructor (components: { logger: Logger }, readonly init: DevClusterInit) {
     this.log = components.logger.child({ component: 'dev-cluster' })
-    const ips = memberIps(init.baseIp, init.nodes)
+    this.lab = init.netns === undefined ? undefined : new NetnsLab({ subnet: init.netns.subnet, hosts: init.nodes })
+    const ips = this.lab?.hosts.map((h) => h.ip) ?? memberIps(init.baseIp, init.nodes)
     if (ips.includes(init.lbHost)) throw new RangeError(`the load balancer address ${init.lbHost} is also a member's address`)
     this.command = init.memberCommand ?? defaultMemberCommand()
     this.sharedDir = join(init.dataDir, 'shared')
@@ -246,10 +259,12 @@ export class DevCluster implements Startable {
         status: undefined, statusError: undefined, proc: undefined, startedAt: 0, restartTimer: undefined, exited: undefined
       }
     })
-    this.dns = new HeadlessDnsServer({ host: '127.0.0.1', ttl: 5 })
+    // In namespaces, members reach this namespace only through the bridge's address.
+    const serviceHost = this.lab?.gateway ?? '127.0.0.1'
+    this.dns = new HeadlessDnsServer({ host: serviceHost, ttl: 5 })
     // No bearer tokens: kubectl will not send one over plain http, a curl one-liner should not need one, and the
-    // emulator listens on loopback only. Each member's kubeconfig still names its own user, for whoever reads them.
-    this.api = new K8sApiEmulator({ host: '127.0.0.1', logger: components.logger })
+    // emulator listens on loopback (or the lab's bridge) only. Each member's kubeconfig still names its own user.
+    this.api = new K8sApiEmulator({ host: serviceHost, logger: components.logger })
     this.lb = new TcpLoadBalancer({ logger: components.logger }, { host: init.lbHost, port: init.lbPort })
     const rules = rulesManifest()
     this.prometheus = init.prometheusPort === undefined
@@ -312,10 +327,13 @@ export class DevCluster implements Startable {
     this.state = 'starting'
     process.on('exit', this.onProcessExit)
     try {
+      const unavailable = this.lab === undefined ? undefined : NetnsLab.unavailable()
+      if (unavailable !== undefined) throw new Error(`network namespaces: ${unavailable}`)
       await this.prepareFiles()
       // Validates the whole member configuration (the YAML included) before anything listens: a ConfigError here
       // names the key, and nothing has been started. The DNS address is not known yet: a placeholder stands in.
       this.servers = loadConfig({ ...this.envOf(0), VECTIS_DNS_SERVERS: '127.0.0.1:53' }).config.pesit.servers
+      await this.lab?.build()
       await this.dns.start()
       this.dns.setRecords(DEV_DNS_NAME, this.members.map((m) => ({ ip: m.ip, port: this.init.clusterPort, hostname: m.name })))
       await this.api.start()
@@ -369,6 +387,23 @@ export class DevCluster implements Startable {
     return m.proc.kill('SIGKILL')
   }
 
+  /**
+   * Cuts the members into groups that cannot reach each other (both ways, packets dropped silently); members not
+   * listed form one more group. Needs `netns`.
+   */
+  async partition (groups: number[][]): Promise<void> {
+    if (this.lab === undefined) throw new Error('partitions need the network namespace mode (--netns)')
+    await this.lab.partition(groups)
+    this.log.info({ groups, blocked: this.lab.blockedPairs }, 'members partitioned')
+  }
+
+  /** Removes every partition. */
+  async heal (): Promise<void> {
+    if (this.lab === undefined) return
+    await this.lab.heal()
+    this.log.info('partitions healed')
+  }
+
   /** Starts member i now if it is not running (skips the back-off). */
   restartNow (i: number): boolean {
     const m = this.members[i]
@@ -398,10 +433,11 @@ export class DevCluster implements Startable {
     await this.lb.stop()
     await this.api.stop()
     await this.dns.stop()
+    await this.lab?.destroy()
   }
 
   private spawnMember (m: MemberRuntime): void {
-    const [cmd, ...args] = this.command as [string, ...string[]]
+    const [cmd, ...args] = (this.lab?.wrap(m.index, this.command) ?? this.command) as [string, ...string[]]
     // The log file is opened for the child only: it inherits the descriptor, the dev cluster does not read it.
     const fd = openSync(m.logFile, 'a')
     let proc: ChildProcess

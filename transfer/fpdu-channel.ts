@@ -10,6 +10,7 @@
  * FPDU carries is the FPDU's own.
  */
 import type { Duplex } from 'node:stream'
+import { TLSSocket } from 'node:tls'
 import {
   EntityReader, checkConcatenation, decodeFpdu, encodeEntity, encodeFpdu, splitEntity, MAX_ENTITY_SIZE,
   type Framing, type Fpdu
@@ -252,6 +253,11 @@ export class FpduChannel {
   destroy (): void {
     this.socket.destroy()
     this.wake()
+  }
+
+  /** Whether the byte stream is a TLS connection (for explaining how it ended). */
+  get overTls (): boolean {
+    return this.socket instanceof TLSSocket
   }
 
   /** The socket error, if any: a ProtocolError is never stored here. */

@@ -185,9 +185,11 @@ export class RequesterSession {
       // A TLS 1.3 server refuses a client certificate after the client's handshake is done: the alert is here.
       const err = this.ch.socketError
       if (err !== undefined) throw new ConnectionLostError(`the connection failed: ${explainTlsError(err)}`, { cause: err })
-      throw new ConnectionLostError(this.state === 'CN02'
-        ? 'the server closed the connection before answering CONNECT (over TLS with a client certificate: the server may not trust it)'
-        : 'the server closed the connection')
+      throw new ConnectionLostError(this.state !== 'CN02'
+        ? 'the server closed the connection'
+        : this.ch.overTls
+          ? 'the server closed the connection before answering CONNECT (over TLS: a server that requires a client certificate does so when it does not trust the one sent, or none was sent)'
+          : 'the server closed the connection before answering CONNECT')
     }
     if (ev.kind === 'preconnection') {
       await this.abort(DIAG.PROTOCOL_ERROR)

@@ -16,7 +16,7 @@ import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import type { TestContext } from 'node:test'
 import { TestDnsServer } from './dns-server.js'
-import type { NetnsLab } from './netns.js'
+import type { NetnsLab } from '../../dev-cluster/netns.js'
 import { waitFor } from './wait-for.js'
 
 export const ROOT_DIR = fileURLToPath(new URL('../..', import.meta.url))

@@ -6,7 +6,7 @@ import assert from 'node:assert/strict'
 import { request as httpRequest } from 'node:http'
 import { connect, type Socket } from 'node:net'
 import { ClusterHarness } from '../helpers/cluster-harness.js'
-import { NetnsLab } from '../helpers/netns.js'
+import { NetnsLab } from '../../dev-cluster/netns.js'
 import {
   track, leadershipIntervals, overlaps, waitOneView, waitOneLeader, leadersAmong, checkNoSplit, coldStartEnd, type LeadershipInterval
 } from '../helpers/cluster-checks.js'

@@ -4,7 +4,7 @@
 import { test, type TestContext } from 'node:test'
 import assert from 'node:assert/strict'
 import { ClusterHarness } from '../helpers/cluster-harness.js'
-import { NetnsLab } from '../helpers/netns.js'
+import { NetnsLab } from '../../dev-cluster/netns.js'
 import {
   track, checkNoSplit, coldStartEnd, waitCommittedView, viewsOf, viewsByIncarnation, ageOrderViolation, leadershipIntervals, overlaps, waitOneView, viewNames, waitOneLeader, leadersAmong
 } from '../helpers/cluster-checks.js'

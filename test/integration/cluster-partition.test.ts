@@ -3,7 +3,7 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { ClusterHarness } from '../helpers/cluster-harness.js'
-import { NetnsLab } from '../helpers/netns.js'
+import { NetnsLab } from '../../dev-cluster/netns.js'
 
 const SUBNET = 233
 

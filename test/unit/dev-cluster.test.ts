@@ -28,7 +28,14 @@ test('arguments: defaults, and bad usage is a UsageError naming the option', () 
   assert.ok(p.init.demoPassword.length > 0 && p.init.demoPassword.length <= 8, 'PeSIT carries 8 bytes of password')
   assert.ok(p.init.clusterSecret.length >= 16)
   assert.equal(parseDevClusterArgs(['--help'], {}), 'help')
+  assert.equal(p.init.netns, undefined)
+  const ns = parseDevClusterArgs(['--netns', '--data', '/tmp/x'], {})
+  assert.deepEqual(ns !== 'help' && ns.init.netns, { subnet: 77 })
+  const ns9 = parseDevClusterArgs(['--netns-subnet', '9', '--data', '/tmp/x'], {})
+  assert.deepEqual(ns9 !== 'help' && ns9.init.netns, { subnet: 9 }, '--netns-subnet implies --netns')
   for (const [argv, re] of [
+    [['--netns', '--base-ip', '127.0.0.10'], /exclude each other/],
+    [['--netns-subnet', '255'], /--netns-subnet/],
     [['--nodes', '0'], /--nodes/],
     [['--nodes', 'x'], /--nodes/],
     [['--lb-port', '70000'], /--lb-port/],

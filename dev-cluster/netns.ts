@@ -1,18 +1,17 @@
 /**
- * Network namespaces for partition tests: N hosts, each a namespace with one veth (`eth0`, 10.S.0.(10+i)/24)
+ * Network namespaces for partitions (`vectis dev-cluster --netns`, the partition tests): N hosts, each a namespace with one veth (`eth0`, 10.S.0.(10+i)/24)
  * plugged into a bridge in the test's own namespace, which holds 10.S.0.1 (the tests reach members, members reach
- * the in-process DNS server there). Partitions are iptables DROP rules inside the member namespaces, so packets
+ * the dev cluster's or test's DNS server and Kubernetes API emulator there). Partitions are iptables DROP rules inside the member namespaces, so packets
  * vanish silently as on a cut network (no RST, no ICMP), symmetric or one-way.
  *
  * Needs root, `ip` (iproute2) and, for partitions, `iptables` (Debian package `iptables`). `NetnsLab.unavailable()`
- * names what is missing so a test can `t.skip(reason)`; nothing here passes silently without namespaces.
+ * names what is missing so a caller can refuse or `t.skip(reason)`; nothing here passes silently without namespaces.
  *
- * Everything created is named `vx<S>…` and removed by `destroy()` (registered with `t.after` and a process 'exit'
- * hook by `create()`); leftovers of a crashed run with the same subnet are removed before creating.
+ * Everything created is named `vx<S>…` and removed by `destroy()` (registered with the caller's `after` hook and a
+ * process 'exit' hook by `create()`); leftovers of a crashed run with the same subnet are removed before creating.
  */
 import { execFile, execFileSync, spawn, type ChildProcess, type SpawnOptions } from 'node:child_process'
 import { promisify } from 'node:util'
-import type { TestContext } from 'node:test'
 
 const run = promisify(execFile)
 
@@ -23,8 +22,13 @@ export interface NetnsHost {
   ip: string
 }
 
+/** Where `create()` registers the lab's removal (a `node:test` context has this shape). */
+export interface AfterHook {
+  after: (fn: () => Promise<void>) => void
+}
+
 export interface NetnsLabOptions {
-  /** Second octet of 10.S.0.0/24, 1–254: one per test file so parallel files do not collide. */
+  /** Second octet of 10.S.0.0/24, 1–254: one per test file (or dev cluster) so parallel ones do not collide. */
   subnet: number
   hosts: number
 }
@@ -52,7 +56,10 @@ export class NetnsLab {
   private destroyed = false
   private readonly blocked = new Set<string>()
 
-  private constructor (readonly opts: NetnsLabOptions) {
+  /** The plan only (addresses and names); `build()` or `create()` makes it. */
+  constructor (readonly opts: NetnsLabOptions) {
+    if (!Number.isInteger(opts.subnet) || opts.subnet < 1 || opts.subnet > 254) throw new RangeError('subnet must be 1..254')
+    if (!Number.isInteger(opts.hosts) || opts.hosts < 1 || opts.hosts > 200) throw new RangeError('hosts must be 1..200')
     const s = opts.subnet
     this.bridge = `vx${s}br`
     this.gateway = `10.${s}.0.1`
@@ -75,37 +82,41 @@ export class NetnsLab {
     return undefined
   }
 
-  /** Builds the lab; destroyed after the test (and at process exit if the test runner dies first). */
-  static async create (t: TestContext | undefined, opts: NetnsLabOptions): Promise<NetnsLab> {
-    if (!Number.isInteger(opts.subnet) || opts.subnet < 1 || opts.subnet > 254) throw new RangeError('subnet must be 1..254')
-    if (!Number.isInteger(opts.hosts) || opts.hosts < 1 || opts.hosts > 200) throw new RangeError('hosts must be 1..200')
+  /** Builds the lab; destroyed after the test (and at process exit if the caller dies first). */
+  static async create (t: AfterHook | undefined, opts: NetnsLabOptions): Promise<NetnsLab> {
     const lab = new NetnsLab(opts)
-    lab.removeLeftovers()
-    live.add(lab)
+    t?.after(() => lab.destroy())
+    await lab.build()
+    return lab
+  }
+
+  /** Creates the bridge and the namespaces (removing leftovers of a crashed run first); undone by `destroy()`. */
+  async build (): Promise<void> {
+    this.removeLeftovers()
+    this.destroyed = false
+    live.add(this)
     if (!exitHook) {
       exitHook = true
       process.on('exit', () => { for (const l of live) l.destroySync() })
     }
-    t?.after(() => lab.destroy())
     try {
-      await ip('link', 'add', lab.bridge, 'type', 'bridge')
-      await ip('addr', 'add', `${lab.gateway}/24`, 'dev', lab.bridge)
-      await ip('link', 'set', lab.bridge, 'up')
-      for (const h of lab.hosts) {
+      await ip('link', 'add', this.bridge, 'type', 'bridge')
+      await ip('addr', 'add', `${this.gateway}/24`, 'dev', this.bridge)
+      await ip('link', 'set', this.bridge, 'up')
+      for (const h of this.hosts) {
         const peer = `${h.ns}p`
         await ip('netns', 'add', h.ns)
         await ip('link', 'add', peer, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', h.ns)
-        await ip('link', 'set', peer, 'master', lab.bridge)
+        await ip('link', 'set', peer, 'master', this.bridge)
         await ip('link', 'set', peer, 'up')
         await ip('-n', h.ns, 'addr', 'add', `${h.ip}/24`, 'dev', 'eth0')
         await ip('-n', h.ns, 'link', 'set', 'eth0', 'up')
         await ip('-n', h.ns, 'link', 'set', 'lo', 'up')
       }
     } catch (err) {
-      lab.destroySync()
+      this.destroySync()
       throw err
     }
-    return lab
   }
 
   host (i: number): NetnsHost {
@@ -187,6 +198,7 @@ export class NetnsLab {
     if (this.destroyed) return
     this.destroyed = true
     live.delete(this)
+    this.blocked.clear()
     this.removeLeftovers()
   }
 
