@@ -30,11 +30,15 @@ export class ApiError extends Error {
   constructor (readonly status: number, message: string) { super(message) }
 }
 
-/** `method path` on the member, JSON both ways; throws ApiError on any answer but 2xx. */
+/**
+ * `method path` on the member, JSON both ways; throws ApiError on any answer but 2xx. A request that changes state
+ * is typed `application/json` even without a body: the member refuses it otherwise (docs/contract.md §3.4).
+ */
 export async function apiRequest<T> (t: ApiTarget, method: string, path: string, body?: unknown): Promise<T> {
+  const json = body !== undefined || !['GET', 'HEAD'].includes(method.toUpperCase())
   const res = await fetch(new URL(path, t.base), {
     method,
-    headers: { authorization: t.authorization, ...(body !== undefined ? { 'content-type': 'application/json' } : {}) },
+    headers: { authorization: t.authorization, ...(json ? { 'content-type': 'application/json' } : {}) },
     ...(body !== undefined ? { body: JSON.stringify(body) } : {})
   })
   const text = await res.text()

@@ -2,7 +2,8 @@
  * The HTTP side of the contract (docs/contract.md §3): probes, metrics and the basic-auth API, on plain
  * `node:http` (a handful of routes do not justify a framework). Other parts plug routes in with `route()` and
  * WebSocket endpoints with `websocket()` before `start()`. Every error answer is JSON `{"error": "..."}`;
- * credentials are compared in constant time and never logged.
+ * credentials are compared in constant time and never logged. A request that changes state must look same-origin
+ * and be typed JSON (`crossSiteRefusal`), so a page of another site cannot use a browser's cached credentials.
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https'
@@ -66,6 +67,19 @@ const REALM = 'Basic realm="vectis"'
 
 function digest (s: string | Buffer): Buffer {
   return createHash('sha256').update(s).digest()
+}
+
+/** Methods that change nothing: no cross-site check (docs/contract.md §3.4). */
+const SAFE_METHODS = new Set(['GET', 'HEAD', 'OPTIONS'])
+
+/** `application/json; charset=utf-8` → `application/json` (a media type is case-insensitive). */
+function mediaType (contentType: string): string {
+  return contentType.split(';')[0]!.trim().toLowerCase()
+}
+
+/** Header values are shortened in error messages, so an answer never carries a huge or hostile one back whole. */
+function clip (v: string): string {
+  return v.length > 80 ? `${v.slice(0, 80)}…` : v
 }
 
 export class HttpServer implements Startable {
@@ -245,6 +259,12 @@ export class HttpServer implements Startable {
       this.sendJson(res, 405, { error: `method ${method} not allowed on ${url.pathname}; allowed: ${allow}` }, { allow })
       return
     }
+    const refusal = this.crossSiteRefusal(req, method)
+    if (refusal !== undefined) {
+      req.resume()
+      this.sendJson(res, refusal.status, { error: refusal.message })
+      return
+    }
     let body: unknown
     try {
       body = await this.readBody(req)
@@ -274,6 +294,40 @@ export class HttpServer implements Startable {
     }
   }
 
+  /**
+   * Why a state-changing request (any method but GET, HEAD, OPTIONS) is refused as possibly cross-site, if it is.
+   * A browser attaches its cached Basic credentials to a request another site's page makes, but such a page can
+   * send, without a CORS preflight (which this server never grants), only a form's content types: requiring
+   * `application/json` even with an empty body shuts those out. `Origin` and `Sec-Fetch-Site`, which browsers set
+   * and pages cannot forge, refuse what is left; clients that send neither (curl, the CLI) are not browsers.
+   */
+  private crossSiteRefusal (req: IncomingMessage, method: string): HttpError | undefined {
+    if (SAFE_METHODS.has(method)) return undefined
+    const origin = req.headers.origin
+    if (origin !== undefined) {
+      const own = this.ownOrigin(req)
+      if (own === undefined || origin.toLowerCase() !== own.toLowerCase()) {
+        return new HttpError(403, `cross-site request refused: Origin ${clip(origin)} is not this server's (${own ?? 'no Host header'})`)
+      }
+    }
+    const site = req.headers['sec-fetch-site']
+    if (site !== undefined && site !== 'same-origin' && site !== 'none') {
+      return new HttpError(403, `cross-site request refused: Sec-Fetch-Site is ${clip(site)}; only same-origin or none may change state`)
+    }
+    const type = req.headers['content-type']
+    if (type === undefined || mediaType(type) !== 'application/json') {
+      return new HttpError(415, `a ${method} request needs content-type application/json, even with an empty body; got ${type === undefined ? 'none' : clip(type)}`)
+    }
+    return undefined
+  }
+
+  /** `http(s)://<Host header>`: what a same-origin page's `Origin` is (its scheme is this server's). */
+  private ownOrigin (req: IncomingMessage): string | undefined {
+    const host = req.headers.host
+    if (host === undefined || host === '') return undefined
+    return `${this.init.tls !== undefined ? 'https' : 'http'}://${host}`
+  }
+
   private async readBody (req: IncomingMessage): Promise<unknown> {
     const max = this.init.maxBodyBytes ?? 64 * 1024
     const chunks: Buffer[] = []
@@ -285,8 +339,9 @@ export class HttpServer implements Startable {
     }
     if (size === 0) return undefined
     const text = Buffer.concat(chunks).toString('utf8')
+    // A state-changing request's content type was checked already; a GET's body, if any, is read as JSON unless typed otherwise.
     const type = req.headers['content-type'] ?? 'application/json'
-    if (!/^application\/json\b/i.test(type)) throw new HttpError(415, `expected a JSON body (content-type application/json), got ${type}`)
+    if (mediaType(type) !== 'application/json') throw new HttpError(415, `expected a JSON body (content-type application/json), got ${clip(type)}`)
     try {
       return JSON.parse(text) as unknown
     } catch (err) {

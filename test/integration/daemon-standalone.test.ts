@@ -14,11 +14,11 @@ import { runSend } from '../../cli/send.js'
 
 interface Answer { status: number, headers: Record<string, string | string[] | undefined>, body: string }
 
-async function http (port: number, method: string, path: string, opts: { auth?: string, body?: string, contentType?: string } = {}): Promise<Answer> {
+async function http (port: number, method: string, path: string, opts: { auth?: string, body?: string, contentType?: string, headers?: Record<string, string> } = {}): Promise<Answer> {
   return await new Promise((resolve, reject) => {
-    const headers: Record<string, string> = {}
+    const headers: Record<string, string> = { ...opts.headers }
     if (opts.auth !== undefined) headers.authorization = `Basic ${Buffer.from(opts.auth).toString('base64')}`
-    if (opts.body !== undefined) headers['content-type'] = opts.contentType ?? 'application/json'
+    if (opts.body !== undefined || opts.contentType !== undefined) headers['content-type'] = opts.contentType ?? 'application/json'
     const req = request({ host: '127.0.0.1', port, method, path, headers, timeout: 5000 }, (res) => {
       let body = ''
       res.setEncoding('utf8').on('data', (d: string) => { body += d }).on('end', () => { resolve({ status: res.statusCode ?? 0, headers: res.headers, body }) })
@@ -141,6 +141,48 @@ describe('standalone vectisd with its embedded defaults', () => {
     const nobody = await http(port, 'POST', '/api/cluster/leadership/transfer', { auth, body: '{}' })
     assert.equal(nobody.status, 409)
     assert.match((JSON.parse(nobody.body) as { error: string }).error, /no other member/)
+  })
+
+  it('a cross-site POST to the hand-over is refused before it acts: no JSON content type 415, another origin 403', async () => {
+    const handover = '/api/cluster/leadership/transfer'
+    const error = (a: Answer): string => (JSON.parse(a.body) as { error: string }).error
+    // What a page of another site can send with the browser's cached credentials: a form, or an empty POST.
+    const empty = await http(port, 'POST', handover, { auth })
+    assert.equal(empty.status, 415)
+    assert.match(error(empty), /needs content-type application\/json, even with an empty body; got none/)
+    const form = await http(port, 'POST', handover, { auth, contentType: 'application/x-www-form-urlencoded', body: 'to=vectis-1' })
+    assert.equal(form.status, 415)
+    const emptyForm = await http(port, 'POST', handover, { auth, contentType: 'application/x-www-form-urlencoded' })
+    assert.equal(emptyForm.status, 415)
+    const foreign = await http(port, 'POST', handover, { auth, contentType: 'application/json', headers: { origin: 'https://evil.example' } })
+    assert.equal(foreign.status, 403)
+    assert.match(error(foreign), /Origin https:\/\/evil\.example is not this server's \(http:\/\/127\.0\.0\.1:\d+\)/)
+    const crossSite = await http(port, 'POST', handover, { auth, contentType: 'application/json', headers: { 'sec-fetch-site': 'cross-site' } })
+    assert.equal(crossSite.status, 403)
+    assert.match(error(crossSite), /Sec-Fetch-Site is cross-site/)
+    // The same request from the console's own page reaches the hand-over (which has nobody to hand over to here).
+    const own = { origin: `http://127.0.0.1:${port}`, 'sec-fetch-site': 'same-origin' }
+    const sameOrigin = await http(port, 'POST', handover, { auth, contentType: 'application/json', headers: own })
+    assert.equal(sameOrigin.status, 409)
+    assert.match(error(sameOrigin), /no other member/)
+    // The same rules hold for the backups; a same-origin JSON POST takes one.
+    assert.equal((await http(port, 'POST', '/api/backups', { auth })).status, 415)
+    assert.equal((await http(port, 'POST', '/api/backups', { auth, contentType: 'application/json', headers: { origin: 'http://evil.example' } })).status, 403)
+    const backup = await http(port, 'POST', '/api/backups', { auth, contentType: 'application/json', headers: own })
+    assert.equal(backup.status, 201, backup.body)
+    assert.equal(typeof (JSON.parse(backup.body) as { id: unknown }).id, 'string')
+  })
+
+  it('vectis backup (the CLI) creates and lists backups through those rules', () => {
+    const env = { ...process.env, VECTIS_API_PASSWORD: auth.slice('vectis:'.length) }
+    const cli = join(ROOT, 'dist', 'bin', 'vectis.js')
+    const created = spawnSync(process.execPath, [cli, 'backup', 'create', '--url', `http://127.0.0.1:${port}`], { encoding: 'utf8', env })
+    assert.equal(created.status, 0, created.stderr)
+    const id = /^backup (\S+):/.exec(created.stdout)?.[1]
+    assert.ok(id !== undefined, created.stdout)
+    const listed = spawnSync(process.execPath, [cli, 'backup', 'list', '--url', `http://127.0.0.1:${port}`], { encoding: 'utf8', env })
+    assert.equal(listed.status, 0, listed.stderr)
+    assert.ok(listed.stdout.includes(id), listed.stdout)
   })
 
   it('/metrics parses as Prometheus text and reports vectis_cluster_is_leader 1', async () => {

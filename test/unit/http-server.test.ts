@@ -1,12 +1,19 @@
 import { describe, it, before, after } from 'node:test'
 import assert from 'node:assert/strict'
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
+import { request } from 'node:https'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { HttpServer, HttpError } from '../../daemon/http-server.js'
 import { silentLogger } from '../../common/logger.js'
+import { makePki, opensslMissing } from '../helpers/certs.js'
+import { apiRequest, apiTarget } from '../../cli/api-client.js'
 
 describe('HttpServer', () => {
   const server = new HttpServer({ logger: silentLogger() }, { host: '127.0.0.1', port: 0, user: 'u', password: 'p', maxBodyBytes: 100 })
   let base = ''
   const auth = { authorization: `Basic ${Buffer.from('u:p').toString('base64')}` }
+  const json = { 'content-type': 'application/json' }
 
   before(async () => {
     let ready = false
@@ -26,7 +33,7 @@ describe('HttpServer', () => {
     const r = await fetch(`${base}/readyz`)
     assert.equal(r.status, 503)
     assert.deepEqual(await r.json(), { status: 'not ready', reason: 'no view yet' })
-    await fetch(`${base}/echo`, { method: 'POST', headers: auth })
+    await fetch(`${base}/echo`, { method: 'POST', headers: { ...auth, 'content-type': 'application/json' } })
     assert.equal((await fetch(`${base}/readyz`)).status, 200)
   })
 
@@ -61,9 +68,58 @@ describe('HttpServer', () => {
   it('path parameters: one decoded segment each; exact paths first; anything else 404 or 405', async () => {
     assert.deepEqual(await (await fetch(`${base}/things/3-17%40b`)).json(), { id: '3-17@b' })
     assert.deepEqual(await (await fetch(`${base}/things/special`)).json(), { exact: true })
-    assert.deepEqual(await (await fetch(`${base}/things/x/restore`, { method: 'POST' })).json(), { id: 'x', verb: 'restore' })
+    assert.deepEqual(await (await fetch(`${base}/things/x/restore`, { method: 'POST', headers: json })).json(), { id: 'x', verb: 'restore' })
     for (const path of ['/things/', '/things/a/b/c', '/things/%E0%A4%A']) assert.equal((await fetch(`${base}${path}`)).status, 404, path)
     assert.equal((await fetch(`${base}/things/x/restore`)).status, 405)
+  })
+
+  it('a state-changing request needs content-type application/json, even with an empty body (415)', async () => {
+    const cases: Array<[string, Record<string, string>, string | undefined]> = [
+      ['no content type, no body', {}, undefined],
+      ['a form, no body', { 'content-type': 'application/x-www-form-urlencoded' }, undefined],
+      ['a form', { 'content-type': 'application/x-www-form-urlencoded' }, 'a=1'],
+      ['multipart', { 'content-type': 'multipart/form-data; boundary=x' }, '--x--'],
+      ['text', { 'content-type': 'text/plain' }, '{}'],
+      ['a JSON look-alike', { 'content-type': 'application/json-patch+json' }, '{}']
+    ]
+    for (const [what, headers, body] of cases) {
+      const r = await fetch(`${base}/echo`, { method: 'POST', headers: { ...auth, ...headers }, ...(body !== undefined ? { body } : {}) })
+      assert.equal(r.status, 415, what)
+      assert.match(((await r.json()) as { error: string }).error, /needs content-type application\/json, even with an empty body/, what)
+    }
+    assert.equal((await fetch(`${base}/things/x/restore`, { method: 'POST' })).status, 415, 'routes without credentials too')
+    const typed = await fetch(`${base}/echo`, { method: 'POST', headers: { ...auth, 'content-type': 'Application/JSON; charset=utf-8' } })
+    assert.deepEqual(await typed.json(), { got: null })
+    // A GET changes nothing: no content type needed.
+    assert.equal((await fetch(`${base}/readyz`)).status, 200)
+  })
+
+  it('a state-changing request from another origin is refused (403); same-origin and none pass', async () => {
+    const host = new URL(base).host
+    const post = async (headers: Record<string, string>): Promise<Response> =>
+      await fetch(`${base}/echo`, { method: 'POST', headers: { ...auth, ...json, ...headers }, body: '{"a":2}' })
+    const refused: Array<Record<string, string>> = [{ origin: 'https://evil.example' }, { origin: `https://${host}` }, { origin: `http://${host}.evil.example` }, { origin: 'null' },
+      { 'sec-fetch-site': 'cross-site' }, { 'sec-fetch-site': 'same-site' }, { origin: `http://${host}`, 'sec-fetch-site': 'cross-site' }]
+    for (const headers of refused) {
+      const r = await post(headers)
+      assert.equal(r.status, 403, JSON.stringify(headers))
+      assert.match(((await r.json()) as { error: string }).error, /^cross-site request refused: /)
+    }
+    const allowed: Array<Record<string, string>> = [{}, { origin: `http://${host}` }, { origin: `HTTP://${host.toUpperCase()}` }, { 'sec-fetch-site': 'same-origin' },
+      { 'sec-fetch-site': 'none' }, { origin: `http://${host}`, 'sec-fetch-site': 'same-origin' }]
+    for (const headers of allowed) {
+      const r = await post(headers)
+      assert.equal(r.status, 200, JSON.stringify(headers))
+      assert.deepEqual(await r.json(), { got: { a: 2 } })
+    }
+    // A GET from another site is answered (reading needs the credentials, and CORS keeps the answer from the page).
+    assert.equal((await fetch(`${base}/readyz`, { headers: { origin: 'https://evil.example', 'sec-fetch-site': 'cross-site' } })).status, 200)
+  })
+
+  it('the CLI types its state-changing requests JSON, with or without a body', async () => {
+    const target = apiTarget({ url: base, user: 'u', password: 'p' })
+    assert.deepEqual(await apiRequest(target, 'POST', '/echo'), { got: null })
+    assert.deepEqual(await apiRequest(target, 'POST', '/echo', { b: 1 }), { got: { b: 1 } })
   })
 
   it('HEAD is answered like GET without a body', async () => {
@@ -71,4 +127,30 @@ describe('HttpServer', () => {
     assert.equal(r.status, 200)
     assert.equal(await r.text(), '')
   })
+})
+
+void it('over HTTPS, a same-origin Origin is https://<Host>; http://<Host> is another origin', { skip: opensslMissing() }, async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'vectis-http-origin-'))
+  const pki = makePki(dir)
+  const server = new HttpServer({ logger: silentLogger() }, {
+    host: '127.0.0.1', port: 0, user: 'u', password: 'p', tls: { certFile: pki.server.cert, keyFile: pki.server.key }
+  })
+  server.route('POST', '/act', () => ({ json: { done: true } }), { auth: true })
+  await server.start()
+  try {
+    const host = `127.0.0.1:${server.port!}`
+    const post = async (origin: string): Promise<number> => await new Promise((resolve, reject) => {
+      const req = request({
+        host: '127.0.0.1', port: server.port, path: '/act', method: 'POST', ca: readFileSync(pki.ca),
+        headers: { authorization: `Basic ${Buffer.from('u:p').toString('base64')}`, 'content-type': 'application/json', origin }
+      }, (res) => { res.resume(); resolve(res.statusCode ?? 0) })
+      req.on('error', reject)
+      req.end()
+    })
+    assert.equal(await post(`https://${host}`), 200)
+    assert.equal(await post(`http://${host}`), 403)
+  } finally {
+    await server.stop()
+    rmSync(dir, { recursive: true, force: true })
+  }
 })
