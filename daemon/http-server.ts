@@ -303,13 +303,8 @@ export class HttpServer implements Startable {
    */
   private crossSiteRefusal (req: IncomingMessage, method: string): HttpError | undefined {
     if (SAFE_METHODS.has(method)) return undefined
-    const origin = req.headers.origin
-    if (origin !== undefined) {
-      const own = this.ownOrigin(req)
-      if (own === undefined || origin.toLowerCase() !== own.toLowerCase()) {
-        return new HttpError(403, `cross-site request refused: Origin ${clip(origin)} is not this server's (${own ?? 'no Host header'})`)
-      }
-    }
+    const foreign = this.foreignOrigin(req)
+    if (foreign !== undefined) return new HttpError(403, `cross-site request refused: ${foreign}`)
     const site = req.headers['sec-fetch-site']
     if (site !== undefined && site !== 'same-origin' && site !== 'none') {
       return new HttpError(403, `cross-site request refused: Sec-Fetch-Site is ${clip(site)}; only same-origin or none may change state`)
@@ -319,6 +314,15 @@ export class HttpServer implements Startable {
       return new HttpError(415, `a ${method} request needs content-type application/json, even with an empty body; got ${type === undefined ? 'none' : clip(type)}`)
     }
     return undefined
+  }
+
+  /** Why the request's `Origin` is another site's, if it carries one that is not this server's own. */
+  private foreignOrigin (req: IncomingMessage): string | undefined {
+    const origin = req.headers.origin
+    if (origin === undefined) return undefined
+    const own = this.ownOrigin(req)
+    if (own !== undefined && origin.toLowerCase() === own.toLowerCase()) return undefined
+    return `Origin ${clip(origin)} is not this server's (${own ?? 'no Host header'})`
   }
 
   /** `http(s)://<Host header>`: what a same-origin page's `Origin` is (its scheme is this server's). */
@@ -350,14 +354,18 @@ export class HttpServer implements Startable {
   }
 
   private upgrade (req: IncomingMessage, socket: Duplex, head: Buffer): void {
-    const refuse = (status: number, reason: string, extra = ''): void => {
-      const body = JSON.stringify({ error: reason })
+    const refuse = (status: number, reason: string, extra = '', error = reason): void => {
+      const body = JSON.stringify({ error })
       socket.end(`HTTP/1.1 ${status} ${reason}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\n${extra}connection: close\r\n\r\n${body}`)
     }
     const path = new URL(req.url ?? '/', 'http://localhost').pathname
     const ep = this.sockets.get(path)
     if (ep === undefined) { refuse(404, 'Not Found'); return }
     if (ep.auth && !this.authorized(req)) { refuse(401, 'Unauthorized', `www-authenticate: ${REALM}\r\n`); return }
+    // Browsers send the credentials they cached for this server with a WebSocket that any site's page opens (no CORS
+    // applies to WebSockets), and always send that page's Origin: a foreign one is refused. The CLI sends none.
+    const foreign = this.foreignOrigin(req)
+    if (foreign !== undefined) { refuse(403, 'Forbidden', '', `cross-site WebSocket refused: ${foreign}`); return }
     // A WebSocket client sends nothing before it has the 101 answer, so nothing is lost while `ws` loads.
     this.wssLoading ??= import('ws').then(({ WebSocketServer }) => (this.wss = new WebSocketServer({ noServer: true, maxPayload: 64 * 1024 })))
     this.wssLoading.then((wss) => {

@@ -243,6 +243,19 @@ describe('standalone vectisd with its embedded defaults', () => {
     assert.equal((await http(port, 'GET', '/api/cluster/events', { auth })).status, 426)
   })
 
+  it('the events WebSocket refuses a page of another origin (403) and takes one of its own', async () => {
+    const headers = { authorization: `Basic ${Buffer.from(auth).toString('base64')}` }
+    const first = async (origin: string): Promise<number | string> => await new Promise((resolve) => {
+      const ws = new WebSocket(`ws://127.0.0.1:${port}/api/cluster/events`, { headers: { ...headers, origin } })
+      ws.on('unexpected-response', (_req, res) => { resolve(res.statusCode ?? 0); ws.terminate() })
+      ws.on('message', (m: Buffer) => { resolve((JSON.parse(m.toString('utf8')) as { type: string }).type); ws.terminate() })
+      ws.on('error', () => {})
+    })
+    assert.equal(await first('https://evil.example'), 403)
+    assert.equal(await first(`http://localhost:${port}`), 403, 'another host name is another origin')
+    assert.equal(await first(`http://127.0.0.1:${port}`), 'state')
+  })
+
   it('vectis status prints the member table; bad usage exits 2', () => {
     const cli = join(ROOT, 'dist', 'bin', 'vectis.js')
     const ok = spawnSync(process.execPath, [cli, 'status', '--url', `http://127.0.0.1:${port}`], { encoding: 'utf8', env: { ...process.env, VECTIS_API_PASSWORD: auth.slice('vectis:'.length) } })

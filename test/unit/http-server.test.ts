@@ -4,6 +4,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import { request } from 'node:https'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import WebSocket from 'ws'
 import { HttpServer, HttpError } from '../../daemon/http-server.js'
 import { silentLogger } from '../../common/logger.js'
 import { makePki, opensslMissing } from '../helpers/certs.js'
@@ -24,6 +25,7 @@ describe('HttpServer', () => {
     server.route('GET', '/things/{id}', (req) => ({ json: req.params }), { auth: false })
     server.route('POST', '/things/{id}/{verb}', (req) => ({ json: req.params }), { auth: false })
     server.route('GET', '/things/special', () => ({ json: { exact: true } }), { auth: false })
+    server.websocket('/events', (ws) => { ws.send('hello') }, { auth: true })
     await server.start()
     base = `http://127.0.0.1:${server.port}`
   })
@@ -120,6 +122,26 @@ describe('HttpServer', () => {
     const target = apiTarget({ url: base, user: 'u', password: 'p' })
     assert.deepEqual(await apiRequest(target, 'POST', '/echo'), { got: null })
     assert.deepEqual(await apiRequest(target, 'POST', '/echo', { b: 1 }), { got: { b: 1 } })
+  })
+
+  it('a WebSocket needs the credentials and, when it carries an Origin, this server\'s own (403 at the upgrade)', async () => {
+    const host = new URL(base).host
+    const open = async (headers: Record<string, string>): Promise<{ status: number, body: string }> => await new Promise((resolve) => {
+      const ws = new WebSocket(`ws://${host}/events`, { headers })
+      ws.on('unexpected-response', (_req, res) => {
+        let body = ''
+        res.setEncoding('utf8').on('data', (d: string) => { body += d }).on('end', () => { resolve({ status: res.statusCode ?? 0, body }); ws.terminate() })
+      })
+      ws.on('message', (m: Buffer) => { resolve({ status: 101, body: m.toString('utf8') }); ws.terminate() })
+      ws.on('error', () => {})
+    })
+    assert.equal((await open({ origin: `http://${host}` })).status, 401, 'no credentials, even from its own page')
+    const foreign = await open({ ...auth, origin: 'https://evil.example' })
+    assert.equal(foreign.status, 403)
+    assert.match((JSON.parse(foreign.body) as { error: string }).error, /^cross-site WebSocket refused: Origin https:\/\/evil\.example is not this server's \(http:\/\/127\.0\.0\.1:\d+\)$/)
+    assert.equal((await open({ ...auth, origin: `https://${host}` })).status, 403, 'another scheme is another origin')
+    assert.deepEqual(await open({ ...auth, origin: `http://${host}` }), { status: 101, body: 'hello' })
+    assert.deepEqual(await open(auth), { status: 101, body: 'hello' }, 'no Origin: not a browser (the CLI)')
   })
 
   it('HEAD is answered like GET without a body', async () => {
