@@ -71,6 +71,8 @@ export interface ListQuery {
   limit: number
   status?: TransferStatus
   partner?: string
+  /** Only rows after this one in the list's order (older ones): the cursor of the next page. */
+  before?: string
 }
 
 /**
@@ -153,6 +155,7 @@ export class Journal {
     newestOf: Statement<[string], LogRow>
     deleteTransfer: Statement<[string]>
     inProgress: Statement<[], TransferRow>
+    listPlace: Statement<[string], { created_at: number, rid: number }>
     events: Statement<[number], { id: number, at: number, epoch: number, data: string }>
     pruneEvents: Statement<[number, number]>
   }
@@ -204,6 +207,7 @@ export class Journal {
       newestOf: db.prepare('SELECT seq, at, epoch, kind, transfer_key, data FROM journal_log WHERE transfer_key = ? ORDER BY seq DESC LIMIT 1'),
       deleteTransfer: db.prepare('DELETE FROM transfers WHERE id = ?'),
       inProgress: db.prepare(`SELECT ${COLUMNS} FROM transfers WHERE status = 'in-progress' ORDER BY created_at, rowid`),
+      listPlace: db.prepare('SELECT created_at, rowid AS rid FROM transfers WHERE id = ?'),
       events: db.prepare('SELECT id, at, epoch, data FROM cluster_events ORDER BY id DESC LIMIT ?'),
       pruneEvents: db.prepare('DELETE FROM cluster_events WHERE id IN (SELECT id FROM cluster_events WHERE at < ? ORDER BY id LIMIT ?)')
     }
@@ -414,7 +418,11 @@ export class Journal {
     return (this.s.inProgress.all()).map(toRecord)
   }
 
-  /** Newest first (creation time). */
+  /**
+   * Newest first (creation time; rows created in the same millisecond in the order this member stored them). With
+   * `before`, the rows that follow that row in this order; throws TransferNotFoundError when this member has no
+   * such row (pruned by retention, say).
+   */
   list (q: ListQuery): TransferRecord[] {
     if (!Number.isInteger(q.limit) || q.limit < 1) throw new InvalidTransferError(`limit must be a positive integer, got ${q.limit}`)
     if (q.status !== undefined && !TRANSFER_STATUSES.includes(q.status)) {
@@ -424,12 +432,19 @@ export class Journal {
     const params: Array<string | number> = []
     if (q.status !== undefined) { where.push('status = ?'); params.push(q.status) }
     if (q.partner !== undefined) { where.push('partner = ?'); params.push(q.partner) }
+    if (q.before !== undefined) {
+      // The cursor is a place in the order, not an id to compare: ids (`<epoch>-<serial>`, `…@<backup>`) do not sort.
+      const place = this.s.listPlace.get(q.before)
+      if (place === undefined) throw new TransferNotFoundError(q.before)
+      where.push('(created_at < ? OR (created_at = ? AND rowid < ?))')
+      params.push(place.created_at, place.created_at, place.rid)
+    }
     const sql = `SELECT ${COLUMNS} FROM transfers ${where.length > 0 ? 'WHERE ' + where.join(' AND ') : ''} ` +
       'ORDER BY created_at DESC, rowid DESC LIMIT ?'
     let stmt = this.listStatements.get(sql)
     if (stmt === undefined) {
       stmt = this.db.prepare(sql)
-      this.listStatements.set(sql, stmt) // four shapes at most: no filter, status, partner, both
+      this.listStatements.set(sql, stmt) // eight shapes at most: with or without each of status, partner, before
     }
     return (stmt.all(...params, q.limit) as TransferRow[]).map(toRecord)
   }

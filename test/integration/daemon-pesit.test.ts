@@ -60,6 +60,9 @@ files:
       assert.equal(rows[0]!.virtualFile, 'PAYMENTS')
       assert.equal(rows[0]!.bytes, payload.length)
       assert.equal(rows[0]!.sha256, sha)
+      const page = async (q: string): Promise<unknown> => await (await fetch(`http://127.0.0.1:${httpPort}/api/transfers?${q}`, { headers: { authorization: auth } })).json()
+      assert.deepEqual(await page('limit=1&partner=CXCLIENT'), { transfers: rows, next: null })
+      assert.deepEqual(await page(`before=${String(rows[0]!.id)}`), { transfers: [], next: null })
 
       const status = await (await fetch(`http://127.0.0.1:${httpPort}/api/cluster/status`, { headers: { authorization: auth } })).json() as { servers: unknown }
       assert.deepEqual(status.servers, [{ id: 'PESITSRV', port: pesitPort, tls: false, running: true }])

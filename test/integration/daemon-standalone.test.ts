@@ -434,8 +434,11 @@ describe('standalone epochs and the journal', () => {
           if (i === 0) {
             const t = await http(port, 'GET', '/api/transfers?limit=5', { auth: 'vectis:pw' })
             assert.equal(t.status, 200)
-            assert.deepEqual(JSON.parse(t.body), { transfers: [] })
+            assert.deepEqual(JSON.parse(t.body), { transfers: [], next: null })
             assert.equal((await http(port, 'GET', '/api/transfers?limit=5000', { auth: 'vectis:pw' })).status, 400)
+            const cursor = await http(port, 'GET', '/api/transfers?before=9-9', { auth: 'vectis:pw' })
+            assert.equal(cursor.status, 400)
+            assert.match((JSON.parse(cursor.body) as { error: string }).error, /before: no transfer "9-9" in this member's journal/)
             assert.equal((await http(port, 'GET', '/api/transfers?stauts=x', { auth: 'vectis:pw' })).status, 400)
             assert.equal((await http(port, 'GET', '/api/transfers')).status, 401)
           }
