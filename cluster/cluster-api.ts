@@ -76,6 +76,12 @@ export interface ClusterService extends Startable {
   readiness(): { ready: true } | { ready: false, reason: string }
   /** Largest time since any other member's last heartbeat, seconds (0 when alone). */
   heartbeatAgeMaxSeconds(): number
+  /**
+   * By member name, ms since this member last heard from each member whose heartbeats it follows: the
+   * coordinator, every other member of its view; any other member, its coordinator. The others are absent
+   * (itself included): this member has no measure of them.
+   */
+  heartbeatAgesMs(): Record<string, number>
   /** Graceful hand-over to `to` or the next oldest member; rejects with a reason when impossible. */
   transferLeadership(to?: string): Promise<TransferResult>
   /**

@@ -516,4 +516,8 @@ export class MembershipCluster implements ClusterService, Leadership {
   heartbeatAgeMaxSeconds (): number {
     return this.driver === undefined ? 0 : this.driver.machine.status(this.clock.now()).heartbeatAgeMaxMs / 1000
   }
+
+  heartbeatAgesMs (): Record<string, number> {
+    return this.driver === undefined ? {} : Object.fromEntries(this.driver.machine.heartbeatAges(this.clock.now()))
+  }
 }

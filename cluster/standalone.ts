@@ -73,6 +73,7 @@ export class StandaloneCluster implements ClusterService, Leadership {
   }
 
   heartbeatAgeMaxSeconds (): number { return 0 }
+  heartbeatAgesMs (): Record<string, number> { return {} }
 
   async transferLeadership (to?: string): Promise<TransferResult> {
     throw new LeadershipTransferError(`standalone member: there is no other member to hand over to${to === undefined ? '' : ` (asked for ${to})`}`)

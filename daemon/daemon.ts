@@ -29,12 +29,18 @@ import { PesitLeaderBinding } from '../transfer/pesit-leader-binding.js'
 import { pesitMetricsFromProm } from '../transfer/pesit-prom-metrics.js'
 import { NodeDurableFs } from '../store/durable-fs.js'
 import { journalPortFromStore } from '../transfer/journal-adapter.js'
-import type { ClusterEvents, ClusterService } from '../cluster/cluster-api.js'
+import type { ClusterEvents, ClusterService, ClusterStatus, StatusMember } from '../cluster/cluster-api.js'
 import { LeadershipTransferError } from '../cluster/errors.js'
 import { Store } from '../store/store.js'
 import { Backups } from '../store/backups.js'
 import { TransfersQueryError } from '../store/errors.js'
 import { BackupApi } from './backup-api.js'
+
+/** A member as `GET /api/cluster/status` shows it (docs/contract.md §3.5). */
+export interface StatusMemberDetail extends StatusMember {
+  journalSeq: number | null
+  heartbeatAgeMs: number | null
+}
 
 export interface ServerStatus {
   id: string
@@ -247,13 +253,22 @@ export class Daemon implements Startable {
     for (const u of this.unsubscribe.splice(0)) u()
   }
 
-  /** The cluster's status with the journal's: this member's position and lag, and each member's last known. */
-  clusterStatus (): ReturnType<ClusterService['status']> & { journal: { seq: number, lagEntries: number } } {
+  /**
+   * The cluster's status with the journal's (this member's position and lag, and each member's last known) and, per
+   * member, the silence this member's failure detector measured (null where it measures none: itself, and on a
+   * standby the members other than its coordinator).
+   */
+  clusterStatus (): ClusterStatus & { members: StatusMemberDetail[], journal: { seq: number, lagEntries: number } } {
     const s = this.cluster.status()
     const { seq, lagEntries, members } = this.journalState()
+    const ages = this.cluster.heartbeatAgesMs()
     return {
       ...s,
-      members: s.members.map((m) => ({ ...m, journalSeq: m.name === s.nodeName ? seq : (members[m.name] ?? null) })),
+      members: s.members.map((m) => ({
+        ...m,
+        journalSeq: m.name === s.nodeName ? seq : (members[m.name] ?? null),
+        heartbeatAgeMs: ages[m.name] ?? null
+      })),
       journal: { seq, lagEntries }
     }
   }

@@ -140,10 +140,28 @@ export class MemberContext {
 
   /** Longest silence among the members this one watches (the coordinator watches all; a member its coordinator). */
   private heartbeatAgeMax (now: number): number {
+    return this.fd.longestSilence(this.watched(), now)
+  }
+
+  /**
+   * By name, the silence of each member this one watches (as `heartbeatAgeMaxMs`): since it last spoke, or since
+   * its clocks restarted with a view. Members it does not watch (itself; for a member, the others than its
+   * coordinator, which it never hears from) have none.
+   */
+  heartbeatAges (now: number): Map<string, number> {
+    const ages = new Map<string, number>()
+    for (const m of this.watched()) {
+      const at = this.fd.lastHeard(memberKey(m))
+      if (at !== undefined) ages.set(m.name, Math.max(0, now - at))
+    }
+    return ages
+  }
+
+  /** The members whose heartbeats this one's failure detector follows: the coordinator all others, a member its coordinator. */
+  private watched (): MemberInfo[] {
     const r = this.role
-    if (r.kind === 'joining') return 0
-    const watched = r.kind === 'coordinator' ? r.view.members.filter(m => memberKey(m) !== this.myKey) : [r.view.members[0]!]
-    return this.fd.longestSilence(watched, now)
+    if (r.kind === 'joining') return []
+    return r.kind === 'coordinator' ? r.view.members.filter(m => memberKey(m) !== this.myKey) : [r.view.members[0]!]
   }
 
   /** Internal state for diagnostics (simulation failures, debug logs); not a stable interface. */

@@ -55,6 +55,8 @@ export class MembershipMachine {
   currentEpoch (): Epoch | undefined { return this.c.currentEpoch() }
   persistedState (): PersistedClusterState { return this.c.configs.snapshot(this.me) }
   status (now: number): MembershipStatus { return this.c.status(now) }
+  /** By name, how long each member this one watches has been silent (none for the members it does not watch). */
+  heartbeatAges (now: number): Map<string, number> { return this.c.heartbeatAges(now) }
   /** The leader this member follows (not itself) and when it last heard from it, on the clock of `now`. */
   leaderSign (now: number): { name: string, at: number } | undefined { return this.c.leaderSign(now) }
   /** Internal state for diagnostics (simulation failures, debug logs); not a stable interface. */

@@ -67,6 +67,16 @@ void test('the built daemon runs under the harness: own address, own name, statu
     await h.waitFor(async () => ((await h.status(i)).members as Array<{ name: string, address: string }>)
       .some((m) => m.name === `vectis-${i}` && m.address === h.member(i).ip), { what: `vectis-${i} in a view` })
   }
+  // Each measures the heartbeats of the other (of two, one is the coordinator): a recent age; none of itself.
+  for (const i of [0, 1]) {
+    const ages = await h.waitFor(async () => {
+      const members = (await h.status(i)).members as Array<{ name: string, heartbeatAgeMs: number | null }>
+      return members.length === 2 ? new Map(members.map((m) => [m.name, m.heartbeatAgeMs])) : undefined
+    }, { what: `vectis-${i} sees both` })
+    assert.equal(ages.get(`vectis-${i}`), null)
+    const other = ages.get(`vectis-${1 - i}`)
+    assert.ok(typeof other === 'number' && other >= 0 && other < 2500, `vectis-${i} heard vectis-${1 - i} ${String(other)} ms ago`)
+  }
   assert.deepEqual(await h.stop(1), { code: 0, signal: null })
   assert.equal((await h.kill(0)).signal, 'SIGKILL')
 })

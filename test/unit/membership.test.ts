@@ -449,3 +449,22 @@ void describe('hand-over outcomes', () => {
     assert.ok(failed !== undefined && failed.at - at >= ms[0]!.cfg.promiseMs, `failed after ${String(failed?.at)} - ${at}`)
   })
 })
+
+void test('heartbeat ages: the coordinator measures every other member, a member only its coordinator; a silent member ages', () => {
+  const { net, ms } = threeUp()
+  const hb = resolveMembershipConfig(net.init).heartbeatMs
+  const names = (m: MembershipMachine): string[] => [...m.heartbeatAges(net.now).keys()].sort()
+  assert.deepEqual(names(ms[0]!), ['n1', 'n2'])
+  assert.deepEqual(names(ms[1]!), ['n0'])
+  assert.deepEqual(names(ms[2]!), ['n0'])
+  for (const m of ms) {
+    for (const [name, age] of m.heartbeatAges(net.now)) assert.ok(age >= 0 && age <= 1.2 * hb, `${m.me.name} heard ${name} ${age} ms ago`)
+  }
+  net.down.add(member(2).address)
+  net.advance(2 * hb)
+  const ages = ms[0]!.heartbeatAges(net.now)
+  assert.ok(ages.get('n2')! >= 2 * hb, `n2 silent for ${ages.get('n2')} ms`)
+  assert.ok(ages.get('n1')! <= 1.2 * hb, `n1 heard ${ages.get('n1')} ms ago`)
+  // The same measure as the status's maximum (vectis_cluster_heartbeat_age_max_seconds).
+  assert.equal(Math.max(...ages.values()), ms[0]!.status(net.now).heartbeatAgeMaxMs)
+})
