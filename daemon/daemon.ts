@@ -40,6 +40,7 @@ import { BackupApi } from './backup-api.js'
 export interface StatusMemberDetail extends StatusMember {
   journalSeq: number | null
   heartbeatAgeMs: number | null
+  labelled: boolean | null
 }
 
 export interface ServerStatus {
@@ -256,7 +257,8 @@ export class Daemon implements Startable {
   /**
    * The cluster's status with the journal's (this member's position and lag, and each member's last known) and, per
    * member, the silence this member's failure detector measured (null where it measures none: itself, and on a
-   * standby the members other than its coordinator).
+   * standby the members other than its coordinator) and whether its pod carries the leader label as this member's
+   * pod watch last saw it (null without one).
    */
   clusterStatus (): ClusterStatus & { members: StatusMemberDetail[], journal: { seq: number, lagEntries: number } } {
     const s = this.cluster.status()
@@ -267,7 +269,8 @@ export class Daemon implements Startable {
       members: s.members.map((m) => ({
         ...m,
         journalSeq: m.name === s.nodeName ? seq : (members[m.name] ?? null),
-        heartbeatAgeMs: ages[m.name] ?? null
+        heartbeatAgeMs: ages[m.name] ?? null,
+        labelled: this.k8s?.leaderLabelled(m.name) ?? null
       })),
       journal: { seq, lagEntries }
     }

@@ -101,6 +101,8 @@ export class K8sDeferred {
   private readonly labels: BackgroundPart
   private readonly podWatch: BackgroundPart | undefined
   private controller: K8sLabelController | undefined
+  /** The pod watch once loaded (clustered members only). */
+  private watch: K8sPodWatch | undefined
   private loading: Promise<K8sParts> | undefined
   /** Opened by `loadedPart` (the cluster has started); closed with an error if a part stops before that. */
   private readonly gate = gate()
@@ -147,6 +149,7 @@ export class K8sDeferred {
       : new BackgroundPart(async () => {
         const { podWatch } = await this.load()
         if (podWatch === undefined) throw new Error('the Kubernetes parts were built without a pod watch')
+        this.watch = podWatch
         return reportingDeaths(podWatch, verifiedDead)
       }, () => { this.closeGate() })
     this.podWatchPart = this.podWatch
@@ -158,6 +161,15 @@ export class K8sDeferred {
       },
       stop: async () => {}
     }
+  }
+
+  /**
+   * Whether member `name`'s pod carries the leader label, as this member's pod watch last saw it; null when it has
+   * no pod watch (a standalone member), before the watch is loaded and has listed the pods, and for a pod it has
+   * not seen.
+   */
+  leaderLabelled (name: string): boolean | null {
+    return this.watch?.leaderLabelled(name) ?? null
   }
 
   /** For the PeSIT servers' `beforeStart`: the controller is running, and this leadership's labels are right. */

@@ -61,6 +61,7 @@ export function createK8sParts (components: K8sPartsComponents, init: K8sPartsIn
       namespace: c.podNamespace,
       selector: c.podSelector,
       kubeConfig,
+      leaderLabel: c.leaderLabel,
       ...(init.incarnation !== undefined ? { annotate: { podName: c.podName, incarnation: init.incarnation } } : {})
     })
     : undefined

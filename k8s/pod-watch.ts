@@ -15,6 +15,9 @@
  * that wrote the previous one dead, and the restart that follows is counted as that same death
  * (`IncarnationTracker`).
  *
+ * It also remembers which pods carry the leader label (`leaderLabelled`), for the status: what this member saw, as
+ * late as the watch is.
+ *
  * NOT guaranteed: timeliness. Events arrive when the kubelet and the API report them (a node that dies silently
  * shows nothing until the node controller acts, minutes later); the membership's own failure detection stays the
  * primary path. The first snapshot is a baseline: restarts that happened before `start()` are not reported.
@@ -27,7 +30,7 @@ import { TypedEmitter } from '../common/typed-events.js'
 import { K8sPodClient, type PodWatchHandle } from './client.js'
 import { K8sApiError, K8sConfigError } from './errors.js'
 import { parseLabelSelector } from './label-selector.js'
-import { DEFAULT_POD_SELECTOR, INCARNATION_ANNOTATION } from './defaults.js'
+import { DEFAULT_LEADER_LABEL, DEFAULT_POD_SELECTOR, INCARNATION_ANNOTATION } from './defaults.js'
 
 
 export interface ContainerIncarnation { restartCount: number, containerID?: string }
@@ -69,6 +72,8 @@ export interface K8sPodWatchInit {
   watchTimeoutSeconds?: number
   /** Write this process's incarnation on its own pod (a clustered member). */
   annotate?: { podName: string, incarnation: string }
+  /** `VECTIS_LEADER_LABEL`, whose value `"true"` marks the leader's pod; default `vectis-leader`. */
+  leaderLabel?: string
 }
 
 export function podIncarnation (pod: V1Pod): PodIncarnation | undefined {
@@ -143,6 +148,9 @@ export class K8sPodWatch implements Startable {
   private readonly cfg: { resyncMs: number, backoffBaseMs: number, backoffMaxMs: number, watchTimeoutSeconds: number }
   private readonly pods = new Map<string, PodIncarnation>()
   private readonly trackers = new Map<string, IncarnationTracker>()
+  /** By pod name: whether it carries the leader label, as last seen. */
+  private readonly labelled = new Map<string, boolean>()
+  private readonly leaderLabel: string
   private readonly annotate: { podName: string, incarnation: string } | undefined
   private annotating = false
   private annotateFailed = false
@@ -171,6 +179,7 @@ export class K8sPodWatch implements Startable {
     }
     this.client = new K8sPodClient(init.kubeConfig, { namespace: init.namespace, requestTimeoutMs: init.requestTimeoutMs ?? 5_000 })
     this.annotate = init.annotate
+    this.leaderLabel = init.leaderLabel ?? DEFAULT_LEADER_LABEL
   }
 
   /** Never fails for API trouble: the first list is retried in the background. */
@@ -193,6 +202,14 @@ export class K8sPodWatch implements Startable {
 
   /** True once a first list succeeded (events are meaningful only after that). */
   get isSynced (): boolean { return this.synced }
+
+  /**
+   * Whether pod `name` carries the leader label (value `"true"`, what the Service selects) as this watch last saw it;
+   * undefined before the first list, or for a pod of the selector it has not seen (or saw deleted).
+   */
+  leaderLabelled (name: string): boolean | undefined {
+    return this.synced ? this.labelled.get(name) : undefined
+  }
 
   /** The last known incarnation of a pod. */
   pod (name: string): PodIncarnation | undefined {
@@ -224,6 +241,7 @@ export class K8sPodWatch implements Startable {
         const inc = podIncarnation(p)
         if (inc === undefined) continue
         seen.add(inc.name)
+        this.noteLabel(p)
         this.observe(inc)
       }
       for (const [name, prev] of this.pods) {
@@ -266,7 +284,10 @@ export class K8sPodWatch implements Startable {
       const inc = podIncarnation(obj as V1Pod)
       if (inc === undefined) return
       if (type === 'DELETED') this.gone(inc)
-      else this.observe(inc)
+      else {
+        this.noteLabel(obj as V1Pod)
+        this.observe(inc)
+      }
     }, (err) => {
       this.watch = undefined
       const planned = this.resyncing
@@ -331,10 +352,16 @@ export class K8sPodWatch implements Startable {
     }).finally(() => { this.annotating = false })
   }
 
+  private noteLabel (pod: V1Pod): void {
+    const name = pod.metadata?.name
+    if (name !== undefined) this.labelled.set(name, pod.metadata?.labels?.[this.leaderLabel] === 'true')
+  }
+
   private gone (prev: PodIncarnation): void {
     const cur = this.pods.get(prev.name)
     if (cur === undefined || cur.uid !== prev.uid) return
     this.pods.delete(prev.name)
+    this.labelled.delete(prev.name)
     this.trackers.delete(prev.uid)
     this.log.info({ pod: prev.name, uid: prev.uid }, 'pod deleted')
     this.events.emit('pod:deleted', { name: prev.name, uid: prev.uid, ...incarnationOf(prev) })

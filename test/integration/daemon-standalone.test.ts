@@ -79,7 +79,7 @@ describe('standalone vectisd with its embedded defaults', () => {
     assert.deepEqual(s.viewId, { coordinator: s.nodeName, id: 1 })
     assert.deepEqual(s.quorum, { required: 1, present: 1, ok: true })
     assert.equal(s.memberCount, 1)
-    assert.deepEqual(s.members, [{ name: s.nodeName, address: (s.members as Array<{ address: string }>)[0]!.address, isLeader: true, journalSeq: 0, heartbeatAgeMs: null }])
+    assert.deepEqual(s.members, [{ name: s.nodeName, address: (s.members as Array<{ address: string }>)[0]!.address, isLeader: true, journalSeq: 0, heartbeatAgeMs: null, labelled: null }])
     assert.deepEqual(s.journal, { seq: 0, lagEntries: 0 })
     // The embedded default: PESITSRV on 5000, running because this member leads (no other test binds 127.0.0.1:5000).
     assert.deepEqual(s.servers, [{ id: 'PESITSRV', port: 5000, tls: false, running: true }])

@@ -137,6 +137,21 @@ test('vectis dev-cluster: a push through the load balancer, the leader killed, t
   const set = after.indexOf(`label vectis-leader=true set on ${second}`)
   assert.ok(removed >= 0 && set >= 0, `label moves not printed${context()}`)
   assert.match(after, new RegExp(`lb endpoint: ${second} 127\\.0\\.57\\.\\d+:\\d+`))
+  // What a standby's console reads: its pod watch saw the label reach the new leader's pod and leave the others; it
+  // measures the heartbeats of its coordinator (the new leader) only.
+  const password = /api credentials\s+user vectis password (\S+)/.exec(out)![1]!
+  const standby = ['vectis-0', 'vectis-1', 'vectis-2'].find((n) => n !== first && n !== second)!
+  const statusUrl = `http://127.0.57.${10 + Number(standby.slice('vectis-'.length))}:8080/api/cluster/status`
+  interface Row { name: string, labelled: boolean | null, heartbeatAgeMs: number | null }
+  let rows: Row[] = []
+  await waitFor(async () => {
+    const res = await fetch(statusUrl, { headers: { authorization: `Basic ${Buffer.from(`vectis:${password}`).toString('base64')}` } })
+    rows = ((await res.json()) as { members: Row[] }).members
+    return rows.every((r) => r.name === second
+      ? r.labelled === true && typeof r.heartbeatAgeMs === 'number'
+      : r.labelled === false && r.heartbeatAgeMs === null) && rows.some((r) => r.name === standby)
+  }, { timeoutMs: 10_000, intervalMs: 100, what: `${standby}'s status: ${second} alone labelled, its heartbeat measured` })
+    .catch((e: Error) => { throw new Error(`${e.message}: ${JSON.stringify(rows)}${context()}`) })
   await push('two.bin')
   // The load balancer's own count: the second push went to the new leader's pod.
   await waitFor(() => {

@@ -109,6 +109,26 @@ void test('a leadership won while the code loads: no label and no go for the ser
   await waitFor(() => labelsOf(s.em, 'vectis-0')[LABEL] === undefined, 5_000, 'label removed at demotion')
 })
 
+void test('the leader label of each pod as the pod watch sees it: null until loaded, then followed; null without a watch', { timeout: 30_000 }, async (t) => {
+  const s = await setup(t)
+  const d = s.deferred({ verifiedDead: () => {} })
+  await d.labelsPart.start()
+  await d.podWatchPart!.start()
+  assert.equal(d.leaderLabelled('vectis-1'), null, 'nothing known before the code is loaded')
+  const loaded = d.loadedPart.start()
+  s.release()
+  await loaded
+  await waitFor(() => d.leaderLabelled('vectis-1') === true, 5_000, 'the labelled pod seen')
+  assert.equal(d.leaderLabelled('vectis-0'), false)
+  assert.equal(d.leaderLabelled('vectis-9'), null, 'no such pod')
+  // This member is elected: its controller moves the label, its pod watch sees it move.
+  s.leadership.elect(5)
+  await waitFor(() => d.leaderLabelled('vectis-0') === true && d.leaderLabelled('vectis-1') === false, 5_000, 'the label moved')
+  // A member without a pod watch (standalone) knows nothing of labels.
+  const standalone = s.deferred()
+  assert.equal(standalone.leaderLabelled('vectis-0'), null)
+})
+
 void test('the wait of the servers ends with their leadership, even while the code still loads', { timeout: 30_000 }, async (t) => {
   const s = await setup(t)
   const d = s.deferred()

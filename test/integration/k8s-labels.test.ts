@@ -399,6 +399,29 @@ void test('pod watch reports a deleted pod and a restarted container by name', {
   assert.ok(!seen.some((s) => s.includes('unrelated')))
 })
 
+void test('pod watch: which pods carry the leader label (its value "true", under the configured key), as last seen', { timeout: 60_000 }, async (t) => {
+  const em = new K8sApiEmulator()
+  await em.start()
+  em.createPod(NS, 'vectis-0', { labels: { app: 'vectis', 'ha-leader': 'true' } })
+  em.createPod(NS, 'vectis-1', { labels: { app: 'vectis', 'ha-leader': 'false' } })
+  em.createPod(NS, 'vectis-2', { labels: { app: 'vectis', [LABEL]: 'true' } })
+  em.createPod(NS, 'unrelated', { labels: { app: 'other', 'ha-leader': 'true' } })
+  const watch = new K8sPodWatch({ logger: silentLogger() }, { namespace: NS, selector: 'app=vectis', kubeConfig: kubeConfigFor(em, 'x'), backoffMaxMs: 300, leaderLabel: 'ha-leader' })
+  t.after(async () => { await watch.stop(); await em.stop() })
+  assert.equal(watch.leaderLabelled('vectis-0'), undefined, 'nothing known before the first list')
+  await watch.start()
+  await waitFor(() => watch.isSynced, 5_000, 'first list')
+  const seen = (): Array<boolean | undefined> => ['vectis-0', 'vectis-1', 'vectis-2', 'unrelated'].map((n) => watch.leaderLabelled(n))
+  assert.deepEqual(seen(), [true, false, false, undefined])
+  // The label moves (as a new leader's controller moves it): the watch follows.
+  em.setLabels(NS, 'vectis-0', { 'ha-leader': null })
+  em.setLabels(NS, 'vectis-1', { 'ha-leader': 'true' })
+  await waitFor(() => watch.leaderLabelled('vectis-1') === true && watch.leaderLabelled('vectis-0') === false, 5_000, 'label moved')
+  em.deletePod(NS, 'vectis-1')
+  await waitFor(() => watch.leaderLabelled('vectis-1') === undefined, 5_000, 'a deleted pod is unknown')
+  assert.deepEqual(seen(), [false, undefined, false, undefined])
+})
+
 void test('pod watch names the process that died by the incarnation its pod was annotated with, never the live one', { timeout: 60_000 }, async (t) => {
   const em = new K8sApiEmulator()
   await em.start()
