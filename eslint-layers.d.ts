@@ -2,4 +2,5 @@
 import type { Rule } from 'eslint'
 
 export declare const LAYERS: string[]
+export declare const CONSOLE: string
 export declare const layersPlugin: { rules: { order: Rule.RuleModule } }

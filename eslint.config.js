@@ -3,7 +3,7 @@
 import js from '@eslint/js'
 import tseslint from 'typescript-eslint'
 import globals from 'globals'
-import { LAYERS, layersPlugin } from './eslint-layers.js'
+import { CONSOLE, LAYERS, layersPlugin } from './eslint-layers.js'
 
 export default tseslint.config(
   { ignores: ['dist/**', 'node_modules/**', 'data/**', 'coverage/**', '.tmp/**'] },
@@ -27,12 +27,17 @@ export default tseslint.config(
     }
   },
   {
+    // The web console runs in the browser (its own tsconfig: DOM, JSX for preact); its build script runs in Node.
+    files: [`${CONSOLE}/**/*.ts`, `${CONSOLE}/**/*.tsx`],
+    languageOptions: { globals: { ...globals.browser } }
+  },
+  {
     files: ['**/*.js', '**/*.mjs'],
     ...tseslint.configs.disableTypeChecked
   },
   {
     // The folders' dependency order (eslint-layers.js, README "Layout"): a wrong-way import fails `npm test`.
-    files: LAYERS.map((l) => `${l}/**/*.ts`),
+    files: [...LAYERS.map((l) => `${l}/**/*.ts`), `${CONSOLE}/**/*.ts`, `${CONSOLE}/**/*.tsx`],
     plugins: { layers: layersPlugin },
     rules: { 'layers/order': 'error' }
   }
