@@ -8,6 +8,7 @@
  * Kubernetes client (once the cluster has started: `k8s/deferred-parts.ts`, which says what that keeps).
  */
 import { join } from 'node:path'
+import type { IncomingMessage } from 'node:http'
 import type { WebSocket } from 'ws'
 import { monotonicClock } from '../common/clock.js'
 import type { Logger } from '../common/logger.js'
@@ -35,6 +36,9 @@ import { Store } from '../store/store.js'
 import { Backups } from '../store/backups.js'
 import { TransfersQueryError } from '../store/errors.js'
 import { BackupApi } from './backup-api.js'
+import { registerConsole } from './console-assets.js'
+import { TransferFeed } from './transfer-feed.js'
+import type { TransferRecord } from '../store/journal-records.js'
 
 /** A member as `GET /api/cluster/status` shows it (docs/contract.md §3.5). */
 export interface StatusMemberDetail extends StatusMember {
@@ -46,7 +50,10 @@ export interface StatusMemberDetail extends StatusMember {
 export interface ServerStatus {
   id: string
   port: number
+  tls: boolean
   running: boolean
+  /** PeSIT connections open on this listener of this member now (0 where it does not listen). */
+  connections: number
 }
 
 export class Daemon implements Startable {
@@ -65,6 +72,10 @@ export class Daemon implements Startable {
   private readonly lifecycle: Lifecycle
   private readonly log: Logger
   private readonly unsubscribe: Array<() => void> = []
+  /** Rows replication applied here (a standby's view of the leader's transfers), for the transfer feed. */
+  private readonly appliedListeners = new Set<(row: TransferRecord) => void>()
+  /** Transfer rows as they change here, for `GET /api/cluster/events?include=transfers` (throttled per transfer). */
+  private readonly transferFeed: TransferFeed
 
   constructor (components: { logger: Logger }, readonly config: VectisConfig) {
     this.log = components.logger.child({ component: 'daemon' })
@@ -128,6 +139,15 @@ export class Daemon implements Startable {
       // A takeover (not a cold start): from the old leader's last sign to serving.
       onServing: (e, sinceElectedMs) => {
         if (e.previousLeaderSilentMs !== undefined) this.metrics.clusterTakeover.observe((e.previousLeaderSilentMs + sinceElectedMs) / 1000)
+      }
+    })
+    this.transferFeed = new TransferFeed({
+      subscribe: (listener) => {
+        const offApplied = ((l) => { this.appliedListeners.add(l); return () => { this.appliedListeners.delete(l) } })(listener)
+        const offAppended = this.store.started
+          ? this.store.journal.onAppended((e) => { if (e.kind === 'transfer') listener(e.data) })
+          : () => {}
+        return () => { offApplied(); offAppended() }
       }
     })
     this.registerRoutes()
@@ -286,7 +306,7 @@ export class Daemon implements Startable {
   }
 
   servers (): ServerStatus[] {
-    return this.pesit.serversStatus().map((s) => ({ id: s.id, port: s.port, tls: s.tls, running: s.running }))
+    return this.pesit.serversStatus().map((s) => ({ id: s.id, port: s.port, tls: s.tls, running: s.running, connections: s.connections }))
   }
 
   /**
@@ -331,7 +351,17 @@ export class Daemon implements Startable {
     return {
       position: () => j().position(),
       changesSince: (seq, limit) => j().changesSince(seq, limit),
-      applyRun: (run) => j().applyRun(run),
+      applyRun: (run) => {
+        const r = j().applyRun(run)
+        if (this.appliedListeners.size > 0 && r.applied > 0) {
+          const ids = new Set(run.entries.flatMap((e) => e.kind === 'transfer' ? [e.data.id] : []))
+          for (const id of ids) {
+            const row = this.store.journal.get(id)
+            if (row !== undefined) for (const l of this.appliedListeners) l(row)
+          }
+        }
+        return r
+      },
       alignTo: (head) => j().alignTo(head),
       truncateAfterPosition: (epoch) => j().truncateAfterPosition(epoch),
       prunedThrough: () => j().prunedThrough(),
@@ -417,11 +447,17 @@ export class Daemon implements Startable {
     h.route('GET', '/api/cluster/events', () => {
       throw new HttpError(426, 'this endpoint is a WebSocket: send an Upgrade request', { upgrade: 'websocket' })
     }, { auth: true })
-    h.websocket('/api/cluster/events', (ws) => { this.streamEvents(ws) }, { auth: true })
+    h.websocket('/api/cluster/events', (ws, req) => { this.streamEvents(ws, req) }, { auth: true })
+    registerConsole(h)
   }
 
-  /** docs/contract.md §3.8 events: `{type, at, epoch, viewId, members, leader}`, the current state first. */
-  private streamEvents (ws: WebSocket): void {
+  /**
+   * docs/contract.md §3.8 events: `{type, at, epoch, viewId, members, leader}`, the current state first; with
+   * `?include=transfers` also `{type: "transfer", at, transfer}` as transfer rows change here (opt-in: clients that
+   * did not ask, such as `vectis status --watch`, never see that type).
+   */
+  private streamEvents (ws: WebSocket, req: IncomingMessage): void {
+    const include = new URL(req.url ?? '/', 'http://localhost').searchParams.getAll('include').flatMap((v) => v.split(','))
     const send = (type: string): void => {
       if (ws.readyState !== ws.OPEN) return
       const s = this.cluster.status()
@@ -430,6 +466,11 @@ export class Daemon implements Startable {
     send('state')
     const kinds: Array<keyof ClusterEvents> = ['view:installed', 'leader:elected', 'leader:demoted', 'member:suspected']
     const offs = kinds.map((k) => this.cluster.events.on(k, () => { send(k) }))
+    if (include.includes('transfers')) {
+      offs.push(this.transferFeed.subscribe((transfer) => {
+        if (ws.readyState === ws.OPEN) ws.send(JSON.stringify({ type: 'transfer', at: new Date().toISOString(), transfer }))
+      }))
+    }
     ws.on('close', () => { for (const off of offs) off() })
   }
 }

@@ -65,7 +65,7 @@ files:
       assert.deepEqual(await page(`before=${String(rows[0]!.id)}`), { transfers: [], next: null })
 
       const status = await (await fetch(`http://127.0.0.1:${httpPort}/api/cluster/status`, { headers: { authorization: auth } })).json() as { servers: unknown }
-      assert.deepEqual(status.servers, [{ id: 'PESITSRV', port: pesitPort, tls: false, running: true }])
+      assert.deepEqual(status.servers, [{ id: 'PESITSRV', port: pesitPort, tls: false, running: true, connections: 0 }])
       const samples = parsePrometheusText(await (await fetch(`http://127.0.0.1:${httpPort}/metrics`)).text())
       const v = (name: string, labels: Record<string, string> = {}): number | undefined =>
         samples.find((s) => s.name === name && Object.entries(labels).every(([k, x]) => s.labels[k] === x))?.value

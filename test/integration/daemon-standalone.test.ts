@@ -82,7 +82,7 @@ describe('standalone vectisd with its embedded defaults', () => {
     assert.deepEqual(s.members, [{ name: s.nodeName, address: (s.members as Array<{ address: string }>)[0]!.address, isLeader: true, journalSeq: 0, heartbeatAgeMs: null, labelled: null }])
     assert.deepEqual(s.journal, { seq: 0, lagEntries: 0 })
     // The embedded default: PESITSRV on 5000, running because this member leads (no other test binds 127.0.0.1:5000).
-    assert.deepEqual(s.servers, [{ id: 'PESITSRV', port: 5000, tls: false, running: true }])
+    assert.deepEqual(s.servers, [{ id: 'PESITSRV', port: 5000, tls: false, running: true, connections: 0 }])
   })
 
   it('a demo partner out of the box: logged once with ready commands that pull the sample and push a file', async () => {

@@ -63,7 +63,7 @@ files:
     const st = await httpsGet(http, '/api/cluster/status', ca, 'vectis:pw')
     assert.equal(st.status, 200)
     const servers = (JSON.parse(st.body) as { servers: Array<{ id: string, port: number, tls: boolean, running: boolean }> }).servers
-    assert.deepEqual(servers, [{ id: 'PESITSRV', port: plain, tls: false, running: true }, { id: 'PESITSRV', port: secure, tls: true, running: true }])
+    assert.deepEqual(servers, [{ id: 'PESITSRV', port: plain, tls: false, running: true, connections: 0 }, { id: 'PESITSRV', port: secure, tls: true, running: true, connections: 0 }])
   })
 
   it('takes a push over TLS and one in plain TCP for the same server id', async () => {

@@ -19,12 +19,18 @@ tester.run('layers/order', layersPlugin.rules.order, {
     { filename: at('daemon/daemon.ts'), code: "export { K8sDeferred } from '../k8s/deferred-parts.js'" },
     { filename: at('bin/vectisd.ts'), code: "await import('../daemon/vectisd.js')" },
     { filename: at('test/unit/x.test.ts'), code: "import { Daemon } from '../../daemon/daemon.js'" },
-    { filename: at('store/journal.ts'), code: "import Database from 'better-sqlite3'" }
+    { filename: at('store/journal.ts'), code: "import Database from 'better-sqlite3'" },
+    { filename: at('console/main.tsx'), code: "import { getStatus } from './api.js'" },
+    { filename: at('console/api.ts'), code: "import type { StatusMemberDetail } from '../daemon/daemon.js'" },
+    { filename: at('console/main.tsx'), code: "import { render } from 'preact'" }
   ],
   invalid: [
     { filename: at('store/journal.ts'), code: "import type { Leadership } from '../cluster/leadership-api.js'", errors: [{ messageId: 'upward', data: { from: 'store', to: 'cluster', specifier: '../cluster/leadership-api.js' } }] },
     { filename: at('cluster/membership/machine.ts'), code: "import { PesitServer } from '../../transfer/pesit-server.js'", errors: [{ messageId: 'upward' }] },
     { filename: at('common/logger.ts'), code: "export * from '../daemon/config.js'", errors: [{ messageId: 'upward' }] },
-    { filename: at('k8s/parts.ts'), code: "const m = await import('../daemon/config.js')", errors: [{ messageId: 'upward' }] }
+    { filename: at('k8s/parts.ts'), code: "const m = await import('../daemon/config.js')", errors: [{ messageId: 'upward' }] },
+    { filename: at('daemon/http-server.ts'), code: "import { getStatus } from '../console/api.js'", errors: [{ messageId: 'intoConsole' }] },
+    { filename: at('console/api.ts'), code: "import { Daemon } from '../daemon/daemon.js'", errors: [{ messageId: 'fromConsole' }] },
+    { filename: at('console/api.ts'), code: "import { sleep } from '../test/helpers/x.js'", errors: [{ messageId: 'fromConsole' }] }
   ]
 })
