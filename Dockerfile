@@ -28,7 +28,10 @@ COPY daemon ./daemon
 COPY dev-cluster ./dev-cluster
 COPY cli ./cli
 COPY bin ./bin
+# The web console (browser code, outside the layer order): bundled by esbuild into dist/console, served by every member.
+COPY console ./console
 RUN npx tsc -p tsconfig.build.json \
+ && node console/build.mjs \
  && npm prune --omit=dev --ignore-scripts --no-audit --no-fund
 
 # ---------------------------------------------------------------- runtime: production dependencies only, no toolchain

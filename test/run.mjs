@@ -32,7 +32,8 @@ const concurrency = process.env.VECTIS_TEST_CONCURRENCY ?? '2'
 // release), and the ones that check views and leaderships moment by moment under kill, SIGTERM and SIGSTOP, whose
 // timing a neighbour's load on a 2-core machine distorts (a member starved of CPU for seconds is a partition).
 const ALONE = ['test/integration/cluster-leadership.test.ts', 'test/integration/cluster-membership.test.ts',
-  'test/integration/e2e-short.test.ts', 'test/integration/prometheus-live.test.ts', 'test/integration/rolling-upgrade.test.ts']
+  'test/integration/e2e-short.test.ts', 'test/integration/prometheus-live.test.ts', 'test/integration/rolling-upgrade.test.ts',
+  'test/integration/console-browser.test.ts']
 const phases = [
   { files: files.filter((f) => !ALONE.includes(f)), concurrency },
   { files: files.filter((f) => ALONE.includes(f)), concurrency: '1' }
