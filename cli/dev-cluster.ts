@@ -231,6 +231,7 @@ export async function runDevCluster (argv: string[], out: NodeJS.WriteStream = p
     `  shared dir       ${cluster.sharedDir}`,
     ...(cluster.prometheus !== undefined ? [`  prometheus       ${cluster.prometheus.url}  (scrapes every member every 2 s; the alert rules of deploy/ loaded)`] : []),
     `  api credentials  user ${init.apiUser} password ${init.apiPassword}   (vectis status --url http://${cluster.snapshot()[0]!.ip}:${init.httpPort} --user ${init.apiUser} --password ${init.apiPassword})`,
+    `  web console      ${cluster.snapshot().map((m) => `http://${m.ip}:${init.httpPort}/`).join('  ')}  (any member; the api credentials)`,
     init.configFile === undefined
       ? `  demo partner     ${DEMO_PARTNER} password ${init.demoPassword}  server ${DEMO_SERVER}  file ${DEMO_FILE} -> ${resolve(cluster.sharedDir, DEMO_DIRECTORY)}`
       : `  configuration    ${init.configFile}`,

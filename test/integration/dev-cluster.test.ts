@@ -99,6 +99,15 @@ test('vectis dev-cluster: a push through the load balancer, the leader killed, t
   assert.match(out, /kubernetes api\s+http:\/\/127\.0\.0\.1:\d+/)
   for (let i = 0; i < 3; i++) assert.match(out, new RegExp(`member vectis-${i}\\s+127\\.0\\.57\\.${10 + i}\\s+http 127\\.0\\.57\\.${10 + i}:8080`))
   assert.match(out, /api credentials\s+user vectis password \S+/)
+  // The web console's address on every member, served with the API's credentials.
+  assert.match(out, /web console\s+http:\/\/127\.0\.57\.10:8080\/\s+http:\/\/127\.0\.57\.11:8080\/\s+http:\/\/127\.0\.57\.12:8080\//)
+  const consolePassword = /api credentials\s+user vectis password (\S+)/.exec(out)![1]!
+  const consolePage = await waitFor(async () => {
+    const r = await fetch('http://127.0.57.11:8080/', { headers: { authorization: `Basic ${Buffer.from(`vectis:${consolePassword}`).toString('base64')}` } }).catch(() => undefined)
+    return r?.status === 200 ? r : undefined
+  }, { timeoutMs: 30_000, what: 'the console page of vectis-1' })
+  assert.match(consolePage.headers.get('content-type') ?? '', /^text\/html/)
+  assert.match(await consolePage.text(), /<script type="module" src="\/console\/[^"]+\.js"><\/script>/)
   const sendArgs = hint.split(' ')
   const inbox = join(data, 'shared', 'inbox', 'demo')
 
