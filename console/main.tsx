@@ -35,7 +35,8 @@ class Throughput {
 
   note (t: Transfer): void {
     const before = this.last.get(t.id)
-    this.last.set(t.id, t.bytes)
+    if (t.status === 'in-progress') this.last.set(t.id, t.bytes)
+    else this.last.delete(t.id)
     // A transfer first seen mid-way counts from then on: its earlier bytes were not received in this window.
     if (before === undefined || t.bytes <= before) return
     const b = Math.floor(Date.now() / 1000 / BUCKET_S) * BUCKET_S
@@ -65,6 +66,8 @@ function App () {
   const [journalTick, setJournalTick] = useState(0)
   const throughput = useMemo(() => new Throughput(), [])
   const rates = useRef(new Map<string, { at: number, bytes: number, rate: number }>())
+  /** Transfers the stream said ended: a list of rows in progress read before that must not bring them back. */
+  const ended = useRef(new Set<string>())
 
   const refreshStatus = useCallback(async () => {
     try {
@@ -81,12 +84,12 @@ function App () {
     return () => { clearInterval(timer) }
   }, [refreshStatus])
 
-  // The rows in progress when the page opens; the stream updates them from then on.
-  useEffect(() => {
+  // The rows in progress when the stream (re)connects; its transfer events update them from then on.
+  const loadInProgress = useCallback(() => {
     getTransfers({ status: 'in-progress', limit: 100 }).then((p) => {
       setLive((m) => {
-        const next = new Map(m)
-        for (const t of p.transfers) if (!next.has(t.id)) { next.set(t.id, t); throughput.note(t) }
+        const next = new Map([...m].filter(([, t]) => t.status === 'in-progress'))
+        for (const t of p.transfers) if (!next.has(t.id) && !ended.current.has(t.id)) { next.set(t.id, t); throughput.note(t) }
         return next
       })
     }, () => {})
@@ -121,12 +124,19 @@ function App () {
           rates.current.set(t.id, { at: now, bytes: t.bytes, rate: prev !== undefined && t.bytes === prev.bytes ? prev.rate : rate })
           setLive((old) => {
             const next = new Map(old)
-            next.set(t.id, t)
+            if (t.status === 'in-progress') next.set(t.id, t)
+            else next.delete(t.id)
             return next
           })
-          if (t.status !== 'in-progress') setJournalTick((n) => n + 1)
+          if (t.status !== 'in-progress') {
+            rates.current.delete(t.id)
+            ended.current.add(t.id)
+            if (ended.current.size > 1000) ended.current.delete(ended.current.values().next().value!)
+            setJournalTick((n) => n + 1)
+          }
           return
         }
+        if (e.type === 'state') loadInProgress()
         const entry: TimelineEntry = {
           key: seq++,
           type: e.type,
@@ -152,7 +162,7 @@ function App () {
       if (retry !== undefined) clearTimeout(retry)
       ws?.close()
     }
-  }, [refreshStatus, throughput])
+  }, [refreshStatus, loadInProgress, throughput])
 
   return (
     <>
