@@ -20,7 +20,7 @@ export function ThroughputChart (p: { series: () => [number[], number[]], labell
         {},
         { label: 'bytes/s', stroke: '#1f5fa8', fill: 'rgba(31, 95, 168, 0.15)', width: 2, value: (_u, v) => v === null ? '—' : `${Math.round(v)}` }
       ],
-      axes: [{}, { size: 70 }],
+      axes: [{}, { size: 90, values: (_u, splits) => splits.map((v) => v >= 1024 * 1024 ? `${(v / 1024 / 1024).toFixed(1)} MiB/s` : v >= 1024 ? `${(v / 1024).toFixed(0)} KiB/s` : `${v} B/s`) }],
       scales: { y: { range: (_u, _min, max) => [0, Math.max(1, max)] } }
     }, series.current(), el)
     const timer = setInterval(() => { plot.setData(series.current()) }, REDRAW_MS)

@@ -219,7 +219,7 @@ function ClusterView (p: { status: Status | undefined, timeline: TimelineEntry[]
                       <th scope="row">{m.name}{m.name === s.nodeName ? ' (this member)' : ''}</th>
                       <td class="role">{role}</td>
                       <td>{m.address}</td>
-                      <td>{m.heartbeatAgeMs === null ? '—' : `${m.heartbeatAgeMs} ms`}</td>
+                      <td>{m.heartbeatAgeMs === null ? '—' : `${Math.round(m.heartbeatAgeMs)} ms`}</td>
                       <td>{yesNo(m.labelled)}</td>
                       <td>{m.journalSeq ?? '—'}</td>
                       <td>{m.journalSeq === null || leaderSeq === null ? '—' : Math.max(0, leaderSeq - m.journalSeq)}</td>
@@ -336,20 +336,18 @@ function TransfersView (p: { live: Map<string, Transfer>, rates: Map<string, { r
         ? <p id="in-progress-none">None now.</p>
         : (
           <table id="in-progress">
-            <caption>Transfers in progress (updated at each sync point)</caption>
-            <thead><tr><th scope="col">Transfer</th><th scope="col">Partner</th><th scope="col">Virtual file</th><th scope="col">Bytes</th><th scope="col">Rate</th><th scope="col">Secured at the last sync point</th></tr></thead>
+            <caption>Transfers in progress (updated at each sync point; the journal does not know their size)</caption>
+            <thead><tr><th scope="col">Transfer</th><th scope="col">Partner</th><th scope="col">Virtual file</th><th scope="col">Progress</th><th scope="col">Bytes</th><th scope="col">Rate</th><th scope="col">Last sync point</th></tr></thead>
             <tbody>
               {running.map((t) => (
                 <tr key={t.id} data-transfer={t.id}>
                   <th scope="row">{t.id}</th>
                   <td>{t.partner}</td>
                   <td>{t.virtualFile}</td>
+                  <td><progress aria-label={`${t.id}: ${bytesFmt(t.bytes)} received so far`} /></td>
                   <td class="bytes">{bytesFmt(t.bytes)}</td>
                   <td>{bytesFmt(Math.round(p.rates.get(t.id)?.rate ?? 0))}/s</td>
-                  <td>
-                    <progress value={t.syncOffset} max={Math.max(t.bytes, 1)} aria-label={`${t.id}: sync point ${t.syncPoint} at ${bytesFmt(t.syncOffset)} of ${bytesFmt(t.bytes)} received`} />
-                    {' '}sync point {t.syncPoint}, {bytesFmt(t.syncOffset)}
-                  </td>
+                  <td>{t.syncPoint} at {bytesFmt(t.syncOffset)}</td>
                 </tr>
               ))}
             </tbody>

@@ -2,7 +2,8 @@
  * The web console in a real browser (issue 15): Debian's headless `chromium`, driven by puppeteer-core, against a
  * 3-member dev cluster on this file's own loopback range (127.0.83.x), the built members (dist/). The console of a
  * standby shows the three members and which one leads; a push through the load balancer (slowed by a small proxy,
- * so that it lasts a few seconds) shows a moving progress bar, then its completed row; kill -9 of the leader → the
+ * so that it lasts a few seconds) shows in progress with a bar and growing bytes (the journal does not know the
+ * size yet: the bar is indeterminate), then its completed row; kill -9 of the leader → the
  * page shows the new leader within 2 s of the election (the new leader's log), without a reload; a wrong password
  * gets 401 and no page; axe-core finds no serious or critical violation; the page breaks no rule of its CSP. Plain
  * event-stream clients (`vectis status --watch`, a WebSocket without `?include=transfers`) see no transfer events.
@@ -189,7 +190,7 @@ void test('the web console in Chromium: members and leader, live progress, a new
   cleanups.push(() => { watch.kill('SIGKILL') })
   await waitFor(() => plainTypes.includes('state') && transferTypes.includes('state') && /leader/.test(watchOut), { timeoutMs: 10_000, what: 'the stream clients connected' })
 
-  // A push through the load balancer, slowed down: a moving progress bar on the standby's console, then the row completed.
+  // A push through the load balancer, slowed down: in progress on the standby's console with its bytes growing, then completed.
   const proxy = await slowProxy({ host: '127.0.0.1', port: dc.lb.port! }, PROXY_BYTES_PER_S)
   cleanups.push(() => { proxy.server.close() })
   const source = join(work, 'push.bin')
@@ -199,17 +200,17 @@ void test('the web console in Chromium: members and leader, live progress, a new
   const bar = new Set<string>()
   await waitFor(async () => {
     const v = await page.evaluate(() => {
-      const p = (globalThis as unknown as PageGlobals).document.querySelector('#in-progress progress')
-      return p === null ? null : `${p.getAttribute('value')}/${p.getAttribute('max')}`
+      const row = (globalThis as unknown as PageGlobals).document.querySelector('#in-progress tbody tr')
+      return row === null || row.querySelector('progress') === null ? null : row.querySelector('.bytes')?.textContent ?? null
     })
     if (v !== null) bar.add(v)
     return bar.size >= 3
-  }, { timeoutMs: 30_000, intervalMs: 40, what: 'a moving progress bar on the standby\'s console' })
+  }, { timeoutMs: 30_000, intervalMs: 40, what: 'a transfer in progress on the standby\'s console: its bar, its bytes growing' })
   const result = await pushed
   assert.equal(result.bytes, PUSH_BYTES)
   await page.waitForFunction((bytes: number) => [...(globalThis as unknown as PageGlobals).document.querySelectorAll('#journal tbody tr')].some((tr) =>
     tr.getAttribute('data-status') === 'completed' && (tr.textContent ?? '').includes('CXCLIENT') && (tr.textContent ?? '').includes(`${(bytes / 1024 / 1024).toFixed(1)} MiB`)), { timeout: 10_000 }, PUSH_BYTES)
-  t.diagnostic(`progress bar: ${bar.size} distinct positions seen during the push`)
+  t.diagnostic(`transfer in progress: ${bar.size} distinct byte counts seen by the standby's console during the push`)
   assert.ok(transferTypes.includes('transfer'), 'a stream that asked for transfers got them')
   assert.ok(!plainTypes.includes('transfer'), 'a plain stream gets no transfer events')
   assert.doesNotMatch(watchOut, /Z transfer\n/, 'vectis status --watch shows no transfer events')
