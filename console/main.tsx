@@ -260,10 +260,13 @@ function HandOver (p: { status: Status, onDone: () => Promise<void> }) {
   if (!s.isLeader) {
     const leader = s.members.find((m) => m.name === s.leader)
     return (
-      <p class="note">
-        Leadership is handed over by the leader.{' '}
-        {leader !== undefined ? <>Open <a href={`${location.protocol}//${leader.address}${location.port === '' ? '' : `:${location.port}`}/`}>{leader.name}'s console</a> to do it.</> : 'No leader is known now.'}
-      </p>
+      <div class="handover">
+        {result !== undefined && <p role="status">{result}</p>}
+        <p class="note">
+          Leadership is handed over by the leader.{' '}
+          {leader !== undefined ? <>Open <a href={`${location.protocol}//${leader.address}${location.port === '' ? '' : `:${location.port}`}/`}>{leader.name}'s console</a> to do it.</> : 'No leader is known now.'}
+        </p>
+      </div>
     )
   }
   const confirm = async (): Promise<void> => {

@@ -3,8 +3,9 @@
  * 3-member dev cluster on this file's own loopback range (127.0.83.x), the built members (dist/). The console of a
  * standby shows the three members and which one leads; a push through the load balancer (slowed by a small proxy,
  * so that it lasts a few seconds) shows in progress with a bar and growing bytes (the journal does not know the
- * size yet: the bar is indeterminate), then its completed row; kill -9 of the leader → the
- * page shows the new leader within 2 s of the election (the new leader's log), without a reload; a wrong password
+ * size yet: the bar is indeterminate), then its completed row, whose detail the keyboard opens; a hand-over made
+ * by keyboard on the leader's console (its POST passes the cross-site checks) reaches the standby's page; kill -9 of
+ * the new leader → the page shows the next one within 2 s of the election (its log), without a reload; a wrong password
  * gets 401 and no page; axe-core finds no serious or critical violation; the page breaks no rule of its CSP. Plain
  * event-stream clients (`vectis status --watch`, a WebSocket without `?include=transfers`) see no transfer events.
  * Prints the bundle size (gzipped) and the time to first render.
@@ -75,15 +76,15 @@ async function slowProxy (target: { host: string, port: number }, bytesPerS: num
 interface Status { leader: string | null, members: Array<{ name: string }> }
 
 // The page's side, as the functions given to page.evaluate see it (this project's test types have no DOM lib).
-interface El { textContent: string | null, getAttribute: (name: string) => string | null, querySelector: (s: string) => El | null }
+interface El { id: string, textContent: string | null, getAttribute: (name: string) => string | null, querySelector: (s: string) => El | null }
 interface PageGlobals {
-  document: { querySelector: (s: string) => El | null, querySelectorAll: (s: string) => ArrayLike<El> & Iterable<El> }
+  document: { activeElement: El | null, querySelector: (s: string) => El | null, querySelectorAll: (s: string) => ArrayLike<El> & Iterable<El> }
   performance: { now: () => number }
   notReloaded?: boolean
   axe: { run: (ctx: unknown) => Promise<{ violations: Array<{ id: string, impact: string | null, nodes: unknown[] }> }> }
 }
 
-void test('the web console in Chromium: members and leader, live progress, a new leader without reload, 401, axe', { timeout: 240_000 }, async (t) => {
+void test('the web console in Chromium: members and leader, live progress, detail and hand-over by keyboard, a new leader without reload, 401, axe', { timeout: 240_000 }, async (t) => {
   const executablePath = chromiumPath()
   if (executablePath === undefined) {
     t.skip('no chromium on PATH (Debian: apt-get install chromium; .ci/run installs it)')
@@ -215,14 +216,41 @@ void test('the web console in Chromium: members and leader, live progress, a new
   assert.ok(!plainTypes.includes('transfer'), 'a plain stream gets no transfer events')
   assert.doesNotMatch(watchOut, /Z transfer\n/, 'vectis status --watch shows no transfer events')
 
-  // kill -9 of the leader: the page shows the new leader within 2 s of the election, without a reload.
+  // The keyboard opens a transfer's detail, and the focus goes to it.
+  await page.focus('#journal tbody tr button')
+  await page.keyboard.press('Enter')
+  await page.waitForFunction(() => (globalThis as unknown as PageGlobals).document.activeElement?.id === 'detail-h', { timeout: 5000 })
+  assert.match(await page.evaluate(() => (globalThis as unknown as PageGlobals).document.querySelector('.detail')?.textContent ?? ''), /completed[\s\S]*CXCLIENT/)
+
+  // The hand-over from the leader's console, by keyboard, to the third member: the console's POST passes the
+  // cross-site checks (JSON, same origin); the standby's page follows.
   await page.evaluate(() => { (globalThis as unknown as PageGlobals).notReloaded = true })
+  const third = members.find((m) => m.name !== leader && m.name !== standby.name)!
+  const leaderPage = await browser.newPage()
+  await leaderPage.authenticate({ username: USER, password: PASSWORD })
+  await leaderPage.goto(`http://${members[leaderIndex]!.ip}:${HTTP_PORT}/`, { waitUntil: 'domcontentloaded' })
+  await leaderPage.waitForSelector('#handover-to', { timeout: 15_000 })
+  await leaderPage.select('#handover-to', third.name)
+  await leaderPage.focus('.handover button')
+  await leaderPage.keyboard.press('Enter')
+  await leaderPage.waitForSelector('dialog[open]', { timeout: 5000 })
+  // The dialog opens on Cancel; Shift+Tab reaches its Hand over button.
+  await leaderPage.keyboard.down('Shift')
+  await leaderPage.keyboard.press('Tab')
+  await leaderPage.keyboard.up('Shift')
+  await leaderPage.keyboard.press('Enter')
+  await leaderPage.waitForFunction(() => /handed over/.test((globalThis as unknown as PageGlobals).document.querySelector('.handover [role=status]')?.textContent ?? ''), { timeout: 15_000 })
+  await leaderPage.close()
+  await waitFor(async () => await page.evaluate(() => (globalThis as unknown as PageGlobals).document.querySelector('#leader')?.textContent ?? null) === third.name,
+    { timeoutMs: 10_000, intervalMs: 50, what: `the standby's console showing ${third.name} as leader after the hand-over` })
+
+  // kill -9 of the leader: the page shows the new leader within 2 s of the election, without a reload.
   const killedAt = Date.now()
-  assert.ok(dc.kill(leaderIndex), 'the leader was killed')
+  assert.ok(dc.kill(third.index), 'the leader was killed')
   let shownAt = 0
   const newLeader = await waitFor(async () => {
     const l = await page.evaluate(() => (globalThis as unknown as PageGlobals).document.querySelector('#leader')?.textContent ?? null)
-    if (l === null || l === leader || !members.some((m) => m.name === l)) return undefined
+    if (l === null || l === third.name || !members.some((m) => m.name === l)) return undefined
     shownAt = Date.now()
     return l
   }, { timeoutMs: 60_000, intervalMs: 25, what: 'the console showing a new leader' })
