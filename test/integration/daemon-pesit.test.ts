@@ -1,11 +1,12 @@
 import { describe, it } from 'node:test'
 import assert from 'node:assert/strict'
-import { spawnSync } from 'node:child_process'
+import { spawn, spawnSync } from 'node:child_process'
 import { createHash, randomBytes } from 'node:crypto'
 import { readFileSync, writeFileSync, readdirSync } from 'node:fs'
 import { join } from 'node:path'
 import { DaemonProcess, freePort, tempDir, ROOT } from '../helpers/daemon-process.js'
 import { parsePrometheusText } from '../helpers/prometheus-text.js'
+import WebSocket from 'ws'
 
 const CLI = join(ROOT, 'dist', 'bin', 'vectis.js')
 
@@ -33,6 +34,27 @@ files:
     }).start()
     try {
       await d.waitLog((l) => l.msg === 'PeSIT servers started (leader)')
+      // The event stream's transfer events are opt-in (?include=transfers, the web console's): a plain stream and
+      // `vectis status --watch` (which asks for none) never see them.
+      const streamAuth = { authorization: `Basic ${Buffer.from('vectis:pw').toString('base64')}` }
+      const streams = { plain: [] as Array<{ type: string, transfer?: { status: string, bytes: number } }>, transfers: [] as Array<{ type: string, transfer?: { status: string, bytes: number } }> }
+      const plain = new WebSocket(`ws://127.0.0.1:${httpPort}/api/cluster/events`, { headers: streamAuth })
+      const withTransfers = new WebSocket(`ws://127.0.0.1:${httpPort}/api/cluster/events?include=transfers`, { headers: streamAuth })
+      plain.on('message', (m: Buffer) => { streams.plain.push(JSON.parse(m.toString()) as { type: string }) })
+      withTransfers.on('message', (m: Buffer) => { streams.transfers.push(JSON.parse(m.toString()) as { type: string }) })
+      let watchOut = ''
+      const watch = spawn(process.execPath, [CLI, 'status', '--watch', '--url', `http://127.0.0.1:${httpPort}`, '--user', 'vectis', '--password', 'pw'], { stdio: ['ignore', 'pipe', 'ignore'] })
+      watch.stdout.on('data', (b: Buffer) => { watchOut += b.toString() })
+      const closeStreams = (): void => { plain.terminate(); withTransfers.terminate(); watch.kill('SIGKILL') }
+      try {
+        for (const deadline = Date.now() + 10_000; !(streams.plain.length > 0 && streams.transfers.length > 0 && watchOut.includes('leader')); ) {
+          if (Date.now() > deadline) throw new Error('the event streams did not start')
+          await new Promise((resolve) => setTimeout(resolve, 20))
+        }
+      } catch (err) {
+        closeStreams()
+        throw err
+      }
       const payload = randomBytes(700 * 1024 + 17)
       writeFileSync(join(dir.path, 'payload.bin'), payload)
       const send = spawnSync(process.execPath, [CLI, 'send', '--host', '127.0.0.1', '--port', String(pesitPort), '--partner', 'CXCLIENT',
@@ -45,6 +67,20 @@ files:
       assert.match(files[0]!, /^CXCLIENT_PAYMENTS_\d+$/)
       const sha = createHash('sha256').update(payload).digest('hex')
       assert.equal(createHash('sha256').update(readFileSync(join(inbox, files[0]!))).digest('hex'), sha)
+      try {
+        for (const deadline = Date.now() + 10_000; !streams.transfers.some((e) => e.transfer?.status === 'completed'); ) {
+          if (Date.now() > deadline) throw new Error(`no completed transfer event on ?include=transfers: ${JSON.stringify(streams.transfers.map((e) => e.type))}`)
+          await new Promise((resolve) => setTimeout(resolve, 20))
+        }
+        const events = streams.transfers.filter((e) => e.type === 'transfer')
+        assert.ok(events.some((e) => e.transfer?.status === 'in-progress'), 'the row in progress was streamed too')
+        assert.equal(events.at(-1)!.transfer!.bytes, payload.length)
+        assert.deepEqual(streams.plain.map((e) => e.type), ['state'], 'a plain stream gets no transfer events')
+        assert.doesNotMatch(watchOut, /transfer/, 'vectis status --watch shows no transfer events')
+        assert.match(watchOut, /leader/)
+      } finally {
+        closeStreams()
+      }
 
       const auth = `Basic ${Buffer.from('vectis:pw').toString('base64')}`
       let rows: Array<Record<string, unknown>> = []
