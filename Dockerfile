@@ -14,9 +14,11 @@ RUN apt-get update \
  && rm -rf /var/lib/apt/lists/*
 COPY package.json package-lock.json ./
 # Scripts off: `prepare` would compile sources that are not copied yet. better-sqlite3 is then built from source
-# here, with the toolchain above, instead of downloading a prebuilt binary at install time.
+# here, with the toolchain above, instead of downloading a prebuilt binary at install time. Its installer
+# (prebuild-install) reads npm_config_build_from_source from the environment itself; npm warns that it does not know
+# that setting, which is true and harmless.
 RUN npm ci --ignore-scripts --no-audit --no-fund \
- && npm rebuild better-sqlite3 --build-from-source
+ && npm_config_build_from_source=true npm rebuild better-sqlite3
 COPY tsconfig.json tsconfig.build.json ./
 # The source folders, in layer order (README, "Layout"): each may import only the ones above it here.
 COPY common ./common
@@ -30,9 +32,14 @@ COPY cli ./cli
 COPY bin ./bin
 # The web console (browser code, outside the layer order): bundled by esbuild into dist/console, served by every member.
 COPY console ./console
+# Of the native module's build, only build/Release/better_sqlite3.node is loaded at run time: its sources, objects and
+# static library (about 27 MB) stay here.
 RUN npx tsc -p tsconfig.build.json \
  && node console/build.mjs \
- && npm prune --omit=dev --ignore-scripts --no-audit --no-fund
+ && npm prune --omit=dev --ignore-scripts --no-audit --no-fund \
+ && cd node_modules/better-sqlite3 \
+ && find build -mindepth 1 -not -path build/Release -not -path build/Release/better_sqlite3.node -delete \
+ && rm -rf deps src
 
 # ---------------------------------------------------------------- runtime: production dependencies only, no toolchain
 FROM node:${NODE_VERSION}-slim AS runtime

@@ -25,6 +25,8 @@ const CONFIG = [
 ].join('\n')
 /** Files prepared in the outbox; the client pulls them in turn, by name. */
 const PULL_FILES = 8
+/** The members' API credentials. */
+export const API = { user: 'vectis', password: 'e2e-password' }
 const FILE_BYTES = 128 * 1024
 
 export const sha = (b: Uint8Array): string => createHash('sha256').update(b).digest('hex')
@@ -44,7 +46,7 @@ export async function e2eCluster (work: string, o: { baseIp: string, netnsSubnet
   const withPrometheus = spawnSync(PROMETHEUS_BINARY, ['--version']).error === undefined
   return new DevCluster({ logger: silentLogger() }, {
     nodes: 3, baseIp: o.baseIp, dataDir: data, lbHost: '127.0.0.1', lbPort: 0, httpPort: 8080, clusterPort: 7800,
-    configFile: join(data, 'vectis.yaml'), demoPesitPort: 5000, apiUser: 'vectis', apiPassword: 'e2e-password', demoPassword: PASSWORD,
+    configFile: join(data, 'vectis.yaml'), demoPesitPort: 5000, apiUser: API.user, apiPassword: API.password, demoPassword: PASSWORD,
     clusterSecret: 'e2e-cluster-secret-0123456789ab', logLevel: 'info', restart: true, memberCommand: [process.execPath, VECTISD],
     ...(withPrometheus ? { prometheusPort: await freePort() } : {}),
     ...(o.netnsSubnet !== undefined ? { netns: { subnet: o.netnsSubnet } } : {})

@@ -20,7 +20,8 @@
  * simultaneous.
  *
  * Usage: npm run build && npm run bench:e2e -- [--rounds 10] [--faults kill-leader,term-leader,...]
- *   [--netns-subnet 99 | --no-netns] [--base-ip 127.0.99.10 (loopback mode)]
+ *   [--netns-subnet 99 | --no-netns] [--base-ip 127.0.99.10 (loopback mode)] [--keep (the work directory and logs)]
+ *   [--backoff (members stopped by a fault restart on the dev cluster's kubelet-like back-off, not at once)]
  * Prints one JSON object, then a short table.
  */
 import '../common/polyfill.js'
@@ -41,7 +42,9 @@ const { values } = parseArgs({
     faults: { type: 'string' },
     'base-ip': { type: 'string', default: '127.0.99.10' },
     'netns-subnet': { type: 'string', default: '99' },
-    'no-netns': { type: 'boolean', default: false }
+    'no-netns': { type: 'boolean', default: false },
+    keep: { type: 'boolean', default: false },
+    backoff: { type: 'boolean', default: false }
   }
 })
 const rounds = Number(values.rounds)
@@ -75,11 +78,11 @@ async function stable (): Promise<number> { return await servingLeader(dc, 180_0
 /**
  * Member i, stopped by a fault, started again as soon as it has exited: a pod restarted at once (the dev cluster's
  * kubelet-like back-off grows with every restart and rounds come faster than its reset; the restart's speed is not
- * what is measured here).
+ * what is measured here). With `--backoff`, the dev cluster's back-off decides instead.
  */
 async function restartWhenExited (i: number, pid: number | undefined): Promise<void> {
   await until(`vectis-${i} exited`, () => { const m = dc.snapshot()[i]!; return m.pid !== pid || m.state !== 'running' ? true : undefined }, 60_000)
-  dc.restartNow(i)
+  if (!values.backoff) dc.restartNow(i)
 }
 
 async function inject (fault: Fault, leader: number): Promise<void> {
@@ -170,12 +173,15 @@ if (dc.prometheus !== undefined) {
     maxLeaders: await one(`max_over_time(sum(vectis_cluster_is_leader)[${span}:2s])`),
     evaluationsWithNoLeader: await one(`count_over_time((sum(vectis_cluster_is_leader) == 0)[${span}:2s])`),
     evaluations: await one(`count_over_time(sum(vectis_cluster_is_leader)[${span}:2s])`),
-    takeoverP50s: await one('histogram_quantile(0.5, sum by (le) (vectis_cluster_takeover_seconds_bucket))'),
-    takeoverP99s: await one('histogram_quantile(0.99, sum by (le) (vectis_cluster_takeover_seconds_bucket))')
+    // increase() over the run, not the counters' last values: a member killed -9 takes its counts with it.
+    takeovers: await one(`sum(increase(vectis_cluster_takeover_seconds_count[${span}]))`),
+    takeoverP50s: await one(`histogram_quantile(0.5, sum by (le) (increase(vectis_cluster_takeover_seconds_bucket[${span}])))`),
+    takeoverP99s: await one(`histogram_quantile(0.99, sum by (le) (increase(vectis_cluster_takeover_seconds_bucket[${span}])))`)
   }
 }
 await dc.stop()
-await rm(work, { recursive: true, force: true })
+if (values.keep) process.stderr.write(`kept: ${work} (members' logs in cluster/logs)\n`)
+else await rm(work, { recursive: true, force: true })
 
 const perFault = Object.fromEntries(faults.map((f) => {
   const rs = results.filter((x) => x.fault === f)

@@ -5,10 +5,13 @@
  * Reported and checked:
  * - leader changes after the first leader: every one is spurious here (none is injected); the target is 0;
  * - per member, the resident set size (VmRSS) and open descriptors after the warm-up and at the end, sampled every
- *   `--sample-seconds` in between: RSS within +10 % of its value after the warm-up, descriptors within ± 5;
+ *   `--sample-seconds` in between: RSS within +10 % of its value after the warm-up (the median of the samples of
+ *   the first 2 minutes after it, against that of the last 2 minutes: V8's committed heap moves in steps of tens of
+ *   MiB while the live heap is flat, and each sample also reports both), descriptors within ± 5;
  * - no member process restarted, nothing acknowledged lost or stored twice, every pull equal to its source.
  *
  * Usage: npm run build && npm run bench:soak -- [--minutes 20] [--warmup-minutes 2] [--sample-seconds 30] [--no-hog]
+ *   [--keep (the work directory and the members' logs)]
  * Prints one JSON object, then a short table; exits 1 if a check fails.
  */
 import '../common/polyfill.js'
@@ -18,7 +21,7 @@ import { cpus, loadavg, tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { parseArgs } from 'node:util'
 import { servingLeader, until } from './bench-util.js'
-import { checkDeliveries, e2eCluster, LbClient, leadershipIntervals, overlapping, stopOnSignal, watchCluster } from './e2e-client.js'
+import { API, checkDeliveries, e2eCluster, LbClient, leadershipIntervals, overlapping, stopOnSignal, watchCluster } from './e2e-client.js'
 
 const { values } = parseArgs({
   options: {
@@ -26,6 +29,7 @@ const { values } = parseArgs({
     'warmup-minutes': { type: 'string', default: '2' },
     'sample-seconds': { type: 'string', default: '30' },
     'no-hog': { type: 'boolean', default: false },
+    keep: { type: 'boolean', default: false },
     'base-ip': { type: 'string', default: '127.0.97.10' }
   }
 })
@@ -42,20 +46,50 @@ if (hog && spawnSync('stress-ng', ['--version']).error !== undefined) {
   process.exit(2)
 }
 
-interface Sample { at: number, rssKiB: number, fds: number }
+interface Sample { at: number, rssKiB: number, anonKiB: number, fds: number, heapTotalMiB: number | null, heapUsedMiB: number | null, externalMiB: number | null }
 
-/** A member process's resident set (KiB) and open descriptors, from /proc; undefined once it is gone. */
-async function sample (pid: number): Promise<Sample | undefined> {
+const mib = (bytes: number): number => Math.round(bytes / 104857.6) / 10
+
+/**
+ * A member process's resident set (KiB) and open descriptors, from /proc, and where the memory is from its own
+ * /metrics (V8 heap in use, memory outside the heap: buffers, SQLite); undefined once the process is gone.
+ */
+async function sample (pid: number, metricsUrl: string): Promise<Sample | undefined> {
   try {
     const status = await readFile(`/proc/${pid}/status`, 'utf8')
-    const rss = /^VmRSS:\s+(\d+) kB/m.exec(status)
+    const kib = (field: string): number => Number(new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(status)?.[1] ?? Number.NaN)
     const fds = (await readdir(`/proc/${pid}/fd`)).length
-    return { at: Date.now(), rssKiB: Number(rss?.[1] ?? Number.NaN), fds }
+    const text = await fetch(metricsUrl, { headers: { authorization: AUTH }, signal: AbortSignal.timeout(5000) }).then(async (r) => await r.text()).catch(() => '')
+    const gauge = (name: string): number | null => { const m = new RegExp(`^${name} (\\S+)`, 'm').exec(text); return m === null ? null : mib(Number(m[1])) }
+    return {
+      at: Date.now(), rssKiB: kib('VmRSS'), anonKiB: kib('RssAnon'), fds,
+      heapTotalMiB: gauge('nodejs_heap_size_total_bytes'), heapUsedMiB: gauge('nodejs_heap_size_used_bytes'), externalMiB: gauge('nodejs_external_memory_bytes')
+    }
   } catch {
     return undefined
   }
 }
 
+const AUTH = `Basic ${Buffer.from(`${API.user}:${API.password}`).toString('base64')}`
+/** What the members logged about the cluster after `since` (epoch ms): why a leader changed, if one did. */
+async function clusterEventsSince (since: number): Promise<string[]> {
+  const wanted = new Set(['member suspected', 'view installed', 'leader elected: this member leads', 'leader demoted: this member no longer leads'])
+  const out: Array<{ at: number, text: string }> = []
+  for (const m of dc.snapshot()) {
+    const text = await readFile(m.logFile, 'utf8').catch(() => '')
+    for (const line of text.split('\n')) {
+      if (!line.startsWith('{')) continue
+      const l = JSON.parse(line) as { time?: string, msg?: string, member?: string, reason?: string, members?: string[] }
+      const at = Date.parse(l.time ?? '')
+      if (!(at > since) || l.msg === undefined || !wanted.has(l.msg)) continue
+      out.push({ at, text: `${l.time!.slice(11, 23)} ${m.name}: ${l.msg}${l.member !== undefined ? ` ${l.member}` : ''}${l.reason !== undefined ? ` (${l.reason})` : ''}${l.members !== undefined ? ` [${l.members.join(',')}]` : ''}` })
+    }
+  }
+  return out.sort((a, b) => a.at - b.at).map((e) => e.text).slice(0, 50)
+}
+
+/** The span at each end of the run whose samples' median RSS is compared. */
+const WINDOW_MS = 2 * 60_000
 const sleep = async (ms: number): Promise<void> => { await new Promise((resolve) => setTimeout(resolve, ms)) }
 
 const work = await mkdtemp(join(tmpdir(), 'vectis-bench-soak-'))
@@ -87,7 +121,7 @@ try {
     for (const m of dc.snapshot()) {
       const s = series.get(m.name)!
       if (m.pid !== s.pid) { failures.push(`${m.name} restarted (pid ${s.pid} → ${String(m.pid)})`); s.pid = m.pid ?? s.pid }
-      const x = await sample(s.pid)
+      const x = await sample(s.pid, `http://${m.ip}:8080/metrics`)
       if (x !== undefined) s.samples.push(x)
     }
     if (client.gaveUp !== undefined) throw new Error(client.gaveUp)
@@ -105,22 +139,35 @@ const { lost, corrupted, duplicated } = await checkDeliveries(dc, client.acked)
 const intervals = await leadershipIntervals(dc, watch.exitNs, process.hrtime.bigint())
 const spuriousLeaderChanges = Math.max(0, watch.labelsSet - labelsAtSettle)
 const elections = intervals.filter((i) => i.at > settledAt).length
+const clusterEvents = await clusterEventsSince(settledAt)
 await dc.stop()
-await rm(work, { recursive: true, force: true })
+if (values.keep) process.stderr.write(`kept: ${work} (members' logs in cluster/logs)\n`)
+else await rm(work, { recursive: true, force: true })
 
 const members = [...series].map(([name, s]) => {
   const first = s.samples[0]
   const last = s.samples.at(-1)
-  const rssGrowthPct = first === undefined || last === undefined ? null : Math.round((last.rssKiB / first.rssKiB - 1) * 1000) / 10
+  // V8 grows and shrinks its committed heap in steps of tens of MiB while the live heap stays flat, so one sample is
+  // no baseline: the RSS compared is the median over the first and over the last WINDOW_MS of the samples.
+  const windowMedian = (from: number, to: number): number | null => {
+    const xs = s.samples.filter((x) => x.at >= from && x.at <= to).map((x) => x.rssKiB).sort((a, b) => a - b)
+    return xs.length === 0 ? null : xs[Math.floor((xs.length - 1) / 2)]!
+  }
+  const start = first === undefined ? null : windowMedian(first.at, first.at + WINDOW_MS)
+  const end = last === undefined ? null : windowMedian(last.at - WINDOW_MS, last.at)
+  const rssGrowthPct = start === null || end === null ? null : Math.round((end / start - 1) * 1000) / 10
   const fdDelta = first === undefined || last === undefined ? null : last.fds - first.fds
   const ok = rssGrowthPct !== null && fdDelta !== null && rssGrowthPct <= 10 && Math.abs(fdDelta) <= 5
   if (!ok) failures.push(`${name}: RSS ${String(rssGrowthPct)} %, descriptors ${String(fdDelta)}`)
+  const inMiB = (kib: number | null | undefined): number | null => kib == null ? null : mib(kib * 1024)
   return {
     name, samples: s.samples.length,
-    rssMiB: { afterWarmup: first === undefined ? null : Math.round(first.rssKiB / 102.4) / 10, end: last === undefined ? null : Math.round(last.rssKiB / 102.4) / 10, max: Math.round(Math.max(...s.samples.map((x) => x.rssKiB)) / 102.4) / 10 },
+    rssMiB: { afterWarmup: inMiB(start), end: inMiB(end), firstSample: inMiB(first?.rssKiB), lastSample: inMiB(last?.rssKiB), max: inMiB(Math.max(...s.samples.map((x) => x.rssKiB))) },
     rssGrowthPct,
     fds: { afterWarmup: first?.fds ?? null, end: last?.fds ?? null, min: Math.min(...s.samples.map((x) => x.fds)), max: Math.max(...s.samples.map((x) => x.fds)) },
-    fdDelta, ok
+    fdDelta, ok,
+    /** Every sample: minutes since the warm-up; RSS, its anonymous part, V8 heap committed and in use, memory outside the heap (MiB). */
+    series: s.samples.map((x) => [Math.round((x.at - (first?.at ?? x.at)) / 6000) / 10, mib(x.rssKiB * 1024), mib(x.anonKiB * 1024), x.heapTotalMiB, x.heapUsedMiB, x.externalMiB])
   }
 })
 const overlaps = overlapping(intervals)
@@ -135,6 +182,7 @@ const out = {
   transfersPerMinute: Math.round(client.successes.length / minutesRun),
   members,
   clientErrors: client.errorsSince(0, 8),
+  clusterEvents,
   failures
 }
 console.log(JSON.stringify(out, null, 2))
