@@ -36,8 +36,9 @@ const { values } = parseArgs({
 const minutes = Number(values.minutes)
 const warmupMinutes = Number(values['warmup-minutes'])
 const sampleSeconds = Number(values['sample-seconds'])
-if (!(minutes > 0) || !(warmupMinutes >= 0) || warmupMinutes >= minutes || !(sampleSeconds >= 1)) {
-  console.error('--minutes > 0, 0 <= --warmup-minutes < --minutes, --sample-seconds >= 1')
+if (!(minutes > 0) || !(warmupMinutes >= 0) || minutes - warmupMinutes < 4 || !(sampleSeconds >= 1)) {
+  // The RSS compared is the median of the first and of the last 2 minutes after the warm-up: they must not overlap.
+  console.error('--minutes > 0, 0 <= --warmup-minutes, at least 4 minutes after the warm-up, --sample-seconds >= 1')
   process.exit(2)
 }
 const hog = !values['no-hog']
@@ -110,6 +111,9 @@ try {
   if (hog) {
     // One CPU worker per core, in its own process group so that it goes with everything it forked.
     hogProc = spawn('stress-ng', ['--cpu', String(cpus().length), '--timeout', `${Math.ceil(minutes * 60) + 60}s`, '--quiet'], { stdio: 'ignore', detached: true })
+    // Stopped from outside too (Ctrl-C exits from stopOnSignal): the hog never outlives the benchmark.
+    const hogPid = hogProc.pid
+    if (hogPid !== undefined) process.on('exit', () => { try { process.kill(-hogPid, 'SIGKILL') } catch { /* already gone */ } })
   }
   await client.start()
   await until('the client running', () => client.successes.length >= 4 ? true : undefined)
@@ -120,7 +124,8 @@ try {
   for (;;) {
     for (const m of dc.snapshot()) {
       const s = series.get(m.name)!
-      if (m.pid !== s.pid) { failures.push(`${m.name} restarted (pid ${s.pid} → ${String(m.pid)})`); s.pid = m.pid ?? s.pid }
+      // Reported once per new process; a member down between two processes has no pid.
+      if (m.pid !== undefined && m.pid !== s.pid) { failures.push(`${m.name} restarted (pid ${s.pid} → ${m.pid})`); s.pid = m.pid }
       const x = await sample(s.pid, `http://${m.ip}:8080/metrics`)
       if (x !== undefined) s.samples.push(x)
     }

@@ -44,7 +44,8 @@ options:
   --prometheus-port P  its port instead of 9090 (implies --prometheus)
   --netns            run each member in a network namespace of its own (10.S.0.10, .11, …; root, iproute2 and
                      iptables needed), so members can be cut off from each other; --base-ip is then not used
-  --netns-subnet S   S of 10.S.0.0/24 (default 77)
+  --netns-subnet S   S of 10.S.0.0/24 (default 77); two dev clusters at once need different ones (a start
+                     removes what is left of the namespaces of its subnet, processes included)
   --help             this text
 
 On a terminal, keys 0-9 kill -9 that member, r restarts exited members now, q quits; with --netns, c then a

@@ -66,6 +66,12 @@ function App () {
   const [journalTick, setJournalTick] = useState(0)
   const throughput = useMemo(() => new Throughput(), [])
   const rates = useRef(new Map<string, { at: number, bytes: number, rate: number }>())
+  // The journal's page is read again at most once a second, however many transfers end meanwhile.
+  const journalTimer = useRef<ReturnType<typeof setTimeout> | undefined>(undefined)
+  const rereadJournal = useCallback(() => {
+    if (journalTimer.current !== undefined) return
+    journalTimer.current = setTimeout(() => { journalTimer.current = undefined; setJournalTick((n) => n + 1) }, 1000)
+  }, [])
   /** Transfers the stream said ended: a list of rows in progress read before that must not bring them back. */
   const ended = useRef(new Set<string>())
 
@@ -84,16 +90,26 @@ function App () {
     return () => { clearInterval(timer) }
   }, [refreshStatus])
 
-  // The rows in progress when the stream (re)connects; its transfer events update them from then on.
+  // The rows in progress when the stream (re)connects; its transfer events update them from then on. The list
+  // replaces what was shown: a transfer that ended while the stream was down sent its end to no one. A row whose
+  // event arrived after the list was asked for is newer than the list and stays.
   const loadInProgress = useCallback(() => {
+    const askedAt = Date.now()
     getTransfers({ status: 'in-progress', limit: 100 }).then((p) => {
       setLive((m) => {
-        const next = new Map([...m].filter(([, t]) => t.status === 'in-progress'))
-        for (const t of p.transfers) if (!next.has(t.id) && !ended.current.has(t.id)) { next.set(t.id, t); throughput.note(t) }
+        const next = new Map<string, Transfer>()
+        for (const t of p.transfers) {
+          if (ended.current.has(t.id)) continue
+          const shown = m.get(t.id)
+          next.set(t.id, shown !== undefined && shown.seq > t.seq ? shown : t)
+          throughput.note(t)
+        }
+        for (const [id, t] of m) if (!next.has(id) && (rates.current.get(id)?.at ?? 0) > askedAt) next.set(id, t)
         return next
       })
+      rereadJournal()
     }, () => {})
-  }, [throughput])
+  }, [throughput, rereadJournal])
 
   useEffect(() => {
     let ws: WebSocket | undefined
@@ -132,7 +148,7 @@ function App () {
             rates.current.delete(t.id)
             ended.current.add(t.id)
             if (ended.current.size > 1000) ended.current.delete(ended.current.values().next().value!)
-            setJournalTick((n) => n + 1)
+            rereadJournal()
           }
           return
         }
@@ -162,7 +178,7 @@ function App () {
       if (retry !== undefined) clearTimeout(retry)
       ws?.close()
     }
-  }, [refreshStatus, loadInProgress, throughput])
+  }, [refreshStatus, loadInProgress, throughput, rereadJournal])
 
   return (
     <>
@@ -264,7 +280,7 @@ function HandOver (p: { status: Status, onDone: () => Promise<void> }) {
         {result !== undefined && <p role="status">{result}</p>}
         <p class="note">
           Leadership is handed over by the leader.{' '}
-          {leader !== undefined ? <>Open <a href={`${location.protocol}//${leader.address}${location.port === '' ? '' : `:${location.port}`}/`}>{leader.name}'s console</a> to do it.</> : 'No leader is known now.'}
+          {leader !== undefined ? <>Open <a href={`${location.protocol}//${leader.address.includes(':') ? `[${leader.address}]` : leader.address}${location.port === '' ? '' : `:${location.port}`}/`}>{leader.name}'s console</a> to do it.</> : 'No leader is known now.'}
         </p>
       </div>
     )

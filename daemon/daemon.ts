@@ -56,6 +56,9 @@ export interface ServerStatus {
   connections: number
 }
 
+/** Unsent transfer events past which an events stream's client is taken as not reading and closed. */
+const MAX_STREAM_BUFFER_BYTES = 1024 * 1024
+
 export class Daemon implements Startable {
   readonly metrics: Metrics
   readonly health = new Health()
@@ -357,7 +360,11 @@ export class Daemon implements Startable {
           const ids = new Set(run.entries.flatMap((e) => e.kind === 'transfer' ? [e.data.id] : []))
           for (const id of ids) {
             const row = this.store.journal.get(id)
-            if (row !== undefined) for (const l of this.appliedListeners) l(row)
+            if (row === undefined) continue
+            // The run is committed: a listener's failure (the console's feed) must not reach replication.
+            for (const l of this.appliedListeners) {
+              try { l(row) } catch (err) { this.log.warn({ err, transfer: id }, 'a listener of replicated transfer rows failed') }
+            }
           }
         }
         return r
@@ -468,7 +475,11 @@ export class Daemon implements Startable {
     const offs = kinds.map((k) => this.cluster.events.on(k, () => { send(k) }))
     if (include.includes('transfers')) {
       offs.push(this.transferFeed.subscribe((transfer) => {
-        if (ws.readyState === ws.OPEN) ws.send(JSON.stringify({ type: 'transfer', at: new Date().toISOString(), transfer }))
+        if (ws.readyState !== ws.OPEN) return
+        // A client that does not read (a frozen tab) is dropped rather than buffered for without bound; the console
+        // reconnects and reads the rows in progress again.
+        if (ws.bufferedAmount > MAX_STREAM_BUFFER_BYTES) { ws.close(1013, 'not reading: reconnect'); return }
+        ws.send(JSON.stringify({ type: 'transfer', at: new Date().toISOString(), transfer }))
       }))
     }
     ws.on('close', () => { for (const off of offs) off() })

@@ -147,7 +147,13 @@ export class NetnsLab {
     const key = `${from}>${to}`
     if (this.blocked.has(key)) return
     await this.iptables(from, '-A', 'OUTPUT', '-d', this.host(to).ip, '-j', 'DROP')
-    await this.iptables(to, '-A', 'INPUT', '-s', this.host(from).ip, '-j', 'DROP')
+    try {
+      await this.iptables(to, '-A', 'INPUT', '-s', this.host(from).ip, '-j', 'DROP')
+    } catch (err) {
+      // Not half a cut that heal() would not know of.
+      await this.iptables(from, '-D', 'OUTPUT', '-d', this.host(to).ip, '-j', 'DROP').catch(() => {})
+      throw err
+    }
     this.blocked.add(key)
   }
 

@@ -581,6 +581,11 @@ for (const c of checks) console.log(`| ${c.name} | ${c.ok ? 'ok' : 'FAILED'} | $
 const build = result.build as { seconds: number } | undefined
 const img = result.image as { sizeMb: number, node: string | null } | undefined
 if (build !== undefined && img !== undefined) console.log(`\nbuild ${build.seconds} s, image ${img.sizeMb} MB, node ${img.node ?? '?'} in the image`)
+const standIn = result.base as { ref: string } | undefined
+if (standIn !== undefined) {
+  // Kept as the cache, under the official name: a later real build on this machine would take it for the official one.
+  console.log(`\nnote: the stand-in base is stored here as ${standIn.ref}; before building a release image on this machine, remove it: buildah rmi ${standIn.ref}`)
+}
 if (failures.length > 0) {
   console.error(`\nimage:check FAILED:\n  ${failures.join('\n  ')}`)
   process.exitCode = 1

@@ -17,7 +17,7 @@ import { randomBytes } from 'node:crypto'
 import { existsSync, readdirSync, readFileSync } from 'node:fs'
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
 import { createRequire } from 'node:module'
-import { createServer, connect, type Server, type Socket } from 'node:net'
+import { createServer, connect, type Socket } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { gzipSync } from 'node:zlib'
@@ -52,7 +52,7 @@ function chromiumPath (): string | undefined {
 }
 
 /** A TCP proxy to `target` that forwards the client's bytes at `bytesPerS` at most (the answers go through at once). */
-async function slowProxy (target: { host: string, port: number }, bytesPerS: number): Promise<{ server: Server, port: number }> {
+async function slowProxy (target: { host: string, port: number }, bytesPerS: number): Promise<{ port: number, close: () => void }> {
   const sockets = new Set<Socket>()
   const server = createServer((client) => {
     const upstream = connect(target.port, target.host)
@@ -67,10 +67,13 @@ async function slowProxy (target: { host: string, port: number }, bytesPerS: num
     client.on('close', end).on('error', end).on('end', () => { upstream.end() })
     upstream.on('close', end).on('error', end)
   })
-  server.on('close', () => { for (const s of sockets) s.destroy() })
   await new Promise<void>((resolve) => { server.listen(0, '127.0.0.1', resolve) })
   const addr = server.address()
-  return { server, port: typeof addr === 'object' && addr !== null ? addr.port : 0 }
+  return {
+    port: typeof addr === 'object' && addr !== null ? addr.port : 0,
+    // A server closes only once its connections have ended: they are cut here, a hung push's included.
+    close: () => { server.close(); for (const s of sockets) s.destroy() }
+  }
 }
 
 interface Status { leader: string | null, members: Array<{ name: string }> }
@@ -193,7 +196,7 @@ void test('the web console in Chromium: members and leader, live progress, detai
 
   // A push through the load balancer, slowed down: in progress on the standby's console with its bytes growing, then completed.
   const proxy = await slowProxy({ host: '127.0.0.1', port: dc.lb.port! }, PROXY_BYTES_PER_S)
-  cleanups.push(() => { proxy.server.close() })
+  cleanups.push(() => { proxy.close() })
   const source = join(work, 'push.bin')
   await writeFile(source, randomBytes(PUSH_BYTES))
   const pushed = pushFile({ host: '127.0.0.1', port: proxy.port, partner: 'CXCLIENT', password: PARTNER_PASSWORD, server: 'PESITSRV', file: 'INBOX', source, transferId: 4242, timeoutMs: 30_000, syncIntervalKb: 64 })
