@@ -1,63 +1,16 @@
 /**
  * What the console reads from its own member's API (docs/contract.md §3), same origin, with the credentials the
- * browser cached for it. Types mirror the contract's JSON; the console imports nothing of the server's code.
+ * browser cached for it. The shapes are the server's own types (type imports of Node-free modules: no server code
+ * runs here).
  */
+import type { StatusAnswer } from '../daemon/status.js'
+import type { TransferRecord } from '../store/journal-records.js'
 
-export interface Member {
-  name: string
-  address: string
-  isLeader: boolean
-  journalSeq: number | null
-  heartbeatAgeMs: number | null
-  labelled: boolean | null
-}
+/** The status answer (§3.5): the daemon's own type. */
+export type Status = StatusAnswer
 
-export interface ServerStatus {
-  id: string
-  port: number
-  tls: boolean
-  running: boolean
-  /** Active PeSIT connections on this member (0 on a standby). */
-  connections?: number
-}
-
-export interface Status {
-  clusterName: string
-  nodeName: string
-  isLeader: boolean
-  leader: string | null
-  epoch: number
-  viewId: { coordinator: string, id: number } | null
-  quorum: { required: number, present: number, ok: boolean }
-  members: Member[]
-  memberCount: number
-  journal?: { seq: number, lagEntries: number }
-  servers: ServerStatus[]
-}
-
-export type TransferStatus = 'in-progress' | 'interrupted' | 'completed' | 'failed'
-
-export interface Transfer {
-  id: string
-  transferId: number
-  server: string
-  partner: string
-  virtualFile: string
-  direction: 'receive' | 'send'
-  status: TransferStatus
-  bytes: number
-  syncPoint: number
-  syncOffset: number
-  sha256: string | null
-  filePath: string | null
-  diagnostic: string | null
-  member: string
-  epoch: number
-  createdAt: string
-  updatedAt: string
-  finishedAt: string | null
-  seq: number
-}
+/** A row of the journal as the API answers it (§3.7): the store's own record. */
+export type Transfer = TransferRecord
 
 export interface TransferPage {
   transfers: Transfer[]

@@ -220,7 +220,7 @@ function ClusterView (p: { status: Status | undefined, timeline: TimelineEntry[]
               <div><dt>Epoch</dt><dd>{s.epoch}</dd></div>
               <div><dt>View</dt><dd>{s.viewId === null ? 'none' : `${s.viewId.coordinator} #${s.viewId.id}`}</dd></div>
               <div><dt>Quorum</dt><dd>{s.quorum.present} present of {s.quorum.required} required: {s.quorum.ok ? 'ok' : 'lost'}</dd></div>
-              <div><dt>Journal here</dt><dd>seq {s.journal?.seq ?? '—'}, lag {s.journal?.lagEntries ?? '—'}</dd></div>
+              <div><dt>Journal here</dt><dd>seq {s.journal.seq}, lag {s.journal.lagEntries}</dd></div>
             </dl>
             <table id="members">
               <caption>Members in view order (coordinator first), as {s.nodeName} sees them</caption>
@@ -459,7 +459,7 @@ function ServersView (p: { status: Status | undefined, throughput: Throughput })
           <tbody>
             {s.servers.map((v) => (
               <tr key={`${v.id}:${v.port}`}>
-                <th scope="row">{v.id}</th><td>{v.port}</td><td>{v.tls ? 'yes' : 'no'}</td><td>{v.running ? 'yes' : 'no'}</td><td>{v.connections ?? '—'}</td>
+                <th scope="row">{v.id}</th><td>{v.port}</td><td>{v.tls ? 'yes' : 'no'}</td><td>{v.running ? 'yes' : 'no'}</td><td>{v.connections}</td>
               </tr>
             ))}
           </tbody>

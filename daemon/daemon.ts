@@ -30,7 +30,7 @@ import { PesitLeaderBinding } from '../transfer/pesit-leader-binding.js'
 import { pesitMetricsFromProm } from '../transfer/pesit-prom-metrics.js'
 import { NodeDurableFs } from '../store/durable-fs.js'
 import { journalPortFromStore } from '../transfer/journal-adapter.js'
-import type { ClusterEvents, ClusterService, ClusterStatus, StatusMember } from '../cluster/cluster-api.js'
+import type { ClusterEvents, ClusterService } from '../cluster/cluster-api.js'
 import { LeadershipTransferError } from '../cluster/errors.js'
 import { Store } from '../store/store.js'
 import { Backups } from '../store/backups.js'
@@ -39,22 +39,7 @@ import { BackupApi } from './backup-api.js'
 import { registerConsole } from './console-assets.js'
 import { TransferFeed } from './transfer-feed.js'
 import type { TransferRecord } from '../store/journal-records.js'
-
-/** A member as `GET /api/cluster/status` shows it (docs/contract.md §3.5). */
-export interface StatusMemberDetail extends StatusMember {
-  journalSeq: number | null
-  heartbeatAgeMs: number | null
-  labelled: boolean | null
-}
-
-export interface ServerStatus {
-  id: string
-  port: number
-  tls: boolean
-  running: boolean
-  /** PeSIT connections open on this listener of this member now (0 where it does not listen). */
-  connections: number
-}
+import type { MemberClusterStatus, ServerStatus } from './status.js'
 
 /** Unsent transfer events past which an events stream's client is taken as not reading and closed. */
 const MAX_STREAM_BUFFER_BYTES = 1024 * 1024
@@ -283,7 +268,7 @@ export class Daemon implements Startable {
    * standby the members other than its coordinator) and whether its pod carries the leader label as this member's
    * pod watch last saw it (null without one).
    */
-  clusterStatus (): ClusterStatus & { members: StatusMemberDetail[], journal: { seq: number, lagEntries: number } } {
+  clusterStatus (): MemberClusterStatus {
     const s = this.cluster.status()
     const { seq, lagEntries, members } = this.journalState()
     const ages = this.cluster.heartbeatAgesMs()
