@@ -196,16 +196,21 @@ export async function checkDeliveries (dc: DevCluster, acked: Map<number, string
   return { lost, corrupted, duplicated: [...byContent.values()].filter((c) => c > 1).length }
 }
 
-interface LogLine {
+/** The fields of a member's JSON log lines that the benchmarks read. */
+export interface LogLine {
   pid?: number
   time?: string
   msg?: string
   leadershipStartNs?: string
   leadershipInterval?: { startNs: string, endNs: string }
   previousLeaderSilentMs?: number
+  member?: string
+  reason?: string
+  members?: string[]
 }
 
-async function logLines (m: DevMember): Promise<LogLine[]> {
+/** A member's JSON log lines (its stderr lines, which share the file, left out). */
+export async function logLines (m: DevMember): Promise<LogLine[]> {
   const text = await readFile(m.logFile, 'utf8').catch(() => '')
   return text.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as LogLine)
 }

@@ -21,7 +21,7 @@ import { cpus, loadavg, tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { parseArgs } from 'node:util'
 import { servingLeader, until } from './bench-util.js'
-import { API, checkDeliveries, e2eCluster, LbClient, leadershipIntervals, overlapping, stopOnSignal, watchCluster } from './e2e-client.js'
+import { API, checkDeliveries, e2eCluster, LbClient, leadershipIntervals, logLines, overlapping, stopOnSignal, watchCluster } from './e2e-client.js'
 
 const { values } = parseArgs({
   options: {
@@ -77,10 +77,7 @@ async function clusterEventsSince (since: number): Promise<string[]> {
   const wanted = new Set(['member suspected', 'view installed', 'leader elected: this member leads', 'leader demoted: this member no longer leads'])
   const out: Array<{ at: number, text: string }> = []
   for (const m of dc.snapshot()) {
-    const text = await readFile(m.logFile, 'utf8').catch(() => '')
-    for (const line of text.split('\n')) {
-      if (!line.startsWith('{')) continue
-      const l = JSON.parse(line) as { time?: string, msg?: string, member?: string, reason?: string, members?: string[] }
+    for (const l of await logLines(m)) {
       const at = Date.parse(l.time ?? '')
       if (!(at > since) || l.msg === undefined || !wanted.has(l.msg)) continue
       out.push({ at, text: `${l.time!.slice(11, 23)} ${m.name}: ${l.msg}${l.member !== undefined ? ` ${l.member}` : ''}${l.reason !== undefined ? ` (${l.reason})` : ''}${l.members !== undefined ? ` [${l.members.join(',')}]` : ''}` })
