@@ -24,7 +24,7 @@ import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { parseArgs } from 'node:util'
 import { performance } from 'node:perf_hooks'
-import { freePort } from '../test/helpers/daemon-process.js'
+import { freePorts } from '../test/helpers/daemon-process.js'
 import { K8sApiEmulator } from '../dev-cluster/k8s-api-emulator.js'
 
 const SCENARIOS = ['standalone', 'cluster', 'k8s'] as const
@@ -62,7 +62,7 @@ async function healthzOk (port: number): Promise<boolean> {
 
 async function oneRun (dist: string, scenario: Scenario, emulator: K8sApiEmulator | undefined, kubeconfig: string | undefined): Promise<Partial<Record<Mark, number>>> {
   const data = await mkdtemp(join(tmpdir(), 'vectis-bench-startup-'))
-  const httpPort = await freePort()
+  const [httpPort, clusterPort] = await freePorts(2)
   const podName = `startup-${process.pid}-${Math.random().toString(36).slice(2, 8)}`
   const env: Record<string, string> = {
     PATH: process.env.PATH ?? '',
@@ -76,7 +76,7 @@ async function oneRun (dist: string, scenario: Scenario, emulator: K8sApiEmulato
     VECTIS_K8S: 'off'
   }
   if (scenario !== 'standalone') {
-    Object.assign(env, { VECTIS_CLUSTER_ENABLED: 'true', VECTIS_CLUSTER_SIZE: '1', VECTIS_CLUSTER_PORT: String(await freePort()) })
+    Object.assign(env, { VECTIS_CLUSTER_ENABLED: 'true', VECTIS_CLUSTER_SIZE: '1', VECTIS_CLUSTER_PORT: String(clusterPort) })
   }
   if (scenario === 'k8s') {
     emulator!.createPod('default', podName, { labels: { app: 'vectis' }, podIP: '127.0.0.1' })

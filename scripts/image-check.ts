@@ -36,7 +36,7 @@ import { cpus, loadavg } from 'node:os'
 import { join, resolve } from 'node:path'
 import { performance } from 'node:perf_hooks'
 import { parseArgs } from 'node:util'
-import { freePort } from '../test/helpers/daemon-process.js'
+import { freePorts } from '../test/helpers/daemon-process.js'
 import { until } from '../bench/bench-util.js'
 
 const { values } = parseArgs({
@@ -463,7 +463,9 @@ try {
   await mkdir(join(run4, 'shared'), { recursive: true })
   await mkdir(join(run4, 'config'), { recursive: true })
   await chown(join(run4, 'shared'), 10001, 10001)
-  const pesitPort = await freePort()
+  // Every port this check binds, distinct: the PeSIT server's, then each member's HTTP and cluster ports.
+  const [pesitPort, h0, c0, h1, c1, h2, c2] = await freePorts(7)
+  const memberPorts = [[h0, c0], [h1, c1], [h2, c2]] as const
   const password = randomBytes(12).toString('base64url')
   const secret = randomBytes(24).toString('hex')
   // The same configuration on every member, as the contract asks: one server, one partner, one virtual file.
@@ -472,11 +474,11 @@ try {
     'partners:', `  - id: CHECK`, `    password: ${randomBytes(6).toString('base64url').slice(0, 8)}`,
     'files:', `  - id: CHECKFILE`, `    directory: inbox/check`, ''
   ].join('\n'))
-  for (let i = 0; i < 3; i++) {
+  for (const [i, [httpPort, clusterPort]] of memberPorts.entries()) {
     const name = `vectis-${i}`
     const container = await buildah('from', '--pull=never', '--name', `${RUN_PREFIX}-${name}`, IMAGE)
     containers.push(container)
-    members.push({ name, container, httpPort: await freePort(), clusterPort: await freePort(), log: join(WORK, 'logs', `${name}.log`) })
+    members.push({ name, container, httpPort, clusterPort, log: join(WORK, 'logs', `${name}.log`) })
   }
   const seeds = members.map((m) => `127.0.0.1:${m.clusterPort}`).join(',')
   const tc = performance.now()

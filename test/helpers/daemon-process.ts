@@ -3,7 +3,7 @@
  * helpers to wait for a log line or an HTTP answer with a deadline. `stop()` always leaves no process behind.
  */
 import { spawn, type ChildProcess } from 'node:child_process'
-import { createServer } from 'node:net'
+import { createServer, type AddressInfo, type Server } from 'node:net'
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -15,17 +15,33 @@ export const VECTISD = join(ROOT, 'dist', 'bin', 'vectisd.js')
 
 export type LogLine = Record<string, unknown> & { level?: string, msg?: string, component?: string }
 
-/** A TCP port free right now on `host` (the kernel's choice). */
+/** `N` numbers, as a tuple so that destructuring them needs no check. */
+type Ports<N extends number, R extends number[] = []> = R['length'] extends N ? R : Ports<N, [number, ...R]>
+
+/** A port free on `host` now; a later bind by someone else may still take it. For several ports, use freePorts. */
 export async function freePort (host = '127.0.0.1'): Promise<number> {
-  return await new Promise((resolve, reject) => {
-    const s = createServer()
-    s.once('error', reject)
-    s.listen(0, host, () => {
-      const a = s.address()
-      const port = typeof a === 'object' && a !== null ? a.port : 0
-      s.close(() => { resolve(port) })
-    })
-  })
+  return (await freePorts(1, host))[0]
+}
+
+/**
+ * `n` distinct ports free on `host`: every listener stays open until all are known, so the kernel cannot hand the same
+ * port out twice (taken one by one, two ports can collide: a CI run failed on that).
+ */
+export async function freePorts<N extends number> (n: N, host = '127.0.0.1'): Promise<Ports<N>> {
+  const servers: Server[] = []
+  try {
+    for (let i = 0; i < n; i++) {
+      const s = createServer()
+      servers.push(s)
+      await new Promise<void>((resolve, reject) => {
+        s.once('error', reject)
+        s.listen(0, host, () => { resolve() })
+      })
+    }
+    return servers.map((s) => (s.address() as AddressInfo).port) as Ports<N>
+  } finally {
+    await Promise.all(servers.map(async (s) => { await new Promise<void>((resolve) => { s.close(() => { resolve() }) }) }))
+  }
 }
 
 export async function tempDir (prefix = 'vectis-test-'): Promise<{ path: string, remove: () => Promise<void> }> {

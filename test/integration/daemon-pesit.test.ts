@@ -4,7 +4,7 @@ import { spawn, spawnSync } from 'node:child_process'
 import { createHash, randomBytes } from 'node:crypto'
 import { readFileSync, writeFileSync, readdirSync } from 'node:fs'
 import { join } from 'node:path'
-import { DaemonProcess, freePort, tempDir, ROOT } from '../helpers/daemon-process.js'
+import { DaemonProcess, freePorts, tempDir, ROOT } from '../helpers/daemon-process.js'
 import { parsePrometheusText } from '../helpers/prometheus-text.js'
 import WebSocket from 'ws'
 
@@ -13,8 +13,7 @@ const CLI = join(ROOT, 'dist', 'bin', 'vectis.js')
 describe('standalone vectisd serving PeSIT', () => {
   it('receives a pushed file under its final name, journals it with its SHA-256, counts it', async () => {
     const dir = await tempDir()
-    const httpPort = await freePort()
-    const pesitPort = await freePort()
+    const [httpPort, pesitPort] = await freePorts(2)
     writeFileSync(join(dir.path, 'vectis.yaml'), `
 servers:
   - id: PESITSRV

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict'
 import { writeFile, readFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { request } from 'node:https'
-import { DaemonProcess, freePort, tempDir } from '../helpers/daemon-process.js'
+import { DaemonProcess, freePort, freePorts, tempDir } from '../helpers/daemon-process.js'
 import { makePki, opensslMissing, type TestPki } from '../helpers/certs.js'
 import { captureIo } from '../helpers/cli-io.js'
 import { patternBytes } from '../helpers/pesit-vectors.js'
@@ -31,7 +31,7 @@ describe('vectisd with TLS: the API over HTTPS, a PeSIT TLS listener beside the 
   before(async () => {
     dir = await tempDir()
     pki = makePki(join(dir.path, 'pki'))
-    ;[http, plain, secure] = [await freePort(), await freePort(), await freePort()]
+    ;[http, plain, secure] = await freePorts(3)
     await writeFile(join(dir.path, 'vectis.yaml'), `servers:
   - id: PESITSRV
     port: ${plain}
