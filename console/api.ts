@@ -3,7 +3,7 @@
  * browser cached for it. The shapes are the server's own types (type imports of Node-free modules: no server code
  * runs here).
  */
-import type { StatusAnswer } from '../daemon/status.js'
+import type { LiveTransferRecord, StatusAnswer } from '../daemon/status.js'
 import type { TransferRecord } from '../store/journal-records.js'
 
 /** The status answer (§3.5): the daemon's own type. */
@@ -11,6 +11,9 @@ export type Status = StatusAnswer
 
 /** A row of the journal as the API answers it (§3.7): the store's own record. */
 export type Transfer = TransferRecord
+
+/** A row of a `transfer` event (§3.8): while in progress, its live byte count and the file's size when known. */
+export type LiveTransfer = LiveTransferRecord
 
 export interface TransferPage {
   transfers: Transfer[]
@@ -25,7 +28,7 @@ export interface ClusterEvent {
   viewId?: { coordinator: string, id: number } | null
   members?: Array<{ name: string }>
   leader?: string | null
-  transfer?: Transfer
+  transfer?: LiveTransfer
 }
 
 export class ApiError extends Error {

@@ -6,7 +6,7 @@
  */
 import { render } from 'preact'
 import { useCallback, useEffect, useMemo, useRef, useState } from 'preact/hooks'
-import { ApiError, eventsUrl, getStatus, getTransfer, getTransfers, handOver, type ClusterEvent, type Status, type Transfer } from './api.js'
+import { ApiError, eventsUrl, getStatus, getTransfer, getTransfers, handOver, type ClusterEvent, type LiveTransfer, type Status, type Transfer } from './api.js'
 import { ThroughputChart } from './chart.js'
 import './console.css'
 
@@ -62,7 +62,7 @@ function App () {
   const [statusError, setStatusError] = useState<string | undefined>(undefined)
   const [timeline, setTimeline] = useState<TimelineEntry[]>([])
   const [stream, setStream] = useState<StreamState>({ state: 'connecting' })
-  const [live, setLive] = useState<Map<string, Transfer>>(new Map())
+  const [live, setLive] = useState<Map<string, LiveTransfer>>(new Map())
   const [journalTick, setJournalTick] = useState(0)
   const throughput = useMemo(() => new Throughput(), [])
   const rates = useRef(new Map<string, { at: number, bytes: number, rate: number }>())
@@ -92,16 +92,17 @@ function App () {
 
   // The rows in progress when the stream (re)connects; its transfer events update them from then on. The list
   // replaces what was shown: a transfer that ended while the stream was down sent its end to no one. A row whose
-  // event arrived after the list was asked for is newer than the list and stays.
+  // event arrived after the list was asked for is newer than the list and stays, as does one shown with live figures
+  // ahead of the same journal entry (the list holds the last sync point).
   const loadInProgress = useCallback(() => {
     const askedAt = Date.now()
     getTransfers({ status: 'in-progress', limit: 100 }).then((p) => {
       setLive((m) => {
-        const next = new Map<string, Transfer>()
+        const next = new Map<string, LiveTransfer>()
         for (const t of p.transfers) {
           if (ended.current.has(t.id)) continue
           const shown = m.get(t.id)
-          next.set(t.id, shown !== undefined && shown.seq > t.seq ? shown : t)
+          next.set(t.id, shown !== undefined && shown.seq >= t.seq ? shown : t)
           throughput.note(t)
         }
         for (const [id, t] of m) if (!next.has(id) && (rates.current.get(id)?.at ?? 0) > askedAt) next.set(id, t)
@@ -319,7 +320,7 @@ function HandOver (p: { status: Status, onDone: () => Promise<void> }) {
   )
 }
 
-function TransfersView (p: { live: Map<string, Transfer>, rates: Map<string, { rate: number }>, tick: number }) {
+function TransfersView (p: { live: Map<string, LiveTransfer>, rates: Map<string, { rate: number }>, tick: number }) {
   const [filter, setFilter] = useState({ status: '', partner: '' })
   const [draft, setDraft] = useState({ status: '', partner: '' })
   const [cursors, setCursors] = useState<string[]>([])
@@ -355,7 +356,7 @@ function TransfersView (p: { live: Map<string, Transfer>, rates: Map<string, { r
         ? <p id="in-progress-none">None now.</p>
         : (
           <table id="in-progress">
-            <caption>Transfers in progress (updated at each sync point; the journal does not know their size)</caption>
+            <caption>Transfers in progress (live from the leader; the size is the one the requester announced, in whole KB)</caption>
             <thead><tr><th scope="col">Transfer</th><th scope="col">Partner</th><th scope="col">Virtual file</th><th scope="col">Progress</th><th scope="col">Bytes</th><th scope="col">Rate</th><th scope="col">Last sync point</th></tr></thead>
             <tbody>
               {running.map((t) => (
@@ -363,7 +364,7 @@ function TransfersView (p: { live: Map<string, Transfer>, rates: Map<string, { r
                   <th scope="row">{t.id}</th>
                   <td>{t.partner}</td>
                   <td>{t.virtualFile}</td>
-                  <td><progress aria-label={`${t.id}: ${bytesFmt(t.bytes)} received so far`} /></td>
+                  <td><ProgressBar t={t} /></td>
                   <td class="bytes">{bytesFmt(t.bytes)}</td>
                   <td>{bytesFmt(Math.round(p.rates.get(t.id)?.rate ?? 0))}/s</td>
                   <td>{t.syncPoint} at {bytesFmt(t.syncOffset)}</td>
@@ -417,6 +418,14 @@ function TransfersView (p: { live: Map<string, Transfer>, rates: Map<string, { r
       {detail !== undefined && <TransferDetail detail={detail} onClose={() => { setDetail(undefined) }} />}
     </section>
   )
+}
+
+/** Determinate when the file's size is known (bytes never shown past it: an announced size is rounded up to a KB). */
+function ProgressBar ({ t }: { t: LiveTransfer }) {
+  const done = t.direction === 'send' ? 'sent' : 'received'
+  if (t.expectedBytes === undefined || t.expectedBytes === 0) return <progress aria-label={`${t.id}: ${bytesFmt(t.bytes)} ${done} so far, size unknown`} />
+  const value = Math.min(t.bytes, t.expectedBytes)
+  return <progress max={t.expectedBytes} value={value} aria-label={`${t.id}: ${bytesFmt(t.bytes)} of ${bytesFmt(t.expectedBytes)} ${done} (${Math.floor(100 * value / t.expectedBytes)} %)`} />
 }
 
 function TransferDetail (p: { detail: Transfer | string, onClose: () => void }) {

@@ -22,6 +22,7 @@ import { StandaloneCluster } from '../cluster/standalone.js'
 import { MembershipCluster } from '../cluster/cluster-service.js'
 import { DeferredTransport } from '../cluster/deferred-transport.js'
 import { JournalReplicator, type ReplicationJournal } from '../cluster/journal-replication.js'
+import { ProgressRelay } from '../cluster/progress-relay.js'
 import { Discovery } from '../cluster/discovery.js'
 import { K8sDeferred } from '../k8s/deferred-parts.js'
 import { configuredDirectories } from '../transfer/config-types.js'
@@ -37,7 +38,7 @@ import { Backups } from '../store/backups.js'
 import { TransfersQueryError } from '../store/errors.js'
 import { BackupApi } from './backup-api.js'
 import { registerConsole } from './console-assets.js'
-import { TransferFeed } from './transfer-feed.js'
+import { ProgressCollector, TransferFeed } from './transfer-feed.js'
 import type { TransferRecord } from '../store/journal-records.js'
 import type { MemberClusterStatus, ServerStatus } from './status.js'
 
@@ -64,6 +65,8 @@ export class Daemon implements Startable {
   private readonly appliedListeners = new Set<(row: TransferRecord) => void>()
   /** Transfer rows as they change here, for `GET /api/cluster/events?include=transfers` (throttled per transfer). */
   private readonly transferFeed: TransferFeed
+  /** The PeSIT sessions' live progress, to the feed here and, on the leader, to the other members. */
+  private readonly progress: ProgressCollector
 
   constructor (components: { logger: Logger }, readonly config: VectisConfig) {
     this.log = components.logger.child({ component: 'daemon' })
@@ -89,12 +92,18 @@ export class Daemon implements Startable {
       epoch: () => leadership.currentEpoch()?.number ?? 0,
       ...(config.replication === 'sync' ? { replicated: async (seq: number) => { await this.replication?.awaitReplicated(seq) } } : {})
     })
+    const progressRelay = this.transport === undefined ? undefined : new ProgressRelay({ logger: components.logger, transport: this.transport, leadership }, { clusterName: config.clusterName, nodeName: config.podName })
+    this.progress = new ProgressCollector((items) => {
+      this.transferFeed.progress(items)
+      progressRelay?.publish(items)
+    })
     this.pesit = new PesitServer({
       logger: components.logger,
       leadership,
       fs: new NodeDurableFs(),
       journal,
-      metrics: pesitMetricsFromProm(this.metrics)
+      metrics: pesitMetricsFromProm(this.metrics),
+      progress: this.progress
     }, { config: config.pesit, host: config.bindHost, faults: config.faults })
     if (this.cluster instanceof MembershipCluster) this.cluster.registerHandoverHooks(this.pesit.handoverHooks())
     const membership = this.cluster instanceof MembershipCluster ? this.cluster : undefined
@@ -136,7 +145,8 @@ export class Daemon implements Startable {
           ? this.store.journal.onAppended((e) => { if (e.kind === 'transfer') listener(e.data) })
           : () => {}
         return () => { offApplied(); offAppended() }
-      }
+      },
+      lookup: (id) => this.store.started ? this.store.journal.get(id) : undefined
     })
     this.registerRoutes()
     this.wireMetrics()
@@ -186,6 +196,7 @@ export class Daemon implements Startable {
       // leader hands over (its PeSIT hooks run inside) before the servers and labels are torn down. Replication
       // comes before the PeSIT servers: a new leader settles its log before it writes to it.
       ...(replication === undefined ? [] : [{ name: 'journal-replication', part: { start: async () => { replication.start() }, stop: async () => { replication.stop() } } }]),
+      ...(progressRelay === undefined ? [] : [{ name: 'transfer-progress', part: this.progressPart(progressRelay) }]),
       { name: 'pesit', part: binding },
       { name: 'backups', part: this.backups },
       ...(k8s === undefined ? [] : [{ name: 'k8s-labels', part: k8s.labelsPart }]),
@@ -259,6 +270,7 @@ export class Daemon implements Startable {
 
   async stop (): Promise<void> {
     await this.lifecycle.stop()
+    this.progress.stop()
     for (const u of this.unsubscribe.splice(0)) u()
   }
 
@@ -330,6 +342,18 @@ export class Daemon implements Startable {
         for (const off of offs.splice(0)) off()
         if (this.store.started) this.store.journal.setLeaderCheck(undefined)
       }
+    }
+  }
+
+  /** The leader's live progress from the cluster, into this member's feed. */
+  private progressPart (relay: ProgressRelay): { start: () => Promise<void>, stop: () => Promise<void> } {
+    let off: (() => void) | undefined
+    return {
+      start: async () => {
+        relay.start()
+        off = relay.onProgress((items) => { this.transferFeed.progress(items) })
+      },
+      stop: async () => { off?.() }
     }
   }
 

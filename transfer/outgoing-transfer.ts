@@ -37,8 +37,10 @@ export interface OutgoingInit {
   entity: number
   /** negotiated acknowledgement window (0: SYN unconfirmed) */
   window: number
-  /** called with the bytes newly sent, for the metrics */
+  /** called with the bytes newly sent, for the metrics, at each sync point and at the end */
   onBytes: (n: number) => void
+  /** called with the bytes sent so far from the start of the file, after each chunk read (live progress) */
+  onProgress?: (bytes: number) => void
 }
 
 /** How the emission ended: DTF.END sent (with its diagnostic), stopped from outside, or cut after a SYN. */
@@ -166,6 +168,7 @@ export class OutgoingTransfer {
             if (this.stopped) return { kind: 'stopped' }
           }
         }
+        this.o.onProgress?.(this.bytes)
       }
       if (this.stopped) return { kind: 'stopped' }
       await packer.flush()

@@ -23,7 +23,7 @@ import type { Framing } from './codec.js'
 import { configuredDirectories, validatePesitConfig, type PesitConfig, type PesitServerConfig, type ServerTlsConfig } from './config-types.js'
 import { DIAG } from './diagnostics.js'
 import { FpduChannel } from './fpdu-channel.js'
-import type { PesitMetrics, TransferJournalPort } from './ports.js'
+import type { PesitMetrics, TransferJournalPort, TransferProgressPort } from './ports.js'
 import { DEFAULT_MAX_SYNC_WINDOW, DEFAULT_SESSION_TIMEOUTS, ServerSession, type SessionTimeouts } from './server-session.js'
 import { COMPLETION_RECORD_DAYS, parseEpochName, readCheckpoint } from './receive-store.js'
 import type { FaultPoint } from './fault-injection.js'
@@ -39,6 +39,7 @@ export interface PesitServerComponents {
   fs: DurableFs
   journal: TransferJournalPort
   metrics?: PesitMetrics
+  progress?: TransferProgressPort
 }
 
 export interface PesitServerInit {
@@ -319,6 +320,7 @@ export class PesitServer implements Startable {
       leadership: this.components.leadership,
       logger: this.log.child({ server: l.config.id }),
       metrics: this.components.metrics ?? {},
+      ...(this.components.progress !== undefined ? { progress: this.components.progress } : {}),
       activeTransfers: this.activeTransfers,
       activeSources: this.activeSources,
       faults: this.faults,

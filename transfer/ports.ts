@@ -92,6 +92,23 @@ export interface TransferJournalPort {
   deliveredAgain(t: TransferBegin, file: { bytes: number, sha256: string, path: string }): void | Promise<void>
 }
 
+/** How far a transfer is between its sync points, for the consoles (not durable: the journal holds the sync points). */
+export interface TransferProgress {
+  /** file bytes stored or sent so far, from the start of the file */
+  bytes: number
+  /** the file's size: exact when sending, the size a requester announced (PI 42, whole KB) when receiving */
+  expectedBytes?: number
+}
+
+/**
+ * Live progress of this member's transfers, reported at every DTF received and every chunk sent: `update` is called
+ * often and must be cheap (the daemon keeps the latest figure and publishes it a few times a second).
+ */
+export interface TransferProgressPort {
+  /** `journalId`: the transfer's journal row */
+  update(journalId: string, p: TransferProgress): void
+}
+
 /** Counters behind `vectis_pesit_*` and `vectis_transfer*` (docs/contract.md §4); every callback optional. */
 export interface PesitMetrics {
   /** vectis_pesit_servers_running: +1 when a listener starts, -1 when it stops */

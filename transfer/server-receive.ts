@@ -163,6 +163,11 @@ export class ReceiveSide {
 
   async onData (f: Fpdu): Promise<void> {
     const t = this.transfer!
+    await this.store(t, f)
+    if (!t.replay) this.host.ctx.progress?.update(t.journalId, { bytes: t.incoming.bytes, ...(t.announcedKb > 0 ? { expectedBytes: t.announcedKb * 1024 } : {}) })
+  }
+
+  private async store (t: Transfer, f: Fpdu): Promise<void> {
     const data = f.data!
     switch (f.type) {
       case 'DTF':

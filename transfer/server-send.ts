@@ -138,7 +138,9 @@ export class SendSide {
     const statePath = sendStatePath(directory, { partner: partner.id, file: file.id, transferId: started.transferId })
     const out = new OutgoingTransfer({
       fs: ctx.fs, ch: this.host.ch, peerId: this.host.peerId(), source: handle, path, statePath, state, entity,
-      window: this.host.sync().window, onBytes: (n) => ctx.metrics.transferBytes?.('send', n)
+      window: this.host.sync().window,
+      onBytes: (n) => ctx.metrics.transferBytes?.('send', n),
+      onProgress: (bytes) => ctx.progress?.update(started.id, { bytes, expectedBytes: state.source.size })
     })
     this.pull = { journalId: started.id, transferId: started.transferId, file, directory, path, statePath, handle, out, done: false, startedAt: performance.now() }
     const echo = `${file.id}/${picked.name}`

@@ -28,7 +28,7 @@ import {
 import type { FpduChannel } from './fpdu-channel.js'
 import { fpduDisplayName, type FpduType } from './fpdu-types.js'
 import type { PesitFileConfig, PesitPartnerConfig, PesitServerConfig } from './config-types.js'
-import type { PeerDeviation, PesitMetrics, TransferJournalPort, TransferOutcome } from './ports.js'
+import type { PeerDeviation, PesitMetrics, TransferJournalPort, TransferOutcome, TransferProgressPort } from './ports.js'
 import { ReceiveSide } from './server-receive.js'
 import { SendSide } from './server-send.js'
 import type { SessionHost } from './session-host.js'
@@ -67,6 +67,7 @@ export interface ServerSessionContext {
   leadership: { isLeader(): boolean }
   logger: Logger
   metrics: PesitMetrics
+  progress?: TransferProgressPort
   /** keys of transfers in progress on this server: a second CREATE for the same one gets D2-207 */
   activeTransfers: Set<string>
   /** paths of the files being sent, by every listener: a second SELECT of one gets D2-207 */

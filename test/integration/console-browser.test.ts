@@ -2,8 +2,9 @@
  * The web console in a real browser (issue 15): Debian's headless `chromium`, driven by puppeteer-core, against a
  * 3-member dev cluster on this file's own loopback range (127.0.83.x), the built members (dist/). The console of a
  * standby shows the three members and which one leads; a push through the load balancer (slowed by a small proxy,
- * so that it lasts a few seconds) shows in progress with a bar and growing bytes (the journal does not know the
- * size yet: the bar is indeterminate), then its completed row, whose detail the keyboard opens; a hand-over made
+ * so that it lasts a few seconds, and without sync points, so that every figure between its start and end is the
+ * leader's live progress relayed over the cluster) shows in progress with a bar of the announced size whose value
+ * grows, then its completed row, whose detail the keyboard opens; a hand-over made
  * by keyboard on the leader's console (its POST passes the cross-site checks) reaches the standby's page; kill -9 of
  * the new leader → the page shows the next one within 2 s of the election (its log), without a reload; a wrong password
  * gets 401 and no page; axe-core finds no serious or critical violation; the page breaks no rule of its CSP. Plain
@@ -199,22 +200,26 @@ void test('the web console in Chromium: members and leader, live progress, detai
   cleanups.push(() => { proxy.close() })
   const source = join(work, 'push.bin')
   await writeFile(source, randomBytes(PUSH_BYTES))
-  const pushed = pushFile({ host: '127.0.0.1', port: proxy.port, partner: 'CXCLIENT', password: PARTNER_PASSWORD, server: 'PESITSRV', file: 'INBOX', source, transferId: 4242, timeoutMs: 30_000, syncIntervalKb: 64 })
+  const pushed = pushFile({ host: '127.0.0.1', port: proxy.port, partner: 'CXCLIENT', password: PARTNER_PASSWORD, server: 'PESITSRV', file: 'INBOX', source, transferId: 4242, timeoutMs: 30_000, syncIntervalKb: 0 })
   pushed.catch(() => {})
-  const bar = new Set<string>()
+  const bar = new Set<number>()
   await waitFor(async () => {
     const v = await page.evaluate(() => {
-      const row = (globalThis as unknown as PageGlobals).document.querySelector('#in-progress tbody tr')
-      return row === null || row.querySelector('progress') === null ? null : row.querySelector('.bytes')?.textContent ?? null
+      const p = (globalThis as unknown as PageGlobals).document.querySelector('#in-progress tbody tr progress') as unknown as { position: number, value: number, max: number } | null
+      // An indeterminate bar (size unknown) has the position -1.
+      return p === null || p.position < 0 ? null : { value: p.value, max: p.max }
     })
-    if (v !== null) bar.add(v)
+    if (v !== null) {
+      assert.equal(v.max, PUSH_BYTES, 'the bar\'s size is the one the push announced (PI 42)')
+      if (v.value > 0 && v.value < PUSH_BYTES) bar.add(v.value)
+    }
     return bar.size >= 3
-  }, { timeoutMs: 30_000, intervalMs: 40, what: 'a transfer in progress on the standby\'s console: its bar, its bytes growing' })
+  }, { timeoutMs: 30_000, intervalMs: 40, what: 'a transfer in progress on the standby\'s console: its bar of the announced size, its value growing between the start and the end (no sync point: the live progress)' })
   const result = await pushed
   assert.equal(result.bytes, PUSH_BYTES)
   await page.waitForFunction((bytes: number) => [...(globalThis as unknown as PageGlobals).document.querySelectorAll('#journal tbody tr')].some((tr) =>
     tr.getAttribute('data-status') === 'completed' && (tr.textContent ?? '').includes('CXCLIENT') && (tr.textContent ?? '').includes(`${(bytes / 1024 / 1024).toFixed(1)} MiB`)), { timeout: 10_000 }, PUSH_BYTES)
-  t.diagnostic(`transfer in progress: ${bar.size} distinct byte counts seen by the standby's console during the push`)
+  t.diagnostic(`transfer in progress: ${bar.size} distinct values of its bar seen by the standby's console during the push, without sync points`)
   assert.ok(transferTypes.includes('transfer'), 'a stream that asked for transfers got them')
   assert.ok(!plainTypes.includes('transfer'), 'a plain stream gets no transfer events')
   assert.doesNotMatch(watchOut, /Z transfer\n/, 'vectis status --watch shows no transfer events')
