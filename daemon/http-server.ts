@@ -316,20 +316,26 @@ export class HttpServer implements Startable {
     return undefined
   }
 
-  /** Why the request's `Origin` is another site's, if it carries one that is not this server's own. */
+  /**
+   * Why the request's `Origin` is another site's, if it carries one whose host and port are not the `Host` header's,
+   * or whose scheme this server's pages cannot have: `https` when it serves HTTPS; `http` or `https` when it serves
+   * plain HTTP (no other page can be served on this very host and port, and a proxy that terminates TLS in front of
+   * the member makes `https://` pages of it).
+   */
   private foreignOrigin (req: IncomingMessage): string | undefined {
     const origin = req.headers.origin
     if (origin === undefined) return undefined
-    const own = this.ownOrigin(req)
-    if (own !== undefined && origin.toLowerCase() === own.toLowerCase()) return undefined
-    return `Origin ${clip(origin)} is not this server's (${own ?? 'no Host header'})`
-  }
-
-  /** `http(s)://<Host header>`: what a same-origin page's `Origin` is (its scheme is this server's). */
-  private ownOrigin (req: IncomingMessage): string | undefined {
     const host = req.headers.host
-    if (host === undefined || host === '') return undefined
-    return `${this.init.tls !== undefined ? 'https' : 'http'}://${host}`
+    if (host === undefined || host === '') return `Origin ${clip(origin)} cannot be checked: no Host header`
+    let authority: string | undefined
+    try {
+      const u = new URL(origin)
+      if (u.protocol === 'https:' || (u.protocol === 'http:' && this.init.tls === undefined)) authority = u.host
+    } catch {
+      // not a URL (such as "null", an opaque origin): foreign
+    }
+    if (authority !== undefined && authority === host.toLowerCase()) return undefined
+    return `Origin ${clip(origin)} is not this server's (${clip(host)})`
   }
 
   private async readBody (req: IncomingMessage): Promise<unknown> {

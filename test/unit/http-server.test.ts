@@ -100,14 +100,16 @@ describe('HttpServer', () => {
     const host = new URL(base).host
     const post = async (headers: Record<string, string>): Promise<Response> =>
       await fetch(`${base}/echo`, { method: 'POST', headers: { ...auth, ...json, ...headers }, body: '{"a":2}' })
-    const refused: Array<Record<string, string>> = [{ origin: 'https://evil.example' }, { origin: `https://${host}` }, { origin: `http://${host}.evil.example` }, { origin: 'null' },
+    const refused: Array<Record<string, string>> = [{ origin: 'https://evil.example' }, { origin: `http://${host}.evil.example` }, { origin: 'null' },
+      { origin: `ftp://${host}` }, { origin: `http://${host.replace(/:\d+$/, ':1')}` },
       { 'sec-fetch-site': 'cross-site' }, { 'sec-fetch-site': 'same-site' }, { origin: `http://${host}`, 'sec-fetch-site': 'cross-site' }]
     for (const headers of refused) {
       const r = await post(headers)
       assert.equal(r.status, 403, JSON.stringify(headers))
       assert.match(((await r.json()) as { error: string }).error, /^cross-site request refused: /)
     }
-    const allowed: Array<Record<string, string>> = [{}, { origin: `http://${host}` }, { origin: `HTTP://${host.toUpperCase()}` }, { 'sec-fetch-site': 'same-origin' },
+    // https:// of this very host and port: a proxy terminating TLS in front of the member.
+    const allowed: Array<Record<string, string>> = [{}, { origin: `http://${host}` }, { origin: `HTTP://${host.toUpperCase()}` }, { origin: `https://${host}` }, { 'sec-fetch-site': 'same-origin' },
       { 'sec-fetch-site': 'none' }, { origin: `http://${host}`, 'sec-fetch-site': 'same-origin' }]
     for (const headers of allowed) {
       const r = await post(headers)
@@ -138,8 +140,9 @@ describe('HttpServer', () => {
     assert.equal((await open({ origin: `http://${host}` })).status, 401, 'no credentials, even from its own page')
     const foreign = await open({ ...auth, origin: 'https://evil.example' })
     assert.equal(foreign.status, 403)
-    assert.match((JSON.parse(foreign.body) as { error: string }).error, /^cross-site WebSocket refused: Origin https:\/\/evil\.example is not this server's \(http:\/\/127\.0\.0\.1:\d+\)$/)
-    assert.equal((await open({ ...auth, origin: `https://${host}` })).status, 403, 'another scheme is another origin')
+    assert.match((JSON.parse(foreign.body) as { error: string }).error, /^cross-site WebSocket refused: Origin https:\/\/evil\.example is not this server's \(127\.0\.0\.1:\d+\)$/)
+    assert.equal((await open({ ...auth, origin: `ftp://${host}` })).status, 403, 'a scheme no page of this server has')
+    assert.deepEqual(await open({ ...auth, origin: `https://${host}` }), { status: 101, body: 'hello' }, 'behind a proxy terminating TLS')
     assert.deepEqual(await open({ ...auth, origin: `http://${host}` }), { status: 101, body: 'hello' })
     assert.deepEqual(await open(auth), { status: 101, body: 'hello' }, 'no Origin: not a browser (the CLI)')
   })
@@ -151,7 +154,7 @@ describe('HttpServer', () => {
   })
 })
 
-void it('over HTTPS, a same-origin Origin is https://<Host>; http://<Host> is another origin', { skip: opensslMissing() }, async () => {
+void it('over HTTPS, a same-origin Origin is https://<Host>; http://<Host> is another origin (a plain-HTTP member also takes https://<Host>: a proxy terminating TLS)', { skip: opensslMissing() }, async () => {
   const dir = mkdtempSync(join(tmpdir(), 'vectis-http-origin-'))
   const pki = makePki(dir)
   const server = new HttpServer({ logger: silentLogger() }, {
