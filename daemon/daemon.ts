@@ -16,7 +16,7 @@ import type { VectisConfig } from './config.js'
 import { Lifecycle, type NamedPart, type Startable } from '../common/lifecycle.js'
 import { Metrics } from './metrics.js'
 import { Health } from './health.js'
-import { HttpServer, HttpError, type Reply } from './http-server.js'
+import { HttpServer, HttpError, sendUnlessStalled, type Reply } from './http-server.js'
 import { checkTlsFiles, ensureWritableDir, writeDemoSample } from './data-dirs.js'
 import { StandaloneCluster } from '../cluster/standalone.js'
 import { MembershipCluster } from '../cluster/cluster-service.js'
@@ -484,11 +484,8 @@ export class Daemon implements Startable {
     const offs = kinds.map((k) => this.cluster.events.on(k, () => { send(k) }))
     if (include.includes('transfers')) {
       offs.push(this.transferFeed.subscribe((transfer) => {
-        if (ws.readyState !== ws.OPEN) return
-        // A client that does not read (a frozen tab) is dropped rather than buffered for without bound; the console
-        // reconnects and reads the rows in progress again.
-        if (ws.bufferedAmount > MAX_STREAM_BUFFER_BYTES) { ws.close(1013, 'not reading: reconnect'); return }
-        ws.send(JSON.stringify({ type: 'transfer', at: new Date().toISOString(), transfer }))
+        // The console reconnects and reads the rows in progress again.
+        sendUnlessStalled(ws, JSON.stringify({ type: 'transfer', at: new Date().toISOString(), transfer }), MAX_STREAM_BUFFER_BYTES)
       }))
     }
     ws.on('close', () => { for (const off of offs) off() })

@@ -14,6 +14,24 @@ import type { Logger } from '../common/logger.js'
 import type { Startable } from '../common/lifecycle.js'
 import { readTlsFilesSync, TlsFileWatcher, type TlsFiles } from '../common/tls-files.js'
 
+/** Close code of a stream whose client stopped reading (RFC 6455 1013: try again later). */
+export const CLOSE_NOT_READING = 1013
+
+/**
+ * Sends `data` on an open stream, unless its client stopped reading: past `maxBufferedBytes` unsent (a frozen tab, a
+ * stalled link) the stream is closed with CLOSE_NOT_READING rather than buffered for without bound, and the client
+ * reconnects and reads the state afresh. False when nothing was sent.
+ */
+export function sendUnlessStalled (ws: Pick<WebSocket, 'readyState' | 'OPEN' | 'bufferedAmount' | 'send' | 'close'>, data: string, maxBufferedBytes: number): boolean {
+  if (ws.readyState !== ws.OPEN) return false
+  if (ws.bufferedAmount > maxBufferedBytes) {
+    ws.close(CLOSE_NOT_READING, 'not reading: reconnect')
+    return false
+  }
+  ws.send(data)
+  return true
+}
+
 export class HttpError extends Error {
   override name = 'HttpError'
   constructor (readonly status: number, message: string, readonly headers: Record<string, string> = {}) {

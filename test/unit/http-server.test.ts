@@ -5,7 +5,8 @@ import { request } from 'node:https'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import WebSocket from 'ws'
-import { HttpServer, HttpError } from '../../daemon/http-server.js'
+import { CLOSE_NOT_READING, HttpServer, HttpError, sendUnlessStalled } from '../../daemon/http-server.js'
+import { waitFor } from '../helpers/wait.js'
 import { silentLogger } from '../../common/logger.js'
 import { makePki, opensslMissing } from '../helpers/certs.js'
 import { apiRequest, apiTarget } from '../../cli/api-client.js'
@@ -15,6 +16,9 @@ describe('HttpServer', () => {
   let base = ''
   const auth = { authorization: `Basic ${Buffer.from('u:p').toString('base64')}` }
   const json = { 'content-type': 'application/json' }
+  /** `/flood`: 64 KiB messages as fast as the socket takes them, until sendUnlessStalled refuses one (or 4,000: 250 MiB). */
+  const FLOOD_LIMIT = 1024 * 1024
+  const flood = { sent: 0, stopped: false }
 
   before(async () => {
     let ready = false
@@ -26,6 +30,17 @@ describe('HttpServer', () => {
     server.route('POST', '/things/{id}/{verb}', (req) => ({ json: req.params }), { auth: false })
     server.route('GET', '/things/special', () => ({ json: { exact: true } }), { auth: false })
     server.websocket('/events', (ws) => { ws.send('hello') }, { auth: true })
+    server.websocket('/flood', (ws) => {
+      const chunk = 'x'.repeat(64 * 1024)
+      const pump = (): void => {
+        for (let i = 0; i < 16; i++) {
+          if (flood.sent >= 4000 || !sendUnlessStalled(ws, chunk, FLOOD_LIMIT)) { flood.stopped = true; return }
+          flood.sent++
+        }
+        setImmediate(pump)
+      }
+      pump()
+    }, { auth: true })
     await server.start()
     base = `http://127.0.0.1:${server.port}`
   })
@@ -145,6 +160,23 @@ describe('HttpServer', () => {
     assert.deepEqual(await open({ ...auth, origin: `https://${host}` }), { status: 101, body: 'hello' }, 'behind a proxy terminating TLS')
     assert.deepEqual(await open({ ...auth, origin: `http://${host}` }), { status: 101, body: 'hello' })
     assert.deepEqual(await open(auth), { status: 101, body: 'hello' }, 'no Origin: not a browser (the CLI)')
+  })
+
+  it('a stream whose client stops reading is closed (1013) once 1 MiB waits unsent, not buffered for without bound', async () => {
+    const client = new WebSocket(`${base.replace('http', 'ws')}/flood`, { headers: auth })
+    try {
+      let received = 0
+      const closed = new Promise<number>((resolve) => { client.on('close', (code) => { resolve(code) }) })
+      client.on('message', () => { received++ })
+      await new Promise<void>((resolve, reject) => { client.once('open', () => { client.pause(); resolve() }); client.once('error', reject) })
+      await waitFor(() => flood.stopped, { timeoutMs: 20_000, what: 'the server to stop sending to a client that does not read' })
+      assert.ok(flood.sent < 4000, `stopped by the check, after ${flood.sent} messages of 64 KiB`)
+      client.resume()
+      assert.equal(await closed, CLOSE_NOT_READING)
+      assert.equal(received, flood.sent, 'every message sent before the close arrives, then the close')
+    } finally {
+      client.terminate()
+    }
   })
 
   it('HEAD is answered like GET without a body', async () => {
