@@ -25,14 +25,17 @@
  */
 import type { Database, Statement } from 'better-sqlite3'
 import type { Clock } from '../common/clock.js'
-import { InvalidTransferError, NotLeaderError, ReplicationConflictError, TransferNotFoundError } from './errors.js'
+import { InvalidTransferError, NotLeaderError, TransferNotFoundError } from './errors.js'
+import { JournalReplica, type LeaderRun, type RunResult } from './journal-replica.js'
+import { COLUMNS, prepareJournalStatements, type JournalStatements } from './journal-statements.js'
 import { MAX_TRANSFER_ID, type TransferIds } from './transfer-id.js'
 import {
-  FINAL_STATUSES, TRANSFER_STATUSES, checkCount, checkText, iso, toEntry, toRecord, toRow, validateEntry, withoutSeq,
-  type ClusterEvent, type ClusterEventEntry, type LogEntry, type LogRow, type TransferDirection, type TransferRecord, type TransferRow,
-  type TransferStatus, type PruneEntry, entryData, entryKey
+  FINAL_STATUSES, TRANSFER_STATUSES, checkCount, checkText, iso, toEntry, toRecord, toRow, withoutSeq,
+  type ClusterEvent, type ClusterEventEntry, type LogEntry, type TransferDirection, type TransferRecord, type TransferRow,
+  type TransferStatus, type PruneEntry
 } from './journal-records.js'
 
+export type { LeaderRun, RunResult } from './journal-replica.js'
 export {
   TRANSFER_STATUSES, FINAL_STATUSES, type TransferDirection, type TransferStatus, type TransferRecord, type ClusterEventType,
   type ClusterEvent, type LogEntry, type TransferEntry, type PruneEntry, type ClusterEventEntry
@@ -75,30 +78,6 @@ export interface ListQuery {
   before?: string
 }
 
-/**
- * A run of the leader's log: `entries`, in order, are every entry its log holds after `after` up to the last of
- * them (none in between: pruned ones are simply absent).
- */
-export interface LeaderRun {
-  after: number
-  entries: readonly LogEntry[]
-  /** The epoch of the leadership that sent the run (at least that of every entry in it). */
-  epoch: number
-  /**
-   * The run covers the leader's log up to here (default: its last entry): nothing else is there up to it. A
-   * catch-up page that reached the end of the leader's log covers up to its head.
-   */
-  through?: number
-}
-
-export interface RunResult {
-  applied: number
-  skipped: number
-  /** Local entries the run showed are not in the leader's log (a deposed leader's tail, or pruned there). */
-  removed: number
-  /** The replication position after the run. */
-  position: number
-}
 
 export interface PruneResult { transfers: number, logEntries: number, events: number }
 
@@ -120,10 +99,6 @@ export interface JournalComponents {
   currentEpoch: () => number
 }
 
-const COLUMNS = 'id, transfer_id, server, partner, virtual_file, direction, status, bytes, sync_point, sync_offset, ' +
-  'sha256, file_path, source, diagnostic, member, epoch, created_at, updated_at, finished_at, seq'
-const VALUES = COLUMNS.split(', ').map((c) => `@${c}`).join(', ')
-const SET_ALL = COLUMNS.split(', ').filter((c) => c !== 'id').map((c) => `${c} = excluded.${c}`).join(', ')
 const SHA256 = /^[0-9a-f]{64}$/
 
 export class Journal {
@@ -131,34 +106,8 @@ export class Journal {
   private readonly clock: Clock
   private readonly ids: TransferIds
   private readonly currentEpoch: () => number
-  private readonly s: {
-    get: Statement<[string], TransferRow>
-    upsert: Statement<TransferRow>
-    upsertIfNewer: Statement<TransferRow>
-    appendLog: Statement<[number, number, string, string | null, string]>
-    appendLogAt: Statement<[number, number, number, string, string | null, string]>
-    getLog: Statement<[number], LogRow>
-    since: Statement<[number, number], LogRow>
-    lastSeq: Statement<[], { seq: number }>
-    restartable: Statement<[string, string, string, string, number], TransferRow>
-    sent: Statement<[string, string, string, string], { n: number }>
-    prunableTransfers: Statement<[number, number], { id: string }>
-    prunableLog: Statement<[number, number], { seq: number, kind: string }>
-    deleteIfOlder: Statement<[string, number]>
-    horizon: Statement<[], { pruned_through: number }>
-    raiseHorizon: Statement<[number]>
-    appendEvent: Statement<[number, number, string]>
-    position: Statement<[], { position: number }>
-    setPosition: Statement<[number]>
-    logRange: Statement<[number, number], LogRow>
-    deleteLog: Statement<[number]>
-    newestOf: Statement<[string], LogRow>
-    deleteTransfer: Statement<[string]>
-    inProgress: Statement<[], TransferRow>
-    listPlace: Statement<[string], { created_at: number, rid: number }>
-    events: Statement<[number], { id: number, at: number, epoch: number, data: string }>
-    pruneEvents: Statement<[number, number]>
-  }
+  private readonly s: JournalStatements
+  private readonly replica: JournalReplica
 
   private readonly listStatements = new Map<string, Statement>()
   private readonly appendListeners = new Set<(e: LogEntry) => void>()
@@ -171,46 +120,8 @@ export class Journal {
     this.ids = components.transferIds
     this.currentEpoch = components.currentEpoch
     const db = this.db
-    this.s = {
-      get: db.prepare(`SELECT ${COLUMNS} FROM transfers WHERE id = ?`),
-      upsert: db.prepare(`INSERT INTO transfers (${COLUMNS}) VALUES (${VALUES}) ON CONFLICT (id) DO UPDATE SET ${SET_ALL}`),
-      // (epoch, seq) is the order of the true history: a newer leadership's change wins over anything older.
-      upsertIfNewer: db.prepare(`INSERT INTO transfers (${COLUMNS}) VALUES (${VALUES}) ON CONFLICT (id) DO UPDATE ` +
-        `SET ${SET_ALL} WHERE excluded.epoch > transfers.epoch OR ` +
-        '(excluded.epoch = transfers.epoch AND excluded.seq > transfers.seq)'),
-      appendLog: db.prepare('INSERT INTO journal_log (at, epoch, kind, transfer_key, data) VALUES (?, ?, ?, ?, ?)'),
-      appendLogAt: db.prepare('INSERT INTO journal_log (seq, at, epoch, kind, transfer_key, data) VALUES (?, ?, ?, ?, ?, ?)'),
-      getLog: db.prepare('SELECT seq, at, epoch, kind, transfer_key, data FROM journal_log WHERE seq = ?'),
-      since: db.prepare('SELECT seq, at, epoch, kind, transfer_key, data FROM journal_log WHERE seq > ? ORDER BY seq LIMIT ?'),
-      // sqlite_sequence, not max(seq): the newest entries may have been pruned, their numbers are still used.
-      lastSeq: db.prepare("SELECT seq FROM sqlite_sequence WHERE name = 'journal_log'"),
-      restartable: db.prepare(`SELECT ${COLUMNS} FROM transfers WHERE server = ? AND partner = ? AND virtual_file = ? ` +
-        "AND direction = ? AND transfer_id = ? AND status IN ('in-progress', 'interrupted') " +
-        'ORDER BY created_at DESC, rowid DESC LIMIT 1'),
-      sent: db.prepare("SELECT 1 AS n FROM transfers WHERE partner = ? AND virtual_file = ? AND file_path = ? AND source = ? " +
-        "AND direction = 'send' AND status = 'completed' LIMIT 1"),
-      prunableTransfers: db.prepare('SELECT id FROM transfers WHERE finished_at IS NOT NULL ' +
-        "AND finished_at < ? AND status IN ('completed', 'failed') ORDER BY finished_at, id LIMIT ?"),
-      // Keeps the newest entry of every row still present, so a member catching up from the start of the log
-      // still receives every row.
-      prunableLog: db.prepare('SELECT l.seq, l.kind FROM journal_log l WHERE l.at < ? AND ' +
-        'NOT EXISTS (SELECT 1 FROM transfers t WHERE t.id = l.transfer_key AND t.seq = l.seq) ORDER BY l.seq LIMIT ?'),
-      // A row changed after the prune entry (restored from a backup since) stays.
-      deleteIfOlder: db.prepare('DELETE FROM transfers WHERE id = ? AND seq < ?'),
-      horizon: db.prepare('SELECT pruned_through FROM replication WHERE id = 1'),
-      raiseHorizon: db.prepare('UPDATE replication SET pruned_through = max(pruned_through, ?) WHERE id = 1'),
-      appendEvent: db.prepare('INSERT INTO cluster_events (at, epoch, data) VALUES (?, ?, ?)'),
-      position: db.prepare('SELECT position FROM replication WHERE id = 1'),
-      setPosition: db.prepare('UPDATE replication SET position = ? WHERE id = 1'),
-      logRange: db.prepare('SELECT seq, at, epoch, kind, transfer_key, data FROM journal_log WHERE seq > ? AND seq <= ? ORDER BY seq'),
-      deleteLog: db.prepare('DELETE FROM journal_log WHERE seq = ?'),
-      newestOf: db.prepare('SELECT seq, at, epoch, kind, transfer_key, data FROM journal_log WHERE transfer_key = ? ORDER BY seq DESC LIMIT 1'),
-      deleteTransfer: db.prepare('DELETE FROM transfers WHERE id = ?'),
-      inProgress: db.prepare(`SELECT ${COLUMNS} FROM transfers WHERE status = 'in-progress' ORDER BY created_at, rowid`),
-      listPlace: db.prepare('SELECT created_at, rowid AS rid FROM transfers WHERE id = ?'),
-      events: db.prepare('SELECT id, at, epoch, data FROM cluster_events ORDER BY id DESC LIMIT ?'),
-      pruneEvents: db.prepare('DELETE FROM cluster_events WHERE id IN (SELECT id FROM cluster_events WHERE at < ? ORDER BY id LIMIT ?)')
-    }
+    this.s = prepareJournalStatements(db)
+    this.replica = new JournalReplica(db, this.s)
     const mutate = db.transaction((id: string, change: (r: TransferRecord) => TransferRecord,
       requireInProgress: boolean) => {
       const row = this.s.get.get(id)
@@ -572,121 +483,22 @@ export class Journal {
    * up to it is missing (a leader: the end of its own log).
    */
   position (): number {
-    return this.s.position.get()?.position ?? 0
+    return this.replica.position()
   }
 
-  /**
-   * Applies a run of the leader's log (one transaction): its entries are written with their sequence numbers, and
-   * every local entry in the range it covers that is not in it is removed, the row it changed put back to its
-   * newest remaining entry (or removed with it when none is left: pruned at the leader). The run must start at or
-   * before this member's position (`after <= position()`, else RangeError: a gap, to fill from the leader first).
-   * Refused whole (ReplicationConflictError) when the range holds an entry of a newer epoch than the run's: the
-   * run comes from a deposed leader.
-   */
+  /** Applies a run of the leader's log: JournalReplica.applyRun. */
   applyRun (run: LeaderRun): RunResult {
-    return this.db.transaction(() => {
-      const position = this.position()
-      if (!Number.isSafeInteger(run.after) || run.after < 0) throw new ReplicationConflictError(`malformed run: after ${String(run.after)}`)
-      if (run.after > position) throw new RangeError(`the run starts after ${run.after}, beyond this member's position ${position}`)
-      let prev = run.after
-      for (const e of run.entries) {
-        validateEntry(e)
-        if (e.seq <= prev) throw new ReplicationConflictError(`entries out of order: seq ${e.seq} after ${prev}`)
-        if (e.epoch > run.epoch) throw new ReplicationConflictError(`entry ${e.seq} of epoch ${e.epoch} in a run of epoch ${run.epoch}`)
-        prev = e.seq
-      }
-      if (run.through !== undefined && (!Number.isSafeInteger(run.through) || run.through < prev)) {
-        throw new ReplicationConflictError(`malformed run: through ${String(run.through)} before its last entry ${prev}`)
-      }
-      const end = run.through ?? prev
-      const incoming = new Map(run.entries.map((e) => [e.seq, e]))
-      let applied = 0
-      let skipped = 0
-      let removed = 0
-      const touched = new Set<string>()
-      for (const local of this.s.logRange.all(run.after, end)) {
-        const e = incoming.get(local.seq)
-        if (e !== undefined && local.epoch === e.epoch && local.kind === e.kind && local.transfer_key === entryKey(e)) continue
-        if (local.epoch > run.epoch) {
-          throw new ReplicationConflictError(`entry ${local.seq} of epoch ${local.epoch} here is newer than the run's epoch ${run.epoch}`)
-        }
-        this.s.deleteLog.run(local.seq)
-        if (local.transfer_key !== null) touched.add(local.transfer_key)
-        removed++
-      }
-      for (const key of touched) this.restoreRow(key)
-      for (const e of run.entries) {
-        if (this.s.getLog.get(e.seq) !== undefined) { skipped++; continue }
-        this.s.appendLogAt.run(e.seq, Date.parse(e.at), e.epoch, e.kind, entryKey(e), entryData(e))
-        if (e.kind === 'transfer') this.s.upsertIfNewer.run(toRow({ ...e.data, epoch: e.epoch, seq: e.seq }))
-        else for (const id of e.data.ids) this.s.deleteIfOlder.run(id, e.seq)
-        applied++
-      }
-      // The leader's log up to `end` is now this one's; a run entirely behind the position (a late duplicate) that
-      // changed nothing leaves the position where it was.
-      const next = removed > 0 || applied > 0 || end > position ? end : position
-      this.s.setPosition.run(next)
-      return { applied, skipped, removed, position: next }
-    }).immediate()
+    return this.replica.applyRun(run)
   }
 
-  /**
-   * The leader of `head.epoch` says its log holds nothing of an older epoch past `head.seq` (its head, or where its
-   * own entries begin): entries here past it from an older epoch are a deposed leader's tail and go (rows put back
-   * as in applyRun); entries of its own epoch stay. The position comes back to just before the first entry removed
-   * (what follows must be fetched again), or to `head.seq` if nothing is left past it. Returns the entries removed.
-   */
+  /** Drops a deposed leader's tail past the head of `head.epoch`'s leader: JournalReplica.alignTo. */
   alignTo (head: { seq: number, epoch: number }): number {
-    return this.db.transaction(() => {
-      const touched = new Set<string>()
-      let removed = 0
-      let kept = 0
-      let first: number | undefined
-      for (const local of this.s.logRange.all(head.seq, Number.MAX_SAFE_INTEGER)) {
-        if (local.epoch >= head.epoch) { kept++; continue }
-        this.s.deleteLog.run(local.seq)
-        if (local.transfer_key !== null) touched.add(local.transfer_key)
-        first ??= local.seq
-        removed++
-      }
-      for (const key of touched) this.restoreRow(key)
-      const position = this.position()
-      if (first !== undefined && position >= first) this.s.setPosition.run(first - 1)
-      else if (kept === 0 && position > head.seq) this.s.setPosition.run(head.seq)
-      return removed
-    }).immediate()
+    return this.replica.alignTo(head)
   }
 
-  /**
-   * A new leader (of `belowEpoch`) drops what its log holds past its position from earlier leaderships: its own
-   * tail that no member confirmed (rows put back as in applyRun). Returns the number of entries removed.
-   */
+  /** A new leader drops its unconfirmed tail of earlier leaderships: JournalReplica.truncateAfterPosition. */
   truncateAfterPosition (belowEpoch: number): number {
-    return this.db.transaction(() => {
-      const position = this.position()
-      const touched = new Set<string>()
-      let removed = 0
-      for (const local of this.s.logRange.all(position, Number.MAX_SAFE_INTEGER)) {
-        if (local.epoch >= belowEpoch) continue
-        this.s.deleteLog.run(local.seq)
-        if (local.transfer_key !== null) touched.add(local.transfer_key)
-        removed++
-      }
-      for (const key of touched) this.restoreRow(key)
-      return removed
-    }).immediate()
-  }
-
-  /** A row back to its newest entry left in the log, or removed when none is left. Inside a transaction. */
-  private restoreRow (key: string): void {
-    const newest = this.s.newestOf.get(key)
-    if (newest === undefined) {
-      this.s.deleteTransfer.run(key)
-      return
-    }
-    // Entries found by a row's key are that row's changes (a prune entry has no key).
-    const e = toEntry(newest)
-    if (e.kind === 'transfer') this.s.upsert.run(toRow(e.data))
+    return this.replica.truncateAfterPosition(belowEpoch)
   }
 }
 
