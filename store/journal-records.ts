@@ -5,10 +5,34 @@
 import { InvalidTransferError, ReplicationConflictError } from './errors.js'
 
 export type TransferDirection = 'receive' | 'send'
-export type TransferStatus = 'in-progress' | 'interrupted' | 'completed' | 'failed'
-export const TRANSFER_STATUSES: readonly TransferStatus[] = ['in-progress', 'interrupted', 'completed', 'failed']
+/**
+ * `queued`: a transfer the cluster initiates, waiting for its next attempt; `cancelled`: cancelled before it ended;
+ * `unconfirmed`: the partner answered a restart of it as if it had it already (D2-204): an operator checks.
+ */
+export type TransferStatus = 'queued' | 'in-progress' | 'interrupted' | 'completed' | 'failed' | 'cancelled' | 'unconfirmed'
+export const TRANSFER_STATUSES: readonly TransferStatus[] = ['queued', 'in-progress', 'interrupted', 'completed', 'failed', 'cancelled', 'unconfirmed']
 /** Final rows cannot change any more and are the ones retention prunes. */
-export const FINAL_STATUSES: readonly TransferStatus[] = ['completed', 'failed']
+export const FINAL_STATUSES: readonly TransferStatus[] = ['completed', 'failed', 'cancelled', 'unconfirmed']
+
+/** `partner`: a partner called a server of this cluster; `cluster`: the cluster called the partner (its queue). */
+export type TransferInitiator = 'partner' | 'cluster'
+
+/** What the cluster was asked to do, for a transfer it initiates (the queue, docs/contract.md §3.7). */
+export interface InitiatedRequest {
+  /** PI 17: 0 urgent, 1 medium, 2 low */
+  priority: number
+  /** not started before this time (RFC 3339), if asked */
+  notBefore?: string
+  /** fetch: one file of the partner's virtual file (`FILEID/name` in PI 12) */
+  remoteName?: string
+  /** fetch: the local receive virtual file the fetched file lands in */
+  into?: string
+  /** send: article length and sync spacing, fixed when queued so that every attempt restarts the same way */
+  articleSize?: number
+  articlesPerSync?: number
+  /** the schedule run that queued it */
+  schedule?: { id: string, at: string }
+}
 
 export interface TransferRecord {
   /** Journal key `<epoch>-<serial>` (transfer-id.ts): unique across the cluster and across failovers. */
@@ -39,6 +63,13 @@ export interface TransferRecord {
   finishedAt: string | null
   /** Sequence number of the log entry of the last change. */
   seq: number
+  initiator: TransferInitiator
+  /** initiated rows only */
+  request: InitiatedRequest | null
+  /** attempts started (initiated rows; 0 for the others) */
+  attempts: number
+  /** a queued row: not started before this time */
+  nextAttemptAt: string | null
 }
 
 export type ClusterEventType =
@@ -88,6 +119,10 @@ export interface TransferRow {
   updated_at: number
   finished_at: number | null
   seq: number
+  initiator: TransferInitiator
+  request: string | null
+  attempts: number
+  next_attempt_at: number | null
 }
 
 export interface LogRow { seq: number, at: number, epoch: number, kind: string, transfer_key: string | null, data: string }
@@ -123,7 +158,11 @@ export function toRecord (r: TransferRow): TransferRecord {
     createdAt: iso(r.created_at),
     updatedAt: iso(r.updated_at),
     finishedAt: r.finished_at === null ? null : iso(r.finished_at),
-    seq: r.seq
+    seq: r.seq,
+    initiator: r.initiator,
+    request: r.request === null ? null : JSON.parse(r.request) as InitiatedRequest,
+    attempts: r.attempts,
+    nextAttemptAt: r.next_attempt_at === null ? null : iso(r.next_attempt_at)
   }
 }
 
@@ -149,7 +188,12 @@ export function toRow (r: TransferRecord): TransferRow {
     created_at: Date.parse(r.createdAt),
     updated_at: Date.parse(r.updatedAt),
     finished_at: r.finishedAt === null ? null : Date.parse(r.finishedAt),
-    seq: r.seq
+    seq: r.seq,
+    // Entries shipped by a release before schema 6 are a partner's transfers.
+    initiator: r.initiator ?? 'partner',
+    request: r.request == null ? null : JSON.stringify(r.request),
+    attempts: r.attempts ?? 0,
+    next_attempt_at: r.nextAttemptAt == null ? null : Date.parse(r.nextAttemptAt)
   }
 }
 
@@ -179,6 +223,8 @@ export function validateEntry (e: LogEntry): void {
     const d = e.data
     if (d === null || typeof d !== 'object' || typeof d.id !== 'string' || d.id === '') bad('transfer id')
     if (!TRANSFER_STATUSES.includes(d.status)) bad('status')
+    if (d.initiator !== undefined && d.initiator !== 'partner' && d.initiator !== 'cluster') bad('initiator')
+    if (d.request != null && typeof d.request !== 'object') bad('request')
     if (Number.isNaN(Date.parse(d.createdAt)) || Number.isNaN(Date.parse(d.updatedAt))) bad('times')
   } else if (e.kind === 'prune') {
     const ids = (e.data as { ids?: unknown } | null)?.ids

@@ -6,7 +6,7 @@ import type { Database, Statement } from 'better-sqlite3'
 import type { LogRow, TransferRow } from './journal-records.js'
 
 export const COLUMNS = 'id, transfer_id, server, partner, virtual_file, direction, status, bytes, sync_point, sync_offset, ' +
-  'sha256, file_path, source, diagnostic, member, epoch, created_at, updated_at, finished_at, seq'
+  'sha256, file_path, source, diagnostic, member, epoch, created_at, updated_at, finished_at, seq, initiator, request, attempts, next_attempt_at'
 const VALUES = COLUMNS.split(', ').map((c) => `@${c}`).join(', ')
 const SET_ALL = COLUMNS.split(', ').filter((c) => c !== 'id').map((c) => `${c} = excluded.${c}`).join(', ')
 
@@ -54,12 +54,12 @@ export function prepareJournalStatements (db: Database): JournalStatements {
     // sqlite_sequence, not max(seq): the newest entries may have been pruned, their numbers are still used.
     lastSeq: db.prepare("SELECT seq FROM sqlite_sequence WHERE name = 'journal_log'"),
     restartable: db.prepare(`SELECT ${COLUMNS} FROM transfers WHERE server = ? AND partner = ? AND virtual_file = ? ` +
-      "AND direction = ? AND transfer_id = ? AND status IN ('in-progress', 'interrupted') " +
+      "AND direction = ? AND transfer_id = ? AND status IN ('in-progress', 'interrupted') AND initiator = 'partner' " +
       'ORDER BY created_at DESC, rowid DESC LIMIT 1'),
     sent: db.prepare("SELECT 1 AS n FROM transfers WHERE partner = ? AND virtual_file = ? AND file_path = ? AND source = ? " +
-      "AND direction = 'send' AND status = 'completed' LIMIT 1"),
+      "AND direction = 'send' AND status = 'completed' AND initiator = 'partner' LIMIT 1"),
     prunableTransfers: db.prepare('SELECT id FROM transfers WHERE finished_at IS NOT NULL ' +
-      "AND finished_at < ? AND status IN ('completed', 'failed') ORDER BY finished_at, id LIMIT ?"),
+      "AND finished_at < ? AND status IN ('completed', 'failed', 'cancelled', 'unconfirmed') ORDER BY finished_at, id LIMIT ?"),
     // Keeps the newest entry of every row still present, so a member catching up from the start of the log
     // still receives every row.
     prunableLog: db.prepare('SELECT l.seq, l.kind FROM journal_log l WHERE l.at < ? AND ' +
@@ -75,7 +75,8 @@ export function prepareJournalStatements (db: Database): JournalStatements {
     deleteLog: db.prepare('DELETE FROM journal_log WHERE seq = ?'),
     newestOf: db.prepare('SELECT seq, at, epoch, kind, transfer_key, data FROM journal_log WHERE transfer_key = ? ORDER BY seq DESC LIMIT 1'),
     deleteTransfer: db.prepare('DELETE FROM transfers WHERE id = ?'),
-    inProgress: db.prepare(`SELECT ${COLUMNS} FROM transfers WHERE status = 'in-progress' ORDER BY created_at, rowid`),
+    // A partner's transfers: the queue resumes its own (transfer-queue.ts).
+    inProgress: db.prepare(`SELECT ${COLUMNS} FROM transfers WHERE status = 'in-progress' AND initiator = 'partner' ORDER BY created_at, rowid`),
     listPlace: db.prepare('SELECT created_at, rowid AS rid FROM transfers WHERE id = ?'),
     events: db.prepare('SELECT id, at, epoch, data FROM cluster_events ORDER BY id DESC LIMIT ?'),
     pruneEvents: db.prepare('DELETE FROM cluster_events WHERE id IN (SELECT id FROM cluster_events WHERE at < ? ORDER BY id LIMIT ?)')

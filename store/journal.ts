@@ -28,6 +28,7 @@ import type { Clock } from '../common/clock.js'
 import { InvalidTransferError, NotLeaderError, TransferNotFoundError } from './errors.js'
 import { JournalReplica, type LeaderRun, type RunResult } from './journal-replica.js'
 import { COLUMNS, prepareJournalStatements, type JournalStatements } from './journal-statements.js'
+import { TransferQueue } from './transfer-queue.js'
 import { MAX_TRANSFER_ID, type TransferIds } from './transfer-id.js'
 import {
   FINAL_STATUSES, TRANSFER_STATUSES, checkCount, checkText, iso, toEntry, toRecord, toRow, withoutSeq,
@@ -112,6 +113,8 @@ export class Journal {
   private readonly listStatements = new Map<string, Statement>()
   private readonly appendListeners = new Set<(e: LogEntry) => void>()
   private readonly mutateTx: (id: string, change: (r: TransferRecord) => TransferRecord, requireInProgress?: boolean) => TransferRecord
+  /** Transfers the cluster initiates (store/transfer-queue.ts): rows of this journal, replicated with it. */
+  readonly queue: TransferQueue
   private leaderCheck: (() => boolean) | undefined
 
   constructor (components: JournalComponents) {
@@ -123,25 +126,41 @@ export class Journal {
     this.s = prepareJournalStatements(db)
     this.replica = new JournalReplica(db, this.s)
     const mutate = db.transaction((id: string, change: (r: TransferRecord) => TransferRecord,
-      requireInProgress: boolean) => {
+      allowed: readonly TransferStatus[] | undefined) => {
       const row = this.s.get.get(id)
       if (row === undefined) throw new TransferNotFoundError(id)
       const before = toRecord(row)
       if (FINAL_STATUSES.includes(before.status)) {
         throw new InvalidTransferError(`transfer ${id} is ${before.status} and cannot change any more`)
       }
-      if (requireInProgress && before.status !== 'in-progress') {
-        throw new InvalidTransferError(`transfer ${id} is ${before.status}: resume it first`)
+      if (allowed !== undefined && !allowed.includes(before.status)) {
+        throw new InvalidTransferError(before.status === 'interrupted' && allowed.includes('in-progress')
+          ? `transfer ${id} is interrupted: resume it first`
+          : `transfer ${id} is ${before.status}, not ${allowed.join(' or ')}`)
       }
       const next = change({ ...before })
       next.epoch = Math.max(next.epoch, before.epoch, this.currentEpoch())
       next.updatedAt = iso(this.clock.wallNow())
       return this.write(next)
     })
-    this.mutateTx = (id, change, requireInProgress = false) => {
+    const change = (id: string, fn: (r: TransferRecord) => TransferRecord, allowed?: readonly TransferStatus[]): TransferRecord => {
       this.checkLeader()
-      return this.appended(mutate.immediate(id, change, requireInProgress))
+      return this.appended(mutate.immediate(id, fn, allowed))
     }
+    this.mutateTx = (id, fn, requireInProgress = false) => change(id, fn, requireInProgress ? ['in-progress'] : undefined)
+    this.queue = new TransferQueue({
+      db,
+      clock: this.clock,
+      currentEpoch: this.currentEpoch,
+      insert: (epoch, build) => {
+        this.checkLeader()
+        return this.appended(db.transaction(() => {
+          const a = this.ids.allocate(epoch)
+          return this.write(build(a, iso(this.clock.wallNow())))
+        }).immediate())
+      },
+      change
+    })
   }
 
   /**
@@ -223,7 +242,11 @@ export class Journal {
         createdAt: now,
         updatedAt: now,
         finishedAt: null,
-        seq: 0
+        seq: 0,
+        initiator: 'partner',
+        request: null,
+        attempts: 0,
+        nextAttemptAt: null
       })
     }).immediate())
   }
@@ -324,7 +347,7 @@ export class Journal {
     return this.s.sent.get(q.partner, q.virtualFile, q.filePath, q.source) !== undefined
   }
 
-  /** The transfers still in progress, oldest first. */
+  /** The transfers partners run still in progress, oldest first (the queue has its own: transfer-queue.ts). */
   inProgress (): TransferRecord[] {
     return (this.s.inProgress.all()).map(toRecord)
   }

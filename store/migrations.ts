@@ -136,6 +136,56 @@ export const MIGRATIONS: readonly Migration[] = [
         ALTER TABLE replication ADD COLUMN pruned_through INTEGER NOT NULL DEFAULT 0;
       `)
     }
+  },
+  {
+    version: 6,
+    description: 'transfers the cluster initiates: queued, cancelled and unconfirmed rows, who initiated a row, the request, attempts and when the next may start',
+    up (db) {
+      // SQLite cannot change a CHECK constraint in place: the table is rebuilt (rowids kept, they order the list).
+      db.exec(`
+        CREATE TABLE transfers_v6 (
+          id              TEXT PRIMARY KEY,
+          transfer_id     INTEGER NOT NULL CHECK (transfer_id BETWEEN 1 AND 16777215),
+          server          TEXT NOT NULL,
+          partner         TEXT NOT NULL,
+          virtual_file    TEXT NOT NULL,
+          direction       TEXT NOT NULL CHECK (direction IN ('receive', 'send')),
+          status          TEXT NOT NULL CHECK (status IN ('queued', 'in-progress', 'interrupted', 'completed', 'failed', 'cancelled', 'unconfirmed')),
+          bytes           INTEGER NOT NULL DEFAULT 0 CHECK (bytes >= 0),
+          sync_point      INTEGER NOT NULL DEFAULT 0 CHECK (sync_point >= 0),
+          sync_offset     INTEGER NOT NULL DEFAULT 0 CHECK (sync_offset >= 0),
+          sha256          TEXT,
+          file_path       TEXT,
+          diagnostic      TEXT,
+          member          TEXT NOT NULL,
+          epoch           INTEGER NOT NULL,
+          created_at      INTEGER NOT NULL,
+          updated_at      INTEGER NOT NULL,
+          finished_at     INTEGER,
+          seq             INTEGER NOT NULL,
+          source          TEXT,
+          -- 'partner': a partner called this server; 'cluster': the cluster called the partner (the queue)
+          initiator       TEXT NOT NULL DEFAULT 'partner' CHECK (initiator IN ('partner', 'cluster')),
+          request         TEXT,                -- JSON: what the cluster was asked (initiated rows only)
+          attempts        INTEGER NOT NULL DEFAULT 0 CHECK (attempts >= 0),
+          next_attempt_at INTEGER              -- a queued row does not start before (wall-clock ms)
+        );
+        INSERT INTO transfers_v6 (rowid, id, transfer_id, server, partner, virtual_file, direction, status, bytes, sync_point,
+          sync_offset, sha256, file_path, diagnostic, member, epoch, created_at, updated_at, finished_at, seq, source)
+          SELECT rowid, id, transfer_id, server, partner, virtual_file, direction, status, bytes, sync_point,
+          sync_offset, sha256, file_path, diagnostic, member, epoch, created_at, updated_at, finished_at, seq, source FROM transfers;
+        DROP TABLE transfers;
+        ALTER TABLE transfers_v6 RENAME TO transfers;
+        CREATE INDEX transfers_created ON transfers (created_at);
+        CREATE INDEX transfers_status_created ON transfers (status, created_at);
+        CREATE INDEX transfers_partner_created ON transfers (partner, created_at);
+        CREATE INDEX transfers_finished ON transfers (finished_at) WHERE finished_at IS NOT NULL;
+        CREATE INDEX transfers_transfer_id ON transfers (transfer_id);
+        CREATE INDEX transfers_sent ON transfers (partner, virtual_file, file_path)
+          WHERE direction = 'send' AND status = 'completed';
+        CREATE INDEX transfers_queue ON transfers (next_attempt_at) WHERE status = 'queued';
+      `)
+    }
   }
 ]
 

@@ -73,7 +73,7 @@ export class TransferIds {
       'ON CONFLICT (epoch) DO UPDATE SET next_serial = excluded.next_serial')
     this.dropOlder = db.prepare('DELETE FROM transfer_id_counters WHERE epoch < ?')
     this.inUse = db.prepare(
-      "SELECT 1 AS one FROM transfers WHERE transfer_id = ? AND status IN ('in-progress', 'interrupted') LIMIT 1")
+      "SELECT 1 AS one FROM transfers WHERE transfer_id = ? AND status IN ('queued', 'in-progress', 'interrupted') LIMIT 1")
     this.keyTaken = db.prepare('SELECT 1 AS one FROM transfers WHERE id = ?')
   }
 

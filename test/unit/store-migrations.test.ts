@@ -113,6 +113,26 @@ const fixtures: Record<number, { populate (db: Database): void, verify (store: S
       assert.equal(store.journal.position(), 40)
       assert.equal(store.journal.prunedThrough(), 0, 'nothing pruned yet: no horizon')
     }
+  },
+  5: {
+    // Version 5: rows of a partner's transfers, two created at the same millisecond (the list orders them by rowid).
+    populate (db) {
+      const insert = db.prepare(`INSERT INTO transfers (id, transfer_id, server, partner, virtual_file, direction, status, bytes,
+        sync_point, sync_offset, sha256, file_path, source, diagnostic, member, epoch, created_at, updated_at, finished_at, seq)
+        VALUES (?, ?, 'PESITSRV', 'CXCLIENT', 'PAYMENTS', 'receive', ?, 0, 0, 0, NULL, NULL, NULL, NULL, 'vectis-1', 8, 5000, 5000, NULL, ?)`)
+      insert.run('8-1', 8 * 65536 + 1, 'interrupted', 11)
+      insert.run('8-0', 8 * 65536, 'in-progress', 10)
+    },
+    verify (store) {
+      const rows = store.journal.list({ limit: 10 })
+      assert.deepEqual(rows.map((r) => [r.id, r.status, r.initiator, r.attempts, r.request, r.nextAttemptAt]),
+        [['8-0', 'in-progress', 'partner', 0, null, null], ['8-1', 'interrupted', 'partner', 0, null, null]], 'the same rows in the same order, a partner\'s')
+      assert.deepEqual(store.journal.inProgress().map((r) => r.id), ['8-0'])
+      // The new statuses are accepted: the table was rebuilt with its new constraint.
+      const q = store.journal.queue.enqueue({ epoch: 9, member: 'vectis-1', direction: 'send', partner: 'CXCLIENT', serverId: 'CXSRV', remoteFile: 'STMTS', filePath: '/shared/out/a', request: { priority: 1 } })
+      assert.equal(q.status, 'queued')
+      assert.equal(store.journal.queue.depth(), 1)
+    }
   }
 }
 

@@ -1,0 +1,157 @@
+/**
+ * The queue of transfers the cluster initiates (docs/design.md §5.8): rows of the transfer journal with the
+ * initiator `cluster`, so that they are replicated, backed up and pruned with the rest, and a new leader finds the
+ * queue where the old one left it.
+ *
+ * A row's life: `queued` (waiting for its next attempt, not before `nextAttemptAt`) → `in-progress` (an attempt
+ * runs on the leader: `start`) → back to `queued` for a retry (`retryLater`: its sync point is kept, the next
+ * attempt restarts from it with the same PI 13) or to a final state: `completed`, `failed` (refused for good),
+ * `cancelled`, `unconfirmed` (the partner answered a restart as if it had the file already).
+ *
+ * Every change is a leader-only journal write (the lease check of Journal.setLeaderCheck applies).
+ */
+import type { Database, Statement } from 'better-sqlite3'
+import type { Clock } from '../common/clock.js'
+import { InvalidTransferError } from './errors.js'
+import { checkText, iso, toRecord, type InitiatedRequest, type TransferDirection, type TransferRecord, type TransferRow, type TransferStatus } from './journal-records.js'
+import { COLUMNS } from './journal-statements.js'
+import type { AllocatedTransferId } from './transfer-id.js'
+
+export interface EnqueueInput {
+  /** epoch of the leadership queueing it: its key and PI 13 derive from it */
+  epoch: number
+  member: string
+  /** `send`: the cluster sends `filePath`; `receive`: it fetches the partner's file */
+  direction: TransferDirection
+  partner: string
+  /** the partner's PeSIT server id (PI 4) */
+  serverId: string
+  /** the partner's virtual file (PI 12 on their side) */
+  remoteFile: string
+  /** send: the local source file */
+  filePath?: string
+  request: InitiatedRequest
+  /** wall-clock ms before which it does not start (default: now) */
+  notBefore?: number
+}
+
+/** What the journal lends the queue: its clock and epoch, and its two kinds of committed, announced writes. */
+export interface QueueContext {
+  db: Database
+  clock: Clock
+  currentEpoch: () => number
+  /** inserts the row `build` makes from a freshly allocated key and PI 13 (leader only) */
+  insert: (epoch: number, build: (a: AllocatedTransferId, now: string) => TransferRecord) => TransferRecord
+  /** changes a row that is not final, and in one of `allowed` if given (leader only) */
+  change: (id: string, fn: (r: TransferRecord) => TransferRecord, allowed?: readonly TransferStatus[]) => TransferRecord
+}
+
+/** The statuses a cancellation may stop. */
+const CANCELLABLE: readonly TransferStatus[] = ['queued', 'in-progress', 'interrupted']
+
+export class TransferQueue {
+  private readonly s: {
+    due: Statement<[number, number], TransferRow>
+    nextDue: Statement<[], { at: number | null }>
+    depth: Statement<[], { n: number }>
+    running: Statement<[], TransferRow>
+  }
+
+  constructor (private readonly c: QueueContext) {
+    this.s = {
+      // Urgent first (PI 17), then the longest waiting.
+      due: c.db.prepare(`SELECT ${COLUMNS} FROM transfers WHERE status = 'queued' AND next_attempt_at <= ? ` +
+        "ORDER BY json_extract(request, '$.priority'), next_attempt_at, created_at, rowid LIMIT ?"),
+      nextDue: c.db.prepare("SELECT min(next_attempt_at) AS at FROM transfers WHERE status = 'queued'"),
+      depth: c.db.prepare("SELECT count(*) AS n FROM transfers WHERE initiator = 'cluster' AND status IN ('queued', 'in-progress')"),
+      running: c.db.prepare(`SELECT ${COLUMNS} FROM transfers WHERE initiator = 'cluster' AND status = 'in-progress' ORDER BY created_at, rowid`)
+    }
+  }
+
+  /** Queues a transfer; committed (on this member) on return. */
+  enqueue (input: EnqueueInput): TransferRecord {
+    checkText('partner', input.partner)
+    checkText('serverId', input.serverId)
+    checkText('remoteFile', input.remoteFile)
+    checkText('member', input.member)
+    if (input.direction !== 'send' && input.direction !== 'receive') throw new InvalidTransferError(`direction must be send or receive, got ${String(input.direction)}`)
+    if (input.direction === 'send') checkText('filePath', input.filePath)
+    if (![0, 1, 2].includes(input.request.priority)) throw new InvalidTransferError(`priority must be 0, 1 or 2, got ${String(input.request.priority)}`)
+    return this.c.insert(input.epoch, (a, now) => ({
+      id: a.key,
+      transferId: a.transferId,
+      server: input.serverId,
+      partner: input.partner,
+      virtualFile: input.remoteFile,
+      direction: input.direction,
+      status: 'queued',
+      bytes: 0,
+      syncPoint: 0,
+      syncOffset: 0,
+      sha256: null,
+      filePath: input.filePath ?? null,
+      source: null,
+      diagnostic: null,
+      member: input.member,
+      epoch: Math.max(input.epoch, this.c.currentEpoch()),
+      createdAt: now,
+      updatedAt: now,
+      finishedAt: null,
+      seq: 0,
+      initiator: 'cluster',
+      request: input.request,
+      attempts: 0,
+      nextAttemptAt: iso(input.notBefore ?? Date.parse(now))
+    }))
+  }
+
+  /**
+   * An attempt starts on `member`: in progress, one more attempt. `source` (a send: the identity of the file read)
+   * and `filePath` (a fetch: where it lands) are recorded at the first attempt and must not change after.
+   */
+  start (id: string, a: { member: string, epoch: number, source?: string, filePath?: string }): TransferRecord {
+    checkText('member', a.member)
+    return this.c.change(id, (r) => {
+      if (a.source !== undefined && r.source !== null && r.source !== a.source) throw new InvalidTransferError(`transfer ${id}: its source changed since the first attempt`)
+      return { ...r, status: 'in-progress', member: a.member, epoch: a.epoch, attempts: r.attempts + 1, nextAttemptAt: null, source: a.source ?? r.source, filePath: a.filePath ?? r.filePath }
+    }, ['queued'])
+  }
+
+  /** The attempt ended without the transfer: back in the queue until `at` (wall-clock ms), with why. */
+  retryLater (id: string, why: { diagnostic: string, at: number }): TransferRecord {
+    checkText('diagnostic', why.diagnostic)
+    return this.c.change(id, (r) => ({ ...r, status: 'queued', diagnostic: why.diagnostic, nextAttemptAt: iso(why.at) }), ['in-progress', 'interrupted'])
+  }
+
+  /** Cancelled by an operator: final. A running attempt is stopped by its runner, which sees the status. */
+  cancel (id: string, reason: string): TransferRecord {
+    checkText('reason', reason)
+    return this.c.change(id, (r) => ({ ...r, status: 'cancelled', diagnostic: reason, nextAttemptAt: null, finishedAt: iso(this.c.clock.wallNow()) }), CANCELLABLE)
+  }
+
+  /** The partner answered a restart as if the transfer were complete there: final, for an operator to check. */
+  unconfirmed (id: string, diagnostic: string): TransferRecord {
+    checkText('diagnostic', diagnostic)
+    return this.c.change(id, (r) => ({ ...r, status: 'unconfirmed', diagnostic, nextAttemptAt: null, finishedAt: iso(this.c.clock.wallNow()) }), ['in-progress'])
+  }
+
+  /** Queued rows whose time has come (at `nowMs`), urgent first, at most `limit`. */
+  due (nowMs: number, limit: number): TransferRecord[] {
+    return this.s.due.all(nowMs, limit).map(toRecord)
+  }
+
+  /** When the earliest queued row may start (wall-clock ms), if any is queued. */
+  nextDueAt (): number | undefined {
+    return this.s.nextDue.get()?.at ?? undefined
+  }
+
+  /** Initiated transfers queued or running: `vectis_transfer_queue_depth`. */
+  depth (): number {
+    return this.s.depth.get()?.n ?? 0
+  }
+
+  /** Initiated rows in progress: on a new leader, the attempts its predecessor left running. */
+  running (): TransferRecord[] {
+    return this.s.running.all().map(toRecord)
+  }
+}

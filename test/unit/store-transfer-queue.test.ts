@@ -1,0 +1,92 @@
+// The queue of transfers the cluster initiates (store/transfer-queue.ts): rows of the journal with their own life
+// (queued → in progress → queued again or final), due in priority order, leader-only, replicated like any row.
+import { test } from 'node:test'
+import assert from 'node:assert/strict'
+import { startStore, tempDataDir, transfer } from '../helpers/store-fixtures.js'
+import { InvalidTransferError, NotLeaderError } from '../../store/errors.js'
+import type { EnqueueInput } from '../../store/transfer-queue.js'
+
+const send = (over: Partial<EnqueueInput> = {}): EnqueueInput => ({
+  epoch: 3, member: 'vectis-0', direction: 'send', partner: 'BANK', serverId: 'BANKSRV', remoteFile: 'PAYIN',
+  filePath: '/shared/out/a.csv', request: { priority: 1, articleSize: 4096, articlesPerSync: 256 }, ...over
+})
+
+void test('queued rows are due at their time, urgent first, then the longest waiting; a row runs, retries from its sync point, completes', async (t) => {
+  const { store, clock } = await startStore(t, tempDataDir(t))
+  const q = store.journal.queue
+  const t0 = clock.wallNow()
+  const low = q.enqueue(send({ request: { priority: 2 } }))
+  clock.advance(10)
+  const later = q.enqueue(send({ notBefore: t0 + 60_000 }))
+  const urgent = q.enqueue(send({ request: { priority: 0 } }))
+  assert.deepEqual([low.status, low.initiator, low.attempts, low.server, low.virtualFile], ['queued', 'cluster', 0, 'BANKSRV', 'PAYIN'])
+  assert.notEqual(low.transferId, urgent.transferId, 'each its own PI 13')
+  assert.deepEqual(q.due(clock.wallNow(), 10).map((r) => r.id), [urgent.id, low.id], 'not before its time; urgent first')
+  assert.equal(q.nextDueAt(), t0, 'the earliest queued row')
+  assert.equal(q.depth(), 3)
+
+  const run = q.start(urgent.id, { member: 'vectis-1', epoch: 3, source: '100:5:7' })
+  assert.deepEqual([run.status, run.attempts, run.member, run.source, run.nextAttemptAt], ['in-progress', 1, 'vectis-1', '100:5:7', null])
+  assert.throws(() => q.start(urgent.id, { member: 'vectis-1', epoch: 3 }), InvalidTransferError, 'an attempt already runs')
+  store.journal.recordSyncPoint(urgent.id, { syncPoint: 2, offset: 8192 })
+  const again = q.retryLater(urgent.id, { diagnostic: 'D3-301: network incident', at: clock.wallNow() + 5000 })
+  assert.deepEqual([again.status, again.syncPoint, again.syncOffset, again.diagnostic], ['queued', 2, 8192, 'D3-301: network incident'], 'the sync point stays for the restart')
+  assert.deepEqual(q.due(clock.wallNow(), 10).map((r) => r.id), [low.id], 'not due before its retry time')
+  clock.advance(5000)
+  assert.throws(() => q.start(urgent.id, { member: 'vectis-2', epoch: 4, source: '100:6:7' }), /source changed/, 'a source that changed is not resent mixed')
+  const second = q.start(urgent.id, { member: 'vectis-2', epoch: 4, source: '100:5:7' })
+  assert.equal(second.attempts, 2)
+  assert.deepEqual(q.running().map((r) => r.id), [urgent.id])
+  assert.deepEqual(store.journal.inProgress(), [], 'a partner\'s transfers only: the queue resumes its own')
+  const done = store.journal.complete(urgent.id, { bytes: 100, sha256: 'a'.repeat(64) })
+  assert.equal(done.status, 'completed')
+  assert.equal(q.depth(), 2)
+  assert.equal(later.status, 'queued')
+})
+
+void test('cancel stops a queued or running row for good; unconfirmed is final; final rows do not change', async (t) => {
+  const { store } = await startStore(t, tempDataDir(t))
+  const q = store.journal.queue
+  const a = q.enqueue(send())
+  const cancelled = q.cancel(a.id, 'cancelled by an operator')
+  assert.deepEqual([cancelled.status, cancelled.diagnostic, cancelled.finishedAt !== null], ['cancelled', 'cancelled by an operator', true])
+  assert.throws(() => q.cancel(a.id, 'again'), /cancelled and cannot change any more/)
+  assert.throws(() => q.start(a.id, { member: 'vectis-0', epoch: 3 }), InvalidTransferError)
+  const b = q.enqueue(send())
+  q.start(b.id, { member: 'vectis-0', epoch: 3 })
+  assert.equal(q.cancel(b.id, 'stop').status, 'cancelled', 'a running one too: its runner sees the status')
+  const c = q.enqueue(send())
+  assert.throws(() => q.unconfirmed(c.id, 'D2-204'), /queued, not in-progress/)
+  q.start(c.id, { member: 'vectis-0', epoch: 3 })
+  assert.equal(q.unconfirmed(c.id, 'D2-204: the partner has it already').status, 'unconfirmed')
+  assert.equal(q.depth(), 0)
+})
+
+void test('bad input is refused before anything is written; a member past its lease cannot queue', async (t) => {
+  const { store } = await startStore(t, tempDataDir(t))
+  const q = store.journal.queue
+  const before = store.journal.lastSeq()
+  assert.throws(() => q.enqueue(send({ partner: '' })), InvalidTransferError)
+  assert.throws(() => q.enqueue(send({ filePath: undefined })), /filePath/)
+  assert.throws(() => q.enqueue(send({ request: { priority: 3 } })), /priority/)
+  assert.throws(() => q.enqueue(send({ direction: 'sideways' as 'send' })), /direction/)
+  assert.equal(store.journal.lastSeq(), before)
+  store.journal.setLeaderCheck(() => false)
+  assert.throws(() => q.enqueue(send()), NotLeaderError)
+  assert.equal(store.journal.lastSeq(), before)
+})
+
+void test('the queue replicates with the journal: a standby reads the same queued rows, and a PI 13 queued is not handed out again', async (t) => {
+  const leader = (await startStore(t, tempDataDir(t))).store
+  const standby = (await startStore(t, tempDataDir(t))).store
+  const a = leader.journal.queue.enqueue(send())
+  leader.journal.queue.start(a.id, { member: 'vectis-0', epoch: 3 })
+  leader.journal.queue.retryLater(a.id, { diagnostic: 'D2-207: busy', at: Date.UTC(2030, 0, 1) })
+  const b = leader.journal.queue.enqueue(send({ direction: 'receive', filePath: undefined, request: { priority: 0, into: 'INBOX', remoteName: 'x.csv' } }))
+  standby.journal.applyRun({ after: 0, epoch: 3, entries: leader.journal.changesSince(0, 100) })
+  assert.deepEqual(standby.journal.get(a.id), leader.journal.get(a.id))
+  assert.deepEqual(standby.journal.get(b.id), leader.journal.get(b.id))
+  assert.deepEqual(standby.journal.queue.due(Date.UTC(2031, 0, 1), 10).map((r) => r.id), [b.id, a.id])
+  const next = leader.journal.begin(transfer(3))
+  assert.ok(![a.transferId, b.transferId].includes(next.transferId))
+})
