@@ -6,14 +6,15 @@
  */
 import { readFileSync } from 'node:fs'
 import { hostname, networkInterfaces } from 'node:os'
-import { isAbsolute, resolve, relative } from 'node:path'
+import { resolve } from 'node:path'
 import { isIP } from 'node:net'
 import { parse as parseYaml, YAMLParseError } from 'yaml'
 import { ConfigError } from '../common/config-error.js'
 import type { TlsFiles } from '../common/tls-files.js'
 import { cronError } from '../common/cron.js'
 import { DEFAULT_BACKUP_KEEP } from '../store/backups.js'
-import { directoryTemplateError, fileIdError, filenamePatternError, type AfterSend, type ServerTlsConfig, partnerIdError, serverIdError, MAX_ENTITY_SIZE, MIN_ENTITY_SIZE, type PesitServerConfig, type PesitPartnerConfig, type PesitFileConfig, type PesitConfig } from '../transfer/config-types.js'
+import type { PesitConfig } from '../transfer/config-types.js'
+import { DEFAULT_FILENAME_PATTERN, DEFAULT_SERVER_ID, defaultPesitConfig, parsePesitConfig } from './pesit-config.js'
 import type { K8sMode } from '../k8s/parts.js'
 import { DEFAULT_LEADER_LABEL, DEFAULT_POD_SELECTOR } from '../k8s/defaults.js'
 import { DEFAULT_CLUSTER_NAME, DEFAULT_CLUSTER_PORT, DEFAULT_FAILURE_TIMEOUT_MS, DEFAULT_HANDOVER_DRAIN_MS, DEFAULT_HEARTBEAT_MS, timingsError } from '../cluster/defaults.js'
@@ -26,15 +27,14 @@ import { FAULT_POINTS, type FaultPoint } from '../transfer/fault-injection.js'
 // Kubernetes ones (selector, leader label) in k8s/defaults.ts.
 
 export const DEFAULT_HTTP_PORT = 8080
-export const DEFAULT_PESIT_PORT = 5000
+// The YAML's (servers, files) are in daemon/pesit-config.ts, with its parser.
+export {
+  DEFAULT_PESIT_PORT, DEFAULT_FILENAME_PATTERN, DEFAULT_SERVER_ID, DEFAULT_MAX_CONNECTIONS, DEFAULT_SYNC_INTERVAL_KB,
+  DEFAULT_MAX_ENTITY_SIZE, parsePesitConfig, defaultPesitConfig
+} from './pesit-config.js'
 export const DEFAULT_API_USER = 'vectis'
 export const DEFAULT_DATA_DIR = './data'
 export const DEFAULT_JOURNAL_RETENTION_DAYS = 30
-export const DEFAULT_FILENAME_PATTERN = '${partner}_${file}_${transferId}'
-export const DEFAULT_SERVER_ID = 'PESITSRV'
-export const DEFAULT_MAX_CONNECTIONS = 100
-export const DEFAULT_SYNC_INTERVAL_KB = 1024
-export const DEFAULT_MAX_ENTITY_SIZE = 65535
 /** Bound on a graceful stop; past it the daemon exits anyway (a second signal exits at once). */
 export const DEFAULT_SHUTDOWN_TIMEOUT_MS = 10_000
 
@@ -44,7 +44,7 @@ export type LogLevel = typeof LOG_LEVELS[number]
 // ---- shapes ----------------------------------------------------------------------------------------------------
 
 // The PeSIT part owns the shape of its configuration; this module parses the YAML into it.
-export type { PesitServerConfig, PartnerAccess, FileDirection, PesitConfig } from '../transfer/config-types.js'
+export type { PesitServerConfig, PartnerAccess, FileDirection, PesitConfig, PartnerOutbound, ScheduleConfig } from '../transfer/config-types.js'
 
 export interface VectisConfig {
   clusterEnabled: boolean
@@ -93,7 +93,8 @@ export interface VectisConfig {
   /** `VECTIS_BACKUP_KEEP`. */
   backupKeep: number
   shutdownTimeoutMs: number
-  pesit: PesitConfig
+  /** the YAML (or the embedded default), `schedules` always present (empty without the key) */
+  pesit: Required<PesitConfig>
   /** the demo partner of a standalone daemon started without VECTIS_CONFIG (docs/contract.md §5.1) */
   demo: DemoSetup | undefined
 }
@@ -215,198 +216,6 @@ function inKubernetesPod (env: Env): boolean {
   return present(env, 'KUBERNETES_SERVICE_HOST') !== undefined
 }
 
-// ---- YAML (docs/contract.md §5) --------------------------------------------------------------------------------
-
-type Obj = Record<string, unknown>
-
-function isObj (v: unknown): v is Obj {
-  return typeof v === 'object' && v !== null && !Array.isArray(v)
-}
-
-function show (v: unknown): string {
-  return typeof v === 'string' ? v : JSON.stringify(v) ?? String(v)
-}
-
-function checkKeys (path: string, o: Obj, allowed: string[]): void {
-  for (const k of Object.keys(o)) {
-    if (!allowed.includes(k)) throw new ConfigError(`${path}.${k}`, undefined, `unknown key; expected one of ${allowed.join(', ')}`)
-  }
-}
-
-function yStr (path: string, v: unknown, re?: RegExp, what?: string): string {
-  if (typeof v !== 'string' || v === '') throw new ConfigError(path, v === undefined ? undefined : show(v), `expected ${what ?? 'a non-empty string'}`)
-  if (re !== undefined && !re.test(v)) throw new ConfigError(path, v, `expected ${what ?? re.source}`)
-  return v
-}
-
-/** A non-empty string that `error` (a rule of transfer/config-types.ts) accepts. */
-function yId (path: string, v: unknown, error: (id: string) => string | undefined): string {
-  const id = yStr(path, v)
-  const why = error(id)
-  if (why !== undefined) throw new ConfigError(path, id, why)
-  return id
-}
-
-function yInt (path: string, v: unknown, def: number | undefined, min: number, max: number): number {
-  if (v === undefined) {
-    if (def === undefined) throw new ConfigError(path, undefined, `required: an integer from ${min} to ${max}`)
-    return def
-  }
-  if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max) {
-    throw new ConfigError(path, show(v), `expected an integer from ${min} to ${max}`)
-  }
-  return v
-}
-
-function yEnum<T extends string> (path: string, v: unknown, allowed: readonly T[], def: T): T {
-  if (v === undefined) return def
-  if (typeof v !== 'string' || !(allowed as readonly string[]).includes(v)) {
-    throw new ConfigError(path, show(v), `expected one of ${allowed.join(', ')}`)
-  }
-  return v as T
-}
-
-/**
- * `servers[i].tls`: the files must be readable and the certificate must match its key now, so a mistake stops the
- * start with the key's name instead of failing the first handshake.
- */
-function yServerTls (path: string, v: unknown, readFile: (p: string) => string): ServerTlsConfig {
-  if (!isObj(v)) throw new ConfigError(path, show(v), 'expected a mapping {certFile, keyFile, caFile, clientAuth, minVersion}')
-  checkKeys(path, v, ['certFile', 'keyFile', 'caFile', 'clientAuth', 'minVersion'])
-  const file = (k: string, value: unknown): string => {
-    const f = yStr(`${path}.${k}`, value)
-    try {
-      readFile(f)
-    } catch (err) {
-      throw new ConfigError(`${path}.${k}`, f, `expected a readable file (${(err as Error).message})`, { cause: err })
-    }
-    return f
-  }
-  const t: ServerTlsConfig = {
-    certFile: file('certFile', v.certFile),
-    keyFile: file('keyFile', v.keyFile),
-    clientAuth: yEnum(`${path}.clientAuth`, v.clientAuth, ['none', 'optional', 'required'] as const, 'none'),
-    minVersion: yEnum(`${path}.minVersion`, v.minVersion, ['TLSv1.2', 'TLSv1.3'] as const, 'TLSv1.2')
-  }
-  if (v.caFile !== undefined) t.caFile = file('caFile', v.caFile)
-  if (t.clientAuth !== 'none' && t.caFile === undefined) throw new ConfigError(`${path}.caFile`, undefined, `required to verify client certificates (clientAuth: ${t.clientAuth})`)
-  return t
-}
-
-/**
- * A directory of the configuration: relative paths resolve against VECTIS_SHARED_DIR and must stay inside it;
- * `${partner}` is the only placeholder.
- */
-function yDirectory (path: string, raw: string, sharedDir: string): string {
-  const placeholderError = directoryTemplateError(raw)
-  if (placeholderError !== undefined) throw new ConfigError(path, raw, placeholderError)
-  const directory = isAbsolute(raw) ? resolve(raw) : resolve(sharedDir, raw)
-  if (!isAbsolute(raw) && relative(sharedDir, directory).startsWith('..')) {
-    throw new ConfigError(path, raw, 'a relative directory must stay inside VECTIS_SHARED_DIR')
-  }
-  return directory
-}
-
-function yList (path: string, v: unknown): unknown[] {
-  if (v === undefined || v === null) return []
-  if (!Array.isArray(v)) throw new ConfigError(path, show(v), 'expected a list')
-  return v
-}
-
-/** Parses and validates the YAML document of docs/contract.md §5. `sharedDir` anchors relative directories. */
-export function parsePesitConfig (doc: unknown, sharedDir: string, readFile: (p: string) => string = (p) => readFileSync(p, 'utf8')): PesitConfig {
-  if (doc === null || doc === undefined) doc = {}
-  if (!isObj(doc)) throw new ConfigError('VECTIS_CONFIG', undefined, 'expected a YAML mapping with servers, partners and files')
-  checkKeys('', doc, ['servers', 'partners', 'files'])
-
-  const servers: PesitServerConfig[] = yList('servers', doc.servers).map((s, i) => {
-    const p = `servers[${i}]`
-    if (!isObj(s)) throw new ConfigError(p, show(s), 'expected a mapping')
-    checkKeys(p, s, ['id', 'port', 'maxConnections', 'syncIntervalKb', 'maxEntitySize', 'tls'])
-    return {
-      id: yId(`${p}.id`, s.id, serverIdError),
-      port: yInt(`${p}.port`, s.port, undefined, 1, 65535),
-      maxConnections: yInt(`${p}.maxConnections`, s.maxConnections, DEFAULT_MAX_CONNECTIONS, 1, 100_000),
-      syncIntervalKb: yInt(`${p}.syncIntervalKb`, s.syncIntervalKb, DEFAULT_SYNC_INTERVAL_KB, 0, 65534),
-      maxEntitySize: yInt(`${p}.maxEntitySize`, s.maxEntitySize, DEFAULT_MAX_ENTITY_SIZE, MIN_ENTITY_SIZE, MAX_ENTITY_SIZE),
-      ...(s.tls !== undefined ? { tls: yServerTls(`${p}.tls`, s.tls, readFile) } : {})
-    }
-  })
-
-  const partners: PesitPartnerConfig[] = yList('partners', doc.partners).map((x, i) => {
-    const p = `partners[${i}]`
-    if (!isObj(x)) throw new ConfigError(p, show(x), 'expected a mapping')
-    checkKeys(p, x, ['id', 'password', 'passwordFile', 'access', 'tlsClientCn'])
-    const id = yId(`${p}.id`, x.id, partnerIdError)
-    let password: string
-    if (x.password !== undefined && x.passwordFile !== undefined) {
-      throw new ConfigError(`${p}.password`, undefined, 'set either password or passwordFile, not both')
-    }
-    if (x.passwordFile !== undefined) {
-      const file = yStr(`${p}.passwordFile`, x.passwordFile)
-      try {
-        password = readFile(file).replace(/\r?\n$/, '')
-      } catch (err) {
-        throw new ConfigError(`${p}.passwordFile`, file, `expected a readable file (${(err as Error).message})`, { cause: err })
-      }
-    } else {
-      if (typeof x.password !== 'string' && typeof x.password !== 'number') {
-        throw new ConfigError(`${p}.password`, undefined, 'required (or passwordFile): a string of 1 to 8 characters')
-      }
-      password = String(x.password)
-    }
-    if (!/^[\x20-\x7e]{1,8}$/.test(password)) {
-      throw new ConfigError(x.passwordFile !== undefined ? `${p}.passwordFile` : `${p}.password`, undefined,
-        'expected 1 to 8 printable ASCII characters (PeSIT carries 8 bytes of password)')
-    }
-    const tlsClientCn = x.tlsClientCn === undefined ? undefined : yStr(`${p}.tlsClientCn`, x.tlsClientCn)
-    if (tlsClientCn !== undefined && !/^[\x20-\x7e]{1,64}$/.test(tlsClientCn)) throw new ConfigError(`${p}.tlsClientCn`, tlsClientCn, 'expected 1 to 64 printable ASCII characters')
-    return { id, password, access: yEnum(`${p}.access`, x.access, ['read', 'write', 'both'] as const, 'both'), ...(tlsClientCn !== undefined ? { tlsClientCn } : {}) }
-  })
-
-  const files: PesitFileConfig[] = yList('files', doc.files).map((f, i) => {
-    const p = `files[${i}]`
-    if (!isObj(f)) throw new ConfigError(p, show(f), 'expected a mapping')
-    checkKeys(p, f, ['id', 'direction', 'directory', 'filenamePattern', 'afterSend'])
-    const directory = yDirectory(`${p}.directory`, yStr(`${p}.directory`, f.directory), sharedDir)
-    const direction = yEnum(`${p}.direction`, f.direction, ['receive', 'send', 'both'] as const, 'receive')
-    let afterSend: AfterSend = { action: 'keep' }
-    if (f.afterSend !== undefined) {
-      const raw = yStr(`${p}.afterSend`, f.afterSend)
-      if (direction === 'receive') throw new ConfigError(`${p}.afterSend`, raw, 'only a send (or both) virtual file has an after-send action')
-      if (raw === 'keep' || raw === 'delete') afterSend = { action: raw }
-      else if (raw.startsWith('move:') && raw.length > 5) afterSend = { action: 'move', directory: yDirectory(`${p}.afterSend`, raw.slice(5), sharedDir) }
-      else throw new ConfigError(`${p}.afterSend`, raw, 'expected keep, delete or move:<directory>')
-    }
-    const pattern = f.filenamePattern === undefined ? DEFAULT_FILENAME_PATTERN : yStr(`${p}.filenamePattern`, f.filenamePattern)
-    const patternError = filenamePatternError(pattern)
-    if (patternError !== undefined) throw new ConfigError(`${p}.filenamePattern`, pattern, patternError)
-    return { id: yId(`${p}.id`, f.id, fileIdError), direction, directory, filenamePattern: pattern, ...(direction !== 'receive' ? { afterSend } : {}) }
-  })
-
-  const unique = (what: string, ids: Array<string | number>): void => {
-    const seen = new Set<string | number>()
-    ids.forEach((id, i) => {
-      if (seen.has(id)) throw new ConfigError(`${what}[${i}]`, String(id), 'duplicate; each must be unique')
-      seen.add(id)
-    })
-  }
-  unique('servers', servers.map((s) => s.tls === undefined ? s.id : `${s.id} over TLS`))
-  unique('servers', servers.map((s) => s.port))
-  unique('partners', partners.map((p) => p.id))
-  unique('files', files.map((f) => f.id))
-  return { servers, partners, files }
-}
-
-/** The embedded default when no VECTIS_CONFIG is given: one server on 5000, no partners, no files. */
-export function defaultPesitConfig (): PesitConfig {
-  return {
-    servers: [{ id: DEFAULT_SERVER_ID, port: DEFAULT_PESIT_PORT, maxConnections: DEFAULT_MAX_CONNECTIONS, syncIntervalKb: DEFAULT_SYNC_INTERVAL_KB, maxEntitySize: DEFAULT_MAX_ENTITY_SIZE }],
-    partners: [],
-    files: []
-  }
-}
-
 /** The demo partner and file (docs/contract.md §5.1): the same in a standalone daemon and in `vectis dev-cluster`. */
 export const DEMO = Object.freeze({ server: DEFAULT_SERVER_ID, partner: 'DEMO', file: 'DEMOFILE', directory: 'inbox/demo', sample: 'hello.txt' })
 
@@ -415,7 +224,7 @@ function demoSetup (sharedDir: string, password: string): DemoSetup {
 }
 
 /** The embedded default plus the demo partner: DEMOFILE both receives and offers files in inbox/demo. */
-function demoPesitConfig (demo: DemoSetup): PesitConfig {
+function demoPesitConfig (demo: DemoSetup): Required<PesitConfig> {
   const c = defaultPesitConfig()
   c.partners.push({ id: demo.partner, password: demo.password, access: 'both' })
   c.files.push({ id: DEMO.file, direction: 'both', directory: demo.outbox, filenamePattern: DEFAULT_FILENAME_PATTERN, afterSend: { action: 'keep' } })

@@ -5,6 +5,8 @@
  * naming the key.
  */
 import { isAbsolute } from 'node:path'
+import { isIP } from 'node:net'
+import { cronError } from '../common/cron.js'
 import { PesitConfigError } from './errors.js'
 
 export type ClientAuth = 'none' | 'optional' | 'required'
@@ -36,6 +38,33 @@ export interface PesitServerConfig {
 
 export type PartnerAccess = 'read' | 'write' | 'both'
 
+/** How the cluster reaches a partner for the transfers it initiates (docs/contract.md §5.3). */
+export interface PartnerOutbound {
+  /** DNS name or IP address of the partner's PeSIT server */
+  host: string
+  port: number
+  /** the partner's PeSIT server id: PI 4 of our CONNECT */
+  serverId: string
+  /** our requester id at the partner: PI 3 of our CONNECT (`localId`; default: the id of the first configured server) */
+  localId: string
+  /**
+   * PI 5 we present (at most 8 characters): `remotePassword`, or the content of `remotePasswordFile` with one
+   * trailing newline removed (as `passwordFile`)
+   */
+  password: string
+  /**
+   * PeSIT over TLS to the partner: CA to verify it with (absent: the system's CAs), our client certificate and key
+   * (both or neither); absent: plain TCP. The paths as configured, checked readable when the configuration was loaded
+   */
+  tls?: { caFile?: string, certFile?: string, keyFile?: string }
+  /** our concurrent transfers to this partner (default 2, 1–100) */
+  maxConnections: number
+}
+
+/** The bounds of a partner's outbound `maxConnections` (docs/contract.md §5.3). */
+export const MAX_OUTBOUND_CONNECTIONS = 100
+export const DEFAULT_OUTBOUND_CONNECTIONS = 2
+
 export interface PesitPartnerConfig {
   /** requester id (PI 3) */
   id: string
@@ -48,6 +77,8 @@ export interface PesitPartnerConfig {
    * listener's CA whose subject CN is this value (on top of its password)
    */
   tlsClientCn?: string
+  /** present when the partner entry has `host`: the cluster can call it (the queue and schedules of issue 16) */
+  outbound?: PartnerOutbound
 }
 
 export type FileDirection = 'receive' | 'send' | 'both'
@@ -74,10 +105,35 @@ export interface PesitFileConfig {
   afterSend?: AfterSend
 }
 
+/** A schedule (docs/contract.md §5.5): the leader sends the matching files of a local send virtual file to a partner. */
+export interface ScheduleConfig {
+  /** `id` if given, else `<file>-<partner>-<remoteFile>`; unique; a run is identified by (id, scheduled time) */
+  id: string
+  /** 5 fields (minute first) or 6 (second first), as `cronError` accepts */
+  cron: string
+  /** IANA time zone of the cron expression, default UTC */
+  timezone: string
+  direction: 'send'
+  /** a partner with `outbound` */
+  partner: string
+  /** a local virtual file of direction send or both: its directory (with ${partner}) and afterSend apply */
+  file: string
+  /** glob on file names in that directory: `*` and `?` only, no `/`; default `*` */
+  pattern: string
+  /** the partner's virtual file id (PI 12 on their side) */
+  remoteFile: string
+}
+
 export interface PesitConfig {
   servers: PesitServerConfig[]
   partners: PesitPartnerConfig[]
   files: PesitFileConfig[]
+  /**
+   * Absent means none. The daemon's loader always sets it (`Required<PesitConfig>`, empty without `schedules:`, the
+   * embedded default included); optional here so that configurations built in code for the PeSIT servers alone (the
+   * test harness) need not name it.
+   */
+  schedules?: ScheduleConfig[]
 }
 
 const PATTERN_VARS = ['partner', 'file', 'transferId']
@@ -93,6 +149,52 @@ export function serverIdError (id: string): string | undefined {
 /** Why `id` cannot be a file id (PI 12, at most 76 characters), or undefined when it can. */
 export function fileIdError (id: string): string | undefined {
   return /^[\x21-\x7e][\x20-\x7e]{0,75}$/.test(id) ? undefined : 'expected 1 to 76 printable ASCII characters'
+}
+
+/** Why `host` cannot be a partner's host, or undefined when it can: a DNS name or an IP address. */
+export function hostError (host: string): string | undefined {
+  if (isIP(host) !== 0) return undefined
+  return host.length <= 253 && /^[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*\.?$/.test(host)
+    ? undefined
+    : 'expected a DNS name or an IP address'
+}
+
+/** Why `password` cannot be a PeSIT password (PI 5), or undefined when it can. */
+export function pesitPasswordError (password: string): string | undefined {
+  return /^[\x20-\x7e]{1,8}$/.test(password) ? undefined : 'expected 1 to 8 printable ASCII characters (PeSIT carries 8 bytes of password)'
+}
+
+/** Why `id` cannot be a schedule id, or undefined when it can (a derived `<file>-<partner>-<remoteFile>` always can). */
+export function scheduleIdError (id: string): string | undefined {
+  return /^[\x21-\x7e][\x20-\x7e]{0,199}$/.test(id) ? undefined : 'expected 1 to 200 printable ASCII characters, not starting with a blank'
+}
+
+/** The id of a schedule without one: `<file>-<partner>-<remoteFile>`. */
+export function derivedScheduleId (s: Pick<ScheduleConfig, 'file' | 'partner' | 'remoteFile'>): string {
+  return `${s.file}-${s.partner}-${s.remoteFile}`
+}
+
+/**
+ * Why `pattern` cannot be a schedule's `pattern`, or undefined when it can: a glob on the file names of one
+ * directory, where `*` (any characters) and `?` (one character) are the only wildcards; no `/` or `\`, and none of
+ * `[ ] { }`, which other globs read as wildcards.
+ */
+export function schedulePatternError (pattern: string): string | undefined {
+  if (pattern === '') return 'expected a glob on file names, e.g. *.csv'
+  if (/[/\\]/.test(pattern)) return 'expected a glob on the file names of the directory, without / or \\'
+  if (/[[\]{}]/.test(pattern)) return 'only * and ? are wildcards: [ ] { } are not accepted'
+  if (/\p{Cc}/u.test(pattern)) return 'expected printable characters, no control characters'
+  return undefined
+}
+
+/** Why `tz` is not an IANA time zone this runtime knows, or undefined when it is. */
+export function timezoneError (tz: string): string | undefined {
+  try {
+    Intl.DateTimeFormat('en-US', { timeZone: tz }).format(0)
+  } catch {
+    return 'expected an IANA time zone (e.g. UTC, Europe/Paris)'
+  }
+  return undefined
 }
 
 /**
@@ -182,6 +284,7 @@ export function validatePesitConfig (c: PesitConfig): void {
     if (p.password.length > 8) throw new PesitConfigError(`${k}.password: PeSIT passwords are at most 8 characters`)
     if (!['read', 'write', 'both'].includes(p.access)) throw new PesitConfigError(`${k}.access: read | write | both`)
     if (p.tlsClientCn !== undefined && !/^[\x20-\x7e]{1,64}$/.test(p.tlsClientCn)) throw new PesitConfigError(`${k}.tlsClientCn: 1 to 64 printable ASCII characters`)
+    if (p.outbound !== undefined) validateOutbound(`${k}.outbound`, p.outbound)
   })
   const files = new Set<string>()
   c.files.forEach((f, i) => {
@@ -203,6 +306,40 @@ export function validatePesitConfig (c: PesitConfig): void {
     const patternError = filenamePatternError(f.filenamePattern)
     if (patternError !== undefined) throw new PesitConfigError(`${k}.filenamePattern: ${patternError}`)
   })
+  const schedules = new Set<string>()
+  for (const [i, s] of (c.schedules ?? []).entries()) {
+    const k = `schedules[${i}]`
+    checkId(k, s.id, scheduleIdError(s.id), schedules, 'schedule')
+    const tzError = timezoneError(s.timezone)
+    if (tzError !== undefined) throw new PesitConfigError(`${k}.timezone: "${s.timezone}": ${tzError}`)
+    const cron = cronError(s.cron, s.timezone)
+    if (cron !== undefined) throw new PesitConfigError(`${k}.cron: "${s.cron}": ${cron}`)
+    if (s.direction !== 'send') throw new PesitConfigError(`${k}.direction: send (fetch schedules are not supported yet)`)
+    const partner = c.partners.find((p) => p.id === s.partner)
+    if (partner?.outbound === undefined) throw new PesitConfigError(`${k}.partner: ${s.partner} is ${partner === undefined ? 'not a configured partner' : 'a partner without host (the cluster cannot call it)'}`)
+    const file = c.files.find((f) => f.id === s.file)
+    if (file === undefined || file.direction === 'receive') throw new PesitConfigError(`${k}.file: ${s.file} is ${file === undefined ? 'not a configured virtual file' : 'a receive virtual file; a schedule sends from a send (or both) one'}`)
+    const patternError = schedulePatternError(s.pattern)
+    if (patternError !== undefined) throw new PesitConfigError(`${k}.pattern: "${s.pattern}": ${patternError}`)
+    const remoteError = fileIdError(s.remoteFile)
+    if (remoteError !== undefined) throw new PesitConfigError(`${k}.remoteFile: ${remoteError}`)
+  }
+}
+
+/** What the requester side relies on in a partner's `outbound` (the loader has already checked the files are readable). */
+function validateOutbound (k: string, o: PartnerOutbound): void {
+  const host = hostError(o.host)
+  if (host !== undefined) throw new PesitConfigError(`${k}.host: "${o.host}": ${host}`)
+  if (!Number.isInteger(o.port) || o.port < 1 || o.port > 65535) throw new PesitConfigError(`${k}.port: ${o.port} is not a TCP port`)
+  const serverId = serverIdError(o.serverId)
+  if (serverId !== undefined) throw new PesitConfigError(`${k}.serverId: "${o.serverId}": ${serverId}`)
+  const localId = serverIdError(o.localId)
+  if (localId !== undefined) throw new PesitConfigError(`${k}.localId: "${o.localId}": ${localId}`)
+  if (pesitPasswordError(o.password) !== undefined) throw new PesitConfigError(`${k}.password: 1 to 8 printable ASCII characters`)
+  if (o.tls !== undefined && (o.tls.certFile === undefined) !== (o.tls.keyFile === undefined)) throw new PesitConfigError(`${k}.tls: certFile and keyFile go together`)
+  if (!Number.isInteger(o.maxConnections) || o.maxConnections < 1 || o.maxConnections > MAX_OUTBOUND_CONNECTIONS) {
+    throw new PesitConfigError(`${k}.maxConnections: 1..${MAX_OUTBOUND_CONNECTIONS}`)
+  }
 }
 
 const PLACEHOLDER_RE = new RegExp(`\\$\\{(${PATTERN_VARS.join('|')})\\}`, 'g')

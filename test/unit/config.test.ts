@@ -6,7 +6,8 @@ import { join } from 'node:path'
 import { loadConfig, DEFAULT_HTTP_PORT, DEFAULT_PESIT_PORT } from '../../daemon/config.js'
 import { DEFAULT_CLUSTER_PORT } from '../../cluster/defaults.js'
 import { ConfigError } from '../../common/config-error.js'
-import { configuredDirectories, validatePesitConfig } from '../../transfer/config-types.js'
+import { configuredDirectories, validatePesitConfig, type PesitConfig } from '../../transfer/config-types.js'
+import { PesitConfigError } from '../../transfer/errors.js'
 
 const gen = (): string => 'generated-password'
 const load = (env: Record<string, string>, files: Record<string, string> = {}) => loadConfig(env, {
@@ -293,6 +294,203 @@ partners:`), 'servers[2]', /duplicate/],
       writeFileSync(join(dir, 'c.yaml'), good.replace('passwordFile: /run/secrets/pw', 'password: x'))
       const { config } = loadConfig({ VECTIS_CONFIG: join(dir, 'c.yaml') }, { cwd: dir })
       assert.equal(config.pesit.partners[0]!.id, 'CXCLIENT')
+    } finally {
+      rmSync(dir, { recursive: true, force: true })
+    }
+  })
+})
+
+describe('partners the cluster calls and schedules (docs/contract.md §5.3, §5.5)', () => {
+  const secrets = {
+    '/tls/partner-ca.crt': 'ca', '/tls/client.crt': 'c', '/tls/client.key': 'k', '/run/secrets/cx-remote': 'fromfile\n'
+  }
+  const cfg = (yaml: string) => load({ VECTIS_CONFIG: 'vectis.yaml' }, { '/srv/vectis/vectis.yaml': yaml, ...secrets })
+  // The example of the issue: relative directories are under VECTIS_SHARED_DIR (/srv/vectis/data/shared here).
+  const example = `
+servers:
+  - id: PESITSRV
+    port: 5000
+partners:
+  - id: CXCLIENT
+    password: secret
+    access: both
+    host: cx.example.net
+    port: 6000
+    serverId: CXSRV
+    remotePassword: theirs
+    tls: {caFile: /tls/partner-ca.crt}
+    maxConnections: 2
+files:
+  - id: STATEMENTS
+    direction: send
+    directory: outbox/\${partner}/statements
+    afterSend: move:sent/statements
+schedules:
+  - cron: "*/15 * * * *"
+    direction: send
+    partner: CXCLIENT
+    file: STATEMENTS
+    pattern: "*.csv"
+    remoteFile: STMTS
+`
+  // The example plus a partner we do not call and a receive virtual file, for the cross-checks of schedules.
+  const wider = example.replace('files:\n', `  - id: INBOUND
+    password: x
+files:
+  - id: PAYMENTS
+    directory: inbox/payments
+`)
+
+  it('loads the example: the outbound settings of a partner and a send schedule, which the PeSIT side accepts too', () => {
+    const { config } = cfg(example)
+    assert.deepEqual(config.pesit.partners, [{
+      id: 'CXCLIENT', password: 'secret', access: 'both',
+      outbound: { host: 'cx.example.net', port: 6000, serverId: 'CXSRV', localId: 'PESITSRV', password: 'theirs', tls: { caFile: '/tls/partner-ca.crt' }, maxConnections: 2 }
+    }])
+    assert.deepEqual(config.pesit.schedules, [{
+      id: 'STATEMENTS-CXCLIENT-STMTS', cron: '*/15 * * * *', timezone: 'UTC', direction: 'send', partner: 'CXCLIENT',
+      file: 'STATEMENTS', pattern: '*.csv', remoteFile: 'STMTS'
+    }])
+    validatePesitConfig(config.pesit)
+  })
+
+  it('defaults: maxConnections 2, localId the first server id, no tls; timezone UTC, direction send, pattern *, the id derived', () => {
+    const minimal = example
+      .replace('    remotePassword: theirs\n    tls: {caFile: /tls/partner-ca.crt}\n    maxConnections: 2\n', '    remotePasswordFile: /run/secrets/cx-remote\n')
+      .replace('    direction: send\n    partner', '    partner').replace('    pattern: "*.csv"\n', '')
+      .replace('servers:\n', 'servers:\n  - id: FIRST\n    port: 5001\n')
+    const { config } = cfg(minimal)
+    assert.deepEqual(config.pesit.partners[0]?.outbound, { host: 'cx.example.net', port: 6000, serverId: 'CXSRV', localId: 'FIRST', password: 'fromfile', maxConnections: 2 })
+    assert.deepEqual(config.pesit.schedules, [{
+      id: 'STATEMENTS-CXCLIENT-STMTS', cron: '*/15 * * * *', timezone: 'UTC', direction: 'send', partner: 'CXCLIENT',
+      file: 'STATEMENTS', pattern: '*', remoteFile: 'STMTS'
+    }])
+    validatePesitConfig(config.pesit)
+    // A partner without host is one we do not call; no schedules key: none. The embedded default has none either.
+    assert.equal(cfg(wider).config.pesit.partners[1]?.outbound, undefined)
+    assert.deepEqual(cfg(example.replace(/schedules:[^]*$/, '')).config.pesit.schedules, [])
+    assert.deepEqual(load({}).config.pesit.schedules, [])
+    assert.deepEqual(load({ KUBERNETES_SERVICE_HOST: '10.0.0.1' }).config.pesit.schedules, [])
+  })
+
+  it('every key given: localId, a client certificate, an IP host, an id, a time zone, 6 fields with seconds', () => {
+    const full = example
+      .replace('tls: {caFile: /tls/partner-ca.crt}', 'tls: {caFile: /tls/partner-ca.crt, certFile: /tls/client.crt, keyFile: /tls/client.key}\n    localId: OURS')
+      .replace('host: cx.example.net', 'host: 192.0.2.7').replace('maxConnections: 2', 'maxConnections: 100').replace('direction: send\n    directory', 'direction: both\n    directory')
+      .replace('  - cron: "*/15 * * * *"', '  - id: statements every 30 s\n    cron: "*/30 * 8-18 * * 1-5"\n    timezone: Europe/Paris')
+    const { config } = cfg(full)
+    assert.deepEqual(config.pesit.partners[0]?.outbound, {
+      host: '192.0.2.7', port: 6000, serverId: 'CXSRV', localId: 'OURS', password: 'theirs', maxConnections: 100,
+      tls: { caFile: '/tls/partner-ca.crt', certFile: '/tls/client.crt', keyFile: '/tls/client.key' }
+    })
+    assert.deepEqual(config.pesit.schedules[0], {
+      id: 'statements every 30 s', cron: '*/30 * 8-18 * * 1-5', timezone: 'Europe/Paris', direction: 'send', partner: 'CXCLIENT',
+      file: 'STATEMENTS', pattern: '*.csv', remoteFile: 'STMTS'
+    })
+    validatePesitConfig(config.pesit)
+    // tls: {} is TLS verified against the system's CAs.
+    assert.deepEqual(cfg(example.replace('{caFile: /tls/partner-ca.crt}', '{}')).config.pesit.partners[0]?.outbound?.tls, {})
+  })
+
+  const twoSchedules = (second: string): string => `${example}${second}`
+  const bad: Array<[string, string, string, RegExp]> = [
+    ['host without port', example.replace('    port: 6000\n', ''), 'partners[0].port', /required with host/],
+    ['host without serverId', example.replace('    serverId: CXSRV\n', ''), 'partners[0].serverId', /required with host/],
+    ['host without a remote password', example.replace('    remotePassword: theirs\n', ''), 'partners[0].remotePassword', /required \(or remotePasswordFile\)/],
+    ['both remotePassword and remotePasswordFile', example.replace('remotePassword: theirs', 'remotePassword: theirs\n    remotePasswordFile: /run/secrets/cx-remote'), 'partners[0].remotePassword', /either remotePassword or remotePasswordFile, not both/],
+    ['an unreadable remotePasswordFile', example.replace('remotePassword: theirs', 'remotePasswordFile: /run/secrets/none'), 'partners[0].remotePasswordFile', /readable file/],
+    ['a remote password too long for PeSIT', example.replace('remotePassword: theirs', 'remotePassword: far-too-long'), 'partners[0].remotePassword', /1 to 8 printable/],
+    ['an outbound key without host', example.replace('    host: cx.example.net\n', '').replace(/schedules:[^]*$/, ''), 'partners[0].port', /only with host/],
+    ['maxConnections without host', example.replace('    host: cx.example.net\n    port: 6000\n    serverId: CXSRV\n    remotePassword: theirs\n    tls: {caFile: /tls/partner-ca.crt}\n', '').replace(/schedules:[^]*$/, ''), 'partners[0].maxConnections', /only with host/],
+    ['port out of range', example.replace('port: 6000', 'port: 70000'), 'partners[0].port', /1 to 65535/],
+    ['serverId lower-case', example.replace('serverId: CXSRV', 'serverId: cxsrv'), 'partners[0].serverId', /upper-case/],
+    ['localId too long', example.replace('serverId: CXSRV', 'serverId: CXSRV\n    localId: OURSERVER1'), 'partners[0].localId', /1 to 8/],
+    ['no localId and no server', example.replace('servers:\n  - id: PESITSRV\n    port: 5000\n', 'servers: []\n'), 'partners[0].localId', /required when no server is configured/],
+    ['a host that is not a name', example.replace('host: cx.example.net', 'host: "cx example.net"'), 'partners[0].host', /DNS name or an IP address/],
+    ['maxConnections 0', example.replace('maxConnections: 2', 'maxConnections: 0'), 'partners[0].maxConnections', /from 1 to 100/],
+    ['maxConnections above 100', example.replace('maxConnections: 2', 'maxConnections: 101'), 'partners[0].maxConnections', /from 1 to 100/],
+    ['a client certificate without its key', example.replace('{caFile: /tls/partner-ca.crt}', '{certFile: /tls/client.crt}'), 'partners[0].tls.keyFile', /go together/],
+    ['a client key without its certificate', example.replace('{caFile: /tls/partner-ca.crt}', '{keyFile: /tls/client.key}'), 'partners[0].tls.certFile', /go together/],
+    ['an unreadable CA file', example.replace('/tls/partner-ca.crt', '/tls/missing-ca.crt'), 'partners[0].tls.caFile', /readable file.*ENOENT/],
+    ['an unknown tls key', example.replace('{caFile: /tls/partner-ca.crt}', '{caFile: /tls/partner-ca.crt, insecure: true}'), 'partners[0].tls.insecure', /unknown key/],
+    ['tls not a mapping', example.replace('{caFile: /tls/partner-ca.crt}', 'yes'), 'partners[0].tls', /mapping/],
+    ['a bad cron field', example.replace('*/15 * * * *', '61 * * * *'), 'schedules[0].cron', /cron expression.*minute/],
+    ['a cron of 7 fields', example.replace('*/15 * * * *', '0 */15 * * * * 2027'), 'schedules[0].cron', /5 fields.*6/],
+    ['a cron that never fires', example.replace('*/15 * * * *', '0 0 30 2 *'), 'schedules[0].cron', /never fires/],
+    ['no cron', example.replace('  - cron: "*/15 * * * *"\n    direction', '  - direction'), 'schedules[0].cron', /cron expression/],
+    ['an unknown time zone', example.replace('    direction: send\n    partner', '    timezone: Mars/Olympus\n    direction: send\n    partner'), 'schedules[0].timezone', /IANA time zone/],
+    ['a fetch schedule', example.replace('    direction: send\n    partner', '    direction: fetch\n    partner'), 'schedules[0].direction', /fetch schedules are not supported/],
+    ['another direction', example.replace('    direction: send\n    partner', '    direction: receive\n    partner'), 'schedules[0].direction', /expected send/],
+    ['an unknown partner', example.replace('partner: CXCLIENT', 'partner: NOBODY'), 'schedules[0].partner', /not a configured partner/],
+    ['a partner without host', wider.replace('partner: CXCLIENT', 'partner: INBOUND'), 'schedules[0].partner', /no host/],
+    ['an unknown file', example.replace('file: STATEMENTS', 'file: NOFILE'), 'schedules[0].file', /not a configured virtual file/],
+    ['a receive-only file', wider.replace('file: STATEMENTS', 'file: PAYMENTS'), 'schedules[0].file', /a receive virtual file/],
+    ['a pattern with /', example.replace('"*.csv"', '"sub/*.csv"'), 'schedules[0].pattern', /without \//],
+    ['a pattern with brackets', example.replace('"*.csv"', '"[ab]*.csv"'), 'schedules[0].pattern', /only \* and \? are wildcards/],
+    ['no remoteFile', example.replace('    remoteFile: STMTS\n', ''), 'schedules[0].remoteFile', /non-empty string/],
+    ['an unknown schedule key', example.replace('remoteFile: STMTS', 'remoteFile: STMTS\n    remotefile: X'), 'schedules[0].remotefile', /unknown key/],
+    ['schedules not a list', example.replace(/schedules:[^]*$/, 'schedules: {cron: "* * * * *"}\n'), 'schedules', /a list/],
+    ['duplicate derived ids', twoSchedules('  - {cron: "0 * * * *", partner: CXCLIENT, file: STATEMENTS, remoteFile: STMTS}\n'), 'schedules[1]', /duplicate schedule id.*give one of the schedules an id/],
+    ['duplicate given ids', twoSchedules('  - {id: STATEMENTS-CXCLIENT-STMTS, cron: "0 * * * *", partner: CXCLIENT, file: STATEMENTS, remoteFile: OTHER}\n'), 'schedules[1].id', /duplicate schedule id; each must be unique/]
+  ]
+  for (const [name, yaml, key, expected] of bad) {
+    it(`rejects ${name}`, () => {
+      assert.throws(() => cfg(yaml), (err: unknown) => {
+        assert.ok(err instanceof ConfigError, String(err))
+        assert.equal(err.key, key, err.message)
+        assert.match(err.message, expected)
+        assert.ok(!err.message.includes('\n'))
+        assert.ok(!err.message.includes('theirs') && !err.message.includes('far-too-long'), 'no password in the message')
+        return true
+      })
+    })
+  }
+
+  it('two schedules of the same file to one partner load with ids of their own', () => {
+    const { config } = cfg(twoSchedules('  - {id: hourly, cron: "0 * * * *", partner: CXCLIENT, file: STATEMENTS, remoteFile: STMTS}\n'))
+    assert.deepEqual(config.pesit.schedules.map((s) => s.id), ['STATEMENTS-CXCLIENT-STMTS', 'hourly'])
+  })
+
+  it('validatePesitConfig re-checks what the queue and the schedules rely on, naming the key', () => {
+    const good = (): PesitConfig => cfg(wider).config.pesit
+    validatePesitConfig(good())
+    validatePesitConfig({ ...good(), schedules: undefined }) // a configuration built in code may leave them out
+    const broken: Array<[(c: PesitConfig) => void, RegExp]> = [
+      [(c) => { c.partners[0]!.outbound!.port = 0 }, /partners\[0\]\.outbound\.port/],
+      [(c) => { c.partners[0]!.outbound!.serverId = 'cx srv' }, /partners\[0\]\.outbound\.serverId/],
+      [(c) => { c.partners[0]!.outbound!.localId = '' }, /partners\[0\]\.outbound\.localId/],
+      [(c) => { c.partners[0]!.outbound!.password = 'way too long' }, /partners\[0\]\.outbound\.password/],
+      [(c) => { c.partners[0]!.outbound!.tls = { certFile: '/tls/client.crt' } }, /partners\[0\]\.outbound\.tls: certFile and keyFile/],
+      [(c) => { c.partners[0]!.outbound!.maxConnections = 101 }, /partners\[0\]\.outbound\.maxConnections/],
+      [(c) => { c.partners[0]!.outbound!.host = 'a b' }, /partners\[0\]\.outbound\.host/],
+      [(c) => { c.schedules![0]!.cron = '* * *' }, /schedules\[0\]\.cron/],
+      [(c) => { c.schedules![0]!.timezone = 'Nowhere/Town' }, /schedules\[0\]\.timezone/],
+      [(c) => { c.schedules![0]!.partner = 'INBOUND' }, /schedules\[0\]\.partner: INBOUND is a partner without host/],
+      [(c) => { c.schedules![0]!.partner = 'NOBODY' }, /schedules\[0\]\.partner: NOBODY is not a configured partner/],
+      [(c) => { c.schedules![0]!.file = 'PAYMENTS' }, /schedules\[0\]\.file: PAYMENTS is a receive virtual file/],
+      [(c) => { c.schedules![0]!.pattern = 'a/b' }, /schedules\[0\]\.pattern/],
+      [(c) => { c.schedules![0]!.remoteFile = '' }, /schedules\[0\]\.remoteFile/],
+      [(c) => { (c.schedules![0] as { direction: string }).direction = 'fetch' }, /schedules\[0\]\.direction/],
+      [(c) => { c.schedules!.push({ ...c.schedules![0]! }) }, /schedules\[1\]\.id: duplicate schedule/]
+    ]
+    for (const [mut, re] of broken) {
+      const c = good()
+      mut(c)
+      assert.throws(() => { validatePesitConfig(c) }, (e: unknown) => e instanceof PesitConfigError && re.test(e.message), re.source)
+    }
+  })
+
+  it('reads the example from disk, its CA file included', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'vectis-cfg-'))
+    try {
+      writeFileSync(join(dir, 'partner-ca.crt'), '-----BEGIN CERTIFICATE-----\n')
+      writeFileSync(join(dir, 'c.yaml'), example.replace('/tls/partner-ca.crt', join(dir, 'partner-ca.crt')))
+      const { config } = loadConfig({ VECTIS_CONFIG: join(dir, 'c.yaml'), VECTIS_SHARED_DIR: join(dir, 'shared') }, { cwd: dir })
+      assert.deepEqual(config.pesit.partners[0]?.outbound?.tls, { caFile: join(dir, 'partner-ca.crt') })
+      assert.equal(config.pesit.files[0]?.directory, join(dir, 'shared', 'outbox', '${partner}', 'statements'))
+      assert.equal(config.pesit.schedules[0]?.id, 'STATEMENTS-CXCLIENT-STMTS')
+      rmSync(join(dir, 'partner-ca.crt'))
+      assert.throws(() => loadConfig({ VECTIS_CONFIG: join(dir, 'c.yaml') }, { cwd: dir }), (e: unknown) => e instanceof ConfigError && e.key === 'partners[0].tls.caFile')
     } finally {
       rmSync(dir, { recursive: true, force: true })
     }
