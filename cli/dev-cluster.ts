@@ -31,6 +31,8 @@ ${DEFAULT_LEADER_LABEL}=true. Ctrl-C stops everything.
 options:
   --nodes N          members (default 3)
   --lb-port P        load balancer port on 127.0.0.1 (default ${DEFAULT_PESIT_PORT}; 0: any free port)
+  --lb-rate B        cap each load-balanced connection at B bytes/s in each direction (default: no cap), so that
+                     a transfer lasts long enough to be watched in progress
   --config FILE      VECTIS_CONFIG of every member (default: a demo partner ${DEMO_PARTNER} whose password is printed)
   --data DIR         members' data, shared transfer directory, logs (default: a new temporary folder)
   --http-port P      members' HTTP port (default ${DEFAULT_HTTP_PORT})
@@ -69,6 +71,7 @@ export function parseDevClusterArgs (argv: string[], env: Record<string, string 
   const { options, positionals } = parseArgs(argv, {
     nodes: { type: 'string' },
     'lb-port': { type: 'string' },
+    'lb-rate': { type: 'string' },
     config: { type: 'string' },
     data: { type: 'string' },
     'http-port': { type: 'string' },
@@ -87,6 +90,7 @@ export function parseDevClusterArgs (argv: string[], env: Record<string, string 
   if (positionals.length > 0) throw new UsageError(`unexpected argument ${positionals[0]}`)
   const nodes = intOption('nodes', options.nodes, 3, 1, 50)
   const lbPort = intOption('lb-port', options['lb-port'], DEFAULT_PESIT_PORT, 0, 65535)
+  const lbBytesPerSecond = options['lb-rate'] === undefined ? undefined : intOption('lb-rate', options['lb-rate'], 0, 1, 1_000_000_000_000)
   const httpPort = intOption('http-port', options['http-port'], DEFAULT_HTTP_PORT, 1, 65535)
   const clusterPort = intOption('cluster-port', options['cluster-port'], DEFAULT_CLUSTER_PORT, 1, 65535)
   const demoPesitPort = intOption('pesit-port', options['pesit-port'], DEFAULT_PESIT_PORT, 1, 65535)
@@ -109,6 +113,7 @@ export function parseDevClusterArgs (argv: string[], env: Record<string, string 
     dataGiven,
     init: {
       nodes, baseIp, dataDir, lbHost: '127.0.0.1', lbPort, httpPort, clusterPort, demoPesitPort,
+      ...(lbBytesPerSecond !== undefined ? { lbBytesPerSecond } : {}),
       ...(typeof options.config === 'string' ? { configFile: resolve(options.config) } : {}),
       apiUser: env.VECTIS_API_USER ?? DEV_API_USER,
       apiPassword: env.VECTIS_API_PASSWORD ?? randomBytes(12).toString('base64url'),
@@ -228,7 +233,7 @@ export async function runDevCluster (argv: string[], out: NodeJS.WriteStream = p
     `  dns server       ${cluster.dns.address}  answers ${DEV_DNS_NAME}`,
     `  kubernetes api   ${cluster.api.url}  namespace ${DEV_NAMESPACE}; kubeconfig ${cluster.kubeconfig}`,
     ...cluster.snapshot().map((m) => `  member ${m.name.padEnd(9)} ${m.ip}  http ${m.ip}:${init.httpPort}  cluster ${m.ip}:${init.clusterPort}  pesit ${m.ip}:${target ?? '-'}  log ${m.logFile}`),
-    `  load balancer    ${lbAddr} -> pod labelled ${DEFAULT_LEADER_LABEL}=true, port ${target ?? '(no PeSIT server configured)'}`,
+    `  load balancer    ${lbAddr} -> pod labelled ${DEFAULT_LEADER_LABEL}=true, port ${target ?? '(no PeSIT server configured)'}${init.lbBytesPerSecond === undefined ? '' : `; at most ${init.lbBytesPerSecond} bytes/s per connection and direction`}`,
     `  shared dir       ${cluster.sharedDir}`,
     ...(cluster.prometheus !== undefined ? [`  prometheus       ${cluster.prometheus.url}  (scrapes every member every 2 s; the alert rules of deploy/ loaded)`] : []),
     `  api credentials  user ${init.apiUser} password ${init.apiPassword}   (vectis status --url http://${cluster.snapshot()[0]!.ip}:${init.httpPort} --user ${init.apiUser} --password ${init.apiPassword})`,

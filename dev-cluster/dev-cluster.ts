@@ -11,7 +11,8 @@
  *   namespace of its own at 10.S.0.(10+i), behind a bridge whose address 10.S.0.1 the DNS server and the API
  *   emulator listen on, so `partition()` can cut members off from each other as a network would (`netns.ts`);
  * - a TCP load balancer on 127.0.0.1 whose endpoint follows the pod labelled `vectis-leader=true`, driven by the
- *   emulator's change events the way a Service's endpoints follow its selector.
+ *   emulator's change events the way a Service's endpoints follow its selector (and, with `lbBytesPerSecond`, slower
+ *   than the network, to watch transfers in progress).
  *
  * It also plays the kubelet: a member process that exits on its own is reported to the API as a container
  * restart (restartCount + 1, which the other members' pod watch takes as a verified death) and is started again
@@ -66,6 +67,11 @@ export interface DevClusterInit {
   lbHost: string
   /** 0: any free port. */
   lbPort: number
+  /**
+   * Slows the load balancer down: at most this many bytes a second per connection and direction (`--lb-rate`; the
+   * load balancer's `bytesPerSecond`), so that a transfer through it can be watched in progress. Off by default.
+   */
+  lbBytesPerSecond?: number
   httpPort: number
   clusterPort: number
   /** `VECTIS_CONFIG` of every member; without it a demo configuration is written and used. */
@@ -265,7 +271,7 @@ export class DevCluster implements Startable {
     // No bearer tokens: kubectl will not send one over plain http, a curl one-liner should not need one, and the
     // emulator listens on loopback (or the lab's bridge) only. Each member's kubeconfig still names its own user.
     this.api = new K8sApiEmulator({ host: serviceHost, logger: components.logger })
-    this.lb = new TcpLoadBalancer({ logger: components.logger }, { host: init.lbHost, port: init.lbPort })
+    this.lb = new TcpLoadBalancer({ logger: components.logger }, { host: init.lbHost, port: init.lbPort, bytesPerSecond: init.lbBytesPerSecond })
     const rules = rulesManifest()
     this.prometheus = init.prometheusPort === undefined
       ? undefined

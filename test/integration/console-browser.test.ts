@@ -1,8 +1,8 @@
 /**
  * The web console in a real browser (issue 15): Debian's headless `chromium`, driven by puppeteer-core, against a
  * 3-member dev cluster on this file's own loopback range (127.0.83.x), the built members (dist/). The console of a
- * standby shows the three members and which one leads; a push through the load balancer (slowed by a small proxy,
- * so that it lasts a few seconds, and without sync points, so that every figure between its start and end is the
+ * standby shows the three members and which one leads; a push through the load balancer (its rate capped, so that
+ * it lasts a few seconds, and without sync points, so that every figure between its start and end is the
  * leader's live progress relayed over the cluster) shows in progress with a bar of the announced size whose value
  * grows, then its completed row, whose detail the keyboard opens; a hand-over made
  * by keyboard on the leader's console (its POST passes the cross-site checks) reaches the standby's page; kill -9 of
@@ -13,12 +13,11 @@
  */
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { spawn, spawnSync } from 'node:child_process'
+import { spawn } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import { existsSync, readdirSync, readFileSync } from 'node:fs'
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
 import { createRequire } from 'node:module'
-import { createServer, connect, type Socket } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { gzipSync } from 'node:zlib'
@@ -26,6 +25,7 @@ import WebSocket from 'ws'
 import { silentLogger } from '../../common/logger.js'
 import { DevCluster } from '../../dev-cluster/dev-cluster.js'
 import { pushFile } from '../../transfer/push.js'
+import { chromiumPath, type PageGlobals as ConsolePageGlobals } from '../helpers/chromium.js'
 import { ROOT, VECTISD } from '../helpers/daemon-process.js'
 import { waitFor } from '../helpers/wait-for.js'
 
@@ -39,51 +39,14 @@ const CONFIG = [
   'partners:', '  - id: CXCLIENT', `    password: ${PARTNER_PASSWORD}`, '    access: both',
   'files:', '  - id: INBOX', '    directory: inbox', '    filenamePattern: "${partner}_${transferId}"', ''
 ].join('\n')
-/** The pushed file, and how fast the proxy lets it through: a transfer of about 4 s. */
+/** The pushed file, and how fast the load balancer lets it through: a transfer of about 4 s. */
 const PUSH_BYTES = 8 * 1024 * 1024
-const PROXY_BYTES_PER_S = 2 * 1024 * 1024
-
-/** Debian's chromium (or another Chromium on PATH), if installed. */
-function chromiumPath (): string | undefined {
-  for (const name of ['chromium', 'chromium-browser', 'google-chrome']) {
-    const r = spawnSync('which', [name], { encoding: 'utf8' })
-    if (r.status === 0 && r.stdout.trim() !== '') return r.stdout.trim()
-  }
-  return undefined
-}
-
-/** A TCP proxy to `target` that forwards the client's bytes at `bytesPerS` at most (the answers go through at once). */
-async function slowProxy (target: { host: string, port: number }, bytesPerS: number): Promise<{ port: number, close: () => void }> {
-  const sockets = new Set<Socket>()
-  const server = createServer((client) => {
-    const upstream = connect(target.port, target.host)
-    sockets.add(client).add(upstream)
-    client.on('data', (chunk: Buffer) => {
-      client.pause()
-      upstream.write(chunk)
-      setTimeout(() => { client.resume() }, Math.ceil(chunk.length * 1000 / bytesPerS))
-    })
-    upstream.pipe(client)
-    const end = (): void => { client.destroy(); upstream.destroy(); sockets.delete(client); sockets.delete(upstream) }
-    client.on('close', end).on('error', end).on('end', () => { upstream.end() })
-    upstream.on('close', end).on('error', end)
-  })
-  await new Promise<void>((resolve) => { server.listen(0, '127.0.0.1', resolve) })
-  const addr = server.address()
-  return {
-    port: typeof addr === 'object' && addr !== null ? addr.port : 0,
-    // A server closes only once its connections have ended: they are cut here, a hung push's included.
-    close: () => { server.close(); for (const s of sockets) s.destroy() }
-  }
-}
+const LB_BYTES_PER_S = 2 * 1024 * 1024
 
 interface Status { leader: string | null, members: Array<{ name: string }> }
 
-// The page's side, as the functions given to page.evaluate see it (this project's test types have no DOM lib).
-interface El { id: string, textContent: string | null, getAttribute: (name: string) => string | null, querySelector: (s: string) => El | null }
-interface PageGlobals {
-  document: { activeElement: El | null, querySelector: (s: string) => El | null, querySelectorAll: (s: string) => ArrayLike<El> & Iterable<El> }
-  performance: { now: () => number }
+/** The page's globals, with what this test adds to them: its own mark, and axe-core. */
+interface PageGlobals extends ConsolePageGlobals {
   notReloaded?: boolean
   axe: { run: (ctx: unknown) => Promise<{ violations: Array<{ id: string, impact: string | null, nodes: unknown[] }> }> }
 }
@@ -105,7 +68,7 @@ void test('the web console in Chromium: members and leader, live progress, detai
   const work = await mkdtemp(join(tmpdir(), 'vectis-console-'))
   await writeFile(join(work, 'vectis.yaml'), CONFIG)
   const dc = new DevCluster({ logger: silentLogger() }, {
-    nodes: 3, baseIp: BASE_IP, dataDir: join(work, 'cluster'), lbHost: '127.0.0.1', lbPort: 0, httpPort: HTTP_PORT, clusterPort: 7800,
+    nodes: 3, baseIp: BASE_IP, dataDir: join(work, 'cluster'), lbHost: '127.0.0.1', lbPort: 0, lbBytesPerSecond: LB_BYTES_PER_S, httpPort: HTTP_PORT, clusterPort: 7800,
     configFile: join(work, 'vectis.yaml'), demoPesitPort: 5000, apiUser: USER, apiPassword: PASSWORD, demoPassword: 'unused12',
     clusterSecret: 'console-test-cluster-secret-0123', logLevel: 'info', restart: false, memberCommand: [process.execPath, VECTISD]
   })
@@ -196,11 +159,9 @@ void test('the web console in Chromium: members and leader, live progress, detai
   await waitFor(() => plainTypes.includes('state') && transferTypes.includes('state') && /leader/.test(watchOut), { timeoutMs: 10_000, what: 'the stream clients connected' })
 
   // A push through the load balancer, slowed down: in progress on the standby's console with its bytes growing, then completed.
-  const proxy = await slowProxy({ host: '127.0.0.1', port: dc.lb.port! }, PROXY_BYTES_PER_S)
-  cleanups.push(() => { proxy.close() })
   const source = join(work, 'push.bin')
   await writeFile(source, randomBytes(PUSH_BYTES))
-  const pushed = pushFile({ host: '127.0.0.1', port: proxy.port, partner: 'CXCLIENT', password: PARTNER_PASSWORD, server: 'PESITSRV', file: 'INBOX', source, transferId: 4242, timeoutMs: 30_000, syncIntervalKb: 0 })
+  const pushed = pushFile({ host: '127.0.0.1', port: dc.lb.port!, partner: 'CXCLIENT', password: PARTNER_PASSWORD, server: 'PESITSRV', file: 'INBOX', source, transferId: 4242, timeoutMs: 30_000, syncIntervalKb: 0 })
   pushed.catch(() => {})
   const bar = new Set<number>()
   await waitFor(async () => {

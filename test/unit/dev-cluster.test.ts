@@ -33,12 +33,18 @@ test('arguments: defaults, and bad usage is a UsageError naming the option', () 
   assert.deepEqual(ns !== 'help' && ns.init.netns, { subnet: 77 })
   const ns9 = parseDevClusterArgs(['--netns-subnet', '9', '--data', '/tmp/x'], {})
   assert.deepEqual(ns9 !== 'help' && ns9.init.netns, { subnet: 9 }, '--netns-subnet implies --netns')
+  assert.equal(p.init.lbBytesPerSecond, undefined, 'no rate cap by default')
+  const capped = parseDevClusterArgs(['--lb-rate', '1048576', '--data', '/tmp/x'], {})
+  assert.equal(capped !== 'help' && capped.init.lbBytesPerSecond, 1048576)
   for (const [argv, re] of [
     [['--netns', '--base-ip', '127.0.0.10'], /exclude each other/],
     [['--netns-subnet', '255'], /--netns-subnet/],
     [['--nodes', '0'], /--nodes/],
     [['--nodes', 'x'], /--nodes/],
     [['--lb-port', '70000'], /--lb-port/],
+    [['--lb-rate', '0'], /--lb-rate expects an integer from 1/],
+    [['--lb-rate', '1.5'], /--lb-rate/],
+    [['--lb-rate', '1M'], /--lb-rate/],
     [['--base-ip', '192.168.1.10'], /--base-ip/],
     [['--http-port', '7800'], /differ/],
     [['--bogus'], /unknown option --bogus/],

@@ -1,8 +1,11 @@
 import { describe, it } from 'node:test'
 import assert from 'node:assert/strict'
+import { randomBytes } from 'node:crypto'
 import { createServer, connect, type Server } from 'node:net'
 import { TcpLoadBalancer } from '../../dev-cluster/load-balancer.js'
 import { silentLogger } from '../../common/logger.js'
+import { ManualClock } from '../helpers/manual-clock.js'
+import { waitFor } from '../helpers/wait.js'
 
 async function backend (tag: string): Promise<{ server: Server, port: number }> {
   const server = createServer((s) => { s.on('data', (d) => { s.write(`${tag}:${d.toString()}`) }) })
@@ -48,6 +51,57 @@ describe('TcpLoadBalancer', () => {
       await lb.stop()
       a.server.close()
       b.server.close()
+    }
+  })
+
+  it('with a rate cap, forwards each direction a bucket at a time as its clock moves, the bytes intact', async () => {
+    // 100 000 B/s: a bucket of 10 000 bytes, refilled by 10 000 each 100 ms of the (hand-moved) clock.
+    const rate = 100_000
+    const bucket = 10_000
+    const clock = new ManualClock()
+    const overCap: string[] = []
+    let atBackend = 0
+    const echo = createServer((s) => {
+      s.on('data', (d: Buffer) => {
+        atBackend += d.length
+        // The invariant, checked at each arrival: never more than a full bucket plus what the clock has refilled.
+        const allowed = bucket + clock.now() * rate / 1000
+        if (atBackend > allowed) overCap.push(`${atBackend} bytes at ${clock.now()} ms, ${allowed} allowed`)
+        s.write(d)
+      })
+    })
+    await new Promise<void>((resolve) => echo.listen(0, '127.0.0.1', resolve))
+    const a = echo.address()
+    const lb = new TcpLoadBalancer({ logger: silentLogger(), clock }, { host: '127.0.0.1', port: 0, bytesPerSecond: rate })
+    lb.setEndpoint({ host: '127.0.0.1', port: typeof a === 'object' && a !== null ? a.port : 0 })
+    await lb.start()
+    const client = connect({ host: '127.0.0.1', port: lb.port! })
+    try {
+      const sent = randomBytes(4.5 * bucket)
+      const back: Buffer[] = []
+      let atClient = 0
+      client.on('data', (d: Buffer) => { back.push(d); atClient += d.length })
+      client.write(sent)
+      // The clock stands still between steps: each step lets exactly one more bucket through, both ways.
+      for (let step = 1; ; step++) {
+        const expected = Math.min(sent.length, step * bucket)
+        await waitFor(() => atBackend >= expected && atClient >= expected, { timeoutMs: 10_000, what: `${expected} bytes through both ways at ${clock.now()} ms` })
+        assert.deepEqual({ atBackend, atClient }, { atBackend: expected, atClient: expected }, `at ${clock.now()} ms`)
+        if (expected === sent.length) break
+        clock.advance(100)
+      }
+      assert.deepEqual(overCap, [])
+      assert.ok(Buffer.concat(back).equals(sent), 'the bytes came back intact and in order')
+    } finally {
+      client.destroy()
+      await lb.stop()
+      echo.close()
+    }
+  })
+
+  it('takes a rate cap only as a positive integer of bytes per second', () => {
+    for (const bytesPerSecond of [0, -1, 1.5, Number.NaN, Number.POSITIVE_INFINITY]) {
+      assert.throws(() => new TcpLoadBalancer({ logger: silentLogger() }, { host: '127.0.0.1', port: 0, bytesPerSecond }), /positive integer/, String(bytesPerSecond))
     }
   })
 })
