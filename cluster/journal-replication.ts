@@ -142,13 +142,21 @@ export class JournalReplicator {
    * rejects after the replication timeout or when this member stops leading. `async`: resolves at once.
    */
   async awaitReplicated (seq: number): Promise<void> {
-    if (!this.sync) return
+    if (this.sync) await this.awaitMajority(seq)
+  }
+
+  /**
+   * Resolves once a majority of the primary view (the leader included) holds the log up to `seq` durably, in either
+   * mode (in `async` the members report their position at most every ACK_INTERVAL_MS): what an API answers with
+   * "durable on a majority" waits for. Rejects after `timeoutMs` or if this member stops leading.
+   */
+  async awaitMajority (seq: number, timeoutMs = this.init.replicationTimeoutMs ?? DEFAULT_REPLICATION_TIMEOUT_MS): Promise<void> {
     if (this.replicatedOnMajority(seq)) return
     await new Promise<void>((resolve, reject) => {
       const timer = setTimeout(() => {
         this.waiters = this.waiters.filter((w) => w.timer !== timer)
-        reject(new Error(`journal entry ${seq} not on a majority of the members within ${this.init.replicationTimeoutMs ?? DEFAULT_REPLICATION_TIMEOUT_MS} ms`))
-      }, this.init.replicationTimeoutMs ?? DEFAULT_REPLICATION_TIMEOUT_MS)
+        reject(new Error(`journal entry ${seq} not on a majority of the members within ${timeoutMs} ms`))
+      }, timeoutMs)
       this.waiters.push({ seq, resolve, reject, timer })
     })
   }

@@ -16,23 +16,15 @@ import { Cron } from 'croner'
 import type { Logger } from '../common/logger.js'
 import type { Startable } from '../common/lifecycle.js'
 import type { Leadership } from '../cluster/leadership-api.js'
-import type { ServiceHandler } from '../cluster/cluster-api.js'
-import type { RequestOptions, RequestResult } from '../cluster/transport-types.js'
 import type { Backups, BackupManifest } from '../store/backups.js'
 import { BackupBusyError, BackupError, BackupNotFoundError, NotLeaderError } from '../store/errors.js'
 import type { Store } from '../store/store.js'
 import { HttpError, type HttpServer, type Reply } from './http-server.js'
+import { atLeader, type ForwardedReply, type LeaderForwarding } from './leader-forwarding.js'
 
 const SERVICE = 'backups'
 /** A forwarded restore waits this long for the leader's answer. */
 const FORWARD_TIMEOUT_MS = 10 * 60 * 1000
-
-/** The cluster as forwarding a restore to the leader needs it (absent on a standalone daemon). */
-export interface BackupForwarding {
-  leaderAddress(): string | undefined
-  request(address: string, payload: unknown, opts?: RequestOptions): Promise<RequestResult>
-  serve(name: string, handler: ServiceHandler): void
-}
 
 export interface BackupApiComponents {
   logger: Logger
@@ -40,7 +32,7 @@ export interface BackupApiComponents {
   store: Store
   backups: Backups
   leadership: Leadership
-  forwarding?: BackupForwarding
+  forwarding?: LeaderForwarding
   /**
    * Resolves once a new leader may write its journal (with VECTIS_REPLICATION=sync, after it took from the members
    * what its predecessor had them acknowledge): a restore appends to the journal.
@@ -55,9 +47,6 @@ export interface BackupApiInit {
   /** `VECTIS_BACKUP_SCHEDULE`, already checked (common/cron.ts). */
   schedule?: string
 }
-
-/** A reply as it crosses the cluster: the HTTP status and body the leader would have answered. */
-interface ForwardedReply { status: number, json: unknown }
 
 export class BackupApi implements Startable {
   private readonly log: Logger
@@ -130,18 +119,11 @@ export class BackupApi implements Startable {
   /** Here if this member leads, else at the leader. */
   private async restoreAnywhere (id: string): Promise<ForwardedReply> {
     if (this.c.leadership.isLeader() || this.c.forwarding === undefined) return await this.restoreHere(id)
-    const address = this.c.forwarding.leaderAddress()
-    if (address === undefined) throw new HttpError(503, 'no leader: a restore runs on the leader; try again once one is elected')
-    try {
-      const { reply } = await this.c.forwarding.request(address, { service: SERVICE, cluster: this.init.clusterName, op: 'restore', id },
-        { timeoutMs: FORWARD_TIMEOUT_MS })
-      const r = reply as Partial<ForwardedReply>
-      if (typeof r?.status !== 'number') throw new Error('malformed reply')
-      return { status: r.status, json: r.json }
-    } catch (err) {
-      throw new HttpError(502, `the leader (${address}) did not answer the restore: ${(err as Error).message}; ` +
-        'it may still be running: GET /api/backups and the journal tell, and running it again is safe')
-    }
+    return await atLeader(this.c.forwarding, SERVICE, { cluster: this.init.clusterName, op: 'restore', id }, {
+      timeoutMs: FORWARD_TIMEOUT_MS,
+      what: 'the restore',
+      ifLost: 'it may still be running: GET /api/backups and the journal tell, and running it again is safe'
+    })
   }
 
   private async restoreHere (id: string): Promise<ForwardedReply> {

@@ -23,6 +23,10 @@ import { MembershipCluster } from '../cluster/cluster-service.js'
 import { DeferredTransport } from '../cluster/deferred-transport.js'
 import { JournalReplicator, type ReplicationJournal } from '../cluster/journal-replication.js'
 import { ProgressRelay } from '../cluster/progress-relay.js'
+import { QueueRunner, type QueueJournal } from '../transfer/queue-runner.js'
+import { TransferQueueApi } from './transfer-queue-api.js'
+import type { LeaderForwarding } from './leader-forwarding.js'
+import type { Journal } from '../store/journal.js'
 import { Discovery } from '../cluster/discovery.js'
 import { K8sDeferred } from '../k8s/deferred-parts.js'
 import { configuredDirectories } from '../transfer/config-types.js'
@@ -151,6 +155,13 @@ export class Daemon implements Startable {
     this.registerRoutes()
     this.wireMetrics()
     const transport = this.transport
+    const forwarding: LeaderForwarding | undefined = membership === undefined || transport === undefined
+      ? undefined
+      : {
+          leaderAddress: () => membership.leaderAddress(),
+          request: async (address, payload, opts) => await transport.request(address, payload, opts),
+          serve: (name, handler) => { membership.serve(name, handler) }
+        }
     this.backups = new BackupApi({
       logger: components.logger,
       http: this.http,
@@ -159,20 +170,33 @@ export class Daemon implements Startable {
         { dir: join(config.sharedDir, 'backups'), member: config.podName, keep: config.backupKeep, scratchDir: config.dataDir }),
       leadership,
       leaderReady: async () => { await this.replication?.leaderReady() },
-      ...(membership === undefined || transport === undefined
-        ? {}
-        : {
-            forwarding: {
-              leaderAddress: () => membership.leaderAddress(),
-              request: async (address, payload, opts) => await transport.request(address, payload, opts),
-              serve: (name, handler) => { membership.serve(name, handler) }
-            }
-          }),
+      ...(forwarding !== undefined ? { forwarding } : {}),
       onBackup: (ok) => {
         this.metrics.backups.inc({ result: ok ? 'ok' : 'failed' })
         if (ok) this.metrics.backupLastSuccess.set(Date.now() / 1000)
       }
     }, { clusterName: config.clusterName, ...(config.backupSchedule !== undefined ? { schedule: config.backupSchedule } : {}) })
+    const partners = new Map(config.pesit.partners.map((p) => [p.id, p]))
+    const queueRunner = new QueueRunner({
+      logger: components.logger,
+      leadership,
+      leaderReady: async () => { await this.replication?.leaderReady() },
+      journal: () => queueJournal(this.store.journal),
+      partners,
+      onAttempt: (direction, outcome) => { this.metrics.queueAttempts.inc({ direction, outcome }) }
+    }, { member: config.podName })
+    const queueApi = new TransferQueueApi({
+      logger: components.logger,
+      http: this.http,
+      leadership,
+      journal: () => this.store.journal,
+      durable: async (seq, timeoutMs) => { await this.replication?.awaitMajority(seq, timeoutMs) },
+      leaderReady: async () => { await this.replication?.leaderReady() },
+      ...(forwarding !== undefined ? { forwarding } : {}),
+      queued: () => { queueRunner.wake() },
+      cancelled: (id) => { queueRunner.cancelled(id) }
+    }, { clusterName: config.clusterName, member: config.podName, sharedDir: config.sharedDir, partners, files: new Map(config.pesit.files.map((f) => [f.id, f])) })
+    this.metrics.onCollect(() => { if (this.store.started) this.metrics.queueDepth.set(this.store.journal.queue.depth()) })
 
     const dirs: Startable = {
       start: async () => {
@@ -199,6 +223,9 @@ export class Daemon implements Startable {
       ...(progressRelay === undefined ? [] : [{ name: 'transfer-progress', part: this.progressPart(progressRelay) }]),
       { name: 'pesit', part: binding },
       { name: 'backups', part: this.backups },
+      // After the PeSIT servers: a new leader requeues what its predecessor left running once its journal is settled.
+      { name: 'transfer-queue', part: queueRunner },
+      { name: 'transfer-queue-api', part: queueApi },
       ...(k8s === undefined ? [] : [{ name: 'k8s-labels', part: k8s.labelsPart }]),
       ...(k8s?.podWatchPart === undefined ? [] : [{ name: 'k8s-pod-watch', part: k8s.podWatchPart }]),
       { name: 'cluster', part: this.cluster },
@@ -489,5 +516,21 @@ export class Daemon implements Startable {
       }))
     }
     ws.on('close', () => { for (const off of offs) off() })
+  }
+}
+
+/** The journal and its queue as the queue's runner sees them. */
+function queueJournal (j: Journal): QueueJournal {
+  return {
+    due: (now, limit) => j.queue.due(now, limit),
+    nextDueAt: () => j.queue.nextDueAt(),
+    running: () => j.queue.running(),
+    get: (id) => j.get(id),
+    start: (id, a) => j.queue.start(id, a),
+    retryLater: (id, why) => j.queue.retryLater(id, why),
+    unconfirmed: (id, d) => j.queue.unconfirmed(id, d),
+    recordSyncPoint: (id, u) => j.recordSyncPoint(id, u),
+    complete: (id, r) => j.complete(id, r),
+    fail: (id, d) => j.fail(id, d)
   }
 }

@@ -5,6 +5,7 @@
  */
 import { Registry, Gauge, Counter, Histogram, collectDefaultMetrics } from 'prom-client'
 import { PEER_DEVIATIONS, TRANSFER_OUTCOMES } from '../transfer/ports.js'
+import { QUEUE_OUTCOMES } from '../transfer/queue-runner.js'
 
 export class Metrics {
   readonly registry = new Registry()
@@ -44,6 +45,8 @@ export class Metrics {
   readonly journalLag = new Gauge({ name: 'vectis_journal_replication_lag_entries', help: 'Entries between this member\'s position and the leader\'s last known head (0 on the leader)', registers: [this.registry] })
   readonly backups = new Counter({ name: 'vectis_backups_total', help: 'Journal backups this member took (requested or scheduled), by result', labelNames: ['result'] as const, registers: [this.registry] })
   readonly backupLastSuccess = new Gauge({ name: 'vectis_backup_last_success_timestamp_seconds', help: 'Unix time of the last verified backup this member took (0: none since start)', registers: [this.registry] })
+  readonly queueDepth = new Gauge({ name: 'vectis_transfer_queue_depth', help: 'Transfers the cluster initiates that are queued or running (every member reads its replica of the journal)', registers: [this.registry] })
+  readonly queueAttempts = new Counter({ name: 'vectis_transfer_queue_attempts_total', help: 'Attempts of queued transfers run by this member, by direction and outcome (retry: back in the queue)', labelNames: ['direction', 'outcome'] as const, registers: [this.registry] })
   readonly peerDeviations = new Counter({ name: 'vectis_pesit_peer_deviations_total', help: 'Departures of PeSIT peers from the protocol that were tolerated', labelNames: ['kind'] as const, registers: [this.registry] })
 
   /** Hooks run before every scrape, to refresh values computed on demand (lease remaining, heartbeat age). */
@@ -56,6 +59,7 @@ export class Metrics {
     for (const direction of ['receive', 'send'] as const) {
       this.transferBytes.inc({ direction }, 0)
       for (const status of TRANSFER_OUTCOMES) this.transfers.inc({ direction, status }, 0)
+      for (const outcome of QUEUE_OUTCOMES) this.queueAttempts.inc({ direction, outcome }, 0)
     }
     for (const kind of PEER_DEVIATIONS) this.peerDeviations.inc({ kind }, 0)
     for (const result of ['ok', 'failed'] as const) this.backups.inc({ result }, 0)

@@ -1,0 +1,185 @@
+/**
+ * Transfers the cluster initiates (issue 16), short form: a standalone `vectisd` queues sends through its API and
+ * runs them as a PeSIT requester against another `vectisd` playing the partner's server. Queued files arrive once
+ * with their SHA-256; bad requests are 400s naming the field; a partner that refuses (wrong password) fails the entry
+ * with its diagnostic and no retry; a partner that is down is retried with back-off until it comes back; a queued
+ * entry is cancelled through the API.
+ */
+import { describe, it, before, after } from 'node:test'
+import assert from 'node:assert/strict'
+import { createHash, randomBytes } from 'node:crypto'
+import { mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { DaemonProcess, freePorts, tempDir } from '../helpers/daemon-process.js'
+import { waitFor } from '../helpers/wait.js'
+
+const AUTH = { authorization: `Basic ${Buffer.from('vectis:pw').toString('base64')}` }
+const sha256 = (b: Buffer): string => createHash('sha256').update(b).digest('hex')
+
+interface Row { id: string, status: string, transferId: number, attempts: number, diagnostic: string | null, sha256: string | null, bytes: number, initiator: string }
+
+describe('the transfer queue: the cluster sends files to a partner', () => {
+  let dir: { path: string, remove: () => Promise<void> }
+  let cluster: DaemonProcess
+  let partner: DaemonProcess | undefined
+  let http = 0
+  let partnerHttp = 0
+  let partnerPesit = 0
+  const shared = (): string => join(dir.path, 'shared')
+  const inbox = (): string => join(dir.path, 'partner-shared', 'inbox')
+
+  const api = async (method: string, path: string, body?: unknown): Promise<{ status: number, json: Record<string, unknown> }> => {
+    const res = await fetch(`http://127.0.0.1:${http}${path}`, {
+      method, headers: { ...AUTH, 'content-type': 'application/json' }, ...(body !== undefined ? { body: JSON.stringify(body) } : {})
+    })
+    return { status: res.status, json: await res.json() as Record<string, unknown> }
+  }
+  const row = async (id: string): Promise<Row> => (await api('GET', `/api/transfers/${id}`)).json as unknown as Row
+  const until = async (id: string, what: string, ok: (r: Row) => boolean, timeoutMs = 30_000): Promise<Row> => {
+    let last: Row | undefined
+    try {
+      await waitFor(async () => { last = await row(id); return ok(last) }, { timeoutMs, intervalMs: 100, what: `${id} ${what}` })
+    } catch (err) {
+      const queueLog = cluster.logs.filter((l) => l.component === 'transfer:queue').slice(-8).map((l) => JSON.stringify(l)).join('\n')
+      throw new Error(`${(err as Error).message}; the row: ${JSON.stringify(last)}; the queue's last log lines:\n${queueLog}`)
+    }
+    return last!
+  }
+  const startPartner = async (): Promise<void> => {
+    partner = new DaemonProcess({
+      VECTIS_HTTP_PORT: String(partnerHttp), VECTIS_BIND_HOST: '127.0.0.1', VECTIS_DATA_DIR: join(dir.path, 'partner-data'),
+      VECTIS_SHARED_DIR: join(dir.path, 'partner-shared'), VECTIS_CONFIG: join(dir.path, 'partner.yaml'), VECTIS_API_PASSWORD: 'pw'
+    }, { cwd: dir.path }).start()
+    await partner.waitLog((l) => l.msg === 'PeSIT servers started (leader)')
+  }
+
+  before(async () => {
+    dir = await tempDir()
+    let pesit: number
+    ;[http, pesit, partnerHttp, partnerPesit] = await freePorts(4)
+    // The partner's server knows this cluster as requester VECTIS.
+    writeFileSync(join(dir.path, 'partner.yaml'), `servers:
+  - id: BANKSRV
+    port: ${partnerPesit}
+    syncIntervalKb: 64
+partners:
+  - id: VECTIS
+    password: ours123
+    access: write
+files:
+  - id: PAYIN
+    directory: inbox
+`)
+    writeFileSync(join(dir.path, 'vectis.yaml'), `servers:
+  - id: VECTIS
+    port: ${pesit}
+partners:
+  - id: BANK
+    password: bank123
+    host: 127.0.0.1
+    port: ${partnerPesit}
+    serverId: BANKSRV
+    remotePassword: ours123
+  - id: BADPW
+    password: bad12345
+    host: 127.0.0.1
+    port: ${partnerPesit}
+    serverId: BANKSRV
+    localId: VECTIS
+    remotePassword: wrong
+files:
+  - id: INBOX
+    directory: inbox
+`)
+    mkdirSync(join(dir.path, 'shared', 'out'), { recursive: true })
+    await startPartner()
+    cluster = new DaemonProcess({
+      VECTIS_HTTP_PORT: String(http), VECTIS_BIND_HOST: '127.0.0.1', VECTIS_DATA_DIR: join(dir.path, 'data'),
+      VECTIS_SHARED_DIR: shared(), VECTIS_CONFIG: join(dir.path, 'vectis.yaml'), VECTIS_API_PASSWORD: 'pw'
+    }, { cwd: dir.path }).start()
+    await cluster.waitLog((l) => l.msg === 'running the transfer queue')
+  })
+  after(async () => {
+    await cluster?.kill()
+    await partner?.kill()
+    await dir?.remove()
+  })
+
+  it('queued sends arrive once on the partner with their SHA-256, each row completed', async () => {
+    const sizes = [0, 1, 100 * 1024 + 3, 3 * 1024 * 1024 + 5]
+    const sent = new Map<string, Buffer>()
+    for (const [i, size] of sizes.entries()) {
+      const data = randomBytes(size)
+      writeFileSync(join(shared(), 'out', `f${i}.bin`), data)
+      const r = await api('POST', '/api/transfers', { direction: 'send', partner: 'BANK', file: 'PAYIN', path: `out/f${i}.bin`, priority: i % 3 })
+      assert.equal(r.status, 202, JSON.stringify(r.json))
+      sent.set(r.json.id as string, data)
+    }
+    for (const [id, data] of sent) {
+      const done = await until(id, 'completed', (r) => r.status === 'completed')
+      assert.equal(done.initiator, 'cluster')
+      assert.equal(done.bytes, data.length)
+      assert.equal(done.sha256, sha256(data))
+      assert.deepEqual(readFileSync(join(inbox(), `VECTIS_PAYIN_${done.transferId}`)), data, 'on the partner under its transfer id, whole')
+    }
+    assert.equal(readdirSync(inbox()).filter((n) => !n.startsWith('.')).length, sizes.length, 'each file once')
+  })
+
+  it('a bad request is a 400 naming what is wrong, and queues nothing', async () => {
+    writeFileSync(join(dir.path, 'outside.bin'), 'x')
+    const cases: Array<[unknown, number, RegExp]> = [
+      [{ direction: 'send', partner: 'BANK', file: 'PAYIN', path: join(dir.path, 'outside.bin') }, 400, /not under VECTIS_SHARED_DIR/],
+      [{ direction: 'send', partner: 'BANK', file: 'PAYIN', path: '../outside.bin' }, 400, /not under VECTIS_SHARED_DIR/],
+      [{ direction: 'send', partner: 'BANK', file: 'PAYIN', path: 'out/none.bin' }, 400, /no such file/],
+      [{ direction: 'send', partner: 'BANK', file: 'PAYIN', path: 'out' }, 400, /not a regular file/],
+      [{ direction: 'send', partner: 'NOBODY', file: 'PAYIN', path: 'out/f1.bin' }, 400, /partner "NOBODY" is not configured/],
+      [{ direction: 'send', partner: 'BANK', file: 'F'.repeat(77), path: 'out/f1.bin' }, 400, /^file: /],
+      [{ direction: 'send', partner: 'BANK', file: 'PAYIN', path: 'out/f1.bin', priority: 7 }, 400, /priority/],
+      [{ direction: 'send', partner: 'BANK', file: 'PAYIN', path: 'out/f1.bin', notBefore: 'tomorrow' }, 400, /RFC 3339/],
+      [{ direction: 'send', partner: 'BANK', file: 'PAYIN', path: 'out/f1.bin', colour: 'red' }, 400, /unknown field "colour"/],
+      [{ direction: 'upload', partner: 'BANK', file: 'PAYIN' }, 400, /direction/],
+      [[1, 2], 400, /JSON object/]
+    ]
+    const before = ((await api('GET', '/api/transfers?limit=1000')).json.transfers as unknown[]).length
+    for (const [body, status, msg] of cases) {
+      const r = await api('POST', '/api/transfers', body)
+      assert.equal(r.status, status, JSON.stringify(body))
+      assert.match(r.json.error as string, msg, JSON.stringify(body))
+    }
+    assert.equal(((await api('GET', '/api/transfers?limit=1000')).json.transfers as unknown[]).length, before)
+  })
+
+  it('a partner that refuses (wrong password) fails the entry with its diagnostic, without retrying', async () => {
+    writeFileSync(join(shared(), 'out', 'refused.bin'), 'refused')
+    const r = await api('POST', '/api/transfers', { direction: 'send', partner: 'BADPW', file: 'PAYIN', path: 'out/refused.bin' })
+    assert.equal(r.status, 202)
+    const failed = await until(r.json.id as string, 'failed', (x) => x.status === 'failed')
+    assert.match(failed.diagnostic ?? '', /^D3-304/)
+    assert.equal(failed.attempts, 1, 'no retry loop')
+  })
+
+  it('a partner that is down: retried with back-off, sent once it is back', async () => {
+    await partner!.kill()
+    writeFileSync(join(shared(), 'out', 'later.bin'), randomBytes(50_000))
+    const r = await api('POST', '/api/transfers', { direction: 'send', partner: 'BANK', file: 'PAYIN', path: 'out/later.bin' })
+    assert.equal(r.status, 202)
+    const id = r.json.id as string
+    const waiting = await until(id, 'retried at least twice', (x) => x.status === 'queued' && x.attempts >= 2)
+    assert.match(waiting.diagnostic ?? '', /^D3-310/)
+    await startPartner()
+    const done = await until(id, 'completed once the partner is back', (x) => x.status === 'completed')
+    assert.deepEqual(readFileSync(join(inbox(), `VECTIS_PAYIN_${done.transferId}`)), readFileSync(join(shared(), 'out', 'later.bin')))
+  })
+
+  it('DELETE cancels a queued entry; a partner\'s transfer or an unknown id cannot be cancelled', async () => {
+    const r = await api('POST', '/api/transfers', { direction: 'send', partner: 'BANK', file: 'PAYIN', path: 'out/f1.bin', notBefore: new Date(Date.now() + 3_600_000).toISOString() })
+    assert.equal(r.status, 202)
+    const id = r.json.id as string
+    assert.equal((await row(id)).status, 'queued')
+    const c = await api('DELETE', `/api/transfers/${id}`)
+    assert.equal(c.status, 200)
+    assert.equal(c.json.status, 'cancelled')
+    assert.equal((await api('DELETE', `/api/transfers/${id}`)).status, 409, 'final already')
+    assert.equal((await api('DELETE', '/api/transfers/99-99')).status, 404)
+  })
+})

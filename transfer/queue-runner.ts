@@ -1,0 +1,331 @@
+/**
+ * The leader's runner of the transfer queue (docs/design.md §5.8): while this member leads, it starts the queued
+ * transfers whose time has come, urgent first, at most `maxConnections` at a time per partner, as a PeSIT requester
+ * (push.ts for a send; pull.ts for a fetch), and records each attempt's fate in the journal:
+ *
+ * - completed: the partner confirmed the file (ACK(TRANS.END));
+ * - back in the queue with a back-off (1 s doubling up to 60 s, ±20 % jitter) on a connection error, an interruption,
+ *   or a diagnostic that means "try later" (resources, D2-207 file busy: a paused ex-leader may still hold the
+ *   partner's session, congestion, network);
+ * - failed, with its diagnostic and no retry, on one that means "refused" (authentication, access, unknown file or
+ *   partner, bad parameters);
+ * - unconfirmed when a restart is answered D2-204 (the partner has a file of that name): it may have completed the
+ *   transfer whose end this cluster never saw; resending blindly could store it twice.
+ *
+ * Every attempt uses the row's PI 13; once the partner acknowledged a sync point (each is journaled), the next
+ * attempt is a PeSIT restart from it with the spacing those sync points show: a new leader continues its
+ * predecessor's transfers, and a partner never stores a file twice because of a failover. A partner that cannot
+ * restart (D2-214, D2-228, D2-233: it lost its context) gets the file again from the start.
+ *
+ * Leadership: the runner starts attempts only while `isLeader()` holds right before; demoted, it aborts its attempts
+ * (the connection is cut: the partner keeps its restart point) and a new leader requeues the attempts its predecessor
+ * left in progress. Journal writes are lease-checked too (Journal.setLeaderCheck).
+ */
+import { createHash } from 'node:crypto'
+import { createReadStream, readFileSync } from 'node:fs'
+import { stat } from 'node:fs/promises'
+import type { Logger } from '../common/logger.js'
+import type { Startable } from '../common/lifecycle.js'
+import type { Leadership } from '../cluster/leadership-api.js'
+import type { TransferRecord } from '../store/journal-records.js'
+import type { PartnerOutbound, PesitPartnerConfig } from './config-types.js'
+import { DIAG, formatDiagnostic, type Diagnostic } from './diagnostics.js'
+import { PeerRefusalError, PesitError } from './errors.js'
+import { pushFile, PushInterruptedError } from './push.js'
+import { tlsConnector } from './requester-session.js'
+import { identityOf, identityString } from './send-source.js'
+
+/** What the runner needs of the journal and its queue (store/journal.ts, store/transfer-queue.ts). */
+export interface QueueJournal {
+  due(nowMs: number, limit: number): TransferRecord[]
+  nextDueAt(): number | undefined
+  running(): TransferRecord[]
+  get(id: string): TransferRecord | undefined
+  start(id: string, a: { member: string, epoch: number, source?: string, filePath?: string }): TransferRecord
+  retryLater(id: string, why: { diagnostic: string, at: number }): TransferRecord
+  unconfirmed(id: string, diagnostic: string): TransferRecord
+  recordSyncPoint(id: string, u: { syncPoint: number, offset: number }): TransferRecord
+  complete(id: string, r: { bytes: number, sha256: string }): TransferRecord
+  fail(id: string, diagnostic: string): TransferRecord
+}
+
+export interface QueueRunnerComponents {
+  logger: Logger
+  leadership: Pick<Leadership, 'isLeader' | 'currentEpoch' | 'events'>
+  /** resolves once a new leader may write its journal (VECTIS_REPLICATION=sync: caught up from the members) */
+  leaderReady?: () => Promise<void>
+  journal: () => QueueJournal
+  partners: ReadonlyMap<string, PesitPartnerConfig>
+  /** after each attempt ends (metrics): its direction and outcome */
+  onAttempt?: (direction: 'send' | 'receive', outcome: QueueOutcome) => void
+}
+
+export interface QueueRunnerInit {
+  member: string
+  /** back-off of retries: first delay, cap (ms) */
+  retryBaseMs?: number
+  retryMaxMs?: number
+  /** the watchdog of each PeSIT answer */
+  timeoutMs?: number
+  /** wall-clock ms (tests) */
+  now?: () => number
+}
+
+/** How an attempt of a queued transfer ended: `retry` is back in the queue. */
+export const QUEUE_OUTCOMES = ['completed', 'retry', 'failed', 'unconfirmed', 'cancelled'] as const
+export type QueueOutcome = typeof QUEUE_OUTCOMES[number]
+
+/** Diagnostics that mean "refused": no retry can succeed without an operator. */
+const REFUSALS = new Set(['2-200', '2-205', '2-210', '2-226', '3-301', '3-304', '3-305', '3-307', '3-308', '3-318'])
+/** Diagnostics of a partner that cannot restart: restart negotiation, unknown sync point, no restart context. */
+const RESTART_REFUSALS = new Set(['2-214', '2-228', '2-233'])
+const key = (d: Diagnostic): string => `${d.type}-${d.reason}`
+
+export class QueueRunner implements Startable {
+  private readonly log: Logger
+  private readonly running = new Map<string, { partner: string, abort: AbortController }>()
+  private readonly offs: Array<() => void> = []
+  private timer: ReturnType<typeof setTimeout> | undefined
+  private active = false
+  private stopped = true
+  private readonly now: () => number
+
+  constructor (private readonly c: QueueRunnerComponents, private readonly init: QueueRunnerInit) {
+    this.log = c.logger.child({ component: 'transfer:queue' })
+    this.now = init.now ?? Date.now
+  }
+
+  async start (): Promise<void> {
+    this.stopped = false
+    const ev = this.c.leadership.events
+    this.offs.push(ev.on('leader:elected', () => { this.activate() }), ev.on('leader:demoted', () => { this.deactivate('no longer the leader') }))
+    if (this.c.leadership.isLeader()) this.activate()
+  }
+
+  async stop (): Promise<void> {
+    this.stopped = true
+    for (const off of this.offs.splice(0)) off()
+    this.deactivate('stopping')
+  }
+
+  /** Something was queued or cancelled: look at the queue now rather than at the next timer. */
+  wake (): void {
+    if (this.active) this.schedule(0)
+  }
+
+  /** An operator cancelled `id` (already final in the journal): its attempt, if one runs here, stops. */
+  cancelled (id: string): void {
+    this.running.get(id)?.abort.abort(new Error('cancelled'))
+  }
+
+  private activate (): void {
+    if (this.stopped || this.active) return
+    this.active = true
+    void (this.c.leaderReady?.() ?? Promise.resolve()).then(() => { this.resume() }, (err: unknown) => {
+      this.log.warn({ err }, 'the journal did not settle: the queue waits for the next leadership')
+    })
+  }
+
+  /** The attempts a previous leader left running go back to the queue; then the queue runs. */
+  private resume (): void {
+    if (!this.active) return
+    // Their connections died with that leader, or are about to be cut by the partner: each restarts from its last
+    // acknowledged sync point.
+    try {
+      const j = this.c.journal()
+      for (const r of j.running()) {
+        if (this.running.has(r.id)) continue
+        j.retryLater(r.id, { diagnostic: `${formatDiagnostic(DIAG.NETWORK_INCIDENT)}: the member that ran it (${r.member}) no longer does`, at: this.now() })
+      }
+    } catch (err) {
+      this.log.warn({ err }, 'could not requeue the attempts left running; retrying')
+    }
+    this.log.info('running the transfer queue')
+    this.schedule(0)
+  }
+
+  private deactivate (why: string): void {
+    if (!this.active) return
+    this.active = false
+    clearTimeout(this.timer)
+    this.timer = undefined
+    for (const r of this.running.values()) r.abort.abort(new Error(why))
+    this.log.info({ reason: why, interrupted: this.running.size }, 'stopped running the transfer queue')
+  }
+
+  private schedule (delayMs: number): void {
+    if (!this.active) return
+    clearTimeout(this.timer)
+    this.timer = setTimeout(() => { this.timer = undefined; this.pump() }, Math.max(0, Math.min(delayMs, 60_000)))
+    this.timer.unref?.()
+  }
+
+  /** Starts what is due and may run now; sets the timer for the next. */
+  private pump (): void {
+    if (!this.active || !this.c.leadership.isLeader()) return
+    let j: QueueJournal
+    try {
+      j = this.c.journal()
+    } catch {
+      this.schedule(1000)
+      return
+    }
+    const now = this.now()
+    for (const row of j.due(now, 200)) {
+      if (this.running.has(row.id)) continue
+      const partner = this.c.partners.get(row.partner)
+      if (partner?.outbound === undefined) {
+        this.settle(row, () => j.fail(row.id, `${formatDiagnostic(DIAG.CALLED_UNKNOWN)}: partner ${row.partner} is not configured with a host to call`), 'failed')
+        continue
+      }
+      if (this.busyWith(row.partner) >= partner.outbound.maxConnections) continue
+      this.launch(j, row, partner.outbound)
+    }
+    const next = j.nextDueAt()
+    if (next !== undefined) this.schedule(next - this.now())
+  }
+
+  private busyWith (partner: string): number {
+    let n = 0
+    for (const r of this.running.values()) if (r.partner === partner) n++
+    return n
+  }
+
+  private launch (j: QueueJournal, row: TransferRecord, out: PartnerOutbound): void {
+    const abort = new AbortController()
+    this.running.set(row.id, { partner: row.partner, abort })
+    void this.attempt(j, row, out, abort.signal).finally(() => {
+      this.running.delete(row.id)
+      this.wake()
+    })
+  }
+
+  private async attempt (j: QueueJournal, row: TransferRecord, out: PartnerOutbound, signal: AbortSignal): Promise<void> {
+    const log = this.log.child({ transfer: row.id, partner: row.partner, file: row.virtualFile })
+    const epoch = this.c.leadership.currentEpoch()?.number ?? 0
+    if (row.direction !== 'send') {
+      this.settle(row, () => j.fail(row.id, `${formatDiagnostic(DIAG.TRANSFER_REFUSED)}: fetching is not supported by this version`), 'failed')
+      return
+    }
+    const path = row.filePath!
+    let source: string
+    try {
+      source = identityString(identityOf({ ...(await stat(path)), isFile: true }))
+    } catch (err) {
+      this.settle(row, () => j.fail(row.id, `${formatDiagnostic(DIAG.FILE_NOT_FOUND)}: cannot read ${path}: ${(err as Error).message}`), 'failed')
+      return
+    }
+    if (!this.c.leadership.isLeader() || signal.aborted) return
+    const articleSize = row.request?.articleSize ?? 4096
+    // A restart once the partner acknowledged a sync point, with the spacing those show (the partner may have lowered
+    // the interval proposed). Before any, there is nothing to restart from: the same PI 13 from the start (a
+    // partner holding the whole file already answers D2-204, and the row ends unconfirmed).
+    const articlesPerSync = row.syncPoint > 0 ? row.syncOffset / (row.syncPoint * articleSize) : 0
+    const restart = Number.isInteger(articlesPerSync) && articlesPerSync > 0
+    try {
+      j.start(row.id, { member: this.init.member, epoch, source })
+    } catch (err) {
+      // Its source changed since an attempt started: never sent mixed.
+      if ((err as Error).message.includes('source changed')) this.settle(row, () => j.fail(row.id, `${formatDiagnostic(DIAG.FILE_MODIFIED)}: ${path} changed since the first attempt`), 'failed')
+      else log.warn({ err }, 'could not start the attempt')
+      return
+    }
+    log.info({ attempt: row.attempts + 1, restart, fromSyncPoint: row.syncPoint }, 'sending a queued file')
+    let acknowledged = row.syncPoint
+    try {
+      const r = await pushFile({
+        host: out.host,
+        port: out.port,
+        partner: out.localId,
+        password: out.password,
+        server: out.serverId,
+        file: row.virtualFile,
+        source: path,
+        transferId: row.transferId,
+        articleSize,
+        syncIntervalKb: Math.ceil((row.request?.articlesPerSync ?? 0) * articleSize / 1024),
+        ...(restart ? { restart: { articlesPerSync } } : {}),
+        timeoutMs: this.init.timeoutMs ?? 30_000,
+        signal,
+        logger: log,
+        ...(out.tls !== undefined ? { connect: tlsConnector(out, readTls(out.tls)) } : {}),
+        onProgress: (p) => {
+          if (p.acknowledgedSyncPoint <= acknowledged) return
+          acknowledged = p.acknowledgedSyncPoint
+          // A demoted leader stops here: the write is lease-checked, and so is this.
+          if (!this.c.leadership.isLeader()) throw new Error('no longer the leader')
+          j.recordSyncPoint(row.id, { syncPoint: p.acknowledgedSyncPoint, offset: p.acknowledgedBytes })
+        }
+      })
+      const sha256 = await sha256Of(path)
+      this.settle(row, () => j.complete(row.id, { bytes: r.bytes, sha256 }), 'completed')
+      log.info({ bytes: r.bytes, resumedAt: r.startOffset }, 'queued file sent')
+    } catch (err) {
+      this.ended(j, row, err, signal, log)
+    }
+  }
+
+  /** Classifies how an attempt failed and records it. */
+  private ended (j: QueueJournal, row: TransferRecord, err: unknown, signal: AbortSignal, log: Logger): void {
+    if (j.get(row.id)?.status === 'cancelled') {
+      this.c.onAttempt?.(row.direction, 'cancelled')
+      log.info('attempt stopped: cancelled')
+      return
+    }
+    const diag = err instanceof PesitError ? err.diagnostic : DIAG.NETWORK_INCIDENT
+    const text = `${formatDiagnostic(diag)}: ${(err as Error).message}`
+    if (signal.aborted || !this.c.leadership.isLeader()) {
+      // Demoted or stopping: the next leader requeues it.
+      log.info({ reason: String(signal.reason ?? 'not leader') }, 'attempt stopped with the leadership')
+      return
+    }
+    // D2-204 to a transfer attempted before: the partner may have completed it, its end unseen here.
+    if (err instanceof PeerRefusalError && key(diag) === '2-204' && row.attempts > 0) {
+      this.settle(row, () => j.unconfirmed(row.id, `${text}: the partner may have the whole file from an earlier attempt; check with it before sending again`), 'unconfirmed')
+      return
+    }
+    if (err instanceof PeerRefusalError && !(err instanceof PushInterruptedError) && (REFUSALS.has(key(diag)) || key(diag) === '2-204')) {
+      log.warn({ diagnostic: formatDiagnostic(diag), err: (err as Error).message }, 'the partner refused a queued transfer: not retried')
+      this.settle(row, () => j.fail(row.id, text), 'failed')
+      return
+    }
+    if (err instanceof PeerRefusalError && RESTART_REFUSALS.has(key(diag)) && (j.get(row.id)?.syncPoint ?? 0) > 0) {
+      log.warn({ diagnostic: formatDiagnostic(diag) }, 'the partner cannot restart the transfer: the next attempt starts from the beginning')
+      this.settle(row, () => { j.recordSyncPoint(row.id, { syncPoint: 0, offset: 0 }); j.retryLater(row.id, { diagnostic: text, at: this.now() }) }, 'retry')
+      return
+    }
+    const delay = this.backoff(row.attempts + 1)
+    log.warn({ diagnostic: formatDiagnostic(diag), err: (err as Error).message, retryInMs: delay }, 'queued transfer failed: retrying later')
+    this.settle(row, () => j.retryLater(row.id, { diagnostic: text, at: this.now() + delay }), 'retry')
+  }
+
+  /** `attempts` started so far → the delay before the next: 1 s doubling, capped, ±20 %. */
+  private backoff (attempts: number): number {
+    const base = this.init.retryBaseMs ?? 1000
+    const max = this.init.retryMaxMs ?? 60_000
+    const d = Math.min(max, base * 2 ** Math.min(30, Math.max(0, attempts - 1)))
+    return Math.round(d * (0.8 + 0.4 * Math.random()))
+  }
+
+  private settle (row: TransferRecord, write: () => unknown, outcome: QueueOutcome): void {
+    try {
+      write()
+      this.c.onAttempt?.(row.direction, outcome)
+    } catch (err) {
+      this.log.warn({ err, transfer: row.id }, 'could not record the end of an attempt: the next leader requeues it')
+    }
+  }
+}
+
+function readTls (t: NonNullable<PartnerOutbound['tls']>): { ca?: Buffer, cert?: Buffer, key?: Buffer } {
+  return {
+    ...(t.caFile !== undefined ? { ca: readFileSync(t.caFile) } : {}),
+    ...(t.certFile !== undefined && t.keyFile !== undefined ? { cert: readFileSync(t.certFile), key: readFileSync(t.keyFile) } : {})
+  }
+}
+
+async function sha256Of (path: string): Promise<string> {
+  const h = createHash('sha256')
+  for await (const chunk of createReadStream(path)) h.update(chunk as Buffer)
+  return h.digest('hex')
+}
