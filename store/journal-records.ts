@@ -32,6 +32,8 @@ export interface InitiatedRequest {
   articlesPerSync?: number
   /** the schedule run that queued it */
   schedule?: { id: string, at: string }
+  /** a send from a local send virtual file (a schedule's): its `afterSend` applies once the partner has the file */
+  localFile?: string
 }
 
 export interface TransferRecord {
