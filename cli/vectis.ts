@@ -14,6 +14,9 @@ commands:
   status [--watch] [--url URL]     the member table of a running cluster; --watch follows its events
   backup create|list|restore ID [--url URL]
                                    journal backups: take one on the member asked, list them, restore one
+  transfer send|fetch|list|cancel [--url URL]
+                                   transfers the cluster initiates: queue a send or a fetch (--wait follows it),
+                                   list the journal, cancel one
   dev-cluster [--nodes N] [--lb-port P] [--config FILE] [--data DIR]
                                    an HA cluster on this machine (loopback, no Kubernetes) with a live status table
   help                             this text
@@ -27,6 +30,7 @@ type Command = (argv: string[]) => Promise<number>
 const commands: Record<string, Command> = {
   status: async (argv) => await (await import('./status.js')).runStatus(argv),
   backup: async (argv) => await (await import('./backup.js')).runBackup(argv),
+  transfer: async (argv) => await (await import('./transfer.js')).runTransfer(argv),
   'dev-cluster': async (argv) => await (await import('./dev-cluster.js')).runDevCluster(argv),
   send: async (argv) => await (await import('./send.js')).runSend(argv),
   receive: async (argv) => await (await import('./receive.js')).runReceive(argv)
