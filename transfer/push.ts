@@ -261,6 +261,13 @@ class PushSession extends RequesterSession {
       await packer.flush()
       await this.drainIncoming()
       progress()
+      // Most of the file may still be in the sockets' buffers: the server acknowledges its sync points as it gets
+      // there. Waiting for those acknowledgements before DTF.END reports each one as it comes (a caller that
+      // records them, such as the cluster's queue, can restart from the last one if this attempt dies now).
+      while (window > 0 && this.lastAcked < syncPoint) {
+        this.handleDataPhaseFpdu(await this.receive())
+        progress()
+      }
       return { bytes: offset, articles, syncPoints: syncPoint }
     } catch (err) {
       if (err instanceof InterruptSignal) return await this.interrupted(err.fpdu)
