@@ -24,6 +24,7 @@ import { DeferredTransport } from '../cluster/deferred-transport.js'
 import { JournalReplicator, type ReplicationJournal } from '../cluster/journal-replication.js'
 import { ProgressRelay } from '../cluster/progress-relay.js'
 import { QueueRunner, type QueueJournal } from '../transfer/queue-runner.js'
+import { ScheduleRunner } from '../transfer/schedule-runner.js'
 import { TransferQueueApi } from './transfer-queue-api.js'
 import type { LeaderForwarding } from './leader-forwarding.js'
 import type { Journal } from '../store/journal.js'
@@ -177,6 +178,7 @@ export class Daemon implements Startable {
       }
     }, { clusterName: config.clusterName, ...(config.backupSchedule !== undefined ? { schedule: config.backupSchedule } : {}) })
     const partners = new Map(config.pesit.partners.map((p) => [p.id, p]))
+    const files = new Map(config.pesit.files.map((f) => [f.id, f]))
     const queueRunner = new QueueRunner({
       logger: components.logger,
       leadership,
@@ -195,7 +197,14 @@ export class Daemon implements Startable {
       ...(forwarding !== undefined ? { forwarding } : {}),
       queued: () => { queueRunner.wake() },
       cancelled: (id) => { queueRunner.cancelled(id) }
-    }, { clusterName: config.clusterName, member: config.podName, sharedDir: config.sharedDir, partners, files: new Map(config.pesit.files.map((f) => [f.id, f])) })
+    }, { clusterName: config.clusterName, member: config.podName, sharedDir: config.sharedDir, partners, files })
+    const schedules = new ScheduleRunner({
+      logger: components.logger,
+      leadership,
+      leaderReady: async () => { await this.replication?.leaderReady() },
+      journal: () => this.store.journal.queue,
+      queued: () => { queueRunner.wake() }
+    }, { member: config.podName, schedules: config.pesit.schedules, files, partners })
     this.metrics.onCollect(() => { if (this.store.started) this.metrics.queueDepth.set(this.store.journal.queue.depth()) })
 
     const dirs: Startable = {
@@ -225,6 +234,7 @@ export class Daemon implements Startable {
       { name: 'backups', part: this.backups },
       // After the PeSIT servers: a new leader requeues what its predecessor left running once its journal is settled.
       { name: 'transfer-queue', part: queueRunner },
+      { name: 'transfer-schedules', part: schedules },
       { name: 'transfer-queue-api', part: queueApi },
       ...(k8s === undefined ? [] : [{ name: 'k8s-labels', part: k8s.labelsPart }]),
       ...(k8s?.podWatchPart === undefined ? [] : [{ name: 'k8s-pod-watch', part: k8s.podWatchPart }]),

@@ -19,6 +19,7 @@ import type { InitiatedRequest, TransferRecord } from '../store/journal-records.
 import type { EnqueueInput } from '../store/transfer-queue.js'
 import type { Journal } from '../store/journal.js'
 import { fileIdError, type PesitFileConfig, type PesitPartnerConfig } from '../transfer/config-types.js'
+import { QUEUED_ARTICLE_SIZE, QUEUED_ARTICLES_PER_SYNC } from '../transfer/queued-send.js'
 import { HttpError, type HttpServer } from './http-server.js'
 import { atLeader, type ForwardedReply, type LeaderForwarding } from './leader-forwarding.js'
 
@@ -26,9 +27,6 @@ const SERVICE = 'transfers'
 const FORWARD_TIMEOUT_MS = 15_000
 /** How long a POST waits for its row to reach a majority. */
 const DURABLE_TIMEOUT_MS = 10_000
-/** The article length and sync spacing of a queued send: 4 KiB articles, a sync point every 1 MiB. */
-export const QUEUED_ARTICLE_SIZE = 4096
-export const QUEUED_ARTICLES_PER_SYNC = 256
 
 const FIELDS = new Set(['direction', 'partner', 'file', 'path', 'remoteName', 'into', 'priority', 'notBefore'])
 

@@ -30,6 +30,11 @@ export interface EnqueueInput {
   remoteFile: string
   /** send: the local source file */
   filePath?: string
+  /**
+   * send: the identity (`<size>:<mtimeMs>:<inode>`) the file had when it was queued (a schedule's sends), kept as the
+   * row's `source`: an attempt that finds another identity fails instead of sending a changed file
+   */
+  source?: string
   request: InitiatedRequest
   /** wall-clock ms before which it does not start (default: now) */
   notBefore?: number
@@ -46,6 +51,13 @@ export interface QueueContext {
   change: (id: string, fn: (r: TransferRecord) => TransferRecord, allowed?: readonly TransferStatus[]) => TransferRecord
 }
 
+/** What `sendsOf` tells of one row: its status and the identity of the source it was queued or sent with. */
+export interface SendOfFile {
+  id: string
+  status: TransferStatus
+  source: string | null
+}
+
 /** The statuses a cancellation may stop. */
 const CANCELLABLE: readonly TransferStatus[] = ['queued', 'in-progress', 'interrupted']
 
@@ -55,6 +67,8 @@ export class TransferQueue {
     nextDue: Statement<[], { at: number | null }>
     depth: Statement<[], { n: number }>
     running: Statement<[], TransferRow>
+    sendsOf: Statement<[string, string, string, string, string, string], SendOfFile>
+    lastScheduled: Statement<[string], { at: string | null }>
   }
 
   constructor (private readonly c: QueueContext) {
@@ -64,7 +78,16 @@ export class TransferQueue {
         "ORDER BY json_extract(request, '$.priority'), next_attempt_at, created_at, rowid LIMIT ?"),
       nextDue: c.db.prepare("SELECT min(next_attempt_at) AS at FROM transfers WHERE status = 'queued'"),
       depth: c.db.prepare("SELECT count(*) AS n FROM transfers WHERE initiator = 'cluster' AND status IN ('queued', 'in-progress')"),
-      running: c.db.prepare(`SELECT ${COLUMNS} FROM transfers WHERE initiator = 'cluster' AND status = 'in-progress' ORDER BY created_at, rowid`)
+      running: c.db.prepare(`SELECT ${COLUMNS} FROM transfers WHERE initiator = 'cluster' AND status = 'in-progress' ORDER BY created_at, rowid`),
+      // Completed rows through the index of completed sends, the others (few: final failures and live rows) through
+      // the status index; not the partner's index, which would read every row of the partner.
+      sendsOf: c.db.prepare('SELECT id, status, source, created_at, rowid AS r FROM transfers INDEXED BY transfers_sent ' +
+        "WHERE partner = ? AND virtual_file = ? AND file_path = ? AND direction = 'send' AND status = 'completed' AND initiator = 'cluster' " +
+        'UNION ALL SELECT id, status, source, created_at, rowid AS r FROM transfers INDEXED BY transfers_status_created ' +
+        "WHERE partner = ? AND virtual_file = ? AND file_path = ? AND direction = 'send' AND initiator = 'cluster' " +
+        "AND status IN ('queued', 'in-progress', 'interrupted', 'failed', 'cancelled', 'unconfirmed') ORDER BY created_at, r"),
+      lastScheduled: c.db.prepare("SELECT max(json_extract(request, '$.schedule.at')) AS at FROM transfers " +
+        "WHERE initiator = 'cluster' AND json_extract(request, '$.schedule.id') = ?")
     }
   }
 
@@ -76,6 +99,10 @@ export class TransferQueue {
     checkText('member', input.member)
     if (input.direction !== 'send' && input.direction !== 'receive') throw new InvalidTransferError(`direction must be send or receive, got ${String(input.direction)}`)
     if (input.direction === 'send') checkText('filePath', input.filePath)
+    if (input.source !== undefined) {
+      if (input.direction !== 'send') throw new InvalidTransferError('source is the identity of a file to send: a fetch has none')
+      checkText('source', input.source)
+    }
     if (![0, 1, 2].includes(input.request.priority)) throw new InvalidTransferError(`priority must be 0, 1 or 2, got ${String(input.request.priority)}`)
     return this.c.insert(input.epoch, (a, now) => ({
       id: a.key,
@@ -90,7 +117,7 @@ export class TransferQueue {
       syncOffset: 0,
       sha256: null,
       filePath: input.filePath ?? null,
-      source: null,
+      source: input.source ?? null,
       diagnostic: null,
       member: input.member,
       epoch: Math.max(input.epoch, this.c.currentEpoch()),
@@ -153,5 +180,19 @@ export class TransferQueue {
   /** Initiated rows in progress: on a new leader, the attempts its predecessor left running. */
   running (): TransferRecord[] {
     return this.s.running.all().map(toRecord)
+  }
+
+  /**
+   * The sends the cluster queued of `filePath` to `partner`'s virtual file `remoteFile`, oldest first, whatever
+   * their status (pruned rows are gone): what a schedule's run checks before queueing a file again.
+   */
+  sendsOf (q: { partner: string, remoteFile: string, filePath: string }): SendOfFile[] {
+    const args = [q.partner, q.remoteFile, q.filePath] as const
+    return this.s.sendsOf.all(...args, ...args).map((r) => ({ id: r.id, status: r.status, source: r.source }))
+  }
+
+  /** The latest scheduled time (RFC 3339) of the rows schedule `scheduleId` queued still in the journal, if any. */
+  lastScheduledRun (scheduleId: string): string | undefined {
+    return this.s.lastScheduled.get(scheduleId)?.at ?? undefined
   }
 }

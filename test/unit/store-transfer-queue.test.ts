@@ -90,3 +90,56 @@ void test('the queue replicates with the journal: a standby reads the same queue
   const next = leader.journal.begin(transfer(3))
   assert.ok(![a.transferId, b.transferId].includes(next.transferId))
 })
+
+void test('sendsOf: every send of one path to one partner\'s file, whatever its status, with the identity it was queued or sent with', async (t) => {
+  const { store, clock } = await startStore(t, tempDataDir(t))
+  const q = store.journal.queue
+  const path = '/shared/out/a.csv'
+  const done = q.enqueue(send({ source: '10:1:7' }))
+  q.start(done.id, { member: 'vectis-0', epoch: 3, source: '10:1:7' })
+  store.journal.complete(done.id, { bytes: 10, sha256: 'b'.repeat(64) })
+  clock.advance(10)
+  const failed = q.enqueue(send({ source: '11:2:7' }))
+  q.start(failed.id, { member: 'vectis-0', epoch: 3, source: '11:2:7' })
+  store.journal.fail(failed.id, 'D2-205: unknown file')
+  clock.advance(10)
+  const live = q.enqueue(send())
+  clock.advance(10)
+  q.enqueue(send({ filePath: '/shared/out/b.csv' }))
+  q.enqueue(send({ partner: 'OTHER' }))
+  q.enqueue(send({ remoteFile: 'PAYOUT' }))
+  store.journal.begin(transfer(3, { partner: 'BANK', virtualFile: 'PAYIN', direction: 'send', filePath: path, source: '10:1:7' }))
+  assert.deepEqual(q.sendsOf({ partner: 'BANK', remoteFile: 'PAYIN', filePath: path }), [
+    { id: done.id, status: 'completed', source: '10:1:7' },
+    { id: failed.id, status: 'failed', source: '11:2:7' },
+    { id: live.id, status: 'queued', source: null }
+  ], 'oldest first; other paths, partners, remote files and a partner\'s own pull are not counted')
+  assert.deepEqual(q.sendsOf({ partner: 'BANK', remoteFile: 'PAYIN', filePath: '/shared/out/none.csv' }), [])
+})
+
+void test('a send queued with its source identity keeps it: an attempt that finds the file changed cannot start; a fetch has no source', async (t) => {
+  const { store } = await startStore(t, tempDataDir(t))
+  const q = store.journal.queue
+  const a = q.enqueue(send({ source: '100:5:7' }))
+  assert.equal(a.source, '100:5:7')
+  assert.throws(() => q.start(a.id, { member: 'vectis-0', epoch: 3, source: '101:6:7' }), /source changed/)
+  assert.equal(q.start(a.id, { member: 'vectis-0', epoch: 3, source: '100:5:7' }).status, 'in-progress')
+  assert.throws(() => q.enqueue(send({ direction: 'receive', filePath: undefined, source: '1:1:1' })), /a fetch has none/)
+  assert.throws(() => q.enqueue(send({ source: '' })), InvalidTransferError)
+})
+
+void test('lastScheduledRun: the latest scheduled time of a schedule\'s rows, whatever their status; none for a schedule without rows', async (t) => {
+  const { store } = await startStore(t, tempDataDir(t))
+  const q = store.journal.queue
+  const run = (id: string, at: string): EnqueueInput => send({ request: { priority: 1, schedule: { id, at }, localFile: 'OUT' } })
+  assert.equal(q.lastScheduledRun('nightly'), undefined)
+  q.enqueue(run('nightly', '2026-01-02T00:00:00.000Z'))
+  const cancelled = q.enqueue(run('nightly', '2026-01-03T00:00:00.000Z'))
+  q.cancel(cancelled.id, 'not this one')
+  q.enqueue(run('nightly', '2026-01-01T00:00:00.000Z'))
+  q.enqueue(run('hourly', '2026-01-05T10:00:00.000Z'))
+  q.enqueue(send())
+  assert.equal(q.lastScheduledRun('nightly'), '2026-01-03T00:00:00.000Z')
+  assert.equal(q.lastScheduledRun('hourly'), '2026-01-05T10:00:00.000Z')
+  assert.equal(q.lastScheduledRun('weekly'), undefined)
+})
