@@ -156,7 +156,7 @@ describe('standalone vectisd with its embedded defaults', () => {
     assert.equal(emptyForm.status, 415)
     const foreign = await http(port, 'POST', handover, { auth, contentType: 'application/json', headers: { origin: 'https://evil.example' } })
     assert.equal(foreign.status, 403)
-    assert.match(error(foreign), /Origin https:\/\/evil\.example is not this server's \(http:\/\/127\.0\.0\.1:\d+\)/)
+    assert.match(error(foreign), /Origin https:\/\/evil\.example is not this server's \(127\.0\.0\.1:\d+\)/)
     const crossSite = await http(port, 'POST', handover, { auth, contentType: 'application/json', headers: { 'sec-fetch-site': 'cross-site' } })
     assert.equal(crossSite.status, 403)
     assert.match(error(crossSite), /Sec-Fetch-Site is cross-site/)
