@@ -185,6 +185,8 @@ export class Daemon implements Startable {
       leaderReady: async () => { await this.replication?.leaderReady() },
       journal: () => queueJournal(this.store.journal),
       partners,
+      files,
+      fs: new NodeDurableFs(),
       onAttempt: (direction, outcome) => { this.metrics.queueAttempts.inc({ direction, outcome }) }
     }, { member: config.podName })
     const queueApi = new TransferQueueApi({

@@ -165,7 +165,15 @@ export class TransferQueueApi implements Startable {
     const base = { epoch, member: this.init.member, partner: partnerId, serverId: partner.outbound!.serverId, remoteFile: file, ...(notBefore !== undefined ? { notBefore } : {}) }
     if (direction === 'fetch') {
       if (b.path !== undefined) bad('path is for a send; a fetch lands in the virtual file named by "into"')
-      throw new HttpError(501, 'fetching (direction "fetch") is not available yet in this version; sends are')
+      const into = text('into') ?? bad('into (the local receive virtual file the fetched file lands in) is required')
+      const local = this.init.files.get(into) ?? bad(`into: "${into.slice(0, 40)}" is not a local virtual file`)
+      if (local.direction === 'send') bad(`into: ${into} is a send virtual file; a fetch needs one of direction receive or both`)
+      const remoteName = text('remoteName')
+      if (remoteName !== undefined) {
+        const why = remoteNameError(remoteName, file)
+        if (why !== undefined) bad(`remoteName: ${why}`)
+      }
+      return { ...base, direction: 'receive', request: { ...request, into, ...(remoteName !== undefined ? { remoteName } : {}) } }
     }
     if (b.remoteName !== undefined || b.into !== undefined) bad('remoteName and into are for a fetch')
     const path = this.sharedFile(text('path') ?? bad('path (the file to send, under VECTIS_SHARED_DIR) is required'))
@@ -188,4 +196,12 @@ export class TransferQueueApi implements Startable {
     if (!statSync(real).isFile()) throw new HttpError(400, `path ${p.slice(0, 200)} is not a regular file`)
     return real
   }
+}
+
+/** Why `name` cannot name one file of the partner's virtual file `file` (`FILEID/name` in PI 12), if it cannot. */
+function remoteNameError (name: string, file: string): string | undefined {
+  if (/[/\\]/.test(name) || name === '.' || name === '..') return 'one file name, without / or \\'
+  if (name.startsWith('.')) return 'a hidden name is never offered by a server'
+  if (!/^[\x20-\x7e]+$/.test(name) || file.length + 1 + name.length > 76) return `"${file}/${name.slice(0, 40)}" does not fit PI 12 (76 printable characters)`
+  return undefined
 }

@@ -28,12 +28,16 @@ import type { Logger } from '../common/logger.js'
 import type { Startable } from '../common/lifecycle.js'
 import type { Leadership } from '../cluster/leadership-api.js'
 import type { TransferRecord } from '../store/journal-records.js'
-import type { PartnerOutbound, PesitPartnerConfig } from './config-types.js'
+import { basename, dirname, join } from 'node:path'
+import type { DurableFs } from '../store/durable-fs.js'
+import { directoryFor, finalFileName, type PartnerOutbound, type PesitFileConfig, type PesitPartnerConfig } from './config-types.js'
 import { DIAG, formatDiagnostic, type Diagnostic } from './diagnostics.js'
 import { PeerRefusalError, PesitError } from './errors.js'
+import { pullFile, type PullCheckpoint } from './pull.js'
 import { pushFile, PushInterruptedError } from './push.js'
-import { tlsConnector } from './requester-session.js'
-import { identityOf, identityString } from './send-source.js'
+import { QUEUED_ARTICLE_SIZE, QUEUED_ARTICLES_PER_SYNC } from './queued-send.js'
+import { tlsConnector, type RequesterOptions } from './requester-session.js'
+import { applyAfterSend, identityOf, identityString } from './send-source.js'
 
 /** What the runner needs of the journal and its queue (store/journal.ts, store/transfer-queue.ts). */
 export interface QueueJournal {
@@ -56,6 +60,9 @@ export interface QueueRunnerComponents {
   leaderReady?: () => Promise<void>
   journal: () => QueueJournal
   partners: ReadonlyMap<string, PesitPartnerConfig>
+  /** local virtual files: where a fetch lands, the after-send action of a scheduled send */
+  files: ReadonlyMap<string, PesitFileConfig>
+  fs: DurableFs
   /** after each attempt ends (metrics): its direction and outcome */
   onAttempt?: (direction: 'send' | 'receive', outcome: QueueOutcome) => void
 }
@@ -202,11 +209,28 @@ export class QueueRunner implements Startable {
 
   private async attempt (j: QueueJournal, row: TransferRecord, out: PartnerOutbound, signal: AbortSignal): Promise<void> {
     const log = this.log.child({ transfer: row.id, partner: row.partner, file: row.virtualFile })
-    const epoch = this.c.leadership.currentEpoch()?.number ?? 0
-    if (row.direction !== 'send') {
-      this.settle(row, () => j.fail(row.id, `${formatDiagnostic(DIAG.TRANSFER_REFUSED)}: fetching is not supported by this version`), 'failed')
-      return
+    if (row.direction === 'send') await this.send(j, row, out, signal, log)
+    else await this.fetch(j, row, out, signal, log)
+  }
+
+  /** The PeSIT options every attempt to `out` shares. */
+  private requester (out: PartnerOutbound, file: string, signal: AbortSignal, log: Logger): RequesterOptions {
+    return {
+      host: out.host,
+      port: out.port,
+      partner: out.localId,
+      password: out.password,
+      server: out.serverId,
+      file,
+      timeoutMs: this.init.timeoutMs ?? 30_000,
+      signal,
+      logger: log,
+      ...(out.tls !== undefined ? { connect: tlsConnector(out, readTls(out.tls)) } : {})
     }
+  }
+
+  private async send (j: QueueJournal, row: TransferRecord, out: PartnerOutbound, signal: AbortSignal, log: Logger): Promise<void> {
+    const epoch = this.c.leadership.currentEpoch()?.number ?? 0
     const path = row.filePath!
     let source: string
     try {
@@ -234,21 +258,12 @@ export class QueueRunner implements Startable {
     let acknowledged = row.syncPoint
     try {
       const r = await pushFile({
-        host: out.host,
-        port: out.port,
-        partner: out.localId,
-        password: out.password,
-        server: out.serverId,
-        file: row.virtualFile,
+        ...this.requester(out, row.virtualFile, signal, log),
         source: path,
         transferId: row.transferId,
         articleSize,
         syncIntervalKb: Math.ceil((row.request?.articlesPerSync ?? 0) * articleSize / 1024),
         ...(restart ? { restart: { articlesPerSync } } : {}),
-        timeoutMs: this.init.timeoutMs ?? 30_000,
-        signal,
-        logger: log,
-        ...(out.tls !== undefined ? { connect: tlsConnector(out, readTls(out.tls)) } : {}),
         onProgress: (p) => {
           if (p.acknowledgedSyncPoint <= acknowledged) return
           acknowledged = p.acknowledgedSyncPoint
@@ -261,6 +276,89 @@ export class QueueRunner implements Startable {
       this.settle(row, () => j.complete(row.id, { bytes: r.bytes, sha256 }), 'completed')
       log.info({ bytes: r.bytes, resumedAt: r.startOffset }, 'queued file sent')
     } catch (err) {
+      this.ended(j, row, err, signal, log)
+      return
+    }
+    await this.afterSend(row, path, log)
+  }
+
+  /**
+   * A scheduled send's local virtual file may say what to do with a file once the partner has it (`afterSend`):
+   * done once the row is completed, by the leader. A leader that dies in between leaves it to the schedule's next
+   * run, which finds the file sent (docs/contract.md §5.5).
+   */
+  private async afterSend (row: TransferRecord, path: string, log: Logger): Promise<void> {
+    const file = row.request?.localFile === undefined ? undefined : this.c.files.get(row.request.localFile)
+    if (file?.afterSend === undefined || file.afterSend.action === 'keep') return
+    if (!this.c.leadership.isLeader()) {
+      log.warn({ path }, 'after-send action left to the next leader: not leader any more')
+      return
+    }
+    try {
+      const to = await applyAfterSend(this.c.fs, file.afterSend, dirname(path), basename(path), row.partner, row.transferId)
+      log.info({ path, action: file.afterSend.action, to }, 'after-send action done')
+    } catch (err) {
+      log.error({ err, path }, 'after-send action failed; the schedule\'s next run retries it')
+    }
+  }
+
+  /**
+   * A fetch lands in the `into` virtual file's directory under its pattern's name (with this row's PI 13), through
+   * the pull's hidden partial file. Its restart state (the server's PI 13 and the last checkpoint made durable) is a
+   * small file beside it in the shared directory, written before each ACK(SYN), so any member can restart it.
+   */
+  private async fetch (j: QueueJournal, row: TransferRecord, out: PartnerOutbound, signal: AbortSignal, log: Logger): Promise<void> {
+    const epoch = this.c.leadership.currentEpoch()?.number ?? 0
+    const into = row.request?.into === undefined ? undefined : this.c.files.get(row.request.into)
+    if (into === undefined || into.direction === 'send') {
+      this.settle(row, () => j.fail(row.id, `${formatDiagnostic(DIAG.CANNOT_OPEN)}: ${row.request?.into ?? '(none)'} is not a local receive virtual file`), 'failed')
+      return
+    }
+    const destination = row.filePath ?? join(directoryFor(into.directory, row.partner), finalFileName(into.filenamePattern, { partner: row.partner, file: into.id, transferId: row.transferId }))
+    const statePath = fetchStatePath(destination)
+    if (!this.c.leadership.isLeader() || signal.aborted) return
+    try {
+      j.start(row.id, { member: this.init.member, epoch, filePath: destination })
+    } catch (err) {
+      log.warn({ err }, 'could not start the attempt')
+      return
+    }
+    // Delivered here by an attempt whose end was not recorded (the rename comes before TRANS.END): done.
+    if (await this.c.fs.exists(destination)) {
+      const sha256 = await sha256Of(destination)
+      const bytes = (await stat(destination)).size
+      this.settle(row, () => j.complete(row.id, { bytes, sha256 }), 'completed')
+      await this.c.fs.unlink(statePath).catch(() => {})
+      log.info({ path: destination }, 'queued fetch found delivered by an earlier attempt')
+      return
+    }
+    const saved = await readFetchState(this.c.fs, statePath)
+    log.info({ attempt: row.attempts + 1, restart: saved?.serverTransferId !== undefined, fromSyncPoint: saved?.checkpoint.syncPoint ?? 0 }, 'fetching a queued file')
+    try {
+      await this.c.fs.mkdirp(dirname(destination))
+      const r = await pullFile({
+        ...this.requester(out, row.virtualFile, signal, log),
+        destination,
+        ...(row.request?.remoteName !== undefined ? { name: row.request.remoteName } : {}),
+        syncIntervalKb: Math.ceil(QUEUED_ARTICLES_PER_SYNC * QUEUED_ARTICLE_SIZE / 1024),
+        ...(saved?.serverTransferId !== undefined ? { restart: { transferId: saved.serverTransferId, checkpoint: saved.checkpoint, path: destination } } : {}),
+        onSelected: async (s) => {
+          if (!this.c.leadership.isLeader()) throw new Error('no longer the leader')
+          await writeFetchState(this.c.fs, statePath, { serverTransferId: s.transferId, checkpoint: saved?.checkpoint ?? { syncPoint: 0, offset: 0, articles: 0 } })
+        },
+        onCheckpoint: async (c) => {
+          if (!this.c.leadership.isLeader()) throw new Error('no longer the leader')
+          const current = await readFetchState(this.c.fs, statePath)
+          await writeFetchState(this.c.fs, statePath, { serverTransferId: current?.serverTransferId ?? 0, checkpoint: c })
+          j.recordSyncPoint(row.id, { syncPoint: c.syncPoint, offset: c.offset })
+        }
+      })
+      this.settle(row, () => j.complete(row.id, { bytes: r.bytes, sha256: r.sha256 }), 'completed')
+      await this.c.fs.unlink(statePath).catch(() => {})
+      log.info({ bytes: r.bytes, resumedAt: r.startOffset, path: r.path }, 'queued file fetched')
+    } catch (err) {
+      // A partner that cannot restart gets asked for the whole file again.
+      if (err instanceof PeerRefusalError && RESTART_REFUSALS.has(key(err.diagnostic)) && saved !== undefined) await this.c.fs.unlink(statePath).catch(() => {})
       this.ended(j, row, err, signal, log)
     }
   }
@@ -315,6 +413,28 @@ export class QueueRunner implements Startable {
       this.log.warn({ err, transfer: row.id }, 'could not record the end of an attempt: the next leader requeues it')
     }
   }
+}
+
+interface FetchState { serverTransferId: number, checkpoint: PullCheckpoint }
+
+/** Beside the pull's partial file: `.<name>.vectis-fetch`. */
+function fetchStatePath (destination: string): string {
+  return join(dirname(destination), `.${basename(destination)}.vectis-fetch`)
+}
+
+async function readFetchState (fs: DurableFs, path: string): Promise<FetchState | undefined> {
+  try {
+    const s = JSON.parse(Buffer.from(await fs.readFile(path)).toString('utf8')) as Partial<FetchState>
+    const c = s.checkpoint
+    if (!Number.isSafeInteger(s.serverTransferId) || s.serverTransferId! < 1 || c === undefined || ![c.syncPoint, c.offset, c.articles].every((n) => Number.isSafeInteger(n) && n >= 0)) return undefined
+    return s as FetchState
+  } catch {
+    return undefined
+  }
+}
+
+async function writeFetchState (fs: DurableFs, path: string, s: FetchState): Promise<void> {
+  await fs.writeFileAtomic(path, Buffer.from(JSON.stringify(s)))
 }
 
 function readTls (t: NonNullable<PartnerOutbound['tls']>): { ca?: Buffer, cert?: Buffer, key?: Buffer } {

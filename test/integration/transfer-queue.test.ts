@@ -1,9 +1,9 @@
 /**
- * Transfers the cluster initiates (issue 16), short form: a standalone `vectisd` queues sends through its API and
- * runs them as a PeSIT requester against another `vectisd` playing the partner's server. Queued files arrive once
- * with their SHA-256; bad requests are 400s naming the field; a partner that refuses (wrong password) fails the entry
- * with its diagnostic and no retry; a partner that is down is retried with back-off until it comes back; a queued
- * entry is cancelled through the API.
+ * Transfers the cluster initiates (issue 16), short form: a standalone `vectisd` queues sends and fetches through its
+ * API and runs them as a PeSIT requester against another `vectisd` playing the partner's server. Queued files arrive
+ * once with their SHA-256; fetched files land under the local virtual file's pattern; bad requests are 400s naming
+ * the field; a partner that refuses (wrong password, an unknown file) fails the entry with its diagnostic and no
+ * retry; a partner that is down is retried with back-off until it comes back; a queued entry is cancelled.
  */
 import { describe, it, before, after } from 'node:test'
 import assert from 'node:assert/strict'
@@ -65,10 +65,13 @@ describe('the transfer queue: the cluster sends files to a partner', () => {
 partners:
   - id: VECTIS
     password: ours123
-    access: write
+    access: both
 files:
   - id: PAYIN
     directory: inbox
+  - id: PAYOUT
+    direction: send
+    directory: outbox
 `)
     writeFileSync(join(dir.path, 'vectis.yaml'), `servers:
   - id: VECTIS
@@ -90,8 +93,11 @@ partners:
 files:
   - id: INBOX
     directory: inbox
+  - id: FETCHED
+    directory: fetched/\${partner}
 `)
     mkdirSync(join(dir.path, 'shared', 'out'), { recursive: true })
+    mkdirSync(join(dir.path, 'partner-shared', 'outbox'), { recursive: true })
     await startPartner()
     cluster = new DaemonProcess({
       VECTIS_HTTP_PORT: String(http), VECTIS_BIND_HOST: '127.0.0.1', VECTIS_DATA_DIR: join(dir.path, 'data'),
@@ -125,6 +131,28 @@ files:
     assert.equal(readdirSync(inbox()).filter((n) => !n.startsWith('.')).length, sizes.length, 'each file once')
   })
 
+  it('queued fetches land under the local virtual file\'s pattern, whole; an unknown remote file fails without retrying', async () => {
+    const outbox = join(dir.path, 'partner-shared', 'outbox')
+    const a = randomBytes(2 * 1024 * 1024 + 9)
+    const b = randomBytes(10)
+    writeFileSync(join(outbox, 'a.dat'), a)
+    writeFileSync(join(outbox, 'b.dat'), b)
+    const named = await api('POST', '/api/transfers', { direction: 'fetch', partner: 'BANK', file: 'PAYOUT', remoteName: 'b.dat', into: 'FETCHED' })
+    assert.equal(named.status, 202, JSON.stringify(named.json))
+    const gotB = await until(named.json.id as string, 'completed', (r) => r.status === 'completed')
+    const pathB = join(shared(), 'fetched', 'BANK', `BANK_FETCHED_${gotB.transferId}`)
+    assert.deepEqual(readFileSync(pathB), b, 'the named file, under the pattern')
+    assert.equal(gotB.sha256, sha256(b))
+    const oldest = await api('POST', '/api/transfers', { direction: 'fetch', partner: 'BANK', file: 'PAYOUT', into: 'FETCHED', priority: 0 })
+    assert.equal(oldest.status, 202)
+    const gotA = await until(oldest.json.id as string, 'completed', (r) => r.status === 'completed')
+    assert.deepEqual(readFileSync(join(shared(), 'fetched', 'BANK', `BANK_FETCHED_${gotA.transferId}`)), a, 'the oldest file not yet sent to us')
+    const missing = await api('POST', '/api/transfers', { direction: 'fetch', partner: 'BANK', file: 'PAYOUT', remoteName: 'none.dat', into: 'FETCHED' })
+    const failed = await until(missing.json.id as string, 'failed', (r) => r.status === 'failed')
+    assert.match(failed.diagnostic ?? '', /^D2-205/)
+    assert.equal(failed.attempts, 1)
+  })
+
   it('a bad request is a 400 naming what is wrong, and queues nothing', async () => {
     writeFileSync(join(dir.path, 'outside.bin'), 'x')
     const cases: Array<[unknown, number, RegExp]> = [
@@ -138,6 +166,12 @@ files:
       [{ direction: 'send', partner: 'BANK', file: 'PAYIN', path: 'out/f1.bin', notBefore: 'tomorrow' }, 400, /RFC 3339/],
       [{ direction: 'send', partner: 'BANK', file: 'PAYIN', path: 'out/f1.bin', colour: 'red' }, 400, /unknown field "colour"/],
       [{ direction: 'upload', partner: 'BANK', file: 'PAYIN' }, 400, /direction/],
+      [{ direction: 'fetch', partner: 'BANK', file: 'PAYOUT', into: 'INBOX', path: 'out/f1.bin' }, 400, /path is for a send/],
+      [{ direction: 'fetch', partner: 'BANK', file: 'PAYOUT' }, 400, /into/],
+      [{ direction: 'fetch', partner: 'BANK', file: 'PAYOUT', into: 'NOFILE' }, 400, /into: "NOFILE" is not a local virtual file/],
+      [{ direction: 'fetch', partner: 'BANK', file: 'PAYOUT', into: 'FETCHED', remoteName: '../x' }, 400, /remoteName/],
+      [{ direction: 'fetch', partner: 'BANK', file: 'PAYOUT', into: 'FETCHED', remoteName: '.hidden' }, 400, /remoteName/],
+      [{ direction: 'send', partner: 'BANK', file: 'PAYIN', path: 'out/f1.bin', into: 'FETCHED' }, 400, /for a fetch/],
       [[1, 2], 400, /JSON object/]
     ]
     const before = ((await api('GET', '/api/transfers?limit=1000')).json.transfers as unknown[]).length
