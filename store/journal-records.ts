@@ -129,6 +129,29 @@ export interface TransferRow {
 
 export interface LogRow { seq: number, at: number, epoch: number, kind: string, transfer_key: string | null, data: string }
 
+/** What a new row is made of: its fixed fields, and nothing transferred yet. */
+export type NewTransfer = Pick<TransferRecord, 'id' | 'transferId' | 'server' | 'partner' | 'virtualFile' | 'direction' | 'status' | 'filePath' |
+  'source' | 'member' | 'epoch' | 'createdAt'> & Partial<Pick<TransferRecord, 'initiator' | 'request' | 'nextAttemptAt'>>
+
+/** A new row: no byte, sync point or diagnostic yet; a partner's transfer unless said otherwise. */
+export function newTransfer (t: NewTransfer): TransferRecord {
+  return {
+    bytes: 0,
+    syncPoint: 0,
+    syncOffset: 0,
+    sha256: null,
+    diagnostic: null,
+    updatedAt: t.createdAt,
+    finishedAt: null,
+    seq: 0,
+    initiator: 'partner',
+    request: null,
+    attempts: 0,
+    nextAttemptAt: null,
+    ...t
+  }
+}
+
 /** The log keeps a row's snapshot without `seq`: the entry's own seq is the row's. */
 export function withoutSeq (r: TransferRecord): Omit<TransferRecord, 'seq'> {
   const { seq: _seq, ...data } = r

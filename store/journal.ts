@@ -31,7 +31,7 @@ import { COLUMNS, prepareJournalStatements, type JournalStatements } from './jou
 import { TransferQueue } from './transfer-queue.js'
 import { MAX_TRANSFER_ID, type TransferIds } from './transfer-id.js'
 import {
-  FINAL_STATUSES, TRANSFER_STATUSES, checkCount, checkText, iso, toEntry, toRecord, toRow, withoutSeq,
+  FINAL_STATUSES, TRANSFER_STATUSES, checkCount, checkText, iso, newTransfer, toEntry, toRecord, toRow, withoutSeq,
   type ClusterEvent, type ClusterEventEntry, type LogEntry, type TransferDirection, type TransferRecord, type TransferRow,
   type TransferStatus, type PruneEntry
 } from './journal-records.js'
@@ -222,7 +222,7 @@ export class Journal {
     return this.appended(this.db.transaction(() => {
       const a = this.ids.allocate(input.epoch)
       const now = iso(this.clock.wallNow())
-      return this.write({
+      return this.write(newTransfer({
         id: a.key,
         transferId: input.transferId ?? a.transferId,
         server: input.server,
@@ -230,24 +230,12 @@ export class Journal {
         virtualFile: input.virtualFile,
         direction: input.direction,
         status: 'in-progress',
-        bytes: 0,
-        syncPoint: 0,
-        syncOffset: 0,
-        sha256: null,
         filePath: input.filePath ?? null,
         source: input.source ?? null,
-        diagnostic: null,
         member: input.member,
         epoch: Math.max(input.epoch, this.currentEpoch()),
-        createdAt: now,
-        updatedAt: now,
-        finishedAt: null,
-        seq: 0,
-        initiator: 'partner',
-        request: null,
-        attempts: 0,
-        nextAttemptAt: null
-      })
+        createdAt: now
+      }))
     }).immediate())
   }
 

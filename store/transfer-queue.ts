@@ -13,7 +13,7 @@
 import type { Database, Statement } from 'better-sqlite3'
 import type { Clock } from '../common/clock.js'
 import { InvalidTransferError } from './errors.js'
-import { checkText, iso, toRecord, type InitiatedRequest, type TransferDirection, type TransferRecord, type TransferRow, type TransferStatus } from './journal-records.js'
+import { checkText, iso, newTransfer, toRecord, type InitiatedRequest, type TransferDirection, type TransferRecord, type TransferRow, type TransferStatus } from './journal-records.js'
 import { COLUMNS } from './journal-statements.js'
 import type { AllocatedTransferId } from './transfer-id.js'
 
@@ -104,7 +104,7 @@ export class TransferQueue {
       checkText('source', input.source)
     }
     if (![0, 1, 2].includes(input.request.priority)) throw new InvalidTransferError(`priority must be 0, 1 or 2, got ${String(input.request.priority)}`)
-    return this.c.insert(input.epoch, (a, now) => ({
+    return this.c.insert(input.epoch, (a, now) => newTransfer({
       id: a.key,
       transferId: a.transferId,
       server: input.serverId,
@@ -112,22 +112,13 @@ export class TransferQueue {
       virtualFile: input.remoteFile,
       direction: input.direction,
       status: 'queued',
-      bytes: 0,
-      syncPoint: 0,
-      syncOffset: 0,
-      sha256: null,
       filePath: input.filePath ?? null,
       source: input.source ?? null,
-      diagnostic: null,
       member: input.member,
       epoch: Math.max(input.epoch, this.c.currentEpoch()),
       createdAt: now,
-      updatedAt: now,
-      finishedAt: null,
-      seq: 0,
       initiator: 'cluster',
       request: input.request,
-      attempts: 0,
       nextAttemptAt: iso(input.notBefore ?? Date.parse(now))
     }))
   }
