@@ -378,10 +378,13 @@ function TransfersView (p: { live: Map<string, LiveTransfer>, rates: Map<string,
         <label for="f-status">Status</label>{' '}
         <select id="f-status" value={draft.status} onChange={(e) => { setDraft({ ...draft, status: e.currentTarget.value }) }}>
           <option value="">any</option>
+          <option value="queued">queued</option>
           <option value="in-progress">in progress</option>
           <option value="completed">completed</option>
           <option value="interrupted">interrupted</option>
           <option value="failed">failed</option>
+          <option value="cancelled">cancelled</option>
+          <option value="unconfirmed">unconfirmed</option>
         </select>{' '}
         <label for="f-partner">Partner</label>{' '}
         <input id="f-partner" type="text" maxLength={64} value={draft.partner} onInput={(e) => { setDraft({ ...draft, partner: e.currentTarget.value }) }} />{' '}
@@ -401,7 +404,7 @@ function TransfersView (p: { live: Map<string, LiveTransfer>, rates: Map<string,
                   <td>{dateTimeFmt(t.createdAt)}</td>
                   <td>{t.partner}</td>
                   <td>{t.virtualFile}</td>
-                  <td>{t.direction}</td>
+                  <td>{directionOf(t)}</td>
                   <td class={`status status-${t.status}`}>{t.status}</td>
                   <td>{bytesFmt(t.bytes)}</td>
                   <td>{t.diagnostic ?? ''}</td>
@@ -418,6 +421,12 @@ function TransfersView (p: { live: Map<string, LiveTransfer>, rates: Map<string,
       {detail !== undefined && <TransferDetail detail={detail} onClose={() => { setDetail(undefined) }} />}
     </section>
   )
+}
+
+/** From this cluster's side: a partner's push is received, a pull sent; the cluster's own queue sends and fetches. */
+function directionOf (t: Transfer): string {
+  if (t.initiator === 'cluster') return t.direction === 'send' ? 'send (queued by the cluster)' : 'fetch (queued by the cluster)'
+  return t.direction
 }
 
 /** Determinate when the file's size is known (bytes never shown past it: an announced size is rounded up to a KB). */
@@ -442,7 +451,8 @@ function TransferDetail (p: { detail: Transfer | string, onClose: () => void }) 
             {t.diagnostic !== null && <div class="diagnostic"><dt>Diagnostic</dt><dd>{t.diagnostic}</dd></div>}
             <div><dt>Status</dt><dd>{t.status}</dd></div>
             <div><dt>PeSIT transfer id</dt><dd>{t.transferId}</dd></div>
-            <div><dt>Server, partner, file</dt><dd>{t.server}, {t.partner}, {t.virtualFile} ({t.direction})</dd></div>
+            <div><dt>Server, partner, file</dt><dd>{t.server}, {t.partner}, {t.virtualFile} ({directionOf(t)})</dd></div>
+            {t.initiator === 'cluster' && <div><dt>Attempts</dt><dd>{t.attempts}{t.nextAttemptAt !== null ? `, next not before ${dateTimeFmt(t.nextAttemptAt)}` : ''}</dd></div>}
             <div><dt>Bytes</dt><dd>{t.bytes} ({bytesFmt(t.bytes)})</dd></div>
             <div><dt>Last sync point</dt><dd>{t.syncPoint} at offset {t.syncOffset}</dd></div>
             <div><dt>Member, epoch</dt><dd>{t.member}, epoch {t.epoch}</dd></div>
