@@ -5,6 +5,7 @@
  * as a Service without ready endpoints would.
  *
  * With `bytesPerSecond`, each connection is also slowed down, so that a transfer lasts long enough to be watched.
+ * With `observe`, whoever runs it is told what crosses each connection (a benchmark measures bytes sent again).
  *
  * NOT a production component: it exists for `vectis dev-cluster` and tests.
  */
@@ -32,7 +33,18 @@ export interface LoadBalancerInit {
    * it is forwarding.
    */
   bytesPerSecond?: number
+  /**
+   * Told of each connection's traffic: opened, every piece of bytes as it is written to the other side (the
+   * buffer is valid only during the call: copy what is kept), and closed once with its totals. Off when undefined.
+   */
+  observe?: (e: ConnectionEvent) => void
 }
+
+/** What `observe` is told; `connection` numbers the connections routed, 1, 2, … in order of acceptance. */
+export type ConnectionEvent =
+  | { type: 'opened', connection: number, endpoint: string }
+  | { type: 'forwarded', connection: number, toEndpoint: boolean, bytes: Buffer }
+  | { type: 'closed', connection: number, toEndpoint: number, toClient: number }
 
 export class TcpLoadBalancer implements Startable {
   private server: Server | undefined
@@ -43,6 +55,7 @@ export class TcpLoadBalancer implements Startable {
   /** Connections routed per endpoint name, for tests and the status table. */
   readonly routed = new Map<string, number>()
   refused = 0
+  private connections = 0
 
   /** `clock`: what the rate cap measures time with (tests move it by hand); default the monotonic clock. */
   constructor (components: { logger: Logger, clock?: Clock }, private readonly init: LoadBalancerInit) {
@@ -95,21 +108,42 @@ export class TcpLoadBalancer implements Startable {
     const upstream = connect({ host: ep.host, port: ep.port })
     this.sockets.add(client)
     this.sockets.add(upstream)
+    const observe = this.init.observe
+    const connection = ++this.connections
+    const sent = { toEndpoint: 0, toClient: 0 }
+    let closed = false
     const close = (): void => {
       client.destroy()
       upstream.destroy()
       this.sockets.delete(client)
       this.sockets.delete(upstream)
+      if (closed) return
+      closed = true
+      observe?.({ type: 'closed', connection, ...sent })
     }
     client.on('error', close).on('close', close)
     upstream.on('error', close).on('close', close)
+    observe?.({ type: 'opened', connection, endpoint: key })
+    const tap = (toEndpoint: boolean): ((bytes: Buffer) => void) | undefined => observe === undefined
+      ? undefined
+      : (bytes) => {
+          if (toEndpoint) sent.toEndpoint += bytes.length
+          else sent.toClient += bytes.length
+          observe({ type: 'forwarded', connection, toEndpoint, bytes })
+        }
     const rate = this.init.bytesPerSecond
     if (rate === undefined) {
       client.pipe(upstream)
       upstream.pipe(client)
+      const up = tap(true)
+      const down = tap(false)
+      if (up !== undefined && down !== undefined) {
+        client.on('data', up)
+        upstream.on('data', down)
+      }
     } else {
-      forwardCapped(client, upstream, rate, this.clock)
-      forwardCapped(upstream, client, rate, this.clock)
+      forwardCapped(client, upstream, rate, this.clock, tap(true))
+      forwardCapped(upstream, client, rate, this.clock, tap(false))
     }
   }
 }
@@ -117,8 +151,9 @@ export class TcpLoadBalancer implements Startable {
 /**
  * `from.pipe(to)` at `bytesPerSecond` at most: a token bucket holding a tenth of a second's worth. A chunk read goes
  * on as far as the bucket allows, the rest once it has refilled; meanwhile, and while `to` drains, `from` is paused.
+ * `tap` sees each piece as it is written.
  */
-function forwardCapped (from: Socket, to: Socket, bytesPerSecond: number, clock: Clock): void {
+function forwardCapped (from: Socket, to: Socket, bytesPerSecond: number, clock: Clock, tap?: (piece: Buffer) => void): void {
   const capacity = Math.ceil(bytesPerSecond / 10)
   let tokens = capacity
   let refilledAt = clock.now()
@@ -136,6 +171,7 @@ function forwardCapped (from: Socket, to: Socket, bytesPerSecond: number, clock:
       tokens -= n
       const piece = held.subarray(0, n)
       held = n === held.length ? undefined : held.subarray(n)
+      if (n > 0 && !to.destroyed) tap?.(piece)
       if (n > 0 && !to.write(piece)) {
         to.once('drain', pump)
         return

@@ -2,7 +2,7 @@ import { describe, it } from 'node:test'
 import assert from 'node:assert/strict'
 import { randomBytes } from 'node:crypto'
 import { createServer, connect, type Server } from 'node:net'
-import { TcpLoadBalancer } from '../../dev-cluster/load-balancer.js'
+import { TcpLoadBalancer, type ConnectionEvent } from '../../dev-cluster/load-balancer.js'
 import { silentLogger } from '../../common/logger.js'
 import { ManualClock } from '../helpers/manual-clock.js'
 import { waitFor } from '../helpers/wait.js'
@@ -98,6 +98,58 @@ describe('TcpLoadBalancer', () => {
       echo.close()
     }
   })
+
+  for (const bytesPerSecond of [undefined, 10_000_000]) {
+    it(`tells an observer every byte forwarded each way and each connection's end, once (${bytesPerSecond === undefined ? 'no cap' : 'capped'})`, async () => {
+      // A backend that answers each chunk with its length in decimal and a newline.
+      const server = createServer((s) => { s.on('data', (d: Buffer) => { s.write(`${d.length}\n`) }) })
+      await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+      const a = server.address()
+      const events: ConnectionEvent[] = []
+      const seen = new Map<string, Buffer[]>()
+      const lb = new TcpLoadBalancer({ logger: silentLogger() }, {
+        host: '127.0.0.1', port: 0, ...(bytesPerSecond !== undefined ? { bytesPerSecond } : {}),
+        observe: (e) => {
+          if (e.type !== 'forwarded') events.push(e)
+          else {
+            const k = `${e.connection}:${e.toEndpoint ? 'up' : 'down'}`
+            seen.set(k, [...(seen.get(k) ?? []), Buffer.from(e.bytes)])
+          }
+        }
+      })
+      lb.setEndpoint({ host: '127.0.0.1', port: typeof a === 'object' && a !== null ? a.port : 0, name: 'echo' })
+      await lb.start()
+      try {
+        const sent = [randomBytes(200_000), randomBytes(3)]
+        const answers: string[] = []
+        for (const data of sent) {
+          answers.push(await new Promise<string>((resolve, reject) => {
+            const s = connect({ host: '127.0.0.1', port: lb.port! })
+            let got = ''
+            s.on('data', (d) => { got += d.toString() })
+            s.on('close', () => { resolve(got) })
+            s.on('error', reject)
+            s.end(data)
+          }))
+        }
+        await waitFor(() => events.filter((e) => e.type === 'closed').length === 2, { timeoutMs: 10_000, what: 'both connections reported closed' })
+        for (const [i, data] of sent.entries()) {
+          const c = i + 1
+          const up = Buffer.concat(seen.get(`${c}:up`) ?? [])
+          const down = Buffer.concat(seen.get(`${c}:down`) ?? [])
+          assert.ok(up.equals(data), `connection ${c}: the bytes to the endpoint, in order`)
+          assert.equal(down.toString(), answers[i], `connection ${c}: the bytes back`)
+          assert.deepEqual(events.filter((e) => e.connection === c), [
+            { type: 'opened', connection: c, endpoint: 'echo' },
+            { type: 'closed', connection: c, toEndpoint: data.length, toClient: down.length }
+          ])
+        }
+      } finally {
+        await lb.stop()
+        server.close()
+      }
+    })
+  }
 
   it('takes a rate cap only as a positive integer of bytes per second', () => {
     for (const bytesPerSecond of [0, -1, 1.5, Number.NaN, Number.POSITIVE_INFINITY]) {
