@@ -542,6 +542,8 @@ function queueJournal (j: Journal): QueueJournal {
     retryLater: (id, why) => j.queue.retryLater(id, why),
     unconfirmed: (id, d) => j.queue.unconfirmed(id, d),
     recordSyncPoint: (id, u) => j.recordSyncPoint(id, u),
+    agreed: (id, n) => j.queue.agreed(id, n),
+    forgetRestart: (id) => j.queue.forgetRestart(id),
     complete: (id, r) => j.complete(id, r),
     fail: (id, d) => j.fail(id, d)
   }

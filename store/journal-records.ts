@@ -27,9 +27,11 @@ export interface InitiatedRequest {
   remoteName?: string
   /** fetch: the local receive virtual file the fetched file lands in */
   into?: string
-  /** send: article length and sync spacing, fixed when queued so that every attempt restarts the same way */
+  /** send: article length and sync spacing proposed, fixed when queued so that every attempt restarts the same way */
   articleSize?: number
   articlesPerSync?: number
+  /** send: the spacing the partner agreed to in the first attempt that reached it: later attempts restart with it */
+  agreedArticlesPerSync?: number
   /** the schedule run that queued it */
   schedule?: { id: string, at: string }
   /** a send from a local send virtual file (a schedule's): its `afterSend` applies once the partner has the file */

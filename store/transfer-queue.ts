@@ -13,7 +13,7 @@
 import type { Database, Statement } from 'better-sqlite3'
 import type { Clock } from '../common/clock.js'
 import { InvalidTransferError } from './errors.js'
-import { checkText, iso, newTransfer, toRecord, type InitiatedRequest, type TransferDirection, type TransferRecord, type TransferRow, type TransferStatus } from './journal-records.js'
+import { checkCount, checkText, iso, newTransfer, toRecord, type InitiatedRequest, type TransferDirection, type TransferRecord, type TransferRow, type TransferStatus } from './journal-records.js'
 import { COLUMNS } from './journal-statements.js'
 import type { AllocatedTransferId } from './transfer-id.js'
 
@@ -73,9 +73,10 @@ export class TransferQueue {
 
   constructor (private readonly c: QueueContext) {
     this.s = {
-      // Urgent first (PI 17), then the longest waiting.
+      // Urgent first (PI 17); within a priority, transfers already started before new ones (an interrupted one
+      // resumes at once: the partner holds its partial file), then the longest waiting.
       due: c.db.prepare(`SELECT ${COLUMNS} FROM transfers WHERE status = 'queued' AND next_attempt_at <= ? ` +
-        "ORDER BY json_extract(request, '$.priority'), next_attempt_at, created_at, rowid LIMIT ?"),
+        "ORDER BY json_extract(request, '$.priority'), attempts = 0, next_attempt_at, created_at, rowid LIMIT ?"),
       nextDue: c.db.prepare("SELECT min(next_attempt_at) AS at FROM transfers WHERE status = 'queued'"),
       depth: c.db.prepare("SELECT count(*) AS n FROM transfers WHERE initiator = 'cluster' AND status IN ('queued', 'in-progress')"),
       running: c.db.prepare(`SELECT ${COLUMNS} FROM transfers WHERE initiator = 'cluster' AND status = 'in-progress' ORDER BY created_at, rowid`),
@@ -133,6 +134,20 @@ export class TransferQueue {
       if (a.source !== undefined && r.source !== null && r.source !== a.source) throw new InvalidTransferError(`transfer ${id}: its source changed since the first attempt`)
       return { ...r, status: 'in-progress', member: a.member, epoch: a.epoch, attempts: r.attempts + 1, nextAttemptAt: null, source: a.source ?? r.source, filePath: a.filePath ?? r.filePath }
     }, ['queued'])
+  }
+
+  /** A send's first attempt agreed its sync spacing with the partner (0: no sync points): later ones restart with it. */
+  agreed (id: string, articlesPerSync: number): TransferRecord {
+    checkCount('articlesPerSync', articlesPerSync)
+    return this.c.change(id, (r) => ({ ...r, request: { ...(r.request ?? { priority: 1 }), agreedArticlesPerSync: articlesPerSync } }), ['in-progress'])
+  }
+
+  /** The partner cannot restart the transfer (it lost its context): the next attempt starts it from the beginning. */
+  forgetRestart (id: string): TransferRecord {
+    return this.c.change(id, (r) => {
+      const { agreedArticlesPerSync: _, ...request } = r.request ?? { priority: 1 }
+      return { ...r, syncPoint: 0, syncOffset: 0, bytes: 0, request }
+    }, ['in-progress'])
   }
 
   /** The attempt ended without the transfer: back in the queue until `at` (wall-clock ms), with why. */

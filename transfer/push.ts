@@ -42,6 +42,12 @@ export interface PushOptions extends RequesterOptions {
   /** article length (PI 32), variable format. Default 4096 */
   articleSize?: number
   onProgress?: (p: PushProgress) => void
+  /**
+   * A new transfer (not a restart), once the sync spacing is agreed and before CREATE: the articles between two sync
+   * points (0: none). A caller that keeps it can restart the transfer even before the server acknowledged a sync
+   * point, since the server may have made one durable from bytes still in flight when the attempt died.
+   */
+  onAgreed?: (articlesPerSync: number) => Promise<void> | void
 }
 
 export interface PushResult {
@@ -131,6 +137,7 @@ class PushSession extends RequesterSession {
       this.articlesPerSync = o.restart.articlesPerSync
     } else {
       this.articlesPerSync = fresh
+      await o.onAgreed?.(fresh)
     }
     // --- CREATE, ORF, WRITE
     const createParams: Params = {

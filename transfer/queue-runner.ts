@@ -32,7 +32,7 @@ import { basename, dirname, join } from 'node:path'
 import type { DurableFs } from '../store/durable-fs.js'
 import { directoryFor, finalFileName, type PartnerOutbound, type PesitFileConfig, type PesitPartnerConfig } from './config-types.js'
 import { DIAG, formatDiagnostic, type Diagnostic } from './diagnostics.js'
-import { PeerRefusalError, PesitError } from './errors.js'
+import { PeerRefusalError, PesitConfigError, PesitError } from './errors.js'
 import { pullFile, type PullCheckpoint } from './pull.js'
 import { pushFile, PushInterruptedError } from './push.js'
 import { QUEUED_ARTICLE_SIZE, QUEUED_ARTICLES_PER_SYNC } from './queued-send.js'
@@ -49,6 +49,8 @@ export interface QueueJournal {
   retryLater(id: string, why: { diagnostic: string, at: number }): TransferRecord
   unconfirmed(id: string, diagnostic: string): TransferRecord
   recordSyncPoint(id: string, u: { syncPoint: number, offset: number }): TransferRecord
+  agreed(id: string, articlesPerSync: number): TransferRecord
+  forgetRestart(id: string): TransferRecord
   complete(id: string, r: { bytes: number, sha256: string }): TransferRecord
   fail(id: string, diagnostic: string): TransferRecord
 }
@@ -241,11 +243,12 @@ export class QueueRunner implements Startable {
     }
     if (!this.c.leadership.isLeader() || signal.aborted) return
     const articleSize = row.request?.articleSize ?? 4096
-    // A restart once the partner acknowledged a sync point, with the spacing those show (the partner may have lowered
-    // the interval proposed). Before any, there is nothing to restart from: the same PI 13 from the start (a
-    // partner holding the whole file already answers D2-204, and the row ends unconfirmed).
-    const articlesPerSync = row.syncPoint > 0 ? row.syncOffset / (row.syncPoint * articleSize) : 0
-    const restart = Number.isInteger(articlesPerSync) && articlesPerSync > 0
+    // Once an attempt agreed a sync spacing with the partner, every later one is a restart with it, and the partner's
+    // restart point decides where it resumes (it may have made sync points durable from bytes still in flight when
+    // the attempt died, acknowledgements this cluster never saw; 0 when it has nothing). The acknowledged sync
+    // points show the spacing too. Before any agreement, the same PI 13 from the start.
+    const articlesPerSync = row.syncPoint > 0 ? row.syncOffset / (row.syncPoint * articleSize) : row.request?.agreedArticlesPerSync ?? 0
+    const restart = row.attempts > 0 && Number.isInteger(articlesPerSync) && articlesPerSync > 0
     try {
       j.start(row.id, { member: this.init.member, epoch, source })
     } catch (err) {
@@ -264,6 +267,10 @@ export class QueueRunner implements Startable {
         articleSize,
         syncIntervalKb: Math.ceil((row.request?.articlesPerSync ?? 0) * articleSize / 1024),
         ...(restart ? { restart: { articlesPerSync } } : {}),
+        onAgreed: (agreed) => {
+          if (!this.c.leadership.isLeader()) throw new Error('no longer the leader')
+          j.agreed(row.id, agreed)
+        },
         onProgress: (p) => {
           if (p.acknowledgedSyncPoint <= acknowledged) return
           acknowledged = p.acknowledgedSyncPoint
@@ -276,6 +283,12 @@ export class QueueRunner implements Startable {
       this.settle(row, () => j.complete(row.id, { bytes: r.bytes, sha256 }), 'completed')
       log.info({ bytes: r.bytes, resumedAt: r.startOffset }, 'queued file sent')
     } catch (err) {
+      if (restart && err instanceof PesitConfigError) {
+        // The partner now agrees another spacing (its configuration changed): the restart cannot map its points.
+        log.warn({ err: err.message }, 'the transfer cannot be restarted with the spacing agreed before: the next attempt starts from the beginning')
+        this.settle(row, () => { j.forgetRestart(row.id); j.retryLater(row.id, { diagnostic: `${formatDiagnostic(DIAG.RESTART_NEGOTIATION)}: ${err.message}`, at: this.now() }) }, 'retry')
+        return
+      }
       this.ended(j, row, err, signal, log)
       return
     }
@@ -387,9 +400,10 @@ export class QueueRunner implements Startable {
       this.settle(row, () => j.fail(row.id, text), 'failed')
       return
     }
-    if (err instanceof PeerRefusalError && RESTART_REFUSALS.has(key(diag)) && (j.get(row.id)?.syncPoint ?? 0) > 0) {
+    const current = j.get(row.id)
+    if (err instanceof PeerRefusalError && RESTART_REFUSALS.has(key(diag)) && row.direction === 'send' && (current?.syncPoint !== 0 || current.request?.agreedArticlesPerSync !== undefined)) {
       log.warn({ diagnostic: formatDiagnostic(diag) }, 'the partner cannot restart the transfer: the next attempt starts from the beginning')
-      this.settle(row, () => { j.recordSyncPoint(row.id, { syncPoint: 0, offset: 0 }); j.retryLater(row.id, { diagnostic: text, at: this.now() }) }, 'retry')
+      this.settle(row, () => { j.forgetRestart(row.id); j.retryLater(row.id, { diagnostic: text, at: this.now() }) }, 'retry')
       return
     }
     const delay = this.backoff(row.attempts + 1)

@@ -143,3 +143,21 @@ void test('lastScheduledRun: the latest scheduled time of a schedule\'s rows, wh
   assert.equal(q.lastScheduledRun('hourly'), '2026-01-05T10:00:00.000Z')
   assert.equal(q.lastScheduledRun('weekly'), undefined)
 })
+
+void test('a started transfer is due before new ones of its priority; the spacing agreed is kept for restarts until the partner cannot restart', async (t) => {
+  const { store, clock } = await startStore(t, tempDataDir(t))
+  const q = store.journal.queue
+  const fresh = q.enqueue(send())
+  clock.advance(10)
+  const started = q.enqueue(send())
+  q.start(started.id, { member: 'vectis-0', epoch: 3 })
+  assert.equal(q.agreed(started.id, 64).request?.agreedArticlesPerSync, 64)
+  store.journal.recordSyncPoint(started.id, { syncPoint: 2, offset: 524288 })
+  q.retryLater(started.id, { diagnostic: 'D3-310: the member that ran it no longer does', at: clock.wallNow() })
+  const urgent = q.enqueue(send({ request: { priority: 0 } }))
+  assert.deepEqual(q.due(clock.wallNow(), 10).map((r) => r.id), [urgent.id, started.id, fresh.id], 'urgent first, then the one already started, then the longest waiting')
+  q.start(started.id, { member: 'vectis-1', epoch: 4 })
+  const forgotten = q.forgetRestart(started.id)
+  assert.deepEqual([forgotten.syncPoint, forgotten.syncOffset, forgotten.request?.agreedArticlesPerSync, forgotten.request?.priority], [0, 0, undefined, 1])
+  assert.throws(() => q.agreed(fresh.id, 64), /queued, not in-progress/, 'only during an attempt')
+})
