@@ -49,6 +49,16 @@ export interface Leadership {
 }
 
 /**
+ * Leader-only work: `elected` runs now if this member leads and at each election, `demoted` at each demotion.
+ * Returns the unsubscribe function.
+ */
+export function whileLeader (l: Pick<Leadership, 'events' | 'isLeader'>, on: { elected: () => void, demoted: () => void }): () => void {
+  const offs = [l.events.on('leader:elected', () => { on.elected() }), l.events.on('leader:demoted', () => { on.demoted() })]
+  if (l.isLeader()) on.elected()
+  return () => { for (const off of offs) off() }
+}
+
+/**
  * Hooks a graceful hand-over runs, in order, before the lease passes to the successor. Each part that has
  * leader-only work registers one (the PeSIT servers: stop accepting, interrupt transfers at the next sync
  * point, forward new connections during the drain).

@@ -15,7 +15,7 @@
 import { Cron } from 'croner'
 import type { Logger } from '../common/logger.js'
 import type { Startable } from '../common/lifecycle.js'
-import type { Leadership } from '../cluster/leadership-api.js'
+import { whileLeader, type Leadership } from '../cluster/leadership-api.js'
 import type { Backups, BackupManifest } from '../store/backups.js'
 import { BackupBusyError, BackupError, BackupNotFoundError, NotLeaderError } from '../store/errors.js'
 import type { Store } from '../store/store.js'
@@ -71,9 +71,7 @@ export class BackupApi implements Startable {
   async start (): Promise<void> {
     this.c.forwarding?.serve(SERVICE, async (_from, payload) => await this.onForwarded(payload))
     if (this.init.schedule === undefined) return
-    const ev = this.c.leadership.events
-    this.offs.push(ev.on('leader:elected', () => { this.schedule() }), ev.on('leader:demoted', () => { this.unschedule() }))
-    if (this.c.leadership.isLeader()) this.schedule()
+    this.offs.push(whileLeader(this.c.leadership, { elected: () => { this.schedule() }, demoted: () => { this.unschedule() } }))
   }
 
   async stop (): Promise<void> {

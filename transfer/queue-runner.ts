@@ -26,7 +26,7 @@ import { createReadStream, readFileSync } from 'node:fs'
 import { stat } from 'node:fs/promises'
 import type { Logger } from '../common/logger.js'
 import type { Startable } from '../common/lifecycle.js'
-import type { Leadership } from '../cluster/leadership-api.js'
+import { whileLeader, type Leadership } from '../cluster/leadership-api.js'
 import type { TransferRecord } from '../store/journal-records.js'
 import { basename, dirname, join } from 'node:path'
 import type { DurableFs } from '../store/durable-fs.js'
@@ -106,9 +106,7 @@ export class QueueRunner implements Startable {
 
   async start (): Promise<void> {
     this.stopped = false
-    const ev = this.c.leadership.events
-    this.offs.push(ev.on('leader:elected', () => { this.activate() }), ev.on('leader:demoted', () => { this.deactivate('no longer the leader') }))
-    if (this.c.leadership.isLeader()) this.activate()
+    this.offs.push(whileLeader(this.c.leadership, { elected: () => { this.activate() }, demoted: () => { this.deactivate('no longer the leader') } }))
   }
 
   async stop (): Promise<void> {

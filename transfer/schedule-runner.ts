@@ -27,7 +27,7 @@
 import { Cron } from 'croner'
 import type { Logger } from '../common/logger.js'
 import type { Startable } from '../common/lifecycle.js'
-import type { Leadership } from '../cluster/leadership-api.js'
+import { whileLeader, type Leadership } from '../cluster/leadership-api.js'
 import { NodeDurableFs, type DurableFs } from '../store/durable-fs.js'
 import type { TransferRecord, TransferStatus } from '../store/journal-records.js'
 import type { EnqueueInput, SendOfFile } from '../store/transfer-queue.js'
@@ -153,9 +153,7 @@ export class ScheduleRunner implements Startable {
     if (!this.stopped) return
     this.stopped = false
     if (this.init.schedules.length === 0) return
-    const ev = this.c.leadership.events
-    this.offs.push(ev.on('leader:elected', () => { this.activate() }), ev.on('leader:demoted', () => { this.deactivate('no longer the leader') }))
-    if (this.c.leadership.isLeader()) this.activate()
+    this.offs.push(whileLeader(this.c.leadership, { elected: () => { this.activate() }, demoted: () => { this.deactivate('no longer the leader') } }))
   }
 
   async stop (): Promise<void> {
