@@ -187,6 +187,7 @@ export class Daemon implements Startable {
       partners,
       files,
       fs: new NodeDurableFs(),
+      progress: this.progress,
       onAttempt: (direction, outcome) => { this.metrics.queueAttempts.inc({ direction, outcome }) }
     }, { member: config.podName })
     const queueApi = new TransferQueueApi({

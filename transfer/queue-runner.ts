@@ -32,6 +32,7 @@ import { basename, dirname, join } from 'node:path'
 import type { DurableFs } from '../store/durable-fs.js'
 import { directoryFor, finalFileName, type PartnerOutbound, type PesitFileConfig, type PesitPartnerConfig } from './config-types.js'
 import { DIAG, formatDiagnostic, type Diagnostic } from './diagnostics.js'
+import type { TransferProgressPort } from './ports.js'
 import { PeerRefusalError, PesitConfigError, PesitError } from './errors.js'
 import { pullFile, type PullCheckpoint } from './pull.js'
 import { pushFile, PushInterruptedError } from './push.js'
@@ -65,6 +66,8 @@ export interface QueueRunnerComponents {
   /** local virtual files: where a fetch lands, the after-send action of a scheduled send */
   files: ReadonlyMap<string, PesitFileConfig>
   fs: DurableFs
+  /** live progress of the attempts, for the consoles (the daemon's ProgressCollector) */
+  progress?: TransferProgressPort
   /** after each attempt ends (metrics): its direction and outcome */
   onAttempt?: (direction: 'send' | 'receive', outcome: QueueOutcome) => void
 }
@@ -270,6 +273,8 @@ export class QueueRunner implements Startable {
           j.agreed(row.id, agreed)
         },
         onProgress: (p) => {
+          // What the partner acknowledged, for the consoles (what was written may still sit in the sockets' buffers).
+          this.c.progress?.update(row.id, { bytes: Math.max(p.acknowledgedBytes, row.syncOffset), expectedBytes: p.total })
           if (p.acknowledgedSyncPoint <= acknowledged) return
           acknowledged = p.acknowledgedSyncPoint
           // A demoted leader stops here: the write is lease-checked, and so is this.
@@ -357,6 +362,7 @@ export class QueueRunner implements Startable {
           if (!this.c.leadership.isLeader()) throw new Error('no longer the leader')
           await writeFetchState(this.c.fs, statePath, { serverTransferId: s.transferId, checkpoint: saved?.checkpoint ?? { syncPoint: 0, offset: 0, articles: 0 } })
         },
+        onProgress: (p) => { this.c.progress?.update(row.id, { bytes: p.bytes, ...(p.announced > 0 ? { expectedBytes: p.announced } : {}) }) },
         onCheckpoint: async (c) => {
           if (!this.c.leadership.isLeader()) throw new Error('no longer the leader')
           const current = await readFetchState(this.c.fs, statePath)
