@@ -48,6 +48,17 @@ export interface PushOptions extends RequesterOptions {
    * point, since the server may have made one durable from bytes still in flight when the attempt died.
    */
   onAgreed?: (articlesPerSync: number) => Promise<void> | void
+  /**
+   * Cancels the transfer cleanly once it is in its data phase: at the next article the push sends IDT (PI 19 = 16,
+   * cancelled by the requester, D2-216), waits for ACK(IDT), closes the file and the connection (CRF, DESELECT,
+   * RELEASE) and throws PushCancelledError; the server records the transfer failed. (`signal` cuts the connection.)
+   */
+  cancel?: AbortSignal
+}
+
+/** The push was cancelled with `cancel`: IDT sent and acknowledged, the connection closed. */
+export class PushCancelledError extends PesitError {
+  override name = 'PushCancelledError'
 }
 
 export interface PushResult {
@@ -249,6 +260,7 @@ class PushSession extends RequesterSession {
           articles++
           offset += art.length
           sinceSync++
+          if (o.cancel?.aborted === true) return await this.cancelled(packer)
           if (this.articlesPerSync > 0 && sinceSync === this.articlesPerSync && offset < size) {
             syncPoint++
             sinceSync = 0
@@ -272,6 +284,7 @@ class PushSession extends RequesterSession {
       // there. Waiting for those acknowledgements before DTF.END reports each one as it comes (a caller that
       // records them, such as the cluster's queue, can restart from the last one if this attempt dies now).
       while (window > 0 && this.lastAcked < syncPoint) {
+        if (o.cancel?.aborted === true) return await this.cancelled(packer)
         this.handleDataPhaseFpdu(await this.receive())
         progress()
       }
@@ -280,6 +293,27 @@ class PushSession extends RequesterSession {
       if (err instanceof InterruptSignal) return await this.interrupted(err.fpdu)
       throw err
     }
+  }
+
+  /** Our IDT (code 16, cancelled by the requester), its ACK, then CRF, DESELECT, RELEASE. */
+  private async cancelled (packer: DtfPacker): Promise<never> {
+    await packer.flush()
+    await this.send('IDT', { 2: DIAG.VOLUNTARY_STOP, 19: 16 })
+    this.state = 'TDX05'
+    for (;;) {
+      const f = await this.receive()
+      // Acknowledgements of sync points in flight come first; a server IDT that crossed ours answers it too.
+      if (f.type === 'ACK_IDT' || f.type === 'IDT') break
+      if (f.type !== 'ACK_SYN') throw new UnexpectedFpduError(fpduDisplayName(f.type), this.state)
+    }
+    this.inDataPhase = false
+    this.state = 'OF02'
+    try {
+      await this.closeFile()
+    } catch (e) {
+      this.log.debug({ err: e }, 'closing after our IDT failed')
+    }
+    throw new PushCancelledError('transfer cancelled (IDT code 16 sent and acknowledged)', DIAG.VOLUNTARY_STOP)
   }
 
   /** The server's IDT: ACK(IDT), then a clean CRF, DESELECT, RELEASE; the push ends restartable. */

@@ -83,6 +83,9 @@ export interface QueueRunnerInit {
   now?: () => number
 }
 
+/** How long a cancelled send's partner has to answer its IDT before the connection is cut. */
+const CANCEL_GRACE_MS = 30_000
+
 /** How an attempt of a queued transfer ended: `retry` is back in the queue. */
 export const QUEUE_OUTCOMES = ['completed', 'retry', 'failed', 'unconfirmed', 'cancelled'] as const
 export type QueueOutcome = typeof QUEUE_OUTCOMES[number]
@@ -95,7 +98,8 @@ const key = (d: Diagnostic): string => `${d.type}-${d.reason}`
 
 export class QueueRunner implements Startable {
   private readonly log: Logger
-  private readonly running = new Map<string, { partner: string, abort: AbortController }>()
+  /** Attempts running here: `abort` cuts the connection, `cancel` stops a send with IDT first. */
+  private readonly running = new Map<string, { partner: string, abort: AbortController, cancel: AbortController }>()
   private readonly offs: Array<() => void> = []
   private timer: ReturnType<typeof setTimeout> | undefined
   private active = false
@@ -123,9 +127,16 @@ export class QueueRunner implements Startable {
     if (this.active) this.schedule(0)
   }
 
-  /** An operator cancelled `id` (already final in the journal): its attempt, if one runs here, stops. */
+  /**
+   * An operator cancelled `id` (already final in the journal): its attempt, if one runs here, stops. A send in its
+   * data phase ends with IDT (cancelled by the requester) and a clean close; anything else, or a send whose partner
+   * does not answer the IDT within CANCEL_GRACE_MS, has its connection cut.
+   */
   cancelled (id: string): void {
-    this.running.get(id)?.abort.abort(new Error('cancelled'))
+    const r = this.running.get(id)
+    if (r === undefined) return
+    r.cancel.abort(new Error('cancelled'))
+    setTimeout(() => { r.abort.abort(new Error('cancelled')) }, CANCEL_GRACE_MS).unref()
   }
 
   private activate (): void {
@@ -203,16 +214,18 @@ export class QueueRunner implements Startable {
 
   private launch (j: QueueJournal, row: TransferRecord, out: PartnerOutbound): void {
     const abort = new AbortController()
-    this.running.set(row.id, { partner: row.partner, abort })
-    void this.attempt(j, row, out, abort.signal).finally(() => {
+    const cancel = new AbortController()
+    this.running.set(row.id, { partner: row.partner, abort, cancel })
+    if (row.direction !== 'send') cancel.signal.addEventListener('abort', () => { abort.abort(new Error('cancelled')) }, { once: true })
+    void this.attempt(j, row, out, abort.signal, cancel.signal).finally(() => {
       this.running.delete(row.id)
       this.wake()
     })
   }
 
-  private async attempt (j: QueueJournal, row: TransferRecord, out: PartnerOutbound, signal: AbortSignal): Promise<void> {
+  private async attempt (j: QueueJournal, row: TransferRecord, out: PartnerOutbound, signal: AbortSignal, cancel: AbortSignal): Promise<void> {
     const log = this.log.child({ transfer: row.id, partner: row.partner, file: row.virtualFile })
-    if (row.direction === 'send') await this.send(j, row, out, signal, log)
+    if (row.direction === 'send') await this.send(j, row, out, signal, cancel, log)
     else await this.fetch(j, row, out, signal, log)
   }
 
@@ -232,7 +245,7 @@ export class QueueRunner implements Startable {
     }
   }
 
-  private async send (j: QueueJournal, row: TransferRecord, out: PartnerOutbound, signal: AbortSignal, log: Logger): Promise<void> {
+  private async send (j: QueueJournal, row: TransferRecord, out: PartnerOutbound, signal: AbortSignal, cancel: AbortSignal, log: Logger): Promise<void> {
     const epoch = this.c.leadership.currentEpoch()?.number ?? 0
     const path = row.filePath!
     let source: string
@@ -268,6 +281,7 @@ export class QueueRunner implements Startable {
         articleSize,
         syncIntervalKb: Math.ceil((row.request?.articlesPerSync ?? 0) * articleSize / 1024),
         ...(restart ? { restart: { articlesPerSync } } : {}),
+        cancel,
         onAgreed: (agreed) => {
           if (!this.c.leadership.isLeader()) throw new Error('no longer the leader')
           j.agreed(row.id, agreed)
@@ -275,7 +289,8 @@ export class QueueRunner implements Startable {
         onProgress: (p) => {
           // What the partner acknowledged, for the consoles (what was written may still sit in the sockets' buffers).
           this.c.progress?.update(row.id, { bytes: Math.max(p.acknowledgedBytes, row.syncOffset), expectedBytes: p.total })
-          if (p.acknowledgedSyncPoint <= acknowledged) return
+          // Cancelled: the row is final already, and the push is stopping with IDT.
+          if (p.acknowledgedSyncPoint <= acknowledged || cancel.aborted) return
           acknowledged = p.acknowledgedSyncPoint
           // A demoted leader stops here: the write is lease-checked, and so is this.
           if (!this.c.leadership.isLeader()) throw new Error('no longer the leader')

@@ -10,6 +10,8 @@ import assert from 'node:assert/strict'
 import { createHash, randomBytes } from 'node:crypto'
 import { mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
+import { silentLogger } from '../../common/logger.js'
+import { TcpLoadBalancer } from '../../dev-cluster/load-balancer.js'
 import { DaemonProcess, freePorts, tempDir } from '../helpers/daemon-process.js'
 import { waitFor } from '../helpers/wait.js'
 
@@ -25,6 +27,8 @@ describe('the transfer queue: the cluster sends files to a partner', () => {
   let http = 0
   let partnerHttp = 0
   let partnerPesit = 0
+  /** A slow way to the same partner (SLOWBANK), so that a send can be cancelled while it runs. */
+  const relay = new TcpLoadBalancer({ logger: silentLogger() }, { host: '127.0.0.1', port: 0, bytesPerSecond: 256 * 1024 })
   const shared = (): string => join(dir.path, 'shared')
   const inbox = (): string => join(dir.path, 'partner-shared', 'inbox')
 
@@ -57,6 +61,8 @@ describe('the transfer queue: the cluster sends files to a partner', () => {
     dir = await tempDir()
     let pesit: number
     ;[http, pesit, partnerHttp, partnerPesit] = await freePorts(4)
+    relay.setEndpoint({ host: '127.0.0.1', port: partnerPesit })
+    await relay.start()
     // The partner's server knows this cluster as requester VECTIS.
     writeFileSync(join(dir.path, 'partner.yaml'), `servers:
   - id: BANKSRV
@@ -83,6 +89,13 @@ partners:
     port: ${partnerPesit}
     serverId: BANKSRV
     remotePassword: ours123
+  - id: SLOWBANK
+    password: slow1234
+    host: 127.0.0.1
+    port: ${relay.port!}
+    serverId: BANKSRV
+    localId: VECTIS
+    remotePassword: ours123
   - id: BADPW
     password: bad12345
     host: 127.0.0.1
@@ -108,6 +121,7 @@ files:
   after(async () => {
     await cluster?.kill()
     await partner?.kill()
+    await relay.stop()
     await dir?.remove()
   })
 
@@ -203,6 +217,33 @@ files:
     await startPartner()
     const done = await until(id, 'completed once the partner is back', (x) => x.status === 'completed')
     assert.deepEqual(readFileSync(join(inbox(), `VECTIS_PAYIN_${done.transferId}`)), readFileSync(join(shared(), 'out', 'later.bin')))
+  })
+
+  it('DELETE of a running send stops it with IDT (cancelled by the requester): the partner records it failed and keeps no file', async () => {
+    // 1 MiB through 256 KiB/s: the IDT, behind what the sockets already hold of the data, arrives within 4 s.
+    writeFileSync(join(shared(), 'out', 'slow.bin'), randomBytes(1024 * 1024))
+    const r = await api('POST', '/api/transfers', { direction: 'send', partner: 'SLOWBANK', file: 'PAYIN', path: 'out/slow.bin' })
+    assert.equal(r.status, 202)
+    const id = r.json.id as string
+    const running = await until(id, 'running past its first sync point', (x) => x.status === 'in-progress' && x.syncPoint > 0)
+    const c = await api('DELETE', `/api/transfers/${id}`)
+    assert.equal(c.status, 200)
+    assert.equal(c.json.status, 'cancelled')
+    await cluster.waitLog((l) => l.transfer === id && l.msg === 'attempt stopped: cancelled', 20_000)
+    // The IDT reaches the partner after what the relay still holds of the data; it records the end once it got it.
+    const there = await waitFor(async () => {
+      const rows = await fetch(`http://127.0.0.1:${partnerHttp}/api/transfers?limit=100`, { headers: AUTH }).then(async (x) => await x.json() as { transfers: Array<{ transferId: number, status: string, diagnostic: string | null }> })
+      const row = rows.transfers.find((x) => x.transferId === running.transferId)
+      return row?.status === 'in-progress' ? undefined : row
+    }, { timeoutMs: 20_000, intervalMs: 100, what: 'the partner to record the cancelled transfer' }).catch((err: unknown) => {
+      const log = cluster.logs.filter((l) => l.transfer === id).map((l) => JSON.stringify(l)).join('\n')
+      throw new Error(`${(err as Error).message}; the attempt's log:\n${log}`)
+    })
+    assert.equal(there?.status, 'failed', JSON.stringify(there))
+    assert.match(there?.diagnostic ?? '', /IDT code 16/)
+    const stopped = cluster.logs.find((l) => l.transfer === id && l.msg === 'queued transfer failed: retrying later')
+    assert.equal(stopped, undefined, 'not retried')
+    assert.ok(!readdirSync(inbox()).includes(`VECTIS_PAYIN_${running.transferId}`), 'no file delivered')
   })
 
   it('DELETE cancels a queued entry; a partner\'s transfer or an unknown id cannot be cancelled', async () => {
