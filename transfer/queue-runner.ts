@@ -360,6 +360,7 @@ export class QueueRunner implements Startable {
       const bytes = (await stat(destination)).size
       this.settle(row, () => j.complete(row.id, { bytes, sha256 }), 'completed')
       await this.c.fs.unlink(statePath).catch(() => {})
+      await removeStateTemporaries(this.c.fs, statePath, log)
       log.info({ path: destination }, 'queued fetch found delivered by an earlier attempt')
       return
     }
@@ -387,6 +388,7 @@ export class QueueRunner implements Startable {
       })
       this.settle(row, () => j.complete(row.id, { bytes: r.bytes, sha256: r.sha256 }), 'completed')
       await this.c.fs.unlink(statePath).catch(() => {})
+      if (row.attempts > 0) await removeStateTemporaries(this.c.fs, statePath, log)
       log.info({ bytes: r.bytes, resumedAt: r.startOffset, path: r.path }, 'queued file fetched')
     } catch (err) {
       // A partner that cannot restart gets asked for the whole file again.
@@ -468,6 +470,21 @@ async function readFetchState (fs: DurableFs, path: string): Promise<FetchState 
 
 async function writeFetchState (fs: DurableFs, path: string, s: FetchState): Promise<void> {
   await fs.writeFileAtomic(path, Buffer.from(JSON.stringify(s)))
+}
+
+/**
+ * The temporaries of the restart state's atomic writes (`..<name>.vectis-fetch.<12 hex>.tmp`, durable-fs.ts) that an
+ * earlier attempt's member left when it was killed in the middle of one: hidden files in the receive directory that
+ * nothing else removes (the PeSIT servers' sweep at a leadership's start knows only their own checkpoints). Called
+ * once the fetch is done, when nothing writes its state any more (a deposed member's write that loses its temporary
+ * only fails), and only after a retried attempt: the directory is listed for those alone.
+ */
+async function removeStateTemporaries (fs: DurableFs, statePath: string, log: Logger): Promise<void> {
+  const dir = dirname(statePath)
+  const prefix = `.${basename(statePath)}.`
+  const stale = (await fs.readdir(dir).catch(() => [] as string[])).filter((n) => n.startsWith(prefix) && /^[0-9a-f]{12}\.tmp$/.test(n.slice(prefix.length)))
+  for (const name of stale) await fs.unlink(join(dir, name)).catch(() => {})
+  if (stale.length > 0) log.info({ removed: stale }, 'temporaries of an interrupted restart-state write removed')
 }
 
 function readTls (t: NonNullable<PartnerOutbound['tls']>): { ca?: Buffer, cert?: Buffer, key?: Buffer } {

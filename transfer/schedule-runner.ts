@@ -11,7 +11,9 @@
  * (`<size>:<mtimeMs>:<inode>`). So a file sent is not sent again (`afterSend: keep`), a file that failed for good,
  * was cancelled or ended unconfirmed is not retried by every run, and a file replaced under the same name is sent.
  * Each row records the run, `request.schedule = {id, at: T}`, and the local virtual file (`request.localFile`), whose
- * `afterSend` the runner applies once the partner has the file.
+ * `afterSend` the runner applies once the partner has the file. A file a run finds sent (a completed send of its
+ * identity, none queued or running) still in the directory did not get that action (it failed, or the leader lost its
+ * lease or died right after the completion): the run does it then, late, as a partner's pull does (§5.4).
  *
  * A run is identified by (schedule, T), T the cron's time (not the moment the timer fired), so that every member
  * computes the same. A member that becomes leader runs, for each schedule, the latest due time not after now once if
@@ -24,6 +26,7 @@
  * Leadership: jobs exist only while this member leads, once its journal is settled (`leaderReady`); each row is
  * queued only if `isLeader()` holds right before (and the journal's write is lease-checked too).
  */
+import { dirname } from 'node:path'
 import { Cron } from 'croner'
 import type { Logger } from '../common/logger.js'
 import type { Startable } from '../common/lifecycle.js'
@@ -33,7 +36,7 @@ import type { TransferRecord, TransferStatus } from '../store/journal-records.js
 import type { EnqueueInput, SendOfFile } from '../store/transfer-queue.js'
 import { directoryFor, type PesitFileConfig, type PesitPartnerConfig, type ScheduleConfig } from './config-types.js'
 import { QUEUED_ARTICLE_SIZE, QUEUED_ARTICLES_PER_SYNC } from './queued-send.js'
-import { identityOf, identityString, offerableFiles } from './send-source.js'
+import { applyAfterSend, identityOf, identityString, offerableFiles } from './send-source.js'
 
 /** What the runs need of the journal's queue (store/transfer-queue.ts). */
 export interface ScheduleJournal {
@@ -98,6 +101,11 @@ export function patternMatcher (pattern: string): (name: string) => boolean {
  */
 export function blockingSend<R extends Pick<SendOfFile, 'status' | 'source'>> (rows: readonly R[], identity: string): R | undefined {
   return rows.find((r) => LIVE.includes(r.status) || r.source === identity)
+}
+
+/** Whether `rows` hold a completed send of the file as it is now (`identity`) and none queued or running. */
+function sentAlready (rows: ReadonlyArray<Pick<SendOfFile, 'status' | 'source'>>, identity: string): boolean {
+  return rows.some((r) => r.status === 'completed' && r.source === identity) && !rows.some((r) => LIVE.includes(r.status))
 }
 
 /** The latest time of the cron expression not after `nowMs`, if it has one. */
@@ -239,6 +247,18 @@ export class ScheduleRunner implements Startable {
     }
   }
 
+  /** `afterSend` of `file` on `f`, late: PI 13 no longer known (`.0` if the move target has the name already). */
+  private async afterSendLate (file: PesitFileConfig, f: { name: string, path: string }, partner: string, log: Logger): Promise<void> {
+    try {
+      const to = await applyAfterSend(this.fs, file.afterSend, dirname(f.path), f.name, partner, 0)
+      log.info({ path: f.path, action: file.afterSend?.action, to, late: true }, 'after-send action done')
+    } catch (err) {
+      // Gone meanwhile: the queue's runner finishing that very send did it.
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT' && !(await this.fs.exists(f.path))) return
+      log.error({ err, path: f.path }, 'after-send action failed; the next run retries it')
+    }
+  }
+
   private async runOnce (s: ScheduleConfig, atMs: number, gen: number, completing: boolean): Promise<ScheduleRun> {
     const at = new Date(atMs).toISOString()
     const log = this.log.child({ schedule: s.id, at })
@@ -256,8 +276,12 @@ export class ScheduleRunner implements Startable {
       const journal = this.c.journal()
       for (const f of candidates) {
         const source = identityString(identityOf(f.stat))
-        if (blockingSend(journal.sendsOf({ partner: s.partner, remoteFile: s.remoteFile, filePath: f.path }), source) !== undefined) {
+        const sends = journal.sendsOf({ partner: s.partner, remoteFile: s.remoteFile, filePath: f.path })
+        if (blockingSend(sends, source) !== undefined) {
           result.alreadyQueued++
+          // Sent, yet still here: the after-send action the queue's runner did not do (it failed, or its member lost
+          // the lease or died between the completion and the action) is done now, as a partner's pull does it late.
+          if (file.afterSend !== undefined && file.afterSend.action !== 'keep' && sentAlready(sends, source) && this.leads(gen)) await this.afterSendLate(file, f, s.partner, log)
           continue
         }
         if (!this.leads(gen)) return result
