@@ -120,7 +120,7 @@ export class JournalReplicator {
   private catchingUp: Promise<void> | undefined
   private catchUpAgain = false
   private readonly acks = new Map<string, number>()
-  private lastAck = { at: 0, seq: -1 }
+  private lastAck = { at: 0, seq: -1, epoch: -1 }
   private ackTimer: NodeJS.Timeout | undefined
   private refused = 0
   private running = false
@@ -487,11 +487,14 @@ export class JournalReplicator {
     this.ackTimer = setTimeout(() => {
       this.ackTimer = undefined
       const seq = this.c.journal.position()
-      if (seq === this.lastAck.seq || !this.running) return
-      this.lastAck = { at: Date.now(), seq }
+      const epoch = this.alignedEpoch
+      // Told already, to the leader of the same epoch (a leader counts only positions in its own history).
+      if ((seq === this.lastAck.seq && epoch === this.lastAck.epoch) || !this.running) return
       const address = this.c.cluster.leaderAddress()
+      // No leader known yet: nothing is recorded as told, so the next head or run tells it.
       if (address === undefined || this.c.leadership.isLeader()) return
-      this.c.transport.request(address, { service: SERVICE, cluster: this.init.clusterName, op: 'ack', member: this.init.nodeName, seq, epoch: this.alignedEpoch }, { timeoutMs: CATCH_UP_TIMEOUT_MS })
+      this.lastAck = { at: Date.now(), seq, epoch }
+      this.c.transport.request(address, { service: SERVICE, cluster: this.init.clusterName, op: 'ack', member: this.init.nodeName, seq, epoch }, { timeoutMs: CATCH_UP_TIMEOUT_MS })
         .catch(() => { this.lastAck.seq = -1 })
     }, wait)
     this.ackTimer.unref()

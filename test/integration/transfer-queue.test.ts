@@ -18,7 +18,7 @@ import { waitFor } from '../helpers/wait.js'
 const AUTH = { authorization: `Basic ${Buffer.from('vectis:pw').toString('base64')}` }
 const sha256 = (b: Buffer): string => createHash('sha256').update(b).digest('hex')
 
-interface Row { id: string, status: string, transferId: number, attempts: number, diagnostic: string | null, sha256: string | null, bytes: number, initiator: string }
+interface Row { id: string, status: string, transferId: number, attempts: number, syncPoint: number, diagnostic: string | null, sha256: string | null, bytes: number, initiator: string }
 
 describe('the transfer queue: the cluster sends files to a partner', () => {
   let dir: { path: string, remove: () => Promise<void> }
