@@ -188,6 +188,7 @@ export class Daemon implements Startable {
       files,
       fs: new NodeDurableFs(),
       progress: this.progress,
+      durable: async (seq) => { await this.replication?.awaitMajority(seq) },
       onAttempt: (direction, outcome) => { this.metrics.queueAttempts.inc({ direction, outcome }) }
     }, { member: config.podName })
     const queueApi = new TransferQueueApi({
@@ -535,8 +536,8 @@ export class Daemon implements Startable {
 /** The journal and its queue as the queue's runner sees them. */
 function queueJournal (j: Journal): QueueJournal {
   return {
-    due: (now, limit) => j.queue.due(now, limit),
-    nextDueAt: () => j.queue.nextDueAt(),
+    due: (now, limit, skip) => j.queue.due(now, limit, skip),
+    nextDueAt: (skip) => j.queue.nextDueAt(skip),
     running: () => j.queue.running(),
     get: (id) => j.get(id),
     start: (id, a) => j.queue.start(id, a),

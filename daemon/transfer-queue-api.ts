@@ -96,7 +96,7 @@ export class TransferQueueApi implements Startable {
   private async here (payload: { op: 'enqueue', body: unknown } | { op: 'cancel', id: string }): Promise<ForwardedReply> {
     try {
       await this.c.leaderReady?.()
-      return payload.op === 'enqueue' ? await this.enqueue(payload.body) : this.cancel(payload.id)
+      return payload.op === 'enqueue' ? await this.enqueue(payload.body) : await this.cancel(payload.id)
     } catch (err) {
       if (err instanceof HttpError) return { status: err.status, json: { error: err.message } }
       if (err instanceof NotLeaderError) return { status: 503, json: { error: 'this member is not (or no longer) the leader; try again' } }
@@ -121,7 +121,7 @@ export class TransferQueueApi implements Startable {
     return { status: 202, json: { id: row.id } }
   }
 
-  private cancel (id: string): ForwardedReply {
+  private async cancel (id: string): Promise<ForwardedReply> {
     const journal = this.c.journal()
     const row = journal.get(id)
     if (row === undefined) return { status: 404, json: { error: `no transfer ${id}` } }
@@ -129,6 +129,11 @@ export class TransferQueueApi implements Startable {
     const done: TransferRecord = journal.queue.cancel(id, 'cancelled through the API')
     this.c.cancelled(id)
     this.log.info({ transfer: id }, 'transfer cancelled')
+    try {
+      await this.c.durable(done.seq, DURABLE_TIMEOUT_MS)
+    } catch (err) {
+      return { status: 503, json: { error: `cancelled here, but not confirmed on a majority of the members: ${(err as Error).message}; GET /api/transfers/${id} tells whether it stayed cancelled`, id } }
+    }
     return { status: 200, json: done }
   }
 

@@ -63,8 +63,8 @@ const CANCELLABLE: readonly TransferStatus[] = ['queued', 'in-progress', 'interr
 
 export class TransferQueue {
   private readonly s: {
-    due: Statement<[number, number], TransferRow>
-    nextDue: Statement<[], { at: number | null }>
+    due: Statement<[number, string, number], TransferRow>
+    nextDue: Statement<[string], { at: number | null }>
     depth: Statement<[], { n: number }>
     running: Statement<[], TransferRow>
     sendsOf: Statement<[string, string, string, string, string, string], SendOfFile>
@@ -76,8 +76,9 @@ export class TransferQueue {
       // Urgent first (PI 17); within a priority, transfers already started before new ones (an interrupted one
       // resumes at once: the partner holds its partial file), then the longest waiting.
       due: c.db.prepare(`SELECT ${COLUMNS} FROM transfers WHERE status = 'queued' AND next_attempt_at <= ? ` +
+        'AND partner NOT IN (SELECT value FROM json_each(?)) ' +
         "ORDER BY json_extract(request, '$.priority'), attempts = 0, next_attempt_at, created_at, rowid LIMIT ?"),
-      nextDue: c.db.prepare("SELECT min(next_attempt_at) AS at FROM transfers WHERE status = 'queued'"),
+      nextDue: c.db.prepare("SELECT min(next_attempt_at) AS at FROM transfers WHERE status = 'queued' AND partner NOT IN (SELECT value FROM json_each(?))"),
       depth: c.db.prepare("SELECT count(*) AS n FROM transfers WHERE initiator = 'cluster' AND status IN ('queued', 'in-progress')"),
       running: c.db.prepare(`SELECT ${COLUMNS} FROM transfers WHERE initiator = 'cluster' AND status = 'in-progress' ORDER BY created_at, rowid`),
       // Completed rows through the index of completed sends, the others (few: final failures and live rows) through
@@ -168,14 +169,14 @@ export class TransferQueue {
     return this.c.change(id, (r) => ({ ...r, status: 'unconfirmed', diagnostic, nextAttemptAt: null, finishedAt: iso(this.c.clock.wallNow()) }), ['in-progress'])
   }
 
-  /** Queued rows whose time has come (at `nowMs`), urgent first, at most `limit`. */
-  due (nowMs: number, limit: number): TransferRecord[] {
-    return this.s.due.all(nowMs, limit).map(toRecord)
+  /** Queued rows whose time has come (at `nowMs`), urgent first, at most `limit`, except those of `skipPartners`. */
+  due (nowMs: number, limit: number, skipPartners: readonly string[] = []): TransferRecord[] {
+    return this.s.due.all(nowMs, JSON.stringify(skipPartners), limit).map(toRecord)
   }
 
-  /** When the earliest queued row may start (wall-clock ms), if any is queued. */
-  nextDueAt (): number | undefined {
-    return this.s.nextDue.get()?.at ?? undefined
+  /** When the earliest queued row (not of `skipPartners`) may start (wall-clock ms), if any is queued. */
+  nextDueAt (skipPartners: readonly string[] = []): number | undefined {
+    return this.s.nextDue.get(JSON.stringify(skipPartners))?.at ?? undefined
   }
 
   /** Initiated transfers queued or running: `vectis_transfer_queue_depth`. */

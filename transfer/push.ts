@@ -150,6 +150,11 @@ class PushSession extends RequesterSession {
       this.articlesPerSync = fresh
       await o.onAgreed?.(fresh)
     }
+    if (o.cancel?.aborted === true) {
+      // Before any transfer exists at the server: the connection ends as it should, and nothing is left to interrupt.
+      await this.release()
+      throw new PushCancelledError('transfer cancelled before it started', DIAG.VOLUNTARY_STOP)
+    }
     // --- CREATE, ORF, WRITE
     const createParams: Params = {
       9: { 11: 0, 12: o.file }, 13: this.transferId, 16: 2, 17: 0, 25: proposedEntity,
@@ -260,7 +265,7 @@ class PushSession extends RequesterSession {
           articles++
           offset += art.length
           sinceSync++
-          if (o.cancel?.aborted === true) return await this.cancelled(packer)
+          if (this.cancelRequested()) return await this.cancelled(packer)
           if (this.articlesPerSync > 0 && sinceSync === this.articlesPerSync && offset < size) {
             syncPoint++
             sinceSync = 0
@@ -277,6 +282,8 @@ class PushSession extends RequesterSession {
           }
         }
       }
+      // A cancel that came after the last article (an empty file has none) still stops it before DTF.END.
+      if (this.cancelRequested()) return await this.cancelled(packer)
       await packer.flush()
       await this.drainIncoming()
       progress()
@@ -284,7 +291,7 @@ class PushSession extends RequesterSession {
       // there. Waiting for those acknowledgements before DTF.END reports each one as it comes (a caller that
       // records them, such as the cluster's queue, can restart from the last one if this attempt dies now).
       while (window > 0 && this.lastAcked < syncPoint) {
-        if (o.cancel?.aborted === true) return await this.cancelled(packer)
+        if (this.cancelRequested()) return await this.cancelled(packer)
         this.handleDataPhaseFpdu(await this.receive())
         progress()
       }
@@ -295,6 +302,8 @@ class PushSession extends RequesterSession {
     }
   }
 
+  private cancelRequested (): boolean { return this.push.cancel?.aborted === true }
+
   /** Our IDT (code 16, cancelled by the requester), its ACK, then CRF, DESELECT, RELEASE. */
   private async cancelled (packer: DtfPacker): Promise<never> {
     await packer.flush()
@@ -302,8 +311,13 @@ class PushSession extends RequesterSession {
     this.state = 'TDX05'
     for (;;) {
       const f = await this.receive()
-      // Acknowledgements of sync points in flight come first; a server IDT that crossed ours answers it too.
-      if (f.type === 'ACK_IDT' || f.type === 'IDT') break
+      // Acknowledgements of sync points in flight come first; a server IDT that crossed ours answers it too, and is
+      // acknowledged in turn.
+      if (f.type === 'ACK_IDT') break
+      if (f.type === 'IDT') {
+        await this.send('ACK_IDT', {})
+        break
+      }
       if (f.type !== 'ACK_SYN') throw new UnexpectedFpduError(fpduDisplayName(f.type), this.state)
     }
     this.inDataPhase = false

@@ -34,7 +34,7 @@ import { directoryFor, finalFileName, type PartnerOutbound, type PesitFileConfig
 import { DIAG, formatDiagnostic, type Diagnostic } from './diagnostics.js'
 import type { TransferProgressPort } from './ports.js'
 import { PeerRefusalError, PesitConfigError, PesitError } from './errors.js'
-import { pullFile, type PullCheckpoint } from './pull.js'
+import { partialPathOf, pullFile, type PullCheckpoint } from './pull.js'
 import { pushFile, PushInterruptedError } from './push.js'
 import { QUEUED_ARTICLE_SIZE, QUEUED_ARTICLES_PER_SYNC } from './queued-send.js'
 import { tlsConnector, type RequesterOptions } from './requester-session.js'
@@ -42,8 +42,8 @@ import { applyAfterSend, identityOf, identityString } from './send-source.js'
 
 /** What the runner needs of the journal and its queue (store/journal.ts, store/transfer-queue.ts). */
 export interface QueueJournal {
-  due(nowMs: number, limit: number): TransferRecord[]
-  nextDueAt(): number | undefined
+  due(nowMs: number, limit: number, skipPartners?: readonly string[]): TransferRecord[]
+  nextDueAt(skipPartners?: readonly string[]): number | undefined
   running(): TransferRecord[]
   get(id: string): TransferRecord | undefined
   start(id: string, a: { member: string, epoch: number, source?: string, filePath?: string }): TransferRecord
@@ -66,6 +66,11 @@ export interface QueueRunnerComponents {
   /** local virtual files: where a fetch lands, the after-send action of a scheduled send */
   files: ReadonlyMap<string, PesitFileConfig>
   fs: DurableFs
+  /**
+   * Resolves once the journal up to `seq` is on a majority of the members (rejects after a while): a row is started,
+   * and a scheduled send's file moved or deleted, only once what led to it cannot be lost with this leader.
+   */
+  durable?: (seq: number) => Promise<void>
   /** live progress of the attempts, for the consoles (the daemon's ProgressCollector) */
   progress?: TransferProgressPort
   /** after each attempt ends (metrics): its direction and outcome */
@@ -98,6 +103,7 @@ const key = (d: Diagnostic): string => `${d.type}-${d.reason}`
 
 export class QueueRunner implements Startable {
   private readonly log: Logger
+  private readonly attempts = new Set<Promise<void>>()
   /** Attempts running here: `abort` cuts the connection, `cancel` stops a send with IDT first. */
   private readonly running = new Map<string, { partner: string, abort: AbortController, cancel: AbortController }>()
   private readonly offs: Array<() => void> = []
@@ -120,6 +126,8 @@ export class QueueRunner implements Startable {
     this.stopped = true
     for (const off of this.offs.splice(0)) off()
     this.deactivate('stopping')
+    // The aborted attempts unwind before the store they write to closes.
+    await Promise.allSettled([...this.attempts])
   }
 
   /** Something was queued or cancelled: look at the queue now rather than at the next timer. */
@@ -181,9 +189,18 @@ export class QueueRunner implements Startable {
     this.timer.unref?.()
   }
 
-  /** Starts what is due and may run now; sets the timer for the next. */
+  /**
+   * Starts what is due and may run now; sets the timer for the next. Rows of partners whose connections are all in
+   * use are not read (the end of one of their attempts wakes the queue), so one busy partner does not hold up the
+   * others, and due rows that must wait do not make the timer fire at once again.
+   */
   private pump (): void {
-    if (!this.active || !this.c.leadership.isLeader()) return
+    if (!this.active) return
+    if (!this.c.leadership.isLeader()) {
+      // A lease being renewed: the demotion, if it comes, stops the queue.
+      this.schedule(1000)
+      return
+    }
     let j: QueueJournal
     try {
       j = this.c.journal()
@@ -192,18 +209,20 @@ export class QueueRunner implements Startable {
       return
     }
     const now = this.now()
-    for (const row of j.due(now, 200)) {
-      if (this.running.has(row.id)) continue
+    const busy = (): string[] => [...this.c.partners.values()].filter((p) => p.outbound !== undefined && this.busyWith(p.id) >= p.outbound.maxConnections).map((p) => p.id)
+    let full = busy()
+    for (const row of j.due(now, 200, full)) {
+      if (this.running.has(row.id) || full.includes(row.partner)) continue
       const partner = this.c.partners.get(row.partner)
       if (partner?.outbound === undefined) {
         this.settle(row, () => j.fail(row.id, `${formatDiagnostic(DIAG.CALLED_UNKNOWN)}: partner ${row.partner} is not configured with a host to call`), 'failed')
         continue
       }
-      if (this.busyWith(row.partner) >= partner.outbound.maxConnections) continue
       this.launch(j, row, partner.outbound)
+      if (this.busyWith(row.partner) >= partner.outbound.maxConnections) full = busy()
     }
-    const next = j.nextDueAt()
-    if (next !== undefined) this.schedule(next - this.now())
+    const next = j.nextDueAt(full)
+    if (next !== undefined) this.schedule(Math.max(next - this.now(), 50))
   }
 
   private busyWith (partner: string): number {
@@ -217,14 +236,42 @@ export class QueueRunner implements Startable {
     const cancel = new AbortController()
     this.running.set(row.id, { partner: row.partner, abort, cancel })
     if (row.direction !== 'send') cancel.signal.addEventListener('abort', () => { abort.abort(new Error('cancelled')) }, { once: true })
-    void this.attempt(j, row, out, abort.signal, cancel.signal).finally(() => {
-      this.running.delete(row.id)
-      this.wake()
-    })
+    const done = this.attempt(j, row, out, abort.signal, cancel.signal)
+      .catch((err: unknown) => { this.log.error({ err, transfer: row.id }, 'a queued transfer\'s attempt failed unexpectedly') })
+      .finally(() => {
+        this.running.delete(row.id)
+        this.attempts.delete(done)
+        this.unsettled(row.id)
+        this.wake()
+      })
+    this.attempts.add(done)
+  }
+
+  /**
+   * An attempt that ended without recording its end (its write failed, or its leadership wavered and came back):
+   * while this member leads, the row goes back to the queue rather than stay in progress with nothing running it.
+   */
+  private unsettled (id: string): void {
+    if (!this.active || this.stopped || !this.c.leadership.isLeader()) return
+    try {
+      const j = this.c.journal()
+      if (j.get(id)?.status !== 'in-progress') return
+      j.retryLater(id, { diagnostic: `${formatDiagnostic(DIAG.NETWORK_INCIDENT)}: the attempt ended without a result`, at: this.now() + 1000 })
+    } catch (err) {
+      this.log.warn({ err, transfer: id }, 'could not requeue an attempt that ended without a result')
+    }
   }
 
   private async attempt (j: QueueJournal, row: TransferRecord, out: PartnerOutbound, signal: AbortSignal, cancel: AbortSignal): Promise<void> {
     const log = this.log.child({ transfer: row.id, partner: row.partner, file: row.virtualFile })
+    try {
+      await this.c.durable?.(row.seq)
+    } catch (err) {
+      // Not on a majority yet (a schedule's row just written, members slow): the next pump tries again.
+      log.debug({ err }, 'the row is not yet on a majority of the members: not started')
+      return
+    }
+    if (cancel.aborted) return
     if (row.direction === 'send') await this.send(j, row, out, signal, cancel, log)
     else await this.fetch(j, row, out, signal, log)
   }
@@ -298,8 +345,20 @@ export class QueueRunner implements Startable {
         }
       })
       const sha256 = await sha256Of(path)
-      this.settle(row, () => j.complete(row.id, { bytes: r.bytes, sha256 }), 'completed')
+      const done = this.settle(row, () => j.complete(row.id, { bytes: r.bytes, sha256 }), 'completed')
       log.info({ bytes: r.bytes, resumedAt: r.startOffset }, 'queued file sent')
+      // Moved or deleted only once the completion is recorded on a majority: a new leader never finds the row in
+      // progress with its source gone.
+      if (!done) return
+      const seq = j.get(row.id)?.seq
+      if (seq !== undefined) {
+        try {
+          await this.c.durable?.(seq)
+        } catch (err) {
+          log.warn({ err }, 'the completion is not yet on a majority: the after-send action is left to the schedule\'s next run')
+          return
+        }
+      }
     } catch (err) {
       if (restart && err instanceof PesitConfigError) {
         // The partner now agrees another spacing (its configuration changed): the restart cannot map its points.
@@ -354,17 +413,24 @@ export class QueueRunner implements Startable {
       log.warn({ err }, 'could not start the attempt')
       return
     }
-    // Delivered here by an attempt whose end was not recorded (the rename comes before TRANS.END): done.
+    const saved = await readFetchState(this.c.fs, statePath)
     if (await this.c.fs.exists(destination)) {
+      // Delivered here by an attempt of this row whose end was not recorded (the rename comes before TRANS.END, and
+      // its restart state is removed only after the row completed): done. Any other file under that name is not this
+      // fetch's: never taken for it, never overwritten.
+      if (saved === undefined) {
+        this.settle(row, () => j.fail(row.id, `${formatDiagnostic(DIAG.FILE_EXISTS)}: ${destination} exists and is not this fetch's: give the receive virtual file a filenamePattern with \${transferId}`), 'failed')
+        return
+      }
       const sha256 = await sha256Of(destination)
       const bytes = (await stat(destination)).size
-      this.settle(row, () => j.complete(row.id, { bytes, sha256 }), 'completed')
-      await this.c.fs.unlink(statePath).catch(() => {})
-      await removeStateTemporaries(this.c.fs, statePath, log)
+      if (this.settle(row, () => j.complete(row.id, { bytes, sha256 }), 'completed')) {
+        await this.c.fs.unlink(statePath).catch(() => {})
+        await removeStateTemporaries(this.c.fs, statePath, log)
+      }
       log.info({ path: destination }, 'queued fetch found delivered by an earlier attempt')
       return
     }
-    const saved = await readFetchState(this.c.fs, statePath)
     log.info({ attempt: row.attempts + 1, restart: saved?.serverTransferId !== undefined, fromSyncPoint: saved?.checkpoint.syncPoint ?? 0 }, 'fetching a queued file')
     try {
       await this.c.fs.mkdirp(dirname(destination))
@@ -391,10 +457,22 @@ export class QueueRunner implements Startable {
       if (row.attempts > 0) await removeStateTemporaries(this.c.fs, statePath, log)
       log.info({ bytes: r.bytes, resumedAt: r.startOffset, path: r.path }, 'queued file fetched')
     } catch (err) {
-      // A partner that cannot restart gets asked for the whole file again.
-      if (err instanceof PeerRefusalError && RESTART_REFUSALS.has(key(err.diagnostic)) && saved !== undefined) await this.c.fs.unlink(statePath).catch(() => {})
+      // A partner that cannot restart, or a partial file that no longer matches its restart state (gone, shorter):
+      // the whole file is asked for again.
+      const restartLost = (err instanceof PeerRefusalError && RESTART_REFUSALS.has(key(err.diagnostic))) || err instanceof PesitConfigError
+      if (restartLost && saved !== undefined) await this.discardFetch(destination, log)
       this.ended(j, row, err, signal, log)
+      // Ended for good (failed, cancelled, unconfirmed): what it left here goes.
+      const now = j.get(row.id)?.status
+      if (now !== undefined && now !== 'queued' && now !== 'in-progress') await this.discardFetch(destination, log)
     }
+  }
+
+  /** A fetch's partial file, restart state and the temporaries of its writes. */
+  private async discardFetch (destination: string, log: Logger): Promise<void> {
+    const statePath = fetchStatePath(destination)
+    for (const p of [partialPathOf(destination), statePath]) await this.c.fs.unlink(p).catch(() => {})
+    await removeStateTemporaries(this.c.fs, statePath, log)
   }
 
   /** Classifies how an attempt failed and records it. */
@@ -440,12 +518,15 @@ export class QueueRunner implements Startable {
     return Math.round(d * (0.8 + 0.4 * Math.random()))
   }
 
-  private settle (row: TransferRecord, write: () => unknown, outcome: QueueOutcome): void {
+  /** Records how an attempt ended; false when the write failed (the row is requeued by `unsettled`, or cancelled). */
+  private settle (row: TransferRecord, write: () => unknown, outcome: QueueOutcome): boolean {
     try {
       write()
       this.c.onAttempt?.(row.direction, outcome)
+      return true
     } catch (err) {
-      this.log.warn({ err, transfer: row.id }, 'could not record the end of an attempt: the next leader requeues it')
+      this.log.warn({ err, transfer: row.id }, 'could not record the end of an attempt')
+      return false
     }
   }
 }

@@ -131,7 +131,7 @@ export async function writeSendState (fs: DurableFs, path: string, s: SendState)
 /**
  * The after-send action on `name` in `directory` (the partner's): nothing, an unlink, or a rename into the move
  * directory (created if needed; a name already there gets `.<PI 13>` appended, `.0` for an action done late, when
- * PI 13 is no longer known). Each made durable by syncing the directories it changed. Returns where the file is
+ * PI 13 is no longer known, and then `.1`, `.2`… while that is taken too). Each made durable by syncing the directories it changed. Returns where the file is
  * now (undefined once deleted).
  */
 export async function applyAfterSend (fs: DurableFs, after: AfterSend | undefined, directory: string, name: string, partner: string, transferId: number): Promise<string | undefined> {
@@ -144,8 +144,9 @@ export async function applyAfterSend (fs: DurableFs, after: AfterSend | undefine
   }
   const target = directoryFor(after.directory, partner)
   await fs.mkdirp(target)
+  // Never over a file already there: `.<PI 13>` appended, then a counter (a late action has PI 13 0 every time).
   let to = join(target, name)
-  if (await fs.exists(to)) to = join(target, `${name}.${transferId}`)
+  for (let i = 0; await fs.exists(to); i++) to = join(target, i === 0 ? `${name}.${transferId}` : `${name}.${transferId}.${i}`)
   await fs.rename(path, to)
   await fs.syncDir(target)
   await fs.syncDir(directory)
