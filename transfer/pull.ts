@@ -52,6 +52,17 @@ export interface PullOptions extends RequesterOptions {
   /** after the partial file was fsynced at a sync point, before it is acknowledged */
   onCheckpoint?: (c: PullCheckpoint) => Promise<void>
   onProgress?: (p: PullProgress) => void
+  /**
+   * Cancels the pull cleanly in its data phase: at the next FPDU received the pull sends IDT (PI 19 = 16, cancelled
+   * by the requester, D2-216), drops what the server had in flight until ACK(IDT), closes the file and the
+   * connection (CRF, DESELECT, RELEASE) and throws PullCancelledError. (`signal` cuts the connection.)
+   */
+  cancel?: AbortSignal
+}
+
+/** The pull was cancelled with `cancel`: IDT sent and acknowledged, the connection closed. */
+export class PullCancelledError extends PesitError {
+  override name = 'PullCancelledError'
 }
 
 export interface PullResult {
@@ -275,6 +286,7 @@ class PullSession extends RequesterSession {
     const o = this.pull
     for (;;) {
       const f = await this.receive()
+      if (o.cancel?.aborted === true) return await this.cancelled(f)
       switch (f.type) {
         case 'DTF':
           if (this.segment !== undefined) throw await this.protocolError('DTF while a segmented article is open')
@@ -385,6 +397,29 @@ class PullSession extends RequesterSession {
   private async settle (): Promise<void> {
     await this.syncing
     await this.written()
+  }
+
+  /** Our IDT (code 16): what the server sent meanwhile is dropped until its ACK(IDT); then CRF, DESELECT, RELEASE. */
+  private async cancelled (first: Fpdu): Promise<never> {
+    await this.send('IDT', { 2: DIAG.VOLUNTARY_STOP, 19: 16 })
+    this.state = 'TDX05'
+    for (let f = first; ; f = await this.receive()) {
+      if (f.type === 'ACK_IDT') break
+      // A server IDT crossing ours answers it, and is acknowledged in turn.
+      if (f.type === 'IDT') {
+        await this.send('ACK_IDT', {})
+        break
+      }
+    }
+    await this.settle().catch(() => {})
+    this.inDataPhase = false
+    this.state = 'OF02'
+    try {
+      await this.closeFile()
+    } catch (e) {
+      this.log.debug({ err: e }, 'closing after our IDT failed')
+    }
+    throw new PullCancelledError('transfer cancelled (IDT code 16 sent and acknowledged)', DIAG.VOLUNTARY_STOP)
   }
 
   private async interrupted (f: Fpdu): Promise<never> {

@@ -136,9 +136,9 @@ export class QueueRunner implements Startable {
   }
 
   /**
-   * An operator cancelled `id` (already final in the journal): its attempt, if one runs here, stops. A send in its
-   * data phase ends with IDT (cancelled by the requester) and a clean close; anything else, or a send whose partner
-   * does not answer the IDT within CANCEL_GRACE_MS, has its connection cut.
+   * An operator cancelled `id` (already final in the journal): its attempt, if one runs here, stops. A send or a
+   * fetch in its data phase ends with IDT (cancelled by the requester) and a clean close, a send before it with
+   * RELEASE; an attempt whose partner does not answer within CANCEL_GRACE_MS has its connection cut.
    */
   cancelled (id: string): void {
     const r = this.running.get(id)
@@ -235,7 +235,6 @@ export class QueueRunner implements Startable {
     const abort = new AbortController()
     const cancel = new AbortController()
     this.running.set(row.id, { partner: row.partner, abort, cancel })
-    if (row.direction !== 'send') cancel.signal.addEventListener('abort', () => { abort.abort(new Error('cancelled')) }, { once: true })
     const done = this.attempt(j, row, out, abort.signal, cancel.signal)
       .catch((err: unknown) => { this.log.error({ err, transfer: row.id }, 'a queued transfer\'s attempt failed unexpectedly') })
       .finally(() => {
@@ -273,7 +272,7 @@ export class QueueRunner implements Startable {
     }
     if (cancel.aborted) return
     if (row.direction === 'send') await this.send(j, row, out, signal, cancel, log)
-    else await this.fetch(j, row, out, signal, log)
+    else await this.fetch(j, row, out, signal, cancel, log)
   }
 
   /** The PeSIT options every attempt to `out` shares. */
@@ -397,7 +396,7 @@ export class QueueRunner implements Startable {
    * the pull's hidden partial file. Its restart state (the server's PI 13 and the last checkpoint made durable) is a
    * small file beside it in the shared directory, written before each ACK(SYN), so any member can restart it.
    */
-  private async fetch (j: QueueJournal, row: TransferRecord, out: PartnerOutbound, signal: AbortSignal, log: Logger): Promise<void> {
+  private async fetch (j: QueueJournal, row: TransferRecord, out: PartnerOutbound, signal: AbortSignal, cancel: AbortSignal, log: Logger): Promise<void> {
     const epoch = this.c.leadership.currentEpoch()?.number ?? 0
     const into = row.request?.into === undefined ? undefined : this.c.files.get(row.request.into)
     if (into === undefined || into.direction === 'send') {
@@ -437,6 +436,7 @@ export class QueueRunner implements Startable {
       const r = await pullFile({
         ...this.requester(out, row.virtualFile, signal, log),
         destination,
+        cancel,
         ...(row.request?.remoteName !== undefined ? { name: row.request.remoteName } : {}),
         syncIntervalKb: Math.ceil(QUEUED_ARTICLES_PER_SYNC * QUEUED_ARTICLE_SIZE / 1024),
         ...(saved?.serverTransferId !== undefined ? { restart: { transferId: saved.serverTransferId, checkpoint: saved.checkpoint, path: destination } } : {}),
@@ -446,6 +446,8 @@ export class QueueRunner implements Startable {
         },
         onProgress: (p) => { this.c.progress?.update(row.id, { bytes: p.bytes, ...(p.announced > 0 ? { expectedBytes: p.announced } : {}) }) },
         onCheckpoint: async (c) => {
+          // Cancelled: the row is final already, and the pull is stopping with IDT.
+          if (cancel.aborted) return
           if (!this.c.leadership.isLeader()) throw new Error('no longer the leader')
           const current = await readFetchState(this.c.fs, statePath)
           await writeFetchState(this.c.fs, statePath, { serverTransferId: current?.serverTransferId ?? 0, checkpoint: c })

@@ -246,6 +246,25 @@ files:
     assert.ok(!readdirSync(inbox()).includes(`VECTIS_PAYIN_${running.transferId}`), 'no file delivered')
   })
 
+  it('DELETE of a running fetch stops it with IDT too: the partner records its send failed, nothing is left here', async () => {
+    writeFileSync(join(dir.path, 'partner-shared', 'outbox', 'slow.dat'), randomBytes(1024 * 1024))
+    const r = await api('POST', '/api/transfers', { direction: 'fetch', partner: 'SLOWBANK', file: 'PAYOUT', remoteName: 'slow.dat', into: 'FETCHED' })
+    assert.equal(r.status, 202)
+    const id = r.json.id as string
+    await until(id, 'running past its first sync point', (x) => x.status === 'in-progress' && x.syncPoint > 0)
+    assert.equal((await api('DELETE', `/api/transfers/${id}`)).status, 200)
+    await cluster.waitLog((l) => l.transfer === id && l.msg === 'attempt stopped: cancelled', 20_000)
+    const there = await waitFor(async () => {
+      const rows = await fetch(`http://127.0.0.1:${partnerHttp}/api/transfers?limit=100`, { headers: AUTH }).then(async (x) => await x.json() as { transfers: Array<{ filePath: string | null, direction: string, status: string, diagnostic: string | null }> })
+      const row = rows.transfers.find((x) => x.direction === 'send' && x.filePath?.endsWith('slow.dat') === true)
+      return row === undefined || row.status === 'in-progress' ? undefined : row
+    }, { timeoutMs: 20_000, intervalMs: 100, what: 'the partner to record the cancelled pull' })
+    assert.equal(there.status, 'failed', JSON.stringify(there))
+    assert.match(there.diagnostic ?? '', /IDT code 16/)
+    const landed = readdirSync(join(shared(), 'fetched', 'SLOWBANK'))
+    assert.deepEqual(landed, [], `nothing left of the cancelled fetch: ${landed.join(', ')}`)
+  })
+
   it('DELETE cancels a queued entry; a partner\'s transfer or an unknown id cannot be cancelled', async () => {
     const r = await api('POST', '/api/transfers', { direction: 'send', partner: 'BANK', file: 'PAYIN', path: 'out/f1.bin', notBefore: new Date(Date.now() + 3_600_000).toISOString() })
     assert.equal(r.status, 202)
