@@ -96,9 +96,11 @@ export function lastView (h: ClusterHarness, i: number): InstalledView | undefin
 
 /**
  * A split: members a and b, each in a view of more than one member, where a's view excludes b and b's view
- * excludes a (two groups that each believe they are the cluster). A view change in progress (some members on the
- * previous view of the same lineage, a frozen member on a stale view) is not one: there one view holds the other's
- * member. Returns a description of the first split from timeline index `from`, or undefined.
+ * excludes a, and each view is a group: held by its coordinator (who leads it) and by at least one other member (two
+ * groups that each believe they are the cluster). A view change in progress is not one: some members on the previous
+ * view of the same lineage, a frozen member on a stale view (one view holds the other's member), a view its
+ * coordinator installed before the others did, or a stale view whose coordinator has moved on (its members learn it
+ * at the next view or suspicion). Returns a description of the first split from timeline index `from`, or undefined.
  */
 export function findSplit (h: ClusterHarness, from = 0, to = Infinity): string | undefined {
   const held = new Map<number, InstalledView>()
@@ -111,9 +113,11 @@ export function findSplit (h: ClusterHarness, from = 0, to = Infinity): string |
     held.set(e.member, v)
     if (k < from) continue
     if (k >= to) break
+    const same = (x: InstalledView | undefined, v: InstalledView): boolean => x !== undefined && x.coordinator === v.coordinator && x.counter === v.counter
+    const group = (v: InstalledView): boolean => same(held.get(names.indexOf(v.coordinator)), v) && [...held.values()].filter((x) => same(x, v)).length >= 2
     for (const [a, va] of held) {
       for (const [b, vb] of held) {
-        if (a >= b || va.members.length < 2 || vb.members.length < 2) continue
+        if (a >= b || va.members.length < 2 || vb.members.length < 2 || !group(va) || !group(vb)) continue
         if (!vb.members.includes(names[a]!) && !va.members.includes(names[b]!)) {
           return `at timeline line ${k}: ${names[a]} holds ${JSON.stringify(va)} while ${names[b]} holds ${JSON.stringify(vb)}`
         }
