@@ -22,6 +22,25 @@ const VECTISD = join(ROOT, 'dist', 'bin', 'vectisd.js')
 const HTTP_PORT = 8080
 /** The members' own server (the configuration's `servers`), on each member's address. */
 export const MEMBER_PESIT_PORT = 5000
+
+/**
+ * The partner's configuration: server BANKSRV (sync points every 256 KiB) knowing the cluster as requester VECTIS,
+ * with a receive virtual file PAYIN (`inbox`) for the cluster's sends, or a send virtual file PAYOUT (`outbox`) for
+ * its fetches.
+ */
+export function bankYaml (port: number, serves: 'sends' | 'fetches'): string {
+  const files = serves === 'sends' ? '  - id: PAYIN\n    directory: inbox\n' : '  - id: PAYOUT\n    direction: send\n    directory: outbox\n'
+  return `servers:
+  - id: BANKSRV
+    port: ${port}
+    syncIntervalKb: 256
+partners:
+  - id: VECTIS
+    password: ours123
+    access: ${serves === 'sends' ? 'write' : 'both'}
+files:
+${files}`
+}
 const API_USER = 'ops'
 const API_PASSWORD = 'queue-test'
 const AUTH = { authorization: `Basic ${Buffer.from(`${API_USER}:${API_PASSWORD}`).toString('base64')}` }

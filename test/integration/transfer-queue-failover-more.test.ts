@@ -15,7 +15,7 @@ import assert from 'node:assert/strict'
 import { createHash, randomBytes } from 'node:crypto'
 import { mkdir, readFile, readdir, rename, rm, writeFile } from 'node:fs/promises'
 import { basename, dirname, join } from 'node:path'
-import { leaderAmong, MEMBER_PESIT_PORT, startQueueCluster, type QueueRow } from '../helpers/queue-cluster.js'
+import { bankYaml, leaderAmong, MEMBER_PESIT_PORT, startQueueCluster, type QueueRow } from '../helpers/queue-cluster.js'
 import { waitFor } from '../helpers/wait.js'
 
 /** Per connection: a 3 MiB file takes about 2 s, so a fault lands mid-transfer. */
@@ -37,19 +37,7 @@ void test('queued fetches survive a kill -9 of the leader: each file once, whole
   const qc = await startQueueCluster(t, {
     baseIp: '127.0.87.10',
     relayBytesPerSecond: RELAY_BYTES_PER_S,
-    partnerYaml: (port) => `servers:
-  - id: BANKSRV
-    port: ${port}
-    syncIntervalKb: 256
-partners:
-  - id: VECTIS
-    password: ours123
-    access: both
-files:
-  - id: PAYOUT
-    direction: send
-    directory: outbox
-`,
+    partnerYaml: (port) => bankYaml(port, 'fetches'),
     clusterYaml: (relayPort) => `servers:
   - id: VECTIS
     port: ${MEMBER_PESIT_PORT}
@@ -126,18 +114,7 @@ void test('a schedule every two seconds across a SIGTERM and a kill -9 of the le
   const qc = await startQueueCluster(t, {
     baseIp: '127.0.87.20',
     relayBytesPerSecond: RELAY_BYTES_PER_S,
-    partnerYaml: (port) => `servers:
-  - id: BANKSRV
-    port: ${port}
-    syncIntervalKb: 256
-partners:
-  - id: VECTIS
-    password: ours123
-    access: write
-files:
-  - id: PAYIN
-    directory: inbox
-`,
+    partnerYaml: (port) => bankYaml(port, 'sends'),
     clusterYaml: (relayPort) => `servers:
   - id: VECTIS
     port: ${MEMBER_PESIT_PORT}

@@ -12,7 +12,7 @@ import assert from 'node:assert/strict'
 import { createHash, randomBytes } from 'node:crypto'
 import { mkdir, readFile, readdir, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import { MEMBER_PESIT_PORT, startQueueCluster, type QueueRow } from '../helpers/queue-cluster.js'
+import { bankYaml, MEMBER_PESIT_PORT, startQueueCluster, type QueueRow } from '../helpers/queue-cluster.js'
 import { waitFor } from '../helpers/wait.js'
 
 const FILES = 8
@@ -24,18 +24,7 @@ void test('queued sends survive a kill -9 of the leader: each file once on the p
   const qc = await startQueueCluster(t, {
     baseIp: '127.0.86.10',
     relayBytesPerSecond: RELAY_BYTES_PER_S,
-    partnerYaml: (port) => `servers:
-  - id: BANKSRV
-    port: ${port}
-    syncIntervalKb: 256
-partners:
-  - id: VECTIS
-    password: ours123
-    access: write
-files:
-  - id: PAYIN
-    directory: inbox
-`,
+    partnerYaml: (port) => bankYaml(port, 'sends'),
     clusterYaml: (relayPort) => `servers:
   - id: VECTIS
     port: ${MEMBER_PESIT_PORT}
